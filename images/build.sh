@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds local PostgreSQL 17 and Redis images from Debian trixie packages, for engines that
+# cannot reach a registry (air-gapped hosts, and this project's CI machines).
+#
+#   images/build.sh            build what is missing
+#   images/build.sh --force    rebuild everything
+#
+# The images honour the official images' contracts (DESIGN.md section 7; reference C5, C6):
+# postgres: PGDATA=/var/lib/postgresql/data, POSTGRES_{USER,PASSWORD,DB,INITDB_ARGS}[_FILE],
+#           /docker-entrypoint-initdb.d, CMD ["postgres"], uid/gid 999.
+# redis:    WORKDIR /data, CMD ["redis-server"], a first argument ending in .conf runs redis-server, uid/gid 999.
+# The Debian mirror is read from this machine's apt sources; no host is written here.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+suite=trixie
+base_image=hardstack-local/debian-base:trixie
+pg_image=${HARDSTACK_POSTGRES_IMAGE:-hardstack-local/postgres:17}
+redis_image=${HARDSTACK_REDIS_IMAGE:-hardstack-local/redis:8}
+force=${1:-}
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+debian_mirror() {
+  # First URIs/deb line of the main Debian archive (not -security) in the apt sources.
+  local uri
+  uri=$( (cat /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
+    | awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' | grep -v -- '-security' | grep '/debian' | head -n1)
+  if [ -z "$uri" ]; then
+    uri=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true) \
+      | awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
+      | grep -v -- '-security' | grep '/debian' | head -n1)
+  fi
+  [ -n "$uri" ] || { echo "error: no Debian mirror found in /etc/apt/sources.list*; add one and rerun" >&2; exit 2; }
+  echo "$uri"
+}
+
+if [ "$force" != "--force" ] && have_image "$pg_image" && have_image "$redis_image"; then
+  echo "images present: $pg_image $redis_image"
+  exit 0
+fi
+
+command -v debootstrap >/dev/null || { echo "error: debootstrap is missing: apt-get install debootstrap" >&2; exit 2; }
+
+if [ "$force" = "--force" ] || ! have_image "$base_image"; then
+  mirror=$(debian_mirror)
+  root=$(mktemp -d /var/tmp/hardstack-rootfs.XXXXXX)
+  trap 'rm -rf "$root"' EXIT
+  echo "debootstrap $suite from $mirror (about 2.5 minutes)"
+  debootstrap --variant=minbase --include=postgresql-17,redis-server,ca-certificates,util-linux,tzdata,locales \
+    "$suite" "$root" "$mirror" >/var/tmp/hardstack-debootstrap.log 2>&1 \
+    || { tail -n 30 /var/tmp/hardstack-debootstrap.log >&2; exit 2; }
+  # The package's own cluster and caches are not part of the image.
+  rm -rf "$root"/var/lib/postgresql/17 "$root"/etc/postgresql/17 "$root"/var/cache/apt/archives/*.deb \
+    "$root"/var/lib/apt/lists/*
+  echo "docker import $base_image"
+  tar -C "$root" -c . | docker import - "$base_image" >/dev/null
+  rm -rf "$root"
+  trap - EXIT
+fi
+
+echo "docker build $pg_image"
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$pg_image" "$here/postgres" >/dev/null
+echo "docker build $redis_image"
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$redis_image" "$here/redis" >/dev/null
+echo "images built: $pg_image $redis_image"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A compact entrypoint with the official postgres image's contract (docker-library/postgres 17):
+# POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, POSTGRES_INITDB_ARGS and their *_FILE variants,
+# PGDATA, scripts in /docker-entrypoint-initdb.d (*.sh, *.sql) run once on an empty data directory
+# by a temporary server that listens on the socket only.
+set -Eeo pipefail
+
+file_env() {
+  local var=$1 file_var="${1}_FILE" def=${2:-}
+  if [ -n "${!var:-}" ] && [ -n "${!file_var:-}" ]; then
+    echo "error: both $var and $file_var are set (but are exclusive)" >&2; exit 1
+  fi
+  local val=$def
+  if [ -n "${!var:-}" ]; then val=${!var}; elif [ -n "${!file_var:-}" ]; then val=$(< "${!file_var}"); fi
+  export "$var"="$val"; unset "$file_var"
+}
+
+if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
+
+if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
+  mkdir -p "$PGDATA"; chown postgres:postgres "$PGDATA"; chmod 0700 "$PGDATA"
+  exec setpriv --reuid postgres --regid postgres --init-groups "$BASH_SOURCE" "$@"
+fi
+
+if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  file_env POSTGRES_PASSWORD
+  file_env POSTGRES_USER postgres
+  file_env POSTGRES_DB "$POSTGRES_USER"
+  file_env POSTGRES_INITDB_ARGS
+  if [ -z "$POSTGRES_PASSWORD" ]; then
+    echo "error: database is uninitialized and POSTGRES_PASSWORD(_FILE) is not set" >&2; exit 1
+  fi
+  mkdir -p "$PGDATA"; chmod 0700 "$PGDATA"
+  # shellcheck disable=SC2086
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") $POSTGRES_INITDB_ARGS
+  printf '\nhost all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
+
+  export PGPASSWORD=$POSTGRES_PASSWORD
+  pg_ctl -D "$PGDATA" -o "$(printf '%q ' "${@:2}") -c listen_addresses='' -p 5432" -w start
+  if [ "$POSTGRES_DB" != 'postgres' ]; then
+    psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --dbname postgres \
+      --set db="$POSTGRES_DB" -c 'CREATE DATABASE :"db"' >/dev/null
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sh)  echo "running $f"; if [ -x "$f" ]; then "$f"; else . "$f"; fi ;;
+      *.sql) echo "running $f"; psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password \
+               --dbname "$POSTGRES_DB" -f "$f" >/dev/null ;;
+      *)     [ -e "$f" ] && echo "ignoring $f" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop
+  unset PGPASSWORD
+  echo 'PostgreSQL init process complete; ready for start up.'
+fi
+
+exec "$@"

@@ -1,0 +1,147 @@
+//! The bundle: everything `init` puts in the stack directory, computed before anything is
+//! written. Existing secrets and certificates are kept; only missing ones are generated, so a
+//! second run plans the same content and writes nothing.
+
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use rand::{CryptoRng, RngCore};
+
+use crate::fsio;
+use crate::pki::{self, CertSpec, Purpose};
+use crate::profile::{Profile, Service};
+use crate::render::{self, Material};
+use crate::secrets::file::{FileStore, Record};
+use crate::secrets::store::{SecretVersion, Stage};
+use crate::secrets::{self, Secret};
+use crate::stackdir::{PlannedFile, StackDir, PROFILE_FILE};
+
+/// Logins that get a client certificate besides the application users.
+pub const SERVICE_LOGINS: &[&str] = &["admin", "health"];
+
+/// A certificate of the bundle and where its files go.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub spec: CertSpec,
+    pub cert_path: String,
+    pub key_path: String,
+}
+
+/// Every certificate the profile needs, servers first.
+pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
+    let mut certs = Vec::new();
+    for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
+        let name = crate::containers::container_name(profile, service);
+        certs.push(CertFiles {
+            spec: CertSpec {
+                common_name: service.name().into(),
+                purpose: Purpose::Server { sans: pki::server_sans(&name, service.name(), &profile.tls.extra_sans) },
+                lifetime: profile.tls.server_lifetime.0,
+            },
+            cert_path: format!("certs/{service}/server.crt"),
+            key_path: format!("certs/{service}/server.key"),
+        });
+    }
+    let logins = SERVICE_LOGINS.iter().map(|s| s.to_string()).chain(profile.users.iter().map(|u| u.name.clone()));
+    for login in logins {
+        certs.push(CertFiles {
+            spec: CertSpec { common_name: login.clone(), purpose: Purpose::Client, lifetime: profile.tls.client_lifetime.0 },
+            cert_path: format!("certs/clients/{login}/client.crt"),
+            key_path: format!("certs/clients/{login}/client.key"),
+        });
+    }
+    certs
+}
+
+fn version_id(rng: &mut (impl RngCore + CryptoRng)) -> String {
+    let mut bytes = [0u8; 16];
+    rng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn text(bytes: Vec<u8>, path: &str) -> anyhow::Result<String> {
+    String::from_utf8(bytes).with_context(|| format!("{path} is not text"))
+}
+
+/// Computes the files of the bundle. Reads the existing CA, certificates and secrets of `dir`
+/// and keeps them; generates what is missing with `rng` (key pairs come from the crypto
+/// library's own RNG). Writes nothing.
+pub fn plan(dir: &StackDir, profile: &Profile, tera: &tera::Tera, rng: &mut (impl RngCore + CryptoRng)) -> anyhow::Result<Vec<PlannedFile>> {
+    let mut files = Vec::new();
+
+    // The CA: kept when both halves exist.
+    let ca = match (dir.read("ca/ca.crt")?, dir.read("ca/ca.key")?) {
+        (Some(cert), Some(key)) => pki::load_ca(&text(cert, "ca/ca.crt")?, &Secret::new(text(key, "ca/ca.key")?))?,
+        (None, None) => {
+            let ca = pki::create_ca(&profile.stack.name, profile.tls.key_algorithm, profile.tls.ca_lifetime.0)?;
+            files.push(PlannedFile { path: "ca/ca.crt".into(), content: ca.cert_pem.clone().into_bytes(), mode: fsio::PUBLIC_MODE });
+            // SECURITY: the CA key signs every certificate of the stack; it never leaves this directory.
+            files.push(PlannedFile { path: "ca/ca.key".into(), content: ca.key_pem().expose().as_bytes().to_vec(), mode: fsio::PRIVATE_MODE });
+            ca
+        }
+        _ => anyhow::bail!(
+            "{} has only one of ca/ca.crt and ca/ca.key; restore the other, or remove both to create a new CA (every certificate is then re-issued)",
+            dir.root.display()
+        ),
+    };
+
+    // Certificates: kept when both files exist, issued under the CA otherwise.
+    for cert in cert_files(profile) {
+        if dir.path(&cert.cert_path).exists() && dir.path(&cert.key_path).exists() {
+            continue;
+        }
+        let issued = pki::issue(&ca, profile.tls.key_algorithm, &cert.spec)?;
+        files.push(PlannedFile { path: cert.cert_path, content: issued.cert_pem.into_bytes(), mode: fsio::PUBLIC_MODE });
+        files.push(PlannedFile { path: cert.key_path, content: issued.key_pem.expose().as_bytes().to_vec(), mode: fsio::PRIVATE_MODE });
+    }
+
+    // Secrets: the current version is kept; a missing one is generated.
+    let store = FileStore::new(dir.secrets());
+    let mut material = Material::default();
+    for (name, scram) in render::secret_names(profile) {
+        let mut record = store.read(&name)?;
+        let current = match record.get(Stage::Current) {
+            Some(version) => version.clone(),
+            None => {
+                let value = secrets::generate(rng);
+                let verifier = scram.then(|| Secret::new(secrets::scram_verifier(&value)));
+                let version = SecretVersion {
+                    id: version_id(rng),
+                    value,
+                    username: None,
+                    verifier,
+                    created: SystemTime::now(),
+                    stages: vec![Stage::Current],
+                };
+                record = Record::default();
+                record.put(version.clone());
+                files.push(PlannedFile {
+                    path: format!("secrets/{}", FileStore::relative_path(&name).display()),
+                    content: record.encode(),
+                    mode: fsio::PRIVATE_MODE,
+                });
+                version
+            }
+        };
+        if scram {
+            let verifier = current
+                .verifier
+                .clone()
+                .unwrap_or_else(|| Secret::new(secrets::scram_verifier(&current.value)));
+            material.verifiers.insert(name.clone(), verifier);
+        }
+        material.values.insert(name, current.value);
+    }
+
+    for rendered in render::render_all(tera, profile, &material)? {
+        files.push(PlannedFile { path: rendered.path, content: rendered.content.into_bytes(), mode: rendered.mode });
+    }
+
+    let resolved = toml::to_string(profile).context("serializing the resolved profile")?;
+    let header = format!(
+        "# The resolved profile of this stack: its source of truth. No secrets.\n# Regenerate with `hardstack init --profile {}`; commands read this file.\n",
+        profile.name
+    );
+    files.push(PlannedFile { path: PROFILE_FILE.into(), content: format!("{header}{resolved}").into_bytes(), mode: fsio::PUBLIC_MODE });
+    Ok(files)
+}

@@ -1,0 +1,92 @@
+//! Command-line types (clap derive). Their doc comments are the help text. Parsing only:
+//! values are validated and merged in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// One command from a profile to a running, hardened, verified PostgreSQL + Redis + Qdrant
+/// stack, and the same tool keeps its credentials fresh.
+#[derive(Debug, Parser)]
+#[command(name = "hardstack", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The stack directory.
+    #[arg(long, global = true, default_value = "stack", env = "HARDSTACK_DIR")]
+    pub dir: PathBuf,
+    /// A shipped profile (dev, test, prod) or the path of a TOML profile. Default: the stack
+    /// directory's hardstack.toml if there is one, else dev.
+    #[arg(long, global = true, env = "HARDSTACK_PROFILE")]
+    pub profile: Option<String>,
+    /// Override one profile value, for example --set network.ports.postgres=5433. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// Human tables or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the CA and certificates, secrets, hardened configs and docker-compose.yml
+    /// into the stack directory. Idempotent.
+    Init(InitArgs),
+    /// Print what an application needs to connect, for one application user. Prints secrets:
+    /// it is meant for `eval "$(hardstack env)"` or a file of mode 0600.
+    Env(EnvArgs),
+}
+
+/// Options of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A directory of templates that replace the embedded ones file by file
+    /// (postgres/postgresql.conf.tera, docker-compose.yml.tera, ...).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Overwrite files in the stack directory that hardstack did not write or that were edited.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Options of `env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The application user. Default: the profile's first user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// How to print the variables.
+    #[arg(long, value_enum, default_value_t = EnvFormat::Shell)]
+    pub format: EnvFormat,
+}
+
+/// Formats of `env`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvFormat {
+    /// `export NAME='value'` lines for eval.
+    Shell,
+    /// `NAME=value` lines for a .env file.
+    Dotenv,
+    /// One JSON object.
+    Json,
+}

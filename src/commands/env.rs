@@ -1,0 +1,121 @@
+//! `hardstack env`: what an application needs to reach the stack as one application user.
+//! The only command that prints secrets, because printing them is what the user asked for.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::{EnvArgs, EnvFormat, GlobalArgs};
+use crate::output;
+use crate::profile::{Profile, QdrantAccess, Service};
+use crate::render::endpoint;
+use crate::secrets::file::FileStore;
+use crate::secrets::store::{SecretStore, Stage};
+use crate::secrets::Secret;
+use crate::settings;
+use crate::stackdir::StackDir;
+
+/// Runs `env`.
+pub fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode> {
+    let resolved = settings::stack_profile(global)?;
+    let profile = &resolved.profile;
+    let dir = StackDir::new(&global.dir);
+    let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
+    let store = FileStore::new(dir.secrets());
+    let variables = variables(profile, &root, &store, args.user.as_deref())?;
+    output::secret_stdout(&format_variables(&variables, args.format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn current(store: &impl SecretStore, name: &str) -> anyhow::Result<Secret> {
+    store
+        .get(name, Stage::Current)?
+        .map(|v| v.value)
+        .with_context(|| format!("secret {name} has no current version; run `hardstack init`"))
+}
+
+/// The variables for one user, in a stable order.
+pub fn variables(profile: &Profile, root: &Path, store: &impl SecretStore, user: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+    let user = match user {
+        Some(name) => profile.users.iter().find(|u| u.name == name).with_context(|| {
+            let names: Vec<_> = profile.users.iter().map(|u| u.name.as_str()).collect();
+            format!("no application user `{name}` in the profile; pick one of: {}", names.join(", "))
+        })?,
+        None => profile.users.first().context("the profile has no application user")?,
+    };
+    let path = |relative: &str| root.join(relative).display().to_string();
+    let ca = path("ca/ca.crt");
+    let cert = path(&format!("certs/clients/{}/client.crt", user.name));
+    let key = path(&format!("certs/clients/{}/client.key", user.name));
+    let mutual = profile.mutual_tls();
+    let mut vars = Vec::new();
+    if profile.runs(Service::Postgres) {
+        let (host, port) = endpoint(profile, Service::Postgres);
+        let password = current(store, &format!("postgres/{}", user.name))?;
+        let mut url = format!(
+            "postgresql://{}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
+            user.name,
+            password.expose(),
+            user.database
+        );
+        if mutual {
+            url.push_str(&format!("&sslcert={cert}&sslkey={key}"));
+        }
+        vars.push(("DATABASE_URL".to_owned(), url));
+    }
+    if profile.runs(Service::Redis) {
+        let (host, port) = endpoint(profile, Service::Redis);
+        let password = current(store, &format!("redis/{}", user.name))?;
+        vars.push(("REDIS_URL".into(), format!("rediss://{}:{}@{host}:{port}/0", user.name, password.expose())));
+        vars.push(("REDIS_CA_CERT".into(), ca.clone()));
+        if mutual {
+            vars.push(("REDIS_CLIENT_CERT".into(), cert.clone()));
+            vars.push(("REDIS_CLIENT_KEY".into(), key.clone()));
+        }
+    }
+    if profile.runs(Service::Qdrant) && user.qdrant != QdrantAccess::None {
+        let (host, port) = endpoint(profile, Service::Qdrant);
+        let secret = if user.qdrant == QdrantAccess::ReadOnly { "qdrant/read-only-api-key" } else { "qdrant/api-key" };
+        vars.push(("QDRANT_URL".into(), format!("https://{host}:{port}")));
+        vars.push(("QDRANT_API_KEY".into(), current(store, secret)?.expose().to_owned()));
+        vars.push(("QDRANT_CA_CERT".into(), ca.clone()));
+        if mutual {
+            vars.push(("QDRANT_CLIENT_CERT".into(), cert));
+            vars.push(("QDRANT_CLIENT_KEY".into(), key));
+        }
+    }
+    Ok(vars)
+}
+
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Formats the variables.
+pub fn format_variables(vars: &[(String, String)], format: EnvFormat) -> String {
+    match format {
+        EnvFormat::Shell => vars.iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect(),
+        EnvFormat::Dotenv => vars
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect(),
+        EnvFormat::Json => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                vars.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+            format!("{}\n", serde_json::to_string_pretty(&map).expect("strings serialize"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_format_quotes_single_quotes() {
+        let vars = vec![("A".to_owned(), "it's".to_owned())];
+        assert_eq!(format_variables(&vars, EnvFormat::Shell), "export A='it'\\''s'\n");
+        assert_eq!(format_variables(&vars, EnvFormat::Dotenv), "A=\"it's\"\n");
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand. Commands own the control flow; lower layers take whole batches.
+
+pub mod env;
+pub mod init;

@@ -1,0 +1,78 @@
+//! The only code that writes files: atomic writes with explicit modes, and private directories.
+//!
+//! SECURITY: a file is created under a temporary name with its final mode already set, synced,
+//! then renamed over the target, so a reader never sees a half-written key or a key that was
+//! briefly world-readable.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// Mode of directories hardstack creates.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of keys, secrets and files that contain either.
+pub const PRIVATE_MODE: u32 = 0o600;
+/// Mode of certificates and configs without secrets.
+pub const PUBLIC_MODE: u32 = 0o644;
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("creating directory {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` atomically with `mode`, creating parent directories with 0700.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    ensure_dir(parent)?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = parent.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The mode given to open() is filtered by the umask; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// The permission bits of a file, if it exists.
+pub fn mode_of(path: &Path) -> Option<u32> {
+    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_sets_mode_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/key.pem");
+        write_atomic(&path, b"one", PRIVATE_MODE).unwrap();
+        write_atomic(&path, b"two", PRIVATE_MODE).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(mode_of(&path), Some(0o600));
+        assert_eq!(mode_of(&dir.path().join("a/b")), Some(0o700));
+        assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,34 @@
+//! hardstack: a profile in, a hardened PostgreSQL + Redis + Qdrant stack out.
+//!
+//! Modules in reading order: the command line and settings, the profile model, the pure
+//! generators (pki, secrets, containers, render, bundle), the stack directory and file
+//! writing, then the commands that tie them together. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod settings;
+
+pub mod profile;
+
+pub mod pki;
+pub mod secrets;
+pub mod containers;
+pub mod render;
+pub mod bundle;
+
+pub mod fsio;
+pub mod stackdir;
+
+pub mod output;
+pub mod commands;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+
+/// Runs one invocation. Errors are printed by `main` with their whole context chain.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Init(args) => commands::init::run(&cli.global, args),
+        Command::Env(args) => commands::env::run(&cli.global, args),
+    }
+}

@@ -1,0 +1,481 @@
+//! The profile model: what a stack is made of, as the user declares it.
+//!
+//! These serde types are a stability promise: a key renamed here breaks every user's profile.
+//! Every struct denies unknown keys, so a typo is an error with its file and line, never a
+//! silently ignored setting. This module parses and validates; it never touches the disk
+//! except through `load` (reading the user's file) and never generates anything.
+
+mod load;
+mod validate;
+
+pub use load::{apply_override, load, ProfileSource, ResolvedProfile};
+pub use validate::{validate, Invalid};
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A fully resolved profile: the single source of truth for everything `init` generates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Profile name (`dev`, `test`, `prod` or the user's own).
+    pub name: String,
+    /// Stack identity: container, network and volume names and the label `down` filters by.
+    pub stack: StackSettings,
+    /// Image references, one per service.
+    pub images: Images,
+    /// Where and whether ports are published on the host.
+    pub network: Network,
+    /// Memory, CPUs and pids per service: the input of tuning and of container limits.
+    pub resources: Resources,
+    /// PostgreSQL settings beyond resources.
+    pub postgres: PostgresSettings,
+    /// Redis settings beyond resources.
+    pub redis: RedisSettings,
+    /// Qdrant settings beyond resources.
+    pub qdrant: QdrantSettings,
+    /// Certificate authority and certificate settings.
+    pub tls: TlsSettings,
+    /// Application users: one login per service for each.
+    pub users: Vec<AppUser>,
+    /// Where secrets live.
+    pub secrets: SecretSettings,
+    /// How often credentials are rotated.
+    pub rotation: RotationPolicy,
+}
+
+/// The services hardstack knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Postgres,
+    Redis,
+    Qdrant,
+}
+
+impl Service {
+    /// Every service, in start-up and reporting order.
+    pub const ALL: [Service; 3] = [Service::Postgres, Service::Redis, Service::Qdrant];
+
+    /// The service's name in files, containers and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Postgres => "postgres",
+            Service::Redis => "redis",
+            Service::Qdrant => "qdrant",
+        }
+    }
+
+    /// The port the server listens on inside the container.
+    pub fn container_port(self) -> u16 {
+        match self {
+            Service::Postgres => 5432,
+            Service::Redis => 6379,
+            Service::Qdrant => 6333,
+        }
+    }
+
+    /// The uid (and gid) the server runs as in its image (reference C4-C6).
+    pub fn uid(self) -> u32 {
+        match self {
+            Service::Postgres | Service::Redis => 999,
+            Service::Qdrant => 1000,
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Stack identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackSettings {
+    /// Prefix of every container, network and volume name; the value of the `hardstack.stack` label.
+    pub name: String,
+    /// The services this stack runs.
+    pub services: Vec<Service>,
+}
+
+/// Image references.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    pub postgres: String,
+    pub redis: String,
+    pub qdrant: String,
+}
+
+impl Images {
+    /// The image of one service.
+    pub fn of(&self, service: Service) -> &str {
+        match service {
+            Service::Postgres => &self.postgres,
+            Service::Redis => &self.redis,
+            Service::Qdrant => &self.qdrant,
+        }
+    }
+}
+
+/// Publishing of ports on the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Publish the services' ports on the host at all.
+    pub publish: bool,
+    /// Host address ports are bound to; `127.0.0.1` keeps them off the network.
+    pub bind_address: std::net::IpAddr,
+    /// Host port per service.
+    pub ports: Ports,
+}
+
+/// Host port per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    pub postgres: u16,
+    pub redis: u16,
+    pub qdrant: u16,
+}
+
+impl Ports {
+    /// The host port of one service.
+    pub fn of(&self, service: Service) -> u16 {
+        match service {
+            Service::Postgres => self.postgres,
+            Service::Redis => self.redis,
+            Service::Qdrant => self.qdrant,
+        }
+    }
+}
+
+/// Limits per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub postgres: Limits,
+    pub redis: Limits,
+    pub qdrant: Limits,
+}
+
+impl Resources {
+    /// The limits of one service.
+    pub fn of(&self, service: Service) -> &Limits {
+        match service {
+            Service::Postgres => &self.postgres,
+            Service::Redis => &self.redis,
+            Service::Qdrant => &self.qdrant,
+        }
+    }
+}
+
+/// Container limits; memory and CPUs are also the tuning input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory limit, for example `"1GiB"` or `"512MiB"`.
+    pub memory: ByteSize,
+    /// CPU limit (may be fractional).
+    pub cpus: f64,
+    /// Maximum number of processes.
+    pub pids: u32,
+}
+
+/// A byte count written as a human size (`"512MiB"`, `"2GB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The size in kibibytes, rounded down (pgtune computes in kB).
+    pub fn kib(self) -> u64 {
+        self.0 / 1024
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    /// Exact: the largest binary unit that divides the value (`1GiB`, `192MiB`, `1000B`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        match UNITS.iter().find(|(size, _)| self.0 >= *size && self.0 % size == 0) {
+            Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
+            None => write!(f, "{}B", self.0),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<bytesize::ByteSize>()
+            .map(|size| ByteSize(size.as_u64()))
+            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\"")))
+    }
+}
+
+/// A duration written as a human span (`"90d"`, `"5m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub Duration);
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let secs = self.0.as_secs();
+        let text = match secs {
+            s if s > 0 && s % 86_400 == 0 => format!("{}days", s / 86_400),
+            s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+            s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+            _ => humantime::format_duration(self.0).to_string(),
+        };
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(Span)
+            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a duration; write it like \"90days\" or \"12h\"")))
+    }
+}
+
+/// pgtune's workload types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    Web,
+    Oltp,
+    Dw,
+    Desktop,
+    Mixed,
+}
+
+/// pgtune's storage types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    Ssd,
+    Hdd,
+    San,
+    Nvme,
+}
+
+/// Where a service keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataMode {
+    /// A named volume that survives container recreation.
+    Volume,
+    /// Memory only: fast and gone with the container (test suites).
+    Tmpfs,
+}
+
+/// TLS protocol floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
+    V12,
+    #[serde(rename = "TLSv1.3")]
+    V13,
+}
+
+impl TlsVersion {
+    /// The spelling PostgreSQL and Redis use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::V12 => "TLSv1.2",
+            TlsVersion::V13 => "TLSv1.3",
+        }
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// pgtune workload type.
+    pub workload: Workload,
+    /// pgtune storage type.
+    pub storage: Storage,
+    /// `max_connections`; 0 takes pgtune's value for the workload (size it for a pooler in front).
+    pub max_connections: u32,
+    /// Lowest TLS version the server accepts.
+    pub tls_min_version: TlsVersion,
+    /// `fsync` and `synchronous_commit`: only `test` turns them off.
+    pub durable: bool,
+    /// Data in a volume or in memory.
+    pub data: DataMode,
+    /// Statements slower than this are logged (`log_min_duration_statement`), in milliseconds.
+    pub slow_statement_ms: u32,
+    /// Connection limit of each application login role.
+    pub connection_limit: u32,
+}
+
+/// How Redis is used; decides the eviction policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisRole {
+    /// Evict least recently used keys when full (`allkeys-lru`).
+    Cache,
+    /// Never evict; refuse writes when full (`noeviction`).
+    Store,
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Cache or store.
+    pub role: RedisRole,
+    /// `maxmemory`; must leave room below the container's memory limit.
+    pub maxmemory: ByteSize,
+    /// Lowest TLS version the server accepts.
+    pub tls_min_version: TlsVersion,
+    /// Append-only persistence.
+    pub appendonly: bool,
+    /// Data in a volume or in memory.
+    pub data: DataMode,
+}
+
+/// Qdrant settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QdrantSettings {
+    /// Serve the web UI at `/dashboard`.
+    pub web_ui: bool,
+    /// Data in a volume or in memory.
+    pub data: DataMode,
+    /// Seconds after which the REST server reloads its certificate from disk.
+    pub cert_ttl_secs: u32,
+}
+
+/// The key algorithm of every certificate of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+}
+
+/// Whether servers demand a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCerts {
+    /// Client certificates are issued and accepted, passwords suffice.
+    Optional,
+    /// Every connection must present a certificate of the stack CA (mutual TLS).
+    Required,
+}
+
+/// Certificate settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Key algorithm of the CA and every certificate.
+    pub key_algorithm: KeyAlgorithm,
+    /// Lifetime of the CA.
+    pub ca_lifetime: Span,
+    /// Lifetime of server certificates.
+    pub server_lifetime: Span,
+    /// Lifetime of client certificates.
+    pub client_lifetime: Span,
+    /// Extra DNS names or IP addresses for every server certificate.
+    pub extra_sans: Vec<String>,
+    /// Whether servers demand client certificates.
+    pub client_certs: ClientCerts,
+}
+
+/// Qdrant access of an application user; Qdrant has one read-write and one read-only key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QdrantAccess {
+    ReadWrite,
+    ReadOnly,
+    None,
+}
+
+/// An application user and its rights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppUser {
+    /// Login name in PostgreSQL and Redis, and the CN of its client certificate.
+    pub name: String,
+    /// The PostgreSQL database it owns (only this one may be connected to).
+    pub database: String,
+    /// Redis key pattern it may touch (`app:*`).
+    pub redis_keys: String,
+    /// Which Qdrant key it gets.
+    pub qdrant: QdrantAccess,
+}
+
+/// Which secret store holds the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The stack directory's `secrets/`.
+    File,
+    /// AWS Secrets Manager.
+    Aws,
+}
+
+/// Secret store settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    /// `file` or `aws`.
+    pub store: StoreKind,
+    /// AWS settings, used when `store = "aws"`.
+    pub aws: AwsSettings,
+}
+
+/// AWS Secrets Manager settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Region.
+    pub region: String,
+    /// Endpoint override (a local emulator in tests); empty for AWS itself.
+    pub endpoint: String,
+    /// Prefix of every secret name.
+    pub prefix: String,
+}
+
+/// Rotation policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationPolicy {
+    /// Whether `rotate` does anything.
+    pub enabled: bool,
+    /// Passwords older than this are rotated.
+    pub password_max_age: Span,
+    /// API keys older than this are rotated.
+    pub api_key_max_age: Span,
+    /// Certificates are re-issued when they expire within this span.
+    pub cert_renew_before: Span,
+    /// How long an old Redis password keeps working after a rotation.
+    pub grace: Span,
+    /// systemd `OnCalendar` expression for the timer `init --systemd` emits.
+    pub schedule: String,
+}
+
+impl Profile {
+    /// Whether the profile runs a service.
+    pub fn runs(&self, service: Service) -> bool {
+        self.stack.services.contains(&service)
+    }
+
+    /// Whether servers demand client certificates.
+    pub fn mutual_tls(&self) -> bool {
+        self.tls.client_certs == ClientCerts::Required
+    }
+}

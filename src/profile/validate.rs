@@ -1,0 +1,199 @@
+//! Semantic validation: values that parse but cannot make a working, hardened stack.
+//! Returns every problem at once, each with the dotted key it belongs to, so the loader can
+//! point at the file and line.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{Profile, Service, StoreKind};
+
+/// One invalid value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted key path, `users.0.name`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Names hardstack uses itself, so an application user cannot take them.
+pub const RESERVED_USERS: &[&str] = &["postgres", "admin", "health", "default", "public", "root"];
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 40
+}
+
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Checks every rule; an empty list means the profile is usable.
+pub fn validate(profile: &Profile) -> Vec<Invalid> {
+    let mut problems = Vec::new();
+    let mut fail = |key: &str, message: String| problems.push(Invalid { key: key.to_owned(), message });
+
+    let name = &profile.stack.name;
+    if name.is_empty()
+        || name.len() > 30
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || name.starts_with('-')
+    {
+        fail("stack.name", format!("`{name}` must be 1-30 characters of a-z, 0-9 and -, not starting with -"));
+    }
+    if profile.stack.services.is_empty() {
+        fail("stack.services", "list at least one of postgres, redis, qdrant".into());
+    }
+    let unique: HashSet<_> = profile.stack.services.iter().collect();
+    if unique.len() != profile.stack.services.len() {
+        fail("stack.services", "a service is listed twice".into());
+    }
+
+    let mut seen_ports = HashSet::new();
+    for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
+        let image = profile.images.of(service);
+        if image.trim().is_empty() || image.contains(char::is_whitespace) {
+            fail(&format!("images.{service}"), format!("`{image}` is not an image reference"));
+        }
+        let port = profile.network.ports.of(service);
+        if port == 0 {
+            fail(&format!("network.ports.{service}"), "port 0 is not a port; pick one from 1024 to 65535".into());
+        } else if profile.network.publish && !seen_ports.insert(port) {
+            fail(&format!("network.ports.{service}"), format!("port {port} is already used by another service"));
+        }
+        let limits = profile.resources.of(service);
+        if limits.memory.0 < 64 * 1024 * 1024 {
+            fail(&format!("resources.{service}.memory"), "at least 64MiB".into());
+        }
+        if !(limits.cpus > 0.0 && limits.cpus <= 1024.0) {
+            fail(&format!("resources.{service}.cpus"), format!("{} is not a CPU count; use a number above 0", limits.cpus));
+        }
+        if limits.pids < 32 {
+            fail(&format!("resources.{service}.pids"), "at least 32, or the server cannot start its workers".into());
+        }
+    }
+
+    if profile.runs(Service::Redis) && profile.redis.maxmemory.0 >= profile.resources.redis.memory.0 {
+        fail(
+            "redis.maxmemory",
+            "must be below resources.redis.memory, or the container is killed before Redis evicts".into(),
+        );
+    }
+    if profile.postgres.max_connections > 10_000 {
+        fail("postgres.max_connections", "above 10000; put a pooler in front instead".into());
+    }
+    if profile.postgres.connection_limit == 0 {
+        fail("postgres.connection_limit", "0 would lock the application out; use at least 1".into());
+    }
+
+    let day = Duration::from_secs(86_400);
+    let tls = &profile.tls;
+    for (key, span) in [("tls.ca_lifetime", tls.ca_lifetime), ("tls.server_lifetime", tls.server_lifetime), ("tls.client_lifetime", tls.client_lifetime)] {
+        if span.0 < day {
+            fail(key, "at least one day".into());
+        }
+    }
+    if tls.server_lifetime > tls.ca_lifetime {
+        fail("tls.server_lifetime", "longer than tls.ca_lifetime; a certificate cannot outlive its CA".into());
+    }
+    if tls.client_lifetime > tls.ca_lifetime {
+        fail("tls.client_lifetime", "longer than tls.ca_lifetime; a certificate cannot outlive its CA".into());
+    }
+    for (index, san) in tls.extra_sans.iter().enumerate() {
+        if san.parse::<std::net::IpAddr>().is_err() && !is_dns_name(san) {
+            fail(&format!("tls.extra_sans.{index}"), format!("`{san}` is neither a DNS name nor an IP address"));
+        }
+    }
+
+    if profile.users.is_empty() {
+        fail("users", "declare at least one application user with [[users]]".into());
+    }
+    let mut names = HashSet::new();
+    for (index, user) in profile.users.iter().enumerate() {
+        if !is_identifier(&user.name) {
+            fail(&format!("users.{index}.name"), format!("`{}` must be 1-40 characters of a-z, 0-9 and _, starting with a letter or _", user.name));
+        } else if RESERVED_USERS.contains(&user.name.as_str()) {
+            fail(&format!("users.{index}.name"), format!("`{}` is reserved by hardstack; pick another name", user.name));
+        } else if !names.insert(user.name.as_str()) {
+            fail(&format!("users.{index}.name"), format!("`{}` is declared twice", user.name));
+        }
+        if !is_identifier(&user.database) || user.database == "postgres" || user.database.starts_with("template") {
+            fail(&format!("users.{index}.database"), format!("`{}` must be a plain identifier and not a system database", user.database));
+        }
+        if user.redis_keys.is_empty() || user.redis_keys.contains(char::is_whitespace) || user.redis_keys == "*" {
+            fail(&format!("users.{index}.redis_keys"), format!("`{}` must be a key pattern without spaces, narrower than *", user.redis_keys));
+        }
+    }
+
+    if profile.secrets.store == StoreKind::Aws && profile.secrets.aws.region.is_empty() {
+        fail("secrets.aws.region", "the aws store needs a region".into());
+    }
+    let rotation = &profile.rotation;
+    if rotation.cert_renew_before >= tls.server_lifetime {
+        fail("rotation.cert_renew_before", "must be shorter than tls.server_lifetime, or every run re-issues".into());
+    }
+    if rotation.schedule.trim().is_empty() || rotation.schedule.contains('\n') {
+        fail("rotation.schedule", "a systemd OnCalendar expression such as \"daily\"".into());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{load, ProfileSource};
+
+    fn dev() -> Profile {
+        load(&ProfileSource::Shipped("dev".into()), &[]).expect("dev is valid").profile
+    }
+
+    #[test]
+    fn shipped_profiles_are_valid() {
+        for name in ["dev", "test", "prod"] {
+            let profile = load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile;
+            assert_eq!(validate(&profile), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn reserved_and_duplicate_users_are_rejected() {
+        let mut profile = dev();
+        profile.users.push(profile.users[0].clone());
+        profile.users[0].name = "postgres".into();
+        let keys: Vec<_> = validate(&profile).into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"users.0.name".to_string()), "{keys:?}");
+    }
+
+    #[test]
+    fn maxmemory_must_fit_the_container() {
+        let mut profile = dev();
+        profile.redis.maxmemory = profile.resources.redis.memory;
+        assert!(validate(&profile).iter().any(|p| p.key == "redis.maxmemory"));
+    }
+
+    #[test]
+    fn bad_extra_san_is_named_by_index() {
+        let mut profile = dev();
+        profile.tls.extra_sans = vec!["ok.example".into(), "not a name".into()];
+        let problems = validate(&profile);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "tls.extra_sans.1");
+    }
+
+    #[test]
+    fn duplicate_published_ports_are_rejected() {
+        let mut profile = dev();
+        profile.network.ports.redis = profile.network.ports.postgres;
+        assert!(validate(&profile).iter().any(|p| p.key == "network.ports.redis"));
+    }
+}

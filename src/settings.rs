@@ -1,0 +1,31 @@
+//! The one place where flags, environment, the stack directory's resolved profile and the
+//! shipped defaults are merged into the profile a command works with.
+
+use crate::cli::GlobalArgs;
+use crate::profile::{self, ProfileSource, ResolvedProfile};
+use crate::stackdir::{StackDir, PROFILE_FILE};
+
+/// The profile for this invocation: `--profile` if given, else the stack directory's
+/// `hardstack.toml`, else `dev`; then the `--set` overrides.
+pub fn resolve_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
+    let dir = StackDir::new(&global.dir);
+    let source = match &global.profile {
+        Some(text) => ProfileSource::parse(text),
+        None if dir.path(PROFILE_FILE).exists() => ProfileSource::File(dir.path(PROFILE_FILE)),
+        None => ProfileSource::Shipped("dev".into()),
+    };
+    profile::load(&source, &global.overrides)
+}
+
+/// The profile of an initialised stack directory (commands other than `init`).
+pub fn stack_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
+    let dir = StackDir::new(&global.dir);
+    if global.profile.is_none() && !dir.path(PROFILE_FILE).exists() {
+        anyhow::bail!(
+            "{} has no {PROFILE_FILE}: run `hardstack init --dir {}` first",
+            global.dir.display(),
+            global.dir.display()
+        );
+    }
+    resolve_profile(global)
+}

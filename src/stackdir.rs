@@ -1,0 +1,145 @@
+//! The stack directory: where each artefact lives, and the manifest that tells hardstack's own
+//! files from foreign ones. A file hardstack did not write, or one edited since, is never
+//! overwritten without `--force`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fsio;
+
+/// Name of the resolved profile in the stack directory.
+pub const PROFILE_FILE: &str = "hardstack.toml";
+/// Name of the manifest: the hash of every file hardstack wrote.
+pub const MANIFEST_FILE: &str = ".hardstack-manifest.json";
+
+/// Paths inside one stack directory.
+#[derive(Debug, Clone)]
+pub struct StackDir {
+    pub root: PathBuf,
+}
+
+impl StackDir {
+    pub fn new(root: impl Into<PathBuf>) -> StackDir {
+        StackDir { root: root.into() }
+    }
+
+    /// An absolute or root-relative path of a file given relative to the stack directory.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.path("ca/ca.crt")
+    }
+
+    pub fn ca_key(&self) -> PathBuf {
+        self.path("ca/ca.key")
+    }
+
+    pub fn secrets(&self) -> PathBuf {
+        self.path("secrets")
+    }
+
+    /// Reads a file relative to the root, `None` when absent.
+    pub fn read(&self, relative: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        read_optional(&self.path(relative))
+    }
+
+    /// The manifest, empty when absent.
+    pub fn manifest(&self) -> anyhow::Result<Manifest> {
+        match self.read(MANIFEST_FILE)? {
+            Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!("reading {}: the manifest is damaged; delete it and rerun with --force", self.path(MANIFEST_FILE).display())
+            }),
+            None => Ok(Manifest::default()),
+        }
+    }
+}
+
+/// Reads a file, `None` when it does not exist.
+pub fn read_optional(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// SHA-256 of file content, hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What hardstack wrote: relative path to content hash.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: BTreeMap<String, String>,
+}
+
+/// One file to write.
+#[derive(Debug, Clone)]
+pub struct PlannedFile {
+    /// Path relative to the stack directory.
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// What applying a plan did or would do to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// A file that exists but is not hardstack's (or was edited since hardstack wrote it).
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    pub path: String,
+    pub edited: bool,
+}
+
+/// Compares the plan with the disk: the change for each file, and the conflicts.
+pub fn diff(dir: &StackDir, manifest: &Manifest, plan: &[PlannedFile]) -> anyhow::Result<(Vec<(String, Change)>, Vec<Conflict>)> {
+    let mut changes = Vec::new();
+    let mut conflicts = Vec::new();
+    for file in plan {
+        let change = match dir.read(&file.path)? {
+            None => Change::Created,
+            Some(existing) if existing == file.content => Change::Unchanged,
+            Some(existing) => {
+                match manifest.files.get(&file.path) {
+                    Some(hash) if *hash == digest(&existing) => {}
+                    Some(_) => conflicts.push(Conflict { path: file.path.clone(), edited: true }),
+                    None => conflicts.push(Conflict { path: file.path.clone(), edited: false }),
+                }
+                Change::Updated
+            }
+        };
+        changes.push((file.path.clone(), change));
+    }
+    Ok((changes, conflicts))
+}
+
+/// Writes every changed file atomically, then the manifest. The only writer of `init`.
+pub fn apply(dir: &StackDir, manifest: &mut Manifest, plan: &[PlannedFile], changes: &[(String, Change)]) -> anyhow::Result<()> {
+    fsio::ensure_dir(&dir.root)?;
+    for (file, (_, change)) in plan.iter().zip(changes) {
+        if *change != Change::Unchanged {
+            fsio::write_atomic(&dir.path(&file.path), &file.content, file.mode)?;
+        }
+        manifest.files.insert(file.path.clone(), digest(&file.content));
+    }
+    let mut bytes = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
+    bytes.push(b'\n');
+    if dir.read(MANIFEST_FILE)?.as_deref() != Some(&bytes[..]) {
+        fsio::write_atomic(&dir.path(MANIFEST_FILE), &bytes, fsio::PRIVATE_MODE)?;
+    }
+    Ok(())
+}
