@@ -14,7 +14,7 @@ use crate::render::{self, Material};
 use crate::secrets::file::{FileStore, Record};
 use crate::secrets::store::{SecretVersion, Stage};
 use crate::secrets::{self, Secret};
-use crate::stackdir::{PlannedFile, StackDir, PROFILE_FILE};
+use crate::stackdir::{PROFILE_FILE, PlannedFile, StackDir};
 
 /// Logins that get a client certificate besides the application users.
 pub const SERVICE_LOGINS: &[&str] = &["admin", "health"];
@@ -45,7 +45,11 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
     let logins = SERVICE_LOGINS.iter().map(|s| s.to_string()).chain(profile.users.iter().map(|u| u.name.clone()));
     for login in logins {
         certs.push(CertFiles {
-            spec: CertSpec { common_name: login.clone(), purpose: Purpose::Client, lifetime: profile.tls.client_lifetime.0 },
+            spec: CertSpec {
+                common_name: login.clone(),
+                purpose: Purpose::Client,
+                lifetime: profile.tls.client_lifetime.0,
+            },
             cert_path: format!("certs/clients/{login}/client.crt"),
             key_path: format!("certs/clients/{login}/client.key"),
         });
@@ -66,7 +70,12 @@ fn text(bytes: Vec<u8>, path: &str) -> anyhow::Result<String> {
 /// Computes the files of the bundle. Reads the existing CA, certificates and secrets of `dir`
 /// and keeps them; generates what is missing with `rng` (key pairs come from the crypto
 /// library's own RNG). Writes nothing.
-pub fn plan(dir: &StackDir, profile: &Profile, tera: &tera::Tera, rng: &mut (impl RngCore + CryptoRng)) -> anyhow::Result<Vec<PlannedFile>> {
+pub fn plan(
+    dir: &StackDir,
+    profile: &Profile,
+    tera: &tera::Tera,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> anyhow::Result<Vec<PlannedFile>> {
     let mut files = Vec::new();
 
     // The CA: kept when both halves exist.
@@ -74,9 +83,17 @@ pub fn plan(dir: &StackDir, profile: &Profile, tera: &tera::Tera, rng: &mut (imp
         (Some(cert), Some(key)) => pki::load_ca(&text(cert, "ca/ca.crt")?, &Secret::new(text(key, "ca/ca.key")?))?,
         (None, None) => {
             let ca = pki::create_ca(&profile.stack.name, profile.tls.key_algorithm, profile.tls.ca_lifetime.0)?;
-            files.push(PlannedFile { path: "ca/ca.crt".into(), content: ca.cert_pem.clone().into_bytes(), mode: fsio::PUBLIC_MODE });
+            files.push(PlannedFile {
+                path: "ca/ca.crt".into(),
+                content: ca.cert_pem.clone().into_bytes(),
+                mode: fsio::PUBLIC_MODE,
+            });
             // SECURITY: the CA key signs every certificate of the stack; it never leaves this directory.
-            files.push(PlannedFile { path: "ca/ca.key".into(), content: ca.key_pem().expose().as_bytes().to_vec(), mode: fsio::PRIVATE_MODE });
+            files.push(PlannedFile {
+                path: "ca/ca.key".into(),
+                content: ca.key_pem().expose().as_bytes().to_vec(),
+                mode: fsio::PRIVATE_MODE,
+            });
             ca
         }
         _ => anyhow::bail!(
@@ -91,8 +108,16 @@ pub fn plan(dir: &StackDir, profile: &Profile, tera: &tera::Tera, rng: &mut (imp
             continue;
         }
         let issued = pki::issue(&ca, profile.tls.key_algorithm, &cert.spec)?;
-        files.push(PlannedFile { path: cert.cert_path, content: issued.cert_pem.into_bytes(), mode: fsio::PUBLIC_MODE });
-        files.push(PlannedFile { path: cert.key_path, content: issued.key_pem.expose().as_bytes().to_vec(), mode: fsio::PRIVATE_MODE });
+        files.push(PlannedFile {
+            path: cert.cert_path,
+            content: issued.cert_pem.into_bytes(),
+            mode: fsio::PUBLIC_MODE,
+        });
+        files.push(PlannedFile {
+            path: cert.key_path,
+            content: issued.key_pem.expose().as_bytes().to_vec(),
+            mode: fsio::PRIVATE_MODE,
+        });
     }
 
     // Secrets: the current version is kept; a missing one is generated.
@@ -124,10 +149,8 @@ pub fn plan(dir: &StackDir, profile: &Profile, tera: &tera::Tera, rng: &mut (imp
             }
         };
         if scram {
-            let verifier = current
-                .verifier
-                .clone()
-                .unwrap_or_else(|| Secret::new(secrets::scram_verifier(&current.value)));
+            let verifier =
+                current.verifier.clone().unwrap_or_else(|| Secret::new(secrets::scram_verifier(&current.value)));
             material.verifiers.insert(name.clone(), verifier);
         }
         material.values.insert(name, current.value);
@@ -142,6 +165,10 @@ pub fn plan(dir: &StackDir, profile: &Profile, tera: &tera::Tera, rng: &mut (imp
         "# The resolved profile of this stack: its source of truth. No secrets.\n# Regenerate with `hardstack init --profile {}`; commands read this file.\n",
         profile.name
     );
-    files.push(PlannedFile { path: PROFILE_FILE.into(), content: format!("{header}{resolved}").into_bytes(), mode: fsio::PUBLIC_MODE });
+    files.push(PlannedFile {
+        path: PROFILE_FILE.into(),
+        content: format!("{header}{resolved}").into_bytes(),
+        mode: fsio::PUBLIC_MODE,
+    });
     Ok(files)
 }

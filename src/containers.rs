@@ -128,11 +128,20 @@ fn tls_deliveries(profile: &Profile, service: Service, config: &VolumeMount) -> 
     files
 }
 
-fn data_mount(profile: &Profile, service: Service, mode: DataMode, target: &str, volumes: &mut Vec<VolumeMount>, tmpfs: &mut Vec<TmpfsMount>) {
+fn data_mount(
+    profile: &Profile,
+    service: Service,
+    mode: DataMode,
+    target: &str,
+    volumes: &mut Vec<VolumeMount>,
+    tmpfs: &mut Vec<TmpfsMount>,
+) {
     let uid = service.uid();
     match mode {
         DataMode::Volume => volumes.push(volume(profile, service, "data", target, false)),
-        DataMode::Tmpfs => tmpfs.push(TmpfsMount { target: target.into(), options: format!("uid={uid},gid={uid},mode=0700") }),
+        DataMode::Tmpfs => {
+            tmpfs.push(TmpfsMount { target: target.into(), options: format!("uid={uid},gid={uid},mode=0700") })
+        }
     }
 }
 
@@ -167,11 +176,18 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 "POSTGRES_INITDB_ARGS".into(),
                 "--auth-local=scram-sha-256 --auth-host=scram-sha-256 --data-checksums".into(),
             ));
-            tmpfs.push(TmpfsMount { target: "/var/run/postgresql".into(), options: format!("uid={uid},gid={uid},mode=0770") });
+            tmpfs.push(TmpfsMount {
+                target: "/var/run/postgresql".into(),
+                options: format!("uid={uid},gid={uid},mode=0770"),
+            });
             volumes.push(config);
             volumes.push(initdb);
             data_mount(profile, service, profile.postgres.data, "/var/lib/postgresql/data", &mut volumes, &mut tmpfs);
-            let client = if mutual { format!(" sslcert={POSTGRES_DIR}/tls/health.crt sslkey={POSTGRES_DIR}/tls/health.key") } else { String::new() };
+            let client = if mutual {
+                format!(" sslcert={POSTGRES_DIR}/tls/health.crt sslkey={POSTGRES_DIR}/tls/health.key")
+            } else {
+                String::new()
+            };
             // Over TCP with verify-full and a real query: the entrypoint's init server listens on the
             // socket only, so this cannot pass before the real server is up (pg_isready on the socket can).
             let health = format!(
@@ -189,7 +205,11 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             files.extend(tls_deliveries(profile, service, &config));
             volumes.push(config);
             data_mount(profile, service, profile.redis.data, "/data", &mut volumes, &mut tmpfs);
-            let client = if mutual { format!(" --cert {REDIS_DIR}/tls/health.crt --key {REDIS_DIR}/tls/health.key") } else { String::new() };
+            let client = if mutual {
+                format!(" --cert {REDIS_DIR}/tls/health.crt --key {REDIS_DIR}/tls/health.key")
+            } else {
+                String::new()
+            };
             // redis-cli exits 0 on NOAUTH, so the answer itself must be PONG.
             let health = format!(
                 "REDISCLI_AUTH=\"$(cat {REDIS_DIR}/secrets/health.password)\" redis-cli --tls --cacert {REDIS_DIR}/tls/ca.crt{client} -h 127.0.0.1 -p 6379 --user health --no-auth-warning ping | grep -qx PONG"
@@ -202,7 +222,10 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             files.extend(tls_deliveries(profile, service, &config));
             volumes.push(config);
             data_mount(profile, service, profile.qdrant.data, "/qdrant/storage", &mut volumes, &mut tmpfs);
-            tmpfs.push(TmpfsMount { target: "/qdrant/snapshots".into(), options: format!("uid={uid},gid={uid},mode=0700") });
+            tmpfs.push(TmpfsMount {
+                target: "/qdrant/snapshots".into(),
+                options: format!("uid={uid},gid={uid},mode=0700"),
+            });
             entrypoint = Some(vec!["/qdrant/qdrant".into()]);
             // The image has no curl (reference C4): the healthcheck can only see the port open.
             let health = "bash -c ':> /dev/tcp/127.0.0.1/6333'".to_owned();

@@ -9,17 +9,17 @@ pub mod settings;
 
 pub mod profile;
 
-pub mod pki;
-pub mod secrets;
-pub mod containers;
-pub mod render;
 pub mod bundle;
+pub mod containers;
+pub mod pki;
+pub mod render;
+pub mod secrets;
 
 pub mod fsio;
 pub mod stackdir;
 
-pub mod output;
 pub mod commands;
+pub mod output;
 
 use std::process::ExitCode;
 

@@ -3,7 +3,7 @@
 
 use crate::cli::GlobalArgs;
 use crate::profile::{self, ProfileSource, ResolvedProfile};
-use crate::stackdir::{StackDir, PROFILE_FILE};
+use crate::stackdir::{PROFILE_FILE, StackDir};
 
 /// The profile for this invocation: `--profile` if given, else the stack directory's
 /// `hardstack.toml`, else `dev`; then the `--set` overrides.

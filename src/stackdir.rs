@@ -53,7 +53,10 @@ impl StackDir {
     pub fn manifest(&self) -> anyhow::Result<Manifest> {
         match self.read(MANIFEST_FILE)? {
             Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!("reading {}: the manifest is damaged; delete it and rerun with --force", self.path(MANIFEST_FILE).display())
+                format!(
+                    "reading {}: the manifest is damaged; delete it and rerun with --force",
+                    self.path(MANIFEST_FILE).display()
+                )
             }),
             None => Ok(Manifest::default()),
         }
@@ -105,8 +108,17 @@ pub struct Conflict {
     pub edited: bool,
 }
 
+/// The outcome of comparing a plan with the disk.
+#[derive(Debug, Clone, Default)]
+pub struct Diff {
+    /// The change for each planned file, in plan order.
+    pub changes: Vec<(String, Change)>,
+    /// Files that would be overwritten but are not hardstack's.
+    pub conflicts: Vec<Conflict>,
+}
+
 /// Compares the plan with the disk: the change for each file, and the conflicts.
-pub fn diff(dir: &StackDir, manifest: &Manifest, plan: &[PlannedFile]) -> anyhow::Result<(Vec<(String, Change)>, Vec<Conflict>)> {
+pub fn diff(dir: &StackDir, manifest: &Manifest, plan: &[PlannedFile]) -> anyhow::Result<Diff> {
     let mut changes = Vec::new();
     let mut conflicts = Vec::new();
     for file in plan {
@@ -124,11 +136,16 @@ pub fn diff(dir: &StackDir, manifest: &Manifest, plan: &[PlannedFile]) -> anyhow
         };
         changes.push((file.path.clone(), change));
     }
-    Ok((changes, conflicts))
+    Ok(Diff { changes, conflicts })
 }
 
 /// Writes every changed file atomically, then the manifest. The only writer of `init`.
-pub fn apply(dir: &StackDir, manifest: &mut Manifest, plan: &[PlannedFile], changes: &[(String, Change)]) -> anyhow::Result<()> {
+pub fn apply(
+    dir: &StackDir,
+    manifest: &mut Manifest,
+    plan: &[PlannedFile],
+    changes: &[(String, Change)],
+) -> anyhow::Result<()> {
     fsio::ensure_dir(&dir.root)?;
     for (file, (_, change)) in plan.iter().zip(changes) {
         if *change != Change::Unchanged {

@@ -10,9 +10,9 @@ use crate::cli::{EnvArgs, EnvFormat, GlobalArgs};
 use crate::output;
 use crate::profile::{Profile, QdrantAccess, Service};
 use crate::render::endpoint;
+use crate::secrets::Secret;
 use crate::secrets::file::FileStore;
 use crate::secrets::store::{SecretStore, Stage};
-use crate::secrets::Secret;
 use crate::settings;
 use crate::stackdir::StackDir;
 
@@ -36,7 +36,12 @@ fn current(store: &impl SecretStore, name: &str) -> anyhow::Result<Secret> {
 }
 
 /// The variables for one user, in a stable order.
-pub fn variables(profile: &Profile, root: &Path, store: &impl SecretStore, user: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+pub fn variables(
+    profile: &Profile,
+    root: &Path,
+    store: &impl SecretStore,
+    user: Option<&str>,
+) -> anyhow::Result<Vec<(String, String)>> {
     let user = match user {
         Some(name) => profile.users.iter().find(|u| u.name == name).with_context(|| {
             let names: Vec<_> = profile.users.iter().map(|u| u.name.as_str()).collect();
@@ -96,10 +101,9 @@ fn shell_quote(value: &str) -> String {
 pub fn format_variables(vars: &[(String, String)], format: EnvFormat) -> String {
     match format {
         EnvFormat::Shell => vars.iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect(),
-        EnvFormat::Dotenv => vars
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"")))
-            .collect(),
+        EnvFormat::Dotenv => {
+            vars.iter().map(|(k, v)| format!("{k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\""))).collect()
+        }
         EnvFormat::Json => {
             let map: serde_json::Map<String, serde_json::Value> =
                 vars.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();

@@ -30,11 +30,17 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let plan = bundle::plan(&dir, profile, &tera, &mut rand::rngs::OsRng)?;
 
     let mut manifest = dir.manifest()?;
-    let (changes, conflicts) = stackdir::diff(&dir, &manifest, &plan)?;
+    let stackdir::Diff { changes, conflicts } = stackdir::diff(&dir, &manifest, &plan)?;
     if !conflicts.is_empty() && !args.force {
         let list: Vec<String> = conflicts
             .iter()
-            .map(|c| format!("{} ({})", dir.path(&c.path).display(), if c.edited { "edited since hardstack wrote it" } else { "not written by hardstack" }))
+            .map(|c| {
+                format!(
+                    "{} ({})",
+                    dir.path(&c.path).display(),
+                    if c.edited { "edited since hardstack wrote it" } else { "not written by hardstack" }
+                )
+            })
             .collect();
         bail!(
             "refusing to overwrite {} file(s):\n  {}\nmove them away, or rerun with --force to replace them",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
+    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm,
 };
 use time::OffsetDateTime;
 
@@ -102,7 +102,8 @@ pub fn create_ca(stack_name: &str, algorithm: KeyAlgorithm, lifetime: Duration) 
 pub fn load_ca(cert_pem: &str, key_pem: &Secret) -> anyhow::Result<Ca> {
     let key = KeyPair::from_pem(key_pem.expose()).context("reading the CA key (ca/ca.key)")?;
     let params = CertificateParams::from_ca_cert_pem(cert_pem).context("reading the CA certificate (ca/ca.crt)")?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("reading the CA certificate (ca/ca.crt)")?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("reading the CA certificate (ca/ca.crt)")?;
     let parsed = pem.parse_x509().context("reading the CA certificate (ca/ca.crt)")?;
     anyhow::ensure!(
         parsed.public_key().raw == key.public_key_der().as_slice(),
@@ -116,7 +117,8 @@ pub fn load_ca(cert_pem: &str, key_pem: &Secret) -> anyhow::Result<Ca> {
 /// Subject alternative names of a service's server certificate: the container name, the
 /// network alias, loopback in every spelling, and the profile's extra names.
 pub fn server_sans(container_name: &str, alias: &str, extra: &[String]) -> Vec<String> {
-    let mut sans: Vec<String> = vec![container_name.into(), alias.into(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let mut sans: Vec<String> =
+        vec![container_name.into(), alias.into(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
     for name in extra {
         if !sans.contains(name) {
             sans.push(name.clone());
@@ -181,7 +183,12 @@ mod tests {
     fn server_certificate_carries_every_san_and_server_auth() {
         let ca = create_ca("t", KeyAlgorithm::EcdsaP256, 10 * DAY).unwrap();
         let sans = server_sans("t-postgres", "postgres", &["db.example.com".into(), "10.0.0.5".into()]);
-        let issued = issue(&ca, KeyAlgorithm::EcdsaP256, &CertSpec { common_name: "postgres".into(), purpose: Purpose::Server { sans }, lifetime: 2 * DAY }).unwrap();
+        let issued = issue(
+            &ca,
+            KeyAlgorithm::EcdsaP256,
+            &CertSpec { common_name: "postgres".into(), purpose: Purpose::Server { sans }, lifetime: 2 * DAY },
+        )
+        .unwrap();
         let (_, pem) = parse_x509_pem(issued.cert_pem.as_bytes()).unwrap();
         let cert = pem.parse_x509().unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap().value;
@@ -208,7 +215,12 @@ mod tests {
     fn loaded_ca_issues_certificates_that_chain_to_the_original() {
         let ca = create_ca("t", KeyAlgorithm::EcdsaP384, 10 * DAY).unwrap();
         let reloaded = load_ca(&ca.cert_pem, &ca.key_pem()).unwrap();
-        let issued = issue(&reloaded, KeyAlgorithm::EcdsaP384, &CertSpec { common_name: "app".into(), purpose: Purpose::Client, lifetime: DAY }).unwrap();
+        let issued = issue(
+            &reloaded,
+            KeyAlgorithm::EcdsaP384,
+            &CertSpec { common_name: "app".into(), purpose: Purpose::Client, lifetime: DAY },
+        )
+        .unwrap();
         let (_, ca_pem) = parse_x509_pem(ca.cert_pem.as_bytes()).unwrap();
         let ca_cert = ca_pem.parse_x509().unwrap();
         let (_, pem) = parse_x509_pem(issued.cert_pem.as_bytes()).unwrap();

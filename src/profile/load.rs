@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{Context as _, anyhow, bail};
 use toml_edit::ImDocument;
 
-use super::{validate, Profile};
+use super::{Profile, validate};
 
 /// The shipped profiles, embedded so the binary works from any directory.
 const SHIPPED: &[(&str, &str)] = &[
@@ -129,13 +129,19 @@ fn read_source(source: &ProfileSource) -> anyhow::Result<Document> {
 /// so an error here leaves the stack directory as it was.
 pub fn load(source: &ProfileSource, overrides: &[String]) -> anyhow::Result<ResolvedProfile> {
     let top = read_source(source)?;
-    let mut value: toml::Table = toml::from_str(&top.text).map_err(|err| anyhow!("{}: {}", top.origin, err.message()))?;
+    let mut value: toml::Table =
+        toml::from_str(&top.text).map_err(|err| anyhow!("{}: {}", top.origin, err.message()))?;
     let mut files = vec![top];
 
     if let Some(base) = value.remove("extends") {
-        let name = base.as_str().ok_or_else(|| anyhow!("{}: key extends: must be the name of a shipped profile", files[0].location("extends")))?;
+        let name = base.as_str().ok_or_else(|| {
+            anyhow!("{}: key extends: must be the name of a shipped profile", files[0].location("extends"))
+        })?;
         let Some(text) = shipped(name) else {
-            bail!("{}: key extends: `{name}` is not a shipped profile; use dev, test or prod", files[0].location("extends"));
+            bail!(
+                "{}: key extends: `{name}` is not a shipped profile; use dev, test or prod",
+                files[0].location("extends")
+            );
         };
         let base_doc = Document::parse(format!("profiles/{name}.toml"), text.to_owned())?;
         let mut base_value: toml::Table = toml::from_str(text).expect("shipped profiles are valid TOML");
@@ -172,14 +178,18 @@ pub fn load(source: &ProfileSource, overrides: &[String]) -> anyhow::Result<Reso
         }
         if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
             let full = if key == "." || key.is_empty() { field.to_owned() } else { format!("{key}.{field}") };
-            return anyhow!("{}: missing key {full}; add it, or start the file with extends = \"dev\" to inherit it", files[0].origin);
+            return anyhow!(
+                "{}: missing key {full}; add it, or start the file with extends = \"dev\" to inherit it",
+                files[0].origin
+            );
         }
         anyhow!("{}: key {key}: {message}", locate(&key))
     })?;
 
     let problems = validate(&profile);
     if !problems.is_empty() {
-        let lines: Vec<String> = problems.iter().map(|p| format!("{}: key {}: {}", locate(&p.key), p.key, p.message)).collect();
+        let lines: Vec<String> =
+            problems.iter().map(|p| format!("{}: key {}: {}", locate(&p.key), p.key, p.message)).collect();
         bail!("invalid profile:\n  {}", lines.join("\n  "));
     }
     Ok(ResolvedProfile { profile, origin: files[0].origin.clone() })
@@ -227,4 +237,3 @@ fn step<'a>(value: &'a mut toml::Value, part: &str) -> Option<&'a mut toml::Valu
         _ => None,
     }
 }
-

@@ -8,8 +8,8 @@
 mod load;
 mod validate;
 
-pub use load::{apply_override, load, ProfileSource, ResolvedProfile};
-pub use validate::{validate, Invalid};
+pub use load::{ProfileSource, ResolvedProfile, apply_override, load};
+pub use validate::{Invalid, validate};
 
 use std::time::Duration;
 
@@ -200,7 +200,7 @@ impl std::fmt::Display for ByteSize {
     /// Exact: the largest binary unit that divides the value (`1GiB`, `192MiB`, `1000B`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-        match UNITS.iter().find(|(size, _)| self.0 >= *size && self.0 % size == 0) {
+        match UNITS.iter().find(|(size, _)| self.0 >= *size && self.0.is_multiple_of(*size)) {
             Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
             None => write!(f, "{}B", self.0),
         }
@@ -216,9 +216,9 @@ impl Serialize for ByteSize {
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse::<bytesize::ByteSize>()
-            .map(|size| ByteSize(size.as_u64()))
-            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\"")))
+        text.parse::<bytesize::ByteSize>().map(|size| ByteSize(size.as_u64())).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""))
+        })
     }
 }
 
@@ -242,9 +242,9 @@ impl Serialize for Span {
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(Span)
-            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a duration; write it like \"90days\" or \"12h\"")))
+        humantime::parse_duration(&text).map(Span).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a duration; write it like \"90days\" or \"12h\""))
+        })
     }
 }
 

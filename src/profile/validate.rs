@@ -76,7 +76,10 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
             fail(&format!("resources.{service}.memory"), "at least 64MiB".into());
         }
         if !(limits.cpus > 0.0 && limits.cpus <= 1024.0) {
-            fail(&format!("resources.{service}.cpus"), format!("{} is not a CPU count; use a number above 0", limits.cpus));
+            fail(
+                &format!("resources.{service}.cpus"),
+                format!("{} is not a CPU count; use a number above 0", limits.cpus),
+            );
         }
         if limits.pids < 32 {
             fail(&format!("resources.{service}.pids"), "at least 32, or the server cannot start its workers".into());
@@ -98,7 +101,11 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
 
     let day = Duration::from_secs(86_400);
     let tls = &profile.tls;
-    for (key, span) in [("tls.ca_lifetime", tls.ca_lifetime), ("tls.server_lifetime", tls.server_lifetime), ("tls.client_lifetime", tls.client_lifetime)] {
+    for (key, span) in [
+        ("tls.ca_lifetime", tls.ca_lifetime),
+        ("tls.server_lifetime", tls.server_lifetime),
+        ("tls.client_lifetime", tls.client_lifetime),
+    ] {
         if span.0 < day {
             fail(key, "at least one day".into());
         }
@@ -121,17 +128,29 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     let mut names = HashSet::new();
     for (index, user) in profile.users.iter().enumerate() {
         if !is_identifier(&user.name) {
-            fail(&format!("users.{index}.name"), format!("`{}` must be 1-40 characters of a-z, 0-9 and _, starting with a letter or _", user.name));
+            fail(
+                &format!("users.{index}.name"),
+                format!("`{}` must be 1-40 characters of a-z, 0-9 and _, starting with a letter or _", user.name),
+            );
         } else if RESERVED_USERS.contains(&user.name.as_str()) {
-            fail(&format!("users.{index}.name"), format!("`{}` is reserved by hardstack; pick another name", user.name));
+            fail(
+                &format!("users.{index}.name"),
+                format!("`{}` is reserved by hardstack; pick another name", user.name),
+            );
         } else if !names.insert(user.name.as_str()) {
             fail(&format!("users.{index}.name"), format!("`{}` is declared twice", user.name));
         }
         if !is_identifier(&user.database) || user.database == "postgres" || user.database.starts_with("template") {
-            fail(&format!("users.{index}.database"), format!("`{}` must be a plain identifier and not a system database", user.database));
+            fail(
+                &format!("users.{index}.database"),
+                format!("`{}` must be a plain identifier and not a system database", user.database),
+            );
         }
         if user.redis_keys.is_empty() || user.redis_keys.contains(char::is_whitespace) || user.redis_keys == "*" {
-            fail(&format!("users.{index}.redis_keys"), format!("`{}` must be a key pattern without spaces, narrower than *", user.redis_keys));
+            fail(
+                &format!("users.{index}.redis_keys"),
+                format!("`{}` must be a key pattern without spaces, narrower than *", user.redis_keys),
+            );
         }
     }
 
@@ -151,7 +170,7 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{load, ProfileSource};
+    use crate::profile::{ProfileSource, load};
 
     fn dev() -> Profile {
         load(&ProfileSource::Shipped("dev".into()), &[]).expect("dev is valid").profile

@@ -59,7 +59,9 @@ pub struct Material {
 
 impl Material {
     fn value(&self, name: &str) -> anyhow::Result<&Secret> {
-        self.values.get(name).with_context(|| format!("secret {name} is missing from the store; run `hardstack init` to create it"))
+        self.values
+            .get(name)
+            .with_context(|| format!("secret {name} is missing from the store; run `hardstack init` to create it"))
     }
 
     fn verifier(&self, name: &str) -> anyhow::Result<&Secret> {
@@ -94,7 +96,9 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<tera::Tera> {
     let mut sources = Vec::new();
     for (name, text) in TEMPLATES {
         let text = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
-            Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading template {}", path.display()))?,
+            Some(path) => {
+                std::fs::read_to_string(&path).with_context(|| format!("reading template {}", path.display()))?
+            }
             None => (*text).to_owned(),
         };
         sources.push((*name, text));
@@ -146,13 +150,18 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
         tera.render(template, &ctx).map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))
     };
     let mut files = Vec::new();
-    let mut add = |path: &str, content: String, mode: u32| files.push(RenderedFile { path: path.into(), content, mode });
+    let mut add =
+        |path: &str, content: String, mode: u32| files.push(RenderedFile { path: path.into(), content, mode });
     if profile.runs(Service::Postgres) {
         add("config/postgres/postgresql.conf", render(POSTGRESQL_CONF)?, fsio::PUBLIC_MODE);
         add("config/postgres/pg_hba.conf", render(PG_HBA_CONF)?, fsio::PUBLIC_MODE);
         add("config/postgres/pg_ident.conf", render(PG_IDENT_CONF)?, fsio::PUBLIC_MODE);
         add("config/postgres/initdb/10-hardstack.sql", render(POSTGRES_INIT_SQL)?, fsio::PRIVATE_MODE);
-        add("config/postgres/secrets/superuser.password", format!("{}\n", material.value("postgres/superuser")?.expose()), fsio::PRIVATE_MODE);
+        add(
+            "config/postgres/secrets/superuser.password",
+            format!("{}\n", material.value("postgres/superuser")?.expose()),
+            fsio::PRIVATE_MODE,
+        );
         add(
             "config/postgres/secrets/health.pgpass",
             format!("*:*:postgres:health:{}\n", material.value("postgres/health")?.expose()),
@@ -162,7 +171,11 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
     if profile.runs(Service::Redis) {
         add("config/redis/redis.conf", render(REDIS_CONF)?, fsio::PUBLIC_MODE);
         add("config/redis/users.acl", render(USERS_ACL)?, fsio::PRIVATE_MODE);
-        add("config/redis/secrets/health.password", format!("{}\n", material.value("redis/health")?.expose()), fsio::PRIVATE_MODE);
+        add(
+            "config/redis/secrets/health.password",
+            format!("{}\n", material.value("redis/health")?.expose()),
+            fsio::PRIVATE_MODE,
+        );
     }
     if profile.runs(Service::Qdrant) {
         add("config/qdrant/config.yaml", render(QDRANT_CONFIG)?, fsio::PRIVATE_MODE);
@@ -312,36 +325,46 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
         let mut entry = serde_json::Map::new();
         if profile.runs(Service::Postgres) {
             let (host, port) = endpoint(profile, Service::Postgres);
-            entry.insert("postgres".into(), json!({
-                "url": format!("postgresql://{}@{host}:{port}/{}?sslmode=verify-full", user.name, user.database),
-                "host": host, "port": port, "dbname": user.database, "user": user.name,
-                "sslmode": "verify-full", "sslrootcert": "ca/ca.crt",
-                "sslcert": format!("{client}/client.crt"), "sslkey": format!("{client}/client.key"),
-                "client_certificate_required": profile.mutual_tls(),
-                "password": { "store": store, "secret": format!("postgres/{}", user.name), "stage": "current" },
-            }));
+            entry.insert(
+                "postgres".into(),
+                json!({
+                    "url": format!("postgresql://{}@{host}:{port}/{}?sslmode=verify-full", user.name, user.database),
+                    "host": host, "port": port, "dbname": user.database, "user": user.name,
+                    "sslmode": "verify-full", "sslrootcert": "ca/ca.crt",
+                    "sslcert": format!("{client}/client.crt"), "sslkey": format!("{client}/client.key"),
+                    "client_certificate_required": profile.mutual_tls(),
+                    "password": { "store": store, "secret": format!("postgres/{}", user.name), "stage": "current" },
+                }),
+            );
         }
         if profile.runs(Service::Redis) {
             let (host, port) = endpoint(profile, Service::Redis);
-            entry.insert("redis".into(), json!({
-                "url": format!("rediss://{}@{host}:{port}/0", user.name),
-                "host": host, "port": port, "user": user.name, "ca": "ca/ca.crt",
-                "cert": format!("{client}/client.crt"), "key": format!("{client}/client.key"),
-                "client_certificate_required": profile.mutual_tls(),
-                "key_pattern": user.redis_keys,
-                "password": { "store": store, "secret": format!("redis/{}", user.name), "stage": "current" },
-            }));
+            entry.insert(
+                "redis".into(),
+                json!({
+                    "url": format!("rediss://{}@{host}:{port}/0", user.name),
+                    "host": host, "port": port, "user": user.name, "ca": "ca/ca.crt",
+                    "cert": format!("{client}/client.crt"), "key": format!("{client}/client.key"),
+                    "client_certificate_required": profile.mutual_tls(),
+                    "key_pattern": user.redis_keys,
+                    "password": { "store": store, "secret": format!("redis/{}", user.name), "stage": "current" },
+                }),
+            );
         }
         if profile.runs(Service::Qdrant) && user.qdrant != QdrantAccess::None {
             let (host, port) = endpoint(profile, Service::Qdrant);
-            let secret = if user.qdrant == QdrantAccess::ReadOnly { "qdrant/read-only-api-key" } else { "qdrant/api-key" };
-            entry.insert("qdrant".into(), json!({
-                "url": format!("https://{host}:{port}"), "ca": "ca/ca.crt",
-                "cert": format!("{client}/client.crt"), "key": format!("{client}/client.key"),
-                "client_certificate_required": profile.mutual_tls(),
-                "access": user.qdrant,
-                "api_key": { "store": store, "secret": secret, "stage": "current" },
-            }));
+            let secret =
+                if user.qdrant == QdrantAccess::ReadOnly { "qdrant/read-only-api-key" } else { "qdrant/api-key" };
+            entry.insert(
+                "qdrant".into(),
+                json!({
+                    "url": format!("https://{host}:{port}"), "ca": "ca/ca.crt",
+                    "cert": format!("{client}/client.crt"), "key": format!("{client}/client.key"),
+                    "client_certificate_required": profile.mutual_tls(),
+                    "access": user.qdrant,
+                    "api_key": { "store": store, "secret": secret, "stage": "current" },
+                }),
+            );
         }
         users.insert(user.name.clone(), serde_json::Value::Object(entry));
     }

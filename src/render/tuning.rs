@@ -63,9 +63,9 @@ pub struct Parallel {
 
 /// pgtune's unit formatting: the largest of GB, MB, kB that divides the value.
 pub fn format_kb(kb: u64) -> String {
-    if kb % GB == 0 {
+    if kb.is_multiple_of(GB) {
         format!("{}GB", kb / GB)
-    } else if kb % MB == 0 {
+    } else if kb.is_multiple_of(MB) {
         format!("{}MB", kb / MB)
     } else {
         format!("{kb}kB")
@@ -200,7 +200,13 @@ mod tests {
 
     #[test]
     fn small_memory_keeps_work_mem_floor_and_small_wal_buffers() {
-        let t = tune(TuningInput { memory_kb: 256 * MB, cpus: 1, workload: Workload::Web, storage: Storage::Hdd, max_connections: 50 });
+        let t = tune(TuningInput {
+            memory_kb: 256 * MB,
+            cpus: 1,
+            workload: Workload::Web,
+            storage: Storage::Hdd,
+            max_connections: 50,
+        });
         assert_eq!(t.max_connections, 50);
         assert_eq!(t.work_mem, "4MB");
         assert_eq!(t.wal_buffers, "1966kB");

@@ -68,8 +68,9 @@ impl FileStore {
     pub fn read(&self, name: &str) -> anyhow::Result<Record> {
         let path = self.path(name);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("reading secret {}: the file is damaged; restore it from a backup", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!("reading secret {}: the file is damaged; restore it from a backup", path.display())
+            }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Record::default()),
             Err(err) => Err(err).with_context(|| format!("reading secret {}", path.display())),
         }
@@ -105,7 +106,9 @@ fn collect(root: &Path, dir: &Path, names: &mut Vec<String>) -> anyhow::Result<(
         let path = entry?.path();
         if path.is_dir() {
             collect(root, &path, names)?;
-        } else if let Some(name) = path.strip_prefix(root).ok().and_then(|p| p.to_str()).and_then(|p| p.strip_suffix(".json")) {
+        } else if let Some(name) =
+            path.strip_prefix(root).ok().and_then(|p| p.to_str()).and_then(|p| p.strip_suffix(".json"))
+        {
             names.push(name.to_owned());
         }
     }

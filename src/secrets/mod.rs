@@ -53,9 +53,7 @@ impl fmt::Display for Secret {
 
 /// Draws a new secret. Production passes `rand::rngs::OsRng`; tests may pass a seeded RNG.
 pub fn generate(rng: &mut (impl RngCore + CryptoRng)) -> Secret {
-    let value: String = (0..SECRET_LEN)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
+    let value: String = (0..SECRET_LEN).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
     Secret(value)
 }
 

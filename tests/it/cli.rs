@@ -1,0 +1,255 @@
+use std::os::unix::fs::PermissionsExt as _;
+
+use predicates::prelude::*;
+
+use crate::common::{Sandbox, files_under};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_creates_a_private_bundle() {
+    let sandbox = Sandbox::new();
+    let stdout = sandbox.init(&[]);
+    assert!(stdout.contains("file(s) created"), "{stdout}");
+    let stack = sandbox.stack();
+    assert_eq!(mode(&stack), 0o700);
+    for file in files_under(&stack) {
+        let path = stack.join(&file);
+        let private = file.ends_with(".key")
+            || file.starts_with("secrets/")
+            || file.contains("/secrets/")
+            || file.ends_with("users.acl")
+            || file.ends_with("config.yaml")
+            || file.ends_with(".sql")
+            || file.starts_with(".hardstack");
+        assert_eq!(mode(&path), if private { 0o600 } else { 0o644 }, "{file}");
+        let mut dir = path.parent().unwrap();
+        while dir != stack {
+            assert_eq!(mode(dir), 0o700, "{}", dir.display());
+            dir = dir.parent().unwrap();
+        }
+    }
+    for expected in [
+        "ca/ca.crt",
+        "ca/ca.key",
+        "certs/postgres/server.key",
+        "certs/clients/app/client.crt",
+        "config/postgres/pg_hba.conf",
+        "config/redis/users.acl",
+        "config/qdrant/config.yaml",
+        "docker-compose.yml",
+        "connections.json",
+        "hardstack.toml",
+    ] {
+        assert!(stack.join(expected).exists(), "{expected}");
+    }
+}
+
+#[test]
+fn init_prints_no_secret() {
+    let sandbox = Sandbox::new();
+    let stdout = sandbox.cmd().args(["init", "-v"]).output().unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&stdout.stdout), String::from_utf8_lossy(&stdout.stderr));
+    for file in files_under(&sandbox.stack().join("secrets")) {
+        let record: serde_json::Value = serde_json::from_slice(&sandbox.read(&format!("secrets/{file}"))).unwrap();
+        let value = record["versions"][0]["value"].as_str().unwrap();
+        assert_eq!(value.len(), 40);
+        assert!(!printed.contains(value), "{file} printed");
+    }
+}
+
+#[test]
+fn second_init_writes_nothing_and_says_so() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&[]);
+    let before: Vec<_> = files_under(&sandbox.stack())
+        .iter()
+        .map(|f| (f.clone(), sandbox.read(f), std::fs::metadata(sandbox.stack().join(f)).unwrap().modified().unwrap()))
+        .collect();
+    let stdout = sandbox.init(&[]);
+    assert!(stdout.contains("up to date") && stdout.contains("nothing written"), "{stdout}");
+    let after: Vec<_> = files_under(&sandbox.stack())
+        .iter()
+        .map(|f| (f.clone(), sandbox.read(f), std::fs::metadata(sandbox.stack().join(f)).unwrap().modified().unwrap()))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn changed_profile_rerenders_configs_and_keeps_secrets_and_certificates() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&[]);
+    let kept = [
+        "ca/ca.key",
+        "ca/ca.crt",
+        "certs/postgres/server.key",
+        "certs/clients/app/client.crt",
+        "secrets/postgres/app.json",
+        "secrets/redis/app.json",
+        "config/redis/users.acl",
+        "config/postgres/initdb/10-hardstack.sql",
+    ];
+    let before: Vec<Vec<u8>> = kept.iter().map(|f| sandbox.read(f)).collect();
+    let stdout =
+        sandbox.init(&["--set", "network.ports.postgres=5433", "--set", "postgres.slow_statement_ms=250", "-v"]);
+    assert!(stdout.contains("updated"), "{stdout}");
+    let conf = String::from_utf8(sandbox.read("config/postgres/postgresql.conf")).unwrap();
+    assert!(conf.contains("log_min_duration_statement = 250"));
+    let compose = String::from_utf8(sandbox.read("docker-compose.yml")).unwrap();
+    assert!(compose.contains("127.0.0.1:5433:5432"));
+    let after: Vec<Vec<u8>> = kept.iter().map(|f| sandbox.read(f)).collect();
+    assert_eq!(before, after, "secrets and certificates must be kept");
+    // The directory now remembers the profile: a plain init is a no-op.
+    assert!(sandbox.init(&[]).contains("nothing written"));
+}
+
+#[test]
+fn foreign_file_is_not_overwritten_without_force() {
+    let sandbox = Sandbox::new();
+    let mine = sandbox.write("stack/docker-compose.yml", "services: {}\n# mine\n");
+    sandbox.cmd().arg("init").assert().code(1).stderr(
+        predicate::str::contains("refusing to overwrite 1 file(s)")
+            .and(predicate::str::contains("docker-compose.yml (not written by hardstack)"))
+            .and(predicate::str::contains("--force")),
+    );
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "services: {}\n# mine\n");
+    assert!(!sandbox.stack().join("ca/ca.key").exists(), "nothing is written when init refuses");
+    sandbox.init(&["--force"]);
+    assert!(std::fs::read_to_string(&mine).unwrap().contains("Generated by hardstack"));
+}
+
+#[test]
+fn edited_config_is_not_overwritten_without_force() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&[]);
+    let hba = sandbox.stack().join("config/postgres/pg_hba.conf");
+    std::fs::write(&hba, "host all all all trust\n").unwrap();
+    sandbox
+        .cmd()
+        .args(["init", "--set", "postgres.slow_statement_ms=100"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("pg_hba.conf (edited since hardstack wrote it)"));
+    assert_eq!(std::fs::read_to_string(&hba).unwrap(), "host all all all trust\n");
+}
+
+#[test]
+fn every_shipped_profile_initialises() {
+    for profile in ["dev", "test", "prod"] {
+        let sandbox = Sandbox::new();
+        sandbox.init(&["--profile", profile]);
+        let resolved = String::from_utf8(sandbox.read("hardstack.toml")).unwrap();
+        assert!(resolved.contains(&format!("name = \"{profile}\"")));
+    }
+}
+
+#[test]
+fn user_profile_extends_a_shipped_one() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "mine.toml",
+        "extends = \"dev\"\nname = \"mine\"\n\n[stack]\nname = \"mine\"\nservices = [\"postgres\"]\n",
+    );
+    sandbox.init(&["--profile", "mine.toml"]);
+    let compose = String::from_utf8(sandbox.read("docker-compose.yml")).unwrap();
+    assert!(compose.contains("container_name: mine-postgres"));
+    assert!(!compose.contains("redis"));
+    assert!(!sandbox.stack().join("config/redis").exists());
+}
+
+#[test]
+fn templates_dir_overrides_one_template() {
+    let sandbox = Sandbox::new();
+    sandbox.write("tpl/postgres/pg_ident.conf.tera", "# custom ident for {{ stack }}\n");
+    sandbox.init(&["--templates", "tpl"]);
+    assert_eq!(sandbox.read("config/postgres/pg_ident.conf"), b"# custom ident for hardstack-dev\n");
+    // The others stay embedded.
+    assert!(String::from_utf8(sandbox.read("config/postgres/pg_hba.conf")).unwrap().contains("hostnossl"));
+}
+
+/// Runs init with `args`, asserts exit code 1, the stderr fragments, and that nothing was written.
+fn rejects(sandbox: &Sandbox, args: &[&str], fragments: &[&str]) {
+    let out = sandbox.cmd().arg("init").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for fragment in fragments {
+        assert!(stderr.contains(fragment), "expected `{fragment}` in: {stderr}");
+    }
+    assert!(!sandbox.stack().exists(), "nothing may be written on bad input: {stderr}");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", "extends = \"dev\"\n\n[postgres]\nworkload = \"web\"\nshared_bufers = \"1GB\"\n");
+    rejects(
+        &sandbox,
+        &["--profile", "p.toml"],
+        &["p.toml:5", "unknown key postgres.shared_bufers", "check its spelling"],
+    );
+}
+
+#[test]
+fn invalid_value_names_file_line_and_key() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", "extends = \"dev\"\n[postgres]\nworkload = \"fast\"\n");
+    rejects(&sandbox, &["--profile", "p.toml"], &["p.toml:3", "key postgres.workload", "unknown variant `fast`"]);
+}
+
+#[test]
+fn semantic_error_names_file_line_and_key() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", "extends = \"dev\"\n\n[redis]\nmaxmemory = \"4GiB\"\n");
+    rejects(
+        &sandbox,
+        &["--profile", "p.toml"],
+        &["p.toml:4", "key redis.maxmemory", "must be below resources.redis.memory"],
+    );
+}
+
+#[test]
+fn invalid_toml_names_the_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", "extends = \"dev\"\n[network\nports = 1\n");
+    rejects(&sandbox, &["--profile", "p.toml"], &["p.toml:2", "not valid TOML"]);
+}
+
+#[test]
+fn set_of_unknown_key_names_the_flag() {
+    let sandbox = Sandbox::new();
+    rejects(
+        &sandbox,
+        &["--set", "network.portz.postgres=1"],
+        &["--set network.portz.postgres=1", "unknown key network.portz.postgres"],
+    );
+}
+
+#[test]
+fn set_of_invalid_value_names_the_flag() {
+    let sandbox = Sandbox::new();
+    rejects(
+        &sandbox,
+        &["--set", "network.ports.redis=eighty"],
+        &["--set network.ports.redis=eighty", "key network.ports.redis", "invalid type"],
+    );
+    rejects(
+        &sandbox,
+        &["--set", "network.ports.redis=5432"],
+        &["--set network.ports.redis=5432", "port 5432 is already used by another service"],
+    );
+}
+
+#[test]
+fn missing_profile_file_is_named() {
+    let sandbox = Sandbox::new();
+    rejects(&sandbox, &["--profile", "nope.toml"], &["reading profile nope.toml", "dev, test, prod"]);
+}
+
+#[test]
+fn reserved_user_name_is_rejected_with_its_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p.toml", "extends = \"dev\"\n\n[[users]]\nname = \"postgres\"\ndatabase = \"x\"\nredis_keys = \"x:*\"\nqdrant = \"none\"\n");
+    rejects(&sandbox, &["--profile", "p.toml"], &["p.toml:4", "key users.0.name", "reserved"]);
+}

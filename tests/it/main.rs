@@ -1,0 +1,13 @@
+//! The one integration-test binary.
+
+// Shared helpers: the built binary in a clean environment, temporary stack directories.
+mod common;
+
+// The built binary: success, idempotency, bad input and its messages.
+mod cli;
+// `hardstack env` output.
+mod env;
+// Every certificate of a bundle, parsed back and checked with a real verifier.
+mod pki;
+// Snapshots of every rendered file of every shipped profile.
+mod render;
