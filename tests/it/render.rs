@@ -1,17 +1,26 @@
 use rand::SeedableRng;
 
 use hardstack::profile::{ProfileSource, load};
-use hardstack::stackdir::StackDir;
+use hardstack::stackdir::{PlannedFile, StackDir};
 
-/// Renders the bundle of a shipped profile with a fixed seed (tests only) and snapshots every
-/// file that comes from a template. Secrets, verifiers and hashes are redacted.
-fn snapshot_profile(name: &str) {
+/// The files of a shipped profile's bundle that come from a template, rendered into an empty
+/// directory with a fixed seed (tests only).
+fn rendered_files(name: &str) -> Vec<PlannedFile> {
     let profile = load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile;
     let dir = tempfile::tempdir().unwrap();
     let tera = hardstack::render::load_templates(None).unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2026);
     let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &mut rng).unwrap();
-    let rendered: Vec<_> = plan.iter().filter(|f| f.path.starts_with("config/") || !f.path.contains('/')).collect();
+    plan.into_iter().filter(|f| f.path.starts_with("config/") || !f.path.contains('/')).collect()
+}
+
+fn snapshot_name(profile: &str, file: &PlannedFile) -> String {
+    format!("{profile}__{}", file.path.replace('/', "__"))
+}
+
+/// Snapshots every rendered file of a shipped profile; secrets, verifiers and hashes redacted.
+fn snapshot_profile(name: &str) {
+    let rendered = rendered_files(name);
     assert_eq!(rendered.len(), 13, "{:?}", rendered.iter().map(|f| &f.path).collect::<Vec<_>>());
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+", "[SCRAM-VERIFIER]");
@@ -22,7 +31,7 @@ fn snapshot_profile(name: &str) {
     settings.bind(|| {
         for file in rendered {
             let text = String::from_utf8(file.content.clone()).unwrap();
-            insta::assert_snapshot!(format!("{name}__{}", file.path.replace('/', "__")), text);
+            insta::assert_snapshot!(snapshot_name(name, &file), text);
         }
     });
 }
@@ -49,4 +58,23 @@ fn a_template_error_names_the_template() {
     std::fs::write(dir.path().join("redis/users.acl.tera"), "user {{ nope }\n").unwrap();
     let err = hardstack::render::load_templates(Some(dir.path())).unwrap_err();
     assert!(format!("{err:#}").contains("redis/users.acl.tera"), "{err:#}");
+}
+
+/// Keeps the snapshot directory honest without cargo-insta: every stored snapshot belongs to a
+/// rendered file of a shipped profile, so a removed template cannot leave a stale snapshot.
+#[test]
+fn no_unreferenced_snapshots() {
+    let mut expected = Vec::new();
+    for name in ["dev", "test", "prod"] {
+        expected.extend(rendered_files(name).iter().map(|file| format!("{}.snap", snapshot_name(name, file))));
+    }
+    expected.sort();
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots");
+    let mut stored: Vec<String> = std::fs::read_dir(snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    stored.sort();
+    assert_eq!(stored, expected);
 }
