@@ -55,6 +55,35 @@ pub enum Command {
     /// Print what an application needs to connect, for one application user. Prints secrets:
     /// it is meant for `eval "$(hardstack env)"` or a file of mode 0600.
     Env(EnvArgs),
+    /// Run `init` if needed, then bring the stack up through the Docker Engine API and wait
+    /// until every service is usable (verified TLS, login, a real query). Idempotent.
+    Up(UpArgs),
+    /// Stop and remove this stack's containers and network (by label); --volumes also its data.
+    Down(DownArgs),
+    /// Each service's state, health, published port, certificate expiry and secret age.
+    Status,
+}
+
+/// Options of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// A directory of templates that replace the embedded ones (as for init).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Overwrite foreign or edited files in the stack directory (as for init).
+    #[arg(long)]
+    pub force: bool,
+    /// How long each service may take to become usable.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// Options of `down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the stack's volumes: its data is lost.
+    #[arg(long)]
+    pub volumes: bool,
 }
 
 /// Options of `init`.

@@ -199,7 +199,9 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             let config = volume(profile, service, "config", REDIS_DIR, false);
             let mut files = vec![
                 deliver("config/redis/redis.conf", &config, "redis.conf", uid),
-                deliver("config/redis/users.acl", &config, "users.acl", uid),
+                // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside
+                // the ACL file and renames it, and the volume's root belongs to root.
+                deliver("config/redis/users.acl", &config, "acl/users.acl", uid),
                 deliver("config/redis/secrets/health.password", &config, "secrets/health.password", uid),
             ];
             files.extend(tls_deliveries(profile, service, &config));

@@ -18,6 +18,9 @@ pub mod secrets;
 pub mod fsio;
 pub mod stackdir;
 
+pub mod probe;
+pub mod runtime;
+
 pub mod commands;
 pub mod output;
 
@@ -30,5 +33,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Init(args) => commands::init::run(&cli.global, args),
         Command::Env(args) => commands::env::run(&cli.global, args),
+        Command::Up(args) => commands::up::run(&cli.global, args),
+        Command::Down(args) => commands::down::run(&cli.global, args),
+        Command::Status => commands::status::run(&cli.global),
     }
 }

@@ -10,9 +10,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            // Exit 1: the input is wrong or a check failed. Environment failures (Docker, AWS)
-            // carry their own code once those commands exist.
-            ExitCode::from(1)
+            // Exit 2 when the environment failed (engine, image, port), 1 for wrong input or a
+            // failed check.
+            let environment = err.chain().any(|cause| cause.is::<hardstack::runtime::EnvironmentError>());
+            ExitCode::from(if environment { 2 } else { 1 })
         }
     }
 }

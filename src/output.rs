@@ -48,3 +48,61 @@ pub fn secret_stdout(text: &str) -> anyhow::Result<()> {
     stdout.flush()?;
     Ok(())
 }
+
+/// Per-service progress: a spinner line per service on a terminal, plain lines otherwise.
+pub struct Progress {
+    bars: Option<(indicatif::MultiProgress, Vec<(String, indicatif::ProgressBar)>)>,
+    quiet: bool,
+}
+
+impl Progress {
+    /// One line per name; bars only when stdout is a terminal and the output is for a person.
+    pub fn new(output: &Output, names: &[&str]) -> Progress {
+        use std::io::IsTerminal as _;
+        let quiet = output.quiet || output.format == OutputFormat::Json;
+        let bars = (!quiet && std::io::stdout().is_terminal()).then(|| {
+            let multi = indicatif::MultiProgress::new();
+            let style =
+                indicatif::ProgressStyle::with_template("{spinner} {prefix:<9} {msg}").expect("a valid template");
+            let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+            let bars = names
+                .iter()
+                .map(|name| {
+                    let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                    bar.set_style(style.clone());
+                    bar.set_prefix(format!("{name:<width$}"));
+                    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                    (name.to_string(), bar)
+                })
+                .collect();
+            (multi, bars)
+        });
+        Progress { bars, quiet }
+    }
+
+    /// The service reached a stage (`pulling`, `creating`, `starting`, `waiting`, `usable`).
+    pub fn stage(&self, name: &str, stage: &str) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some((_, bar)) = bars.iter().find(|(n, _)| n == name) {
+                    bar.set_message(stage.to_owned());
+                }
+            }
+            None if !self.quiet => println!("{name}: {stage}"),
+            None => {}
+        }
+    }
+
+    /// The service is done; its line keeps the final message.
+    pub fn finish(&self, name: &str, message: &str) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some((_, bar)) = bars.iter().find(|(n, _)| n == name) {
+                    bar.finish_with_message(message.to_owned());
+                }
+            }
+            None if !self.quiet => println!("{name}: {message}"),
+            None => {}
+        }
+    }
+}

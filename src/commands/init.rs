@@ -1,6 +1,7 @@
 //! `hardstack init`: profile in, complete stack directory out. Everything is computed first
 //! (a dry run), conflicts are checked, and only then are files written.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -9,14 +10,25 @@ use serde_json::json;
 use crate::bundle;
 use crate::cli::{GlobalArgs, InitArgs};
 use crate::output::Output;
-use crate::profile::StoreKind;
+use crate::profile::{ResolvedProfile, StoreKind};
 use crate::render;
 use crate::settings;
 use crate::stackdir::{self, Change, StackDir};
 
 /// Runs `init`.
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
+    ensure(global, args.templates.as_deref(), args.force, &Output::new(global))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Brings the stack directory in line with the profile (what `init` does, and `up` first),
+/// and returns the profile.
+pub fn ensure(
+    global: &GlobalArgs,
+    templates: Option<&Path>,
+    force: bool,
+    output: &Output,
+) -> anyhow::Result<ResolvedProfile> {
     let resolved = settings::resolve_profile(global)?;
     let profile = &resolved.profile;
     if profile.secrets.store == StoreKind::Aws {
@@ -26,12 +38,12 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let dir = StackDir::new(&global.dir);
-    let tera = render::load_templates(args.templates.as_deref())?;
+    let tera = render::load_templates(templates)?;
     let plan = bundle::plan(&dir, profile, &tera, &mut rand::rngs::OsRng)?;
 
     let mut manifest = dir.manifest()?;
     let stackdir::Diff { changes, conflicts } = stackdir::diff(&dir, &manifest, &plan)?;
-    if !conflicts.is_empty() && !args.force {
+    if !conflicts.is_empty() && !force {
         let list: Vec<String> = conflicts
             .iter()
             .map(|c| {
@@ -71,5 +83,5 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
             output.detail(format!("  {:<8} {path}", format!("{change:?}").to_lowercase()));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(resolved)
 }

@@ -1,4 +1,7 @@
 //! One module per subcommand. Commands own the control flow; lower layers take whole batches.
 
+pub mod down;
 pub mod env;
 pub mod init;
+pub mod status;
+pub mod up;

@@ -1,0 +1,75 @@
+//! `hardstack status`: per service, the container's state and health, its published port, the
+//! server certificate's expiry and the age of the service's application secret.
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+use crate::containers;
+use crate::output::Output;
+use crate::pki;
+use crate::profile::Service;
+use crate::runtime;
+use crate::secrets::file::FileStore;
+use crate::secrets::store::{SecretStore as _, Stage};
+use crate::settings;
+use crate::stackdir::StackDir;
+
+/// Runs `status`.
+pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let output = Output::new(global);
+    let profile = settings::stack_profile(global)?.profile;
+    let dir = StackDir::new(&global.dir);
+    let store = FileStore::new(dir.secrets());
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let engine = runtime.block_on(runtime::connect())?;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let mut rows = Vec::new();
+    for spec in containers::container_specs(&profile) {
+        let info = runtime.block_on(engine.inspect(&spec.name))?;
+        let state = info.as_ref().and_then(|i| i.state.as_ref());
+        let status = state.and_then(|s| s.status).map(|s| s.to_string()).unwrap_or_else(|| "absent".into());
+        let health = state.and_then(|s| s.health.as_ref()?.status).map(|h| h.to_string()).unwrap_or_else(|| "-".into());
+        let cert = std::fs::read_to_string(dir.path(&format!("certs/{}/server.crt", spec.service))).ok();
+        let expires_in_days = cert.and_then(|pem| pki::not_after(&pem).ok()).map(|t| (t - now) / 86_400);
+        let user = profile.users.first().map(|u| u.name.clone()).unwrap_or_default();
+        let secret = match spec.service {
+            Service::Qdrant => "qdrant/api-key".to_owned(),
+            service => format!("{service}/{user}"),
+        };
+        let age_days = store
+            .get(&secret, Stage::Current)?
+            .and_then(|v| SystemTime::now().duration_since(v.created).ok())
+            .map(|d| d.as_secs() / 86_400);
+        rows.push(json!({
+            "service": spec.service,
+            "container": spec.name,
+            "state": status,
+            "health": health,
+            "published": spec.publish.as_ref().map(|(a, p)| format!("{a}:{p}")),
+            "certificate_expires_in_days": expires_in_days,
+            "secret": secret,
+            "secret_age_days": age_days,
+        }));
+    }
+    output.json(&json!({"stack": profile.stack.name, "services": rows}));
+    output.line(format!(
+        "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}",
+        "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"
+    ));
+    for row in &rows {
+        output.line(format!(
+            "{:<9} {:<9} {:<10} {:<16} {:>9} {:>10}d",
+            row["service"].as_str().unwrap_or(""),
+            row["state"].as_str().unwrap_or(""),
+            row["health"].as_str().unwrap_or(""),
+            row["published"].as_str().unwrap_or("-"),
+            row["certificate_expires_in_days"].as_i64().map(|d| d.to_string()).unwrap_or("-".into()),
+            row["secret_age_days"].as_u64().map(|d| d.to_string()).unwrap_or("-".into()),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

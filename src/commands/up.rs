@@ -1,0 +1,253 @@
+//! `hardstack up`: init if needed, pre-flight (engine, ports, images), then every service in
+//! parallel: volumes, file delivery, container, start, and a wait until it is usable.
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
+use crate::commands::init;
+use crate::containers::{self, ContainerSpec};
+use crate::output::{Output, Progress};
+use crate::probe::{self, Target};
+use crate::profile::Profile;
+use crate::runtime::{self, CONFIG_HASH_LABEL, Engine, EnvironmentError, deliver};
+use crate::stackdir::StackDir;
+
+/// How `up` decides a service is usable.
+#[derive(Debug, Clone)]
+pub enum Readiness {
+    /// Connect from the host as an application would: TLS verified, login, a real query.
+    Probe(Target),
+    /// Nothing is published, so only the stack network reaches the service: wait for the
+    /// container's healthcheck, which runs the same kind of query inside the container.
+    Healthcheck,
+}
+
+/// What `up` did to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Unchanged,
+    Started,
+    Created,
+    Recreated,
+}
+
+/// Runs `up`.
+pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let output = Output::new(global);
+    let init_output = Output { quiet: output.quiet || output.format == OutputFormat::Json, ..output };
+    let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(up(&output, resolved.profile, StackDir::new(&global.dir), args.timeout))
+}
+
+async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let engine = runtime::connect().await?;
+    output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
+    let specs = containers::container_specs(&profile);
+    let names: Vec<&str> = specs.iter().map(|s| s.service.name()).collect();
+    let progress = Arc::new(Progress::new(output, &names));
+
+    preflight_ports(&engine, &profile, &specs).await?;
+    for spec in &specs {
+        if !engine.has_image(&spec.image).await {
+            progress.stage(spec.service.name(), &format!("pulling {}", spec.image));
+        }
+        engine.ensure_image(&spec.image).await?;
+    }
+    let names = containers::stack_names(&profile);
+    engine.ensure_network(&names).await?;
+
+    let mut tasks = Vec::new();
+    for spec in specs {
+        let readiness = match probe::app_target(&profile, &dir, spec.service)? {
+            Some(target) => Readiness::Probe(target),
+            None => Readiness::Healthcheck,
+        };
+        let (engine, dir, progress, names) = (engine.clone(), dir.clone(), progress.clone(), names.clone());
+        tasks.push(tokio::spawn(async move {
+            let service = spec.service;
+            let result = bring_up(&engine, &dir, &names, &spec, readiness, timeout, &progress).await;
+            match &result {
+                Ok((change, elapsed)) => progress.finish(
+                    service.name(),
+                    &format!("usable ({change:?}, {:.1}s)", elapsed.as_secs_f64()).to_lowercase(),
+                ),
+                Err(_) => progress.finish(service.name(), "failed"),
+            }
+            (service, result)
+        }));
+    }
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for task in tasks {
+        let (service, result) = task.await.context("a service task panicked")?;
+        match result {
+            Ok((change, elapsed)) => {
+                report.push(json!({"service": service, "change": change, "seconds": elapsed.as_secs_f64()}))
+            }
+            Err(err) => {
+                report.push(json!({"service": service, "error": format!("{err:#}")}));
+                failures.push(format!("{service}: {err:#}"));
+            }
+        }
+    }
+    output.json(&json!({"stack": profile.stack.name, "services": report, "usable": failures.is_empty(), "seconds": started.elapsed().as_secs_f64()}));
+    if !failures.is_empty() {
+        anyhow::bail!("the stack is not usable:\n{}", failures.join("\n"));
+    }
+    output.line(format!("stack {} is usable ({:.1}s)", profile.stack.name, started.elapsed().as_secs_f64()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every published port must be free, or held by this stack's own container.
+async fn preflight_ports(engine: &Engine, profile: &Profile, specs: &[ContainerSpec]) -> anyhow::Result<()> {
+    for spec in specs {
+        let Some((address, port)) = &spec.publish else { continue };
+        if let Some(info) = engine.inspect(&spec.name).await? {
+            let ours = info.config.and_then(|c| c.labels).and_then(|l| l.get(containers::STACK_LABEL).cloned());
+            if ours.as_deref() == Some(profile.stack.name.as_str()) {
+                continue;
+            }
+        }
+        let ip: IpAddr = address.parse().context("the bind address is an IP address")?;
+        if TcpListener::bind(SocketAddr::new(ip, *port)).is_err() {
+            let holder = match engine.container_publishing(*port).await {
+                Some(container) => format!("container {container}"),
+                None => process_listening(*port).unwrap_or_else(|| "another process".into()),
+            };
+            return Err(EnvironmentError(format!(
+                "port {port} on {address} is taken by {holder}; set network.ports.{} to a free port (--set network.ports.{}=N) or stop it",
+                spec.service, spec.service
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The process listening on a TCP port, from /proc (Linux; best effort).
+fn process_listening(port: u16) -> Option<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port =
+                fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && fields.get(3) == Some(&"0A") {
+                inodes.push(format!("socket:[{}]", fields.get(9)?));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().into_string().ok()?;
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| link.to_str() == Some(i))
+            {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                return Some(format!("process {} (pid {pid})", comm.trim()));
+            }
+        }
+    }
+    None
+}
+
+async fn bring_up(
+    engine: &Engine,
+    dir: &StackDir,
+    names: &containers::StackNames,
+    spec: &ContainerSpec,
+    readiness: Readiness,
+    timeout: Duration,
+    progress: &Progress,
+) -> anyhow::Result<(Change, Duration)> {
+    let started = Instant::now();
+    let service = spec.service.name();
+    let hash = deliver::config_hash(dir, spec)?;
+    let existing = engine.inspect(&spec.name).await?;
+    let current_hash =
+        existing.as_ref().and_then(|i| i.config.as_ref()?.labels.as_ref()?.get(CONFIG_HASH_LABEL).cloned());
+    let running = existing.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
+    let change = match (&existing, current_hash.as_deref() == Some(hash.as_str())) {
+        (Some(_), true) if running => Change::Unchanged,
+        (Some(_), true) => {
+            progress.stage(service, "starting");
+            engine.start(&spec.name).await?;
+            Change::Started
+        }
+        (existing, _) => {
+            if existing.is_some() {
+                progress.stage(service, "recreating");
+                engine.remove(&spec.name).await?;
+            }
+            progress.stage(service, "creating");
+            engine.ensure_volumes(&names.stack, spec).await?;
+            engine.deliver(&names.stack, spec, &deliver::archives(dir, spec)?).await?;
+            engine.create(&names.stack, &names.network, spec, &hash).await?;
+            progress.stage(service, "starting");
+            engine.start(&spec.name).await?;
+            if existing.is_some() { Change::Recreated } else { Change::Created }
+        }
+    };
+    progress.stage(service, "waiting");
+    wait_until_usable(engine, spec, &readiness, timeout).await?;
+    Ok((change, started.elapsed()))
+}
+
+/// Probes with backoff until the service answers, the container dies, or the timeout passes.
+/// On failure: the probe's last error and the last lines of the container's log.
+pub async fn wait_until_usable(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    readiness: &Readiness,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    let last_error = loop {
+        let attempt = match readiness {
+            Readiness::Probe(target) => probe::probe(spec.service, target).await,
+            Readiness::Healthcheck => healthy(engine, &spec.name).await,
+        };
+        let error = match attempt {
+            Ok(()) => return Ok(()),
+            Err(err) => format!("{err:#}"),
+        };
+        let state = engine.inspect(&spec.name).await?.and_then(|i| i.state);
+        let dead = state.as_ref().is_some_and(|s| s.running != Some(true) || s.restarting == Some(true));
+        if dead {
+            break format!(
+                "the container stopped (exit code {}); last probe error: {error}",
+                state.and_then(|s| s.exit_code).unwrap_or(-1)
+            );
+        }
+        if Instant::now() + delay > deadline {
+            break format!("not usable after {}s; last probe error: {error}", timeout.as_secs());
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(1));
+    };
+    let logs = engine.log_tail(&spec.name, 20).await;
+    anyhow::bail!("{last_error}\nlast lines of {}'s log:\n{}", spec.name, logs.trim_end())
+}
+
+async fn healthy(engine: &Engine, name: &str) -> anyhow::Result<()> {
+    let status = engine.inspect(name).await?.and_then(|i| i.state?.health?.status);
+    match status {
+        Some(bollard::models::HealthStatusEnum::HEALTHY) => Ok(()),
+        other => anyhow::bail!("healthcheck status {other:?}"),
+    }
+}

@@ -1,0 +1,198 @@
+//! Probes: connect to a service the way an application does (TLS verified against the stack CA
+//! with a host name check, login as an application user, a real query) and report what
+//! happened. Used by `up` to decide a service is usable, and by the tests. Never exits, never
+//! prints: a probe returns `Ok` or the server's own error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::secrets::Secret;
+
+/// How long one connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Client-side TLS material: the stack CA, and a client certificate where the profile wants one.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    /// Client certificate and key, PEM.
+    pub client: Option<(Vec<u8>, Secret)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("client", &self.client.is_some()).finish()
+    }
+}
+
+/// Where to reach a service and as whom.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Host name or address to connect to; also the name the server certificate must cover.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    /// PostgreSQL database.
+    pub database: String,
+    pub tls: ClientTls,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls client config that trusts only the stack CA and presents the client certificate.
+pub fn rustls_config(tls: &ClientTls) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &tls.ca_pem[..]) {
+        roots.add(cert.context("reading the stack CA")?).context("adding the stack CA")?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots);
+    Ok(match &tls.client {
+        Some((cert_pem, key_pem)) => {
+            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+                .collect::<Result<_, _>>()
+                .context("reading the client certificate")?;
+            let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.expose().as_bytes())
+                .context("reading the client key")?
+                .context("no key in the client key file")?;
+            builder.with_client_auth_cert(certs, key).context("using the client certificate")?
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// PostgreSQL: verify-full TLS, SCRAM login, `SELECT 1`.
+pub async fn postgres(target: &Target) -> anyhow::Result<()> {
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(&target.tls)?);
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.host)
+        .port(target.port)
+        .user(&target.user)
+        .password(target.password.expose())
+        .dbname(&target.database)
+        .application_name("hardstack")
+        .ssl_mode(tokio_postgres::config::SslMode::Require)
+        .connect_timeout(CONNECT_TIMEOUT);
+    let (client, connection) = config.connect(connector).await?;
+    let task = tokio::spawn(connection);
+    let row = client.query_one("SELECT 1", &[]).await?;
+    let one: i32 = row.get(0);
+    drop(client);
+    let _ = task.await;
+    anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
+    Ok(())
+}
+
+/// Redis: TLS verified against the stack CA, AUTH as the user, `PING` answered with `PONG`.
+pub async fn redis(target: &Target) -> anyhow::Result<()> {
+    let client = redis_client(target)?;
+    let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .context("timed out")??;
+    let pong: String = redis::cmd("PING").query_async(&mut connection).await?;
+    anyhow::ensure!(pong == "PONG", "PING answered {pong}");
+    Ok(())
+}
+
+/// A Redis client for `target` (rediss://, the stack CA, the client certificate if any).
+pub fn redis_client(target: &Target) -> anyhow::Result<redis::Client> {
+    let url = format!("rediss://{}:{}@{}:{}/0", target.user, target.password.expose(), target.host, target.port);
+    let client_tls = target.tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+        client_cert: cert.clone(),
+        client_key: key.expose().as_bytes().to_vec(),
+    });
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates { client_tls, root_cert: Some(target.tls.ca_pem.clone()) },
+    )
+    .context("building the Redis client")
+}
+
+/// Qdrant: HTTPS verified against the stack CA, the API key, listing collections.
+pub async fn qdrant(target: &Target) -> anyhow::Result<()> {
+    let client = qdrant_client(&target.tls)?;
+    let url = format!("https://{}:{}/collections", target.host, target.port);
+    let response = client.get(&url).header("api-key", target.password.expose()).send().await?;
+    anyhow::ensure!(response.status().is_success(), "GET /collections answered {}", response.status());
+    Ok(())
+}
+
+/// An HTTPS client that trusts only the stack CA, with the client certificate if any.
+pub fn qdrant_client(tls: &ClientTls) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls_config(tls)?)
+        .timeout(CONNECT_TIMEOUT)
+        .build()
+        .context("building the HTTPS client")
+}
+
+/// The host-side target of a service for the profile's first application user: the published
+/// port on loopback (the name checked is the IP, which every server certificate covers), the
+/// current password from the file store, the client certificate when the profile requires one.
+/// `None` when the service is not published: only the stack network reaches it.
+pub fn app_target(
+    profile: &crate::profile::Profile,
+    dir: &crate::stackdir::StackDir,
+    service: crate::profile::Service,
+) -> anyhow::Result<Option<Target>> {
+    use crate::profile::{QdrantAccess, Service};
+    use crate::secrets::store::{SecretStore as _, Stage};
+    if !profile.network.publish {
+        return Ok(None);
+    }
+    let user = profile.users.first().context("the profile has no application user")?;
+    let address = profile.network.bind_address;
+    let host = if address.is_unspecified() || address.is_loopback() {
+        if address.is_ipv6() { "::1".to_owned() } else { "127.0.0.1".to_owned() }
+    } else {
+        address.to_string()
+    };
+    let secret = match service {
+        Service::Postgres => format!("postgres/{}", user.name),
+        Service::Redis => format!("redis/{}", user.name),
+        Service::Qdrant if user.qdrant == QdrantAccess::ReadOnly => "qdrant/read-only-api-key".into(),
+        Service::Qdrant => "qdrant/api-key".into(),
+    };
+    let store = crate::secrets::file::FileStore::new(dir.secrets());
+    let password = store
+        .get(&secret, Stage::Current)?
+        .with_context(|| format!("secret {secret} has no current version; run `hardstack init`"))?
+        .value;
+    let read = |relative: &str| {
+        std::fs::read(dir.path(relative)).with_context(|| format!("reading {}", dir.path(relative).display()))
+    };
+    let client = if profile.mutual_tls() {
+        let base = format!("certs/clients/{}", user.name);
+        let key = String::from_utf8(read(&format!("{base}/client.key"))?).context("the client key is not text")?;
+        Some((read(&format!("{base}/client.crt"))?, Secret::new(key)))
+    } else {
+        None
+    };
+    Ok(Some(Target {
+        host,
+        port: profile.network.ports.of(service),
+        user: user.name.clone(),
+        password,
+        database: user.database.clone(),
+        tls: ClientTls { ca_pem: read("ca/ca.crt")?, client },
+    }))
+}
+
+/// Probes one service.
+pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow::Result<()> {
+    use crate::profile::Service;
+    match service {
+        Service::Postgres => postgres(target).await,
+        Service::Redis => redis(target).await,
+        Service::Qdrant => qdrant(target).await,
+    }
+}

@@ -1,0 +1,382 @@
+//! The only user of bollard: the engine connection, images, the stack's network and volumes,
+//! containers made from `ContainerSpec`s, file delivery into volumes, and logs. Commands decide
+//! what to do; this module does one engine operation at a time and says what failed.
+
+pub mod deliver;
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use bollard::Docker;
+use bollard::container::{
+    Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions, NetworkingConfig,
+    RemoveContainerOptions, StopContainerOptions, UploadToContainerOptions,
+};
+use bollard::image::CreateImageOptions;
+use bollard::models::{
+    ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig, Mount, MountTypeEnum, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::network::CreateNetworkOptions;
+use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptions};
+use futures_util::StreamExt as _;
+
+use crate::containers::{ContainerSpec, SERVICE_LABEL, STACK_LABEL, StackNames};
+
+/// Label carrying the hash of everything a container was made from; a different hash means
+/// the container is out of date and is recreated.
+pub const CONFIG_HASH_LABEL: &str = "hardstack.config-hash";
+
+/// The oldest engine API hardstack works with (Docker Engine 20.10).
+pub const MIN_API_VERSION: (u32, u32) = (1, 41);
+
+/// The environment failed (engine unreachable, image missing, port taken): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EnvironmentError(pub String);
+
+/// A connected engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub docker: Docker,
+    /// The negotiated API version, `1.41`.
+    pub api_version: String,
+    /// The engine's own version.
+    pub server_version: String,
+}
+
+fn parse_version(text: &str) -> (u32, u32) {
+    let mut parts = text.split('.').map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Connects to the engine (`DOCKER_HOST` or the local socket), negotiates the API version and
+/// checks it is at least 1.41.
+pub async fn connect() -> anyhow::Result<Engine> {
+    let where_ = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let unreachable = |err: &dyn std::fmt::Display| {
+        anyhow::Error::new(EnvironmentError(format!(
+            "the Docker engine at {where_} does not answer ({err}); start it (dockerd, or .ci/setup) or set DOCKER_HOST"
+        )))
+    };
+    let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(&e))?;
+    let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+    let version = docker.version().await.map_err(|e| unreachable(&e))?;
+    let api_version = version.api_version.unwrap_or_default();
+    if parse_version(&api_version) < MIN_API_VERSION {
+        return Err(EnvironmentError(format!(
+            "the Docker engine at {where_} speaks API {api_version}; hardstack needs 1.41 (Engine 20.10) or newer"
+        ))
+        .into());
+    }
+    Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default() })
+}
+
+/// How an image was made available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSource {
+    Present,
+    Pulled,
+}
+
+impl Engine {
+    /// Whether the image is in the engine.
+    pub async fn has_image(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
+    }
+
+    /// Makes the image present: nothing if it is, else a pull.
+    pub async fn ensure_image(&self, image: &str) -> anyhow::Result<ImageSource> {
+        if self.has_image(image).await {
+            return Ok(ImageSource::Present);
+        }
+        let options = CreateImageOptions { from_image: image, ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(err) = item {
+                return Err(EnvironmentError(format!(
+                    "image {image} is missing and the pull failed ({err}); {}",
+                    build_hint(image)
+                ))
+                .into());
+            }
+        }
+        Ok(ImageSource::Pulled)
+    }
+
+    /// Creates the stack's network unless it exists.
+    pub async fn ensure_network(&self, names: &StackNames) -> anyhow::Result<()> {
+        if self.docker.inspect_network::<String>(&names.network, None).await.is_ok() {
+            return Ok(());
+        }
+        let labels = HashMap::from([(STACK_LABEL, names.stack.as_str())]);
+        self.docker
+            .create_network(CreateNetworkOptions {
+                name: names.network.as_str(),
+                driver: "bridge",
+                internal: names.internal,
+                labels,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating network {}", names.network))?;
+        Ok(())
+    }
+
+    /// Creates every named volume of a spec that does not exist, labelled for the stack.
+    pub async fn ensure_volumes(&self, stack: &str, spec: &ContainerSpec) -> anyhow::Result<()> {
+        for volume in &spec.volumes {
+            if self.docker.inspect_volume(&volume.name).await.is_ok() {
+                continue;
+            }
+            let labels = HashMap::from([(STACK_LABEL, stack), (SERVICE_LABEL, spec.service.name())]);
+            self.docker
+                .create_volume(CreateVolumeOptions { name: volume.name.as_str(), labels, ..Default::default() })
+                .await
+                .with_context(|| format!("creating volume {}", volume.name))?;
+        }
+        Ok(())
+    }
+
+    /// The container of that name, if any.
+    pub async fn inspect(&self, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
+        match self.docker.inspect_container(name, None::<InspectContainerOptions>).await {
+            Ok(info) => Ok(Some(info)),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("inspecting container {name}")),
+        }
+    }
+
+    /// Copies files into the spec's volumes with their owner and mode, through a container
+    /// that is created for the upload and never started (works against a remote engine, and
+    /// into volumes that the service mounts read-only).
+    pub async fn deliver(
+        &self,
+        stack: &str,
+        spec: &ContainerSpec,
+        archives: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<()> {
+        let name = format!("{}-deliver", spec.name);
+        self.remove(&name).await?;
+        let mounts = spec
+            .volumes
+            .iter()
+            .filter(|v| archives.iter().any(|(key, _)| *key == v.key))
+            .map(|v| Mount {
+                target: Some(format!("/dst/{}", v.key)),
+                source: Some(v.name.clone()),
+                typ: Some(MountTypeEnum::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            })
+            .collect();
+        let labels = HashMap::from([(STACK_LABEL, stack), (SERVICE_LABEL, "deliver")]);
+        let config = Config {
+            image: Some(spec.image.as_str()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(CreateContainerOptions { name: name.as_str(), platform: None }), config)
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        let result = async {
+            for (key, tar) in archives {
+                let options = UploadToContainerOptions { path: format!("/dst/{key}"), ..Default::default() };
+                self.docker
+                    .upload_to_container(&name, Some(options), tar.clone().into())
+                    .await
+                    .with_context(|| format!("copying files into volume {key}"))?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        self.remove(&name).await?;
+        result
+    }
+
+    /// Creates the service's container from its spec (not started).
+    pub async fn create(
+        &self,
+        stack: &str,
+        network: &str,
+        spec: &ContainerSpec,
+        config_hash: &str,
+    ) -> anyhow::Result<()> {
+        let port_key = format!("{}/tcp", spec.container_port);
+        let port_bindings = spec.publish.as_ref().map(|(address, port)| {
+            HashMap::from([(
+                port_key.clone(),
+                Some(vec![PortBinding { host_ip: Some(address.clone()), host_port: Some(port.to_string()) }]),
+            )])
+        });
+        let mounts = spec
+            .volumes
+            .iter()
+            .map(|v| Mount {
+                target: Some(v.target.clone()),
+                source: Some(v.name.clone()),
+                typ: Some(MountTypeEnum::VOLUME),
+                read_only: Some(v.read_only),
+                ..Default::default()
+            })
+            .collect();
+        let tmpfs = spec.tmpfs.iter().map(|t| (t.target.clone(), t.options.clone())).collect();
+        let host_config = HostConfig {
+            mounts: Some(mounts),
+            tmpfs: Some(tmpfs),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(spec.cap_add.clone()),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            readonly_rootfs: Some(true),
+            memory: Some(spec.memory_bytes as i64),
+            nano_cpus: Some(spec.nano_cpus as i64),
+            pids_limit: Some(i64::from(spec.pids)),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            port_bindings,
+            network_mode: Some(network.to_owned()),
+            ..Default::default()
+        };
+        let labels = HashMap::from([
+            (STACK_LABEL.to_owned(), stack.to_owned()),
+            (SERVICE_LABEL.to_owned(), spec.service.name().to_owned()),
+            (CONFIG_HASH_LABEL.to_owned(), config_hash.to_owned()),
+        ]);
+        let endpoints = HashMap::from([(
+            network.to_owned(),
+            EndpointSettings { aliases: Some(vec![spec.alias.clone()]), ..Default::default() },
+        )]);
+        let second = 1_000_000_000;
+        let config = Config {
+            image: Some(spec.image.clone()),
+            user: Some(spec.user.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: Some(spec.command.clone()),
+            env: Some(spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
+            healthcheck: Some(HealthConfig {
+                test: Some(vec!["CMD-SHELL".into(), spec.healthcheck.clone()]),
+                interval: Some(2 * second),
+                timeout: Some(5 * second),
+                retries: Some(30),
+                start_period: Some(60 * second),
+                ..Default::default()
+            }),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig { endpoints_config: endpoints }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(CreateContainerOptions { name: spec.name.clone(), platform: None }), config)
+            .await
+            .with_context(|| format!("creating container {}", spec.name))?;
+        Ok(())
+    }
+
+    /// Starts a container.
+    pub async fn start(&self, name: &str) -> anyhow::Result<()> {
+        self.docker.start_container::<String>(name, None).await.with_context(|| format!("starting container {name}"))
+    }
+
+    /// Stops and removes a container if it exists.
+    pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
+        let _ = self.docker.stop_container(name, Some(StopContainerOptions { t: 10 })).await;
+        match self
+            .docker
+            .remove_container(name, Some(RemoveContainerOptions { force: true, v: false, link: false }))
+            .await
+        {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("removing container {name}")),
+        }
+    }
+
+    /// The last `lines` lines of a container's log.
+    pub async fn log_tail(&self, name: &str, lines: usize) -> String {
+        let options = LogsOptions { stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&chunk.to_string());
+        }
+        text
+    }
+
+    /// Names of the containers that carry the stack's label.
+    pub async fn stack_containers(&self, stack: &str) -> anyhow::Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{STACK_LABEL}={stack}")])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
+            .await
+            .context("listing containers")?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
+            .collect())
+    }
+
+    /// Names of the volumes that carry the stack's label.
+    pub async fn stack_volumes(&self, stack: &str) -> anyhow::Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{STACK_LABEL}={stack}")])]);
+        let volumes =
+            self.docker.list_volumes(Some(ListVolumesOptions { filters })).await.context("listing volumes")?;
+        Ok(volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+    }
+
+    /// Removes a volume.
+    pub async fn remove_volume(&self, name: &str) -> anyhow::Result<()> {
+        self.docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+            .await
+            .with_context(|| format!("removing volume {name}"))
+    }
+
+    /// Removes the stack's network if it exists and carries the stack's label.
+    pub async fn remove_network(&self, names: &StackNames) -> anyhow::Result<bool> {
+        let Ok(network) = self.docker.inspect_network::<String>(&names.network, None).await else {
+            return Ok(false);
+        };
+        let ours = network.labels.as_ref().and_then(|l| l.get(STACK_LABEL)) == Some(&names.stack);
+        if !ours {
+            return Ok(false);
+        }
+        self.docker
+            .remove_network(&names.network)
+            .await
+            .with_context(|| format!("removing network {}", names.network))?;
+        Ok(true)
+    }
+
+    /// The name of a running container that publishes `port` on the host, if any.
+    pub async fn container_publishing(&self, port: u16) -> Option<String> {
+        let containers = self.docker.list_containers(None::<ListContainersOptions<String>>).await.ok()?;
+        containers.into_iter().find_map(|c| {
+            let publishes = c.ports.unwrap_or_default().iter().any(|p| p.public_port == Some(port));
+            publishes.then(|| {
+                c.names.and_then(|n| n.first().cloned()).unwrap_or_default().trim_start_matches('/').to_owned()
+            })
+        })
+    }
+}
+
+/// The one command that makes an image available without a registry.
+pub fn build_hint(image: &str) -> String {
+    if image.starts_with("hardstack-local/") {
+        "build it with: images/build.sh".into()
+    } else {
+        format!(
+            "pull it on a connected machine (docker pull {image}), or build local images with images/build.sh and set images.<service>=hardstack-local/postgres:17 / hardstack-local/redis:8"
+        )
+    }
+}
