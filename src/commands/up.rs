@@ -41,7 +41,9 @@ pub enum Change {
 /// Runs `up`.
 pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let output = Output::new(global);
-    let init_output = Output { quiet: output.quiet || output.format == OutputFormat::Json, ..output };
+    // init speaks only in human form, and only when up does: up prints the one JSON document.
+    let init_output =
+        Output { format: OutputFormat::Human, quiet: output.quiet || output.format == OutputFormat::Json, ..output };
     let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(up(&output, resolved.profile, StackDir::new(&global.dir), args.timeout))

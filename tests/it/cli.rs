@@ -253,3 +253,15 @@ fn reserved_user_name_is_rejected_with_its_line() {
     sandbox.write("p.toml", "extends = \"dev\"\n\n[[users]]\nname = \"postgres\"\ndatabase = \"x\"\nredis_keys = \"x:*\"\nqdrant = \"none\"\n");
     rejects(&sandbox, &["--profile", "p.toml"], &["p.toml:4", "key users.0.name", "reserved"]);
 }
+
+#[test]
+fn unreachable_engine_is_an_environment_failure() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&[]);
+    for command in ["up", "status", "down"] {
+        sandbox.cmd().arg(command).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").assert().code(2).stderr(
+            predicate::str::contains("the Docker engine at unix:///nonexistent/docker.sock does not answer")
+                .and(predicate::str::contains("DOCKER_HOST")),
+        );
+    }
+}

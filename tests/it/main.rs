@@ -5,6 +5,8 @@ mod common;
 
 // The built binary: success, idempotency, bad input and its messages.
 mod cli;
+// Against the real Docker engine: up, down, compose parity, failures.
+mod docker;
 // `hardstack env` output.
 mod env;
 // Every certificate of a bundle, parsed back and checked with a real verifier.

@@ -70,3 +70,130 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Whether a Docker engine answers. Without one, Docker tests fail in CI (`CI` set) and are a
+/// loud skip elsewhere.
+pub fn docker_available(test: &str) -> bool {
+    let ok = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{test}: no Docker engine answers, and CI needs one");
+        eprintln!("SKIPPED {test}: no Docker engine answers");
+    }
+    ok
+}
+
+/// Whether the engine has an image.
+pub fn has_image(image: &str) -> bool {
+    std::process::Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The PostgreSQL and Redis images the Docker tests use: the local builds (images/build.sh).
+pub const POSTGRES_IMAGE: &str = "hardstack-local/postgres:17";
+pub const REDIS_IMAGE: &str = "hardstack-local/redis:8";
+/// The Qdrant image of the shipped profiles; its tests run only where it is present.
+pub const QDRANT_IMAGE: &str = "qdrant/qdrant:v1.18.3-unprivileged";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A stack for one Docker test: its own name and ports, removed (containers, network,
+/// volumes, by label) when dropped, even when the test fails.
+pub struct DockerStack {
+    pub sandbox: Sandbox,
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+impl DockerStack {
+    /// A stack of the `test` profile with the local images, volumes for data, and qdrant only
+    /// when its image is present (otherwise the test says so).
+    pub fn new(test: &str) -> DockerStack {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("hs-it-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let services = if has_image(QDRANT_IMAGE) {
+            r#"["postgres","redis","qdrant"]"#
+        } else {
+            eprintln!("SKIPPED: no qdrant image ({QDRANT_IMAGE}) for {test}; PostgreSQL and Redis only");
+            r#"["postgres","redis"]"#
+        };
+        let args = [
+            "--profile".to_owned(),
+            "test".to_owned(),
+            "--set".to_owned(),
+            format!("stack.name={name}"),
+            "--set".to_owned(),
+            format!("stack.services={services}"),
+            "--set".to_owned(),
+            format!("images.postgres={POSTGRES_IMAGE}"),
+            "--set".to_owned(),
+            format!("images.redis={REDIS_IMAGE}"),
+            "--set".to_owned(),
+            "postgres.data=volume".to_owned(),
+            "--set".to_owned(),
+            "redis.data=volume".to_owned(),
+            "--set".to_owned(),
+            format!("network.ports.postgres={}", free_port()),
+            "--set".to_owned(),
+            format!("network.ports.redis={}", free_port()),
+            "--set".to_owned(),
+            format!("network.ports.qdrant={}", free_port()),
+        ]
+        .to_vec();
+        DockerStack { sandbox: Sandbox::new(), name, args }
+    }
+
+    /// `hardstack <command> <profile args> <extra>` in the sandbox.
+    pub fn cmd(&self, command: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.sandbox.cmd();
+        cmd.arg(command);
+        if command == "up" || command == "init" {
+            cmd.args(&self.args);
+        }
+        cmd.args(extra);
+        if let Some(host) = std::env::var_os("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", host);
+        }
+        cmd
+    }
+
+    /// Names of the engine's objects that carry this stack's label.
+    pub fn objects(&self) -> Vec<String> {
+        let filter = format!("label=hardstack.stack={}", self.name);
+        let mut found = Vec::new();
+        for args in [
+            vec!["ps", "-aq", "--filter", &filter],
+            vec!["network", "ls", "-q", "--filter", &filter],
+            vec!["volume", "ls", "-q", "--filter", &filter],
+        ] {
+            let out = std::process::Command::new("docker").args(&args).output().unwrap();
+            found.extend(String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("{}: {l}", args[0])));
+        }
+        found
+    }
+
+    /// A variable of `hardstack env --format json`.
+    pub fn env(&self, name: &str) -> String {
+        let out = self.cmd("env", &["--format", "json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json[name].as_str().unwrap_or_else(|| panic!("{name} in env")).to_owned()
+    }
+}
+
+impl Drop for DockerStack {
+    fn drop(&mut self) {
+        let filter = format!("label=hardstack.stack={}", self.name);
+        let sh = format!(
+            "docker ps -aq --filter {filter} | xargs -r docker rm -f >/dev/null; \
+             docker network ls -q --filter {filter} | xargs -r docker network rm >/dev/null; \
+             docker volume ls -q --filter {filter} | xargs -r docker volume rm -f >/dev/null"
+        );
+        let _ = std::process::Command::new("sh").args(["-c", &sh]).status();
+    }
+}

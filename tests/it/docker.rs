@@ -1,0 +1,175 @@
+//! Against the real engine with the local images: up, usable, idempotent, a config change
+//! recreates one service and keeps data, down leaves nothing; pre-flight and wait failures.
+
+use predicates::prelude::*;
+
+use crate::common::{DockerStack, docker_available};
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn psql(url: &str, sql: &str) -> std::process::Output {
+    std::process::Command::new("psql")
+        .args([url, "-w", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql is installed")
+}
+
+#[test]
+fn up_is_usable_idempotent_recreates_one_service_and_down_removes_everything() {
+    if !docker_available("up_is_usable") {
+        return;
+    }
+    let stack = DockerStack::new("up_is_usable");
+    let out = stack.cmd("up", &[]).output().unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("is usable"), "{}", stdout(&out));
+
+    // Independent clients: libpq with verify-full, redis-cli over TLS.
+    let url = stack.env("DATABASE_URL");
+    assert!(url.contains("sslmode=verify-full"));
+    let created = psql(&url, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives'); SELECT current_user");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let redis = std::process::Command::new("redis-cli")
+        .args([
+            "-u",
+            &stack.env("REDIS_URL"),
+            "--tls",
+            "--cacert",
+            &stack.env("REDIS_CA_CERT"),
+            "--no-auth-warning",
+            "SET",
+            "app:k",
+            "v",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&redis).trim(), "OK");
+
+    // Unchanged stack: nothing is recreated.
+    let again = stack.cmd("up", &["-o", "json"]).output().unwrap();
+    assert!(again.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    for service in report["services"].as_array().unwrap() {
+        assert_eq!(service["change"], "unchanged", "{report}");
+    }
+
+    // A PostgreSQL setting changes: only postgres is recreated, and its data survives.
+    let changed = stack.cmd("up", &["-o", "json", "--set", "postgres.slow_statement_ms=123"]).output().unwrap();
+    assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    let change = |name: &str| {
+        report["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap()["change"].clone()
+    };
+    assert_eq!(change("postgres"), "recreated", "{report}");
+    assert_eq!(change("redis"), "unchanged", "{report}");
+    let kept = psql(&url, "SELECT v FROM kept; SHOW log_min_duration_statement");
+    assert_eq!(stdout(&kept), "survives\n123ms\n", "{}", String::from_utf8_lossy(&kept.stderr));
+
+    let down = stack.cmd("down", &["--volumes"]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(stack.objects(), Vec::<String>::new(), "down --volumes leaves nothing of the stack");
+}
+
+#[test]
+fn down_without_volumes_keeps_data() {
+    if !docker_available("down_without_volumes_keeps_data") {
+        return;
+    }
+    let stack = DockerStack::new("down_without_volumes_keeps_data");
+    stack.cmd("up", &["-q"]).assert().success();
+    let url = stack.env("DATABASE_URL");
+    assert!(psql(&url, "CREATE TABLE t (v int); INSERT INTO t VALUES (7)").status.success());
+    stack.cmd("down", &[]).assert().success();
+    let left = stack.objects();
+    assert!(left.iter().all(|o| o.starts_with("volume")), "only volumes stay: {left:?}");
+    stack.cmd("up", &["-q"]).assert().success();
+    assert_eq!(stdout(&psql(&url, "SELECT v FROM t")), "7\n");
+}
+
+#[test]
+fn taken_port_is_named_before_anything_is_created() {
+    if !docker_available("taken_port") {
+        return;
+    }
+    let stack = DockerStack::new("taken_port");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    stack.cmd("up", &["--set", &format!("network.ports.redis={port}")]).assert().code(2).stderr(
+        predicate::str::contains(format!("port {port} on 127.0.0.1 is taken by process"))
+            .and(predicate::str::contains("network.ports.redis")),
+    );
+    assert_eq!(stack.objects(), Vec::<String>::new());
+}
+
+#[test]
+fn missing_image_names_the_command_that_builds_it() {
+    if !docker_available("missing_image") {
+        return;
+    }
+    let stack = DockerStack::new("missing_image");
+    stack.cmd("up", &["--set", "images.redis=hardstack-local/absent:1"]).assert().code(2).stderr(
+        predicate::str::contains("image hardstack-local/absent:1 is missing")
+            .and(predicate::str::contains("images/build.sh")),
+    );
+    assert_eq!(stack.objects(), Vec::<String>::new());
+}
+
+#[test]
+fn failed_wait_shows_the_probe_error_and_the_log_and_touches_no_other_stack() {
+    if !docker_available("failed_wait") {
+        return;
+    }
+    let other = DockerStack::new("failed_wait_other");
+    other.cmd("up", &["-q"]).assert().success();
+    let stack = DockerStack::new("failed_wait");
+    // A setting PostgreSQL refuses: the server exits at start.
+    stack.sandbox.write("tpl/postgres/postgresql.conf.tera", "ssl = on\nnot_a_setting = 1\n");
+    stack.cmd("up", &["--templates", "tpl", "--timeout", "60s"]).assert().code(1).stderr(
+        predicate::str::contains("postgres:")
+            .and(predicate::str::contains("last probe error"))
+            .and(predicate::str::contains("log:"))
+            .and(predicate::str::contains("not_a_setting")),
+    );
+    // The other stack is still up and usable.
+    let out = other.cmd("up", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["services"].as_array().unwrap().iter().all(|s| s["change"] == "unchanged"), "{report}");
+}
+
+#[test]
+fn compose_brings_up_an_equally_usable_stack() {
+    if !docker_available("compose") {
+        return;
+    }
+    let stack = DockerStack::new("compose");
+    stack.cmd("init", &["-q"]).assert().success();
+    let file = stack.sandbox.stack().join("docker-compose.yml");
+    let up = std::process::Command::new("docker")
+        .args(["compose", "-f"])
+        .arg(&file)
+        .args(["up", "-d", "--wait"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    // The same probes `up` uses, from the host.
+    let profile = hardstack::profile::load(
+        &hardstack::profile::ProfileSource::File(stack.sandbox.stack().join("hardstack.toml")),
+        &[],
+    )
+    .unwrap()
+    .profile;
+    let dir = hardstack::stackdir::StackDir::new(stack.sandbox.stack());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for service in profile.stack.services.clone() {
+        let target = hardstack::probe::app_target(&profile, &dir, service).unwrap().expect("published");
+        runtime.block_on(hardstack::probe::probe(service, &target)).unwrap_or_else(|e| panic!("{service}: {e:#}"));
+    }
+    assert!(psql(&stack.env("DATABASE_URL"), "SELECT 1").status.success());
+    let down =
+        std::process::Command::new("docker").args(["compose", "-f"]).arg(&file).args(["down", "-v"]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(stack.objects(), Vec::<String>::new());
+}
