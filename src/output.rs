@@ -22,7 +22,7 @@ impl Output {
     /// A line for a person; nothing with --quiet or -o json.
     pub fn line(&self, text: impl AsRef<str>) {
         if !self.quiet && self.format == OutputFormat::Human {
-            println!("{}", text.as_ref());
+            print_line(text.as_ref());
         }
     }
 
@@ -36,9 +36,14 @@ impl Output {
     /// A JSON document on stdout when -o json.
     pub fn json(&self, value: &serde_json::Value) {
         if self.format == OutputFormat::Json {
-            println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialize"));
+            print_line(&serde_json::to_string_pretty(value).expect("JSON values serialize"));
         }
     }
+}
+
+/// One line on stdout. A closed pipe (`hardstack status | head`) is not an error worth a panic.
+fn print_line(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// Writes text that contains secrets to stdout, because the user asked for exactly that.
@@ -88,7 +93,7 @@ impl Progress {
                     bar.set_message(stage.to_owned());
                 }
             }
-            None if !self.quiet => println!("{name}: {stage}"),
+            None if !self.quiet => print_line(&format!("{name}: {stage}")),
             None => {}
         }
     }
@@ -101,7 +106,7 @@ impl Progress {
                     bar.finish_with_message(message.to_owned());
                 }
             }
-            None if !self.quiet => println!("{name}: {message}"),
+            None if !self.quiet => print_line(&format!("{name}: {message}")),
             None => {}
         }
     }

@@ -240,7 +240,9 @@ pub async fn wait_until_usable(
             break format!("not usable after {}s; last probe error: {error}", timeout.as_secs());
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
+        // Probes are cheap (a refused connection, or one handshake): keep the gap short so a
+        // service is seen usable within a fifth of a second of becoming so.
+        delay = (delay * 3 / 2).min(Duration::from_millis(200));
     };
     let logs = engine.log_tail(&spec.name, 20).await;
     anyhow::bail!("{last_error}\nlast lines of {}'s log:\n{}", spec.name, logs.trim_end())

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Benchmark: `hardstack up` from a fresh bundle to verified-usable, against `docker compose up
+# --wait` on the generated compose file (every healthcheck passing). Same images (the local
+# builds), same machine, runs alternating, stack removed with its volumes after each run.
+#   bench/up.sh [RUNS]     prints the README row (default 7 runs each)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-7}
+cargo build --release -q
+bin=$PWD/target/release/hardstack
+work=$(mktemp -d)
+trap 'cd /; "$bin" down --dir "$work/h" --volumes -q 2>/dev/null || true; docker compose -f "$work/c/docker-compose.yml" down -v >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+args=(--profile dev --set stack.name=hs-bench --set 'stack.services=["postgres","redis"]'
+      --set images.postgres=hardstack-local/postgres:17 --set images.redis=hardstack-local/redis:8
+      --set network.ports.postgres=25432 --set network.ports.redis=26379)
+now() { date +%s%N; }
+hs=() cs=()
+for i in $(seq 1 "$runs"); do
+  rm -rf "$work/h"
+  t0=$(now); "$bin" up --dir "$work/h" -q "${args[@]}"; t1=$(now)
+  hs+=("$(( (t1 - t0) / 1000000 ))")
+  "$bin" down --dir "$work/h" --volumes -q
+
+  rm -rf "$work/c"; "$bin" init --dir "$work/c" -q "${args[@]}"
+  t0=$(now); docker compose -f "$work/c/docker-compose.yml" up -d --wait >/dev/null 2>&1; t1=$(now)
+  cs+=("$(( (t1 - t0) / 1000000 ))")
+  docker compose -f "$work/c/docker-compose.yml" down -v >/dev/null 2>&1
+done
+python3 - "${hs[*]}" "${cs[*]}" <<'PY'
+import statistics, sys
+h = statistics.median(map(float, sys.argv[1].split())) / 1000
+c = statistics.median(map(float, sys.argv[2].split())) / 1000
+print(f"| `up` to verified-usable, dev (postgres + redis), median of {len(sys.argv[1].split())} | {h:.2f} s | `docker compose up --wait`: {c:.2f} s | {h / c:.2f} | `bench/up.sh` |")
+PY
