@@ -62,6 +62,16 @@ pub enum Command {
     Down(DownArgs),
     /// Each service's state, health, published port, certificate expiry and secret age.
     Status,
+    /// Check a stack directory (or hand-edited config files in its layout) against the
+    /// hardened baseline, without a running stack. Exit 1 when a rule fails.
+    Audit(AuditArgs),
+}
+
+/// Options of `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The directory to audit. Default: --dir.
+    pub path: Option<PathBuf>,
 }
 
 /// Options of `up`.

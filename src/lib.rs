@@ -21,6 +21,9 @@ pub mod stackdir;
 pub mod probe;
 pub mod runtime;
 
+pub mod audit;
+pub mod report;
+
 pub mod commands;
 pub mod output;
 
@@ -36,5 +39,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => commands::up::run(&cli.global, args),
         Command::Down(args) => commands::down::run(&cli.global, args),
         Command::Status => commands::status::run(&cli.global),
+        Command::Audit(args) => commands::audit::run(&cli.global, args),
     }
 }

@@ -26,6 +26,13 @@ impl Output {
         }
     }
 
+    /// A multi-line table for a person; printed even with --quiet (it is the result).
+    pub fn table(&self, text: &str) {
+        if self.format == OutputFormat::Human {
+            print!("{text}");
+        }
+    }
+
     /// A detail line shown with --verbose.
     pub fn detail(&self, text: impl AsRef<str>) {
         if self.verbose {

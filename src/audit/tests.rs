@@ -1,0 +1,283 @@
+//! Every rule passes on a bundle hardstack generates, and fails on a bundle weakened in the
+//! one way the rule is about.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use super::*;
+use crate::report::Verdict;
+use crate::stackdir::{self, StackDir};
+
+fn generate(profile: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = StackDir::new(tmp.path().join("stack"));
+    let profile = crate::profile::load(&ProfileSource::Shipped(profile.into()), &[]).unwrap().profile;
+    let tera = crate::render::load_templates(None).unwrap();
+    let plan = crate::bundle::plan(&dir, &profile, &tera, &mut rand::rngs::OsRng).unwrap();
+    let mut manifest = stackdir::Manifest::default();
+    let diff = stackdir::diff(&dir, &manifest, &plan).unwrap();
+    stackdir::apply(&dir, &mut manifest, &plan, &diff.changes).unwrap();
+    tmp
+}
+
+fn verdicts(dir: &Path) -> Vec<(String, Verdict)> {
+    audit(&Bundle::load(dir).unwrap()).into_iter().map(|c| (c.id, c.verdict)).collect()
+}
+
+fn edit(dir: &Path, file: &str, edit: impl Fn(&str) -> String) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = edit(&text);
+    assert_ne!(text, edited, "the weakening of {file} changed nothing");
+    std::fs::write(path, edited).unwrap();
+}
+
+fn replace(from: &'static str, to: &'static str) -> impl Fn(&str) -> String {
+    move |text: &str| text.replacen(from, to, 1)
+}
+
+fn regex_line(prefix: &'static str, to: &'static str) -> impl Fn(&str) -> String {
+    move |text: &str| {
+        text.lines()
+            .map(|l| if l.trim_start().starts_with(prefix) { to.to_owned() } else { l.to_owned() })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    }
+}
+
+#[test]
+fn generated_bundles_pass_every_rule() {
+    for profile in ["dev", "test", "prod"] {
+        let tmp = generate(profile);
+        for (id, verdict) in verdicts(&tmp.path().join("stack")) {
+            assert_ne!(verdict, Verdict::Fail, "{profile}: {id}");
+        }
+    }
+    // prod applies every rule.
+    let tmp = generate("prod");
+    assert!(verdicts(&tmp.path().join("stack")).iter().all(|(_, v)| *v == Verdict::Pass));
+}
+
+#[test]
+fn every_rule_has_a_unique_id() {
+    let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), RULES.len());
+}
+
+type Weakening = (&'static str, &'static str, &'static str, Box<dyn Fn(&str) -> String>);
+
+fn weakenings() -> Vec<Weakening> {
+    vec![
+        ("audit.pg.ssl_on", "dev", POSTGRESQL_CONF, Box::new(replace("ssl = on", "ssl = off"))),
+        ("audit.pg.tls_min_version", "prod", POSTGRESQL_CONF, Box::new(replace("'TLSv1.3'", "'TLSv1.2'"))),
+        (
+            "audit.pg.forward_secret_ciphers",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(regex_line("ssl_ciphers", "ssl_ciphers = 'HIGH:MEDIUM:+3DES:!aNULL'")),
+        ),
+        (
+            "audit.hba.tls_only",
+            "dev",
+            PG_HBA,
+            Box::new(replace("# The healthcheck", "host app app all scram-sha-256\n# The healthcheck")),
+        ),
+        (
+            "audit.pg.scram",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(replace("password_encryption = scram-sha-256", "password_encryption = md5")),
+        ),
+        (
+            "audit.hba.scram_only",
+            "dev",
+            PG_HBA,
+            Box::new(replace("# The healthcheck", "hostssl app app all trust\n# The healthcheck")),
+        ),
+        ("audit.hba.clientcert", "prod", PG_HBA, Box::new(replace(" clientcert=verify-full", ""))),
+        (
+            "audit.hba.no_all_all",
+            "dev",
+            PG_HBA,
+            Box::new(replace("hostnossl", "hostssl all all all scram-sha-256\nhostnossl")),
+        ),
+        (
+            "audit.hba.superuser_local_only",
+            "dev",
+            PG_HBA,
+            Box::new(regex_line("hostssl    all        postgres", "hostssl all postgres all scram-sha-256")),
+        ),
+        (
+            "audit.pg.passwords_as_verifiers",
+            "dev",
+            INIT_SQL,
+            Box::new(|t: &str| format!("{t}ALTER ROLE app PASSWORD 'cleartext';\n")),
+        ),
+        ("audit.pg.initdb_args", "dev", COMPOSE, Box::new(replace(" --data-checksums", ""))),
+        (
+            "audit.pg.logging",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(replace("log_connections = on", "log_connections = off")),
+        ),
+        (
+            "audit.pg.authentication_timeout",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(replace("authentication_timeout = 30s", "authentication_timeout = 5min")),
+        ),
+        ("audit.pg.connection_limits", "dev", INIT_SQL, Box::new(|t: &str| format!("{t}CREATE ROLE extra LOGIN;\n"))),
+        (
+            "audit.pg.unix_socket_permissions",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(replace("unix_socket_permissions = 0770", "unix_socket_permissions = 0777")),
+        ),
+        ("audit.pg.tuning", "dev", POSTGRESQL_CONF, Box::new(regex_line("shared_buffers", "shared_buffers = 128MB"))),
+        ("audit.redis.tls_only", "dev", REDIS_CONF, Box::new(replace("\nport 0\n", "\nport 6379\n"))),
+        (
+            "audit.redis.tls_protocols",
+            "dev",
+            REDIS_CONF,
+            Box::new(replace("\"TLSv1.2 TLSv1.3\"", "\"TLSv1 TLSv1.2 TLSv1.3\"")),
+        ),
+        (
+            "audit.redis.tls_auth_clients",
+            "prod",
+            REDIS_CONF,
+            Box::new(replace("tls-auth-clients yes", "tls-auth-clients optional")),
+        ),
+        ("audit.redis.protected_mode", "dev", REDIS_CONF, Box::new(replace("protected-mode yes", "protected-mode no"))),
+        (
+            "audit.acl.default_off",
+            "dev",
+            USERS_ACL,
+            Box::new(replace("user default off resetpass", "user default on nopass")),
+        ),
+        ("audit.acl.admin_and_health", "dev", USERS_ACL, Box::new(replace("-@all +ping", "-@all +ping +flushall"))),
+        ("audit.acl.app_users_restricted", "dev", USERS_ACL, Box::new(replace(" -@dangerous -@admin", ""))),
+        (
+            "audit.acl.hashed_passwords",
+            "dev",
+            USERS_ACL,
+            Box::new(|t: &str| t.replacen("user app on #", "user app on >plaintext #", 1)),
+        ),
+        ("audit.redis.aclfile_writable_dir", "dev", REDIS_CONF, Box::new(replace("/acl/users.acl", "/users.acl"))),
+        (
+            "audit.redis.maxmemory",
+            "dev",
+            REDIS_CONF,
+            Box::new(replace("maxmemory-policy allkeys-lru", "maxmemory-policy noeviction")),
+        ),
+        (
+            "audit.redis.debug_module_off",
+            "dev",
+            REDIS_CONF,
+            Box::new(replace("enable-debug-command no", "enable-debug-command yes")),
+        ),
+        ("audit.qdrant.tls", "dev", QDRANT_CONFIG, Box::new(replace("enable_tls: true", "enable_tls: false"))),
+        ("audit.qdrant.api_keys", "dev", QDRANT_CONFIG, Box::new(regex_line("api_key:", "  api_key: \"\""))),
+        (
+            "audit.qdrant.client_certs",
+            "prod",
+            QDRANT_CONFIG,
+            Box::new(replace("verify_https_client_certificate: true", "verify_https_client_certificate: false")),
+        ),
+        ("audit.qdrant.closed", "dev", QDRANT_CONFIG, Box::new(replace("enable_cors: false", "enable_cors: true"))),
+        (
+            "audit.qdrant.web_ui",
+            "prod",
+            QDRANT_CONFIG,
+            Box::new(replace("enable_static_content: false", "enable_static_content: true")),
+        ),
+        ("audit.compose.non_root", "dev", COMPOSE, Box::new(replace("user: \"999:999\"", "user: \"0:0\""))),
+        (
+            "audit.compose.capabilities",
+            "dev",
+            COMPOSE,
+            Box::new(replace(
+                "cap_drop: [ALL]\n    security_opt",
+                "cap_drop: [ALL]\n    cap_add: [SYS_ADMIN]\n    security_opt",
+            )),
+        ),
+        (
+            "audit.compose.no_new_privileges",
+            "dev",
+            COMPOSE,
+            Box::new(replace("security_opt: [\"no-new-privileges:true\"]", "security_opt: []")),
+        ),
+        ("audit.compose.read_only", "dev", COMPOSE, Box::new(replace("read_only: true", "read_only: false"))),
+        ("audit.compose.limits", "dev", COMPOSE, Box::new(replace("    pids_limit: 256\n", ""))),
+        (
+            "audit.compose.private_network",
+            "dev",
+            COMPOSE,
+            Box::new(replace("network_mode: none", "network_mode: bridge")),
+        ),
+        ("audit.compose.ports", "dev", COMPOSE, Box::new(replace("\"127.0.0.1:5432:5432\"", "\"0.0.0.0:5432:5432\""))),
+        (
+            "audit.compose.no_secret_in_env",
+            "dev",
+            COMPOSE,
+            Box::new(replace("POSTGRES_PASSWORD_FILE:", "POSTGRES_PASSWORD:")),
+        ),
+        ("audit.compose.healthchecks", "dev", COMPOSE, Box::new(replace("    healthcheck:\n", "    x-healthcheck:\n"))),
+        (
+            "audit.compose.labels",
+            "dev",
+            COMPOSE,
+            Box::new(replace(
+                "hardstack.stack: hardstack-dev\n      hardstack.service: postgres",
+                "hardstack.service: postgres",
+            )),
+        ),
+    ]
+}
+
+#[test]
+fn every_rule_fails_when_its_line_is_weakened() {
+    let weakenings = weakenings();
+    let mut covered: Vec<&str> = weakenings.iter().map(|(id, ..)| *id).collect();
+    covered.extend(["audit.files.private_modes", "audit.files.directory_modes"]);
+    for rule in RULES {
+        assert!(covered.contains(&rule.id), "no weakening test for {}", rule.id);
+    }
+    for (id, profile, file, weaken) in weakenings {
+        let tmp = generate(profile);
+        let dir = tmp.path().join("stack");
+        edit(&dir, file, weaken);
+        let results = audit(&Bundle::load(&dir).unwrap());
+        let failed: Vec<&str> = results.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.id.as_str()).collect();
+        assert!(failed.contains(&id), "{id} must fail after weakening {file}; failed: {failed:?}");
+        let check = results.iter().find(|c| c.id == id).unwrap();
+        assert!(!check.evidence.is_empty() && !check.reason.is_empty(), "{id} says what and where");
+    }
+}
+
+#[test]
+fn file_mode_rules_fail_on_readable_keys_and_open_directories() {
+    let tmp = generate("dev");
+    let dir = tmp.path().join("stack");
+    std::fs::set_permissions(dir.join("certs/postgres/server.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir.join("config"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let results = audit(&Bundle::load(&dir).unwrap());
+    let private = results.iter().find(|c| c.id == "audit.files.private_modes").unwrap();
+    assert_eq!(private.verdict, Verdict::Fail);
+    assert!(private.evidence.contains("certs/postgres/server.key is 0644"), "{}", private.evidence);
+    let dirs = results.iter().find(|c| c.id == "audit.files.directory_modes").unwrap();
+    assert_eq!(dirs.verdict, Verdict::Fail);
+    assert!(dirs.evidence.contains("config/ is 0755"), "{}", dirs.evidence);
+}
+
+#[test]
+fn a_missing_file_makes_its_rules_not_applicable() {
+    let tmp = generate("dev");
+    let dir = tmp.path().join("stack");
+    std::fs::remove_file(dir.join(QDRANT_CONFIG)).unwrap();
+    let results = audit(&Bundle::load(&dir).unwrap());
+    let qdrant = results.iter().find(|c| c.id == "audit.qdrant.tls").unwrap();
+    assert_eq!(qdrant.verdict, Verdict::NotApplicable);
+}
