@@ -62,6 +62,10 @@ pub enum Command {
     Down(DownArgs),
     /// Each service's state, health, published port, certificate expiry and secret age.
     Status,
+    /// Prove the running stack is usable and closed: logins that must work, everything that
+    /// must be refused, and the production checklist. Exit 1 when a check fails, 2 when the
+    /// stack cannot be reached.
+    Verify,
     /// Check a stack directory (or hand-edited config files in its layout) against the
     /// hardened baseline, without a running stack. Exit 1 when a rule fails.
     Audit(AuditArgs),

@@ -23,6 +23,7 @@ pub mod runtime;
 
 pub mod audit;
 pub mod report;
+pub mod verify;
 
 pub mod commands;
 pub mod output;
@@ -40,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => commands::down::run(&cli.global, args),
         Command::Status => commands::status::run(&cli.global),
         Command::Audit(args) => commands::audit::run(&cli.global, args),
+        Command::Verify => commands::verify::run(&cli.global),
     }
 }

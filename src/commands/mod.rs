@@ -6,3 +6,4 @@ pub mod env;
 pub mod init;
 pub mod status;
 pub mod up;
+pub mod verify;

@@ -58,6 +58,7 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration)
     let progress = Arc::new(Progress::new(output, &names));
 
     preflight_ports(&engine, &profile, &specs).await?;
+    preflight_cpus(&engine, &specs).await?;
     for spec in &specs {
         if !engine.has_image(&spec.image).await {
             progress.stage(spec.service.name(), &format!("pulling {}", spec.image));
@@ -128,6 +129,23 @@ async fn preflight_ports(engine: &Engine, profile: &Profile, specs: &[ContainerS
             return Err(EnvironmentError(format!(
                 "port {port} on {address} is taken by {holder}; set network.ports.{} to a free port (--set network.ports.{}=N) or stop it",
                 spec.service, spec.service
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The engine refuses a CPU limit above its CPU count: say so before creating anything.
+async fn preflight_cpus(engine: &Engine, specs: &[ContainerSpec]) -> anyhow::Result<()> {
+    let cpus = engine.cpus().await?;
+    for spec in specs {
+        if cpus > 0 && spec.nano_cpus > cpus * 1_000_000_000 {
+            return Err(EnvironmentError(format!(
+                "resources.{}.cpus is {} but the engine has {cpus} CPUs; lower it (--set resources.{}.cpus={cpus})",
+                spec.service,
+                spec.nano_cpus as f64 / 1e9,
+                spec.service
             ))
             .into());
         }

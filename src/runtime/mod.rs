@@ -80,6 +80,12 @@ pub enum ImageSource {
 }
 
 impl Engine {
+    /// How many CPUs the engine has (0 when it does not say).
+    pub async fn cpus(&self) -> anyhow::Result<u64> {
+        let info = self.docker.info().await.context("asking the engine for its resources")?;
+        Ok(info.ncpu.unwrap_or(0).max(0) as u64)
+    }
+
     /// Whether the image is in the engine.
     pub async fn has_image(&self, image: &str) -> bool {
         self.docker.inspect_image(image).await.is_ok()

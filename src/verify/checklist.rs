@@ -1,0 +1,337 @@
+//! The production checklist of DESIGN.md section 5 (from reference/000's deployment checklist):
+//! TLS, authentication, network isolation, secret storage, pooling, resource limits,
+//! monitoring, health checks, backups. Each item is PASS, FAIL or N/A with a one-line reason
+//! and its evidence, derived from the probes and from the engine's view of the containers.
+
+use bollard::models::ContainerInspectResponse;
+
+use super::{CheckFuture, Context, bounded};
+use crate::containers;
+use crate::profile::Service;
+use crate::report::{Check, Verdict};
+
+async fn inspect_all(context: &Context) -> anyhow::Result<Vec<(Service, ContainerInspectResponse)>> {
+    let mut all = Vec::new();
+    for service in Service::ALL.into_iter().filter(|s| context.profile.runs(*s)) {
+        let name = containers::container_name(&context.profile, service);
+        let info = context.engine.inspect(&name).await?.ok_or_else(|| anyhow::anyhow!("container {name} is gone"))?;
+        all.push((service, info));
+    }
+    Ok(all)
+}
+
+fn from(id: &str, result: anyhow::Result<(bool, String, String)>) -> Check {
+    match result {
+        Ok((true, reason, evidence)) => Check::pass(id, reason, evidence),
+        Ok((false, reason, evidence)) => Check::fail(id, reason, evidence),
+        Err(err) => Check::fail(id, "the check could not look", format!("{err:#}")),
+    }
+}
+
+/// Checks that read the engine (and, for pooling and monitoring, PostgreSQL's settings).
+pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
+    checks.push(bounded("network.loopback_only".into(), async move {
+        let id = "network.loopback_only";
+        if !(context.profile.name == "dev" || context.profile.network.bind_address.is_loopback()) {
+            return Check::not_applicable(id, "the profile publishes beyond loopback on purpose");
+        }
+        from(
+            id,
+            async {
+                let mut open = Vec::new();
+                let mut seen = Vec::new();
+                for (service, info) in inspect_all(context).await? {
+                    let bindings = info.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
+                    for binding in bindings.values().flatten().flatten() {
+                        let ip = binding.host_ip.clone().unwrap_or_default();
+                        let port = binding.host_port.clone().unwrap_or_default();
+                        seen.push(format!("{service} {ip}:{port}"));
+                        let loopback = ip.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+                        if !loopback {
+                            open.push(format!(
+                                "{service} publishes on {}:{port}",
+                                if ip.is_empty() { "0.0.0.0" } else { &ip }
+                            ));
+                        }
+                    }
+                }
+                Ok(if open.is_empty() {
+                    (true, "every published port is bound to loopback".into(), seen.join(", "))
+                } else {
+                    (false, "a published port is bound to a non-loopback address".into(), open.join(", "))
+                })
+            }
+            .await,
+        )
+    }));
+    checks.push(bounded("checklist.network_isolation".into(), async move {
+        from(
+            "checklist.network_isolation",
+            async {
+                let network = containers::stack_names(&context.profile).network;
+                let mut problems = Vec::new();
+                for (service, info) in inspect_all(context).await? {
+                    let networks: Vec<String> = info
+                        .network_settings
+                        .and_then(|n| n.networks)
+                        .map(|n| n.into_keys().collect())
+                        .unwrap_or_default();
+                    if networks != [network.clone()] {
+                        problems.push(format!("{service} is on {networks:?}"));
+                    }
+                }
+                Ok(if problems.is_empty() {
+                    (true, "every server is on the stack's private network only".into(), format!("network {network}"))
+                } else {
+                    (false, "a server is on another network".into(), problems.join("; "))
+                })
+            }
+            .await,
+        )
+    }));
+    checks.push(bounded("checklist.secret_storage".into(), async move {
+        from(
+            "checklist.secret_storage",
+            async {
+                let store = crate::secrets::file::FileStore::new(context.dir.secrets());
+                use crate::secrets::store::SecretStore as _;
+                let mut values = Vec::new();
+                for name in store.names()? {
+                    for version in store.read(&name)?.versions {
+                        values.push(version.value);
+                    }
+                }
+                let mut problems = Vec::new();
+                for (service, info) in inspect_all(context).await? {
+                    let env = info.config.and_then(|c| c.env).unwrap_or_default();
+                    if env.iter().any(|e| values.iter().any(|v| e.contains(v.expose()))) {
+                        problems.push(format!("{service}: a secret is in an environment variable"));
+                    }
+                }
+                for name in store.names()? {
+                    let path = context.dir.secrets().join(format!("{name}.json"));
+                    if crate::fsio::mode_of(&path).is_some_and(|m| m & 0o077 != 0) {
+                        problems.push(format!("{} is readable by others", path.display()));
+                    }
+                }
+                Ok(if problems.is_empty() {
+                    (
+                        true,
+                        format!(
+                            "secrets in the {:?} store, 0600; none in a container environment",
+                            context.profile.secrets.store
+                        )
+                        .to_lowercase(),
+                        format!("{} secret versions checked", values.len()),
+                    )
+                } else {
+                    (false, "a secret is exposed".into(), problems.join("; "))
+                })
+            }
+            .await,
+        )
+    }));
+    checks.push(bounded("checklist.resource_limits".into(), async move {
+        from(
+            "checklist.resource_limits",
+            async {
+                let mut problems = Vec::new();
+                let mut evidence = Vec::new();
+                for (service, info) in inspect_all(context).await? {
+                    let host = info.host_config.unwrap_or_default();
+                    let (memory, cpus, pids) =
+                        (host.memory.unwrap_or(0), host.nano_cpus.unwrap_or(0), host.pids_limit.unwrap_or(0));
+                    evidence.push(format!(
+                        "{service}: {}MiB, {:.1} CPU, {pids} pids",
+                        memory / 1_048_576,
+                        cpus as f64 / 1e9
+                    ));
+                    if memory <= 0 || cpus <= 0 || pids <= 0 {
+                        problems.push(format!("{service} lacks a limit"));
+                    }
+                }
+                Ok((
+                    problems.is_empty(),
+                    if problems.is_empty() {
+                        "memory, CPU and pids limits on every container".into()
+                    } else {
+                        problems.join("; ")
+                    },
+                    evidence.join("; "),
+                ))
+            }
+            .await,
+        )
+    }));
+    checks.push(bounded("checklist.health_checks".into(), async move {
+        from(
+            "checklist.health_checks",
+            async {
+                // Right after `up`, a healthcheck may not have run yet: wait for its first verdict.
+                let mut containers = inspect_all(context).await?;
+                let starting = |all: &[(Service, ContainerInspectResponse)]| {
+                    all.iter().any(|(_, info)| {
+                        info.state.as_ref().and_then(|s| s.health.as_ref()).and_then(|h| h.status)
+                            == Some(bollard::models::HealthStatusEnum::STARTING)
+                    })
+                };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while starting(&containers) && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    containers = inspect_all(context).await?;
+                }
+                let mut problems = Vec::new();
+                let mut evidence = Vec::new();
+                for (service, info) in containers {
+                    let has =
+                        info.config.and_then(|c| c.healthcheck).and_then(|h| h.test).is_some_and(|t| !t.is_empty());
+                    let status = info
+                        .state
+                        .and_then(|s| s.health)
+                        .and_then(|h| h.status)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "none".into());
+                    evidence.push(format!("{service}: {status}"));
+                    if !has || status != "healthy" {
+                        problems.push(format!("{service}: healthcheck {status}"));
+                    }
+                }
+                Ok((
+                    problems.is_empty(),
+                    if problems.is_empty() {
+                        "every container has a healthcheck, and it passes".into()
+                    } else {
+                        problems.join("; ")
+                    },
+                    evidence.join(", "),
+                ))
+            }
+            .await,
+        )
+    }));
+    if context.profile.runs(Service::Postgres) {
+        checks.push(bounded("checklist.pooling".into(), async move {
+            from(
+                "checklist.pooling",
+                async {
+                    let values = super::postgres::show(context, &["max_connections"]).await?;
+                    let get =
+                        |k: &str| values.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let limit: i64 = get("rolconnlimit").parse().unwrap_or(-1);
+                    Ok((
+                        limit > 0,
+                        if limit > 0 {
+                            "max_connections sized for a pool, and the login role has a connection limit".into()
+                        } else {
+                            "the application role has no connection limit".into()
+                        },
+                        format!(
+                            "max_connections {}, role connection limit {limit}; examples/ show pooled clients",
+                            get("max_connections")
+                        ),
+                    ))
+                }
+                .await,
+            )
+        }));
+        checks.push(bounded("checklist.monitoring".into(), async move {
+            from(
+                "checklist.monitoring",
+                async {
+                    let values = super::postgres::show(
+                        context,
+                        &["log_connections", "log_disconnections", "log_min_duration_statement"],
+                    )
+                    .await?;
+                    let ok = values.iter().all(|(k, v)| match k.as_str() {
+                        "log_connections" | "log_disconnections" => v == "on",
+                        "log_min_duration_statement" => v != "-1",
+                        _ => true,
+                    });
+                    let evidence = values
+                        .iter()
+                        .filter(|(k, _)| k != "rolconnlimit")
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    Ok((
+                        ok,
+                        if ok {
+                            "connections, disconnections and slow statements are logged (docker logs)".into()
+                        } else {
+                            "PostgreSQL logging is incomplete".into()
+                        },
+                        evidence,
+                    ))
+                }
+                .await,
+            )
+        }));
+    }
+    checks
+}
+
+/// Checklist items that summarise other checks.
+pub fn derived(context: &Context, results: &[Check]) -> Vec<Check> {
+    let group = |id: &str, reason: &str, members: &dyn Fn(&str) -> bool| -> Check {
+        let related: Vec<&Check> = results.iter().filter(|c| members(&c.id)).collect();
+        let failed: Vec<&str> = related.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.id.as_str()).collect();
+        let passed = related.iter().filter(|c| c.verdict == Verdict::Pass).count();
+        if failed.is_empty() {
+            Check::pass(id, reason, format!("{passed} checks passed"))
+        } else {
+            Check::fail(
+                id,
+                format!("failing: {}", failed.join(", ")),
+                format!("{} of {} checks failed", failed.len(), related.len()),
+            )
+        }
+    };
+    let mut checks = vec![
+        group(
+            "checklist.tls",
+            "TLS with verification on every service; plaintext and unverified names refused",
+            &|id| {
+                id.contains(".login")
+                    || id.ends_with("plaintext_refused")
+                    || id.ends_with("wrong_host_name_refused")
+                    || id.ends_with("client_cert_refused")
+            },
+        ),
+        group(
+            "checklist.authentication",
+            "no default credentials; wrong, missing and superuser logins refused; admin commands refused to applications",
+            &|id| {
+                [
+                    "wrong_password_refused",
+                    "no_password_refused",
+                    "default_user_refused",
+                    "superuser_network_refused",
+                    "no_key_refused",
+                    "wrong_key_refused",
+                    "read_only_write_refused",
+                    "admin_commands_refused",
+                    "create_role_refused",
+                    "alter_system_refused",
+                    "other_database_refused",
+                ]
+                .iter()
+                .any(|suffix| id.contains(suffix))
+            },
+        ),
+    ];
+    let volumes: Vec<String> = crate::containers::container_specs(&context.profile)
+        .into_iter()
+        .flat_map(|s| s.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
+        .collect();
+    checks.push(Check::not_applicable(
+        "checklist.backups",
+        if volumes.is_empty() {
+            "the data lives in tmpfs by design (test profile); nothing to back up".to_owned()
+        } else {
+            format!("hardstack takes no backups; back up volumes {} (pg_dump / pg_basebackup, Redis RDB/AOF, Qdrant snapshots) and test restores", volumes.join(", "))
+        },
+    ));
+    checks
+}

@@ -1,0 +1,190 @@
+//! `verify`: prove that a running stack is usable and closed. Positive checks connect as each
+//! application user (TLS verify-full, login, a real query); negative checks try what must be
+//! refused; the production checklist is derived from both and from the engine's view of the
+//! containers. Every check runs, concurrently; a failure never stops the others. Checks return
+//! results; they never print and never exit.
+
+mod checklist;
+mod postgres;
+mod qdrant;
+mod redis;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::pki::{self, CertSpec, Purpose};
+use crate::probe::ClientTls;
+use crate::profile::{AppUser, Profile, Service};
+use crate::report::Check;
+use crate::runtime::{Engine, EnvironmentError};
+use crate::secrets::Secret;
+use crate::secrets::file::FileStore;
+use crate::secrets::store::{SecretStore as _, Stage};
+use crate::stackdir::StackDir;
+
+/// How long any one check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A name no certificate of the stack covers, for the host-name check.
+pub const UNCOVERED_NAME: &str = "not-covered.hardstack.invalid";
+
+/// Everything the checks need, gathered once.
+pub struct Context {
+    pub profile: Profile,
+    pub dir: StackDir,
+    pub engine: Engine,
+    /// The host address the published ports are reached at.
+    pub address: IpAddr,
+    /// The stack CA only.
+    pub ca_pem: Vec<u8>,
+    /// A client certificate for `app` (CN = app) from a CA the stack does not know.
+    pub foreign_client: (Vec<u8>, Secret),
+}
+
+impl Context {
+    /// Gathers the context; `EnvironmentError` when the stack cannot be reached.
+    pub async fn gather(profile: Profile, dir: StackDir, engine: Engine) -> anyhow::Result<Context> {
+        if !profile.network.publish {
+            return Err(EnvironmentError(format!(
+                "stack {} publishes no port, so its servers cannot be reached from here; run verify where the stack network is reachable, or set network.publish=true",
+                profile.stack.name
+            ))
+            .into());
+        }
+        for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
+            let name = crate::containers::container_name(&profile, service);
+            let running = engine.inspect(&name).await?.and_then(|i| i.state?.running).unwrap_or(false);
+            if !running {
+                return Err(
+                    EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()
+                );
+            }
+        }
+        let address = profile.network.bind_address;
+        let address = if address.is_unspecified() { "127.0.0.1".parse().expect("an IP") } else { address };
+        let ca_pem = std::fs::read(dir.ca_cert()).with_context(|| format!("reading {}", dir.ca_cert().display()))?;
+        let foreign_ca = pki::create_ca("foreign", profile.tls.key_algorithm, Duration::from_secs(86_400))?;
+        let foreign = pki::issue(
+            &foreign_ca,
+            profile.tls.key_algorithm,
+            &CertSpec { common_name: "app".into(), purpose: Purpose::Client, lifetime: Duration::from_secs(86_400) },
+        )?;
+        Ok(Context {
+            profile,
+            dir,
+            engine,
+            address,
+            ca_pem,
+            foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
+        })
+    }
+
+    /// The current value of a secret.
+    pub fn secret(&self, name: &str) -> anyhow::Result<Secret> {
+        let store = FileStore::new(self.dir.secrets());
+        Ok(store.get(name, Stage::Current)?.with_context(|| format!("secret {name} has no current version"))?.value)
+    }
+
+    /// The published port of a service.
+    pub fn port(&self, service: Service) -> u16 {
+        self.profile.network.ports.of(service)
+    }
+
+    /// The server name the checks verify: the address, which every server certificate covers.
+    pub fn server_name(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// TLS material for a login: the stack CA, and the login's client certificate.
+    pub fn tls_for(&self, login: &str, with_client_cert: bool) -> anyhow::Result<ClientTls> {
+        let client = if with_client_cert {
+            let base = format!("certs/clients/{login}");
+            let cert = std::fs::read(self.dir.path(&format!("{base}/client.crt")))?;
+            let key = std::fs::read_to_string(self.dir.path(&format!("{base}/client.key")))?;
+            Some((cert, Secret::new(key)))
+        } else {
+            None
+        };
+        Ok(ClientTls { ca_pem: self.ca_pem.clone(), client })
+    }
+
+    /// TLS that presents the foreign client certificate.
+    pub fn foreign_tls(&self) -> ClientTls {
+        ClientTls { ca_pem: self.ca_pem.clone(), client: Some(self.foreign_client.clone()) }
+    }
+
+    /// Whether servers require client certificates.
+    pub fn mutual(&self) -> bool {
+        self.profile.mutual_tls()
+    }
+
+    /// The application users.
+    pub fn users(&self) -> &[AppUser] {
+        &self.profile.users
+    }
+}
+
+/// A check in flight.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Check> + Send + 'a>>;
+
+/// Wraps a check so a timeout or an internal error becomes a failed check with that evidence.
+pub fn bounded<'a>(id: String, check: impl Future<Output = Check> + Send + 'a) -> CheckFuture<'a> {
+    Box::pin(async move {
+        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+            Ok(result) => result,
+            Err(_) => Check::fail(
+                id,
+                "the check did not finish in time",
+                format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+            ),
+        }
+    })
+}
+
+/// A negative check: `attempt` must fail. Its error is the evidence of the refusal.
+pub async fn refused<T>(id: &str, what: &str, attempt: impl Future<Output = anyhow::Result<T>>) -> Check {
+    match attempt.await {
+        Ok(_) => Check::fail(id, format!("{what} was accepted"), "the server (or client) did not refuse"),
+        Err(err) => Check::pass(id, format!("{what} is refused"), one_line(&format!("{err:#}"))),
+    }
+}
+
+/// A positive check: `attempt` must succeed with evidence.
+pub async fn accepted(id: &str, what: &str, attempt: impl Future<Output = anyhow::Result<String>>) -> Check {
+    match attempt.await {
+        Ok(evidence) => Check::pass(id, what, evidence),
+        Err(err) => Check::fail(id, format!("{what} failed"), one_line(&format!("{err:#}"))),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let line = text.replace('\n', " ");
+    if line.len() > 300 {
+        format!("{}...", &line[..line.char_indices().nth(300).map(|(i, _)| i).unwrap_or(line.len())])
+    } else {
+        line
+    }
+}
+
+/// Runs every check concurrently and returns them in a stable order.
+pub async fn verify(context: &Context) -> Vec<Check> {
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
+    if context.profile.runs(Service::Postgres) {
+        checks.extend(postgres::checks(context));
+    }
+    if context.profile.runs(Service::Redis) {
+        checks.extend(redis::checks(context));
+    }
+    if context.profile.runs(Service::Qdrant) {
+        checks.extend(qdrant::checks(context));
+    }
+    checks.extend(checklist::engine_checks(context));
+    let mut results = futures_util::future::join_all(checks).await;
+    let derived = checklist::derived(context, &results);
+    results.extend(derived);
+    results
+}

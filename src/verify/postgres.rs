@@ -1,0 +1,253 @@
+//! PostgreSQL checks: logins over verify-full TLS, and everything pg_hba.conf and role rights
+//! must refuse.
+
+use tokio_postgres::config::SslMode;
+
+use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use crate::probe::{self, ClientTls};
+use crate::profile::Service;
+use crate::secrets::Secret;
+
+/// A connection attempt.
+struct Login<'a> {
+    user: &'a str,
+    password: Option<Secret>,
+    database: &'a str,
+    /// `None`: plaintext (sslmode=disable).
+    tls: Option<ClientTls>,
+    server_name: String,
+}
+
+async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&login.server_name)
+        .hostaddr(context.address)
+        .port(context.port(Service::Postgres))
+        .user(login.user)
+        .dbname(login.database)
+        .application_name("hardstack verify")
+        .connect_timeout(probe::CONNECT_TIMEOUT);
+    if let Some(password) = &login.password {
+        config.password(password.expose());
+    }
+    let client = match login.tls {
+        Some(tls) => {
+            config.ssl_mode(SslMode::Require);
+            let (client, connection) =
+                config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(probe::rustls_config(&tls)?)).await?;
+            tokio::spawn(connection);
+            client
+        }
+        None => {
+            config.ssl_mode(SslMode::Disable);
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client
+        }
+    };
+    Ok(client)
+}
+
+/// A login as an application user, over verify-full TLS.
+async fn app_login(
+    context: &Context,
+    user: &str,
+    database: &str,
+    client_cert: bool,
+) -> anyhow::Result<tokio_postgres::Client> {
+    let login = Login {
+        user,
+        password: Some(context.secret(&format!("postgres/{user}"))?),
+        database,
+        tls: Some(context.tls_for(user, client_cert)?),
+        server_name: context.server_name(),
+    };
+    connect(context, login).await
+}
+
+/// Every PostgreSQL check.
+pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    let mutual = context.mutual();
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
+    for user in context.users() {
+        let (name, database) = (user.name.clone(), user.database.clone());
+        let id = format!("pg.login.{name}");
+        checks.push(bounded(id.clone(), async move {
+            accepted(&id, "TLS verify-full, login and SELECT 1", async {
+                let client = app_login(context, &name, &database, mutual).await?;
+                let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+                anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
+                Ok(format!("{name}@{database} over TLS, verified as {}; SELECT 1 = 1", context.server_name()))
+            })
+            .await
+        }));
+        let (name, database) = (user.name.clone(), user.database.clone());
+        let id = format!("pg.client_cert_login.{name}");
+        checks.push(bounded(id.clone(), async move {
+            accepted(&id, "login with the user's client certificate (CN = role)", async {
+                let client = app_login(context, &name, &database, true).await?;
+                client.query_one("SELECT 1", &[]).await?;
+                Ok(format!("{name} presented certs/clients/{name}/client.crt"))
+            })
+            .await
+        }));
+        let (name, database) = (user.name.clone(), user.database.clone());
+        let id = format!("pg.create_role_refused.{name}");
+        checks.push(bounded(id.clone(), async move {
+            refused(&id, "CREATE ROLE by an application user", async {
+                let client = app_login(context, &name, &database, mutual).await?;
+                client.batch_execute("CREATE ROLE hardstack_verify_intruder").await.map_err(anyhow::Error::from)
+            })
+            .await
+        }));
+        let (name, database) = (user.name.clone(), user.database.clone());
+        let id = format!("pg.alter_system_refused.{name}");
+        checks.push(bounded(id.clone(), async move {
+            refused(&id, "ALTER SYSTEM by an application user", async {
+                let client = app_login(context, &name, &database, mutual).await?;
+                client.batch_execute("ALTER SYSTEM SET work_mem = '1MB'").await.map_err(anyhow::Error::from)
+            })
+            .await
+        }));
+        let name = user.name.clone();
+        let other = context
+            .users()
+            .iter()
+            .find(|u| u.name != user.name)
+            .map(|u| u.database.clone())
+            .unwrap_or_else(|| "postgres".into());
+        let id = format!("pg.other_database_refused.{name}");
+        checks.push(bounded(id.clone(), async move {
+            refused(&id, &format!("connecting to database {other}"), async {
+                app_login(context, &name, &other, mutual).await
+            })
+            .await
+        }));
+    }
+
+    let first = context.users().first().map(|u| (u.name.clone(), u.database.clone())).unwrap_or_default();
+    let (user, database) = first.clone();
+    checks.push(bounded("pg.plaintext_refused".into(), async move {
+        refused("pg.plaintext_refused", "a plaintext connection (sslmode=disable)", async {
+            let login = Login {
+                user: &user,
+                password: Some(context.secret(&format!("postgres/{user}"))?),
+                database: &database,
+                tls: None,
+                server_name: context.server_name(),
+            };
+            connect(context, login).await
+        })
+        .await
+    }));
+    let (user, database) = first.clone();
+    checks.push(bounded("pg.wrong_password_refused".into(), async move {
+        refused("pg.wrong_password_refused", "a wrong password", async {
+            let tls = context.tls_for(&user, mutual)?;
+            let login = Login {
+                user: &user,
+                password: Some(Secret::new("wrong-password-0000000000")),
+                database: &database,
+                tls: Some(tls),
+                server_name: context.server_name(),
+            };
+            connect(context, login).await
+        })
+        .await
+    }));
+    let (user, database) = first.clone();
+    checks.push(bounded("pg.no_password_refused".into(), async move {
+        refused("pg.no_password_refused", "a login without a password", async {
+            let tls = context.tls_for(&user, mutual)?;
+            connect(
+                context,
+                Login {
+                    user: &user,
+                    password: None,
+                    database: &database,
+                    tls: Some(tls),
+                    server_name: context.server_name(),
+                },
+            )
+            .await
+        })
+        .await
+    }));
+    let (user, database) = first.clone();
+    checks.push(bounded("pg.foreign_client_cert_refused".into(), async move {
+        refused("pg.foreign_client_cert_refused", "a client certificate from another CA", async {
+            let login = Login {
+                user: &user,
+                password: Some(context.secret(&format!("postgres/{user}"))?),
+                database: &database,
+                tls: Some(context.foreign_tls()),
+                server_name: context.server_name(),
+            };
+            let client = connect(context, login).await?;
+            client.query_one("SELECT 1", &[]).await.map_err(anyhow::Error::from)
+        })
+        .await
+    }));
+    let (user, database) = first.clone();
+    checks.push(bounded("pg.wrong_host_name_refused".into(), async move {
+        refused(
+            "pg.wrong_host_name_refused",
+            &format!("a server name the certificate does not cover ({UNCOVERED_NAME})"),
+            async {
+                let login = Login {
+                    user: &user,
+                    password: Some(context.secret(&format!("postgres/{user}"))?),
+                    database: &database,
+                    tls: Some(context.tls_for(&user, mutual)?),
+                    server_name: UNCOVERED_NAME.into(),
+                };
+                connect(context, login).await
+            },
+        )
+        .await
+    }));
+    let (user, database) = first.clone();
+    checks.push(bounded("pg.no_client_cert_refused".into(), async move {
+        if !mutual {
+            return crate::report::Check::not_applicable(
+                "pg.no_client_cert_refused",
+                "the profile does not require client certificates",
+            );
+        }
+        refused("pg.no_client_cert_refused", "a login without a client certificate", async {
+            let client = app_login(context, &user, &database, false).await?;
+            client.query_one("SELECT 1", &[]).await.map_err(anyhow::Error::from)
+        })
+        .await
+    }));
+    checks.push(bounded("pg.superuser_network_refused".into(), async move {
+        refused("pg.superuser_network_refused", "the superuser over the network, with its real password", async {
+            let login = Login {
+                user: "postgres",
+                password: Some(context.secret("postgres/superuser")?),
+                database: "postgres",
+                tls: Some(context.tls_for("admin", true)?),
+                server_name: context.server_name(),
+            };
+            connect(context, login).await
+        })
+        .await
+    }));
+    checks
+}
+
+/// Server settings an application user may read (`SHOW`), for the checklist.
+pub async fn show(context: &Context, settings: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
+    let user = context.users().first().ok_or_else(|| anyhow::anyhow!("no application user"))?;
+    let client = app_login(context, &user.name, &user.database, context.mutual()).await?;
+    let mut values = Vec::new();
+    for setting in settings {
+        let value: String = client.query_one(&format!("SHOW {setting}"), &[]).await?.get(0);
+        values.push((setting.to_string(), value));
+    }
+    let limit: i32 =
+        client.query_one("SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user", &[]).await?.get(0);
+    values.push(("rolconnlimit".into(), limit.to_string()));
+    Ok(values)
+}

@@ -1,0 +1,200 @@
+//! Redis checks: logins over TLS verified against the stack CA, and everything the TLS-only
+//! listener and the ACL file must refuse.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use crate::probe::{self, ClientTls};
+use crate::profile::Service;
+use crate::report::Check;
+
+fn client(context: &Context, credentials: Option<(&str, &str)>, tls: ClientTls) -> anyhow::Result<redis::Client> {
+    let auth = credentials.map(|(user, password)| format!("{user}:{password}@")).unwrap_or_default();
+    let url = format!("rediss://{auth}{}:{}/0", context.server_name(), context.port(Service::Redis));
+    let client_tls = tls
+        .client
+        .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert, client_key: key.expose().as_bytes().to_vec() });
+    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert: Some(tls.ca_pem) })
+        .context("building the Redis client")
+}
+
+async fn connection(client: &redis::Client) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    Ok(tokio::time::timeout(probe::CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .context("timed out")??)
+}
+
+async fn app_connection(
+    context: &Context,
+    user: &str,
+    client_cert: bool,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let password = context.secret(&format!("redis/{user}"))?;
+    connection(&client(context, Some((user, password.expose())), context.tls_for(user, client_cert)?)?).await
+}
+
+async fn ping(connection: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<String> {
+    let pong: String = redis::cmd("PING").query_async(connection).await?;
+    anyhow::ensure!(pong == "PONG", "PING answered {pong}");
+    Ok(pong)
+}
+
+/// Every Redis check.
+pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    let mutual = context.mutual();
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
+    for user in context.users() {
+        let (name, prefix) = (user.name.clone(), user.redis_keys.trim_end_matches('*').to_owned());
+        let id = format!("redis.login.{name}");
+        checks.push(bounded(id.clone(), async move {
+            accepted(&id, "TLS verified against the stack CA, AUTH, PING, a write and a read", async {
+                let mut connection = app_connection(context, &name, mutual).await?;
+                ping(&mut connection).await?;
+                let key = format!("{prefix}hardstack-verify");
+                redis::cmd("SET").arg(&key).arg("ok").arg("EX").arg(60).query_async::<()>(&mut connection).await?;
+                let value: String = redis::cmd("GET").arg(&key).query_async(&mut connection).await?;
+                anyhow::ensure!(value == "ok", "GET returned {value}");
+                Ok(format!("{name}: PONG, SET/GET {key}"))
+            })
+            .await
+        }));
+        let name = user.name.clone();
+        let id = format!("redis.client_cert_login.{name}");
+        checks.push(bounded(id.clone(), async move {
+            accepted(&id, "login with the user's client certificate", async {
+                let mut connection = app_connection(context, &name, true).await?;
+                ping(&mut connection).await?;
+                Ok(format!("{name} presented certs/clients/{name}/client.crt"))
+            })
+            .await
+        }));
+        let name = user.name.clone();
+        let id = format!("redis.admin_commands_refused.{name}");
+        checks.push(bounded(id.clone(), async move {
+            let result: anyhow::Result<Vec<String>> = async {
+                let mut connection = app_connection(context, &name, mutual).await?;
+                let mut refusals = Vec::new();
+                for command in [vec!["CONFIG", "GET", "maxmemory"], vec!["FLUSHALL"], vec!["DEBUG", "SLEEP", "0"]] {
+                    let mut cmd = redis::cmd(command[0]);
+                    for arg in &command[1..] {
+                        cmd.arg(*arg);
+                    }
+                    match cmd.query_async::<redis::Value>(&mut connection).await {
+                        Ok(_) => anyhow::bail!("{} was allowed", command.join(" ")),
+                        Err(err) => refusals.push(format!("{}: {err}", command[0])),
+                    }
+                }
+                Ok(refusals)
+            }
+            .await;
+            match result {
+                Ok(refusals) => Check::pass(
+                    &id,
+                    "CONFIG, FLUSHALL and DEBUG are refused to an application user",
+                    refusals.join("; "),
+                ),
+                Err(err) => Check::fail(&id, "an application user may run an admin command", format!("{err:#}")),
+            }
+        }));
+        let name = user.name.clone();
+        let id = format!("redis.other_keys_refused.{name}");
+        checks.push(bounded(id.clone(), async move {
+            refused(&id, "a key outside the user's pattern", async {
+                let mut connection = app_connection(context, &name, mutual).await?;
+                redis::cmd("GET")
+                    .arg("hardstack-verify-not-yours")
+                    .query_async::<Option<String>>(&mut connection)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+            .await
+        }));
+    }
+
+    let user = context.users().first().map(|u| u.name.clone()).unwrap_or_default();
+    checks.push(bounded("redis.plaintext_refused".into(), async move {
+        refused("redis.plaintext_refused", "a plaintext connection", async {
+            let mut stream = tokio::net::TcpStream::connect((context.address, context.port(Service::Redis))).await?;
+            stream.write_all(b"PING\r\n").await?;
+            let mut buffer = [0u8; 64];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buffer)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 && (buffer[0] == b'+' || buffer[0] == b'-') => {
+                    Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+                }
+                Ok(Ok(0)) => anyhow::bail!("the server closed the connection"),
+                Ok(Ok(n)) => anyhow::bail!("no Redis answer ({n} bytes of TLS)"),
+                Ok(Err(err)) => Err(err.into()),
+                Err(_) => anyhow::bail!("no answer"),
+            }
+        })
+        .await
+    }));
+    let name = user.clone();
+    checks.push(bounded("redis.wrong_password_refused".into(), async move {
+        refused("redis.wrong_password_refused", "a wrong password", async {
+            connection(&client(context, Some((&name, "wrong-password-0000000000")), context.tls_for(&name, mutual)?)?)
+                .await
+        })
+        .await
+    }));
+    let name = user.clone();
+    checks.push(bounded("redis.no_password_refused".into(), async move {
+        refused("redis.no_password_refused", "a command without AUTH", async {
+            let mut connection = connection(&client(context, None, context.tls_for(&name, mutual)?)?).await?;
+            ping(&mut connection).await
+        })
+        .await
+    }));
+    let name = user.clone();
+    checks.push(bounded("redis.default_user_refused".into(), async move {
+        refused("redis.default_user_refused", "the default user", async {
+            let mut connection = connection(&client(context, None, context.tls_for(&name, mutual)?)?).await?;
+            redis::cmd("AUTH").arg("default").arg("anything").query_async::<()>(&mut connection).await?;
+            ping(&mut connection).await
+        })
+        .await
+    }));
+    let name = user.clone();
+    checks.push(bounded("redis.foreign_client_cert_refused".into(), async move {
+        refused("redis.foreign_client_cert_refused", "a client certificate from another CA", async {
+            let password = context.secret(&format!("redis/{name}"))?;
+            let mut connection =
+                connection(&client(context, Some((&name, password.expose())), context.foreign_tls())?).await?;
+            ping(&mut connection).await
+        })
+        .await
+    }));
+    let name = user.clone();
+    checks.push(bounded("redis.wrong_host_name_refused".into(), async move {
+        refused(
+            "redis.wrong_host_name_refused",
+            &format!("a server name the certificate does not cover ({UNCOVERED_NAME})"),
+            async {
+                let config = probe::rustls_config(&context.tls_for(&name, mutual)?)?;
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+                let stream = tokio::net::TcpStream::connect((context.address, context.port(Service::Redis))).await?;
+                let server_name = rustls::pki_types::ServerName::try_from(UNCOVERED_NAME)?.to_owned();
+                connector.connect(server_name, stream).await.map_err(anyhow::Error::from)
+            },
+        )
+        .await
+    }));
+    checks.push(bounded("redis.no_client_cert_refused".into(), async move {
+        if !mutual {
+            return Check::not_applicable(
+                "redis.no_client_cert_refused",
+                "the profile does not require client certificates",
+            );
+        }
+        refused("redis.no_client_cert_refused", "a connection without a client certificate", async {
+            let mut connection = app_connection(context, &user, false).await?;
+            ping(&mut connection).await
+        })
+        .await
+    }));
+    checks
+}
