@@ -66,6 +66,24 @@ async fn app_login(
     connect(context, login).await
 }
 
+/// Runs `statement` in the session's default role (the owner role), then again after
+/// `RESET ROLE` (the login itself, which anyone with the password can do). `Ok` when either
+/// succeeds (and `undo` cleans up); the last refusal otherwise.
+async fn as_owner_then_login(client: &tokio_postgres::Client, statement: &str, undo: &str) -> anyhow::Result<()> {
+    let as_owner = client.batch_execute(statement).await;
+    let as_login = match as_owner {
+        Ok(()) => Ok(()),
+        Err(_) => client.batch_execute(&format!("RESET ROLE; {statement}")).await,
+    };
+    match as_login {
+        Ok(()) => {
+            let _ = client.batch_execute(undo).await;
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Every PostgreSQL check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let mutual = context.mutual();
@@ -95,18 +113,23 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         let (name, database) = (user.name.clone(), user.database.clone());
         let id = format!("pg.create_role_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            refused(&id, "CREATE ROLE by an application user", async {
+            refused(&id, "CREATE ROLE by an application user (as its owner role and as its login)", async {
                 let client = app_login(context, &name, &database, mutual).await?;
-                client.batch_execute("CREATE ROLE hardstack_verify_intruder").await.map_err(anyhow::Error::from)
+                as_owner_then_login(
+                    &client,
+                    "CREATE ROLE hardstack_verify_intruder",
+                    "DROP ROLE hardstack_verify_intruder",
+                )
+                .await
             })
             .await
         }));
         let (name, database) = (user.name.clone(), user.database.clone());
         let id = format!("pg.alter_system_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            refused(&id, "ALTER SYSTEM by an application user", async {
+            refused(&id, "ALTER SYSTEM by an application user (as its owner role and as its login)", async {
                 let client = app_login(context, &name, &database, mutual).await?;
-                client.batch_execute("ALTER SYSTEM SET work_mem = '1MB'").await.map_err(anyhow::Error::from)
+                as_owner_then_login(&client, "ALTER SYSTEM SET work_mem = '1MB'", "ALTER SYSTEM RESET work_mem").await
             })
             .await
         }));

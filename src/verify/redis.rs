@@ -151,12 +151,41 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     }));
     let name = user.clone();
     checks.push(bounded("redis.default_user_refused".into(), async move {
-        refused("redis.default_user_refused", "the default user", async {
+        let id = "redis.default_user_refused";
+        let attempt = refused(id, "the default user", async {
             let mut connection = connection(&client(context, None, context.tls_for(&name, mutual)?)?).await?;
             redis::cmd("AUTH").arg("default").arg("anything").query_async::<()>(&mut connection).await?;
             ping(&mut connection).await
         })
-        .await
+        .await;
+        if attempt.verdict != crate::report::Verdict::Pass {
+            return attempt;
+        }
+        // A refused guess is not enough: the default user must be off, whatever its password.
+        let flags: anyhow::Result<Vec<String>> = async {
+            let password = context.secret("redis/admin")?;
+            let mut connection =
+                connection(&client(context, Some(("admin", password.expose())), context.tls_for("admin", mutual)?)?)
+                    .await?;
+            // ACL GETUSER answers field, value, field, value...; "flags" is a list of words.
+            let fields: Vec<redis::Value> =
+                redis::cmd("ACL").arg("GETUSER").arg("default").query_async(&mut connection).await?;
+            let position = fields.iter().position(|v| redis::from_redis_value::<String>(v).is_ok_and(|f| f == "flags"));
+            let flags = position.and_then(|i| fields.get(i + 1)).context("ACL GETUSER has no flags")?;
+            Ok(redis::from_redis_value::<Vec<String>>(flags)?)
+        }
+        .await;
+        match flags {
+            Ok(flags) if flags.iter().any(|f| f == "off") => Check::pass(
+                id,
+                "the default user is off",
+                format!("{}; ACL GETUSER default flags: {}", attempt.evidence, flags.join(" ")),
+            ),
+            Ok(flags) => {
+                Check::fail(id, "the default user is on", format!("ACL GETUSER default flags: {}", flags.join(" ")))
+            }
+            Err(err) => Check::fail(id, "could not read the default user's flags as admin", format!("{err:#}")),
+        }
     }));
     let name = user.clone();
     checks.push(bounded("redis.foreign_client_cert_refused".into(), async move {

@@ -265,3 +265,42 @@ fn unreachable_engine_is_an_environment_failure() {
         );
     }
 }
+
+#[test]
+fn audit_passes_a_generated_bundle_and_names_a_weakened_rule() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&["--profile", "prod"]);
+    sandbox.cmd().args(["audit"]).assert().success().stdout(predicate::str::contains("0 failed"));
+    let conf = sandbox.stack().join("config/postgres/postgresql.conf");
+    let text = std::fs::read_to_string(&conf).unwrap().replace("ssl = on", "ssl = off");
+    std::fs::write(&conf, text).unwrap();
+    sandbox.cmd().args(["audit", "stack"]).assert().code(1).stdout(
+        predicate::str::contains("audit.pg.ssl_on")
+            .and(predicate::str::contains("FAIL"))
+            .and(predicate::str::contains("set ssl = on")),
+    );
+    let out = sandbox.cmd().args(["audit", "-o", "json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["schema"], "hardstack.checks/v1");
+    assert_eq!(report["command"], "audit");
+    assert_eq!(report["summary"]["fail"], 1);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "fail")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["audit.pg.ssl_on"]);
+}
+
+#[test]
+fn audit_of_a_missing_directory_is_a_clear_error() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .cmd()
+        .args(["audit", "nowhere"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nowhere is not a directory"));
+}

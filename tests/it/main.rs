@@ -7,6 +7,8 @@ mod common;
 mod cli;
 // Against the real Docker engine: up, down, compose parity, failures.
 mod docker;
+// verify against running stacks, hardened and weakened.
+mod verify;
 // `hardstack env` output.
 mod env;
 // Every certificate of a bundle, parsed back and checked with a real verifier.

@@ -148,6 +148,47 @@ impl DockerStack {
         DockerStack { sandbox: Sandbox::new(), name, args }
     }
 
+    /// Runs only these services.
+    pub fn services(mut self, services: &[&str]) -> DockerStack {
+        let list = services.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");
+        self.args.extend(["--set".to_owned(), format!("stack.services=[{list}]")]);
+        self
+    }
+
+    /// Replaces one template by the embedded one edited with `edit` (for weakening tests).
+    pub fn template(mut self, name: &str, edit: impl Fn(&str) -> String) -> DockerStack {
+        let original =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates").join(name)).unwrap();
+        let edited = edit(&original);
+        assert_ne!(original, edited, "the edit of {name} changed nothing");
+        self.sandbox.write(&format!("tpl/{name}"), &edited);
+        if !self.args.iter().any(|a| a == "--templates") {
+            self.args.extend(["--templates".to_owned(), "tpl".to_owned()]);
+        }
+        self
+    }
+
+    /// Adds `--set key=value` to the profile arguments.
+    pub fn set(mut self, assignment: &str) -> DockerStack {
+        self.args.extend(["--set".to_owned(), assignment.to_owned()]);
+        self
+    }
+
+    /// `verify -o json`: the exit code and the verdict of every check by id.
+    pub fn verify(&self) -> (i32, std::collections::BTreeMap<String, String>) {
+        let out = self.cmd("verify", &["-o", "json"]).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("verify JSON: {e}; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(report["schema"], "hardstack.checks/v1");
+        let verdicts = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap().to_owned(), c["verdict"].as_str().unwrap().to_owned()))
+            .collect();
+        (out.status.code().unwrap_or(-1), verdicts)
+    }
+
     /// `hardstack <command> <profile args> <extra>` in the sandbox.
     pub fn cmd(&self, command: &str, extra: &[&str]) -> Command {
         let mut cmd = self.sandbox.cmd();

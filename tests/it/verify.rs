@@ -1,0 +1,171 @@
+//! `verify` against running stacks: a hardened stack passes, and each deliberate weakening is
+//! caught by the check that names it.
+
+use predicates::prelude::*;
+
+use crate::common::{DockerStack, docker_available};
+
+/// Brings the stack up and asserts that `verify` exits 1 with `failing` among the failed checks.
+fn assert_caught(stack: DockerStack, failing: &[&str]) {
+    let up = stack.cmd("up", &["-q", "--timeout", "60s"]).output().unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 1, "verify must fail: {verdicts:?}");
+    for id in failing {
+        assert_eq!(verdicts.get(*id).map(String::as_str), Some("fail"), "{id} must fail: {verdicts:?}");
+    }
+}
+
+#[test]
+fn hardened_stack_passes_every_check() {
+    if !docker_available("hardened_stack_passes") {
+        return;
+    }
+    let stack = DockerStack::new("hardened_stack_passes").set("name=dev");
+    stack.cmd("up", &["-q"]).assert().success();
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert!(verdicts.values().all(|v| v == "pass" || v == "n/a"), "{verdicts:?}");
+    for id in [
+        "pg.login.app",
+        "pg.plaintext_refused",
+        "redis.default_user_refused",
+        "network.loopback_only",
+        "checklist.tls",
+        "checklist.backups",
+    ] {
+        assert!(verdicts.contains_key(id), "{id} missing");
+    }
+    stack
+        .cmd("verify", &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("checks:").and(predicate::str::contains("PASS")));
+}
+
+#[test]
+fn mutual_tls_stack_refuses_connections_without_a_client_certificate() {
+    if !docker_available("mutual_tls") {
+        return;
+    }
+    let stack = DockerStack::new("mutual_tls").set("tls.client_certs=required").services(&["postgres", "redis"]);
+    stack.cmd("up", &["-q"]).assert().success();
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts["pg.no_client_cert_refused"], "pass");
+    assert_eq!(verdicts["redis.no_client_cert_refused"], "pass");
+    assert_eq!(verdicts["pg.foreign_client_cert_refused"], "pass");
+}
+
+#[test]
+fn pg_hba_host_line_is_caught() {
+    if !docker_available("pg_hba_host_line") {
+        return;
+    }
+    let stack =
+        DockerStack::new("pg_hba_host_line").services(&["postgres"]).template("postgres/pg_hba.conf.tera", |t| {
+            t.replacen(
+                "hostssl    all        postgres",
+                "host all all all scram-sha-256\nhostssl    all        postgres",
+                1,
+            )
+        });
+    assert_caught(stack, &["pg.plaintext_refused", "checklist.tls"]);
+}
+
+#[test]
+fn superuser_over_the_network_is_caught() {
+    if !docker_available("superuser_network") {
+        return;
+    }
+    let stack =
+        DockerStack::new("superuser_network").services(&["postgres"]).template("postgres/pg_hba.conf.tera", |t| {
+            t.replacen(
+                "hostssl    all        postgres   all            reject",
+                "hostssl all postgres all scram-sha-256",
+                1,
+            )
+        });
+    assert_caught(stack, &["pg.superuser_network_refused", "checklist.authentication"]);
+}
+
+#[test]
+fn app_role_with_admin_rights_is_caught() {
+    if !docker_available("pg_admin_rights") {
+        return;
+    }
+    let stack = DockerStack::new("pg_admin_rights").services(&["postgres"]).template("postgres/init.sql.tera", |t| {
+        t.replacen("CREATE ROLE {{ user.owner }} NOLOGIN", "CREATE ROLE {{ user.owner }} NOLOGIN CREATEROLE", 1)
+    });
+    assert_caught(stack, &["pg.create_role_refused.app"]);
+}
+
+#[test]
+fn redis_default_user_on_is_caught() {
+    if !docker_available("redis_default_user") {
+        return;
+    }
+    let stack = DockerStack::new("redis_default_user").services(&["redis"]).template("redis/users.acl.tera", |t| {
+        // On, with a password: guessing fails, but the user should not exist at all.
+        t.replacen(
+            "user default off resetpass resetkeys resetchannels -@all",
+            "user default on >a-known-password ~* &* +@all",
+            1,
+        )
+    });
+    assert_caught(stack, &["redis.default_user_refused"]);
+}
+
+#[test]
+fn redis_plaintext_port_is_caught() {
+    if !docker_available("redis_plaintext") {
+        return;
+    }
+    // TLS kept on another port inside the container; the published port speaks plaintext.
+    let stack = DockerStack::new("redis_plaintext")
+        .services(&["redis"])
+        .template("redis/redis.conf.tera", |t| t.replacen("port 0\ntls-port 6379", "port 6379\ntls-port 6380", 1));
+    let up = stack.cmd("up", &["-q", "--timeout", "20s"]).output().unwrap();
+    // up's own probe speaks TLS and fails: the weakened server is not usable as configured.
+    assert_eq!(up.status.code(), Some(1), "{}", String::from_utf8_lossy(&up.stderr));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 1);
+    assert_eq!(verdicts["redis.plaintext_refused"], "fail", "{verdicts:?}");
+}
+
+#[test]
+fn redis_app_user_with_admin_rights_is_caught() {
+    if !docker_available("redis_admin_rights") {
+        return;
+    }
+    let stack = DockerStack::new("redis_admin_rights")
+        .services(&["redis"])
+        .template("redis/users.acl.tera", |t| t.replacen(" -@dangerous -@admin", "", 1));
+    assert_caught(stack, &["redis.admin_commands_refused.app"]);
+}
+
+#[test]
+fn port_on_all_interfaces_in_dev_is_caught() {
+    if !docker_available("port_on_all_interfaces") {
+        return;
+    }
+    let stack = DockerStack::new("port_on_all_interfaces")
+        .set("name=dev")
+        .set("network.bind_address=0.0.0.0")
+        .services(&["redis"]);
+    assert_caught(stack, &["network.loopback_only"]);
+}
+
+#[test]
+fn verify_of_a_stopped_stack_is_an_environment_failure() {
+    if !docker_available("verify_stopped") {
+        return;
+    }
+    let stack = DockerStack::new("verify_stopped").services(&["redis"]);
+    stack.cmd("init", &["-q"]).assert().success();
+    stack
+        .cmd("verify", &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not running; run `hardstack up` first"));
+}
