@@ -11,18 +11,20 @@ use anyhow::Context as _;
 async fn main() -> anyhow::Result<()> {
     let (dir, entry) = common::connection("app")?;
     let pg = &entry["postgres"];
+    let (password, login) = common::resolve_login(&dir, &pg["password"])?;
+    let login = login.unwrap_or_else(|| pg["user"].as_str().unwrap_or_default().to_owned());
     let mut config = tokio_postgres::Config::new();
     config
         .host(pg["host"].as_str().context("host")?)
         .port(pg["port"].as_u64().context("port")? as u16)
-        .user(pg["user"].as_str().context("user")?)
+        .user(&login)
         .dbname(pg["dbname"].as_str().context("dbname")?)
-        .password(common::resolve_secret(&dir, &pg["password"])?)
+        .password(password)
         .application_name("postgres_pool example")
         // verify-full: tokio-postgres-rustls checks the chain against the stack CA and the
         // host name against the certificate.
         .ssl_mode(tokio_postgres::config::SslMode::Require);
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(common::tls_config(&dir, pg, "sslrootcert")?);
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(common::tls_config(&dir, pg, "sslrootcert", &login)?);
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tls,

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let key = common::resolve_secret(&dir, &q["api_key"])?;
-    let client = reqwest::Client::builder().use_preconfigured_tls(common::tls_config(&dir, q, "ca")?).build()?;
+    let client = reqwest::Client::builder().use_preconfigured_tls(common::tls_config(&dir, q, "ca", "app")?).build()?;
     let base = q["url"].as_str().context("url")?;
     let collection = format!("{base}/collections/hardstack_example");
     let send = |request: reqwest::RequestBuilder| async {

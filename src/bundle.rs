@@ -19,6 +19,11 @@ use crate::stackdir::{PROFILE_FILE, PlannedFile, StackDir};
 /// Logins that get a client certificate besides the application users.
 pub const SERVICE_LOGINS: &[&str] = &["admin", "health"];
 
+/// The second PostgreSQL login of an application user; rotation alternates between the two.
+pub fn alternate_login(user: &str) -> String {
+    format!("{user}_alt")
+}
+
 /// A certificate of the bundle and where its files go.
 #[derive(Debug, Clone)]
 pub struct CertFiles {
@@ -42,7 +47,12 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
             key_path: format!("certs/{service}/server.key"),
         });
     }
-    let logins = SERVICE_LOGINS.iter().map(|s| s.to_string()).chain(profile.users.iter().map(|u| u.name.clone()));
+    // PostgreSQL's clientcert=verify-full wants CN = login role, and rotation alternates between
+    // two logins per application user: each gets its certificate.
+    let logins = SERVICE_LOGINS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]));
     for login in logins {
         certs.push(CertFiles {
             spec: CertSpec {
@@ -130,10 +140,12 @@ pub fn plan(
             None => {
                 let value = secrets::generate(rng);
                 let verifier = scram.then(|| Secret::new(secrets::scram_verifier(&value)));
+                // PostgreSQL application secrets name their login: rotation alternates it.
+                let is_app = profile.users.iter().any(|u| name == format!("postgres/{}", u.name));
                 let version = SecretVersion {
                     id: version_id(rng),
                     value,
-                    username: None,
+                    username: is_app.then(|| name.trim_start_matches("postgres/").to_owned()),
                     verifier,
                     created: SystemTime::now(),
                     stages: vec![Stage::Current],

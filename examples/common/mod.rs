@@ -26,6 +26,12 @@ pub fn connection(user: &str) -> anyhow::Result<(PathBuf, Value)> {
 /// The value of a secret reference `{ "store": "file", "secret": "...", "stage": "current" }`.
 /// Read again for every new connection, so a rotated password is picked up.
 pub fn resolve_secret(dir: &Path, reference: &Value) -> anyhow::Result<String> {
+    Ok(resolve_login(dir, reference)?.0)
+}
+
+/// The value of a secret reference and the login it belongs to (PostgreSQL logins alternate
+/// with rotation: the current version names its login).
+pub fn resolve_login(dir: &Path, reference: &Value) -> anyhow::Result<(String, Option<String>)> {
     anyhow::ensure!(reference["store"] == "file", "this example reads the file store only");
     let name = reference["secret"].as_str().context("secret name")?;
     let stage = reference["stage"].as_str().unwrap_or("current");
@@ -35,14 +41,16 @@ pub fn resolve_secret(dir: &Path, reference: &Value) -> anyhow::Result<String> {
         .iter()
         .find(|v| v["stages"].as_array().is_some_and(|s| s.iter().any(|x| x == stage)))
         .with_context(|| format!("no {stage} version of {name}"))?;
-    Ok(version["value"].as_str().context("value")?.to_owned())
+    Ok((version["value"].as_str().context("value")?.to_owned(), version["username"].as_str().map(str::to_owned)))
 }
 
 /// A rustls client config trusting only the stack CA; presents the client certificate when
 /// `entry.client_certificate_required`.
-pub fn tls_config(dir: &Path, entry: &Value, ca_key: &str) -> anyhow::Result<rustls::ClientConfig> {
+/// `login` replaces `{login}` in certificate paths.
+pub fn tls_config(dir: &Path, entry: &Value, ca_key: &str, login: &str) -> anyhow::Result<rustls::ClientConfig> {
     let read = |key: &str| -> anyhow::Result<Vec<u8>> {
-        let relative = entry[key].as_str().with_context(|| format!("{key} in connections.json"))?;
+        let relative =
+            entry[key].as_str().with_context(|| format!("{key} in connections.json"))?.replace("{login}", login);
         Ok(std::fs::read(dir.join(relative))?)
     };
     let mut roots = rustls::RootCertStore::empty();

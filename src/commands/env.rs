@@ -28,11 +28,14 @@ pub fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn current(store: &impl SecretStore, name: &str) -> anyhow::Result<Secret> {
+fn current_version(store: &impl SecretStore, name: &str) -> anyhow::Result<crate::secrets::store::SecretVersion> {
     store
         .get(name, Stage::Current)?
-        .map(|v| v.value)
         .with_context(|| format!("secret {name} has no current version; run `hardstack init`"))
+}
+
+fn current(store: &impl SecretStore, name: &str) -> anyhow::Result<Secret> {
+    Ok(current_version(store, name)?.value)
 }
 
 /// The variables for one user, in a stable order.
@@ -57,15 +60,17 @@ pub fn variables(
     let mut vars = Vec::new();
     if profile.runs(Service::Postgres) {
         let (host, port) = endpoint(profile, Service::Postgres);
-        let password = current(store, &format!("postgres/{}", user.name))?;
+        // The login alternates with rotation; each login has its own client certificate.
+        let version = current_version(store, &format!("postgres/{}", user.name))?;
+        let login = version.username.clone().unwrap_or_else(|| user.name.clone());
         let mut url = format!(
-            "postgresql://{}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
-            user.name,
-            password.expose(),
+            "postgresql://{login}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
+            version.value.expose(),
             user.database
         );
         if mutual {
-            url.push_str(&format!("&sslcert={cert}&sslkey={key}"));
+            let client = path(&format!("certs/clients/{login}"));
+            url.push_str(&format!("&sslcert={client}/client.crt&sslkey={client}/client.key"));
         }
         vars.push(("DATABASE_URL".to_owned(), url));
     }

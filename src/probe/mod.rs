@@ -163,15 +163,16 @@ pub fn app_target(
         Service::Qdrant => "qdrant/api-key".into(),
     };
     let store = crate::secrets::file::FileStore::new(dir.secrets());
-    let password = store
+    let version = store
         .get(&secret, Stage::Current)?
-        .with_context(|| format!("secret {secret} has no current version; run `hardstack init`"))?
-        .value;
+        .with_context(|| format!("secret {secret} has no current version; run `hardstack init`"))?;
+    // PostgreSQL logins alternate with rotation: the version names its login.
+    let login = version.username.clone().unwrap_or_else(|| user.name.clone());
     let read = |relative: &str| {
         std::fs::read(dir.path(relative)).with_context(|| format!("reading {}", dir.path(relative).display()))
     };
     let client = if profile.mutual_tls() {
-        let base = format!("certs/clients/{}", user.name);
+        let base = format!("certs/clients/{login}");
         let key = String::from_utf8(read(&format!("{base}/client.key"))?).context("the client key is not text")?;
         Some((read(&format!("{base}/client.crt"))?, Secret::new(key)))
     } else {
@@ -180,8 +181,8 @@ pub fn app_target(
     Ok(Some(Target {
         host,
         port: profile.network.ports.of(service),
-        user: user.name.clone(),
-        password,
+        user: login,
+        password: version.value,
         database: user.database.clone(),
         tls: ClientTls { ca_pem: read("ca/ca.crt")?, client },
     }))

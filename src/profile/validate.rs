@@ -137,6 +137,11 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
                 &format!("users.{index}.name"),
                 format!("`{}` is reserved by hardstack; pick another name", user.name),
             );
+        } else if user.name.ends_with("_alt") {
+            fail(
+                &format!("users.{index}.name"),
+                format!("`{}` ends with _alt, which hardstack uses for the second login of each user", user.name),
+            );
         } else if !names.insert(user.name.as_str()) {
             fail(&format!("users.{index}.name"), format!("`{}` is declared twice", user.name));
         }

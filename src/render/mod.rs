@@ -193,6 +193,7 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
 struct PgUser {
     name: String,
     login: String,
+    alternate: String,
     owner: String,
     database: String,
     verifier: String,
@@ -233,6 +234,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                 Ok(PgUser {
                     name: user.name.clone(),
                     login: user.name.clone(),
+                    alternate: crate::bundle::alternate_login(&user.name),
                     owner: format!("{}_owner", user.name),
                     database: user.database.clone(),
                     verifier: material.verifier(&format!("postgres/{}", user.name))?.expose().to_owned(),

@@ -85,8 +85,13 @@ impl Context {
 
     /// The current value of a secret.
     pub fn secret(&self, name: &str) -> anyhow::Result<Secret> {
+        Ok(self.current(name)?.value)
+    }
+
+    /// The current version of a secret.
+    pub fn current(&self, name: &str) -> anyhow::Result<crate::secrets::store::SecretVersion> {
         let store = FileStore::new(self.dir.secrets());
-        Ok(store.get(name, Stage::Current)?.with_context(|| format!("secret {name} has no current version"))?.value)
+        store.get(name, Stage::Current)?.with_context(|| format!("secret {name} has no current version"))
     }
 
     /// The published port of a service.

@@ -56,11 +56,14 @@ async fn app_login(
     database: &str,
     client_cert: bool,
 ) -> anyhow::Result<tokio_postgres::Client> {
+    // The login alternates with rotation: the current version names it.
+    let version = context.current(&format!("postgres/{user}"))?;
+    let name = version.username.clone().unwrap_or_else(|| user.to_owned());
     let login = Login {
-        user,
-        password: Some(context.secret(&format!("postgres/{user}"))?),
+        user: &name,
+        password: Some(version.value),
         database,
-        tls: Some(context.tls_for(user, client_cert)?),
+        tls: Some(context.tls_for(&name, client_cert)?),
         server_name: context.server_name(),
     };
     connect(context, login).await
