@@ -9,7 +9,7 @@ use rand::{CryptoRng, RngCore};
 
 use crate::fsio;
 use crate::pki::{self, CertSpec, Purpose};
-use crate::profile::{Profile, Service};
+use crate::profile::{Profile, Service, StoreKind};
 use crate::render::{self, Material};
 use crate::secrets::file::{FileStore, Record};
 use crate::secrets::store::{SecretVersion, Stage};
@@ -77,15 +77,38 @@ fn text(bytes: Vec<u8>, path: &str) -> anyhow::Result<String> {
     String::from_utf8(bytes).with_context(|| format!("{path} is not text"))
 }
 
-/// Computes the files of the bundle. Reads the existing CA, certificates and secrets of `dir`
-/// and keeps them; generates what is missing with `rng` (key pairs come from the crypto
-/// library's own RNG). Writes nothing.
+/// What `init` will do: files to write, and secrets to create in a store other than `file`.
+#[derive(Debug)]
+pub struct Plan {
+    pub files: Vec<PlannedFile>,
+    pub new_secrets: Vec<(String, SecretVersion)>,
+}
+
+/// The current version of every secret the profile needs that the store has.
+pub async fn existing_secrets(
+    store: &crate::secrets::store::Store,
+    profile: &Profile,
+) -> anyhow::Result<std::collections::BTreeMap<String, SecretVersion>> {
+    use crate::secrets::store::SecretStore as _;
+    let mut existing = std::collections::BTreeMap::new();
+    for (name, _) in render::secret_names(profile) {
+        if let Some(version) = store.get(&name, Stage::Current).await? {
+            existing.insert(name, version);
+        }
+    }
+    Ok(existing)
+}
+
+/// Computes the bundle. Keeps the existing CA and certificates of `dir` and the `existing`
+/// secrets; generates what is missing with `rng` (key pairs come from the crypto library's own
+/// RNG). Writes nothing.
 pub fn plan(
     dir: &StackDir,
     profile: &Profile,
     tera: &tera::Tera,
+    existing: &std::collections::BTreeMap<String, SecretVersion>,
     rng: &mut (impl RngCore + CryptoRng),
-) -> anyhow::Result<Vec<PlannedFile>> {
+) -> anyhow::Result<Plan> {
     let mut files = Vec::new();
 
     // The CA: kept when both halves exist.
@@ -130,12 +153,12 @@ pub fn plan(
         });
     }
 
-    // Secrets: the current version is kept; a missing one is generated.
-    let store = FileStore::new(dir.secrets());
+    // Secrets: the current version is kept; a missing one is generated. New secrets of the
+    // file store are files of the plan; the caller creates them in any other store.
     let mut material = Material::default();
+    let mut new_secrets = Vec::new();
     for (name, scram) in render::secret_names(profile) {
-        let mut record = store.read(&name)?;
-        let current = match record.get(Stage::Current) {
+        let current = match existing.get(&name) {
             Some(version) => version.clone(),
             None => {
                 let value = secrets::generate(rng);
@@ -150,13 +173,17 @@ pub fn plan(
                     created: SystemTime::now(),
                     stages: vec![Stage::Current],
                 };
-                record = Record::default();
-                record.put(version.clone());
-                files.push(PlannedFile {
-                    path: format!("secrets/{}", FileStore::relative_path(&name).display()),
-                    content: record.encode(),
-                    mode: fsio::PRIVATE_MODE,
-                });
+                if profile.secrets.store == StoreKind::File {
+                    let mut record = Record::default();
+                    record.put(version.clone());
+                    files.push(PlannedFile {
+                        path: format!("secrets/{}", FileStore::relative_path(&name).display()),
+                        content: record.encode(),
+                        mode: fsio::PRIVATE_MODE,
+                    });
+                } else {
+                    new_secrets.push((name.clone(), version.clone()));
+                }
                 version
             }
         };
@@ -182,5 +209,5 @@ pub fn plan(
         content: format!("{header}{resolved}").into_bytes(),
         mode: fsio::PUBLIC_MODE,
     });
-    Ok(files)
+    Ok(Plan { files, new_secrets })
 }

@@ -34,6 +34,7 @@ use cli::{Cli, Command};
 
 /// Runs one invocation. Errors are printed by `main` with their whole context chain.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    probe::install_crypto_provider();
     match &cli.command {
         Command::Init(args) => commands::init::run(&cli.global, args),
         Command::Env(args) => commands::env::run(&cli.global, args),

@@ -13,6 +13,8 @@ use serde_json::Value;
 
 /// The stack directory (first argument, default `stack`) and the user's entry of connections.json.
 pub fn connection(user: &str) -> anyhow::Result<(PathBuf, Value)> {
+    // Two rustls providers are linked (ring, and aws-lc-rs through the AWS SDK): pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "stack".into()));
     let path = dir.join("connections.json");
     let text = std::fs::read_to_string(&path)

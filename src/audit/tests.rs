@@ -13,7 +13,7 @@ fn generate(profile: &str) -> tempfile::TempDir {
     let dir = StackDir::new(tmp.path().join("stack"));
     let profile = crate::profile::load(&ProfileSource::Shipped(profile.into()), &[]).unwrap().profile;
     let tera = crate::render::load_templates(None).unwrap();
-    let plan = crate::bundle::plan(&dir, &profile, &tera, &mut rand::rngs::OsRng).unwrap();
+    let plan = crate::bundle::plan(&dir, &profile, &tera, &Default::default(), &mut rand::rngs::OsRng).unwrap().files;
     let mut manifest = stackdir::Manifest::default();
     let diff = stackdir::diff(&dir, &manifest, &plan).unwrap();
     stackdir::apply(&dir, &mut manifest, &plan, &diff.changes).unwrap();

@@ -11,8 +11,7 @@ use crate::output;
 use crate::profile::{Profile, QdrantAccess, Service};
 use crate::render::endpoint;
 use crate::secrets::Secret;
-use crate::secrets::file::FileStore;
-use crate::secrets::store::{SecretStore, Stage};
+use crate::secrets::store::Store;
 use crate::settings;
 use crate::stackdir::StackDir;
 
@@ -22,27 +21,24 @@ pub fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode> {
     let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
     let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
-    let store = FileStore::new(dir.secrets());
-    let variables = variables(profile, &root, &store, args.user.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let variables = runtime.block_on(async {
+        let store = Store::open(profile, &dir).await?;
+        variables(profile, &root, &store, args.user.as_deref()).await
+    })?;
     output::secret_stdout(&format_variables(&variables, args.format))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn current_version(store: &impl SecretStore, name: &str) -> anyhow::Result<crate::secrets::store::SecretVersion> {
-    store
-        .get(name, Stage::Current)?
-        .with_context(|| format!("secret {name} has no current version; run `hardstack init`"))
-}
-
-fn current(store: &impl SecretStore, name: &str) -> anyhow::Result<Secret> {
-    Ok(current_version(store, name)?.value)
+async fn current(store: &Store, name: &str) -> anyhow::Result<Secret> {
+    Ok(store.current(name).await?.value)
 }
 
 /// The variables for one user, in a stable order.
-pub fn variables(
+pub async fn variables(
     profile: &Profile,
     root: &Path,
-    store: &impl SecretStore,
+    store: &Store,
     user: Option<&str>,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let user = match user {
@@ -61,7 +57,7 @@ pub fn variables(
     if profile.runs(Service::Postgres) {
         let (host, port) = endpoint(profile, Service::Postgres);
         // The login alternates with rotation; each login has its own client certificate.
-        let version = current_version(store, &format!("postgres/{}", user.name))?;
+        let version = store.current(&format!("postgres/{}", user.name)).await?;
         let login = version.username.clone().unwrap_or_else(|| user.name.clone());
         let mut url = format!(
             "postgresql://{login}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
@@ -76,7 +72,7 @@ pub fn variables(
     }
     if profile.runs(Service::Redis) {
         let (host, port) = endpoint(profile, Service::Redis);
-        let password = current(store, &format!("redis/{}", user.name))?;
+        let password = current(store, &format!("redis/{}", user.name)).await?;
         vars.push(("REDIS_URL".into(), format!("rediss://{}:{}@{host}:{port}/0", user.name, password.expose())));
         vars.push(("REDIS_CA_CERT".into(), ca.clone()));
         if mutual {
@@ -88,7 +84,7 @@ pub fn variables(
         let (host, port) = endpoint(profile, Service::Qdrant);
         let secret = if user.qdrant == QdrantAccess::ReadOnly { "qdrant/read-only-api-key" } else { "qdrant/api-key" };
         vars.push(("QDRANT_URL".into(), format!("https://{host}:{port}")));
-        vars.push(("QDRANT_API_KEY".into(), current(store, secret)?.expose().to_owned()));
+        vars.push(("QDRANT_API_KEY".into(), current(store, secret).await?.expose().to_owned()));
         vars.push(("QDRANT_CA_CERT".into(), ca.clone()));
         if mutual {
             vars.push(("QDRANT_CLIENT_CERT".into(), cert));

@@ -4,14 +4,15 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use crate::bundle;
 use crate::cli::{GlobalArgs, InitArgs};
 use crate::output::Output;
-use crate::profile::{ResolvedProfile, StoreKind};
+use crate::profile::ResolvedProfile;
 use crate::render;
+use crate::secrets::store::{SecretStore as _, Store};
 use crate::settings;
 use crate::stackdir::{self, Change, StackDir};
 
@@ -31,15 +32,13 @@ pub fn ensure(
 ) -> anyhow::Result<ResolvedProfile> {
     let resolved = settings::resolve_profile(global)?;
     let profile = &resolved.profile;
-    if profile.secrets.store == StoreKind::Aws {
-        bail!(
-            "{}: key secrets.store: the aws store is not implemented yet; use --set secrets.store=file",
-            resolved.origin
-        );
-    }
     let dir = StackDir::new(&global.dir);
     let tera = render::load_templates(templates)?;
-    let plan = bundle::plan(&dir, profile, &tera, &mut rand::rngs::OsRng)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let store = runtime.block_on(Store::open(profile, &dir))?;
+    let existing = runtime.block_on(bundle::existing_secrets(&store, profile))?;
+    let bundle::Plan { files: plan, new_secrets } =
+        bundle::plan(&dir, profile, &tera, &existing, &mut rand::rngs::OsRng)?;
 
     let mut manifest = dir.manifest()?;
     let stackdir::Diff { changes, conflicts } = stackdir::diff(&dir, &manifest, &plan)?;
@@ -60,15 +59,21 @@ pub fn ensure(
             list.join("\n  ")
         );
     }
+    // Secrets first, so rendered files always match what the store holds.
+    for (name, version) in &new_secrets {
+        runtime.block_on(store.create(name, version))?;
+        output.detail(format!("  created  secret {name} in the {:?} store", profile.secrets.store).to_lowercase());
+    }
     stackdir::apply(&dir, &mut manifest, &plan, &changes)?;
 
     let written: Vec<&(String, Change)> = changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
+    let written_count = written.len() + new_secrets.len();
     output.json(&json!({
         "dir": dir.root,
         "profile": profile.name,
         "changed": written.iter().map(|(p, c)| json!({"path": p, "change": c})).collect::<Vec<_>>(),
     }));
-    if written.is_empty() {
+    if written_count == 0 {
         output.line(format!("{} is up to date (profile {}): nothing written", dir.root.display(), profile.name));
     } else {
         let created = written.iter().filter(|(_, c)| *c == Change::Created).count();

@@ -13,8 +13,7 @@ use crate::output::Output;
 use crate::pki;
 use crate::profile::Service;
 use crate::runtime;
-use crate::secrets::file::FileStore;
-use crate::secrets::store::{SecretStore as _, Stage};
+use crate::secrets::store::{SecretStore as _, Stage, Store};
 use crate::settings;
 use crate::stackdir::StackDir;
 
@@ -23,8 +22,8 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let output = Output::new(global);
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
-    let store = FileStore::new(dir.secrets());
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let store = runtime.block_on(Store::open(&profile, &dir))?;
     let engine = runtime.block_on(runtime::connect())?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
@@ -40,8 +39,8 @@ pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Service::Qdrant => "qdrant/api-key".to_owned(),
             service => format!("{service}/{user}"),
         };
-        let age_days = store
-            .get(&secret, Stage::Current)?
+        let age_days = runtime
+            .block_on(store.get(&secret, Stage::Current))?
             .and_then(|v| SystemTime::now().duration_since(v.created).ok())
             .map(|d| d.as_secs() / 86_400);
         rows.push(json!({

@@ -68,9 +68,10 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration)
     let names = containers::stack_names(&profile);
     engine.ensure_network(&names).await?;
 
+    let store = crate::secrets::store::Store::open(&profile, &dir).await?;
     let mut tasks = Vec::new();
     for spec in specs {
-        let readiness = match probe::app_target(&profile, &dir, spec.service)? {
+        let readiness = match probe::app_target(&profile, &dir, &store, spec.service).await? {
             Some(target) => Readiness::Probe(target),
             None => Readiness::Healthcheck,
         };

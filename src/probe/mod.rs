@@ -45,6 +45,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring the process-wide rustls provider. The AWS SDK brings aws-lc-rs as well, and
+/// clients that build their own rustls config (redis) refuse to guess between two. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A rustls client config that trusts only the stack CA and presents the client certificate.
 pub fn rustls_config(tls: &ClientTls) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
@@ -139,13 +145,13 @@ pub fn qdrant_client(tls: &ClientTls) -> anyhow::Result<reqwest::Client> {
 /// port on loopback (the name checked is the IP, which every server certificate covers), the
 /// current password from the file store, the client certificate when the profile requires one.
 /// `None` when the service is not published: only the stack network reaches it.
-pub fn app_target(
+pub async fn app_target(
     profile: &crate::profile::Profile,
     dir: &crate::stackdir::StackDir,
+    store: &crate::secrets::store::Store,
     service: crate::profile::Service,
 ) -> anyhow::Result<Option<Target>> {
     use crate::profile::{QdrantAccess, Service};
-    use crate::secrets::store::{SecretStore as _, Stage};
     if !profile.network.publish {
         return Ok(None);
     }
@@ -162,10 +168,7 @@ pub fn app_target(
         Service::Qdrant if user.qdrant == QdrantAccess::ReadOnly => "qdrant/read-only-api-key".into(),
         Service::Qdrant => "qdrant/api-key".into(),
     };
-    let store = crate::secrets::file::FileStore::new(dir.secrets());
-    let version = store
-        .get(&secret, Stage::Current)?
-        .with_context(|| format!("secret {secret} has no current version; run `hardstack init`"))?;
+    let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
     let login = version.username.clone().unwrap_or_else(|| user.name.clone());
     let read = |relative: &str| {

@@ -24,6 +24,19 @@ impl Record {
         self.versions.iter().find(|v| v.stages.contains(&stage))
     }
 
+    /// Makes version `id` current: current becomes previous, pending goes away.
+    pub fn finish(&mut self, id: &str) -> anyhow::Result<()> {
+        let target =
+            self.versions.iter().find(|v| v.id == id).cloned().ok_or_else(|| anyhow::anyhow!("no version {id}"))?;
+        if !target.stages.contains(&Stage::Current)
+            && let Some(current) = self.get(Stage::Current).cloned()
+        {
+            self.put(SecretVersion { stages: vec![Stage::Previous], ..current });
+        }
+        self.put(SecretVersion { stages: vec![Stage::Current], ..target });
+        Ok(())
+    }
+
     /// Adds or replaces `version` (same id), moving its labels off the other versions and
     /// dropping versions left without a label.
     pub fn put(&mut self, version: SecretVersion) {
@@ -77,22 +90,53 @@ impl FileStore {
     }
 }
 
-impl SecretStore for FileStore {
-    fn get(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>> {
-        Ok(self.read(name)?.get(stage).cloned())
-    }
-
-    fn put(&self, name: &str, version: SecretVersion) -> anyhow::Result<()> {
+impl FileStore {
+    /// Reads, changes and atomically rewrites one record.
+    fn update(&self, name: &str, change: impl FnOnce(&mut Record) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let mut record = self.read(name)?;
-        record.put(version);
+        change(&mut record)?;
         fsio::write_atomic(&self.path(name), &record.encode(), fsio::PRIVATE_MODE)
     }
 
-    fn names(&self) -> anyhow::Result<Vec<String>> {
+    /// The version labelled `stage` (synchronous, for callers outside an async runtime).
+    pub fn get_sync(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>> {
+        Ok(self.read(name)?.get(stage).cloned())
+    }
+
+    /// Every secret name in the store.
+    pub fn names(&self) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
         collect(&self.root, &self.root, &mut names)?;
         names.sort();
         Ok(names)
+    }
+}
+
+impl SecretStore for FileStore {
+    async fn get(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>> {
+        self.get_sync(name, stage)
+    }
+
+    async fn create(&self, name: &str, version: &SecretVersion) -> anyhow::Result<()> {
+        self.update(name, |record| {
+            record.put(SecretVersion { stages: vec![Stage::Current], ..version.clone() });
+            Ok(())
+        })
+    }
+
+    async fn put_pending(&self, name: &str, version: &SecretVersion) -> anyhow::Result<()> {
+        self.update(name, |record| {
+            if !record.versions.iter().any(|v| v.id == version.id) {
+                record.put(SecretVersion { stages: vec![Stage::Pending], ..version.clone() });
+            }
+            Ok(())
+        })
+    }
+
+    async fn finish(&self, name: &str, id: &str) -> anyhow::Result<()> {
+        // SECURITY: one write moves every label, so no reader ever sees a secret without a
+        // current version.
+        self.update(name, |record| record.finish(id))
     }
 }
 
@@ -132,32 +176,39 @@ mod tests {
         }
     }
 
+    fn block<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+    }
+
     #[test]
-    fn stages_move_from_current_to_previous() {
+    fn stages_move_from_current_to_previous_and_finish_is_repeatable() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("secrets"));
-        store.put("redis/app", version("v1", &[Stage::Current])).unwrap();
-        store.put("redis/app", version("v2", &[Stage::Pending])).unwrap();
-        assert_eq!(store.get("redis/app", Stage::Current).unwrap().unwrap().id, "v1");
-        assert_eq!(store.get("redis/app", Stage::Pending).unwrap().unwrap().id, "v2");
-        // finish: v2 becomes current, v1 previous
-        store.put("redis/app", version("v1", &[Stage::Previous])).unwrap();
-        store.put("redis/app", version("v2", &[Stage::Current])).unwrap();
-        assert_eq!(store.get("redis/app", Stage::Current).unwrap().unwrap().id, "v2");
-        assert_eq!(store.get("redis/app", Stage::Previous).unwrap().unwrap().id, "v1");
-        assert!(store.get("redis/app", Stage::Pending).unwrap().is_none());
-        // a third version pushes v1 out entirely
-        store.put("redis/app", version("v2", &[Stage::Previous])).unwrap();
-        store.put("redis/app", version("v3", &[Stage::Current])).unwrap();
-        assert_eq!(store.read("redis/app").unwrap().versions.len(), 2);
+        block(async {
+            store.create("redis/app", &version("v1", &[])).await.unwrap();
+            store.put_pending("redis/app", &version("v2", &[])).await.unwrap();
+            store.put_pending("redis/app", &version("v2", &[])).await.unwrap();
+            assert_eq!(store.get("redis/app", Stage::Current).await.unwrap().unwrap().id, "v1");
+            assert_eq!(store.get("redis/app", Stage::Pending).await.unwrap().unwrap().id, "v2");
+            store.finish("redis/app", "v2").await.unwrap();
+            store.finish("redis/app", "v2").await.unwrap();
+            assert_eq!(store.get("redis/app", Stage::Current).await.unwrap().unwrap().id, "v2");
+            assert_eq!(store.get("redis/app", Stage::Previous).await.unwrap().unwrap().id, "v1");
+            assert!(store.get("redis/app", Stage::Pending).await.unwrap().is_none());
+            // A third version pushes v1 out entirely.
+            store.put_pending("redis/app", &version("v3", &[])).await.unwrap();
+            store.finish("redis/app", "v3").await.unwrap();
+            assert_eq!(store.read("redis/app").unwrap().versions.len(), 2);
+            assert_eq!(store.get("redis/app", Stage::Previous).await.unwrap().unwrap().id, "v2");
+        });
     }
 
     #[test]
     fn files_are_private_and_names_are_listed() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("secrets"));
-        store.put("postgres/app", version("v1", &[Stage::Current])).unwrap();
-        store.put("qdrant/api-key", version("v1", &[Stage::Current])).unwrap();
+        block(store.create("postgres/app", &version("v1", &[]))).unwrap();
+        block(store.create("qdrant/api-key", &version("v1", &[]))).unwrap();
         assert_eq!(store.names().unwrap(), vec!["postgres/app", "qdrant/api-key"]);
         let file = dir.path().join("secrets/postgres/app.json");
         assert_eq!(fsio::mode_of(&file), Some(0o600));

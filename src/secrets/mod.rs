@@ -3,6 +3,7 @@
 //!
 //! Generation is pure (an RNG in, values out). Only the stores touch the disk or the network.
 
+pub mod aws;
 pub mod file;
 pub mod store;
 

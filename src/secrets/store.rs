@@ -1,11 +1,16 @@
 //! The `SecretStore` trait: versions of a named secret with the stages of the rotation protocol
-//! (the one AWS Secrets Manager uses): `current`, `pending` and `previous`.
+//! (the one AWS Secrets Manager uses): `current`, `pending` and `previous`. Two stores implement
+//! it, `file` and `aws`; `Store` picks one from the profile.
 
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
+use super::aws::AwsStore;
+use super::file::FileStore;
+use crate::profile::{Profile, StoreKind};
+use crate::stackdir::StackDir;
 
 /// A stage label. A version may carry several; each label is on at most one version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,24 +39,81 @@ pub struct SecretVersion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifier: Option<Secret>,
     /// When the version was created.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "rfc3339")]
     pub created: SystemTime,
     /// Stage labels on this version.
     pub stages: Vec<Stage>,
 }
 
-/// Versions of named secrets. Names look like `postgres/app`.
+/// Versions of named secrets. Names look like `postgres/app`. Every method is idempotent.
+#[allow(async_fn_in_trait)]
 pub trait SecretStore {
     /// The version that carries `stage`, if any.
-    fn get(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>>;
-    /// Adds `version`; its stage labels move to it from any other version.
-    fn put(&self, name: &str, version: SecretVersion) -> anyhow::Result<()>;
-    /// Every secret name in the store.
-    fn names(&self) -> anyhow::Result<Vec<String>>;
+    async fn get(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>>;
+    /// Creates the secret with `version` as its current version.
+    async fn create(&self, name: &str, version: &SecretVersion) -> anyhow::Result<()>;
+    /// Adds `version` labelled pending (a no-op when that version id is already there).
+    async fn put_pending(&self, name: &str, version: &SecretVersion) -> anyhow::Result<()>;
+    /// Makes version `id` current: the current one becomes previous, and the pending label
+    /// goes away. One atomic move where the store allows it; safe to repeat.
+    async fn finish(&self, name: &str, id: &str) -> anyhow::Result<()>;
+}
+
+/// The store a profile names.
+pub enum Store {
+    File(FileStore),
+    Aws(AwsStore),
+}
+
+impl Store {
+    /// Opens the profile's store (for `aws`, a client of the configured region and endpoint).
+    pub async fn open(profile: &Profile, dir: &StackDir) -> anyhow::Result<Store> {
+        Ok(match profile.secrets.store {
+            StoreKind::File => Store::File(FileStore::new(dir.secrets())),
+            StoreKind::Aws => Store::Aws(AwsStore::connect(profile).await?),
+        })
+    }
+
+    /// The current version, or an error that says to run init.
+    pub async fn current(&self, name: &str) -> anyhow::Result<SecretVersion> {
+        self.get(name, Stage::Current)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("secret {name} has no current version; run `hardstack init`"))
+    }
+}
+
+impl SecretStore for Store {
+    async fn get(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>> {
+        match self {
+            Store::File(store) => store.get(name, stage).await,
+            Store::Aws(store) => store.get(name, stage).await,
+        }
+    }
+
+    async fn create(&self, name: &str, version: &SecretVersion) -> anyhow::Result<()> {
+        match self {
+            Store::File(store) => store.create(name, version).await,
+            Store::Aws(store) => store.create(name, version).await,
+        }
+    }
+
+    async fn put_pending(&self, name: &str, version: &SecretVersion) -> anyhow::Result<()> {
+        match self {
+            Store::File(store) => store.put_pending(name, version).await,
+            Store::Aws(store) => store.put_pending(name, version).await,
+        }
+    }
+
+    async fn finish(&self, name: &str, id: &str) -> anyhow::Result<()> {
+        match self {
+            Store::File(store) => store.finish(name, id).await,
+            Store::Aws(store) => store.finish(name, id).await,
+        }
+    }
 }
 
 /// Serde for `SystemTime` as RFC 3339 text, readable in the store's files.
-mod humantime_serde_compat {
+pub mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};

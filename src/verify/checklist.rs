@@ -94,14 +94,7 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
         from(
             "checklist.secret_storage",
             async {
-                let store = crate::secrets::file::FileStore::new(context.dir.secrets());
-                use crate::secrets::store::SecretStore as _;
-                let mut values = Vec::new();
-                for name in store.names()? {
-                    for version in store.read(&name)?.versions {
-                        values.push(version.value);
-                    }
-                }
+                let values: Vec<crate::secrets::Secret> = context.secrets.values().map(|v| v.value.clone()).collect();
                 let mut problems = Vec::new();
                 for (service, info) in inspect_all(context).await? {
                     let env = info.config.and_then(|c| c.env).unwrap_or_default();
@@ -109,10 +102,12 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
                         problems.push(format!("{service}: a secret is in an environment variable"));
                     }
                 }
-                for name in store.names()? {
-                    let path = context.dir.secrets().join(format!("{name}.json"));
-                    if crate::fsio::mode_of(&path).is_some_and(|m| m & 0o077 != 0) {
-                        problems.push(format!("{} is readable by others", path.display()));
+                if context.file_store {
+                    for name in context.secrets.keys() {
+                        let path = context.dir.secrets().join(format!("{name}.json"));
+                        if crate::fsio::mode_of(&path).is_some_and(|m| m & 0o077 != 0) {
+                            problems.push(format!("{} is readable by others", path.display()));
+                        }
                     }
                 }
                 Ok(if problems.is_empty() {

@@ -22,8 +22,6 @@ use crate::profile::{AppUser, Profile, Service};
 use crate::report::Check;
 use crate::runtime::{Engine, EnvironmentError};
 use crate::secrets::Secret;
-use crate::secrets::file::FileStore;
-use crate::secrets::store::{SecretStore as _, Stage};
 use crate::stackdir::StackDir;
 
 /// How long any one check may take.
@@ -43,6 +41,10 @@ pub struct Context {
     pub ca_pem: Vec<u8>,
     /// A client certificate for `app` (CN = app) from a CA the stack does not know.
     pub foreign_client: (Vec<u8>, Secret),
+    /// The current version of every secret of the stack, read once.
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::store::SecretVersion>,
+    /// Whether the secrets are in the file store (whose files the checklist inspects).
+    pub file_store: bool,
 }
 
 impl Context {
@@ -73,6 +75,9 @@ impl Context {
             profile.tls.key_algorithm,
             &CertSpec { common_name: "app".into(), purpose: Purpose::Client, lifetime: Duration::from_secs(86_400) },
         )?;
+        let store = crate::secrets::store::Store::open(&profile, &dir).await?;
+        let secrets = crate::bundle::existing_secrets(&store, &profile).await?;
+        let file_store = matches!(store, crate::secrets::store::Store::File(_));
         Ok(Context {
             profile,
             dir,
@@ -80,6 +85,8 @@ impl Context {
             address,
             ca_pem,
             foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
+            secrets,
+            file_store,
         })
     }
 
@@ -90,8 +97,7 @@ impl Context {
 
     /// The current version of a secret.
     pub fn current(&self, name: &str) -> anyhow::Result<crate::secrets::store::SecretVersion> {
-        let store = FileStore::new(self.dir.secrets());
-        store.get(name, Stage::Current)?.with_context(|| format!("secret {name} has no current version"))
+        self.secrets.get(name).cloned().with_context(|| format!("secret {name} has no current version"))
     }
 
     /// The published port of a service.

@@ -162,9 +162,14 @@ fn compose_brings_up_an_equally_usable_stack() {
     .unwrap()
     .profile;
     let dir = hardstack::stackdir::StackDir::new(stack.sandbox.stack());
+    hardstack::probe::install_crypto_provider();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for service in profile.stack.services.clone() {
-        let target = hardstack::probe::app_target(&profile, &dir, service).unwrap().expect("published");
+        let store = runtime.block_on(hardstack::secrets::store::Store::open(&profile, &dir)).unwrap();
+        let target = runtime
+            .block_on(hardstack::probe::app_target(&profile, &dir, &store, service))
+            .unwrap()
+            .expect("published");
         runtime.block_on(hardstack::probe::probe(service, &target)).unwrap_or_else(|e| panic!("{service}: {e:#}"));
     }
     assert!(psql(&stack.env("DATABASE_URL"), "SELECT 1").status.success());

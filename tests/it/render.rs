@@ -10,7 +10,9 @@ fn rendered_files(name: &str) -> Vec<PlannedFile> {
     let dir = tempfile::tempdir().unwrap();
     let tera = hardstack::render::load_templates(None).unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2026);
-    let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &mut rng).unwrap();
+    let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &Default::default(), &mut rng)
+        .unwrap()
+        .files;
     plan.into_iter().filter(|f| f.path.starts_with("config/") || !f.path.contains('/')).collect()
 }
 
