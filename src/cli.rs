@@ -66,9 +66,37 @@ pub enum Command {
     /// must be refused, and the production checklist. Exit 1 when a check fails, 2 when the
     /// stack cannot be reached.
     Verify,
+    /// Rotate passwords and certificates that are due, with no failed client request; verify
+    /// after each rotation. Safe to run from cron at any frequency.
+    Rotate(RotateArgs),
     /// Check a stack directory (or hand-edited config files in its layout) against the
     /// hardened baseline, without a running stack. Exit 1 when a rule fails.
     Audit(AuditArgs),
+}
+
+/// Options of `rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Rotate everything now, whatever its age.
+    #[arg(long)]
+    pub force: bool,
+    /// Only these credentials (`postgres/app`, `redis/admin`, `certificate/postgres`) or
+    /// services (`postgres`, `redis`, `certificate`). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Stop each rotation after this step; the next run resumes from there.
+    #[arg(long, value_enum)]
+    pub until: Option<crate::rotate::Step>,
+    /// Keep running: a pass now, then one every --every, until SIGTERM (which lets the
+    /// current step finish).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Time between passes with --daemon (default 1h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub every: Option<std::time::Duration>,
+    /// Do not run verify after each rotation.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// Options of `audit`.

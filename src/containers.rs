@@ -50,6 +50,9 @@ pub struct Delivery {
     pub uid: u32,
     /// Octal mode.
     pub mode: String,
+    /// Changed on the running server by rotation (certificates, ACL file, init SQL), so its
+    /// content is not part of the container's config hash: a rotation never recreates a container.
+    pub live: bool,
 }
 
 /// Everything the engine needs to run one service with its hardened posture.
@@ -110,14 +113,25 @@ fn volume(profile: &Profile, service: Service, what: &str, target: &str, read_on
 
 fn deliver(source: impl Into<String>, volume: &VolumeMount, path: &str, uid: u32) -> Delivery {
     // SECURITY: 0600 and owned by the server's uid: PostgreSQL refuses a key group or others can read.
-    Delivery { source: source.into(), volume: volume.key.clone(), path: path.into(), uid, mode: "0600".into() }
+    Delivery {
+        source: source.into(),
+        volume: volume.key.clone(),
+        path: path.into(),
+        uid,
+        mode: "0600".into(),
+        live: false,
+    }
+}
+
+fn live(delivery: Delivery) -> Delivery {
+    Delivery { live: true, ..delivery }
 }
 
 fn tls_deliveries(profile: &Profile, service: Service, config: &VolumeMount) -> Vec<Delivery> {
     let uid = service.uid();
     let mut files = vec![
-        deliver(format!("certs/{service}/server.crt"), config, "tls/server.crt", uid),
-        deliver(format!("certs/{service}/server.key"), config, "tls/server.key", uid),
+        live(deliver(format!("certs/{service}/server.crt"), config, "tls/server.crt", uid)),
+        live(deliver(format!("certs/{service}/server.key"), config, "tls/server.key", uid)),
         deliver("ca/ca.crt", config, "tls/ca.crt", uid),
     ];
     if profile.mutual_tls() && service != Service::Qdrant {
@@ -168,7 +182,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 deliver("config/postgres/pg_ident.conf", &config, "pg_ident.conf", uid),
                 deliver("config/postgres/secrets/superuser.password", &config, "secrets/superuser.password", uid),
                 deliver("config/postgres/secrets/health.pgpass", &config, "secrets/health.pgpass", uid),
-                deliver("config/postgres/initdb/10-hardstack.sql", &initdb, "10-hardstack.sql", uid),
+                live(deliver("config/postgres/initdb/10-hardstack.sql", &initdb, "10-hardstack.sql", uid)),
             ];
             files.extend(tls_deliveries(profile, service, &config));
             environment.push(("POSTGRES_PASSWORD_FILE".into(), format!("{POSTGRES_DIR}/secrets/superuser.password")));
@@ -201,7 +215,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 deliver("config/redis/redis.conf", &config, "redis.conf", uid),
                 // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside
                 // the ACL file and renames it, and the volume's root belongs to root.
-                deliver("config/redis/users.acl", &config, "acl/users.acl", uid),
+                live(deliver("config/redis/users.acl", &config, "acl/users.acl", uid)),
                 deliver("config/redis/secrets/health.password", &config, "secrets/health.password", uid),
             ];
             files.extend(tls_deliveries(profile, service, &config));

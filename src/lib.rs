@@ -25,6 +25,8 @@ pub mod audit;
 pub mod report;
 pub mod verify;
 
+pub mod rotate;
+
 pub mod commands;
 pub mod output;
 
@@ -43,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status => commands::status::run(&cli.global),
         Command::Audit(args) => commands::audit::run(&cli.global, args),
         Command::Verify => commands::verify::run(&cli.global),
+        Command::Rotate(args) => commands::rotate::run(&cli.global, args),
     }
 }

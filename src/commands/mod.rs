@@ -4,6 +4,7 @@ pub mod audit;
 pub mod down;
 pub mod env;
 pub mod init;
+pub mod rotate;
 pub mod status;
 pub mod up;
 pub mod verify;

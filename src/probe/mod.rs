@@ -77,6 +77,14 @@ pub fn rustls_config(tls: &ClientTls) -> anyhow::Result<rustls::ClientConfig> {
 
 /// PostgreSQL: verify-full TLS, SCRAM login, `SELECT 1`.
 pub async fn postgres(target: &Target) -> anyhow::Result<()> {
+    let client = postgres_client(target).await?;
+    let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+    anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
+    Ok(())
+}
+
+/// A PostgreSQL session for `target` over verify-full TLS; its connection runs on a task.
+pub async fn postgres_client(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
     let connector = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(&target.tls)?);
     let mut config = tokio_postgres::Config::new();
     config
@@ -89,24 +97,24 @@ pub async fn postgres(target: &Target) -> anyhow::Result<()> {
         .ssl_mode(tokio_postgres::config::SslMode::Require)
         .connect_timeout(CONNECT_TIMEOUT);
     let (client, connection) = config.connect(connector).await?;
-    let task = tokio::spawn(connection);
-    let row = client.query_one("SELECT 1", &[]).await?;
-    let one: i32 = row.get(0);
-    drop(client);
-    let _ = task.await;
-    anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
-    Ok(())
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// Redis: TLS verified against the stack CA, AUTH as the user, `PING` answered with `PONG`.
 pub async fn redis(target: &Target) -> anyhow::Result<()> {
-    let client = redis_client(target)?;
-    let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-        .await
-        .context("timed out")??;
+    let mut connection = redis_connection(target).await?;
     let pong: String = redis::cmd("PING").query_async(&mut connection).await?;
     anyhow::ensure!(pong == "PONG", "PING answered {pong}");
     Ok(())
+}
+
+/// An authenticated Redis connection for `target`.
+pub async fn redis_connection(target: &Target) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let client = redis_client(target)?;
+    Ok(tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .context("timed out")??)
 }
 
 /// A Redis client for `target` (rediss://, the stack CA, the client certificate if any).
@@ -143,7 +151,7 @@ pub fn qdrant_client(tls: &ClientTls) -> anyhow::Result<reqwest::Client> {
 
 /// The host-side target of a service for the profile's first application user: the published
 /// port on loopback (the name checked is the IP, which every server certificate covers), the
-/// current password from the file store, the client certificate when the profile requires one.
+/// current password from the store, the client certificate when the profile requires one.
 /// `None` when the service is not published: only the stack network reaches it.
 pub async fn app_target(
     profile: &crate::profile::Profile,
@@ -152,16 +160,7 @@ pub async fn app_target(
     service: crate::profile::Service,
 ) -> anyhow::Result<Option<Target>> {
     use crate::profile::{QdrantAccess, Service};
-    if !profile.network.publish {
-        return Ok(None);
-    }
     let user = profile.users.first().context("the profile has no application user")?;
-    let address = profile.network.bind_address;
-    let host = if address.is_unspecified() || address.is_loopback() {
-        if address.is_ipv6() { "::1".to_owned() } else { "127.0.0.1".to_owned() }
-    } else {
-        address.to_string()
-    };
     let secret = match service {
         Service::Postgres => format!("postgres/{}", user.name),
         Service::Redis => format!("redis/{}", user.name),
@@ -171,6 +170,28 @@ pub async fn app_target(
     let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
     let login = version.username.clone().unwrap_or_else(|| user.name.clone());
+    login_target(profile, dir, service, &login, version.value, &user.database)
+}
+
+/// The host-side target of a service for one login and password, with the login's client
+/// certificate when the profile requires client certificates. `None` when not published.
+pub fn login_target(
+    profile: &crate::profile::Profile,
+    dir: &crate::stackdir::StackDir,
+    service: crate::profile::Service,
+    login: &str,
+    password: Secret,
+    database: &str,
+) -> anyhow::Result<Option<Target>> {
+    if !profile.network.publish {
+        return Ok(None);
+    }
+    let address = profile.network.bind_address;
+    let host = if address.is_unspecified() || address.is_loopback() {
+        if address.is_ipv6() { "::1".to_owned() } else { "127.0.0.1".to_owned() }
+    } else {
+        address.to_string()
+    };
     let read = |relative: &str| {
         std::fs::read(dir.path(relative)).with_context(|| format!("reading {}", dir.path(relative).display()))
     };
@@ -184,9 +205,9 @@ pub async fn app_target(
     Ok(Some(Target {
         host,
         port: profile.network.ports.of(service),
-        user: login,
-        password: version.value,
-        database: user.database.clone(),
+        user: login.to_owned(),
+        password,
+        database: database.to_owned(),
         tls: ClientTls { ca_pem: read("ca/ca.crt")?, client },
     }))
 }
@@ -199,4 +220,24 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
         Service::Redis => redis(target).await,
         Service::Qdrant => qdrant(target).await,
     }
+}
+
+/// The certificate a server presents now (DER), after a handshake verified against the stack
+/// CA. For PostgreSQL the TLS handshake follows its SSLRequest.
+pub async fn served_certificate(target: &Target, postgres: bool) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
+    if postgres {
+        // SSLRequest: length 8, code 80877103; the server answers 'S'.
+        stream.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await?;
+        let mut answer = [0u8; 1];
+        stream.read_exact(&mut answer).await?;
+        anyhow::ensure!(answer[0] == b'S', "the server refused TLS");
+    }
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(rustls_config(&target.tls)?));
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())?;
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await.context("timed out")??;
+    let (_, session) = tls.get_ref();
+    let chain = session.peer_certificates().context("the server sent no certificate")?;
+    Ok(chain.first().context("empty certificate chain")?.to_vec())
 }

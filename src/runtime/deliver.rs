@@ -10,9 +10,18 @@ use crate::stackdir::StackDir;
 
 /// One archive per volume key, with every directory (0700) and file of the deliveries.
 pub fn archives(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    archives_of(dir, spec, |_| true)
+}
+
+/// Archives of the deliveries `keep` selects (rotation re-delivers certificates only).
+pub fn archives_of(
+    dir: &StackDir,
+    spec: &ContainerSpec,
+    keep: impl Fn(&crate::containers::Delivery) -> bool,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut by_volume: BTreeMap<&str, tar::Builder<Vec<u8>>> = BTreeMap::new();
     let mut dirs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for file in &spec.deliveries {
+    for file in spec.deliveries.iter().filter(|f| keep(f)) {
         let builder = by_volume.entry(&file.volume).or_insert_with(|| tar::Builder::new(Vec::new()));
         let seen = dirs.entry(&file.volume).or_default();
         let mut parents = Vec::new();
@@ -57,7 +66,7 @@ pub fn config_hash(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Strin
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(spec).context("hashing the container spec")?);
-    for file in &spec.deliveries {
+    for file in spec.deliveries.iter().filter(|f| !f.live) {
         hasher.update(file.source.as_bytes());
         hasher.update(std::fs::read(dir.path(&file.source)).with_context(|| format!("reading {}", file.source))?);
     }

@@ -1,0 +1,144 @@
+//! `hardstack rotate`: renew what is due (older than the profile's maximum age, expiring
+//! certificates, and any rotation left half done), verify the stack after each rotation, and
+//! re-render the stack directory from the store. `--daemon` repeats on a schedule until SIGTERM,
+//! which lets the current step finish first.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::{GlobalArgs, OutputFormat, RotateArgs};
+use crate::commands::init;
+use crate::output::Output;
+use crate::report;
+use crate::rotate::{self, Outcome};
+use crate::runtime;
+use crate::secrets::store::Store;
+use crate::settings;
+use crate::stackdir::StackDir;
+
+/// Runs `rotate`.
+pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
+    let output = Output::new(global);
+    let profile = settings::stack_profile(global)?.profile;
+    if !profile.rotation.enabled && !args.force {
+        output.line(format!(
+            "rotation is off in profile {} (rotation.enabled = false); --force rotates anyway",
+            profile.name
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let dir = StackDir::new(&global.dir);
+    let every = args.every.unwrap_or(rotate::DEFAULT_EVERY);
+    loop {
+        let failed = runtime.block_on(pass(&output, &profile, &dir, args, &stop))?;
+        // The stack directory follows the store: ACL file and init SQL with the current
+        // credentials, so a recreated container starts with them.
+        let quiet = Output { format: OutputFormat::Human, quiet: true, ..output };
+        init::ensure(global, None, false, &quiet).context("re-rendering the stack directory after rotation")?;
+        if failed {
+            return Ok(ExitCode::from(1));
+        }
+        if !args.daemon || stop.load(Ordering::SeqCst) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        output.line(format!("next pass in {}", humantime::format_duration(every)));
+        let stopped = runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + every;
+            while tokio::time::Instant::now() < deadline {
+                if stop.load(Ordering::SeqCst) {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            false
+        });
+        if stopped {
+            output.line("stopped by signal");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+/// One pass over every credential; `true` when verify failed after a rotation.
+async fn pass(
+    output: &Output,
+    profile: &crate::profile::Profile,
+    dir: &StackDir,
+    args: &RotateArgs,
+    stop: &AtomicBool,
+) -> anyhow::Result<bool> {
+    let engine = runtime::connect().await?;
+    let store = Store::open(profile, dir).await?;
+    let context = rotate::Context { profile, dir, store: &store, engine: &engine, stop };
+    let mut report = Vec::new();
+    let mut verify_failed = false;
+    for credential in rotate::credentials(profile) {
+        let name = credential.name();
+        if !args.only.is_empty() && !args.only.iter().any(|o| *o == name || name.starts_with(&format!("{o}/"))) {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let outcome = match rotate::due(&context, &credential, args.force).await? {
+            Some(age_days) => Outcome::NotDue { age_days },
+            None => rotate::rotate(&context, &credential, args.until).await.with_context(|| {
+                format!("rotating {name}; the rotation stopped at a resumable step: run `hardstack rotate` again")
+            })?,
+        };
+        match &outcome {
+            Outcome::NotDue { age_days } => output.detail(format!("{name}: not due ({age_days} days)")),
+            Outcome::Rotated { millis } => output.line(format!("{name}: rotated ({millis} ms)")),
+            Outcome::Stopped { after } => {
+                output.line(format!("{name}: stopped after {after:?}; run rotate again to finish").to_lowercase())
+            }
+        }
+        let rotated = matches!(outcome, Outcome::Rotated { .. });
+        report.push(json!({"credential": name, "outcome": outcome}));
+        if rotated && !args.no_verify {
+            let checks = verify_stack(profile, dir, &engine).await?;
+            if report::any_failed(&checks) {
+                let failed: Vec<&str> =
+                    checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect();
+                output.line(format!("verify failed after rotating {name}: {}; stopping here", failed.join(", ")));
+                verify_failed = true;
+                break;
+            }
+        }
+    }
+    let expired = if verify_failed { Vec::new() } else { rotate::expire_previous(&context).await? };
+    for name in &expired {
+        output.line(format!("{name}: previous password removed after the grace period"));
+    }
+    output.json(&json!({"stack": profile.stack.name, "credentials": report, "expired_previous": expired, "verify_failed": verify_failed}));
+    Ok(verify_failed)
+}
+
+async fn verify_stack(
+    profile: &crate::profile::Profile,
+    dir: &StackDir,
+    engine: &runtime::Engine,
+) -> anyhow::Result<Vec<report::Check>> {
+    let context = crate::verify::Context::gather(profile.clone(), dir.clone(), engine.clone()).await?;
+    Ok(crate::verify::verify(&context).await)
+}

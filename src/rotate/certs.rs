@@ -1,0 +1,153 @@
+//! Server certificates: re-issued from the stack's CA before they expire, copied into the
+//! running container's volume and hot-reloaded, so open connections keep their session and new
+//! ones get the new certificate. The new pair waits as `server.{crt,key}.pending` until the
+//! server presents it; then it replaces the old pair in the stack directory.
+
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use super::{Context, Step};
+use crate::containers;
+use crate::fsio;
+use crate::pki;
+use crate::probe;
+use crate::profile::Service;
+use crate::secrets::Secret;
+
+fn paths(service: Service) -> (String, String) {
+    (format!("certs/{service}/server.crt"), format!("certs/{service}/server.key"))
+}
+
+fn pending(path: &str) -> String {
+    format!("{path}.pending")
+}
+
+/// The files that are (or are about to be) the server's pair.
+fn sources(context: &Context<'_>, service: Service) -> (String, String) {
+    let (crt, key) = paths(service);
+    let pick = |path: String| if context.dir.path(&pending(&path)).exists() { pending(&path) } else { path };
+    (pick(crt), pick(key))
+}
+
+/// `None` when due: a rotation in progress, `force`, or expiry within `rotation.cert_renew_before`;
+/// otherwise the days until it is due.
+pub fn due(context: &Context<'_>, service: Service, force: bool) -> anyhow::Result<Option<u64>> {
+    let (crt, key) = paths(service);
+    if context.dir.path(&pending(&crt)).exists() || context.dir.path(&pending(&key)).exists() {
+        return Ok(None);
+    }
+    let pem = std::fs::read_to_string(context.dir.path(&crt)).with_context(|| format!("reading {crt}"))?;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let left = pki::not_after(&pem)? - now;
+    let renew = context.profile.rotation.cert_renew_before.0.as_secs() as i64;
+    Ok(if force || left <= renew { None } else { Some(((left - renew) / 86_400) as u64) })
+}
+
+/// One step of a certificate's rotation.
+pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow::Result<()> {
+    let (crt, key) = paths(service);
+    match step {
+        Step::Create => {
+            let (crt_pending, key_pending) = (context.dir.path(&pending(&crt)), context.dir.path(&pending(&key)));
+            if crt_pending.exists() || key_pending.exists() {
+                return Ok(());
+            }
+            let ca_pem = std::fs::read_to_string(context.dir.ca_cert()).context("reading ca/ca.crt")?;
+            let ca_key = Secret::new(std::fs::read_to_string(context.dir.ca_key()).context("reading ca/ca.key")?);
+            let ca = pki::load_ca(&ca_pem, &ca_key)?;
+            let spec = crate::bundle::cert_files(context.profile)
+                .into_iter()
+                .find(|c| c.cert_path == crt)
+                .context("the service has a server certificate")?
+                .spec;
+            let issued = pki::issue(&ca, context.profile.tls.key_algorithm, &spec)?;
+            // The key first: a crash in between leaves a pending key and no pending certificate,
+            // which the next run overwrites.
+            fsio::write_atomic(&key_pending, issued.key_pem.expose().as_bytes(), fsio::PRIVATE_MODE)?;
+            fsio::write_atomic(&crt_pending, issued.cert_pem.as_bytes(), fsio::PUBLIC_MODE)
+        }
+        Step::Set => {
+            let spec = containers::container_spec(context.profile, service);
+            let (crt_source, key_source) = sources(context, service);
+            let mut spec = spec.clone();
+            for delivery in &mut spec.deliveries {
+                if delivery.source == crt {
+                    delivery.source = crt_source.clone();
+                } else if delivery.source == key {
+                    delivery.source = key_source.clone();
+                }
+            }
+            let wanted = [crt_source, key_source];
+            let archives = crate::runtime::deliver::archives_of(context.dir, &spec, |d| wanted.contains(&d.source))?;
+            context.engine.deliver(&context.profile.stack.name, &spec, &archives).await
+        }
+        Step::Test => {
+            reload(context, service).await?;
+            let (crt_source, _) = sources(context, service);
+            let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
+            let target = admin_target(context, service).await?;
+            // The reload is asynchronous in PostgreSQL (a signal to the postmaster): poll briefly.
+            let mut last = String::new();
+            for _ in 0..50 {
+                match probe::served_certificate(&target, service == Service::Postgres).await {
+                    Ok(served) if served == expected => return Ok(()),
+                    Ok(_) => last = "the server still presents the old certificate".into(),
+                    Err(err) => last = format!("{err:#}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            anyhow::bail!("after the reload, {service}: {last}")
+        }
+        Step::Finish => {
+            for path in [&key, &crt] {
+                let from = context.dir.path(&pending(path));
+                if from.exists() {
+                    std::fs::rename(&from, context.dir.path(path)).with_context(|| format!("replacing {path}"))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).context("not a PEM certificate")?;
+    Ok(parsed.contents)
+}
+
+async fn admin_target(context: &Context<'_>, service: Service) -> anyhow::Result<probe::Target> {
+    let password = context.store.current(&format!("{service}/admin")).await?.value;
+    let database = if service == Service::Postgres { "postgres" } else { "" };
+    probe::login_target(context.profile, context.dir, service, "admin", password, database)?
+        .context("the service is not published, so rotation cannot reach it from here; set network.publish=true")
+}
+
+/// Makes the server load the certificate files again.
+async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
+    let target = admin_target(context, service).await?;
+    match service {
+        Service::Postgres => {
+            let client = probe::postgres_client(&target).await.context("logging in to PostgreSQL as admin")?;
+            client.query_one("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf()")?;
+        }
+        Service::Redis => {
+            let mut connection = probe::redis_connection(&target).await.context("logging in to Redis as admin")?;
+            let dir = containers::REDIS_DIR;
+            // Setting the same paths makes Redis read the files again (they are volatile configs).
+            ::redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("tls-cert-file")
+                .arg(format!("{dir}/tls/server.crt"))
+                .arg("tls-key-file")
+                .arg(format!("{dir}/tls/server.key"))
+                .query_async::<()>(&mut connection)
+                .await
+                .context("CONFIG SET tls-cert-file")?;
+        }
+        Service::Qdrant => {
+            // Qdrant re-reads its certificate itself every tls.cert_ttl seconds.
+        }
+    }
+    Ok(())
+}

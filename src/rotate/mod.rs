@@ -1,0 +1,239 @@
+//! Rotation: the four-step protocol AWS Secrets Manager uses (create a pending version, set it
+//! on the server, test it, finish), once per credential, each step idempotent. A rotation
+//! stopped after any step (killed, `--until`, SIGTERM) is completed by the next run, and at no
+//! moment does the stack lack a working current credential:
+//!
+//! - PostgreSQL application users alternate between two logins under their NOLOGIN owner role:
+//!   the pending password is set on the login that is not current, so the current one keeps
+//!   working, and the previous one keeps working until the next rotation.
+//! - Redis users get a second password (`ACL SETUSER u #new`, `ACL SAVE`); the old one is
+//!   removed once the profile's grace period has passed since the rotation.
+//! - Server certificates are re-issued from the same CA, copied into the container's volume and
+//!   hot-reloaded (`pg_reload_conf()`, `CONFIG SET tls-cert-file`); open connections keep their
+//!   TLS session.
+
+mod certs;
+mod postgres;
+mod redis;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
+use crate::secrets::store::{SecretStore as _, SecretVersion, Stage, Store};
+use crate::stackdir::StackDir;
+
+/// A step of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// A new version, labelled pending, is in the store.
+    Create,
+    /// The server accepts the pending version.
+    Set,
+    /// A login with the pending version worked.
+    Test,
+    /// The pending version is current; the old one is previous.
+    Finish,
+}
+
+/// Something rotation renews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A PostgreSQL application user (alternating logins).
+    PostgresUser { user: String, database: String },
+    /// PostgreSQL's admin login (one role: a short window for admin connections only).
+    PostgresAdmin,
+    /// A Redis user (dual passwords).
+    RedisUser { user: String },
+    /// A service's server certificate.
+    Certificate { service: Service },
+}
+
+impl Credential {
+    /// Stable name: the secret's name, or `certificate/<service>`.
+    pub fn name(&self) -> String {
+        match self {
+            Credential::PostgresUser { user, .. } => format!("postgres/{user}"),
+            Credential::PostgresAdmin => "postgres/admin".into(),
+            Credential::RedisUser { user } => format!("redis/{user}"),
+            Credential::Certificate { service } => format!("certificate/{service}"),
+        }
+    }
+}
+
+/// Every credential rotation manages for a profile.
+pub fn credentials(profile: &Profile) -> Vec<Credential> {
+    let mut all = Vec::new();
+    if profile.runs(Service::Postgres) {
+        all.extend(
+            profile
+                .users
+                .iter()
+                .map(|u| Credential::PostgresUser { user: u.name.clone(), database: u.database.clone() }),
+        );
+        all.push(Credential::PostgresAdmin);
+    }
+    if profile.runs(Service::Redis) {
+        all.extend(profile.users.iter().map(|u| Credential::RedisUser { user: u.name.clone() }));
+        all.push(Credential::RedisUser { user: "admin".into() });
+    }
+    for service in [Service::Postgres, Service::Redis] {
+        if profile.runs(service) {
+            all.push(Credential::Certificate { service });
+        }
+    }
+    all
+}
+
+/// What rotation works with.
+pub struct Context<'a> {
+    pub profile: &'a Profile,
+    pub dir: &'a StackDir,
+    pub store: &'a Store,
+    pub engine: &'a Engine,
+    /// Set by SIGTERM: finish the current step, then stop.
+    pub stop: &'a AtomicBool,
+}
+
+/// How a credential's rotation ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Outcome {
+    /// Not due: younger than its maximum age and no rotation in progress.
+    NotDue { age_days: u64 },
+    /// All four steps done.
+    Rotated { millis: u128 },
+    /// Stopped after this step (`--until`, or SIGTERM); the next run resumes.
+    Stopped { after: Step },
+}
+
+/// Whether a credential is due: a rotation in progress always is; otherwise its age.
+pub async fn due(context: &Context<'_>, credential: &Credential, force: bool) -> anyhow::Result<Option<u64>> {
+    let age = match credential {
+        Credential::Certificate { service } => return certs::due(context, *service, force),
+        _ => {
+            let name = credential.name();
+            if context.store.get(&name, Stage::Pending).await?.is_some() {
+                return Ok(None);
+            }
+            let current = context.store.current(&name).await?;
+            SystemTime::now().duration_since(current.created).unwrap_or_default()
+        }
+    };
+    let max = context.profile.rotation.password_max_age.0;
+    Ok(if force || age >= max { None } else { Some(age.as_secs() / 86_400) })
+}
+
+/// Runs the protocol for one credential, up to `until` (all four steps by default).
+pub async fn rotate(context: &Context<'_>, credential: &Credential, until: Option<Step>) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let last = until.unwrap_or(Step::Finish);
+    let steps = [Step::Create, Step::Set, Step::Test, Step::Finish];
+    let mut state = State::default();
+    for step in steps {
+        run_step(context, credential, step, &mut state).await?;
+        if step == last && step != Step::Finish {
+            return Ok(Outcome::Stopped { after: step });
+        }
+        if step != Step::Finish && context.stop.load(Ordering::SeqCst) {
+            return Ok(Outcome::Stopped { after: step });
+        }
+    }
+    Ok(Outcome::Rotated { millis: started.elapsed().as_millis() })
+}
+
+/// What the steps of one rotation pass to each other.
+#[derive(Default)]
+struct State {
+    current: Option<SecretVersion>,
+    pending: Option<SecretVersion>,
+}
+
+async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, state: &mut State) -> anyhow::Result<()> {
+    if let Credential::Certificate { service } = credential {
+        return certs::step(context, *service, step).await;
+    }
+    let name = credential.name();
+    if state.current.is_none() {
+        state.current = Some(context.store.current(&name).await?);
+    }
+    let current = state.current.clone().expect("set just above");
+    if step == Step::Create {
+        let pending = match context.store.get(&name, Stage::Pending).await? {
+            Some(pending) => pending,
+            None => {
+                let pending = new_version(credential, &current);
+                context.store.put_pending(&name, &pending).await?;
+                pending
+            }
+        };
+        state.pending = Some(pending);
+        return Ok(());
+    }
+    let pending = state.pending.clone().expect("create ran first");
+    if pending.id == current.id {
+        // An earlier run finished in the store but stopped before dropping the pending label.
+        return if step == Step::Finish { context.store.finish(&name, &pending.id).await } else { Ok(()) };
+    }
+    match (credential, step) {
+        (Credential::PostgresUser { database, .. }, Step::Set) => postgres::set(context, &pending, database).await,
+        (Credential::PostgresUser { database, .. }, Step::Test) => postgres::test(context, &pending, database).await,
+        (Credential::PostgresAdmin, Step::Set) => postgres::set_admin(context, &current, &pending).await,
+        (Credential::PostgresAdmin, Step::Test) => postgres::test(context, &pending, "postgres").await,
+        (Credential::RedisUser { user }, Step::Set) => redis::set(context, user, &current, &pending).await,
+        (Credential::RedisUser { user }, Step::Test) => redis::test(context, user, &pending).await,
+        (_, Step::Finish) => context.store.finish(&name, &pending.id).await,
+        _ => Ok(()),
+    }
+}
+
+/// A new version for a credential: a fresh value, its verifier where PostgreSQL needs one, and
+/// for an alternating PostgreSQL user, the login that is not current.
+fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersion {
+    let value = crate::secrets::generate(&mut rand::rngs::OsRng);
+    let (username, verifier) = match credential {
+        Credential::PostgresUser { user, .. } => {
+            let alternate = crate::bundle::alternate_login(user);
+            let login = if current.username.as_deref() == Some(alternate.as_str()) { user.clone() } else { alternate };
+            (Some(login), Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
+        }
+        Credential::PostgresAdmin => (None, Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value)))),
+        _ => (None, None),
+    };
+    let id: [u8; 16] = rand::random();
+    SecretVersion {
+        id: hex::encode(id),
+        value,
+        username,
+        verifier,
+        created: SystemTime::now(),
+        stages: vec![Stage::Pending],
+    }
+}
+
+/// Removes the previous Redis passwords whose grace period has passed. Idempotent.
+pub async fn expire_previous(context: &Context<'_>) -> anyhow::Result<Vec<String>> {
+    let mut expired = Vec::new();
+    for credential in credentials(context.profile) {
+        if let Credential::RedisUser { user } = &credential {
+            let name = credential.name();
+            let (Some(previous), current) =
+                (context.store.get(&name, Stage::Previous).await?, context.store.current(&name).await?)
+            else {
+                continue;
+            };
+            let since = SystemTime::now().duration_since(current.created).unwrap_or_default();
+            if since >= context.profile.rotation.grace.0
+                && redis::remove_password(context, user, &previous, &current).await?
+            {
+                expired.push(name);
+            }
+        }
+    }
+    Ok(expired)
+}
+
+/// How long to wait between scheduled passes when `--every` is not given.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(3600);

@@ -1,0 +1,85 @@
+//! PostgreSQL: passwords reach the server as SCRAM verifiers through the admin login, which
+//! holds ADMIN on the application logins (granted by the init SQL).
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::probe;
+use crate::profile::Service;
+use crate::secrets::Secret;
+use crate::secrets::store::SecretVersion;
+
+/// A session as `login` with `password`.
+async fn connect(
+    context: &Context<'_>,
+    login: &str,
+    password: Secret,
+    database: &str,
+) -> anyhow::Result<tokio_postgres::Client> {
+    let target = probe::login_target(context.profile, context.dir, Service::Postgres, login, password, database)?
+        .context("PostgreSQL is not published, so rotation cannot reach it from here; set network.publish=true")?;
+    probe::postgres_client(&target).await.with_context(|| format!("logging in to PostgreSQL as {login}"))
+}
+
+/// An admin session: with the current password, or the pending one when an earlier run of
+/// the admin's own rotation already set it.
+async fn admin(context: &Context<'_>) -> anyhow::Result<tokio_postgres::Client> {
+    use crate::secrets::store::{SecretStore as _, Stage};
+    let current = context.store.current("postgres/admin").await?;
+    match connect(context, "admin", current.value, "postgres").await {
+        Ok(client) => Ok(client),
+        Err(err) => match context.store.get("postgres/admin", Stage::Pending).await? {
+            Some(pending) => connect(context, "admin", pending.value, "postgres").await,
+            None => Err(err),
+        },
+    }
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn verifier(version: &SecretVersion) -> anyhow::Result<String> {
+    let verifier = version.verifier.as_ref().context("a PostgreSQL version has a SCRAM verifier")?;
+    // SECURITY: the verifier, never the password, goes into SQL (log_statement = ddl logs it).
+    anyhow::ensure!(
+        verifier.expose().starts_with("SCRAM-SHA-256$") && !verifier.expose().contains('\''),
+        "malformed SCRAM verifier"
+    );
+    Ok(verifier.expose().to_owned())
+}
+
+/// Sets the pending password on the pending version's login (the one that is not current).
+pub async fn set(context: &Context<'_>, pending: &SecretVersion, _database: &str) -> anyhow::Result<()> {
+    let login = pending.username.as_deref().context("a PostgreSQL application version names its login")?;
+    let client = admin(context).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", quote_identifier(login), verifier(pending)?))
+        .await
+        .with_context(|| format!("setting the password of {login}"))?;
+    Ok(())
+}
+
+/// Sets the admin's own pending password (its current sessions keep working).
+pub async fn set_admin(context: &Context<'_>, _current: &SecretVersion, pending: &SecretVersion) -> anyhow::Result<()> {
+    let client = admin(context).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE admin PASSWORD '{}'", verifier(pending)?))
+        .await
+        .context("setting the admin password")?;
+    Ok(())
+}
+
+/// Logs in with the pending version and runs a real query; for an application login, checks
+/// it acts as the owner role, so objects made through either login stay usable.
+pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str) -> anyhow::Result<()> {
+    let login = pending.username.clone().unwrap_or_else(|| "admin".into());
+    let client = connect(context, &login, pending.value.clone(), database).await?;
+    let row = client.query_one("SELECT current_user::text, session_user::text", &[]).await?;
+    let (current, session): (String, String) = (row.get(0), row.get(1));
+    anyhow::ensure!(session == login, "logged in as {session}, expected {login}");
+    if pending.username.is_some() {
+        anyhow::ensure!(current.ends_with("_owner"), "{login} acts as {current}, not as its owner role");
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Redis: dual passwords. The pending password is added next to the current one and saved to
+//! the ACL file; the old one is removed after the grace period. Authenticated connections are
+//! not affected by either change.
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::probe;
+use crate::profile::Service;
+use crate::secrets::Secret;
+use crate::secrets::store::SecretVersion;
+
+async fn connect(
+    context: &Context<'_>,
+    login: &str,
+    password: Secret,
+) -> anyhow::Result<::redis::aio::MultiplexedConnection> {
+    let target = probe::login_target(context.profile, context.dir, Service::Redis, login, password, "")?
+        .context("Redis is not published, so rotation cannot reach it from here; set network.publish=true")?;
+    probe::redis_connection(&target).await.with_context(|| format!("logging in to Redis as {login}"))
+}
+
+/// An admin connection: with the current password, or the pending one of the admin's own
+/// rotation (both are valid once it is set).
+async fn admin(context: &Context<'_>) -> anyhow::Result<::redis::aio::MultiplexedConnection> {
+    use crate::secrets::store::{SecretStore as _, Stage};
+    let current = context.store.current("redis/admin").await?;
+    match connect(context, "admin", current.value).await {
+        Ok(connection) => Ok(connection),
+        Err(err) => match context.store.get("redis/admin", Stage::Pending).await? {
+            Some(pending) => connect(context, "admin", pending.value).await,
+            None => Err(err),
+        },
+    }
+}
+
+async fn setuser(context: &Context<'_>, user: &str, rule: String) -> ::redis::RedisResult<()> {
+    let mut connection = admin(context)
+        .await
+        .map_err(|e| ::redis::RedisError::from((::redis::ErrorKind::IoError, "admin login", format!("{e:#}"))))?;
+    ::redis::cmd("ACL").arg("SETUSER").arg(user).arg(rule).query_async::<()>(&mut connection).await?;
+    ::redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut connection).await
+}
+
+/// Adds the pending password (as its SHA-256) next to the current one, and saves the ACL file.
+pub async fn set(
+    context: &Context<'_>,
+    user: &str,
+    _current: &SecretVersion,
+    pending: &SecretVersion,
+) -> anyhow::Result<()> {
+    let hash = crate::secrets::redis_acl_hash(&pending.value);
+    setuser(context, user, format!("#{hash}")).await.with_context(|| format!("adding the new password of {user}"))
+}
+
+/// Logs in as the user with the pending password and pings.
+pub async fn test(context: &Context<'_>, user: &str, pending: &SecretVersion) -> anyhow::Result<()> {
+    let mut connection = connect(context, user, pending.value.clone()).await?;
+    let pong: String = ::redis::cmd("PING").query_async(&mut connection).await?;
+    anyhow::ensure!(pong == "PONG", "PING answered {pong}");
+    Ok(())
+}
+
+/// Removes the previous password of a user; `false` when it was already gone.
+pub async fn remove_password(
+    context: &Context<'_>,
+    user: &str,
+    previous: &SecretVersion,
+    current: &SecretVersion,
+) -> anyhow::Result<bool> {
+    if previous.value == current.value {
+        return Ok(false);
+    }
+    let hash = crate::secrets::redis_acl_hash(&previous.value);
+    match setuser(context, user, format!("!{hash}")).await {
+        Ok(()) => Ok(true),
+        // The password was removed by an earlier run.
+        Err(err) if err.to_string().contains("does not exist") => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("removing the previous password of {user}")),
+    }
+}
