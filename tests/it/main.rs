@@ -9,6 +9,8 @@ mod cli;
 mod docker;
 // verify against running stacks, hardened and weakened.
 mod verify;
+// rotate against running stacks, and the load test.
+mod rotate;
 // `hardstack env` output.
 mod env;
 // Every certificate of a bundle, parsed back and checked with a real verifier.
