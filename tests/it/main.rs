@@ -11,6 +11,8 @@ mod docker;
 mod verify;
 // rotate against running stacks, and the load test.
 mod rotate;
+// The aws secret store against moto.
+mod aws;
 // `hardstack env` output.
 mod env;
 // Every certificate of a bundle, parsed back and checked with a real verifier.
