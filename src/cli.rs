@@ -138,6 +138,10 @@ pub struct InitArgs {
     /// Overwrite files in the stack directory that hardstack did not write or that were edited.
     #[arg(long)]
     pub force: bool,
+    /// Also write a systemd service and timer (systemd/) that run `hardstack rotate` on the
+    /// profile's rotation.schedule.
+    #[arg(long)]
+    pub systemd: bool,
 }
 
 /// Options of `env`.

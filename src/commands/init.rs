@@ -18,8 +18,40 @@ use crate::stackdir::{self, Change, StackDir};
 
 /// Runs `init`.
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    ensure(global, args.templates.as_deref(), args.force, &Output::new(global))?;
+    let output = Output::new(global);
+    let resolved = ensure(global, args.templates.as_deref(), args.force, &output)?;
+    if args.systemd {
+        write_systemd_units(global, args, &resolved, &output)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the systemd units, pointing at this binary and the stack directory by absolute path.
+fn write_systemd_units(
+    global: &GlobalArgs,
+    args: &InitArgs,
+    resolved: &ResolvedProfile,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let dir = StackDir::new(&global.dir);
+    let binary = std::env::current_exe().context("finding the hardstack binary")?;
+    let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
+    let tera = render::load_templates(args.templates.as_deref())?;
+    let files: Vec<stackdir::PlannedFile> =
+        render::render_systemd(&tera, &resolved.profile, &binary.display().to_string(), &root.display().to_string())?
+            .into_iter()
+            .map(|f| stackdir::PlannedFile { path: f.path, content: f.content.into_bytes(), mode: f.mode })
+            .collect();
+    let mut manifest = dir.manifest()?;
+    let stackdir::Diff { changes, conflicts } = stackdir::diff(&dir, &manifest, &files)?;
+    if !conflicts.is_empty() && !args.force {
+        bail!("refusing to overwrite {}: not written by hardstack; rerun with --force", conflicts[0].path);
+    }
+    stackdir::apply(&dir, &mut manifest, &files, &changes)?;
+    for (path, change) in changes.iter().filter(|(_, c)| *c != Change::Unchanged) {
+        output.line(format!("{}: {path}", format!("{change:?}").to_lowercase()));
+    }
+    Ok(())
 }
 
 /// Brings the stack directory in line with the profile (what `init` does, and `up` first),

@@ -25,6 +25,8 @@ pub const USERS_ACL: &str = "redis/users.acl.tera";
 pub const QDRANT_CONFIG: &str = "qdrant/config.yaml.tera";
 pub const DOCKER_COMPOSE: &str = "docker-compose.yml.tera";
 pub const CONNECTIONS: &str = "connections.json.tera";
+pub const SYSTEMD_SERVICE: &str = "systemd/hardstack-rotate.service.tera";
+pub const SYSTEMD_TIMER: &str = "systemd/hardstack-rotate.timer.tera";
 
 /// Every template, with its embedded text.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -37,6 +39,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (QDRANT_CONFIG, include_str!("../../templates/qdrant/config.yaml.tera")),
     (DOCKER_COMPOSE, include_str!("../../templates/docker-compose.yml.tera")),
     (CONNECTIONS, include_str!("../../templates/connections.json.tera")),
+    (SYSTEMD_SERVICE, include_str!("../../templates/systemd/hardstack-rotate.service.tera")),
+    (SYSTEMD_TIMER, include_str!("../../templates/systemd/hardstack-rotate.timer.tera")),
 ];
 
 /// One rendered file.
@@ -187,6 +191,36 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
     }
     add("connections.json", connections, fsio::PUBLIC_MODE);
     Ok(files)
+}
+
+/// The systemd service and timer that run `rotate` on the profile's schedule, for the binary
+/// and stack directory given as absolute paths.
+pub fn render_systemd(
+    tera: &tera::Tera,
+    profile: &Profile,
+    binary: &str,
+    dir: &str,
+) -> anyhow::Result<Vec<RenderedFile>> {
+    let context = json!({
+        "stack": profile.stack.name,
+        "profile": profile.name,
+        "binary": binary,
+        "dir": dir,
+        "schedule": profile.rotation.schedule,
+    });
+    let ctx = tera::Context::from_serialize(&context).context("building the template context")?;
+    let name = &profile.stack.name;
+    [
+        (SYSTEMD_SERVICE, format!("systemd/hardstack-rotate-{name}.service")),
+        (SYSTEMD_TIMER, format!("systemd/hardstack-rotate-{name}.timer")),
+    ]
+    .into_iter()
+    .map(|(template, path)| {
+        let content =
+            tera.render(template, &ctx).map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))?;
+        Ok(RenderedFile { path, content, mode: fsio::PUBLIC_MODE })
+    })
+    .collect()
 }
 
 #[derive(Serialize)]

@@ -304,3 +304,19 @@ fn audit_of_a_missing_directory_is_a_clear_error() {
         .code(1)
         .stderr(predicate::str::contains("nowhere is not a directory"));
 }
+
+#[test]
+fn init_emits_a_systemd_service_and_timer_for_rotation() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&["--systemd", "--set", "rotation.schedule=*-*-* 03:00:00"]);
+    let service = String::from_utf8(sandbox.read("systemd/hardstack-rotate-hardstack-dev.service")).unwrap();
+    let stack = sandbox.stack().canonicalize().unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("hardstack");
+    assert!(service.contains(&format!("ExecStart={} rotate --dir {}", binary.display(), stack.display())), "{service}");
+    assert!(service.contains("Type=oneshot"));
+    let timer = String::from_utf8(sandbox.read("systemd/hardstack-rotate-hardstack-dev.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*-*-* 03:00:00"), "{timer}");
+    assert!(timer.contains("Unit=hardstack-rotate-hardstack-dev.service"));
+    // Without the flag, nothing about systemd is written; with it again, nothing changes.
+    assert!(sandbox.init(&["--systemd"]).contains("nothing written"));
+}
