@@ -84,7 +84,11 @@ pub struct Plan {
     pub new_secrets: Vec<(String, SecretVersion)>,
 }
 
-/// The current version of every secret the profile needs that the store has.
+/// The key of `existing_secrets` under which Qdrant's alternate API key travels.
+pub const QDRANT_ALTERNATE: &str = "qdrant/api-key (alternate)";
+
+/// The current version of every secret the profile needs that the store has, and Qdrant's
+/// alternate key (pending, else previous) under [`QDRANT_ALTERNATE`].
 pub async fn existing_secrets(
     store: &crate::secrets::store::Store,
     profile: &Profile,
@@ -94,6 +98,15 @@ pub async fn existing_secrets(
     for (name, _) in render::secret_names(profile) {
         if let Some(version) = store.get(&name, Stage::Current).await? {
             existing.insert(name, version);
+        }
+    }
+    if profile.runs(Service::Qdrant) {
+        let alternate = match store.get("qdrant/api-key", Stage::Pending).await? {
+            Some(pending) => Some(pending),
+            None => store.get("qdrant/api-key", Stage::Previous).await?,
+        };
+        if let Some(alternate) = alternate {
+            existing.insert(QDRANT_ALTERNATE.to_owned(), alternate);
         }
     }
     Ok(existing)
@@ -195,6 +208,7 @@ pub fn plan(
         material.values.insert(name, current.value);
     }
 
+    material.qdrant_alt_api_key = existing.get(QDRANT_ALTERNATE).map(|v| v.value.clone());
     for rendered in render::render_all(tera, profile, &material)? {
         files.push(PlannedFile { path: rendered.path, content: rendered.content.into_bytes(), mode: rendered.mode });
     }

@@ -63,12 +63,25 @@ pub fn ensure(
     output: &Output,
 ) -> anyhow::Result<ResolvedProfile> {
     let resolved = settings::resolve_profile(global)?;
-    let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
-    let tera = render::load_templates(templates)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let store = runtime.block_on(Store::open(profile, &dir))?;
-    let existing = runtime.block_on(bundle::existing_secrets(&store, profile))?;
+    runtime.block_on(write_bundle(&resolved.profile, &dir, templates, force, output))?;
+    Ok(resolved)
+}
+
+/// Computes the bundle from the profile and the store, refuses to overwrite foreign files
+/// unless `force`, creates new secrets in the store, then writes the files.
+pub async fn write_bundle(
+    profile: &crate::profile::Profile,
+    dir: &StackDir,
+    templates: Option<&Path>,
+    force: bool,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let dir = dir.clone();
+    let tera = render::load_templates(templates)?;
+    let store = Store::open(profile, &dir).await?;
+    let existing = bundle::existing_secrets(&store, profile).await?;
     let bundle::Plan { files: plan, new_secrets } =
         bundle::plan(&dir, profile, &tera, &existing, &mut rand::rngs::OsRng)?;
 
@@ -93,7 +106,7 @@ pub fn ensure(
     }
     // Secrets first, so rendered files always match what the store holds.
     for (name, version) in &new_secrets {
-        runtime.block_on(store.create(name, version))?;
+        store.create(name, version).await?;
         output.detail(format!("  created  secret {name} in the {:?} store", profile.secrets.store).to_lowercase());
     }
     stackdir::apply(&dir, &mut manifest, &plan, &changes)?;
@@ -120,5 +133,5 @@ pub fn ensure(
             output.detail(format!("  {:<8} {path}", format!("{change:?}").to_lowercase()));
         }
     }
-    Ok(resolved)
+    Ok(())
 }

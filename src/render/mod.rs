@@ -59,6 +59,8 @@ pub struct Material {
     pub values: BTreeMap<String, Secret>,
     /// SCRAM verifiers by secret name, for PostgreSQL logins.
     pub verifiers: BTreeMap<String, Secret>,
+    /// Qdrant's `alt_api_key`: the pending key during a rotation, the previous one after it.
+    pub qdrant_alt_api_key: Option<Secret>,
 }
 
 impl Material {
@@ -322,6 +324,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "dir": containers::QDRANT_DIR,
             "api_key": material.value("qdrant/api-key")?.expose(),
             "read_only_api_key": material.value("qdrant/read-only-api-key")?.expose(),
+            "alt_api_key": material.qdrant_alt_api_key.as_ref().map(|k| k.expose().to_owned()),
             "verify_client": profile.mutual_tls(),
             "web_ui": profile.qdrant.web_ui,
             "cert_ttl": profile.qdrant.cert_ttl_secs,

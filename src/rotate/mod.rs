@@ -8,12 +8,16 @@
 //!   working, and the previous one keeps working until the next rotation.
 //! - Redis users get a second password (`ACL SETUSER u #new`, `ACL SAVE`); the old one is
 //!   removed once the profile's grace period has passed since the rotation.
+//! - Qdrant's read-write key: the pending key is configured as `alt_api_key` (Qdrant 1.17+) and
+//!   the server restarted; after the test it becomes `api_key` with the old key as the
+//!   alternate, and the server restarts again. Each restart is a short window.
 //! - Server certificates are re-issued from the same CA, copied into the container's volume and
 //!   hot-reloaded (`pg_reload_conf()`, `CONFIG SET tls-cert-file`); open connections keep their
 //!   TLS session.
 
 mod certs;
 mod postgres;
+mod qdrant;
 mod redis;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +53,8 @@ pub enum Credential {
     RedisUser { user: String },
     /// A service's server certificate.
     Certificate { service: Service },
+    /// Qdrant's read-write API key (`alt_api_key`).
+    QdrantApiKey,
 }
 
 impl Credential {
@@ -59,6 +65,7 @@ impl Credential {
             Credential::PostgresAdmin => "postgres/admin".into(),
             Credential::RedisUser { user } => format!("redis/{user}"),
             Credential::Certificate { service } => format!("certificate/{service}"),
+            Credential::QdrantApiKey => "qdrant/api-key".into(),
         }
     }
 }
@@ -78,6 +85,9 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
     if profile.runs(Service::Redis) {
         all.extend(profile.users.iter().map(|u| Credential::RedisUser { user: u.name.clone() }));
         all.push(Credential::RedisUser { user: "admin".into() });
+    }
+    if profile.runs(Service::Qdrant) {
+        all.push(Credential::QdrantApiKey);
     }
     for service in [Service::Postgres, Service::Redis] {
         if profile.runs(service) {
@@ -122,7 +132,10 @@ pub async fn due(context: &Context<'_>, credential: &Credential, force: bool) ->
             SystemTime::now().duration_since(current.created).unwrap_or_default()
         }
     };
-    let max = context.profile.rotation.password_max_age.0;
+    let max = match credential {
+        Credential::QdrantApiKey => context.profile.rotation.api_key_max_age.0,
+        _ => context.profile.rotation.password_max_age.0,
+    };
     Ok(if force || age >= max { None } else { Some(age.as_secs() / 86_400) })
 }
 
@@ -184,6 +197,13 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::PostgresAdmin, Step::Test) => postgres::test(context, &pending, "postgres").await,
         (Credential::RedisUser { user }, Step::Set) => redis::set(context, user, &current, &pending).await,
         (Credential::RedisUser { user }, Step::Test) => redis::test(context, user, &pending).await,
+        (Credential::QdrantApiKey, Step::Set) => qdrant::reconfigure(context, &current.value).await,
+        (Credential::QdrantApiKey, Step::Test) => qdrant::test(context, &pending.value).await,
+        (Credential::QdrantApiKey, Step::Finish) => {
+            context.store.finish(&name, &pending.id).await?;
+            // Now api_key is the new key and alt_api_key the old one, until the next rotation.
+            qdrant::reconfigure(context, &pending.value).await
+        }
         (_, Step::Finish) => context.store.finish(&name, &pending.id).await,
         _ => Ok(()),
     }

@@ -294,6 +294,14 @@ impl Engine {
         self.docker.start_container::<String>(name, None).await.with_context(|| format!("starting container {name}"))
     }
 
+    /// Restarts a running container (a new process with the files now in its volumes).
+    pub async fn restart(&self, name: &str) -> anyhow::Result<()> {
+        self.docker
+            .restart_container(name, Some(bollard::container::RestartContainerOptions { t: 10 }))
+            .await
+            .with_context(|| format!("restarting container {name}"))
+    }
+
     /// Stops and removes a container if it exists.
     pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
         let _ = self.docker.stop_container(name, Some(StopContainerOptions { t: 10 })).await;

@@ -155,14 +155,7 @@ fn compose_brings_up_an_equally_usable_stack() {
         .unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     // The same probes `up` uses, from the host.
-    let profile = hardstack::profile::load(
-        &hardstack::profile::ProfileSource::File(stack.sandbox.stack().join("hardstack.toml")),
-        &[],
-    )
-    .unwrap()
-    .profile;
-    let dir = hardstack::stackdir::StackDir::new(stack.sandbox.stack());
-    hardstack::probe::install_crypto_provider();
+    let (profile, dir) = stack.library();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for service in profile.stack.services.clone() {
         let store = runtime.block_on(hardstack::secrets::store::Store::open(&profile, &dir)).unwrap();

@@ -80,3 +80,31 @@ fn no_unreferenced_snapshots() {
     stored.sort();
     assert_eq!(stored, expected);
 }
+
+/// During and after a rotation of Qdrant's key, config.yaml carries the other key as
+/// `alt_api_key`; without one, the line is absent.
+#[test]
+fn qdrant_config_carries_the_alternate_key_during_rotation() {
+    use hardstack::secrets::store::{SecretVersion, Stage};
+    let profile = load(&ProfileSource::Shipped("dev".into()), &[]).unwrap().profile;
+    let dir = tempfile::tempdir().unwrap();
+    let tera = hardstack::render::load_templates(None).unwrap();
+    let alternate = SecretVersion {
+        id: "v2".into(),
+        value: hardstack::secrets::Secret::new("A".repeat(40)),
+        username: None,
+        verifier: None,
+        created: std::time::SystemTime::now(),
+        stages: vec![Stage::Pending],
+    };
+    let existing = std::collections::BTreeMap::from([(hardstack::bundle::QDRANT_ALTERNATE.to_owned(), alternate)]);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &existing, &mut rng).unwrap();
+    let config = plan.files.iter().find(|f| f.path == "config/qdrant/config.yaml").unwrap();
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&config.content).unwrap();
+    assert_eq!(yaml["service"]["alt_api_key"].as_str(), Some("A".repeat(40).as_str()));
+    assert_ne!(yaml["service"]["api_key"], yaml["service"]["alt_api_key"]);
+    let without = rendered_files("dev");
+    let plain = without.iter().find(|f| f.path == "config/qdrant/config.yaml").unwrap();
+    assert!(!String::from_utf8_lossy(&plain.content).contains("alt_api_key"));
+}

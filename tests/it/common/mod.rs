@@ -174,6 +174,14 @@ impl DockerStack {
         self
     }
 
+    /// The stack's resolved profile and directory, for tests that use the library directly.
+    pub fn library(&self) -> (hardstack::profile::Profile, hardstack::stackdir::StackDir) {
+        hardstack::probe::install_crypto_provider();
+        let source = hardstack::profile::ProfileSource::File(self.sandbox.stack().join("hardstack.toml"));
+        let profile = hardstack::profile::load(&source, &[]).unwrap().profile;
+        (profile, hardstack::stackdir::StackDir::new(self.sandbox.stack()))
+    }
+
     /// `verify -o json`: the exit code and the verdict of every check by id.
     pub fn verify(&self) -> (i32, std::collections::BTreeMap<String, String>) {
         let out = self.cmd("verify", &["-o", "json"]).output().unwrap();

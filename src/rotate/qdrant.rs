@@ -1,0 +1,48 @@
+//! Qdrant's read-write key with `alt_api_key` (Qdrant 1.17+, reference C1/D7). Qdrant reads its
+//! keys once at start, so each change is a re-render of config.yaml, a delivery into the config
+//! volume and a restart: a short window in which Qdrant does not answer.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::Context;
+use crate::containers;
+use crate::output::Output;
+use crate::probe;
+use crate::profile::Service;
+use crate::secrets::Secret;
+
+/// Re-renders config.yaml from the store (api_key = current, alt_api_key = pending or
+/// previous), delivers it, restarts Qdrant and waits until `key` opens it.
+pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
+    let quiet = Output { format: crate::cli::OutputFormat::Human, quiet: true, verbose: false };
+    crate::commands::init::write_bundle(context.profile, context.dir, None, false, &quiet).await?;
+    let spec = containers::container_spec(context.profile, Service::Qdrant);
+    let archives =
+        crate::runtime::deliver::archives_of(context.dir, &spec, |d| d.source == "config/qdrant/config.yaml")?;
+    context.engine.deliver(&context.profile.stack.name, &spec, &archives).await?;
+    context.engine.restart(&spec.name).await?;
+    wait(context, key).await
+}
+
+/// Polls until a request with `key` succeeds (one minute at most).
+async fn wait(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match test(context, key).await {
+            Ok(()) => return Ok(()),
+            Err(err) if Instant::now() > deadline => {
+                return Err(err).context("Qdrant did not come back after the restart");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A real request with `key`: list the collections.
+pub async fn test(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
+    let target = probe::login_target(context.profile, context.dir, Service::Qdrant, "app", key.clone(), "")?
+        .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
+    probe::qdrant(&target).await
+}
