@@ -35,6 +35,18 @@ async fn admin(context: &Context<'_>) -> anyhow::Result<tokio_postgres::Client> 
     }
 }
 
+/// An admin session whose statements stay out of the server log, for statements that carry a
+/// verifier. Its own statement, sent alone, since the server decides whether to log a query
+/// string when it arrives. The init SQL lets admin set this parameter.
+async fn quiet_admin(context: &Context<'_>) -> anyhow::Result<tokio_postgres::Client> {
+    let client = admin(context).await?;
+    client
+        .batch_execute("SET log_statement = 'none'")
+        .await
+        .context("turning statement logging off for the session")?;
+    Ok(client)
+}
+
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -52,7 +64,7 @@ fn verifier(version: &SecretVersion) -> anyhow::Result<String> {
 /// Sets the pending password on the pending version's login (the one that is not current).
 pub async fn set(context: &Context<'_>, pending: &SecretVersion, _database: &str) -> anyhow::Result<()> {
     let login = pending.username.as_deref().context("a PostgreSQL application version names its login")?;
-    let client = admin(context).await?;
+    let client = quiet_admin(context).await?;
     client
         .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", quote_identifier(login), verifier(pending)?))
         .await
@@ -62,7 +74,7 @@ pub async fn set(context: &Context<'_>, pending: &SecretVersion, _database: &str
 
 /// Sets the admin's own pending password (its current sessions keep working).
 pub async fn set_admin(context: &Context<'_>, _current: &SecretVersion, pending: &SecretVersion) -> anyhow::Result<()> {
-    let client = admin(context).await?;
+    let client = quiet_admin(context).await?;
     client
         .batch_execute(&format!("ALTER ROLE admin PASSWORD '{}'", verifier(pending)?))
         .await

@@ -139,6 +139,20 @@ fn objects_made_through_either_login_stay_usable_through_the_other() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "app_owner\napp_owner\nDROP TABLE\n");
     // The first login's old password stopped working when it was rotated again.
     assert!(!psql(&first, "SELECT 1").status.success());
+    // Neither passwords nor their verifiers reached the server log (log_statement = ddl).
+    let logs =
+        std::process::Command::new("docker").args(["logs", &format!("{}-postgres", stack.name)]).output().unwrap();
+    let logs = text(&logs);
+    assert!(
+        logs.contains("ALTER ROLE") || logs.contains("statement:"),
+        "the log is the server's: {}",
+        &logs[..logs.len().min(300)]
+    );
+    assert!(!logs.contains("SCRAM-SHA-256$"), "a verifier is in the server log");
+    for url in [&first, &second, &third] {
+        let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+        assert!(!logs.contains(password), "a password is in the server log");
+    }
 }
 
 #[test]
