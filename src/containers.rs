@@ -50,7 +50,8 @@ pub struct Delivery {
     pub uid: u32,
     /// Octal mode.
     pub mode: String,
-    /// Changed on the running server by rotation (certificates, ACL file, init SQL), so its
+    /// Changed on the running server by rotation (certificates, ACL file, init SQL, health
+    /// passwords), so its
     /// content is not part of the container's config hash: a rotation never recreates a container.
     pub live: bool,
 }
@@ -181,7 +182,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 deliver("config/postgres/pg_hba.conf", &config, "pg_hba.conf", uid),
                 deliver("config/postgres/pg_ident.conf", &config, "pg_ident.conf", uid),
                 deliver("config/postgres/secrets/superuser.password", &config, "secrets/superuser.password", uid),
-                deliver("config/postgres/secrets/health.pgpass", &config, "secrets/health.pgpass", uid),
+                live(deliver("config/postgres/secrets/health.pgpass", &config, "secrets/health.pgpass", uid)),
                 live(deliver("config/postgres/initdb/10-hardstack.sql", &initdb, "10-hardstack.sql", uid)),
             ];
             files.extend(tls_deliveries(profile, service, &config));
@@ -216,7 +217,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside
                 // the ACL file and renames it, and the volume's root belongs to root.
                 live(deliver("config/redis/users.acl", &config, "acl/users.acl", uid)),
-                deliver("config/redis/secrets/health.password", &config, "secrets/health.password", uid),
+                live(deliver("config/redis/secrets/health.password", &config, "secrets/health.password", uid)),
             ];
             files.extend(tls_deliveries(profile, service, &config));
             volumes.push(config);

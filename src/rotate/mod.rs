@@ -49,6 +49,8 @@ pub enum Credential {
     PostgresUser { user: String, database: String },
     /// PostgreSQL's admin login (one role: a short window for admin connections only).
     PostgresAdmin,
+    /// PostgreSQL's health login, used by the container's healthcheck through a delivered file.
+    PostgresHealth,
     /// A Redis user (dual passwords).
     RedisUser { user: String },
     /// A service's server certificate.
@@ -63,6 +65,7 @@ impl Credential {
         match self {
             Credential::PostgresUser { user, .. } => format!("postgres/{user}"),
             Credential::PostgresAdmin => "postgres/admin".into(),
+            Credential::PostgresHealth => "postgres/health".into(),
             Credential::RedisUser { user } => format!("redis/{user}"),
             Credential::Certificate { service } => format!("certificate/{service}"),
             Credential::QdrantApiKey => "qdrant/api-key".into(),
@@ -81,10 +84,12 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
                 .map(|u| Credential::PostgresUser { user: u.name.clone(), database: u.database.clone() }),
         );
         all.push(Credential::PostgresAdmin);
+        all.push(Credential::PostgresHealth);
     }
     if profile.runs(Service::Redis) {
         all.extend(profile.users.iter().map(|u| Credential::RedisUser { user: u.name.clone() }));
         all.push(Credential::RedisUser { user: "admin".into() });
+        all.push(Credential::RedisUser { user: "health".into() });
     }
     if profile.runs(Service::Qdrant) {
         all.push(Credential::QdrantApiKey);
@@ -195,7 +200,16 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::PostgresUser { database, .. }, Step::Test) => postgres::test(context, &pending, database).await,
         (Credential::PostgresAdmin, Step::Set) => postgres::set_admin(context, &current, &pending).await,
         (Credential::PostgresAdmin, Step::Test) => postgres::test(context, &pending, "postgres").await,
-        (Credential::RedisUser { user }, Step::Set) => redis::set(context, user, &current, &pending).await,
+        (Credential::PostgresHealth, Step::Set) => postgres::set_health(context, &pending).await,
+        (Credential::PostgresHealth, Step::Test) => postgres::test_health(context, &pending).await,
+        (Credential::RedisUser { user }, Step::Set) => {
+            redis::set(context, user, &current, &pending).await?;
+            if user == "health" {
+                // The healthcheck reads its password from a file in the container's volume.
+                redis::deliver_health_password(context, &pending).await?;
+            }
+            Ok(())
+        }
         (Credential::RedisUser { user }, Step::Test) => redis::test(context, user, &pending).await,
         (Credential::QdrantApiKey, Step::Set) => qdrant::reconfigure(context, &current.value).await,
         (Credential::QdrantApiKey, Step::Test) => qdrant::test(context, &pending.value).await,
@@ -219,7 +233,9 @@ fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersio
             let login = if current.username.as_deref() == Some(alternate.as_str()) { user.clone() } else { alternate };
             (Some(login), Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }
-        Credential::PostgresAdmin => (None, Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value)))),
+        Credential::PostgresAdmin | Credential::PostgresHealth => {
+            (None, Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
+        }
         _ => (None, None),
     };
     let id: [u8; 16] = rand::random();

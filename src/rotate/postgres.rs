@@ -95,3 +95,29 @@ pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str
     }
     Ok(())
 }
+
+/// Sets the health login's new password and hands the container's healthcheck the new pgpass
+/// file at once (one role, one password: the healthcheck may miss one beat, and retries).
+pub async fn set_health(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
+    let client = quiet_admin(context).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE health PASSWORD '{}'", verifier(pending)?))
+        .await
+        .context("setting the health password")?;
+    let spec = crate::containers::container_spec(context.profile, Service::Postgres);
+    let delivery = spec
+        .deliveries
+        .iter()
+        .find(|d| d.source == "config/postgres/secrets/health.pgpass")
+        .context("postgres delivers a health.pgpass")?;
+    let content = format!("*:*:postgres:health:{}\n", pending.value.expose());
+    let archive = crate::runtime::deliver::archive_of_content(delivery, content.as_bytes())?;
+    context.engine.deliver(&context.profile.stack.name, &spec, &[archive]).await
+}
+
+/// Runs the container's healthcheck, which logs in as health with the file just delivered:
+/// health may only connect from inside the container.
+pub async fn test_health(context: &Context<'_>, _pending: &SecretVersion) -> anyhow::Result<()> {
+    let spec = crate::containers::container_spec(context.profile, Service::Postgres);
+    context.engine.run_healthcheck(&spec).await
+}

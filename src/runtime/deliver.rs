@@ -72,3 +72,31 @@ pub fn config_hash(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Strin
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// An archive of one file given by its content, for the volume of `delivery`, with the
+/// delivery's owner and mode (rotation hands a container its new health password this way).
+pub fn archive_of_content(delivery: &crate::containers::Delivery, content: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let parts: Vec<&str> = delivery.path.split('/').collect();
+    for index in 1..parts.len() {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_uid(u64::from(delivery.uid));
+        header.set_gid(u64::from(delivery.uid));
+        header.set_mode(0o700);
+        header.set_size(0);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder.append_data(&mut header, format!("{}/", parts[..index].join("/")), std::io::empty())?;
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_uid(u64::from(delivery.uid));
+    header.set_gid(u64::from(delivery.uid));
+    header.set_mode(u32::from_str_radix(&delivery.mode, 8).context("a delivery mode is octal")?);
+    header.set_size(content.len() as u64);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append_data(&mut header, &delivery.path, content)?;
+    Ok((delivery.volume.clone(), builder.into_inner()?))
+}

@@ -294,6 +294,35 @@ impl Engine {
         self.docker.start_container::<String>(name, None).await.with_context(|| format!("starting container {name}"))
     }
 
+    /// Runs a container's healthcheck command now, as the container's user; `Ok` when it exits 0.
+    pub async fn run_healthcheck(&self, spec: &ContainerSpec) -> anyhow::Result<()> {
+        let exec = self
+            .docker
+            .create_exec(
+                &spec.name,
+                bollard::exec::CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), spec.healthcheck.clone()]),
+                    user: Some(spec.user.clone()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("running the healthcheck of {}", spec.name))?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
+            self.docker.start_exec(&exec.id, None).await?
+        {
+            while let Some(Ok(chunk)) = stream.next().await {
+                output.push_str(&chunk.to_string());
+            }
+        }
+        let code = self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
+        anyhow::ensure!(code == 0, "the healthcheck of {} exited {code}: {}", spec.name, output.trim());
+        Ok(())
+    }
+
     /// Restarts a running container (a new process with the files now in its volumes).
     pub async fn restart(&self, name: &str) -> anyhow::Result<()> {
         self.docker

@@ -68,7 +68,7 @@ fn rotation_interrupted_after_each_step_resumes_and_never_lacks_a_working_creden
     let stack = DockerStack::new("rotation_resumes").services(&["postgres", "redis"]);
     up(&stack);
     for until in ["create", "set", "test"] {
-        for name in ["postgres/app", "redis/app", "certificate/postgres"] {
+        for name in ["postgres/app", "redis/app", "postgres/health", "certificate/postgres"] {
             let out = stack.cmd("rotate", &["--force", "--only", name, "--until", until]).output().unwrap();
             assert!(out.status.success(), "{name} --until {until}: {}", text(&out));
             assert!(
@@ -361,6 +361,9 @@ fn load_test_rotation_under_traffic_has_zero_failed_operations() {
     }
     std::thread::sleep(Duration::from_secs(1));
     running.store(false, Ordering::SeqCst);
+    // The healthchecks, whose passwords rotated too, still pass.
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
     for client in clients {
         runtime.block_on(client).unwrap();
     }
