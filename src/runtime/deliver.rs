@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use crate::containers::ContainerSpec;
+use crate::containers::{ContainerSpec, Delivery};
 use crate::stackdir::StackDir;
 
 /// One archive per volume key, with every directory (0700) and file of the deliveries.
@@ -17,47 +17,72 @@ pub fn archives(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Vec<(Str
 pub fn archives_of(
     dir: &StackDir,
     spec: &ContainerSpec,
-    keep: impl Fn(&crate::containers::Delivery) -> bool,
+    keep: impl Fn(&Delivery) -> bool,
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut by_volume: BTreeMap<&str, tar::Builder<Vec<u8>>> = BTreeMap::new();
-    let mut dirs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut by_volume: BTreeMap<&str, Archive> = BTreeMap::new();
     for file in spec.deliveries.iter().filter(|f| keep(f)) {
-        let builder = by_volume.entry(&file.volume).or_insert_with(|| tar::Builder::new(Vec::new()));
-        let seen = dirs.entry(&file.volume).or_default();
-        let mut parents = Vec::new();
-        let parts: Vec<&str> = file.path.split('/').collect();
-        for index in 1..parts.len() {
-            parents.push(parts[..index].join("/"));
-        }
-        for parent in parents {
-            if !seen.contains(&parent) {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_uid(u64::from(file.uid));
-                header.set_gid(u64::from(file.uid));
-                header.set_mode(0o700);
-                header.set_size(0);
-                header.set_mtime(0);
-                header.set_cksum();
-                builder.append_data(&mut header, format!("{parent}/"), std::io::empty())?;
-                seen.push(parent);
-            }
-        }
         let content = std::fs::read(dir.path(&file.source)).with_context(|| {
             format!("reading {}; run `hardstack init` to restore it", dir.path(&file.source).display())
         })?;
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_uid(u64::from(file.uid));
-        header.set_gid(u64::from(file.uid));
-        // SECURITY: 0600 and owned by the server's uid, or PostgreSQL refuses its key.
-        header.set_mode(u32::from_str_radix(&file.mode, 8).context("a delivery mode is octal")?);
-        header.set_size(content.len() as u64);
-        header.set_mtime(0);
-        header.set_cksum();
-        builder.append_data(&mut header, &file.path, &content[..])?;
+        by_volume.entry(&file.volume).or_default().add(file, &content)?;
     }
-    by_volume.into_iter().map(|(key, builder)| Ok((key.to_owned(), builder.into_inner()?))).collect()
+    by_volume.into_iter().map(|(key, archive)| Ok((key.to_owned(), archive.finish()?))).collect()
+}
+
+/// An archive of one file given by its content, for the volume of `delivery`, with the
+/// delivery's owner and mode (rotation hands a container its new health password this way).
+pub fn archive_of_content(delivery: &Delivery, content: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut archive = Archive::default();
+    archive.add(delivery, content)?;
+    Ok((delivery.volume.clone(), archive.finish()?))
+}
+
+/// A tar archive for one volume: each parent directory once (0700, the file's owner), then
+/// the files with their owner and mode.
+struct Archive {
+    builder: tar::Builder<Vec<u8>>,
+    dirs: Vec<String>,
+}
+
+impl Default for Archive {
+    fn default() -> Archive {
+        Archive { builder: tar::Builder::new(Vec::new()), dirs: Vec::new() }
+    }
+}
+
+impl Archive {
+    fn add(&mut self, file: &Delivery, content: &[u8]) -> anyhow::Result<()> {
+        let parts: Vec<&str> = file.path.split('/').collect();
+        for index in 1..parts.len() {
+            let parent = parts[..index].join("/");
+            if !self.dirs.contains(&parent) {
+                let mut header = header(tar::EntryType::Directory, file.uid, 0o700, 0);
+                self.builder.append_data(&mut header, format!("{parent}/"), std::io::empty())?;
+                self.dirs.push(parent);
+            }
+        }
+        // SECURITY: 0600 and owned by the server's uid, or PostgreSQL refuses its key.
+        let mode = u32::from_str_radix(&file.mode, 8).context("a delivery mode is octal")?;
+        let mut header = header(tar::EntryType::Regular, file.uid, mode, content.len() as u64);
+        self.builder.append_data(&mut header, &file.path, content)?;
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<Vec<u8>> {
+        Ok(self.builder.into_inner()?)
+    }
+}
+
+fn header(kind: tar::EntryType, uid: u32, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_uid(u64::from(uid));
+    header.set_gid(u64::from(uid));
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_cksum();
+    header
 }
 
 /// A hash of everything a container is made from: the spec and every delivered file. A
@@ -73,30 +98,41 @@ pub fn config_hash(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Strin
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// An archive of one file given by its content, for the volume of `delivery`, with the
-/// delivery's owner and mode (rotation hands a container its new health password this way).
-pub fn archive_of_content(delivery: &crate::containers::Delivery, content: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let parts: Vec<&str> = delivery.path.split('/').collect();
-    for index in 1..parts.len() {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_uid(u64::from(delivery.uid));
-        header.set_gid(u64::from(delivery.uid));
-        header.set_mode(0o700);
-        header.set_size(0);
-        header.set_mtime(0);
-        header.set_cksum();
-        builder.append_data(&mut header, format!("{}/", parts[..index].join("/")), std::io::empty())?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_carry_owner_and_mode_and_each_parent_once() {
+        let key = Delivery {
+            source: "certs/postgres/server.key".into(),
+            volume: "postgres-config".into(),
+            path: "tls/server.key".into(),
+            uid: 999,
+            mode: "0600".into(),
+            live: true,
+        };
+        let cert = Delivery { path: "tls/server.crt".into(), mode: "0644".into(), ..key.clone() };
+        let mut archive = Archive::default();
+        archive.add(&key, b"key").unwrap();
+        archive.add(&cert, b"cert").unwrap();
+        let bytes = archive.finish().unwrap();
+        let mut reader = tar::Archive::new(&bytes[..]);
+        let entries: Vec<(String, u64, u32)> = reader
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().mode().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("tls/".to_owned(), 999, 0o700),
+                ("tls/server.key".to_owned(), 999, 0o600),
+                ("tls/server.crt".to_owned(), 999, 0o644)
+            ]
+        );
     }
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_uid(u64::from(delivery.uid));
-    header.set_gid(u64::from(delivery.uid));
-    header.set_mode(u32::from_str_radix(&delivery.mode, 8).context("a delivery mode is octal")?);
-    header.set_size(content.len() as u64);
-    header.set_mtime(0);
-    header.set_cksum();
-    builder.append_data(&mut header, &delivery.path, content)?;
-    Ok((delivery.volume.clone(), builder.into_inner()?))
 }
