@@ -50,7 +50,16 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let dir = StackDir::new(&global.dir);
     let every = args.every.unwrap_or(rotate::DEFAULT_EVERY);
     loop {
-        let failed = runtime.block_on(pass(&output, &profile, &dir, args, &stop))?;
+                let failed = match runtime.block_on(pass(&output, &profile, &dir, args, &stop)) {
+            Ok(failed) => failed,
+            // A daemon outlives a failed pass (an engine restart, a network blip): the rotation
+            // stopped at a resumable step, and the next pass resumes it.
+            Err(err) if args.daemon => {
+                eprintln!("error: {err:#}; retrying at the next pass");
+                false
+            }
+            Err(err) => return Err(err),
+        };
         // The stack directory follows the store: ACL file and init SQL with the current
         // credentials, so a recreated container starts with them.
         let quiet = Output { format: OutputFormat::Human, quiet: true, ..output };
