@@ -33,6 +33,11 @@ impl Output {
         }
     }
 
+    /// An error that does not end the command (a daemon's failed pass), on stderr.
+    pub fn error(&self, text: impl AsRef<str>) {
+        let _ = writeln!(std::io::stderr().lock(), "error: {}", text.as_ref());
+    }
+
     /// A detail line shown with --verbose.
     pub fn detail(&self, text: impl AsRef<str>) {
         if self.verbose {

@@ -55,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
             // A daemon outlives a failed pass (an engine restart, a network blip): the rotation
             // stopped at a resumable step, and the next pass resumes it.
             Err(err) if args.daemon => {
-                eprintln!("error: {err:#}; retrying at the next pass");
+                output.error(format!("{err:#}; retrying at the next pass"));
                 false
             }
             Err(err) => return Err(err),
