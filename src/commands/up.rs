@@ -216,8 +216,14 @@ async fn bring_up(
             }
             progress.stage(service, "creating");
             engine.ensure_volumes(&names.stack, spec).await?;
-            engine.deliver(&names.stack, spec, &deliver::archives(dir, spec)?).await?;
-            engine.create(&names.stack, &names.network, spec, &hash).await?;
+            // The files go into the volumes while the container is created: neither needs the other.
+            let archives = deliver::archives(dir, spec)?;
+            let (delivered, created) = tokio::join!(
+                engine.deliver(&names.stack, spec, &archives),
+                engine.create(&names.stack, &names.network, spec, &hash)
+            );
+            delivered?;
+            created?;
             progress.stage(service, "starting");
             engine.start(&spec.name).await?;
             if existing.is_some() { Change::Recreated } else { Change::Created }
@@ -237,7 +243,7 @@ pub async fn wait_until_usable(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(50);
+    let mut delay = Duration::from_millis(20);
     let last_error = loop {
         let attempt = match readiness {
             Readiness::Probe(target) => probe::probe(spec.service, target).await,
@@ -260,8 +266,8 @@ pub async fn wait_until_usable(
         }
         tokio::time::sleep(delay).await;
         // Probes are cheap (a refused connection, or one handshake): keep the gap short so a
-        // service is seen usable within a fifth of a second of becoming so.
-        delay = (delay * 3 / 2).min(Duration::from_millis(200));
+        // service is seen usable within a twentieth of a second of becoming so.
+        delay = (delay * 3 / 2).min(Duration::from_millis(50));
     };
     let logs = engine.log_tail(&spec.name, 20).await;
     anyhow::bail!("{last_error}\nlast lines of {}'s log:\n{}", spec.name, logs.trim_end())
