@@ -86,7 +86,7 @@ pub struct RotateArgs {
     pub only: Vec<String>,
     /// Stop each rotation after this step; the next run resumes from there.
     #[arg(long, value_enum)]
-    pub until: Option<crate::rotate::Step>,
+    pub until: Option<UntilStep>,
     /// Keep running: a pass now, then one every --every, until SIGTERM (which lets the
     /// current step finish).
     #[arg(long)]
@@ -97,6 +97,27 @@ pub struct RotateArgs {
     /// Do not run verify after each rotation.
     #[arg(long)]
     pub no_verify: bool,
+}
+
+/// The steps `rotate --until` can stop after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UntilStep {
+    /// A pending version is in the store.
+    Create,
+    /// The server accepts the pending version.
+    Set,
+    /// A login with the pending version worked.
+    Test,
+}
+
+impl From<UntilStep> for crate::rotate::Step {
+    fn from(step: UntilStep) -> crate::rotate::Step {
+        match step {
+            UntilStep::Create => crate::rotate::Step::Create,
+            UntilStep::Set => crate::rotate::Step::Set,
+            UntilStep::Test => crate::rotate::Step::Test,
+        }
+    }
 }
 
 /// Options of `audit`.

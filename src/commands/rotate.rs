@@ -50,7 +50,7 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let dir = StackDir::new(&global.dir);
     let every = args.every.unwrap_or(rotate::DEFAULT_EVERY);
     loop {
-                let failed = match runtime.block_on(pass(&output, &profile, &dir, args, &stop)) {
+        let failed = match runtime.block_on(pass(&output, &profile, &dir, args, &stop)) {
             Ok(failed) => failed,
             // A daemon outlives a failed pass (an engine restart, a network blip): the rotation
             // stopped at a resumable step, and the next pass resumes it.
@@ -111,7 +111,7 @@ async fn pass(
         }
         let outcome = match rotate::due(&context, &credential, args.force).await? {
             Some(age_days) => Outcome::NotDue { age_days },
-            None => rotate::rotate(&context, &credential, args.until).await.with_context(|| {
+            None => rotate::rotate(&context, &credential, args.until.map(Into::into)).await.with_context(|| {
                 format!("rotating {name}; the rotation stopped at a resumable step: run `hardstack rotate` again")
             })?,
         };

@@ -276,7 +276,7 @@ pub async fn wait_until_usable(
 async fn healthy(engine: &Engine, name: &str) -> anyhow::Result<()> {
     let status = engine.inspect(name).await?.and_then(|i| i.state?.health?.status);
     match status {
-        Some(bollard::models::HealthStatusEnum::HEALTHY) => Ok(()),
+        Some(runtime::HealthStatus::HEALTHY) => Ok(()),
         other => anyhow::bail!("healthcheck status {other:?}"),
     }
 }

@@ -29,7 +29,7 @@ use crate::secrets::store::{SecretStore as _, SecretVersion, Stage, Store};
 use crate::stackdir::StackDir;
 
 /// A step of the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
     /// A new version, labelled pending, is in the store.

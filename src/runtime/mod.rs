@@ -23,6 +23,11 @@ use futures_util::StreamExt as _;
 
 use crate::containers::{ContainerSpec, SERVICE_LABEL, STACK_LABEL, StackNames};
 
+/// What the engine says about a container (other modules see bollard's types through here).
+pub use bollard::models::ContainerInspectResponse as ContainerInfo;
+/// A container's healthcheck verdict.
+pub use bollard::models::HealthStatusEnum as HealthStatus;
+
 /// Label carrying the hash of everything a container was made from; a different hash means
 /// the container is out of date and is recreated.
 pub const CONFIG_HASH_LABEL: &str = "hardstack.config-hash";

@@ -3,14 +3,13 @@
 //! monitoring, health checks, backups. Each item is PASS, FAIL or N/A with a one-line reason
 //! and its evidence, derived from the probes and from the engine's view of the containers.
 
-use bollard::models::ContainerInspectResponse;
-
 use super::{CheckFuture, Context, bounded};
 use crate::containers;
 use crate::profile::Service;
 use crate::report::{Check, Verdict};
+use crate::runtime::ContainerInfo;
 
-async fn inspect_all(context: &Context) -> anyhow::Result<Vec<(Service, ContainerInspectResponse)>> {
+async fn inspect_all(context: &Context) -> anyhow::Result<Vec<(Service, ContainerInfo)>> {
     let mut all = Vec::new();
     for service in Service::ALL.into_iter().filter(|s| context.profile.runs(*s)) {
         let name = containers::container_name(&context.profile, service);
@@ -165,10 +164,10 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 // Right after `up`, a healthcheck may not have run yet: wait for its first verdict.
                 let mut containers = inspect_all(context).await?;
-                let starting = |all: &[(Service, ContainerInspectResponse)]| {
+                let starting = |all: &[(Service, ContainerInfo)]| {
                     all.iter().any(|(_, info)| {
                         info.state.as_ref().and_then(|s| s.health.as_ref()).and_then(|h| h.status)
-                            == Some(bollard::models::HealthStatusEnum::STARTING)
+                            == Some(crate::runtime::HealthStatus::STARTING)
                     })
                 };
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
