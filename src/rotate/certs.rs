@@ -1,6 +1,7 @@
 //! Server certificates: re-issued from the stack's CA before they expire, copied into the
-//! running container's volume and hot-reloaded, so open connections keep their session and new
-//! ones get the new certificate. The new pair waits as `server.{crt,key}.pending` until the
+//! running container's volume and hot-reloaded (PostgreSQL and Redis on request; Qdrant by
+//! itself within `tls.cert_ttl`), so open connections keep their session and new ones get the
+//! new certificate. The new pair waits as `server.{crt,key}.pending` until the
 //! server presents it; then it replaces the old pair in the stack directory.
 
 use std::time::SystemTime;
@@ -81,6 +82,15 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             let wanted = [crt_source, key_source];
             let archives = crate::runtime::deliver::archives_of(context.dir, &spec, |d| wanted.contains(&d.source))?;
             context.engine.deliver(&context.profile.stack.name, &spec, &archives).await
+        }
+        Step::Test if service == Service::Qdrant => {
+            // Qdrant re-reads its certificate by itself every tls.cert_ttl seconds; until then it
+            // presents the old one, which chains to the same CA. The test is a verified
+            // handshake and a real request.
+            let key = context.store.current("qdrant/api-key").await?.value;
+            let target = probe::login_target(context.profile, context.dir, service, "app", key, "")?
+                .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
+            probe::qdrant(&target).await
         }
         Step::Test => {
             reload(context, service).await?;

@@ -94,7 +94,7 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
     if profile.runs(Service::Qdrant) {
         all.push(Credential::QdrantApiKey);
     }
-    for service in [Service::Postgres, Service::Redis] {
+    for service in Service::ALL {
         if profile.runs(service) {
             all.push(Credential::Certificate { service });
         }
