@@ -160,11 +160,6 @@ pub fn issue(ca: &Ca, algorithm: KeyAlgorithm, spec: &CertSpec) -> anyhow::Resul
     Ok(Issued { cert_pem: certificate.pem(), key_pem: Secret::new(key.serialize_pem()) })
 }
 
-/// Issues every certificate in `specs`, in order.
-pub fn issue_all(ca: &Ca, algorithm: KeyAlgorithm, specs: &[CertSpec]) -> anyhow::Result<Vec<Issued>> {
-    specs.iter().map(|spec| issue(ca, algorithm, spec)).collect()
-}
-
 /// When a PEM certificate expires, as seconds since the epoch.
 pub fn not_after(cert_pem: &str) -> anyhow::Result<i64> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("not a PEM certificate")?;

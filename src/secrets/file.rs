@@ -2,7 +2,7 @@
 //! holding the versions that carry a stage. Files are 0600 in 0700 directories and replaced
 //! atomically, so a crash mid-write leaves the previous state.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -102,14 +102,6 @@ impl FileStore {
     pub fn get_sync(&self, name: &str, stage: Stage) -> anyhow::Result<Option<SecretVersion>> {
         Ok(self.read(name)?.get(stage).cloned())
     }
-
-    /// Every secret name in the store.
-    pub fn names(&self) -> anyhow::Result<Vec<String>> {
-        let mut names = Vec::new();
-        collect(&self.root, &self.root, &mut names)?;
-        names.sort();
-        Ok(names)
-    }
 }
 
 impl SecretStore for FileStore {
@@ -138,25 +130,6 @@ impl SecretStore for FileStore {
         // current version.
         self.update(name, |record| record.finish(id))
     }
-}
-
-fn collect(root: &Path, dir: &Path, names: &mut Vec<String>) -> anyhow::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err).with_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect(root, &path, names)?;
-        } else if let Some(name) =
-            path.strip_prefix(root).ok().and_then(|p| p.to_str()).and_then(|p| p.strip_suffix(".json"))
-        {
-            names.push(name.to_owned());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -204,12 +177,11 @@ mod tests {
     }
 
     #[test]
-    fn files_are_private_and_names_are_listed() {
+    fn files_are_private_in_private_directories() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("secrets"));
         block(store.create("postgres/app", &version("v1", &[]))).unwrap();
         block(store.create("qdrant/api-key", &version("v1", &[]))).unwrap();
-        assert_eq!(store.names().unwrap(), vec!["postgres/app", "qdrant/api-key"]);
         let file = dir.path().join("secrets/postgres/app.json");
         assert_eq!(fsio::mode_of(&file), Some(0o600));
         assert_eq!(fsio::mode_of(&dir.path().join("secrets/postgres")), Some(0o700));
