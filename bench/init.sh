@@ -3,12 +3,7 @@
 # artefacts made with the openssl command line (bench/openssl-bundle.sh). hyperfine alternates
 # nothing here, so both run back to back on the same machine; medians of 30 runs each.
 #   bench/init.sh            prints the README row
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/hardstack
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 command -v hyperfine >/dev/null || { echo "hyperfine is missing: apt-get install hyperfine" >&2; exit 2; }
 hyperfine -N --warmup 3 --runs 30 --export-json "$work/result.json" \
   --prepare "rm -rf $work/h $work/o" \

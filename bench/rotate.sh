@@ -4,16 +4,9 @@
 # images); then the load test: clients connecting and querying while every password and
 # certificate rotates three times, with its operation and failure counts.
 #   bench/rotate.sh [RUNS]    prints the README rows (default 5)
-set -euo pipefail
-cd "$(dirname "$0")/.."
 runs=${1:-5}
-cargo build --release -q
-bin=$PWD/target/release/hardstack
-work=$(mktemp -d)
-trap '"$bin" down --dir "$work/s" --volumes -q 2>/dev/null || true; rm -rf "$work"' EXIT
-"$bin" up --dir "$work/s" -q --profile dev --set stack.name=hs-bench-rotate --set 'stack.services=["postgres","redis"]' \
-  --set images.postgres=hardstack-local/postgres:17 --set images.redis=hardstack-local/redis:8 \
-  --set network.ports.postgres=25452 --set network.ports.redis=26399
+source "$(dirname "$0")/lib.sh"
+up_dev_stack hs-bench-rotate 25452 26399
 for _ in $(seq 1 "$runs"); do
   "$bin" rotate --dir "$work/s" --force --no-verify -o json >>"$work/runs.jsonl"
   printf '\n' >>"$work/runs.jsonl"

@@ -3,16 +3,15 @@
 # --wait` on the generated compose file (every healthcheck passing). Same images (the local
 # builds), same machine, runs alternating, stack removed with its volumes after each run.
 #   bench/up.sh [RUNS]     prints the README row (default 7 runs each)
-set -euo pipefail
-cd "$(dirname "$0")/.."
 runs=${1:-7}
-cargo build --release -q
-bin=$PWD/target/release/hardstack
-work=$(mktemp -d)
-trap 'cd /; "$bin" down --dir "$work/h" --volumes -q 2>/dev/null || true; docker compose -f "$work/c/docker-compose.yml" down -v >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-args=(--profile dev --set stack.name=hs-bench --set 'stack.services=["postgres","redis"]'
-      --set images.postgres=hardstack-local/postgres:17 --set images.redis=hardstack-local/redis:8
-      --set network.ports.postgres=25432 --set network.ports.redis=26379)
+source "$(dirname "$0")/lib.sh"
+cleanup() {
+  "$bin" down --dir "$work/h" --volumes -q 2>/dev/null || true
+  docker compose -f "$work/c/docker-compose.yml" down -v >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+dev_stack_args hs-bench 25432 26379
+args=("${stack_args[@]}")
 now() { date +%s%N; }
 hs=() cs=()
 for i in $(seq 1 "$runs"); do

@@ -2,15 +2,8 @@
 # Benchmark: wall time of `hardstack verify` (every check) on a running dev stack (PostgreSQL +
 # Redis from the local images), median of 20 runs with hyperfine.
 #   bench/verify.sh     prints the README row
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/hardstack
-work=$(mktemp -d)
-trap '"$bin" down --dir "$work/s" --volumes -q 2>/dev/null || true; rm -rf "$work"' EXIT
-"$bin" up --dir "$work/s" -q --profile dev --set stack.name=hs-bench-verify --set 'stack.services=["postgres","redis"]' \
-  --set images.postgres=hardstack-local/postgres:17 --set images.redis=hardstack-local/redis:8 \
-  --set network.ports.postgres=25442 --set network.ports.redis=26389
+source "$(dirname "$0")/lib.sh"
+up_dev_stack hs-bench-verify 25442 26389
 "$bin" verify --dir "$work/s" -q >/dev/null
 checks=$("$bin" verify --dir "$work/s" -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["checks"]))')
 hyperfine -N --warmup 2 --runs 20 --export-json "$work/r.json" "$bin verify --dir $work/s -q" >/dev/null
