@@ -49,6 +49,14 @@ async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<tokio_po
     Ok(client)
 }
 
+/// The current login of an application user and its password. The login alternates with
+/// rotation, and a negative check must pair them right: a mismatched pair is refused for the
+/// wrong reason and would hide an open door.
+fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secret)> {
+    let version = context.current(&format!("postgres/{user}"))?;
+    Ok((version.username.clone().unwrap_or_else(|| user.to_owned()), version.value))
+}
+
 /// A login as an application user, over verify-full TLS.
 async fn app_login(
     context: &Context,
@@ -56,12 +64,10 @@ async fn app_login(
     database: &str,
     client_cert: bool,
 ) -> anyhow::Result<tokio_postgres::Client> {
-    // The login alternates with rotation: the current version names it.
-    let version = context.current(&format!("postgres/{user}"))?;
-    let name = version.username.clone().unwrap_or_else(|| user.to_owned());
+    let (name, password) = current_login(context, user)?;
     let login = Login {
         user: &name,
-        password: Some(version.value),
+        password: Some(password),
         database,
         tls: Some(context.tls_for(&name, client_cert)?),
         server_name: context.server_name(),
@@ -156,9 +162,10 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let (user, database) = first.clone();
     checks.push(bounded("pg.plaintext_refused".into(), async move {
         refused("pg.plaintext_refused", "a plaintext connection (sslmode=disable)", async {
+            let (name, password) = current_login(context, &user)?;
             let login = Login {
-                user: &user,
-                password: Some(context.secret(&format!("postgres/{user}"))?),
+                user: &name,
+                password: Some(password),
                 database: &database,
                 tls: None,
                 server_name: context.server_name(),
@@ -203,9 +210,10 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let (user, database) = first.clone();
     checks.push(bounded("pg.foreign_client_cert_refused".into(), async move {
         refused("pg.foreign_client_cert_refused", "a client certificate from another CA", async {
+            let (name, password) = current_login(context, &user)?;
             let login = Login {
-                user: &user,
-                password: Some(context.secret(&format!("postgres/{user}"))?),
+                user: &name,
+                password: Some(password),
                 database: &database,
                 tls: Some(context.foreign_tls()),
                 server_name: context.server_name(),
@@ -221,11 +229,12 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             "pg.wrong_host_name_refused",
             &format!("a server name the certificate does not cover ({UNCOVERED_NAME})"),
             async {
+                let (name, password) = current_login(context, &user)?;
                 let login = Login {
-                    user: &user,
-                    password: Some(context.secret(&format!("postgres/{user}"))?),
+                    user: &name,
+                    password: Some(password),
                     database: &database,
-                    tls: Some(context.tls_for(&user, mutual)?),
+                    tls: Some(context.tls_for(&name, mutual)?),
                     server_name: UNCOVERED_NAME.into(),
                 };
                 connect(context, login).await

@@ -73,6 +73,31 @@ fn pg_hba_host_line_is_caught() {
     assert_caught(stack, &["pg.plaintext_refused", "checklist.tls"]);
 }
 
+/// After a rotation the current login is the alternate one: the plaintext attempt must use it,
+/// or a wrong login/password pair is refused for the wrong reason and hides the open door.
+#[test]
+fn pg_hba_host_line_is_caught_after_a_rotation() {
+    if !docker_available("pg_hba_host_line_rotated") {
+        return;
+    }
+    let stack = DockerStack::new("pg_hba_host_line_rotated").services(&["postgres"]).template(
+        "postgres/pg_hba.conf.tera",
+        |t| {
+            t.replacen(
+                "hostssl    all        postgres",
+                "host all all all scram-sha-256\nhostssl    all        postgres",
+                1,
+            )
+        },
+    );
+    stack.cmd("up", &["-q"]).assert().success();
+    stack.cmd("rotate", &["--force", "--only", "postgres/app", "--no-verify"]).assert().success();
+    assert!(stack.env("DATABASE_URL").contains("://app_alt:"));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 1, "{verdicts:?}");
+    assert_eq!(verdicts["pg.plaintext_refused"], "fail", "{verdicts:?}");
+}
+
 #[test]
 fn superuser_over_the_network_is_caught() {
     if !docker_available("superuser_network") {
