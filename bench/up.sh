@@ -25,6 +25,7 @@ for i in $(seq 1 "$runs"); do
   cs+=("$(( (t1 - t0) / 1000000 ))")
   docker compose -f "$work/c/docker-compose.yml" down -v >/dev/null 2>&1
 done
+echo "hardstack runs (ms): ${hs[*]}; compose runs (ms): ${cs[*]}" >&2
 python3 - "${hs[*]}" "${cs[*]}" <<'PY'
 import statistics, sys
 h = statistics.median(map(float, sys.argv[1].split())) / 1000

@@ -2,7 +2,8 @@
 # Builds local PostgreSQL 17 and Redis images from Debian trixie packages, for engines that
 # cannot reach a registry (air-gapped hosts, and this project's CI machines).
 #
-#   images/build.sh            build what is missing
+#   images/build.sh            debootstrap the base if it is missing; (re)build the thin layers
+#                              (the engine's layer cache makes that a second when nothing changed)
 #   images/build.sh --force    rebuild everything
 #
 # The images honour the official images' contracts (DESIGN.md section 7; reference C5, C6):
@@ -35,14 +36,8 @@ debian_mirror() {
   echo "$uri"
 }
 
-if [ "$force" != "--force" ] && have_image "$pg_image" && have_image "$redis_image"; then
-  echo "images present: $pg_image $redis_image"
-  exit 0
-fi
-
-command -v debootstrap >/dev/null || { echo "error: debootstrap is missing: apt-get install debootstrap" >&2; exit 2; }
-
 if [ "$force" = "--force" ] || ! have_image "$base_image"; then
+  command -v debootstrap >/dev/null || { echo "error: debootstrap is missing: apt-get install debootstrap" >&2; exit 2; }
   mirror=$(debian_mirror)
   root=$(mktemp -d /var/tmp/hardstack-rootfs.XXXXXX)
   trap 'rm -rf "$root"' EXIT

@@ -15,6 +15,26 @@ file_env() {
   export "$var"="$val"; unset "$file_var"
 }
 
+# The temporary server of the first start: what `pg_ctl -w start` and `pg_ctl -m fast -w stop`
+# do, without their tenth-of-a-second polling (two of those ticks per first start). It is
+# ready when postmaster.pid's status line says so, as pg_ctl reads it.
+temporary_server_start() {
+  postgres "$@" -c listen_addresses='' -p 5432 &
+  temporary_pid=$!
+  local lines=()
+  until mapfile -t lines 2>/dev/null < "$PGDATA/postmaster.pid" && [[ ${lines[7]:-} == ready* ]]; do
+    if ! kill -0 "$temporary_pid" 2>/dev/null; then
+      wait "$temporary_pid" || true
+      echo "error: the temporary server did not start" >&2; exit 1
+    fi
+    sleep 0.01
+  done
+}
+temporary_server_stop() {
+  kill -INT "$temporary_pid"
+  wait "$temporary_pid" || { echo "error: the temporary server did not stop cleanly" >&2; exit 1; }
+}
+
 if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
 
 if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
@@ -36,7 +56,7 @@ if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   printf '\nhost all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
 
   export PGPASSWORD=$POSTGRES_PASSWORD
-  pg_ctl -D "$PGDATA" -o "$(printf '%q ' "${@:2}") -c listen_addresses='' -p 5432" -w start
+  temporary_server_start "${@:2}"
   if [ "$POSTGRES_DB" != 'postgres' ]; then
     psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --dbname postgres \
       --set db="$POSTGRES_DB" -c 'CREATE DATABASE :"db"' >/dev/null
@@ -49,7 +69,7 @@ if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
       *)     [ -e "$f" ] && echo "ignoring $f" ;;
     esac
   done
-  pg_ctl -D "$PGDATA" -m fast -w stop
+  temporary_server_stop
   unset PGPASSWORD
   echo 'PostgreSQL init process complete; ready for start up.'
 fi

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
@@ -17,6 +19,9 @@ use crate::probe::{self, Target};
 use crate::profile::Profile;
 use crate::runtime::{self, CONFIG_HASH_LABEL, Engine, EnvironmentError, deliver};
 use crate::stackdir::StackDir;
+
+/// The stack network's creation, awaited by every service that creates a container.
+type Network = Shared<BoxFuture<'static, Result<(), String>>>;
 
 /// How `up` decides a service is usable.
 #[derive(Debug, Clone)]
@@ -55,30 +60,40 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration)
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
     let specs = containers::container_specs(&profile);
     let names: Vec<&str> = specs.iter().map(|s| s.service.name()).collect();
-    let progress = Arc::new(Progress::new(output, &names));
+    let progress = Progress::new(output, &names);
 
-    preflight_ports(&engine, &profile, &specs).await?;
-    preflight_cpus(&engine, &specs).await?;
-    for spec in &specs {
-        if !engine.has_image(&spec.image).await {
-            progress.stage(spec.service.name(), &format!("pulling {}", spec.image));
+    let images = async {
+        for spec in &specs {
+            if !engine.has_image(&spec.image).await {
+                progress.stage(spec.service.name(), &format!("pulling {}", spec.image));
+            }
+            engine.ensure_image(&spec.image).await?;
         }
-        engine.ensure_image(&spec.image).await?;
-    }
+        anyhow::Ok(())
+    };
+    tokio::try_join!(preflight_ports(&engine, &profile, &specs), preflight_cpus(&engine, &specs), images)?;
     let names = containers::stack_names(&profile);
-    engine.ensure_network(&names).await?;
+    // The network is made while the services make their volumes and deliver their files; each
+    // awaits it only to create its container.
+    let network: Network = {
+        let (engine, names) = (engine.clone(), names.clone());
+        let task = tokio::spawn(async move { engine.ensure_network(&names).await.map_err(|e| format!("{e:#}")) });
+        async move { task.await.map_err(|e| format!("creating the network: {e}"))? }.boxed().shared()
+    };
 
     let store = crate::secrets::store::Store::open(&profile, &dir).await?;
+    let stack = Arc::new(Stack { engine, dir, names, network, progress, timeout });
     let mut tasks = Vec::new();
     for spec in specs {
-        let readiness = match probe::app_target(&profile, &dir, &store, spec.service).await? {
+        let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
             Some(target) => Readiness::Probe(target),
             None => Readiness::Healthcheck,
         };
-        let (engine, dir, progress, names) = (engine.clone(), dir.clone(), progress.clone(), names.clone());
+        let stack = stack.clone();
         tasks.push(tokio::spawn(async move {
             let service = spec.service;
-            let result = bring_up(&engine, &dir, &names, &spec, readiness, timeout, &progress).await;
+            let progress = &stack.progress;
+            let result = bring_up(&stack, &spec, readiness).await;
             match &result {
                 Ok((change, elapsed)) => progress.finish(
                     service.name(),
@@ -103,6 +118,7 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration)
             }
         }
     }
+    stack.network.clone().await.map_err(anyhow::Error::msg)?;
     output.json(&json!({"stack": profile.stack.name, "services": report, "usable": failures.is_empty(), "seconds": started.elapsed().as_secs_f64()}));
     if !failures.is_empty() {
         anyhow::bail!("the stack is not usable:\n{}", failures.join("\n"));
@@ -186,52 +202,89 @@ fn process_listening(port: u16) -> Option<String> {
     None
 }
 
-async fn bring_up(
-    engine: &Engine,
-    dir: &StackDir,
-    names: &containers::StackNames,
-    spec: &ContainerSpec,
-    readiness: Readiness,
+/// What the services' bring-ups share.
+struct Stack {
+    engine: Engine,
+    dir: StackDir,
+    names: containers::StackNames,
+    network: Network,
+    progress: Progress,
     timeout: Duration,
-    progress: &Progress,
-) -> anyhow::Result<(Change, Duration)> {
+}
+
+async fn bring_up(stack: &Stack, spec: &ContainerSpec, readiness: Readiness) -> anyhow::Result<(Change, Duration)> {
     let started = Instant::now();
+    let (engine, progress) = (&stack.engine, &stack.progress);
     let service = spec.service.name();
-    let hash = deliver::config_hash(dir, spec)?;
+    let hash = deliver::config_hash(&stack.dir, spec)?;
     let existing = engine.inspect(&spec.name).await?;
     let current_hash =
         existing.as_ref().and_then(|i| i.config.as_ref()?.labels.as_ref()?.get(CONFIG_HASH_LABEL).cloned());
     let running = existing.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
-    let change = match (&existing, current_hash.as_deref() == Some(hash.as_str())) {
-        (Some(_), true) if running => Change::Unchanged,
+    let (change, helper) = match (&existing, current_hash.as_deref() == Some(hash.as_str())) {
+        (Some(_), true) if running => (Change::Unchanged, None),
         (Some(_), true) => {
             progress.stage(service, "starting");
             engine.start(&spec.name).await?;
-            Change::Started
+            (Change::Started, None)
         }
         (existing, _) => {
             if existing.is_some() {
                 progress.stage(service, "recreating");
                 engine.remove(&spec.name).await?;
             }
-            progress.stage(service, "creating");
-            engine.ensure_volumes(&names.stack, spec).await?;
-            // The files go into the volumes while the container is created: neither needs the other.
-            let archives = deliver::archives(dir, spec)?;
-            let (delivered, created) = tokio::join!(
-                engine.deliver(&names.stack, spec, &archives),
-                engine.create(&names.stack, &names.network, spec, &hash)
-            );
-            delivered?;
-            created?;
-            progress.stage(service, "starting");
-            engine.start(&spec.name).await?;
-            if existing.is_some() { Change::Recreated } else { Change::Created }
+            let helper = create_and_start(stack, spec, &hash).await?;
+            (if existing.is_some() { Change::Recreated } else { Change::Created }, Some(helper))
         }
     };
     progress.stage(service, "waiting");
-    wait_until_usable(engine, spec, &readiness, timeout).await?;
+    // The delivery helper is removed while the service comes up.
+    let cleanup = async {
+        match &helper {
+            Some(helper) => engine.force_remove(helper).await,
+            None => Ok(()),
+        }
+    };
+    let (usable, removed) = tokio::join!(wait_until_usable(engine, spec, &readiness, stack.timeout), cleanup);
+    usable?;
+    removed?;
     Ok((change, started.elapsed()))
+}
+
+/// Volumes, then the files delivered into them while the network and the container are made
+/// (neither needs the other), then the start. Returns the delivery helper container, left for
+/// the caller to remove. A container whose files did not arrive is removed, never started.
+async fn create_and_start(stack: &Stack, spec: &ContainerSpec, hash: &str) -> anyhow::Result<String> {
+    let (engine, names) = (&stack.engine, &stack.names);
+    stack.progress.stage(spec.service.name(), "creating");
+    engine.ensure_volumes(&names.stack, spec).await?;
+    let archives = deliver::archives(&stack.dir, spec)?;
+    let creating = async {
+        stack.network.clone().await.map_err(anyhow::Error::msg)?;
+        engine.create(&names.stack, &names.network, spec, hash).await
+    };
+    let (delivered, created) = tokio::join!(engine.deliver_keeping_helper(&names.stack, spec, &archives), creating);
+    let helper = match delivered {
+        Ok(helper) => helper,
+        Err(err) => {
+            if created.is_ok() {
+                let _ = engine.force_remove(&spec.name).await;
+            }
+            return Err(err);
+        }
+    };
+    let started = async {
+        created?;
+        stack.progress.stage(spec.service.name(), "starting");
+        engine.start(&spec.name).await
+    };
+    match started.await {
+        Ok(()) => Ok(helper),
+        Err(err) => {
+            let _ = engine.force_remove(&helper).await;
+            Err(err)
+        }
+    }
 }
 
 /// Probes with backoff until the service answers, the container dies, or the timeout passes.
@@ -243,7 +296,7 @@ pub async fn wait_until_usable(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(20);
+    let mut delay = Duration::from_millis(10);
     let last_error = loop {
         let attempt = match readiness {
             Readiness::Probe(target) => probe::probe(spec.service, target).await,
@@ -266,8 +319,8 @@ pub async fn wait_until_usable(
         }
         tokio::time::sleep(delay).await;
         // Probes are cheap (a refused connection, or one handshake): keep the gap short so a
-        // service is seen usable within a twentieth of a second of becoming so.
-        delay = (delay * 3 / 2).min(Duration::from_millis(50));
+        // service is seen usable within a fiftieth of a second of becoming so.
+        delay = (delay * 3 / 2).min(Duration::from_millis(20));
     };
     let logs = engine.log_tail(&spec.name, 20).await;
     anyhow::bail!("{last_error}\nlast lines of {}'s log:\n{}", spec.name, logs.trim_end())

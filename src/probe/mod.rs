@@ -75,16 +75,50 @@ pub fn rustls_config(tls: &ClientTls) -> anyhow::Result<rustls::ClientConfig> {
     })
 }
 
-/// PostgreSQL: verify-full TLS, SCRAM login, `SELECT 1`.
+/// PostgreSQL: verify-full TLS, SCRAM login, `SELECT 1`, and a clean goodbye.
 pub async fn postgres(target: &Target) -> anyhow::Result<()> {
-    let client = postgres_client(target).await?;
-    let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+    let session = postgres_client(target).await?;
+    let one: i32 = session.query_one("SELECT 1", &[]).await?.get(0);
+    session.close().await;
     anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
     Ok(())
 }
 
-/// A PostgreSQL session for `target` over verify-full TLS; its connection runs on a task.
-pub async fn postgres_client(target: &Target) -> anyhow::Result<tokio_postgres::Client> {
+/// A PostgreSQL client whose connection runs on a task. `close` ends the session with a
+/// Terminate message and waits for it to go out, so the server logs a disconnection and not
+/// "connection reset by peer" when the process exits right after.
+pub struct PgSession {
+    client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl PgSession {
+    /// Runs the connection of a freshly made client on a task.
+    pub fn spawn<S, T>(client: tokio_postgres::Client, connection: tokio_postgres::Connection<S, T>) -> PgSession
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        PgSession { client, connection: tokio::spawn(connection) }
+    }
+
+    /// Says goodbye to the server and waits until that is sent.
+    pub async fn close(self) {
+        drop(self.client);
+        let _ = self.connection.await;
+    }
+}
+
+impl std::ops::Deref for PgSession {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+}
+
+/// A PostgreSQL session for `target` over verify-full TLS.
+pub async fn postgres_client(target: &Target) -> anyhow::Result<PgSession> {
     let connector = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(&target.tls)?);
     let mut config = tokio_postgres::Config::new();
     config
@@ -97,8 +131,7 @@ pub async fn postgres_client(target: &Target) -> anyhow::Result<tokio_postgres::
         .ssl_mode(tokio_postgres::config::SslMode::Require)
         .connect_timeout(CONNECT_TIMEOUT);
     let (client, connection) = config.connect(connector).await?;
-    tokio::spawn(connection);
-    Ok(client)
+    Ok(PgSession::spawn(client, connection))
 }
 
 /// Redis: TLS verified against the stack CA, AUTH as the user, `PING` answered with `PONG`.

@@ -15,7 +15,7 @@ async fn connect(
     login: &str,
     password: Secret,
     database: &str,
-) -> anyhow::Result<tokio_postgres::Client> {
+) -> anyhow::Result<probe::PgSession> {
     let target = probe::login_target(context.profile, context.dir, Service::Postgres, login, password, database)?
         .context("PostgreSQL is not published, so rotation cannot reach it from here; set network.publish=true")?;
     probe::postgres_client(&target).await.with_context(|| format!("logging in to PostgreSQL as {login}"))
@@ -23,7 +23,7 @@ async fn connect(
 
 /// An admin session: with the current password, or the pending one when an earlier run of
 /// the admin's own rotation already set it.
-async fn admin(context: &Context<'_>) -> anyhow::Result<tokio_postgres::Client> {
+async fn admin(context: &Context<'_>) -> anyhow::Result<probe::PgSession> {
     use crate::secrets::store::{SecretStore as _, Stage};
     let current = context.store.current("postgres/admin").await?;
     match connect(context, "admin", current.value, "postgres").await {
@@ -38,7 +38,7 @@ async fn admin(context: &Context<'_>) -> anyhow::Result<tokio_postgres::Client> 
 /// An admin session whose statements stay out of the server log, for statements that carry a
 /// verifier. Its own statement, sent alone, since the server decides whether to log a query
 /// string when it arrives. The init SQL lets admin set this parameter.
-async fn quiet_admin(context: &Context<'_>) -> anyhow::Result<tokio_postgres::Client> {
+async fn quiet_admin(context: &Context<'_>) -> anyhow::Result<probe::PgSession> {
     let client = admin(context).await?;
     client
         .batch_execute("SET log_statement = 'none'")

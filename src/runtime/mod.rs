@@ -134,18 +134,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates every named volume of a spec that does not exist, labelled for the stack.
+    /// Creates every named volume of a spec that does not exist, labelled for the stack (the
+    /// engine's volume create returns an existing volume as it is).
     pub async fn ensure_volumes(&self, stack: &str, spec: &ContainerSpec) -> anyhow::Result<()> {
-        for volume in &spec.volumes {
-            if self.docker.inspect_volume(&volume.name).await.is_ok() {
-                continue;
+        let labels = HashMap::from([(STACK_LABEL, stack), (SERVICE_LABEL, spec.service.name())]);
+        let creates = spec.volumes.iter().map(|volume| {
+            let options =
+                CreateVolumeOptions { name: volume.name.as_str(), labels: labels.clone(), ..Default::default() };
+            async move {
+                self.docker.create_volume(options).await.with_context(|| format!("creating volume {}", volume.name))
             }
-            let labels = HashMap::from([(STACK_LABEL, stack), (SERVICE_LABEL, spec.service.name())]);
-            self.docker
-                .create_volume(CreateVolumeOptions { name: volume.name.as_str(), labels, ..Default::default() })
-                .await
-                .with_context(|| format!("creating volume {}", volume.name))?;
-        }
+        });
+        futures_util::future::try_join_all(creates).await?;
         Ok(())
     }
 
@@ -158,17 +158,46 @@ impl Engine {
         }
     }
 
-    /// Copies files into the spec's volumes with their owner and mode, through a container
-    /// that is created for the upload and never started (works against a remote engine, and
-    /// into volumes that the service mounts read-only).
+    /// Copies files into the spec's volumes with their owner and mode, through a helper
+    /// container that is created for the upload and never started (works against a remote
+    /// engine, and into volumes that the service mounts read-only).
     pub async fn deliver(
         &self,
         stack: &str,
         spec: &ContainerSpec,
         archives: &[(String, Vec<u8>)],
     ) -> anyhow::Result<()> {
+        let helper = self.deliver_keeping_helper(stack, spec, archives).await?;
+        self.force_remove(&helper).await
+    }
+
+    /// `deliver` without its clean-up, for callers with something better to do first: the files
+    /// are in the volumes when it returns the helper container's name, for `force_remove`.
+    pub async fn deliver_keeping_helper(
+        &self,
+        stack: &str,
+        spec: &ContainerSpec,
+        archives: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<String> {
+        let helper = self.create_deliverer(stack, spec, archives).await?;
+        match self.upload(&helper, archives).await {
+            Ok(()) => Ok(helper),
+            Err(err) => {
+                let _ = self.force_remove(&helper).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Creates the never-started helper container of `deliver`, with the volumes the archives
+    /// go to mounted under /dst. A helper left by an interrupted run is replaced. Returns its name.
+    async fn create_deliverer(
+        &self,
+        stack: &str,
+        spec: &ContainerSpec,
+        archives: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<String> {
         let name = format!("{}-deliver", spec.name);
-        self.remove(&name).await?;
         let mounts = spec
             .volumes
             .iter()
@@ -193,23 +222,41 @@ impl Engine {
             }),
             ..Default::default()
         };
-        self.docker
-            .create_container(Some(CreateContainerOptions { name: name.as_str(), platform: None }), config)
-            .await
-            .with_context(|| format!("creating {name}"))?;
-        let result = async {
-            for (key, tar) in archives {
-                let options = UploadToContainerOptions { path: format!("/dst/{key}"), ..Default::default() };
-                self.docker
-                    .upload_to_container(&name, Some(options), tar.clone().into())
-                    .await
-                    .with_context(|| format!("copying files into volume {key}"))?;
+        let options = || Some(CreateContainerOptions { name: name.as_str(), platform: None });
+        match self.docker.create_container(options(), config.clone()).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
+                self.force_remove(&name).await?;
+                self.docker.create_container(options(), config).await
             }
-            anyhow::Ok(())
+            created => created,
         }
-        .await;
-        self.remove(&name).await?;
-        result
+        .with_context(|| format!("creating {name}"))?;
+        Ok(name)
+    }
+
+    /// Unpacks each archive into its volume through the helper container (all at once).
+    async fn upload(&self, helper: &str, archives: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        let uploads = archives.iter().map(|(key, tar)| async move {
+            let options = UploadToContainerOptions { path: format!("/dst/{key}"), ..Default::default() };
+            self.docker
+                .upload_to_container(helper, Some(options), tar.clone().into())
+                .await
+                .with_context(|| format!("copying files into volume {key}"))
+        });
+        futures_util::future::try_join_all(uploads).await?;
+        Ok(())
+    }
+
+    /// Removes a container without stopping it first (a helper of `deliver`, which never runs).
+    pub async fn force_remove(&self, name: &str) -> anyhow::Result<()> {
+        match self
+            .docker
+            .remove_container(name, Some(RemoveContainerOptions { force: true, v: false, link: false }))
+            .await
+        {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("removing container {name}")),
+        }
     }
 
     /// Creates the service's container from its spec (not started).
@@ -339,14 +386,7 @@ impl Engine {
     /// Stops and removes a container if it exists.
     pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
         let _ = self.docker.stop_container(name, Some(StopContainerOptions { t: 10 })).await;
-        match self
-            .docker
-            .remove_container(name, Some(RemoveContainerOptions { force: true, v: false, link: false }))
-            .await
-        {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(err) => Err(err).with_context(|| format!("removing container {name}")),
-        }
+        self.force_remove(name).await
     }
 
     /// The last `lines` lines of a container's log.

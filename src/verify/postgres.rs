@@ -4,7 +4,7 @@
 use tokio_postgres::config::SslMode;
 
 use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
-use crate::probe::{self, ClientTls};
+use crate::probe::{self, ClientTls, PgSession};
 use crate::profile::Service;
 use crate::secrets::Secret;
 
@@ -18,7 +18,7 @@ struct Login<'a> {
     server_name: String,
 }
 
-async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<tokio_postgres::Client> {
+async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSession> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&login.server_name)
@@ -31,22 +31,19 @@ async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<tokio_po
     if let Some(password) = &login.password {
         config.password(password.expose());
     }
-    let client = match login.tls {
+    Ok(match login.tls {
         Some(tls) => {
             config.ssl_mode(SslMode::Require);
             let (client, connection) =
                 config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(probe::rustls_config(&tls)?)).await?;
-            tokio::spawn(connection);
-            client
+            PgSession::spawn(client, connection)
         }
         None => {
             config.ssl_mode(SslMode::Disable);
             let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
-            client
+            PgSession::spawn(client, connection)
         }
-    };
-    Ok(client)
+    })
 }
 
 /// The current login of an application user and its password. The login alternates with
@@ -58,12 +55,7 @@ fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secre
 }
 
 /// A login as an application user, over verify-full TLS.
-async fn app_login(
-    context: &Context,
-    user: &str,
-    database: &str,
-    client_cert: bool,
-) -> anyhow::Result<tokio_postgres::Client> {
+async fn app_login(context: &Context, user: &str, database: &str, client_cert: bool) -> anyhow::Result<PgSession> {
     let (name, password) = current_login(context, user)?;
     let login = Login {
         user: &name,
