@@ -13,17 +13,22 @@ cleanup() {
 dev_stack_args hs-bench 25432 26379
 args=("${stack_args[@]}")
 now() { date +%s%N; }
+# Each run starts on a quiet machine: the previous run's teardown (the engine removing
+# containers and volumes, the kernel writing back what they wrote) finishes first.
+settle() { sync; }
 hs=() cs=()
 for i in $(seq 1 "$runs"); do
   rm -rf "$work/h"
   t0=$(now); "$bin" up --dir "$work/h" -q "${args[@]}"; t1=$(now)
   hs+=("$(( (t1 - t0) / 1000000 ))")
   "$bin" down --dir "$work/h" --volumes -q
+  settle
 
   rm -rf "$work/c"; "$bin" init --dir "$work/c" -q "${args[@]}"
   t0=$(now); docker compose -f "$work/c/docker-compose.yml" up -d --wait >/dev/null 2>&1; t1=$(now)
   cs+=("$(( (t1 - t0) / 1000000 ))")
   docker compose -f "$work/c/docker-compose.yml" down -v >/dev/null 2>&1
+  settle
 done
 echo "hardstack runs (ms): ${hs[*]}; compose runs (ms): ${cs[*]}" >&2
 python3 - "${hs[*]}" "${cs[*]}" <<'PY'
