@@ -139,6 +139,9 @@ pub struct UpArgs {
     /// How long each service may take to become usable.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Stop once every service is usable, without running `verify`'s checks afterwards.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// Options of `down`.

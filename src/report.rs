@@ -71,6 +71,11 @@ pub fn to_json(command: &str, stack: &str, checks: &[Check]) -> serde_json::Valu
 
 /// The human table: id, verdict, reason; evidence under failures (and under all with verbose).
 pub fn to_table(checks: &[Check], verbose: bool) -> String {
+    format!("{}{}\n", rows(checks, verbose), summary(checks))
+}
+
+/// The header and one row per check.
+fn rows(checks: &[Check], verbose: bool) -> String {
     let width = checks.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
     let mut out = format!("{:<width$}  {:<6}  {}\n", "ID", "RESULT", "REASON");
     for check in checks {
@@ -81,13 +86,23 @@ pub fn to_table(checks: &[Check], verbose: bool) -> String {
             }
         }
     }
+    out
+}
+
+/// One line: how many checks passed, failed and did not apply.
+pub fn summary(checks: &[Check]) -> String {
     let count = |v: Verdict| checks.iter().filter(|c| c.verdict == v).count();
-    out.push_str(&format!(
-        "{} checks: {} passed, {} failed, {} not applicable\n",
+    format!(
+        "{} checks: {} passed, {} failed, {} not applicable",
         checks.len(),
         count(Verdict::Pass),
         count(Verdict::Fail),
         count(Verdict::NotApplicable)
-    ));
-    out
+    )
+}
+
+/// The table of the failed checks only, with their evidence, then the summary of all.
+pub fn failures_table(checks: &[Check]) -> String {
+    let failed: Vec<Check> = checks.iter().filter(|c| c.verdict == Verdict::Fail).cloned().collect();
+    format!("{}{}\n", rows(&failed, false), summary(checks))
 }

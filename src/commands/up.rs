@@ -17,8 +17,10 @@ use crate::containers::{self, ContainerSpec};
 use crate::output::{Output, Progress};
 use crate::probe::{self, Target};
 use crate::profile::Profile;
+use crate::report::{self, Check};
 use crate::runtime::{self, CONFIG_HASH_LABEL, Engine, EnvironmentError, deliver};
 use crate::stackdir::StackDir;
+use crate::verify;
 
 /// The stack network's creation, awaited by every service that creates a container.
 type Network = Shared<BoxFuture<'static, Result<(), String>>>;
@@ -51,10 +53,11 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
         Output { format: OutputFormat::Human, quiet: output.quiet || output.format == OutputFormat::Json, ..output };
     let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(up(&output, resolved.profile, StackDir::new(&global.dir), args.timeout))
+    runtime.block_on(up(&output, resolved.profile, StackDir::new(&global.dir), args))
 }
 
-async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration) -> anyhow::Result<ExitCode> {
+async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let timeout = args.timeout;
     let started = Instant::now();
     let engine = runtime::connect().await?;
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
@@ -119,12 +122,60 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, timeout: Duration)
         }
     }
     stack.network.clone().await.map_err(anyhow::Error::msg)?;
-    output.json(&json!({"stack": profile.stack.name, "services": report, "usable": failures.is_empty(), "seconds": started.elapsed().as_secs_f64()}));
+    let usable_after = started.elapsed().as_secs_f64();
     if !failures.is_empty() {
+        output
+            .json(&json!({"stack": profile.stack.name, "services": report, "usable": false, "seconds": usable_after}));
         anyhow::bail!("the stack is not usable:\n{}", failures.join("\n"));
     }
-    output.line(format!("stack {} is usable ({:.1}s)", profile.stack.name, started.elapsed().as_secs_f64()));
+    output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
+    let verified = if args.no_verify { None } else { Some(verify(output, &profile, &stack).await?) };
+    let failed: Vec<&str> = match &verified {
+        Some(Some(checks)) => {
+            checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let verify_json = match &verified {
+        None => json!(null),
+        Some(None) => json!({"skipped": "the stack publishes no port"}),
+        Some(Some(checks)) => report::to_json("verify", &profile.stack.name, checks),
+    };
+    output.json(&json!({
+        "stack": profile.stack.name, "services": report, "usable": true, "seconds": usable_after,
+        "verify": verify_json, "verified_seconds": started.elapsed().as_secs_f64(),
+    }));
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "the stack is up, but {} of verify's checks failed: {}; `hardstack verify -v` shows the evidence",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `verify`'s checks once the stack is usable: the summary, and the failed checks with their
+/// evidence. `None` when nothing is published, so nothing can be checked from here.
+async fn verify(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Result<Option<Vec<Check>>> {
+    if !profile.network.publish {
+        output
+            .line("verify skipped: the stack publishes no port; run `hardstack verify` where its network is reachable");
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let context = verify::Context::gather(profile.clone(), stack.dir.clone(), stack.engine.clone()).await?;
+    let checks = verify::verify(&context).await;
+    if report::any_failed(&checks) {
+        output.table(&report::failures_table(&checks));
+    } else {
+        output.line(format!(
+            "verified: {} ({:.0} ms)",
+            report::summary(&checks),
+            started.elapsed().as_secs_f64() * 1000.0
+        ));
+    }
+    Ok(Some(checks))
 }
 
 /// Every published port must be free, or held by this stack's own container.

@@ -348,20 +348,39 @@ impl Engine {
 
     /// Runs a container's healthcheck command now, as the container's user; `Ok` when it exits 0.
     pub async fn run_healthcheck(&self, spec: &ContainerSpec) -> anyhow::Result<()> {
+        let command = vec!["/bin/sh".to_owned(), "-c".to_owned(), spec.healthcheck.clone()];
+        self.run_check(&spec.name, &spec.user, command).await
+    }
+
+    /// Runs the healthcheck a container was created with (its `CMD` or `CMD-SHELL` test), now.
+    pub async fn run_configured_healthcheck(&self, name: &str, info: &ContainerInfo) -> anyhow::Result<()> {
+        let config = info.config.as_ref();
+        let test = config.and_then(|c| c.healthcheck.as_ref()?.test.clone()).unwrap_or_default();
+        let command = match test.split_first() {
+            Some((kind, rest)) if kind == "CMD-SHELL" => vec!["/bin/sh".to_owned(), "-c".to_owned(), rest.join(" ")],
+            Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
+            _ => anyhow::bail!("container {name} has no healthcheck to run"),
+        };
+        let user = config.and_then(|c| c.user.clone()).unwrap_or_default();
+        self.run_check(name, &user, command).await
+    }
+
+    /// Runs a command in a running container as `user`; `Ok` when it exits 0, else its output.
+    async fn run_check(&self, name: &str, user: &str, command: Vec<String>) -> anyhow::Result<()> {
         let exec = self
             .docker
             .create_exec(
-                &spec.name,
+                name,
                 bollard::exec::CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), spec.healthcheck.clone()]),
-                    user: Some(spec.user.clone()),
+                    cmd: Some(command),
+                    user: Some(user.to_owned()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     ..Default::default()
                 },
             )
             .await
-            .with_context(|| format!("running the healthcheck of {}", spec.name))?;
+            .with_context(|| format!("running the healthcheck of {name}"))?;
         let mut output = String::new();
         if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
             self.docker.start_exec(&exec.id, None).await?
@@ -371,7 +390,7 @@ impl Engine {
             }
         }
         let code = self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
-        anyhow::ensure!(code == 0, "the healthcheck of {} exited {code}: {}", spec.name, output.trim());
+        anyhow::ensure!(code == 0, "the healthcheck of {name} exited {code}: {}", output.trim());
         Ok(())
     }
 

@@ -162,32 +162,31 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
         from(
             "checklist.health_checks",
             async {
-                // Right after `up`, a healthcheck may not have run yet: wait for its first verdict.
-                let mut containers = inspect_all(context).await?;
-                let starting = |all: &[(Service, ContainerInfo)]| {
-                    all.iter().any(|(_, info)| {
-                        info.state.as_ref().and_then(|s| s.health.as_ref()).and_then(|h| h.status)
-                            == Some(crate::runtime::HealthStatus::STARTING)
-                    })
-                };
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                while starting(&containers) && std::time::Instant::now() < deadline {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                    containers = inspect_all(context).await?;
-                }
+                // Right after `up`, the engine may not have run a healthcheck yet (its first run
+                // comes one interval after the start): run that one now, as the engine would.
+                let containers = inspect_all(context).await?;
+                let verdicts = containers.iter().map(|(_, info)| async move {
+                    let status = info.state.as_ref().and_then(|s| s.health.as_ref()).and_then(|h| h.status);
+                    match status {
+                        Some(crate::runtime::HealthStatus::STARTING) => {
+                            let name = info.name.as_deref().unwrap_or_default().trim_start_matches('/');
+                            match context.engine.run_configured_healthcheck(name, info).await {
+                                Ok(()) => "healthy (its first run was pending: ran it now)".to_owned(),
+                                Err(err) => format!("failing when run now ({err:#})"),
+                            }
+                        }
+                        Some(status) => status.to_string(),
+                        None => "none".to_owned(),
+                    }
+                });
+                let verdicts = futures_util::future::join_all(verdicts).await;
                 let mut problems = Vec::new();
                 let mut evidence = Vec::new();
-                for (service, info) in containers {
+                for ((service, info), status) in containers.into_iter().zip(verdicts) {
                     let has =
                         info.config.and_then(|c| c.healthcheck).and_then(|h| h.test).is_some_and(|t| !t.is_empty());
-                    let status = info
-                        .state
-                        .and_then(|s| s.health)
-                        .and_then(|h| h.status)
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "none".into());
                     evidence.push(format!("{service}: {status}"));
-                    if !has || status != "healthy" {
+                    if !has || !status.starts_with("healthy") {
                         problems.push(format!("{service}: healthcheck {status}"));
                     }
                 }

@@ -25,6 +25,8 @@ fn up_is_usable_idempotent_recreates_one_service_and_down_removes_everything() {
     let out = stack.cmd("up", &[]).output().unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert!(stdout(&out).contains("is usable"), "{}", stdout(&out));
+    // up ends with verify's checks.
+    assert!(stdout(&out).contains("verified: ") && stdout(&out).contains(" 0 failed"), "{}", stdout(&out));
 
     // Independent clients: libpq with verify-full, redis-cli over TLS.
     let url = stack.env("DATABASE_URL");
@@ -54,11 +56,16 @@ fn up_is_usable_idempotent_recreates_one_service_and_down_removes_everything() {
     for service in report["services"].as_array().unwrap() {
         assert_eq!(service["change"], "unchanged", "{report}");
     }
+    assert_eq!(report["verify"]["schema"], "hardstack.checks/v1", "{report}");
+    assert_eq!(report["verify"]["summary"]["fail"], 0, "{report}");
+    assert!(report["verify"]["summary"]["pass"].as_u64().unwrap() > 20, "{report}");
 
     // A PostgreSQL setting changes: only postgres is recreated, and its data survives.
-    let changed = stack.cmd("up", &["-o", "json", "--set", "postgres.slow_statement_ms=123"]).output().unwrap();
+    let changed =
+        stack.cmd("up", &["-o", "json", "--no-verify", "--set", "postgres.slow_statement_ms=123"]).output().unwrap();
     assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
     let report: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    assert!(report["verify"].is_null(), "--no-verify runs no check: {report}");
     let change = |name: &str| {
         report["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap()["change"].clone()
     };
