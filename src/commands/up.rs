@@ -130,16 +130,13 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     }
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
     let verified = if args.no_verify { None } else { Some(verify(output, &profile, &stack).await?) };
-    let failed: Vec<&str> = match &verified {
-        Some(Some(checks)) => {
-            checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect()
-        }
-        _ => Vec::new(),
-    };
-    let verify_json = match &verified {
-        None => json!(null),
-        Some(None) => json!({"skipped": "the stack publishes no port"}),
-        Some(Some(checks)) => report::to_json("verify", &profile.stack.name, checks),
+    let (verify_json, failed) = match &verified {
+        None => (json!(null), Vec::new()),
+        Some(None) => (json!({"skipped": "the stack publishes no port"}), Vec::new()),
+        Some(Some(checks)) => (
+            report::to_json("verify", &profile.stack.name, checks),
+            checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect(),
+        ),
     };
     output.json(&json!({
         "stack": profile.stack.name, "services": report, "usable": true, "seconds": usable_after,
