@@ -247,11 +247,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a container without stopping it first (a helper of `deliver`, which never runs).
+    /// Removes a container without stopping it first (a helper of `deliver`, which never runs),
+    /// and its anonymous volumes: an image's `VOLUME` that no named volume covers gets one (the
+    /// helper does not mount the data volume), and nothing else would ever remove it. Named
+    /// volumes stay.
     pub async fn force_remove(&self, name: &str) -> anyhow::Result<()> {
         match self
             .docker
-            .remove_container(name, Some(RemoveContainerOptions { force: true, v: false, link: false }))
+            .remove_container(name, Some(RemoveContainerOptions { force: true, v: true, link: false }))
             .await
         {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),

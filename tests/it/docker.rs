@@ -206,3 +206,40 @@ fn examples_connect_to_the_running_stack() {
         assert!(printed.contains(expected), "{example}: {printed}");
     }
 }
+
+/// The delivery helper is made from the service's image, whose `VOLUME` gets an anonymous
+/// volume (the helper mounts only the volumes it fills). Removing the helper must remove that
+/// volume too, or every `up` leaves one behind that no label can find.
+#[test]
+fn the_delivery_helper_leaves_no_anonymous_volume() {
+    if !docker_available("helper_volumes") {
+        return;
+    }
+    let stack = DockerStack::new("helper_volumes").services(&["postgres"]);
+    stack.cmd("init", &["-q"]).assert().success();
+    let (profile, dir) = stack.library();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = hardstack::runtime::connect().await.unwrap();
+        let spec = hardstack::containers::container_specs(&profile).remove(0);
+        let names = hardstack::containers::stack_names(&profile);
+        engine.ensure_volumes(&names.stack, &spec).await.unwrap();
+        let archives = hardstack::runtime::deliver::archives(&dir, &spec).unwrap();
+        let helper = engine.deliver_keeping_helper(&names.stack, &spec, &archives).await.unwrap();
+        let info = engine.inspect(&helper).await.unwrap().expect("the helper exists");
+        let anonymous: Vec<String> = info
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| matches!(m.typ, Some(bollard::models::MountPointTypeEnum::VOLUME)))
+            .filter_map(|m| m.name)
+            .filter(|name| !spec.volumes.iter().any(|v| v.name == *name))
+            .collect();
+        assert!(!anonymous.is_empty(), "the image's VOLUME /var/lib/postgresql/data gets an anonymous volume");
+        engine.force_remove(&helper).await.unwrap();
+        assert!(engine.inspect(&helper).await.unwrap().is_none(), "the helper is gone");
+        for name in anonymous {
+            assert!(engine.docker.inspect_volume(&name).await.is_err(), "anonymous volume {name} is left behind");
+        }
+    });
+}
