@@ -243,3 +243,39 @@ fn the_delivery_helper_leaves_no_anonymous_volume() {
         }
     });
 }
+
+/// A stack that publishes nothing (prod's posture) cannot be probed from the host: `up` waits
+/// until each container's own healthcheck passes (running it rather than waiting for the
+/// engine's first run), and says that verify cannot run from here.
+#[test]
+fn an_unpublished_stack_is_up_when_its_healthchecks_pass() {
+    if !docker_available("unpublished") {
+        return;
+    }
+    let stack = DockerStack::new("unpublished").set("network.publish=false").services(&["postgres", "redis"]);
+    let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["usable"], true, "{report}");
+    assert_eq!(report["verify"]["skipped"], "the stack publishes no port", "{report}");
+    for container in ["postgres", "redis"] {
+        let name = format!("{}-{container}", stack.name);
+        let ports = std::process::Command::new("docker").args(["port", &name]).output().unwrap();
+        assert_eq!(stdout(&ports).trim(), "", "{name} publishes nothing");
+        // The healthcheck that made `up` call it usable passes when run again, independently.
+        let health = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{range .Config.Healthcheck.Test}}{{.}}\n{{end}}", &name])
+            .output()
+            .unwrap();
+        let test: Vec<String> = stdout(&health).lines().map(str::to_owned).collect();
+        assert_eq!(test[0], "CMD-SHELL", "{test:?}");
+        let user = stdout(
+            &std::process::Command::new("docker").args(["inspect", "-f", "{{.Config.User}}", &name]).output().unwrap(),
+        );
+        let run = std::process::Command::new("docker")
+            .args(["exec", "-u", user.trim(), &name, "/bin/sh", "-c", &test[1]])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+    }
+}
