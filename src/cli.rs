@@ -55,8 +55,8 @@ pub enum Command {
     /// Print what an application needs to connect, for one application user. Prints secrets:
     /// it is meant for `eval "$(hardstack env)"` or a file of mode 0600.
     Env(EnvArgs),
-    /// Run `init` if needed, then bring the stack up through the Docker Engine API and wait
-    /// until every service is usable (verified TLS, login, a real query). Idempotent.
+    /// Run `init` if needed, then bring the stack up through the Docker Engine API, wait until
+    /// every service is usable (verified TLS, login, a real query), and run `verify`. Idempotent.
     Up(UpArgs),
     /// Stop and remove this stack's containers and network (by label); --volumes also its data.
     Down(DownArgs),
