@@ -99,23 +99,20 @@ impl Progress {
 
     /// The service reached a stage (`pulling`, `creating`, `starting`, `waiting`, `usable`).
     pub fn stage(&self, name: &str, stage: &str) {
-        match &self.bars {
-            Some((_, bars)) => {
-                if let Some((_, bar)) = bars.iter().find(|(n, _)| n == name) {
-                    bar.set_message(stage.to_owned());
-                }
-            }
-            None if !self.quiet => print_line(&format!("{name}: {stage}")),
-            None => {}
-        }
+        self.show(name, stage, |bar, message| bar.set_message(message));
     }
 
     /// The service is done; its line keeps the final message.
     pub fn finish(&self, name: &str, message: &str) {
+        self.show(name, message, |bar, message| bar.finish_with_message(message));
+    }
+
+    /// A message on the service's bar, or as a plain line when there are no bars.
+    fn show(&self, name: &str, message: &str, on_bar: impl Fn(&indicatif::ProgressBar, String)) {
         match &self.bars {
             Some((_, bars)) => {
                 if let Some((_, bar)) = bars.iter().find(|(n, _)| n == name) {
-                    bar.finish_with_message(message.to_owned());
+                    on_bar(bar, message.to_owned());
                 }
             }
             None if !self.quiet => print_line(&format!("{name}: {message}")),

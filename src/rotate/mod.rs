@@ -23,6 +23,8 @@ mod redis;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
+
 use crate::profile::{Profile, Service};
 use crate::runtime::Engine;
 use crate::secrets::store::{SecretStore as _, SecretVersion, Stage, Store};
@@ -110,6 +112,21 @@ pub struct Context<'a> {
     pub engine: &'a Engine,
     /// Set by SIGTERM: finish the current step, then stop.
     pub stop: &'a AtomicBool,
+}
+
+impl Context<'_> {
+    /// Hands a running container new content for one of the files it is delivered (`source`,
+    /// as in its spec), with that delivery's owner and mode; nothing is written on the host.
+    pub async fn deliver_content(&self, service: Service, source: &str, content: &[u8]) -> anyhow::Result<()> {
+        let spec = crate::containers::container_spec(self.profile, service);
+        let delivery = spec
+            .deliveries
+            .iter()
+            .find(|d| d.source == source)
+            .with_context(|| format!("{service} delivers {source}"))?;
+        let archive = crate::runtime::deliver::archive_of_content(delivery, content)?;
+        self.engine.deliver(&self.profile.stack.name, &spec, &[archive]).await
+    }
 }
 
 /// How a credential's rotation ended.

@@ -104,15 +104,8 @@ pub async fn set_health(context: &Context<'_>, pending: &SecretVersion) -> anyho
         .batch_execute(&format!("ALTER ROLE health PASSWORD '{}'", verifier(pending)?))
         .await
         .context("setting the health password")?;
-    let spec = crate::containers::container_spec(context.profile, Service::Postgres);
-    let delivery = spec
-        .deliveries
-        .iter()
-        .find(|d| d.source == "config/postgres/secrets/health.pgpass")
-        .context("postgres delivers a health.pgpass")?;
     let content = format!("*:*:postgres:health:{}\n", pending.value.expose());
-    let archive = crate::runtime::deliver::archive_of_content(delivery, content.as_bytes())?;
-    context.engine.deliver(&context.profile.stack.name, &spec, &[archive]).await
+    context.deliver_content(Service::Postgres, "config/postgres/secrets/health.pgpass", content.as_bytes()).await
 }
 
 /// Runs the container's healthcheck, which logs in as health with the file just delivered:

@@ -83,13 +83,6 @@ pub async fn remove_password(
 /// Hands the container's healthcheck the pending health password (both passwords are valid
 /// on the server by now).
 pub async fn deliver_health_password(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
-    let spec = crate::containers::container_spec(context.profile, Service::Redis);
-    let delivery = spec
-        .deliveries
-        .iter()
-        .find(|d| d.source == "config/redis/secrets/health.password")
-        .context("redis delivers a health.password")?;
     let content = format!("{}\n", pending.value.expose());
-    let archive = crate::runtime::deliver::archive_of_content(delivery, content.as_bytes())?;
-    context.engine.deliver(&context.profile.stack.name, &spec, &[archive]).await
+    context.deliver_content(Service::Redis, "config/redis/secrets/health.password", content.as_bytes()).await
 }

@@ -7,17 +7,6 @@ use super::{CheckFuture, Context, bounded};
 use crate::containers;
 use crate::profile::Service;
 use crate::report::{Check, Verdict};
-use crate::runtime::ContainerInfo;
-
-async fn inspect_all(context: &Context) -> anyhow::Result<Vec<(Service, ContainerInfo)>> {
-    let mut all = Vec::new();
-    for service in Service::ALL.into_iter().filter(|s| context.profile.runs(*s)) {
-        let name = containers::container_name(&context.profile, service);
-        let info = context.engine.inspect(&name).await?.ok_or_else(|| anyhow::anyhow!("container {name} is gone"))?;
-        all.push((service, info));
-    }
-    Ok(all)
-}
 
 fn from(id: &str, result: anyhow::Result<(bool, String, String)>) -> Check {
     match result {
@@ -40,8 +29,8 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 let mut open = Vec::new();
                 let mut seen = Vec::new();
-                for (service, info) in inspect_all(context).await? {
-                    let bindings = info.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
+                for (service, info) in &context.containers {
+                    let bindings = info.host_config.as_ref().and_then(|h| h.port_bindings.clone()).unwrap_or_default();
                     for binding in bindings.values().flatten().flatten() {
                         let ip = binding.host_ip.clone().unwrap_or_default();
                         let port = binding.host_port.clone().unwrap_or_default();
@@ -70,11 +59,12 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 let network = containers::stack_names(&context.profile).network;
                 let mut problems = Vec::new();
-                for (service, info) in inspect_all(context).await? {
+                for (service, info) in &context.containers {
                     let networks: Vec<String> = info
                         .network_settings
-                        .and_then(|n| n.networks)
-                        .map(|n| n.into_keys().collect())
+                        .as_ref()
+                        .and_then(|n| n.networks.as_ref())
+                        .map(|n| n.keys().cloned().collect())
                         .unwrap_or_default();
                     if networks != [network.clone()] {
                         problems.push(format!("{service} is on {networks:?}"));
@@ -95,8 +85,8 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 let values: Vec<crate::secrets::Secret> = context.secrets.values().map(|v| v.value.clone()).collect();
                 let mut problems = Vec::new();
-                for (service, info) in inspect_all(context).await? {
-                    let env = info.config.and_then(|c| c.env).unwrap_or_default();
+                for (service, info) in &context.containers {
+                    let env = info.config.as_ref().and_then(|c| c.env.clone()).unwrap_or_default();
                     if env.iter().any(|e| values.iter().any(|v| e.contains(v.expose()))) {
                         problems.push(format!("{service}: a secret is in an environment variable"));
                     }
@@ -132,8 +122,8 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 let mut problems = Vec::new();
                 let mut evidence = Vec::new();
-                for (service, info) in inspect_all(context).await? {
-                    let host = info.host_config.unwrap_or_default();
+                for (service, info) in &context.containers {
+                    let host = info.host_config.clone().unwrap_or_default();
                     let (memory, cpus, pids) =
                         (host.memory.unwrap_or(0), host.nano_cpus.unwrap_or(0), host.pids_limit.unwrap_or(0));
                     evidence.push(format!(
@@ -164,8 +154,7 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 // Right after `up`, the engine may not have run a healthcheck yet (its first run
                 // comes one interval after the start): run that one now, as the engine would.
-                let containers = inspect_all(context).await?;
-                let verdicts = containers.iter().map(|(_, info)| async move {
+                let verdicts = context.containers.iter().map(|(_, info)| async move {
                     let status = info.state.as_ref().and_then(|s| s.health.as_ref()).and_then(|h| h.status);
                     match status {
                         Some(crate::runtime::HealthStatus::STARTING) => {
@@ -182,9 +171,12 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 let verdicts = futures_util::future::join_all(verdicts).await;
                 let mut problems = Vec::new();
                 let mut evidence = Vec::new();
-                for ((service, info), status) in containers.into_iter().zip(verdicts) {
-                    let has =
-                        info.config.and_then(|c| c.healthcheck).and_then(|h| h.test).is_some_and(|t| !t.is_empty());
+                for ((service, info), status) in context.containers.iter().zip(verdicts) {
+                    let has = info
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.healthcheck.as_ref()?.test.as_ref())
+                        .is_some_and(|t| !t.is_empty());
                     evidence.push(format!("{service}: {status}"));
                     if !has || !status.starts_with("healthy") {
                         problems.push(format!("{service}: healthcheck {status}"));

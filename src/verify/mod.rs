@@ -45,6 +45,8 @@ pub struct Context {
     pub secrets: std::collections::BTreeMap<String, crate::secrets::store::SecretVersion>,
     /// Whether the secrets are in the file store (whose files the checklist inspects).
     pub file_store: bool,
+    /// The engine's view of each service's container, read once (the checklist reads it).
+    pub containers: Vec<(Service, crate::runtime::ContainerInfo)>,
 }
 
 impl Context {
@@ -57,13 +59,18 @@ impl Context {
             ))
             .into());
         }
+        let mut containers = Vec::new();
         for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
             let name = crate::containers::container_name(&profile, service);
-            let running = engine.inspect(&name).await?.and_then(|i| i.state?.running).unwrap_or(false);
-            if !running {
-                return Err(
-                    EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()
-                );
+            let info = engine.inspect(&name).await?;
+            let running = info.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
+            match info {
+                Some(info) if running => containers.push((service, info)),
+                _ => {
+                    return Err(
+                        EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()
+                    );
+                }
             }
         }
         let address = profile.network.bind_address;
@@ -87,6 +94,7 @@ impl Context {
             foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
             secrets,
             file_store,
+            containers,
         })
     }
 
