@@ -110,16 +110,6 @@ pub enum UntilStep {
     Test,
 }
 
-impl From<UntilStep> for crate::rotate::Step {
-    fn from(step: UntilStep) -> crate::rotate::Step {
-        match step {
-            UntilStep::Create => crate::rotate::Step::Create,
-            UntilStep::Set => crate::rotate::Step::Set,
-            UntilStep::Test => crate::rotate::Step::Test,
-        }
-    }
-}
-
 /// Options of `audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {

@@ -4,14 +4,8 @@
 
 use serde::Serialize;
 
+use crate::layout::{self, Reach, StackFile, Volume};
 use crate::profile::{DataMode, Profile, Service};
-
-/// Where PostgreSQL finds its delivered files.
-pub const POSTGRES_DIR: &str = "/etc/hardstack";
-/// Where Redis finds its delivered files; writable, for ACL SAVE.
-pub const REDIS_DIR: &str = "/usr/local/etc/redis";
-/// Where Qdrant finds its delivered files.
-pub const QDRANT_DIR: &str = "/qdrant/hardstack";
 
 /// Label every object of a stack carries; `down` and cleanup filter on it.
 pub const STACK_LABEL: &str = "hardstack.stack";
@@ -50,10 +44,23 @@ pub struct Delivery {
     pub uid: u32,
     /// Octal mode.
     pub mode: String,
-    /// Changed on the running server by rotation (certificates, ACL file, init SQL, health
-    /// passwords), so its
-    /// content is not part of the container's config hash: a rotation never recreates a container.
-    pub live: bool,
+    /// How a change reaches the running server. Only `Recreate` files are part of the
+    /// container's config hash, so a rotation, which changes the others on the running
+    /// server, never recreates a PostgreSQL or Redis container. Serialized (into the hash) as
+    /// `live`: whether it is left out of the hash.
+    #[serde(rename = "live", serialize_with = "serialize_live")]
+    pub reach: Reach,
+}
+
+impl Delivery {
+    /// Whether the file's content is part of the container's config hash.
+    pub fn recreates(&self) -> bool {
+        self.reach == Reach::Recreate
+    }
+}
+
+fn serialize_live<S: serde::Serializer>(reach: &Reach, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(*reach != Reach::Recreate)
 }
 
 /// Everything the engine needs to run one service with its hardened posture.
@@ -112,35 +119,31 @@ fn volume(profile: &Profile, service: Service, what: &str, target: &str, read_on
     VolumeMount { name: format!("{}-{key}", profile.stack.name), key, target: target.into(), read_only }
 }
 
-fn deliver(source: impl Into<String>, volume: &VolumeMount, path: &str, uid: u32) -> Delivery {
-    // SECURITY: 0600 and owned by the server's uid: PostgreSQL refuses a key group or others can read.
-    Delivery {
-        source: source.into(),
-        volume: volume.key.clone(),
-        path: path.into(),
-        uid,
-        mode: "0600".into(),
-        live: false,
+fn delivered_volume(profile: &Profile, service: Service, kind: Volume, read_only: bool) -> VolumeMount {
+    let key = kind.key(service);
+    VolumeMount {
+        name: format!("{}-{key}", profile.stack.name),
+        key,
+        target: kind.mount_point(service).into(),
+        read_only,
     }
 }
 
-fn live(delivery: Delivery) -> Delivery {
-    Delivery { live: true, ..delivery }
-}
-
-fn tls_deliveries(profile: &Profile, service: Service, config: &VolumeMount) -> Vec<Delivery> {
-    let uid = service.uid();
-    let mut files = vec![
-        live(deliver(format!("certs/{service}/server.crt"), config, "tls/server.crt", uid)),
-        live(deliver(format!("certs/{service}/server.key"), config, "tls/server.key", uid)),
-        deliver("ca/ca.crt", config, "tls/ca.crt", uid),
-    ];
-    if profile.mutual_tls() && service != Service::Qdrant {
-        // The healthcheck inside the container needs a client certificate too.
-        files.push(deliver("certs/clients/health/client.crt", config, "tls/health.crt", uid));
-        files.push(deliver("certs/clients/health/client.key", config, "tls/health.key", uid));
-    }
-    files
+/// The deliveries of a service, from the layout, with the server's owner.
+fn deliveries(profile: &Profile, service: Service) -> Vec<Delivery> {
+    layout::deliveries(profile, service)
+        .into_iter()
+        .map(|delivered| Delivery {
+            source: delivered.file.path(),
+            volume: delivered.volume.key(service),
+            path: delivered.path.into(),
+            uid: service.uid(),
+            // SECURITY: 0600 and owned by the server's uid: PostgreSQL refuses a key group or
+            // others can read.
+            mode: "0600".into(),
+            reach: delivered.reach,
+        })
+        .collect()
 }
 
 fn data_mount(
@@ -173,20 +176,14 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
     let mut environment = Vec::new();
     let mut entrypoint = None;
     let mutual = profile.mutual_tls();
-    let (command, healthcheck, deliveries) = match service {
+    // Where the server finds a delivered file.
+    let at = |file: StackFile| layout::container_path(profile, service, &file).expect("the service receives the file");
+    let deliveries = deliveries(profile, service);
+    let (command, healthcheck) = match service {
         Service::Postgres => {
-            let config = volume(profile, service, "config", POSTGRES_DIR, true);
-            let initdb = volume(profile, service, "initdb", "/docker-entrypoint-initdb.d", true);
-            let mut files = vec![
-                deliver("config/postgres/postgresql.conf", &config, "postgresql.conf", uid),
-                deliver("config/postgres/pg_hba.conf", &config, "pg_hba.conf", uid),
-                deliver("config/postgres/pg_ident.conf", &config, "pg_ident.conf", uid),
-                deliver("config/postgres/secrets/superuser.password", &config, "secrets/superuser.password", uid),
-                live(deliver("config/postgres/secrets/health.pgpass", &config, "secrets/health.pgpass", uid)),
-                live(deliver("config/postgres/initdb/10-hardstack.sql", &initdb, "10-hardstack.sql", uid)),
-            ];
-            files.extend(tls_deliveries(profile, service, &config));
-            environment.push(("POSTGRES_PASSWORD_FILE".into(), format!("{POSTGRES_DIR}/secrets/superuser.password")));
+            let config = delivered_volume(profile, service, Volume::Config, true);
+            let initdb = delivered_volume(profile, service, Volume::Initdb, true);
+            environment.push(("POSTGRES_PASSWORD_FILE".into(), at(StackFile::SuperuserPassword)));
             environment.push((
                 "POSTGRES_INITDB_ARGS".into(),
                 "--auth-local=scram-sha-256 --auth-host=scram-sha-256 --data-checksums".into(),
@@ -199,45 +196,47 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             volumes.push(initdb);
             data_mount(profile, service, profile.postgres.data, "/var/lib/postgresql/data", &mut volumes, &mut tmpfs);
             let client = if mutual {
-                format!(" sslcert={POSTGRES_DIR}/tls/health.crt sslkey={POSTGRES_DIR}/tls/health.key")
+                format!(
+                    " sslcert={} sslkey={}",
+                    at(StackFile::ClientCert(layout::HEALTH.into())),
+                    at(StackFile::ClientKey(layout::HEALTH.into()))
+                )
             } else {
                 String::new()
             };
             // Over TCP with verify-full and a real query: the entrypoint's init server listens on the
             // socket only, so this cannot pass before the real server is up (pg_isready on the socket can).
             let health = format!(
-                "PGPASSFILE={POSTGRES_DIR}/secrets/health.pgpass psql -w -tA -c 'select 1' \"host=127.0.0.1 port=5432 dbname=postgres user=health sslmode=verify-full sslrootcert={POSTGRES_DIR}/tls/ca.crt{client}\" | grep -qx 1"
+                "PGPASSFILE={} psql -w -tA -c 'select 1' \"host=127.0.0.1 port=5432 dbname=postgres user={} sslmode=verify-full sslrootcert={}{client}\" | grep -qx 1",
+                at(StackFile::HealthPgpass),
+                layout::HEALTH,
+                at(StackFile::CaCert)
             );
-            (vec!["postgres".into(), "-c".into(), format!("config_file={POSTGRES_DIR}/postgresql.conf")], health, files)
+            (vec!["postgres".into(), "-c".into(), format!("config_file={}", at(StackFile::PostgresConf))], health)
         }
         Service::Redis => {
-            let config = volume(profile, service, "config", REDIS_DIR, false);
-            let mut files = vec![
-                deliver("config/redis/redis.conf", &config, "redis.conf", uid),
-                // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside
-                // the ACL file and renames it, and the volume's root belongs to root.
-                live(deliver("config/redis/users.acl", &config, "acl/users.acl", uid)),
-                live(deliver("config/redis/secrets/health.password", &config, "secrets/health.password", uid)),
-            ];
-            files.extend(tls_deliveries(profile, service, &config));
-            volumes.push(config);
+            volumes.push(delivered_volume(profile, service, Volume::Config, false));
             data_mount(profile, service, profile.redis.data, "/data", &mut volumes, &mut tmpfs);
             let client = if mutual {
-                format!(" --cert {REDIS_DIR}/tls/health.crt --key {REDIS_DIR}/tls/health.key")
+                format!(
+                    " --cert {} --key {}",
+                    at(StackFile::ClientCert(layout::HEALTH.into())),
+                    at(StackFile::ClientKey(layout::HEALTH.into()))
+                )
             } else {
                 String::new()
             };
             // redis-cli exits 0 on NOAUTH, so the answer itself must be PONG.
             let health = format!(
-                "REDISCLI_AUTH=\"$(cat {REDIS_DIR}/secrets/health.password)\" redis-cli --tls --cacert {REDIS_DIR}/tls/ca.crt{client} -h 127.0.0.1 -p 6379 --user health --no-auth-warning ping | grep -qx PONG"
+                "REDISCLI_AUTH=\"$(cat {})\" redis-cli --tls --cacert {}{client} -h 127.0.0.1 -p 6379 --user {} --no-auth-warning ping | grep -qx PONG",
+                at(StackFile::RedisHealthPassword),
+                at(StackFile::CaCert),
+                layout::HEALTH
             );
-            (vec!["redis-server".into(), format!("{REDIS_DIR}/redis.conf")], health, files)
+            (vec!["redis-server".into(), at(StackFile::RedisConf)], health)
         }
         Service::Qdrant => {
-            let config = volume(profile, service, "config", QDRANT_DIR, true);
-            let mut files = vec![deliver("config/qdrant/config.yaml", &config, "config.yaml", uid)];
-            files.extend(tls_deliveries(profile, service, &config));
-            volumes.push(config);
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
             data_mount(profile, service, profile.qdrant.data, "/qdrant/storage", &mut volumes, &mut tmpfs);
             tmpfs.push(TmpfsMount {
                 target: "/qdrant/snapshots".into(),
@@ -246,7 +245,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             entrypoint = Some(vec!["/qdrant/qdrant".into()]);
             // The image has no curl (reference C4): the healthcheck can only see the port open.
             let health = "bash -c ':> /dev/tcp/127.0.0.1/6333'".to_owned();
-            (vec!["--config-path".into(), format!("{QDRANT_DIR}/config.yaml")], health, files)
+            (vec!["--config-path".into(), at(StackFile::QdrantConfig)], health)
         }
     };
     let limits = profile.resources.of(service);

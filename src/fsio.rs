@@ -11,12 +11,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-/// Mode of directories hardstack creates.
+/// Mode of directories hardstack creates. (Files get the mode `layout` gives them.)
 pub const DIR_MODE: u32 = 0o700;
-/// Mode of keys, secrets and files that contain either.
-pub const PRIVATE_MODE: u32 = 0o600;
-/// Mode of certificates and configs without secrets.
-pub const PUBLIC_MODE: u32 = 0o644;
 
 /// Creates `dir` and its missing parents with mode 0700.
 pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
@@ -50,6 +46,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Renames `from` over `to` (same directory, so atomic), keeping the mode `from` was written
+/// with.
+pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs::rename(from, to).with_context(|| format!("replacing {} with {}", to.display(), from.display()))
+}
+
 /// The permission bits of a file, if it exists.
 pub fn mode_of(path: &Path) -> Option<u32> {
     fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
@@ -63,8 +65,8 @@ mod tests {
     fn write_atomic_sets_mode_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/key.pem");
-        write_atomic(&path, b"one", PRIVATE_MODE).unwrap();
-        write_atomic(&path, b"two", PRIVATE_MODE).unwrap();
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(mode_of(&path), Some(0o600));
         assert_eq!(mode_of(&dir.path().join("a/b")), Some(0o700));

@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod settings;
 
+pub mod error;
+pub mod layout;
 pub mod profile;
 
 pub mod bundle;
@@ -32,19 +34,26 @@ pub mod output;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use cli::{Cli, Command};
 
-/// Runs one invocation. Errors are printed by `main` with their whole context chain.
+/// Runs one invocation on the process's one async runtime. Errors are printed by `main` with
+/// their whole context chain.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     probe::install_crypto_provider();
-    match &cli.command {
-        Command::Init(args) => commands::init::run(&cli.global, args),
-        Command::Env(args) => commands::env::run(&cli.global, args),
-        Command::Up(args) => commands::up::run(&cli.global, args),
-        Command::Down(args) => commands::down::run(&cli.global, args),
-        Command::Status => commands::status::run(&cli.global),
-        Command::Audit(args) => commands::audit::run(&cli.global, args),
-        Command::Verify => commands::verify::run(&cli.global),
-        Command::Rotate(args) => commands::rotate::run(&cli.global, args),
-    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let global = &cli.global;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Init(args) => commands::init::run(global, args).await,
+            Command::Env(args) => commands::env::run(global, args).await,
+            Command::Up(args) => commands::up::run(global, args).await,
+            Command::Down(args) => commands::down::run(global, args).await,
+            Command::Status => commands::status::run(global).await,
+            Command::Audit(args) => commands::audit::run(global, args),
+            Command::Verify => commands::verify::run(global).await,
+            Command::Rotate(args) => commands::rotate::run(global, args).await,
+        }
+    })
 }

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             // Exit 2 when the environment failed (engine, image, port), 1 for wrong input or a
             // failed check.
-            let environment = err.chain().any(|cause| cause.is::<hardstack::runtime::EnvironmentError>());
+            let environment = err.chain().any(|cause| cause.is::<hardstack::error::EnvironmentError>());
             ExitCode::from(if environment { 2 } else { 1 })
         }
     }

@@ -4,31 +4,32 @@
 
 use std::io::Write as _;
 
-use crate::cli::{GlobalArgs, OutputFormat};
+/// Human lines or one JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
 
 /// Where a command's messages go.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
-    pub format: OutputFormat,
+    pub format: Format,
     pub quiet: bool,
     pub verbose: bool,
 }
 
 impl Output {
-    pub fn new(global: &GlobalArgs) -> Output {
-        Output { format: global.output, quiet: global.quiet, verbose: global.verbose }
-    }
-
     /// A line for a person; nothing with --quiet or -o json.
     pub fn line(&self, text: impl AsRef<str>) {
-        if !self.quiet && self.format == OutputFormat::Human {
+        if !self.quiet && self.format == Format::Human {
             print_line(text.as_ref());
         }
     }
 
     /// A multi-line table for a person; printed even with --quiet (it is the result).
     pub fn table(&self, text: &str) {
-        if self.format == OutputFormat::Human {
+        if self.format == Format::Human {
             print!("{text}");
         }
     }
@@ -47,7 +48,7 @@ impl Output {
 
     /// A JSON document on stdout when -o json.
     pub fn json(&self, value: &serde_json::Value) {
-        if self.format == OutputFormat::Json {
+        if self.format == Format::Json {
             print_line(&serde_json::to_string_pretty(value).expect("JSON values serialize"));
         }
     }
@@ -76,7 +77,7 @@ impl Progress {
     /// One line per name; bars only when stdout is a terminal and the output is for a person.
     pub fn new(output: &Output, names: &[&str]) -> Progress {
         use std::io::IsTerminal as _;
-        let quiet = output.quiet || output.format == OutputFormat::Json;
+        let quiet = output.quiet || output.format == Format::Json;
         let bars = (!quiet && std::io::stdout().is_terminal()).then(|| {
             let multi = indicatif::MultiProgress::new();
             let style =

@@ -2,8 +2,9 @@
 //! shipped defaults are merged into the profile a command works with.
 
 use crate::cli::GlobalArgs;
+use crate::layout::StackFile;
 use crate::profile::{self, ProfileSource, ResolvedProfile};
-use crate::stackdir::{PROFILE_FILE, StackDir};
+use crate::stackdir::StackDir;
 
 /// The profile for this invocation: `--profile` if given, else the stack directory's
 /// `hardstack.toml`, else `dev`; then the `--set` overrides.
@@ -11,7 +12,7 @@ pub fn resolve_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
     let dir = StackDir::new(&global.dir);
     let source = match &global.profile {
         Some(text) => ProfileSource::parse(text),
-        None if dir.path(PROFILE_FILE).exists() => ProfileSource::File(dir.path(PROFILE_FILE)),
+        None if dir.file(&StackFile::Profile).exists() => ProfileSource::File(dir.file(&StackFile::Profile)),
         None => ProfileSource::Shipped("dev".into()),
     };
     profile::load(&source, &global.overrides)
@@ -20,10 +21,11 @@ pub fn resolve_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
 /// The profile of an initialised stack directory (commands other than `init`).
 pub fn stack_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
     let dir = StackDir::new(&global.dir);
-    if global.profile.is_none() && !dir.path(PROFILE_FILE).exists() {
+    if global.profile.is_none() && !dir.file(&StackFile::Profile).exists() {
         anyhow::bail!(
-            "{} has no {PROFILE_FILE}: run `hardstack init --dir {}` first",
+            "{} has no {}: run `hardstack init --dir {}` first",
             global.dir.display(),
+            StackFile::Profile.path(),
             global.dir.display()
         );
     }

@@ -1,4 +1,4 @@
-//! The stack directory: where each artefact lives, and the manifest that tells hardstack's own
+//! The stack directory on disk (where each file lives is `layout`'s): reading it, and the manifest that tells hardstack's own
 //! files from foreign ones. A file hardstack did not write, or one edited since, is never
 //! overwritten without `--force`.
 
@@ -10,11 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fsio;
-
-/// Name of the resolved profile in the stack directory.
-pub const PROFILE_FILE: &str = "hardstack.toml";
-/// Name of the manifest: the hash of every file hardstack wrote.
-pub const MANIFEST_FILE: &str = ".hardstack-manifest.json";
+use crate::layout::StackFile;
 
 /// Paths inside one stack directory.
 #[derive(Debug, Clone)]
@@ -32,16 +28,9 @@ impl StackDir {
         self.root.join(relative)
     }
 
-    pub fn ca_cert(&self) -> PathBuf {
-        self.path("ca/ca.crt")
-    }
-
-    pub fn ca_key(&self) -> PathBuf {
-        self.path("ca/ca.key")
-    }
-
-    pub fn secrets(&self) -> PathBuf {
-        self.path("secrets")
+    /// The path of a file of the layout.
+    pub fn file(&self, file: &StackFile) -> PathBuf {
+        self.path(&file.path())
     }
 
     /// Reads a file relative to the root, `None` when absent.
@@ -51,11 +40,11 @@ impl StackDir {
 
     /// The manifest, empty when absent.
     pub fn manifest(&self) -> anyhow::Result<Manifest> {
-        match self.read(MANIFEST_FILE)? {
+        match self.read(&StackFile::Manifest.path())? {
             Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
                 format!(
                     "reading {}: the manifest is damaged; delete it and rerun with --force",
-                    self.path(MANIFEST_FILE).display()
+                    self.file(&StackFile::Manifest).display()
                 )
             }),
             None => Ok(Manifest::default()),
@@ -90,6 +79,13 @@ pub struct PlannedFile {
     pub path: String,
     pub content: Vec<u8>,
     pub mode: u32,
+}
+
+impl PlannedFile {
+    /// A file of the layout, with the mode the layout gives it.
+    pub fn of(file: StackFile, content: Vec<u8>) -> PlannedFile {
+        PlannedFile { path: file.path(), content, mode: file.mode().bits() }
+    }
 }
 
 /// What applying a plan did or would do to one file.
@@ -153,10 +149,33 @@ pub fn apply(
         }
         manifest.files.insert(file.path.clone(), digest(&file.content));
     }
+    write_manifest(dir, manifest)
+}
+
+fn write_manifest(dir: &StackDir, manifest: &Manifest) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
     bytes.push(b'\n');
-    if dir.read(MANIFEST_FILE)?.as_deref() != Some(&bytes[..]) {
-        fsio::write_atomic(&dir.path(MANIFEST_FILE), &bytes, fsio::PRIVATE_MODE)?;
+    if dir.read(&StackFile::Manifest.path())?.as_deref() != Some(&bytes[..]) {
+        fsio::write_atomic(&dir.file(&StackFile::Manifest), &bytes, StackFile::Manifest.mode().bits())?;
     }
     Ok(())
+}
+
+/// Replaces each file of the layout by its pending copy (`<path>.pending`, written earlier
+/// with the file's mode), where there is one, and records the new content in the manifest.
+/// Rotation uses it to put a re-issued certificate in place once the server presents it.
+/// Idempotent: a file without a pending copy is left as it is.
+pub fn promote_pending(dir: &StackDir, files: &[StackFile]) -> anyhow::Result<()> {
+    let mut manifest = dir.manifest()?;
+    for file in files {
+        let path = file.path();
+        let pending = dir.path(&crate::layout::pending(&path));
+        if !pending.exists() {
+            continue;
+        }
+        let content = std::fs::read(&pending).with_context(|| format!("reading {}", pending.display()))?;
+        fsio::rename(&pending, &dir.path(&path))?;
+        manifest.files.insert(path, digest(&content));
+    }
+    write_manifest(dir, &manifest)
 }

@@ -61,10 +61,11 @@ fn generated_bundles_pass_every_rule() {
 
 #[test]
 fn every_rule_has_a_unique_id() {
-    let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+    let mut ids: Vec<&str> = rules().map(|r| r.id).collect();
+    let count = ids.len();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), RULES.len());
+    assert_eq!(ids.len(), count);
 }
 
 type Weakening = (&'static str, &'static str, &'static str, Box<dyn Fn(&str) -> String>);
@@ -242,7 +243,7 @@ fn every_rule_fails_when_its_line_is_weakened() {
     let weakenings = weakenings();
     let mut covered: Vec<&str> = weakenings.iter().map(|(id, ..)| *id).collect();
     covered.extend(["audit.files.private_modes", "audit.files.directory_modes"]);
-    for rule in RULES {
+    for rule in rules() {
         assert!(covered.contains(&rule.id), "no weakening test for {}", rule.id);
     }
     for (id, profile, file, weaken) in weakenings {

@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use crate::audit::{self, Bundle};
 use crate::cli::{AuditArgs, GlobalArgs};
-use crate::output::Output;
 use crate::report;
 
 /// Runs `audit`.
 pub fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
+    let output = super::output(global);
     let dir = args.path.clone().unwrap_or_else(|| global.dir.clone());
     let bundle = Bundle::load(&dir)?;
     let checks = audit::audit(&bundle);

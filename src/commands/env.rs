@@ -7,25 +7,22 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::{EnvArgs, EnvFormat, GlobalArgs};
+use crate::layout::{self, Endpoint, StackFile};
 use crate::output;
-use crate::profile::{Profile, QdrantAccess, Service};
-use crate::render::endpoint;
+use crate::profile::{Profile, Service};
 use crate::secrets::Secret;
 use crate::secrets::store::Store;
 use crate::settings;
 use crate::stackdir::StackDir;
 
 /// Runs `env`.
-pub fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode> {
     let resolved = settings::stack_profile(global)?;
     let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
     let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let variables = runtime.block_on(async {
-        let store = Store::open(profile, &dir).await?;
-        variables(profile, &root, &store, args.user.as_deref()).await
-    })?;
+    let store = Store::open(profile, &dir).await?;
+    let variables = variables(profile, &root, &store, args.user.as_deref()).await?;
     output::secret_stdout(&format_variables(&variables, args.format))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -48,16 +45,16 @@ pub async fn variables(
         })?,
         None => profile.users.first().context("the profile has no application user")?,
     };
-    let path = |relative: &str| root.join(relative).display().to_string();
-    let ca = path("ca/ca.crt");
-    let cert = path(&format!("certs/clients/{}/client.crt", user.name));
-    let key = path(&format!("certs/clients/{}/client.key", user.name));
+    let path = |file: StackFile| root.join(file.path()).display().to_string();
+    let ca = path(StackFile::CaCert);
+    let cert = path(StackFile::ClientCert(user.name.clone()));
+    let key = path(StackFile::ClientKey(user.name.clone()));
     let mutual = profile.mutual_tls();
     let mut vars = Vec::new();
     if profile.runs(Service::Postgres) {
-        let (host, port) = endpoint(profile, Service::Postgres);
+        let Endpoint { host, port } = layout::client_endpoint(profile, Service::Postgres);
         // The login alternates with rotation; each login has its own client certificate.
-        let version = store.current(&format!("postgres/{}", user.name)).await?;
+        let version = store.current(&layout::login_secret(Service::Postgres, &user.name)).await?;
         let login = version.username.clone().unwrap_or_else(|| user.name.clone());
         let mut url = format!(
             "postgresql://{login}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
@@ -65,14 +62,14 @@ pub async fn variables(
             user.database
         );
         if mutual {
-            let client = path(&format!("certs/clients/{login}"));
-            url.push_str(&format!("&sslcert={client}/client.crt&sslkey={client}/client.key"));
+            let (cert, key) = (path(StackFile::ClientCert(login.clone())), path(StackFile::ClientKey(login)));
+            url.push_str(&format!("&sslcert={cert}&sslkey={key}"));
         }
         vars.push(("DATABASE_URL".to_owned(), url));
     }
     if profile.runs(Service::Redis) {
-        let (host, port) = endpoint(profile, Service::Redis);
-        let password = current(store, &format!("redis/{}", user.name)).await?;
+        let Endpoint { host, port } = layout::client_endpoint(profile, Service::Redis);
+        let password = current(store, &layout::login_secret(Service::Redis, &user.name)).await?;
         vars.push(("REDIS_URL".into(), format!("rediss://{}:{}@{host}:{port}/0", user.name, password.expose())));
         vars.push(("REDIS_CA_CERT".into(), ca.clone()));
         if mutual {
@@ -80,9 +77,8 @@ pub async fn variables(
             vars.push(("REDIS_CLIENT_KEY".into(), key.clone()));
         }
     }
-    if profile.runs(Service::Qdrant) && user.qdrant != QdrantAccess::None {
-        let (host, port) = endpoint(profile, Service::Qdrant);
-        let secret = if user.qdrant == QdrantAccess::ReadOnly { "qdrant/read-only-api-key" } else { "qdrant/api-key" };
+    if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
+        let Endpoint { host, port } = layout::client_endpoint(profile, Service::Qdrant);
         vars.push(("QDRANT_URL".into(), format!("https://{host}:{port}")));
         vars.push(("QDRANT_API_KEY".into(), current(store, secret).await?.expose().to_owned()));
         vars.push(("QDRANT_CA_CERT".into(), ca.clone()));

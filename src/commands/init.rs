@@ -1,5 +1,5 @@
 //! `hardstack init`: profile in, complete stack directory out. Everything is computed first
-//! (a dry run), conflicts are checked, and only then are files written.
+//! (a dry run), conflicts are checked, and only then are files written (`bundle::write`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,14 +12,13 @@ use crate::cli::{GlobalArgs, InitArgs};
 use crate::output::Output;
 use crate::profile::ResolvedProfile;
 use crate::render;
-use crate::secrets::store::{SecretStore as _, Store};
 use crate::settings;
 use crate::stackdir::{self, Change, StackDir};
 
 /// Runs `init`.
-pub fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
-    let resolved = ensure(global, args.templates.as_deref(), args.force, &output)?;
+pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
+    let resolved = ensure(global, args.templates.as_deref(), args.force, &output).await?;
     if args.systemd {
         write_systemd_units(global, args, &resolved, &output)?;
     }
@@ -55,83 +54,40 @@ fn write_systemd_units(
 }
 
 /// Brings the stack directory in line with the profile (what `init` does, and `up` first),
-/// and returns the profile.
-pub fn ensure(
+/// says what it wrote, and returns the profile.
+pub async fn ensure(
     global: &GlobalArgs,
     templates: Option<&Path>,
     force: bool,
     output: &Output,
 ) -> anyhow::Result<ResolvedProfile> {
     let resolved = settings::resolve_profile(global)?;
+    let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(write_bundle(&resolved.profile, &dir, templates, force, output))?;
-    Ok(resolved)
-}
-
-/// Computes the bundle from the profile and the store, refuses to overwrite foreign files
-/// unless `force`, creates new secrets in the store, then writes the files.
-pub async fn write_bundle(
-    profile: &crate::profile::Profile,
-    dir: &StackDir,
-    templates: Option<&Path>,
-    force: bool,
-    output: &Output,
-) -> anyhow::Result<()> {
-    let dir = dir.clone();
-    let tera = render::load_templates(templates)?;
-    let store = Store::open(profile, &dir).await?;
-    let existing = bundle::existing_secrets(&store, profile).await?;
-    let bundle::Plan { files: plan, new_secrets } =
-        bundle::plan(&dir, profile, &tera, &existing, &mut rand::rngs::OsRng)?;
-
-    let mut manifest = dir.manifest()?;
-    let stackdir::Diff { changes, conflicts } = stackdir::diff(&dir, &manifest, &plan)?;
-    if !conflicts.is_empty() && !force {
-        let list: Vec<String> = conflicts
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} ({})",
-                    dir.path(&c.path).display(),
-                    if c.edited { "edited since hardstack wrote it" } else { "not written by hardstack" }
-                )
-            })
-            .collect();
-        bail!(
-            "refusing to overwrite {} file(s):\n  {}\nmove them away, or rerun with --force to replace them",
-            list.len(),
-            list.join("\n  ")
-        );
-    }
-    // Secrets first, so rendered files always match what the store holds.
-    for (name, version) in &new_secrets {
-        store.create(name, version).await?;
+    let written = bundle::write(profile, &dir, templates, force).await?;
+    for name in &written.created_secrets {
         output.detail(format!("  created  secret {name} in the {:?} store", profile.secrets.store).to_lowercase());
     }
-    stackdir::apply(&dir, &mut manifest, &plan, &changes)?;
-
-    let written: Vec<&(String, Change)> = changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
-    let written_count = written.len() + new_secrets.len();
+    let changed: Vec<&(String, Change)> = written.changed().collect();
     output.json(&json!({
         "dir": dir.root,
         "profile": profile.name,
-        "changed": written.iter().map(|(p, c)| json!({"path": p, "change": c})).collect::<Vec<_>>(),
+        "changed": changed.iter().map(|(p, c)| json!({"path": p, "change": c})).collect::<Vec<_>>(),
     }));
-    if written_count == 0 {
+    if written.is_empty() {
         output.line(format!("{} is up to date (profile {}): nothing written", dir.root.display(), profile.name));
     } else {
-        let created = written.iter().filter(|(_, c)| *c == Change::Created).count();
+        let created = changed.iter().filter(|(_, c)| *c == Change::Created).count();
         output.line(format!(
             "{}: {} file(s) created, {} updated (profile {})",
             dir.root.display(),
             created,
-            written.len() - created,
+            changed.len() - created,
             profile.name
         ));
-        for (path, change) in &written {
+        for (path, change) in &changed {
             output.detail(format!("  {:<8} {path}", format!("{change:?}").to_lowercase()));
         }
     }
-    Ok(())
+    Ok(resolved)
 }

@@ -1,4 +1,5 @@
-//! One module per subcommand. Commands own the control flow; lower layers take whole batches.
+//! One file per subcommand: the control flow. Commands call the layers below and print through
+//! `output`; nothing below calls back up here.
 
 pub mod audit;
 pub mod down;
@@ -8,3 +9,15 @@ pub mod rotate;
 pub mod status;
 pub mod up;
 pub mod verify;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::output::{Format, Output};
+
+/// Where a command's messages go, from the global flags.
+pub fn output(global: &GlobalArgs) -> Output {
+    let format = match global.output {
+        OutputFormat::Human => Format::Human,
+        OutputFormat::Json => Format::Json,
+    };
+    Output { format, quiet: global.quiet, verbose: global.verbose }
+}

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, OutputFormat, RotateArgs};
+use crate::cli::{GlobalArgs, RotateArgs, UntilStep};
 use crate::commands::init;
-use crate::output::Output;
+use crate::output::{Format, Output};
 use crate::report;
 use crate::rotate::{self, Outcome};
 use crate::runtime;
@@ -21,8 +21,8 @@ use crate::settings;
 use crate::stackdir::StackDir;
 
 /// Runs `rotate`.
-pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
+pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     if !profile.rotation.enabled && !args.force {
         output.line(format!(
@@ -31,11 +31,10 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        runtime.spawn(async move {
+        tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
                 return;
@@ -50,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let dir = StackDir::new(&global.dir);
     let every = args.every.unwrap_or(rotate::DEFAULT_EVERY);
     loop {
-        let failed = match runtime.block_on(pass(&output, &profile, &dir, args, &stop)) {
+        let failed = match pass(&output, &profile, &dir, args, &stop).await {
             Ok(failed) => failed,
             // A daemon outlives a failed pass (an engine restart, a network blip): the rotation
             // stopped at a resumable step, and the next pass resumes it.
@@ -62,8 +61,8 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
         };
         // The stack directory follows the store: ACL file and init SQL with the current
         // credentials, so a recreated container starts with them.
-        let quiet = Output { format: OutputFormat::Human, quiet: true, ..output };
-        init::ensure(global, None, false, &quiet).context("re-rendering the stack directory after rotation")?;
+        let quiet = Output { format: Format::Human, quiet: true, ..output };
+        init::ensure(global, None, false, &quiet).await.context("re-rendering the stack directory after rotation")?;
         if failed {
             return Ok(ExitCode::from(1));
         }
@@ -71,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         output.line(format!("next pass in {}", humantime::format_duration(every)));
-        let stopped = runtime.block_on(async {
+        let stopped = async {
             let deadline = tokio::time::Instant::now() + every;
             while tokio::time::Instant::now() < deadline {
                 if stop.load(Ordering::SeqCst) {
@@ -80,11 +79,21 @@ pub fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             false
-        });
+        }
+        .await;
         if stopped {
             output.line("stopped by signal");
             return Ok(ExitCode::SUCCESS);
         }
+    }
+}
+
+/// The protocol step `--until` names.
+fn step(until: UntilStep) -> rotate::Step {
+    match until {
+        UntilStep::Create => rotate::Step::Create,
+        UntilStep::Set => rotate::Step::Set,
+        UntilStep::Test => rotate::Step::Test,
     }
 }
 
@@ -111,7 +120,7 @@ async fn pass(
         }
         let outcome = match rotate::due(&context, &credential, args.force).await? {
             Some(age_days) => Outcome::NotDue { age_days },
-            None => rotate::rotate(&context, &credential, args.until.map(Into::into)).await.with_context(|| {
+            None => rotate::rotate(&context, &credential, args.until.map(step)).await.with_context(|| {
                 format!("rotating {name}; the rotation stopped at a resumable step: run `hardstack rotate` again")
             })?,
         };

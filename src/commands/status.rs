@@ -4,12 +4,11 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use crate::containers;
-use crate::output::Output;
+use crate::layout::{self, StackFile};
 use crate::pki;
 use crate::profile::Service;
 use crate::runtime;
@@ -18,29 +17,29 @@ use crate::settings;
 use crate::stackdir::StackDir;
 
 /// Runs `status`.
-pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
+pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let store = runtime.block_on(Store::open(&profile, &dir))?;
-    let engine = runtime.block_on(runtime::connect())?;
+    let store = Store::open(&profile, &dir).await?;
+    let engine = runtime::connect().await?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
     for spec in containers::container_specs(&profile) {
-        let info = runtime.block_on(engine.inspect(&spec.name))?;
+        let info = engine.inspect(&spec.name).await?;
         let state = info.as_ref().and_then(|i| i.state.as_ref());
         let status = state.and_then(|s| s.status).map(|s| s.to_string()).unwrap_or_else(|| "absent".into());
         let health = state.and_then(|s| s.health.as_ref()?.status).map(|h| h.to_string()).unwrap_or_else(|| "-".into());
-        let cert = std::fs::read_to_string(dir.path(&format!("certs/{}/server.crt", spec.service))).ok();
+        let cert = std::fs::read_to_string(dir.file(&StackFile::ServerCert(spec.service))).ok();
         let expires_in_days = cert.and_then(|pem| pki::not_after(&pem).ok()).map(|t| (t - now) / 86_400);
         let user = profile.users.first().map(|u| u.name.clone()).unwrap_or_default();
         let secret = match spec.service {
-            Service::Qdrant => "qdrant/api-key".to_owned(),
-            service => format!("{service}/{user}"),
+            Service::Qdrant => layout::QDRANT_API_KEY.to_owned(),
+            service => layout::login_secret(service, &user),
         };
-        let age_days = runtime
-            .block_on(store.get(&secret, Stage::Current))?
+        let age_days = store
+            .get(&secret, Stage::Current)
+            .await?
             .and_then(|v| SystemTime::now().duration_since(v.created).ok())
             .map(|d| d.as_secs() / 86_400);
         rows.push(json!({

@@ -11,14 +11,15 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
+use crate::cli::{GlobalArgs, UpArgs};
 use crate::commands::init;
 use crate::containers::{self, ContainerSpec};
-use crate::output::{Output, Progress};
+use crate::error::EnvironmentError;
+use crate::output::{Format, Output, Progress};
 use crate::probe::{self, Target};
 use crate::profile::Profile;
 use crate::report::{self, Check};
-use crate::runtime::{self, CONFIG_HASH_LABEL, Engine, EnvironmentError, deliver};
+use crate::runtime::{self, CONFIG_HASH_LABEL, Engine, deliver};
 use crate::stackdir::StackDir;
 use crate::verify;
 
@@ -46,14 +47,12 @@ pub enum Change {
 }
 
 /// Runs `up`.
-pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
+pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
     // init speaks only in human form, and only when up does: up prints the one JSON document.
-    let init_output =
-        Output { format: OutputFormat::Human, quiet: output.quiet || output.format == OutputFormat::Json, ..output };
-    let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(up(&output, resolved.profile, StackDir::new(&global.dir), args))
+    let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
+    let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output).await?;
+    up(&output, resolved.profile, StackDir::new(&global.dir), args).await
 }
 
 async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> anyhow::Result<ExitCode> {

@@ -4,10 +4,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context as _;
-
 use crate::cli::GlobalArgs;
-use crate::output::Output;
 use crate::report;
 use crate::runtime;
 use crate::settings;
@@ -15,19 +12,16 @@ use crate::stackdir::StackDir;
 use crate::verify::{self, Context};
 
 /// Runs `verify`.
-pub fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let output = Output::new(global);
+pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let started = Instant::now();
-        let engine = runtime::connect().await?;
-        let stack = profile.stack.name.clone();
-        let context = Context::gather(profile, StackDir::new(&global.dir), engine).await?;
-        let checks = verify::verify(&context).await;
-        output.json(&report::to_json("verify", &stack, &checks));
-        output.table(&report::to_table(&checks, output.verbose));
-        output.line(format!("verify took {:.0} ms", started.elapsed().as_secs_f64() * 1000.0));
-        Ok(if report::any_failed(&checks) { ExitCode::from(1) } else { ExitCode::SUCCESS })
-    })
+    let started = Instant::now();
+    let engine = runtime::connect().await?;
+    let stack = profile.stack.name.clone();
+    let context = Context::gather(profile, StackDir::new(&global.dir), engine).await?;
+    let checks = verify::verify(&context).await;
+    output.json(&report::to_json("verify", &stack, &checks));
+    output.table(&report::to_table(&checks, output.verbose));
+    output.line(format!("verify took {:.0} ms", started.elapsed().as_secs_f64() * 1000.0));
+    Ok(if report::any_failed(&checks) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

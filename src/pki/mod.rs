@@ -100,17 +100,16 @@ pub fn create_ca(stack_name: &str, algorithm: KeyAlgorithm, lifetime: Duration) 
 
 /// Loads an existing CA from its PEM files, to issue more certificates under it.
 pub fn load_ca(cert_pem: &str, key_pem: &Secret) -> anyhow::Result<Ca> {
-    let key = KeyPair::from_pem(key_pem.expose()).context("reading the CA key (ca/ca.key)")?;
-    let params = CertificateParams::from_ca_cert_pem(cert_pem).context("reading the CA certificate (ca/ca.crt)")?;
-    let (_, pem) =
-        x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("reading the CA certificate (ca/ca.crt)")?;
-    let parsed = pem.parse_x509().context("reading the CA certificate (ca/ca.crt)")?;
+    let key = KeyPair::from_pem(key_pem.expose()).context("reading the CA key")?;
+    let params = CertificateParams::from_ca_cert_pem(cert_pem).context("reading the CA certificate")?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("reading the CA certificate")?;
+    let parsed = pem.parse_x509().context("reading the CA certificate")?;
     anyhow::ensure!(
         parsed.public_key().raw == key.public_key_der().as_slice(),
-        "ca/ca.key does not belong to ca/ca.crt; restore the pair from a backup"
+        "the CA key does not belong to the CA certificate; restore the pair from a backup"
     );
     // rcgen needs a Certificate as issuer handle; only its subject and key are used for signing.
-    let certificate = params.self_signed(&key).context("the CA key does not match ca/ca.crt")?;
+    let certificate = params.self_signed(&key).context("the CA key does not match the CA certificate")?;
     Ok(Ca { certificate, key, cert_pem: cert_pem.to_owned() })
 }
 
@@ -229,6 +228,6 @@ mod tests {
         let one = create_ca("one", KeyAlgorithm::EcdsaP256, DAY).unwrap();
         let two = create_ca("two", KeyAlgorithm::EcdsaP256, DAY).unwrap();
         let err = load_ca(&one.cert_pem, &two.key_pem()).unwrap_err();
-        assert!(format!("{err:#}").contains("does not belong to ca/ca.crt"), "{err:#}");
+        assert!(format!("{err:#}").contains("does not belong to the CA certificate"), "{err:#}");
     }
 }

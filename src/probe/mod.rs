@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::layout::{self, StackFile};
 use crate::secrets::Secret;
 
 /// How long one connection attempt may take.
@@ -192,13 +193,12 @@ pub async fn app_target(
     store: &crate::secrets::store::Store,
     service: crate::profile::Service,
 ) -> anyhow::Result<Option<Target>> {
-    use crate::profile::{QdrantAccess, Service};
+    use crate::profile::Service;
     let user = profile.users.first().context("the profile has no application user")?;
     let secret = match service {
-        Service::Postgres => format!("postgres/{}", user.name),
-        Service::Redis => format!("redis/{}", user.name),
-        Service::Qdrant if user.qdrant == QdrantAccess::ReadOnly => "qdrant/read-only-api-key".into(),
-        Service::Qdrant => "qdrant/api-key".into(),
+        Service::Postgres | Service::Redis => layout::login_secret(service, &user.name),
+        // For a user without Qdrant access, the read-write key proves the server usable.
+        Service::Qdrant => layout::qdrant_key_secret(user.qdrant).unwrap_or(layout::QDRANT_API_KEY).to_owned(),
     };
     let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
@@ -216,33 +216,33 @@ pub fn login_target(
     password: Secret,
     database: &str,
 ) -> anyhow::Result<Option<Target>> {
-    if !profile.network.publish {
+    let Some(layout::HostAddress { address, port }) = layout::host_address(profile, service) else {
         return Ok(None);
-    }
-    let address = profile.network.bind_address;
-    let host = if address.is_unspecified() || address.is_loopback() {
-        if address.is_ipv6() { "::1".to_owned() } else { "127.0.0.1".to_owned() }
-    } else {
-        address.to_string()
-    };
-    let read = |relative: &str| {
-        std::fs::read(dir.path(relative)).with_context(|| format!("reading {}", dir.path(relative).display()))
-    };
-    let client = if profile.mutual_tls() {
-        let base = format!("certs/clients/{login}");
-        let key = String::from_utf8(read(&format!("{base}/client.key"))?).context("the client key is not text")?;
-        Some((read(&format!("{base}/client.crt"))?, Secret::new(key)))
-    } else {
-        None
     };
     Ok(Some(Target {
-        host,
-        port: profile.network.ports.of(service),
+        host: address.to_string(),
+        port,
         user: login.to_owned(),
         password,
         database: database.to_owned(),
-        tls: ClientTls { ca_pem: read("ca/ca.crt")?, client },
+        tls: client_tls(dir, login, profile.mutual_tls())?,
     }))
+}
+
+/// TLS material for `login` from the stack directory: the stack CA, and the login's client
+/// certificate when `with_client_cert`.
+pub fn client_tls(dir: &crate::stackdir::StackDir, login: &str, with_client_cert: bool) -> anyhow::Result<ClientTls> {
+    let read = |file: StackFile| {
+        std::fs::read(dir.file(&file)).with_context(|| format!("reading {}", dir.file(&file).display()))
+    };
+    let client = if with_client_cert {
+        let key = read(StackFile::ClientKey(login.to_owned()))?;
+        let key = String::from_utf8(key).context("the client key is not text")?;
+        Some((read(StackFile::ClientCert(login.to_owned()))?, Secret::new(key)))
+    } else {
+        None
+    };
+    Ok(ClientTls { ca_pem: read(StackFile::CaCert)?, client })
 }
 
 /// Probes one service.

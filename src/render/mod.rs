@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::containers::{self, ContainerSpec};
-use crate::fsio;
-use crate::profile::{Profile, QdrantAccess, RedisRole, Service, TlsVersion};
+use crate::layout::{self, StackFile};
+use crate::profile::{Profile, RedisRole, Service, TlsVersion};
 use crate::secrets::{self, Secret};
 
 pub const POSTGRESQL_CONF: &str = "postgres/postgresql.conf.tera";
@@ -75,27 +75,6 @@ impl Material {
     }
 }
 
-/// Names of every secret a profile needs, with whether PostgreSQL stores it as a verifier.
-pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
-    let mut names = Vec::new();
-    if profile.runs(Service::Postgres) {
-        names.push(("postgres/superuser".to_owned(), false));
-        for login in ["admin", "health"].into_iter().chain(profile.users.iter().map(|u| u.name.as_str())) {
-            names.push((format!("postgres/{login}"), true));
-        }
-    }
-    if profile.runs(Service::Redis) {
-        for login in ["admin", "health"].into_iter().chain(profile.users.iter().map(|u| u.name.as_str())) {
-            names.push((format!("redis/{login}"), false));
-        }
-    }
-    if profile.runs(Service::Qdrant) {
-        names.push(("qdrant/api-key".to_owned(), false));
-        names.push(("qdrant/read-only-api-key".to_owned(), false));
-    }
-    names
-}
-
 /// Loads templates: the embedded ones, each replaced by `DIR/<name>` when that file exists.
 pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<tera::Tera> {
     let mut tera = tera::Tera::default();
@@ -133,21 +112,6 @@ fn pad(value: &tera::Value, args: &HashMap<String, tera::Value>) -> tera::Result
     Ok(tera::Value::String(format!("{text:<width$}")))
 }
 
-/// Where an application reaches a service: the published host port, or the service's alias
-/// on the stack network when nothing is published.
-pub fn endpoint(profile: &Profile, service: Service) -> (String, u16) {
-    if profile.network.publish {
-        let host = if profile.network.bind_address.is_loopback() || profile.network.bind_address.is_unspecified() {
-            "localhost".to_owned()
-        } else {
-            profile.network.bind_address.to_string()
-        };
-        (host, profile.network.ports.of(service))
-    } else {
-        (service.name().to_owned(), service.container_port())
-    }
-}
-
 /// Renders every file of the stack directory that comes from a template.
 pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> anyhow::Result<Vec<RenderedFile>> {
     let context = build_context(profile, material)?;
@@ -156,43 +120,46 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
         tera.render(template, &ctx).map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))
     };
     let mut files = Vec::new();
-    let mut add =
-        |path: &str, content: String, mode: u32| files.push(RenderedFile { path: path.into(), content, mode });
-    if profile.runs(Service::Postgres) {
-        add("config/postgres/postgresql.conf", render(POSTGRESQL_CONF)?, fsio::PUBLIC_MODE);
-        add("config/postgres/pg_hba.conf", render(PG_HBA_CONF)?, fsio::PUBLIC_MODE);
-        add("config/postgres/pg_ident.conf", render(PG_IDENT_CONF)?, fsio::PUBLIC_MODE);
-        add("config/postgres/initdb/10-hardstack.sql", render(POSTGRES_INIT_SQL)?, fsio::PRIVATE_MODE);
-        add(
-            "config/postgres/secrets/superuser.password",
-            format!("{}\n", material.value("postgres/superuser")?.expose()),
-            fsio::PRIVATE_MODE,
-        );
-        add(
-            "config/postgres/secrets/health.pgpass",
-            format!("*:*:postgres:health:{}\n", material.value("postgres/health")?.expose()),
-            fsio::PRIVATE_MODE,
-        );
+    for file in layout::rendered(profile) {
+        let content = match &file {
+            StackFile::PostgresConf => render(POSTGRESQL_CONF)?,
+            StackFile::PgHba => render(PG_HBA_CONF)?,
+            StackFile::PgIdent => render(PG_IDENT_CONF)?,
+            StackFile::InitSql => render(POSTGRES_INIT_SQL)?,
+            StackFile::SuperuserPassword => password_file(material.value(layout::POSTGRES_SUPERUSER_SECRET)?),
+            StackFile::HealthPgpass => {
+                health_pgpass(material.value(&layout::login_secret(Service::Postgres, layout::HEALTH))?)
+            }
+            StackFile::RedisConf => render(REDIS_CONF)?,
+            StackFile::UsersAcl => render(USERS_ACL)?,
+            StackFile::RedisHealthPassword => {
+                password_file(material.value(&layout::login_secret(Service::Redis, layout::HEALTH))?)
+            }
+            StackFile::QdrantConfig => render(QDRANT_CONFIG)?,
+            StackFile::Compose => render(DOCKER_COMPOSE)?,
+            StackFile::Connections => {
+                let mut connections = render(CONNECTIONS)?;
+                if !connections.ends_with('\n') {
+                    connections.push('\n');
+                }
+                connections
+            }
+            other => unreachable!("{other:?} is not rendered from a template"),
+        };
+        files.push(RenderedFile { path: file.path(), content, mode: file.mode().bits() });
     }
-    if profile.runs(Service::Redis) {
-        add("config/redis/redis.conf", render(REDIS_CONF)?, fsio::PUBLIC_MODE);
-        add("config/redis/users.acl", render(USERS_ACL)?, fsio::PRIVATE_MODE);
-        add(
-            "config/redis/secrets/health.password",
-            format!("{}\n", material.value("redis/health")?.expose()),
-            fsio::PRIVATE_MODE,
-        );
-    }
-    if profile.runs(Service::Qdrant) {
-        add("config/qdrant/config.yaml", render(QDRANT_CONFIG)?, fsio::PRIVATE_MODE);
-    }
-    add("docker-compose.yml", render(DOCKER_COMPOSE)?, fsio::PUBLIC_MODE);
-    let mut connections = render(CONNECTIONS)?;
-    if !connections.ends_with('\n') {
-        connections.push('\n');
-    }
-    add("connections.json", connections, fsio::PUBLIC_MODE);
     Ok(files)
+}
+
+/// A password file: the password and a newline (the superuser's for initdb, Redis's health
+/// login's for its healthcheck).
+pub fn password_file(password: &Secret) -> String {
+    format!("{}\n", password.expose())
+}
+
+/// The PostgreSQL healthcheck's pgpass file: the health login's password for any host.
+pub fn health_pgpass(password: &Secret) -> String {
+    format!("*:*:postgres:{}:{}\n", layout::HEALTH, password.expose())
 }
 
 /// The systemd service and timer that run `rotate` on the profile's schedule, for the binary
@@ -212,17 +179,15 @@ pub fn render_systemd(
     });
     let ctx = tera::Context::from_serialize(&context).context("building the template context")?;
     let name = &profile.stack.name;
-    [
-        (SYSTEMD_SERVICE, format!("systemd/hardstack-rotate-{name}.service")),
-        (SYSTEMD_TIMER, format!("systemd/hardstack-rotate-{name}.timer")),
-    ]
-    .into_iter()
-    .map(|(template, path)| {
-        let content =
-            tera.render(template, &ctx).map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))?;
-        Ok(RenderedFile { path, content, mode: fsio::PUBLIC_MODE })
-    })
-    .collect()
+    [(SYSTEMD_SERVICE, StackFile::SystemdService(name.clone())), (SYSTEMD_TIMER, StackFile::SystemdTimer(name.clone()))]
+        .into_iter()
+        .map(|(template, file)| {
+            let content = tera
+                .render(template, &ctx)
+                .map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))?;
+            Ok(RenderedFile { path: file.path(), content, mode: file.mode().bits() })
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -256,13 +221,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
     });
     if profile.runs(Service::Postgres) {
         let limits = &profile.resources.postgres;
-        let tuning = tuning::tune(tuning::TuningInput {
-            memory_kb: limits.memory.kib(),
-            cpus: (limits.cpus.ceil() as u32).max(1),
-            workload: profile.postgres.workload,
-            storage: profile.postgres.storage,
-            max_connections: profile.postgres.max_connections,
-        });
+        let tuning = tuning::tune(tuning::input(profile));
         let users = profile
             .users
             .iter()
@@ -270,15 +229,18 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                 Ok(PgUser {
                     name: user.name.clone(),
                     login: user.name.clone(),
-                    alternate: crate::bundle::alternate_login(&user.name),
-                    owner: format!("{}_owner", user.name),
+                    alternate: layout::alternate_login(&user.name),
+                    owner: layout::owner_role(&user.name),
                     database: user.database.clone(),
-                    verifier: material.verifier(&format!("postgres/{}", user.name))?.expose().to_owned(),
+                    verifier: material
+                        .verifier(&layout::login_secret(Service::Postgres, &user.name))?
+                        .expose()
+                        .to_owned(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         context["pg"] = json!({
-            "dir": containers::POSTGRES_DIR,
+            "dir": layout::POSTGRES_DIR,
             "tuning": tuning,
             "memory": limits.memory.to_string(),
             "cpus": limits.cpus,
@@ -290,8 +252,8 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "connection_limit": profile.postgres.connection_limit,
             "clientcert": if profile.mutual_tls() { " clientcert=verify-full" } else { "" },
             "users": users,
-            "admin_verifier": material.verifier("postgres/admin")?.expose(),
-            "health_verifier": material.verifier("postgres/health")?.expose(),
+            "admin_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::ADMIN))?.expose(),
+            "health_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::HEALTH))?.expose(),
         });
     }
     if profile.runs(Service::Redis) {
@@ -301,29 +263,29 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             .map(|user| {
                 Ok(RedisUser {
                     name: user.name.clone(),
-                    hash: secrets::redis_acl_hash(material.value(&format!("redis/{}", user.name))?),
+                    hash: secrets::redis_acl_hash(material.value(&layout::login_secret(Service::Redis, &user.name))?),
                     keys: user.redis_keys.clone(),
                 })
             })
             .collect::<anyhow::Result<_>>()?;
         context["redis"] = json!({
-            "dir": containers::REDIS_DIR,
+            "dir": layout::REDIS_DIR,
             "tls_auth_clients": if profile.mutual_tls() { "yes" } else { "optional" },
             "tls_protocols": match profile.redis.tls_min_version { TlsVersion::V12 => "TLSv1.2 TLSv1.3", TlsVersion::V13 => "TLSv1.3" },
             "maxmemory": profile.redis.maxmemory.0,
             "policy": match profile.redis.role { RedisRole::Cache => "allkeys-lru", RedisRole::Store => "noeviction" },
             "role": profile.redis.role,
             "appendonly": if profile.redis.appendonly { "yes" } else { "no" },
-            "admin_hash": secrets::redis_acl_hash(material.value("redis/admin")?),
-            "health_hash": secrets::redis_acl_hash(material.value("redis/health")?),
+            "admin_hash": secrets::redis_acl_hash(material.value(&layout::login_secret(Service::Redis, layout::ADMIN))?),
+            "health_hash": secrets::redis_acl_hash(material.value(&layout::login_secret(Service::Redis, layout::HEALTH))?),
             "users": users,
         });
     }
     if profile.runs(Service::Qdrant) {
         context["qdrant"] = json!({
-            "dir": containers::QDRANT_DIR,
-            "api_key": material.value("qdrant/api-key")?.expose(),
-            "read_only_api_key": material.value("qdrant/read-only-api-key")?.expose(),
+            "dir": layout::QDRANT_DIR,
+            "api_key": material.value(layout::QDRANT_API_KEY)?.expose(),
+            "read_only_api_key": material.value(layout::QDRANT_READ_ONLY_API_KEY)?.expose(),
             "alt_api_key": material.qdrant_alt_api_key.as_ref().map(|k| k.expose().to_owned()),
             "verify_client": profile.mutual_tls(),
             "web_ui": profile.qdrant.web_ui,
@@ -358,47 +320,47 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
 /// paths relative to the stack directory and secrets by reference only.
 pub fn connections(profile: &Profile) -> serde_json::Value {
     let store = json!(profile.secrets.store);
+    let ca = StackFile::CaCert.path();
     let mut users = serde_json::Map::new();
     for user in &profile.users {
-        let client = format!("certs/clients/{}", user.name);
+        let (cert, key) =
+            (StackFile::ClientCert(user.name.clone()).path(), StackFile::ClientKey(user.name.clone()).path());
         let mut entry = serde_json::Map::new();
         if profile.runs(Service::Postgres) {
-            let (host, port) = endpoint(profile, Service::Postgres);
+            let layout::Endpoint { host, port } = layout::client_endpoint(profile, Service::Postgres);
             entry.insert(
                 "postgres".into(),
                 json!({
                     "url": format!("postgresql://{}@{host}:{port}/{}?sslmode=verify-full", user.name, user.database),
                     "host": host, "port": port, "dbname": user.database, "user": user.name,
-                    "sslmode": "verify-full", "sslrootcert": "ca/ca.crt",
-                    "sslcert": format!("{client}/client.crt"), "sslkey": format!("{client}/client.key"),
+                    "sslmode": "verify-full", "sslrootcert": ca,
+                    "sslcert": cert, "sslkey": key,
                     "client_certificate_required": profile.mutual_tls(),
-                    "password": { "store": store, "secret": format!("postgres/{}", user.name), "stage": "current" },
+                    "password": { "store": store, "secret": layout::login_secret(Service::Postgres, &user.name), "stage": "current" },
                 }),
             );
         }
         if profile.runs(Service::Redis) {
-            let (host, port) = endpoint(profile, Service::Redis);
+            let layout::Endpoint { host, port } = layout::client_endpoint(profile, Service::Redis);
             entry.insert(
                 "redis".into(),
                 json!({
                     "url": format!("rediss://{}@{host}:{port}/0", user.name),
-                    "host": host, "port": port, "user": user.name, "ca": "ca/ca.crt",
-                    "cert": format!("{client}/client.crt"), "key": format!("{client}/client.key"),
+                    "host": host, "port": port, "user": user.name, "ca": ca,
+                    "cert": cert, "key": key,
                     "client_certificate_required": profile.mutual_tls(),
                     "key_pattern": user.redis_keys,
-                    "password": { "store": store, "secret": format!("redis/{}", user.name), "stage": "current" },
+                    "password": { "store": store, "secret": layout::login_secret(Service::Redis, &user.name), "stage": "current" },
                 }),
             );
         }
-        if profile.runs(Service::Qdrant) && user.qdrant != QdrantAccess::None {
-            let (host, port) = endpoint(profile, Service::Qdrant);
-            let secret =
-                if user.qdrant == QdrantAccess::ReadOnly { "qdrant/read-only-api-key" } else { "qdrant/api-key" };
+        if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
+            let layout::Endpoint { host, port } = layout::client_endpoint(profile, Service::Qdrant);
             entry.insert(
                 "qdrant".into(),
                 json!({
-                    "url": format!("https://{host}:{port}"), "ca": "ca/ca.crt",
-                    "cert": format!("{client}/client.crt"), "key": format!("{client}/client.key"),
+                    "url": format!("https://{host}:{port}"), "ca": ca,
+                    "cert": cert, "key": key,
                     "client_certificate_required": profile.mutual_tls(),
                     "access": user.qdrant,
                     "api_key": { "store": store, "secret": secret, "stage": "current" },

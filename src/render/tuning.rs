@@ -10,6 +10,19 @@ use crate::profile::{Storage, Workload};
 const MB: u64 = 1024;
 const GB: u64 = 1024 * MB;
 
+/// The tuning input of a profile: PostgreSQL's declared resources and workload. render and
+/// audit both take it from here.
+pub fn input(profile: &crate::profile::Profile) -> TuningInput {
+    let limits = &profile.resources.postgres;
+    TuningInput {
+        memory_kb: limits.memory.kib(),
+        cpus: (limits.cpus.ceil() as u32).max(1),
+        workload: profile.postgres.workload,
+        storage: profile.postgres.storage,
+        max_connections: profile.postgres.max_connections,
+    }
+}
+
 /// Tuning inputs.
 #[derive(Debug, Clone, Copy)]
 pub struct TuningInput {

@@ -11,31 +11,31 @@ use anyhow::Context as _;
 use super::{Context, Step};
 use crate::containers;
 use crate::fsio;
+use crate::layout::{self, StackFile};
 use crate::pki;
 use crate::probe;
 use crate::profile::Service;
 use crate::secrets::Secret;
 
-fn paths(service: Service) -> (String, String) {
-    (format!("certs/{service}/server.crt"), format!("certs/{service}/server.key"))
+/// The server's pair, as files of the layout.
+fn pair(service: Service) -> [StackFile; 2] {
+    [StackFile::ServerCert(service), StackFile::ServerKey(service)]
 }
 
-fn pending(path: &str) -> String {
-    format!("{path}.pending")
-}
-
-/// The files that are (or are about to be) the server's pair.
-fn sources(context: &Context<'_>, service: Service) -> (String, String) {
-    let (crt, key) = paths(service);
-    let pick = |path: String| if context.dir.path(&pending(&path)).exists() { pending(&path) } else { path };
-    (pick(crt), pick(key))
+/// The files that are (or are about to be) the server's pair: the pending copy where there is
+/// one.
+fn sources(context: &Context<'_>, service: Service) -> [String; 2] {
+    pair(service).map(|file| {
+        let path = file.path();
+        if context.dir.path(&layout::pending(&path)).exists() { layout::pending(&path) } else { path }
+    })
 }
 
 /// `None` when due: a rotation in progress, `force`, or expiry within `rotation.cert_renew_before`;
 /// otherwise the days until it is due.
 pub fn due(context: &Context<'_>, service: Service, force: bool) -> anyhow::Result<Option<u64>> {
-    let (crt, key) = paths(service);
-    if context.dir.path(&pending(&crt)).exists() || context.dir.path(&pending(&key)).exists() {
+    let [crt, key] = pair(service).map(|f| f.path());
+    if context.dir.path(&layout::pending(&crt)).exists() || context.dir.path(&layout::pending(&key)).exists() {
         return Ok(None);
     }
     let pem = std::fs::read_to_string(context.dir.path(&crt)).with_context(|| format!("reading {crt}"))?;
@@ -47,35 +47,40 @@ pub fn due(context: &Context<'_>, service: Service, force: bool) -> anyhow::Resu
 
 /// One step of a certificate's rotation.
 pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow::Result<()> {
-    let (crt, key) = paths(service);
+    let [crt, key] = pair(service);
     match step {
         Step::Create => {
-            let (crt_pending, key_pending) = (context.dir.path(&pending(&crt)), context.dir.path(&pending(&key)));
+            let crt_pending = context.dir.path(&layout::pending(&crt.path()));
+            let key_pending = context.dir.path(&layout::pending(&key.path()));
             if crt_pending.exists() || key_pending.exists() {
                 return Ok(());
             }
-            let ca_pem = std::fs::read_to_string(context.dir.ca_cert()).context("reading ca/ca.crt")?;
-            let ca_key = Secret::new(std::fs::read_to_string(context.dir.ca_key()).context("reading ca/ca.key")?);
-            let ca = pki::load_ca(&ca_pem, &ca_key)?;
+            let read = |file: StackFile| {
+                std::fs::read_to_string(context.dir.file(&file)).with_context(|| format!("reading {}", file.path()))
+            };
+            let ca =
+                pki::load_ca(&read(StackFile::CaCert)?, &Secret::new(read(StackFile::CaKey)?)).with_context(|| {
+                    format!("loading the CA ({}, {})", StackFile::CaCert.path(), StackFile::CaKey.path())
+                })?;
             let spec = crate::bundle::cert_files(context.profile)
                 .into_iter()
-                .find(|c| c.cert_path == crt)
+                .find(|c| c.cert == crt)
                 .context("the service has a server certificate")?
                 .spec;
             let issued = pki::issue(&ca, context.profile.tls.key_algorithm, &spec)?;
             // The key first: a crash in between leaves a pending key and no pending certificate,
             // which the next run overwrites.
-            fsio::write_atomic(&key_pending, issued.key_pem.expose().as_bytes(), fsio::PRIVATE_MODE)?;
-            fsio::write_atomic(&crt_pending, issued.cert_pem.as_bytes(), fsio::PUBLIC_MODE)
+            fsio::write_atomic(&key_pending, issued.key_pem.expose().as_bytes(), key.mode().bits())?;
+            fsio::write_atomic(&crt_pending, issued.cert_pem.as_bytes(), crt.mode().bits())
         }
         Step::Set => {
             let spec = containers::container_spec(context.profile, service);
-            let (crt_source, key_source) = sources(context, service);
+            let [crt_source, key_source] = sources(context, service);
             let mut spec = spec.clone();
             for delivery in &mut spec.deliveries {
-                if delivery.source == crt {
+                if delivery.source == crt.path() {
                     delivery.source = crt_source.clone();
-                } else if delivery.source == key {
+                } else if delivery.source == key.path() {
                     delivery.source = key_source.clone();
                 }
             }
@@ -87,14 +92,21 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             // Qdrant re-reads its certificate by itself every tls.cert_ttl seconds; until then it
             // presents the old one, which chains to the same CA. The test is a verified
             // handshake and a real request.
-            let key = context.store.current("qdrant/api-key").await?.value;
-            let target = probe::login_target(context.profile, context.dir, service, "app", key, "")?
-                .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
+            let key = context.store.current(layout::QDRANT_API_KEY).await?.value;
+            let target = probe::login_target(
+                context.profile,
+                context.dir,
+                service,
+                &super::qdrant::login(context)?,
+                key,
+                "",
+            )?
+            .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
             probe::qdrant(&target).await
         }
         Step::Test => {
             reload(context, service).await?;
-            let (crt_source, _) = sources(context, service);
+            let [crt_source, _] = sources(context, service);
             let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
             let target = admin_target(context, service).await?;
             // The reload is asynchronous in PostgreSQL (a signal to the postmaster): poll briefly.
@@ -109,15 +121,8 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             }
             anyhow::bail!("after the reload, {service}: {last}")
         }
-        Step::Finish => {
-            for path in [&key, &crt] {
-                let from = context.dir.path(&pending(path));
-                if from.exists() {
-                    std::fs::rename(&from, context.dir.path(path)).with_context(|| format!("replacing {path}"))?;
-                }
-            }
-            Ok(())
-        }
+        // The pending pair replaces the old one, and the manifest records it.
+        Step::Finish => crate::stackdir::promote_pending(context.dir, &[key, crt]),
     }
 }
 
@@ -127,9 +132,9 @@ fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn admin_target(context: &Context<'_>, service: Service) -> anyhow::Result<probe::Target> {
-    let password = context.store.current(&format!("{service}/admin")).await?.value;
+    let password = context.store.current(&layout::login_secret(service, layout::ADMIN)).await?.value;
     let database = if service == Service::Postgres { "postgres" } else { "" };
-    probe::login_target(context.profile, context.dir, service, "admin", password, database)?
+    probe::login_target(context.profile, context.dir, service, layout::ADMIN, password, database)?
         .context("the service is not published, so rotation cannot reach it from here; set network.publish=true")
 }
 
@@ -143,14 +148,15 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
         }
         Service::Redis => {
             let mut connection = probe::redis_connection(&target).await.context("logging in to Redis as admin")?;
-            let dir = containers::REDIS_DIR;
+            let [crt, key] = pair(service)
+                .map(|file| layout::container_path(context.profile, service, &file).expect("Redis receives its pair"));
             // Setting the same paths makes Redis read the files again (they are volatile configs).
             ::redis::cmd("CONFIG")
                 .arg("SET")
                 .arg("tls-cert-file")
-                .arg(format!("{dir}/tls/server.crt"))
+                .arg(crt)
                 .arg("tls-key-file")
-                .arg(format!("{dir}/tls/server.key"))
+                .arg(key)
                 .query_async::<()>(&mut connection)
                 .await
                 .context("CONFIG SET tls-cert-file")?;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
+use crate::layout::{self, StackFile};
 use crate::profile::{Profile, Service};
 use crate::runtime::Engine;
 use crate::secrets::store::{SecretStore as _, SecretVersion, Stage, Store};
@@ -65,12 +66,12 @@ impl Credential {
     /// Stable name: the secret's name, or `certificate/<service>`.
     pub fn name(&self) -> String {
         match self {
-            Credential::PostgresUser { user, .. } => format!("postgres/{user}"),
-            Credential::PostgresAdmin => "postgres/admin".into(),
-            Credential::PostgresHealth => "postgres/health".into(),
-            Credential::RedisUser { user } => format!("redis/{user}"),
+            Credential::PostgresUser { user, .. } => layout::login_secret(Service::Postgres, user),
+            Credential::PostgresAdmin => layout::login_secret(Service::Postgres, layout::ADMIN),
+            Credential::PostgresHealth => layout::login_secret(Service::Postgres, layout::HEALTH),
+            Credential::RedisUser { user } => layout::login_secret(Service::Redis, user),
             Credential::Certificate { service } => format!("certificate/{service}"),
-            Credential::QdrantApiKey => "qdrant/api-key".into(),
+            Credential::QdrantApiKey => layout::QDRANT_API_KEY.into(),
         }
     }
 }
@@ -90,8 +91,7 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
     }
     if profile.runs(Service::Redis) {
         all.extend(profile.users.iter().map(|u| Credential::RedisUser { user: u.name.clone() }));
-        all.push(Credential::RedisUser { user: "admin".into() });
-        all.push(Credential::RedisUser { user: "health".into() });
+        all.extend(layout::SERVICE_LOGINS.iter().map(|login| Credential::RedisUser { user: (*login).into() }));
     }
     if profile.runs(Service::Qdrant) {
         all.push(Credential::QdrantApiKey);
@@ -115,10 +115,11 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Hands a running container new content for one of the files it is delivered (`source`,
-    /// as in its spec), with that delivery's owner and mode; nothing is written on the host.
-    pub async fn deliver_content(&self, service: Service, source: &str, content: &[u8]) -> anyhow::Result<()> {
+    /// Hands a running container new content for one of the files it is delivered, with that
+    /// delivery's owner and mode; nothing is written on the host.
+    pub async fn deliver_content(&self, service: Service, file: &StackFile, content: &[u8]) -> anyhow::Result<()> {
         let spec = crate::containers::container_spec(self.profile, service);
+        let source = file.path();
         let delivery = spec
             .deliveries
             .iter()
@@ -221,7 +222,7 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::PostgresHealth, Step::Test) => postgres::test_health(context, &pending).await,
         (Credential::RedisUser { user }, Step::Set) => {
             redis::set(context, user, &current, &pending).await?;
-            if user == "health" {
+            if user == layout::HEALTH {
                 // The healthcheck reads its password from a file in the container's volume.
                 redis::deliver_health_password(context, &pending).await?;
             }
@@ -246,7 +247,7 @@ fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersio
     let value = crate::secrets::generate(&mut rand::rngs::OsRng);
     let (username, verifier) = match credential {
         Credential::PostgresUser { user, .. } => {
-            let alternate = crate::bundle::alternate_login(user);
+            let alternate = layout::alternate_login(user);
             let login = if current.username.as_deref() == Some(alternate.as_str()) { user.clone() } else { alternate };
             (Some(login), Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }

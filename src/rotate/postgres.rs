@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 
 use super::Context;
+use crate::layout::{self, StackFile};
 use crate::probe;
 use crate::profile::Service;
 use crate::secrets::Secret;
@@ -25,13 +26,15 @@ async fn connect(
 /// the admin's own rotation already set it.
 async fn admin(context: &Context<'_>) -> anyhow::Result<probe::PgSession> {
     use crate::secrets::store::{SecretStore as _, Stage};
-    let current = context.store.current("postgres/admin").await?;
-    match connect(context, "admin", current.value, "postgres").await {
+    let current = context.store.current(&layout::login_secret(Service::Postgres, layout::ADMIN)).await?;
+    match connect(context, layout::ADMIN, current.value, "postgres").await {
         Ok(client) => Ok(client),
-        Err(err) => match context.store.get("postgres/admin", Stage::Pending).await? {
-            Some(pending) => connect(context, "admin", pending.value, "postgres").await,
-            None => Err(err),
-        },
+        Err(err) => {
+            match context.store.get(&layout::login_secret(Service::Postgres, layout::ADMIN), Stage::Pending).await? {
+                Some(pending) => connect(context, layout::ADMIN, pending.value, "postgres").await,
+                None => Err(err),
+            }
+        }
     }
 }
 
@@ -85,7 +88,7 @@ pub async fn set_admin(context: &Context<'_>, _current: &SecretVersion, pending:
 /// Logs in with the pending version and runs a real query; for an application login, checks
 /// it acts as the owner role, so objects made through either login stay usable.
 pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str) -> anyhow::Result<()> {
-    let login = pending.username.clone().unwrap_or_else(|| "admin".into());
+    let login = pending.username.clone().unwrap_or_else(|| layout::ADMIN.into());
     let client = connect(context, &login, pending.value.clone(), database).await?;
     let row = client.query_one("SELECT current_user::text, session_user::text", &[]).await?;
     let (current, session): (String, String) = (row.get(0), row.get(1));
@@ -104,8 +107,8 @@ pub async fn set_health(context: &Context<'_>, pending: &SecretVersion) -> anyho
         .batch_execute(&format!("ALTER ROLE health PASSWORD '{}'", verifier(pending)?))
         .await
         .context("setting the health password")?;
-    let content = format!("*:*:postgres:health:{}\n", pending.value.expose());
-    context.deliver_content(Service::Postgres, "config/postgres/secrets/health.pgpass", content.as_bytes()).await
+    let content = crate::render::health_pgpass(&pending.value);
+    context.deliver_content(Service::Postgres, &StackFile::HealthPgpass, content.as_bytes()).await
 }
 
 /// Runs the container's healthcheck, which logs in as health with the file just delivered:

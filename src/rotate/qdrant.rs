@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::Context;
 use crate::containers;
-use crate::output::Output;
+use crate::layout::StackFile;
 use crate::probe;
 use crate::profile::Service;
 use crate::secrets::Secret;
@@ -16,11 +16,10 @@ use crate::secrets::Secret;
 /// Re-renders config.yaml from the store (api_key = current, alt_api_key = pending or
 /// previous), delivers it, restarts Qdrant and waits until `key` opens it.
 pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
-    let quiet = Output { format: crate::cli::OutputFormat::Human, quiet: true, verbose: false };
-    crate::commands::init::write_bundle(context.profile, context.dir, None, false, &quiet).await?;
+    crate::bundle::write(context.profile, context.dir, None, false).await?;
     let spec = containers::container_spec(context.profile, Service::Qdrant);
-    let archives =
-        crate::runtime::deliver::archives_of(context.dir, &spec, |d| d.source == "config/qdrant/config.yaml")?;
+    let config = StackFile::QdrantConfig.path();
+    let archives = crate::runtime::deliver::archives_of(context.dir, &spec, |d| d.source == config)?;
     context.engine.deliver(&context.profile.stack.name, &spec, &archives).await?;
     context.engine.restart(&spec.name).await?;
     wait(context, key).await
@@ -42,7 +41,13 @@ async fn wait(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
 
 /// A real request with `key`: list the collections.
 pub async fn test(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
-    let target = probe::login_target(context.profile, context.dir, Service::Qdrant, "app", key.clone(), "")?
+    let target = probe::login_target(context.profile, context.dir, Service::Qdrant, &login(context)?, key.clone(), "")?
         .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
     probe::qdrant(&target).await
+}
+
+/// The login whose client certificate hardstack presents to Qdrant (which has no logins of its
+/// own): the profile's first application user.
+pub fn login(context: &Context<'_>) -> anyhow::Result<String> {
+    Ok(context.profile.users.first().context("the profile has no application user")?.name.clone())
 }

@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 
 use super::Context;
+use crate::layout::{self, StackFile};
 use crate::probe;
 use crate::profile::Service;
 use crate::secrets::Secret;
@@ -24,13 +25,15 @@ async fn connect(
 /// rotation (both are valid once it is set).
 async fn admin(context: &Context<'_>) -> anyhow::Result<::redis::aio::MultiplexedConnection> {
     use crate::secrets::store::{SecretStore as _, Stage};
-    let current = context.store.current("redis/admin").await?;
-    match connect(context, "admin", current.value).await {
+    let current = context.store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?;
+    match connect(context, layout::ADMIN, current.value).await {
         Ok(connection) => Ok(connection),
-        Err(err) => match context.store.get("redis/admin", Stage::Pending).await? {
-            Some(pending) => connect(context, "admin", pending.value).await,
-            None => Err(err),
-        },
+        Err(err) => {
+            match context.store.get(&layout::login_secret(Service::Redis, layout::ADMIN), Stage::Pending).await? {
+                Some(pending) => connect(context, layout::ADMIN, pending.value).await,
+                None => Err(err),
+            }
+        }
     }
 }
 
@@ -83,6 +86,6 @@ pub async fn remove_password(
 /// Hands the container's healthcheck the pending health password (both passwords are valid
 /// on the server by now).
 pub async fn deliver_health_password(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
-    let content = format!("{}\n", pending.value.expose());
-    context.deliver_content(Service::Redis, "config/redis/secrets/health.password", content.as_bytes()).await
+    let content = crate::render::password_file(&pending.value);
+    context.deliver_content(Service::Redis, &StackFile::RedisHealthPassword, content.as_bytes()).await
 }

@@ -91,7 +91,7 @@ pub fn config_hash(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Strin
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(spec).context("hashing the container spec")?);
-    for file in spec.deliveries.iter().filter(|f| !f.live) {
+    for file in spec.deliveries.iter().filter(|f| f.recreates()) {
         hasher.update(file.source.as_bytes());
         hasher.update(std::fs::read(dir.path(&file.source)).with_context(|| format!("reading {}", file.source))?);
     }
@@ -110,7 +110,7 @@ mod tests {
             path: "tls/server.key".into(),
             uid: 999,
             mode: "0600".into(),
-            live: true,
+            reach: crate::layout::Reach::Reload,
         };
         let cert = Delivery { path: "tls/server.crt".into(), mode: "0644".into(), ..key.clone() };
         let mut archive = Archive::default();

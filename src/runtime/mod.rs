@@ -22,6 +22,7 @@ use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptio
 use futures_util::StreamExt as _;
 
 use crate::containers::{ContainerSpec, SERVICE_LABEL, STACK_LABEL, StackNames};
+use crate::error::EnvironmentError;
 
 /// What the engine says about a container (other modules see bollard's types through here).
 pub use bollard::models::ContainerInspectResponse as ContainerInfo;
@@ -34,11 +35,6 @@ pub const CONFIG_HASH_LABEL: &str = "hardstack.config-hash";
 
 /// The oldest engine API hardstack works with (Docker Engine 20.10).
 pub const MIN_API_VERSION: (u32, u32) = (1, 41);
-
-/// The environment failed (engine unreachable, image missing, port taken): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EnvironmentError(pub String);
 
 /// A connected engine.
 #[derive(Clone)]

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Secret;
 use super::store::{SecretStore, SecretVersion, Stage};
+use crate::error::EnvironmentError;
 use crate::profile::{Profile, Service};
-use crate::runtime::EnvironmentError;
 
 /// Where a PostgreSQL secret's database is, for the RDS JSON shape.
 #[derive(Debug, Clone)]
@@ -76,10 +76,10 @@ impl AwsStore {
         let config = loader.load().await;
         let mut rds = BTreeMap::new();
         if profile.runs(Service::Postgres) {
-            let (host, port) = crate::render::endpoint(profile, Service::Postgres);
+            let crate::layout::Endpoint { host, port } = crate::layout::client_endpoint(profile, Service::Postgres);
             for user in &profile.users {
                 rds.insert(
-                    format!("postgres/{}", user.name),
+                    crate::layout::login_secret(Service::Postgres, &user.name),
                     RdsTarget { host: host.clone(), port, dbname: user.database.clone() },
                 );
             }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{SecretStore, SecretVersion, Stage};
 use crate::fsio;
+use crate::layout::StackFile;
 
 /// The on-disk record of one secret.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -63,18 +64,14 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// The store rooted at `root` (the stack's `secrets/`).
+    /// The store of the stack directory at `root` (its secrets are files under `secrets/`).
     pub fn new(root: impl Into<PathBuf>) -> FileStore {
         FileStore { root: root.into() }
     }
 
-    /// The file of secret `name` relative to the stack directory's `secrets/`.
-    pub fn relative_path(name: &str) -> PathBuf {
-        PathBuf::from(format!("{name}.json"))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.join(Self::relative_path(name))
+    /// The file of secret `name`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(StackFile::Secret(name.to_owned()).path())
     }
 
     /// Reads the record of `name`; an absent file is an empty record.
@@ -95,7 +92,7 @@ impl FileStore {
     fn update(&self, name: &str, change: impl FnOnce(&mut Record) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let mut record = self.read(name)?;
         change(&mut record)?;
-        fsio::write_atomic(&self.path(name), &record.encode(), fsio::PRIVATE_MODE)
+        fsio::write_atomic(&self.path(name), &record.encode(), StackFile::Secret(name.to_owned()).mode().bits())
     }
 
     /// The version labelled `stage` (synchronous, for callers outside an async runtime).
@@ -156,7 +153,7 @@ mod tests {
     #[test]
     fn stages_move_from_current_to_previous_and_finish_is_repeatable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path().join("secrets"));
+        let store = FileStore::new(dir.path());
         block(async {
             store.create("redis/app", &version("v1", &[])).await.unwrap();
             store.put_pending("redis/app", &version("v2", &[])).await.unwrap();
@@ -179,7 +176,7 @@ mod tests {
     #[test]
     fn files_are_private_in_private_directories() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path().join("secrets"));
+        let store = FileStore::new(dir.path());
         block(store.create("postgres/app", &version("v1", &[]))).unwrap();
         block(store.create("qdrant/api-key", &version("v1", &[]))).unwrap();
         let file = dir.path().join("secrets/postgres/app.json");

@@ -2,6 +2,7 @@
 //! (the one AWS Secrets Manager uses): `current`, `pending` and `previous`. Two stores implement
 //! it, `file` and `aws`; `Store` picks one from the profile.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::Secret;
 use super::aws::AwsStore;
 use super::file::FileStore;
-use crate::profile::{Profile, StoreKind};
+use crate::layout;
+use crate::profile::{Profile, Service, StoreKind};
 use crate::stackdir::StackDir;
 
 /// A stage label. A version may carry several; each label is on at most one version.
@@ -59,6 +61,15 @@ pub trait SecretStore {
     async fn finish(&self, name: &str, id: &str) -> anyhow::Result<()>;
 }
 
+/// The versions of a stack's secrets that rendering needs.
+#[derive(Debug, Clone, Default)]
+pub struct Versions {
+    /// The current version of each secret, by name.
+    pub current: BTreeMap<String, SecretVersion>,
+    /// Qdrant's `alt_api_key`: the pending key during a rotation, the previous one after it.
+    pub qdrant_alternate: Option<SecretVersion>,
+}
+
 /// The store a profile names.
 pub enum Store {
     File(FileStore),
@@ -69,9 +80,27 @@ impl Store {
     /// Opens the profile's store (for `aws`, a client of the configured region and endpoint).
     pub async fn open(profile: &Profile, dir: &StackDir) -> anyhow::Result<Store> {
         Ok(match profile.secrets.store {
-            StoreKind::File => Store::File(FileStore::new(dir.secrets())),
+            StoreKind::File => Store::File(FileStore::new(&dir.root)),
             StoreKind::Aws => Store::Aws(AwsStore::connect(profile).await?),
         })
+    }
+
+    /// The current version of every secret the profile needs that the store has, and Qdrant's
+    /// alternate key (pending, else previous).
+    pub async fn versions(&self, profile: &Profile) -> anyhow::Result<Versions> {
+        let mut versions = Versions::default();
+        for (name, _) in layout::secret_names(profile) {
+            if let Some(version) = self.get(&name, Stage::Current).await? {
+                versions.current.insert(name, version);
+            }
+        }
+        if profile.runs(Service::Qdrant) {
+            versions.qdrant_alternate = match self.get(layout::QDRANT_API_KEY, Stage::Pending).await? {
+                Some(pending) => Some(pending),
+                None => self.get(layout::QDRANT_API_KEY, Stage::Previous).await?,
+            };
+        }
+        Ok(versions)
     }
 
     /// The current version, or an error that says to run init.

@@ -83,7 +83,8 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
         from(
             "checklist.secret_storage",
             async {
-                let values: Vec<crate::secrets::Secret> = context.secrets.values().map(|v| v.value.clone()).collect();
+                let versions = context.secrets.current.values().chain(&context.secrets.qdrant_alternate);
+                let values: Vec<crate::secrets::Secret> = versions.map(|v| v.value.clone()).collect();
                 let mut problems = Vec::new();
                 for (service, info) in &context.containers {
                     let env = info.config.as_ref().and_then(|c| c.env.clone()).unwrap_or_default();
@@ -92,8 +93,8 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
                     }
                 }
                 if context.file_store {
-                    for name in context.secrets.keys() {
-                        let path = context.dir.secrets().join(format!("{name}.json"));
+                    for name in context.secrets.current.keys() {
+                        let path = context.dir.file(&crate::layout::StackFile::Secret(name.clone()));
                         if crate::fsio::mode_of(&path).is_some_and(|m| m & 0o077 != 0) {
                             problems.push(format!("{} is readable by others", path.display()));
                         }

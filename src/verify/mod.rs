@@ -16,12 +16,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::error::EnvironmentError;
+use crate::layout::{self, StackFile};
 use crate::pki::{self, CertSpec, Purpose};
 use crate::probe::ClientTls;
 use crate::profile::{AppUser, Profile, Service};
 use crate::report::Check;
-use crate::runtime::{Engine, EnvironmentError};
+use crate::runtime::Engine;
 use crate::secrets::Secret;
+use crate::secrets::store::Versions;
 use crate::stackdir::StackDir;
 
 /// How long any one check may take.
@@ -41,8 +44,8 @@ pub struct Context {
     pub ca_pem: Vec<u8>,
     /// A client certificate for `app` (CN = app) from a CA the stack does not know.
     pub foreign_client: (Vec<u8>, Secret),
-    /// The current version of every secret of the stack, read once.
-    pub secrets: std::collections::BTreeMap<String, crate::secrets::store::SecretVersion>,
+    /// The current version of every secret of the stack (and Qdrant's alternate key), read once.
+    pub secrets: Versions,
     /// Whether the secrets are in the file store (whose files the checklist inspects).
     pub file_store: bool,
     /// The engine's view of each service's container, read once (the checklist reads it).
@@ -52,13 +55,13 @@ pub struct Context {
 impl Context {
     /// Gathers the context; `EnvironmentError` when the stack cannot be reached.
     pub async fn gather(profile: Profile, dir: StackDir, engine: Engine) -> anyhow::Result<Context> {
-        if !profile.network.publish {
+        let Some(layout::HostAddress { address, .. }) = layout::host_address(&profile, Service::Postgres) else {
             return Err(EnvironmentError(format!(
                 "stack {} publishes no port, so its servers cannot be reached from here; run verify where the stack network is reachable, or set network.publish=true",
                 profile.stack.name
             ))
             .into());
-        }
+        };
         let mut containers = Vec::new();
         for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
             let name = crate::containers::container_name(&profile, service);
@@ -73,9 +76,8 @@ impl Context {
                 }
             }
         }
-        let address = profile.network.bind_address;
-        let address = if address.is_unspecified() { "127.0.0.1".parse().expect("an IP") } else { address };
-        let ca_pem = std::fs::read(dir.ca_cert()).with_context(|| format!("reading {}", dir.ca_cert().display()))?;
+        let ca = dir.file(&StackFile::CaCert);
+        let ca_pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
         let foreign_ca = pki::create_ca("foreign", profile.tls.key_algorithm, Duration::from_secs(86_400))?;
         let foreign = pki::issue(
             &foreign_ca,
@@ -83,7 +85,7 @@ impl Context {
             &CertSpec { common_name: "app".into(), purpose: Purpose::Client, lifetime: Duration::from_secs(86_400) },
         )?;
         let store = crate::secrets::store::Store::open(&profile, &dir).await?;
-        let secrets = crate::bundle::existing_secrets(&store, &profile).await?;
+        let secrets = store.versions(&profile).await?;
         let file_store = matches!(store, crate::secrets::store::Store::File(_));
         Ok(Context {
             profile,
@@ -105,7 +107,7 @@ impl Context {
 
     /// The current version of a secret.
     pub fn current(&self, name: &str) -> anyhow::Result<crate::secrets::store::SecretVersion> {
-        self.secrets.get(name).cloned().with_context(|| format!("secret {name} has no current version"))
+        self.secrets.current.get(name).cloned().with_context(|| format!("secret {name} has no current version"))
     }
 
     /// The published port of a service.
@@ -120,15 +122,7 @@ impl Context {
 
     /// TLS material for a login: the stack CA, and the login's client certificate.
     pub fn tls_for(&self, login: &str, with_client_cert: bool) -> anyhow::Result<ClientTls> {
-        let client = if with_client_cert {
-            let base = format!("certs/clients/{login}");
-            let cert = std::fs::read(self.dir.path(&format!("{base}/client.crt")))?;
-            let key = std::fs::read_to_string(self.dir.path(&format!("{base}/client.key")))?;
-            Some((cert, Secret::new(key)))
-        } else {
-            None
-        };
-        Ok(ClientTls { ca_pem: self.ca_pem.clone(), client })
+        crate::probe::client_tls(&self.dir, login, with_client_cert)
     }
 
     /// TLS that presents the foreign client certificate.

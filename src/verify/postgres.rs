@@ -4,6 +4,7 @@
 use tokio_postgres::config::SslMode;
 
 use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use crate::layout::{self, StackFile};
 use crate::probe::{self, ClientTls, PgSession};
 use crate::profile::Service;
 use crate::secrets::Secret;
@@ -50,7 +51,7 @@ async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSessio
 /// rotation, and a negative check must pair them right: a mismatched pair is refused for the
 /// wrong reason and would hide an open door.
 fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secret)> {
-    let version = context.current(&format!("postgres/{user}"))?;
+    let version = context.current(&layout::login_secret(Service::Postgres, user))?;
     Ok((version.username.clone().unwrap_or_else(|| user.to_owned()), version.value))
 }
 
@@ -107,7 +108,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             accepted(&id, "login with the user's client certificate (CN = role)", async {
                 let client = app_login(context, &name, &database, true).await?;
                 client.query_one("SELECT 1", &[]).await?;
-                Ok(format!("{name} presented certs/clients/{name}/client.crt"))
+                Ok(format!("{name} presented {}", StackFile::ClientCert(name.clone()).path()))
             })
             .await
         }));
@@ -251,10 +252,10 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     checks.push(bounded("pg.superuser_network_refused".into(), async move {
         refused("pg.superuser_network_refused", "the superuser over the network, with its real password", async {
             let login = Login {
-                user: "postgres",
-                password: Some(context.secret("postgres/superuser")?),
+                user: layout::POSTGRES_SUPERUSER,
+                password: Some(context.secret(layout::POSTGRES_SUPERUSER_SECRET)?),
                 database: "postgres",
-                tls: Some(context.tls_for("admin", true)?),
+                tls: Some(context.tls_for(layout::ADMIN, true)?),
                 server_name: context.server_name(),
             };
             connect(context, login).await

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use crate::layout;
 use crate::probe::{self, ClientTls};
 use crate::profile::Service;
 use crate::report::Check;
@@ -40,7 +41,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let (n, t) = (name.clone(), tls.clone());
     checks.push(bounded("qdrant.login".into(), async move {
         accepted("qdrant.login", "HTTPS verified against the stack CA, the API key, GET /collections", async {
-            let key = context.secret("qdrant/api-key")?;
+            let key = context.secret(layout::QDRANT_API_KEY)?;
             expect_ok(client(context, &t()?, &n)?.get(url(context, &n, "/collections")).header("api-key", key.expose()))
                 .await
         })
@@ -68,7 +69,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let (n, t) = (name.clone(), tls.clone());
     checks.push(bounded("qdrant.read_only_write_refused".into(), async move {
         refused("qdrant.read_only_write_refused", "a write with the read-only key", async {
-            let key = context.secret("qdrant/read-only-api-key")?;
+            let key = context.secret(layout::QDRANT_READ_ONLY_API_KEY)?;
             let body = serde_json::json!({"vectors": {"size": 2, "distance": "Cosine"}});
             expect_ok(
                 client(context, &t()?, &n)?
@@ -83,7 +84,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let n = name.clone();
     checks.push(bounded("qdrant.plaintext_refused".into(), async move {
         refused("qdrant.plaintext_refused", "plain HTTP", async {
-            let key = context.secret("qdrant/api-key")?;
+            let key = context.secret(layout::QDRANT_API_KEY)?;
             let plain = reqwest::Client::builder().timeout(probe::CONNECT_TIMEOUT).build()?;
             let host = if n.contains(':') { format!("[{n}]") } else { n.clone() };
             expect_ok(
@@ -103,7 +104,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             );
         }
         refused("qdrant.foreign_client_cert_refused", "a client certificate from another CA", async {
-            let key = context.secret("qdrant/api-key")?;
+            let key = context.secret(layout::QDRANT_API_KEY)?;
             expect_ok(
                 client(context, &context.foreign_tls(), &name)?
                     .get(url(context, &name, "/collections"))

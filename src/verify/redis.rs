@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use crate::layout::{self, StackFile};
 use crate::probe::{self, ClientTls};
 use crate::profile::Service;
 use crate::report::Check;
@@ -32,7 +33,7 @@ async fn app_connection(
     user: &str,
     client_cert: bool,
 ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let password = context.secret(&format!("redis/{user}"))?;
+    let password = context.secret(&layout::login_secret(Service::Redis, user))?;
     connection(&client(context, Some((user, password.expose())), context.tls_for(user, client_cert)?)?).await
 }
 
@@ -67,7 +68,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             accepted(&id, "login with the user's client certificate", async {
                 let mut connection = app_connection(context, &name, true).await?;
                 ping(&mut connection).await?;
-                Ok(format!("{name} presented certs/clients/{name}/client.crt"))
+                Ok(format!("{name} presented {}", StackFile::ClientCert(name.clone()).path()))
             })
             .await
         }));
@@ -163,10 +164,13 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         }
         // A refused guess is not enough: the default user must be off, whatever its password.
         let flags: anyhow::Result<Vec<String>> = async {
-            let password = context.secret("redis/admin")?;
-            let mut connection =
-                connection(&client(context, Some(("admin", password.expose())), context.tls_for("admin", mutual)?)?)
-                    .await?;
+            let password = context.secret(&layout::login_secret(Service::Redis, layout::ADMIN))?;
+            let mut connection = connection(&client(
+                context,
+                Some((layout::ADMIN, password.expose())),
+                context.tls_for(layout::ADMIN, mutual)?,
+            )?)
+            .await?;
             // ACL GETUSER answers field, value, field, value...; "flags" is a list of words.
             let fields: Vec<redis::Value> =
                 redis::cmd("ACL").arg("GETUSER").arg("default").query_async(&mut connection).await?;
@@ -190,7 +194,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let name = user.clone();
     checks.push(bounded("redis.foreign_client_cert_refused".into(), async move {
         refused("redis.foreign_client_cert_refused", "a client certificate from another CA", async {
-            let password = context.secret(&format!("redis/{name}"))?;
+            let password = context.secret(&layout::login_secret(Service::Redis, &name))?;
             let mut connection =
                 connection(&client(context, Some((&name, password.expose())), context.foreign_tls())?).await?;
             ping(&mut connection).await

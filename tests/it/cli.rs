@@ -17,14 +17,9 @@ fn init_creates_a_private_bundle() {
     assert_eq!(mode(&stack), 0o700);
     for file in files_under(&stack) {
         let path = stack.join(&file);
-        let private = file.ends_with(".key")
-            || file.starts_with("secrets/")
-            || file.contains("/secrets/")
-            || file.ends_with("users.acl")
-            || file.ends_with("config.yaml")
-            || file.ends_with(".sql")
-            || file.starts_with(".hardstack");
-        assert_eq!(mode(&path), if private { 0o600 } else { 0o644 }, "{file}");
+        // The modes come from the layout, the table render, bundle and audit read too.
+        let expected = hardstack::layout::expected_mode(&file).unwrap_or_else(|| panic!("{file} is not in the layout"));
+        assert_eq!(mode(&path), expected.bits(), "{file}");
         let mut dir = path.parent().unwrap();
         while dir != stack {
             assert_eq!(mode(dir), 0o700, "{}", dir.display());

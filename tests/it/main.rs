@@ -19,3 +19,5 @@ mod env;
 mod pki;
 // Snapshots of every rendered file of every shipped profile.
 mod render;
+// The boundaries of ARCHITECTURE.md, read off src/.
+mod tidy;

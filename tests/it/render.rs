@@ -97,7 +97,7 @@ fn qdrant_config_carries_the_alternate_key_during_rotation() {
         created: std::time::SystemTime::now(),
         stages: vec![Stage::Pending],
     };
-    let existing = std::collections::BTreeMap::from([(hardstack::bundle::QDRANT_ALTERNATE.to_owned(), alternate)]);
+    let existing = hardstack::secrets::store::Versions { qdrant_alternate: Some(alternate), ..Default::default() };
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &existing, &mut rng).unwrap();
     let config = plan.files.iter().find(|f| f.path == "config/qdrant/config.yaml").unwrap();

@@ -1,0 +1,603 @@
+//! The stack layout, in one place: every file of the stack directory with its mode, which
+//! service receives it and where, and how a change to it reaches a running server; the names
+//! of secrets and logins; and where a client reaches each service, from the host and inside
+//! the stack network.
+//!
+//! A leaf: it names things and computes nothing else, reads and writes nothing, and depends on
+//! the profile model only. No other module spells a path of the stack directory (the tidy test
+//! `only_layout_spells_stack_directory_paths` holds it to that).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::profile::{Profile, Service};
+
+/// The directory of the file secret store, relative to the stack directory.
+pub const SECRETS_DIR: &str = "secrets";
+
+/// Where PostgreSQL finds its delivered files (its config volume's mount point).
+pub const POSTGRES_DIR: &str = "/etc/hardstack";
+/// Where Redis finds its delivered files; writable, for ACL SAVE.
+pub const REDIS_DIR: &str = "/usr/local/etc/redis";
+/// Where Qdrant finds its delivered files.
+pub const QDRANT_DIR: &str = "/qdrant/hardstack";
+/// Where the PostgreSQL image runs its init scripts from (the initdb volume's mount point).
+pub const POSTGRES_INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
+
+/// The login every service has for hardstack's own administration (rotation, checks).
+pub const ADMIN: &str = "admin";
+/// The login of the containers' healthchecks: it may only connect and ping.
+pub const HEALTH: &str = "health";
+/// Logins that get a client certificate and a password besides the application users.
+pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH];
+/// PostgreSQL's superuser: local socket only, used by the image's init.
+pub const POSTGRES_SUPERUSER: &str = "postgres";
+
+/// The secret of PostgreSQL's superuser.
+pub const POSTGRES_SUPERUSER_SECRET: &str = "postgres/superuser";
+/// The secret of Qdrant's read-write API key.
+pub const QDRANT_API_KEY: &str = "qdrant/api-key";
+/// The secret of Qdrant's read-only API key.
+pub const QDRANT_READ_ONLY_API_KEY: &str = "qdrant/read-only-api-key";
+
+/// The secret holding the password of `login` on `service` (`postgres/app`, `redis/admin`).
+pub fn login_secret(service: Service, login: &str) -> String {
+    format!("{service}/{login}")
+}
+
+/// The secret an application user's Qdrant access uses; `None` without access.
+pub fn qdrant_key_secret(access: crate::profile::QdrantAccess) -> Option<&'static str> {
+    use crate::profile::QdrantAccess;
+    match access {
+        QdrantAccess::None => None,
+        QdrantAccess::ReadOnly => Some(QDRANT_READ_ONLY_API_KEY),
+        QdrantAccess::ReadWrite => Some(QDRANT_API_KEY),
+    }
+}
+
+/// The second PostgreSQL login of an application user; rotation alternates between the two.
+pub fn alternate_login(user: &str) -> String {
+    format!("{user}_alt")
+}
+
+/// The NOLOGIN role that owns an application user's objects; both of its logins act as it.
+pub fn owner_role(user: &str) -> String {
+    format!("{user}_owner")
+}
+
+/// Names of every secret a profile needs, with whether PostgreSQL stores it as a SCRAM
+/// verifier.
+pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
+    let mut names = Vec::new();
+    let logins = || SERVICE_LOGINS.iter().copied().chain(profile.users.iter().map(|u| u.name.as_str()));
+    if profile.runs(Service::Postgres) {
+        names.push((POSTGRES_SUPERUSER_SECRET.to_owned(), false));
+        names.extend(logins().map(|login| (login_secret(Service::Postgres, login), true)));
+    }
+    if profile.runs(Service::Redis) {
+        names.extend(logins().map(|login| (login_secret(Service::Redis, login), false)));
+    }
+    if profile.runs(Service::Qdrant) {
+        names.push((QDRANT_API_KEY.to_owned(), false));
+        names.push((QDRANT_READ_ONLY_API_KEY.to_owned(), false));
+    }
+    names
+}
+
+/// Every login that gets a client certificate: the service logins, then each application
+/// user and its alternate login (PostgreSQL's `clientcert=verify-full` wants CN = login role).
+pub fn client_logins(profile: &Profile) -> Vec<String> {
+    SERVICE_LOGINS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]))
+        .collect()
+}
+
+/// The permission bits a file of the stack directory must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 0600: keys, secrets and files that contain either.
+    Private,
+    /// 0644: certificates and configs without secrets.
+    Public,
+}
+
+impl Mode {
+    /// The permission bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Mode::Private => 0o600,
+            Mode::Public => 0o644,
+        }
+    }
+}
+
+/// How a change to a delivered file reaches the running server. `up` recreates a container
+/// whose `Recreate` files changed (they are in its config hash); the others are changed on the
+/// running server by the command that changes them, and are left out of the hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// Read once, by initdb on an empty data directory: a change reaches no running server.
+    Nothing,
+    /// The server reads it again on request (certificates: `pg_reload_conf()`,
+    /// `CONFIG SET tls-cert-file`; Qdrant by itself within `tls.cert_ttl`).
+    Reload,
+    /// Its content is set on the running server by a command (Redis `ACL SETUSER` and
+    /// `ACL SAVE`), or read afresh at each use (the healthchecks' password files).
+    Live,
+    /// Read at start: the server restarts.
+    Restart,
+    /// Part of the container's config hash: the container is made anew.
+    Recreate,
+}
+
+/// The volume of a service a file is delivered into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volume {
+    /// The service's config volume, mounted at [`config_dir`].
+    Config,
+    /// PostgreSQL's init scripts, mounted at [`POSTGRES_INITDB_DIR`].
+    Initdb,
+}
+
+impl Volume {
+    /// The volume's short name for a service (`postgres-config`).
+    pub fn key(self, service: Service) -> String {
+        match self {
+            Volume::Config => format!("{service}-config"),
+            Volume::Initdb => format!("{service}-initdb"),
+        }
+    }
+
+    /// Where the volume is mounted in the service's container.
+    pub fn mount_point(self, service: Service) -> &'static str {
+        match self {
+            Volume::Config => config_dir(service),
+            Volume::Initdb => POSTGRES_INITDB_DIR,
+        }
+    }
+}
+
+/// Where a service's delivered files are, inside its container.
+pub fn config_dir(service: Service) -> &'static str {
+    match service {
+        Service::Postgres => POSTGRES_DIR,
+        Service::Redis => REDIS_DIR,
+        Service::Qdrant => QDRANT_DIR,
+    }
+}
+
+/// Paths of the stack directory's files that have one fixed path, relative to its root.
+pub mod paths {
+    pub const PROFILE: &str = "hardstack.toml";
+    pub const MANIFEST: &str = ".hardstack-manifest.json";
+    pub const CA_CERT: &str = "ca/ca.crt";
+    pub const CA_KEY: &str = "ca/ca.key";
+    pub const POSTGRESQL_CONF: &str = "config/postgres/postgresql.conf";
+    pub const PG_HBA: &str = "config/postgres/pg_hba.conf";
+    pub const PG_IDENT: &str = "config/postgres/pg_ident.conf";
+    pub const INIT_SQL: &str = "config/postgres/initdb/10-hardstack.sql";
+    pub const SUPERUSER_PASSWORD: &str = "config/postgres/secrets/superuser.password";
+    pub const HEALTH_PGPASS: &str = "config/postgres/secrets/health.pgpass";
+    pub const REDIS_CONF: &str = "config/redis/redis.conf";
+    pub const USERS_ACL: &str = "config/redis/users.acl";
+    pub const REDIS_HEALTH_PASSWORD: &str = "config/redis/secrets/health.password";
+    pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
+    pub const COMPOSE: &str = "docker-compose.yml";
+    pub const CONNECTIONS: &str = "connections.json";
+}
+
+/// A file of the stack directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackFile {
+    /// `hardstack.toml`: the resolved profile, the stack's source of truth.
+    Profile,
+    /// `.hardstack-manifest.json`: the hash of every file hardstack wrote.
+    Manifest,
+    CaCert,
+    /// SECURITY: signs every certificate of the stack; it never leaves the directory.
+    CaKey,
+    ServerCert(Service),
+    ServerKey(Service),
+    ClientCert(String),
+    ClientKey(String),
+    /// A secret of the file store, by name (`postgres/app`).
+    Secret(String),
+    PostgresConf,
+    PgHba,
+    PgIdent,
+    /// The init SQL: roles (with SCRAM verifiers), databases and grants.
+    InitSql,
+    SuperuserPassword,
+    /// The PostgreSQL healthcheck's password file.
+    HealthPgpass,
+    RedisConf,
+    UsersAcl,
+    /// The Redis healthcheck's password file.
+    RedisHealthPassword,
+    /// Qdrant's config; carries its API keys.
+    QdrantConfig,
+    Compose,
+    Connections,
+    /// The systemd units of `init --systemd`, by stack name.
+    SystemdService(String),
+    SystemdTimer(String),
+}
+
+impl StackFile {
+    /// The path relative to the stack directory.
+    pub fn path(&self) -> String {
+        match self {
+            StackFile::CaCert
+            | StackFile::CaKey
+            | StackFile::Profile
+            | StackFile::Manifest
+            | StackFile::PostgresConf
+            | StackFile::PgHba
+            | StackFile::PgIdent
+            | StackFile::InitSql
+            | StackFile::SuperuserPassword
+            | StackFile::HealthPgpass
+            | StackFile::RedisConf
+            | StackFile::UsersAcl
+            | StackFile::RedisHealthPassword
+            | StackFile::QdrantConfig
+            | StackFile::Compose
+            | StackFile::Connections => self.fixed_path().expect("a file with a fixed path").into(),
+            StackFile::ServerCert(service) => format!("certs/{service}/server.crt"),
+            StackFile::ServerKey(service) => format!("certs/{service}/server.key"),
+            StackFile::ClientCert(login) => format!("{}/client.crt", client_dir(login)),
+            StackFile::ClientKey(login) => format!("{}/client.key", client_dir(login)),
+            StackFile::Secret(name) => format!("{SECRETS_DIR}/{name}.json"),
+            StackFile::SystemdService(stack) => format!("systemd/hardstack-rotate-{stack}.service"),
+            StackFile::SystemdTimer(stack) => format!("systemd/hardstack-rotate-{stack}.timer"),
+        }
+    }
+
+    /// The path of a file that has one fixed path; `None` for the files named by a service, a
+    /// login, a secret or a stack.
+    pub fn fixed_path(&self) -> Option<&'static str> {
+        Some(match self {
+            StackFile::Profile => paths::PROFILE,
+            StackFile::Manifest => paths::MANIFEST,
+            StackFile::CaCert => paths::CA_CERT,
+            StackFile::CaKey => paths::CA_KEY,
+            StackFile::PostgresConf => paths::POSTGRESQL_CONF,
+            StackFile::PgHba => paths::PG_HBA,
+            StackFile::PgIdent => paths::PG_IDENT,
+            StackFile::InitSql => paths::INIT_SQL,
+            StackFile::SuperuserPassword => paths::SUPERUSER_PASSWORD,
+            StackFile::HealthPgpass => paths::HEALTH_PGPASS,
+            StackFile::RedisConf => paths::REDIS_CONF,
+            StackFile::UsersAcl => paths::USERS_ACL,
+            StackFile::RedisHealthPassword => paths::REDIS_HEALTH_PASSWORD,
+            StackFile::QdrantConfig => paths::QDRANT_CONFIG,
+            StackFile::Compose => paths::COMPOSE,
+            StackFile::Connections => paths::CONNECTIONS,
+            _ => return None,
+        })
+    }
+
+    /// The file a path names, the inverse of [`StackFile::path`]; `None` for a path that is not
+    /// hardstack's.
+    pub fn parse(path: &str) -> Option<StackFile> {
+        let fixed = [
+            StackFile::Profile,
+            StackFile::Manifest,
+            StackFile::CaCert,
+            StackFile::CaKey,
+            StackFile::PostgresConf,
+            StackFile::PgHba,
+            StackFile::PgIdent,
+            StackFile::InitSql,
+            StackFile::SuperuserPassword,
+            StackFile::HealthPgpass,
+            StackFile::RedisConf,
+            StackFile::UsersAcl,
+            StackFile::RedisHealthPassword,
+            StackFile::QdrantConfig,
+            StackFile::Compose,
+            StackFile::Connections,
+        ];
+        if let Some(file) = fixed.into_iter().find(|f| f.fixed_path() == Some(path)) {
+            return Some(file);
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["certs", "clients", login, "client.crt"] => Some(StackFile::ClientCert((*login).to_owned())),
+            ["certs", "clients", login, "client.key"] => Some(StackFile::ClientKey((*login).to_owned())),
+            ["certs", service, file] => {
+                let service = Service::ALL.into_iter().find(|s| s.name() == *service)?;
+                match *file {
+                    "server.crt" => Some(StackFile::ServerCert(service)),
+                    "server.key" => Some(StackFile::ServerKey(service)),
+                    _ => None,
+                }
+            }
+            [SECRETS_DIR, ..] => {
+                let name = path.strip_prefix(SECRETS_DIR)?.strip_prefix('/')?.strip_suffix(".json")?;
+                Some(StackFile::Secret(name.to_owned()))
+            }
+            ["systemd", file] => {
+                let stem = file.strip_prefix("hardstack-rotate-")?;
+                if let Some(stack) = stem.strip_suffix(".service") {
+                    Some(StackFile::SystemdService(stack.to_owned()))
+                } else {
+                    stem.strip_suffix(".timer").map(|stack| StackFile::SystemdTimer(stack.to_owned()))
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The mode the file must have.
+    pub fn mode(&self) -> Mode {
+        match self {
+            StackFile::Manifest
+            | StackFile::CaKey
+            | StackFile::ServerKey(_)
+            | StackFile::ClientKey(_)
+            | StackFile::Secret(_)
+            | StackFile::InitSql
+            | StackFile::SuperuserPassword
+            | StackFile::HealthPgpass
+            | StackFile::UsersAcl
+            | StackFile::RedisHealthPassword
+            | StackFile::QdrantConfig => Mode::Private,
+            StackFile::Profile
+            | StackFile::CaCert
+            | StackFile::ServerCert(_)
+            | StackFile::ClientCert(_)
+            | StackFile::PostgresConf
+            | StackFile::PgHba
+            | StackFile::PgIdent
+            | StackFile::RedisConf
+            | StackFile::Compose
+            | StackFile::Connections
+            | StackFile::SystemdService(_)
+            | StackFile::SystemdTimer(_) => Mode::Public,
+        }
+    }
+}
+
+/// The directory of a login's client certificate and key.
+pub fn client_dir(login: &str) -> String {
+    format!("certs/clients/{login}")
+}
+
+/// Where a rotation keeps a new file until the server presents it (`server.crt.pending`).
+pub fn pending(path: &str) -> String {
+    format!("{path}.pending")
+}
+
+/// The mode a path of the stack directory must have: the mode of the file it names, or of the
+/// file it is the pending replacement of. `None` for a path that is not hardstack's.
+pub fn expected_mode(path: &str) -> Option<Mode> {
+    let path = path.strip_suffix(".pending").unwrap_or(path);
+    StackFile::parse(path).map(|file| file.mode())
+}
+
+/// Every file the stack directory of a profile holds once `init` ran (without `--systemd`).
+/// The secrets are listed for the file store only.
+pub fn files(profile: &Profile) -> Vec<StackFile> {
+    let mut files = vec![StackFile::Profile, StackFile::Manifest, StackFile::CaCert, StackFile::CaKey];
+    for service in services(profile) {
+        files.push(StackFile::ServerCert(service));
+        files.push(StackFile::ServerKey(service));
+    }
+    for login in client_logins(profile) {
+        files.push(StackFile::ClientCert(login.clone()));
+        files.push(StackFile::ClientKey(login));
+    }
+    if profile.secrets.store == crate::profile::StoreKind::File {
+        files.extend(secret_names(profile).into_iter().map(|(name, _)| StackFile::Secret(name)));
+    }
+    files.extend(rendered(profile));
+    files
+}
+
+/// The files rendered from templates for a profile, in rendering order.
+pub fn rendered(profile: &Profile) -> Vec<StackFile> {
+    let mut files = Vec::new();
+    if profile.runs(Service::Postgres) {
+        files.extend([
+            StackFile::PostgresConf,
+            StackFile::PgHba,
+            StackFile::PgIdent,
+            StackFile::InitSql,
+            StackFile::SuperuserPassword,
+            StackFile::HealthPgpass,
+        ]);
+    }
+    if profile.runs(Service::Redis) {
+        files.extend([StackFile::RedisConf, StackFile::UsersAcl, StackFile::RedisHealthPassword]);
+    }
+    if profile.runs(Service::Qdrant) {
+        files.push(StackFile::QdrantConfig);
+    }
+    files.extend([StackFile::Compose, StackFile::Connections]);
+    files
+}
+
+/// The services a profile runs, in start order.
+pub fn services(profile: &Profile) -> impl Iterator<Item = Service> + '_ {
+    Service::ALL.into_iter().filter(|s| profile.runs(*s))
+}
+
+/// One file a service receives: which, into which volume and where, and how a change reaches
+/// the running server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub file: StackFile,
+    pub volume: Volume,
+    /// The path inside the volume.
+    pub path: &'static str,
+    pub reach: Reach,
+}
+
+impl Delivered {
+    /// The file's path inside the service's container.
+    pub fn container_path(&self, service: Service) -> String {
+        format!("{}/{}", self.volume.mount_point(service), self.path)
+    }
+}
+
+/// Every file a service receives, in delivery order. The server's key pair and the CA come
+/// last, with the healthcheck's client certificate where servers require client certificates.
+pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
+    use Reach::{Live, Nothing, Recreate, Reload};
+    let to =
+        |file: StackFile, volume: Volume, path: &'static str, reach: Reach| Delivered { file, volume, path, reach };
+    let config = |file: StackFile, path: &'static str, reach: Reach| to(file, Volume::Config, path, reach);
+    let mut files = match service {
+        Service::Postgres => vec![
+            config(StackFile::PostgresConf, "postgresql.conf", Recreate),
+            config(StackFile::PgHba, "pg_hba.conf", Recreate),
+            config(StackFile::PgIdent, "pg_ident.conf", Recreate),
+            config(StackFile::SuperuserPassword, "secrets/superuser.password", Recreate),
+            config(StackFile::HealthPgpass, "secrets/health.pgpass", Live),
+            to(StackFile::InitSql, Volume::Initdb, "10-hardstack.sql", Nothing),
+        ],
+        Service::Redis => vec![
+            config(StackFile::RedisConf, "redis.conf", Recreate),
+            // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside
+            // the ACL file and renames it, and the volume's root belongs to root.
+            config(StackFile::UsersAcl, "acl/users.acl", Live),
+            config(StackFile::RedisHealthPassword, "secrets/health.password", Live),
+        ],
+        // Qdrant reads its keys at start; rotation re-delivers the file and restarts it. Until
+        // `up` restarts instead of recreating (issue 10), a change recreates the container.
+        Service::Qdrant => vec![config(StackFile::QdrantConfig, "config.yaml", Recreate)],
+    };
+    files.extend([
+        config(StackFile::ServerCert(service), "tls/server.crt", Reload),
+        config(StackFile::ServerKey(service), "tls/server.key", Reload),
+        config(StackFile::CaCert, "tls/ca.crt", Recreate),
+    ]);
+    if profile.mutual_tls() && service != Service::Qdrant {
+        // The healthcheck inside the container needs a client certificate too.
+        files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Recreate));
+        files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Recreate));
+    }
+    files
+}
+
+/// The path inside a service's container of a file it receives.
+pub fn container_path(profile: &Profile, service: Service, file: &StackFile) -> Option<String> {
+    deliveries(profile, service).into_iter().find(|d| d.file == *file).map(|d| d.container_path(service))
+}
+
+/// Where a client reaches a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The name a client puts in its URL (`localhost`, an address, or the service's alias).
+    pub host: String,
+    pub port: u16,
+}
+
+/// Where hardstack's own checks reach a published service from the host: the address they
+/// dial, which is also the name they verify (every server certificate covers the loopback
+/// addresses), and the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostAddress {
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+/// The endpoint an application on the host uses: the published port at `localhost` (or at the
+/// bind address when it is not loopback). `None` when nothing is published.
+pub fn host_endpoint(profile: &Profile, service: Service) -> Option<Endpoint> {
+    let bind = profile.network.bind_address;
+    let host = if bind.is_loopback() || bind.is_unspecified() { "localhost".to_owned() } else { bind.to_string() };
+    profile.network.publish.then(|| Endpoint { host, port: profile.network.ports.of(service) })
+}
+
+/// The address and port hardstack's own checks dial on the host. `None` when nothing is
+/// published.
+pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> {
+    let bind = profile.network.bind_address;
+    let address = match bind {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        _ => bind,
+    };
+    profile.network.publish.then(|| HostAddress { address, port: profile.network.ports.of(service) })
+}
+
+/// The endpoint inside the stack network: the service's alias and its container port.
+pub fn network_endpoint(service: Service) -> Endpoint {
+    Endpoint { host: service.name().to_owned(), port: service.container_port() }
+}
+
+/// The endpoint an application is given (connections.json, `env`, the AWS store's RDS
+/// fields): the host's when the stack publishes, the stack network's otherwise.
+pub fn client_endpoint(profile: &Profile, service: Service) -> Endpoint {
+    host_endpoint(profile, service).unwrap_or_else(|| network_endpoint(service))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{ProfileSource, load};
+
+    fn shipped(name: &str) -> Profile {
+        load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile
+    }
+
+    #[test]
+    fn every_path_parses_back_to_its_file() {
+        for name in ["dev", "test", "prod"] {
+            let profile = shipped(name);
+            let mut all = files(&profile);
+            all.push(StackFile::SystemdService(profile.stack.name.clone()));
+            all.push(StackFile::SystemdTimer(profile.stack.name.clone()));
+            for file in all {
+                assert_eq!(StackFile::parse(&file.path()), Some(file.clone()), "{name}: {}", file.path());
+            }
+        }
+        assert_eq!(StackFile::parse("notes.txt"), None);
+        assert_eq!(StackFile::parse("certs/mysql/server.crt"), None);
+    }
+
+    #[test]
+    fn keys_secrets_and_files_holding_them_are_private() {
+        let profile = shipped("dev");
+        for file in files(&profile) {
+            let path = file.path();
+            let holds_secret = path.ends_with(".key")
+                || path.contains("secrets/")
+                || matches!(
+                    file,
+                    StackFile::UsersAcl | StackFile::QdrantConfig | StackFile::InitSql | StackFile::Manifest
+                );
+            assert_eq!(file.mode() == Mode::Private, holds_secret, "{path}");
+        }
+        assert_eq!(expected_mode("certs/postgres/server.key.pending"), Some(Mode::Private));
+        assert_eq!(expected_mode("certs/postgres/server.crt.pending"), Some(Mode::Public));
+    }
+
+    #[test]
+    fn every_delivered_file_is_a_file_of_the_stack() {
+        for name in ["dev", "test", "prod"] {
+            let profile = shipped(name);
+            let all = files(&profile);
+            for service in services(&profile) {
+                for delivered in deliveries(&profile, service) {
+                    assert!(all.contains(&delivered.file), "{name}: {service} receives {:?}", delivered.file);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn endpoints_from_the_host_and_inside_the_network() {
+        let dev = shipped("dev");
+        assert_eq!(client_endpoint(&dev, Service::Postgres), Endpoint { host: "localhost".into(), port: 5432 });
+        let address = host_address(&dev, Service::Redis).unwrap();
+        assert!(address.address.is_loopback());
+        let prod = shipped("prod");
+        assert_eq!(host_address(&prod, Service::Postgres), None);
+        assert_eq!(client_endpoint(&prod, Service::Redis), Endpoint { host: "redis".into(), port: 6379 });
+    }
+}
