@@ -75,12 +75,30 @@ pub async fn remove_password(
         return Ok(false);
     }
     let hash = crate::secrets::redis_acl_hash(&previous.value);
-    match setuser(context, user, format!("!{hash}")).await {
-        Ok(()) => Ok(true),
-        // The password was removed by an earlier run.
-        Err(err) if err.to_string().contains("does not exist") => Ok(false),
-        Err(err) => Err(err).with_context(|| format!("removing the previous password of {user}")),
+    // An earlier run may have removed it already: ask the server rather than read its error.
+    if !password_hashes(context, user).await?.contains(&hash) {
+        return Ok(false);
     }
+    setuser(context, user, format!("!{hash}"))
+        .await
+        .with_context(|| format!("removing the previous password of {user}"))?;
+    Ok(true)
+}
+
+/// The SHA-256 hashes of the passwords a user has on the server (`ACL GETUSER`'s `passwords`).
+async fn password_hashes(context: &Context<'_>, user: &str) -> anyhow::Result<Vec<String>> {
+    let mut connection = admin(context).await?;
+    // ACL GETUSER answers field, value, field, value...
+    let fields: Vec<::redis::Value> = ::redis::cmd("ACL")
+        .arg("GETUSER")
+        .arg(user)
+        .query_async(&mut connection)
+        .await
+        .with_context(|| format!("reading the ACL of {user}"))?;
+    let position = fields.iter().position(|v| ::redis::from_redis_value::<String>(v).is_ok_and(|f| f == "passwords"));
+    let passwords =
+        position.and_then(|i| fields.get(i + 1)).with_context(|| format!("ACL GETUSER {user} has no passwords"))?;
+    Ok(::redis::from_redis_value(passwords)?)
 }
 
 /// Hands the container's healthcheck the pending health password (both passwords are valid

@@ -260,11 +260,26 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
 
 /// Checklist items that summarise other checks.
 pub fn derived(context: &Context, results: &[Check]) -> Vec<Check> {
+    let mut checks = groups(results);
+    checks.push(backups(context));
+    checks
+}
+
+/// The groups that summarise the live checks: a group fails when a member failed, and when it
+/// has no member that passed (an empty group proves nothing).
+fn groups(results: &[Check]) -> Vec<Check> {
     let group = |id: &str, reason: &str, members: &dyn Fn(&str) -> bool| -> Check {
         let related: Vec<&Check> = results.iter().filter(|c| members(&c.id)).collect();
         let failed: Vec<&str> = related.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.id.as_str()).collect();
         let passed = related.iter().filter(|c| c.verdict == Verdict::Pass).count();
-        if failed.is_empty() {
+        if passed == 0 && failed.is_empty() {
+            // A group that nothing passed proves nothing: the checklist itself is broken.
+            Check::fail(
+                id,
+                "the checklist found no check of its group to summarise",
+                format!("{} related checks, none passed", related.len()),
+            )
+        } else if failed.is_empty() {
             Check::pass(id, reason, format!("{passed} checks passed"))
         } else {
             Check::fail(
@@ -274,7 +289,7 @@ pub fn derived(context: &Context, results: &[Check]) -> Vec<Check> {
             )
         }
     };
-    let mut checks = vec![
+    vec![
         group(
             "checklist.tls",
             "TLS with verification on every service; plaintext and unverified names refused",
@@ -306,18 +321,47 @@ pub fn derived(context: &Context, results: &[Check]) -> Vec<Check> {
                 .any(|suffix| id.contains(suffix))
             },
         ),
-    ];
+    ]
+}
+
+/// The backups item: N/A, and what to back up.
+fn backups(context: &Context) -> Check {
     let volumes: Vec<String> = crate::containers::container_specs(&context.profile)
         .into_iter()
         .flat_map(|s| s.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
         .collect();
-    checks.push(Check::not_applicable(
+    Check::not_applicable(
         "checklist.backups",
         if volumes.is_empty() {
             "the data lives in tmpfs by design (test profile); nothing to back up".to_owned()
         } else {
-            format!("hardstack takes no backups; back up volumes {} (pg_dump / pg_basebackup, Redis RDB/AOF, Qdrant snapshots) and test restores", volumes.join(", "))
+            format!(
+                "hardstack takes no backups; back up volumes {} (pg_dump / pg_basebackup, Redis RDB/AOF, Qdrant snapshots) and test restores",
+                volumes.join(", ")
+            )
         },
-    ));
-    checks
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_without_members_fails_the_checklist() {
+        let checks = groups(&[]);
+        assert!(checks.iter().all(|c| c.verdict == Verdict::Fail), "{checks:?}");
+        let only_not_applicable = [Check::not_applicable("pg.no_client_cert_refused", "off")];
+        assert!(groups(&only_not_applicable).iter().all(|c| c.verdict == Verdict::Fail));
+    }
+
+    #[test]
+    fn a_group_passes_on_its_passed_members_and_fails_on_a_failed_one() {
+        let passed = [Check::pass("pg.login.app", "ok", "e"), Check::pass("redis.wrong_password_refused", "ok", "e")];
+        let checks = groups(&passed);
+        assert!(checks.iter().all(|c| c.verdict == Verdict::Pass), "{checks:?}");
+        let failed = [Check::pass("pg.login.app", "ok", "e"), Check::fail("pg.plaintext_refused", "no", "e")];
+        let tls = groups(&failed).into_iter().find(|c| c.id == "checklist.tls").unwrap();
+        assert_eq!(tls.verdict, Verdict::Fail);
+    }
 }

@@ -8,6 +8,7 @@ mod checklist;
 mod postgres;
 mod qdrant;
 mod redis;
+pub mod refusal;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ use crate::runtime::Engine;
 use crate::secrets::Secret;
 use crate::secrets::store::Versions;
 use crate::stackdir::StackDir;
+pub use refusal::{Refusal, prepare};
 
 /// How long any one check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -158,12 +160,83 @@ pub fn bounded<'a>(id: String, check: impl Future<Output = Check> + Send + 'a) -
     })
 }
 
-/// A negative check: `attempt` must fail. Its error is the evidence of the refusal.
-pub async fn refused<T>(id: &str, what: &str, attempt: impl Future<Output = anyhow::Result<T>>) -> Check {
+/// A negative check: `attempt` must fail with the `expected` refusal, and only that passes.
+/// Its error is the evidence. An error while preparing the attempt, or any other error, fails
+/// the check with that error as evidence.
+pub async fn refused<T>(
+    id: &str,
+    what: &str,
+    expected: Refusal,
+    attempt: impl Future<Output = anyhow::Result<T>>,
+) -> Check {
     match attempt.await {
-        Ok(_) => Check::fail(id, format!("{what} was accepted"), "the server (or client) did not refuse"),
-        Err(err) => Check::pass(id, format!("{what} is refused"), one_line(&format!("{err:#}"))),
+        Ok(_) => Check::fail(id, format!("{what} was accepted"), format!("expected {expected}; nothing refused it")),
+        Err(err) if refusal::is_preparation(&err) => {
+            Check::fail(id, format!("the attempt at {what} could not be made"), one_line(&format!("{err:#}")))
+        }
+        Err(err) if expected.is_in(&err) => {
+            Check::pass(id, format!("{what} is refused"), one_line(&format!("{expected}: {err:#}")))
+        }
+        Err(err) => Check::fail(
+            id,
+            format!("{what} was not refused as expected"),
+            one_line(&format!("expected {expected}; got: {err:#}")),
+        ),
     }
+}
+
+/// Sends `request` in plaintext to a TLS port and reads the answer. `Ok` with the answer when
+/// the server answers in plaintext; [`refusal::NoPlaintextAnswer`] when it closes the connection
+/// or answers with a TLS record; any other error when the port cannot be reached.
+pub async fn plaintext_exchange(context: &Context, service: Service, request: &[u8]) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::time::timeout(
+        crate::probe::CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((context.address, context.port(service))),
+    )
+    .await
+    .context("connecting timed out")??;
+    stream.write_all(request).await?;
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buffer)).await;
+    match read {
+        Ok(Ok(0)) => Err(refusal::NoPlaintextAnswer("the server closed the connection".into()).into()),
+        // A TLS record: content type 20-23, then major version 3.
+        Ok(Ok(n)) if n >= 2 && (20..=23).contains(&buffer[0]) && buffer[1] == 3 => {
+            Err(refusal::NoPlaintextAnswer(format!("the server answered with a TLS record ({n} bytes)")).into())
+        }
+        Ok(Ok(n)) => Ok(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+        Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+            Err(refusal::NoPlaintextAnswer("the server reset the connection".into()).into())
+        }
+        Ok(Err(err)) => Err(err.into()),
+        Err(_) => anyhow::bail!("no answer within 3s"),
+    }
+}
+
+/// A TLS session with `service` as `server_name`, presenting `tls`'s client certificate if
+/// any: the handshake, then `request` and one read, which is where a server's alert about the
+/// client's certificate arrives in TLS 1.3. Returns what the server answered.
+pub async fn tls_exchange(
+    context: &Context,
+    service: Service,
+    server_name: &str,
+    tls: anyhow::Result<ClientTls>,
+    request: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let config = prepare(tls.and_then(|tls| crate::probe::rustls_config(&tls)))?;
+    let name = prepare(rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(anyhow::Error::from))?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = tokio::net::TcpStream::connect((context.address, context.port(service))).await?;
+    let mut session = tokio::time::timeout(crate::probe::CONNECT_TIMEOUT, connector.connect(name, stream))
+        .await
+        .context("the TLS handshake timed out")??;
+    session.write_all(request).await?;
+    let mut buffer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(3), session.read(&mut buffer)).await.context("no answer")??;
+    buffer.truncate(n);
+    Ok(buffer)
 }
 
 /// A positive check: `attempt` must succeed with evidence.

@@ -3,7 +3,9 @@
 
 use tokio_postgres::config::SslMode;
 
-use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use rustls::AlertDescription;
+
+use super::{CheckFuture, Context, Refusal, UNCOVERED_NAME, accepted, bounded, prepare, refused};
 use crate::layout::{self, StackFile};
 use crate::probe::{self, ClientTls, PgSession};
 use crate::profile::Service;
@@ -35,8 +37,8 @@ async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSessio
     Ok(match login.tls {
         Some(tls) => {
             config.ssl_mode(SslMode::Require);
-            let (client, connection) =
-                config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(probe::rustls_config(&tls)?)).await?;
+            let rustls = prepare(probe::rustls_config(&tls))?;
+            let (client, connection) = config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(rustls)).await?;
             PgSession::spawn(client, connection)
         }
         None => {
@@ -57,12 +59,12 @@ fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secre
 
 /// A login as an application user, over verify-full TLS.
 async fn app_login(context: &Context, user: &str, database: &str, client_cert: bool) -> anyhow::Result<PgSession> {
-    let (name, password) = current_login(context, user)?;
+    let (name, password) = prepare(current_login(context, user))?;
     let login = Login {
         user: &name,
         password: Some(password),
         database,
-        tls: Some(context.tls_for(&name, client_cert)?),
+        tls: Some(prepare(context.tls_for(&name, client_cert))?),
         server_name: context.server_name(),
     };
     connect(context, login).await
@@ -70,14 +72,18 @@ async fn app_login(context: &Context, user: &str, database: &str, client_cert: b
 
 /// Runs `statement` in the session's default role (the owner role), then again after
 /// `RESET ROLE` (the login itself, which anyone with the password can do). `Ok` when either
-/// succeeds (and `undo` cleans up); the last refusal otherwise.
+/// succeeds (and `undo` cleans up); the last refusal otherwise. Each statement is sent alone:
+/// in one query string, ALTER SYSTEM would be refused for running in a transaction block,
+/// which says nothing about the role's rights.
 async fn as_owner_then_login(client: &tokio_postgres::Client, statement: &str, undo: &str) -> anyhow::Result<()> {
-    let as_owner = client.batch_execute(statement).await;
-    let as_login = match as_owner {
+    let result = match client.batch_execute(statement).await {
         Ok(()) => Ok(()),
-        Err(_) => client.batch_execute(&format!("RESET ROLE; {statement}")).await,
+        Err(_) => {
+            client.batch_execute("RESET ROLE").await?;
+            client.batch_execute(statement).await
+        }
     };
-    match as_login {
+    match result {
         Ok(()) => {
             let _ = client.batch_execute(undo).await;
             Ok(())
@@ -85,6 +91,11 @@ async fn as_owner_then_login(client: &tokio_postgres::Client, statement: &str, u
         Err(err) => Err(err.into()),
     }
 }
+
+/// No pg_hba.conf line lets the connection in, or a line rejects it.
+const HBA_REJECTS: Refusal = Refusal::Sqlstate(&["28000"]);
+/// The role lacks the privilege.
+const NO_PRIVILEGE: Refusal = Refusal::Sqlstate(&["42501"]);
 
 /// Every PostgreSQL check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
@@ -115,24 +126,35 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         let (name, database) = (user.name.clone(), user.database.clone());
         let id = format!("pg.create_role_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            refused(&id, "CREATE ROLE by an application user (as its owner role and as its login)", async {
-                let client = app_login(context, &name, &database, mutual).await?;
-                as_owner_then_login(
-                    &client,
-                    "CREATE ROLE hardstack_verify_intruder",
-                    "DROP ROLE hardstack_verify_intruder",
-                )
-                .await
-            })
+            refused(
+                &id,
+                "CREATE ROLE by an application user (as its owner role and as its login)",
+                NO_PRIVILEGE,
+                async {
+                    let client = app_login(context, &name, &database, mutual).await?;
+                    as_owner_then_login(
+                        &client,
+                        "CREATE ROLE hardstack_verify_intruder",
+                        "DROP ROLE hardstack_verify_intruder",
+                    )
+                    .await
+                },
+            )
             .await
         }));
         let (name, database) = (user.name.clone(), user.database.clone());
         let id = format!("pg.alter_system_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            refused(&id, "ALTER SYSTEM by an application user (as its owner role and as its login)", async {
-                let client = app_login(context, &name, &database, mutual).await?;
-                as_owner_then_login(&client, "ALTER SYSTEM SET work_mem = '1MB'", "ALTER SYSTEM RESET work_mem").await
-            })
+            refused(
+                &id,
+                "ALTER SYSTEM by an application user (as its owner role and as its login)",
+                NO_PRIVILEGE,
+                async {
+                    let client = app_login(context, &name, &database, mutual).await?;
+                    as_owner_then_login(&client, "ALTER SYSTEM SET work_mem = '1MB'", "ALTER SYSTEM RESET work_mem")
+                        .await
+                },
+            )
             .await
         }));
         let name = user.name.clone();
@@ -144,7 +166,10 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             .unwrap_or_else(|| "postgres".into());
         let id = format!("pg.other_database_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            refused(&id, &format!("connecting to database {other}"), async {
+            // pg_hba.conf names each user's database; were a line to let the user in, its
+            // missing CONNECT privilege would refuse it.
+            let refusal = Refusal::Sqlstate(&["28000", "42501"]);
+            refused(&id, &format!("connecting to database {other}"), refusal, async {
                 app_login(context, &name, &other, mutual).await
             })
             .await
@@ -154,8 +179,8 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let first = context.users().first().map(|u| (u.name.clone(), u.database.clone())).unwrap_or_default();
     let (user, database) = first.clone();
     checks.push(bounded("pg.plaintext_refused".into(), async move {
-        refused("pg.plaintext_refused", "a plaintext connection (sslmode=disable)", async {
-            let (name, password) = current_login(context, &user)?;
+        refused("pg.plaintext_refused", "a plaintext connection (sslmode=disable)", HBA_REJECTS, async {
+            let (name, password) = prepare(current_login(context, &user))?;
             let login = Login {
                 user: &name,
                 password: Some(password),
@@ -169,8 +194,8 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     }));
     let (user, database) = first.clone();
     checks.push(bounded("pg.wrong_password_refused".into(), async move {
-        refused("pg.wrong_password_refused", "a wrong password", async {
-            let tls = context.tls_for(&user, mutual)?;
+        refused("pg.wrong_password_refused", "a wrong password", Refusal::Sqlstate(&["28P01"]), async {
+            let tls = prepare(context.tls_for(&user, mutual))?;
             let login = Login {
                 user: &user,
                 password: Some(Secret::new("wrong-password-0000000000")),
@@ -184,8 +209,8 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     }));
     let (user, database) = first.clone();
     checks.push(bounded("pg.no_password_refused".into(), async move {
-        refused("pg.no_password_refused", "a login without a password", async {
-            let tls = context.tls_for(&user, mutual)?;
+        refused("pg.no_password_refused", "a login without a password", Refusal::PasswordDemanded, async {
+            let tls = prepare(context.tls_for(&user, mutual))?;
             connect(
                 context,
                 Login {
@@ -202,8 +227,9 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     }));
     let (user, database) = first.clone();
     checks.push(bounded("pg.foreign_client_cert_refused".into(), async move {
-        refused("pg.foreign_client_cert_refused", "a client certificate from another CA", async {
-            let (name, password) = current_login(context, &user)?;
+        let refusal = Refusal::TlsAlert(&[AlertDescription::UnknownCA, AlertDescription::BadCertificate]);
+        refused("pg.foreign_client_cert_refused", "a client certificate from another CA", refusal, async {
+            let (name, password) = prepare(current_login(context, &user))?;
             let login = Login {
                 user: &name,
                 password: Some(password),
@@ -221,13 +247,14 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         refused(
             "pg.wrong_host_name_refused",
             &format!("a server name the certificate does not cover ({UNCOVERED_NAME})"),
+            Refusal::NameNotCovered,
             async {
-                let (name, password) = current_login(context, &user)?;
+                let (name, password) = prepare(current_login(context, &user))?;
                 let login = Login {
                     user: &name,
                     password: Some(password),
                     database: &database,
-                    tls: Some(context.tls_for(&name, mutual)?),
+                    tls: Some(prepare(context.tls_for(&name, mutual))?),
                     server_name: UNCOVERED_NAME.into(),
                 };
                 connect(context, login).await
@@ -243,19 +270,22 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 "the profile does not require client certificates",
             );
         }
-        refused("pg.no_client_cert_refused", "a login without a client certificate", async {
+        // PostgreSQL asks for a certificate without requiring one in the handshake; the
+        // clientcert=verify-full option of the pg_hba.conf line refuses the login.
+        refused("pg.no_client_cert_refused", "a login without a client certificate", HBA_REJECTS, async {
             let client = app_login(context, &user, &database, false).await?;
             client.query_one("SELECT 1", &[]).await.map_err(anyhow::Error::from)
         })
         .await
     }));
     checks.push(bounded("pg.superuser_network_refused".into(), async move {
-        refused("pg.superuser_network_refused", "the superuser over the network, with its real password", async {
+        let what = "the superuser over the network, with its real password";
+        refused("pg.superuser_network_refused", what, HBA_REJECTS, async {
             let login = Login {
                 user: layout::POSTGRES_SUPERUSER,
-                password: Some(context.secret(layout::POSTGRES_SUPERUSER_SECRET)?),
+                password: Some(prepare(context.secret(layout::POSTGRES_SUPERUSER_SECRET))?),
                 database: "postgres",
-                tls: Some(context.tls_for(layout::ADMIN, true)?),
+                tls: Some(prepare(context.tls_for(layout::ADMIN, true))?),
                 server_name: context.server_name(),
             };
             connect(context, login).await

@@ -1,12 +1,14 @@
 //! Redis checks: logins over TLS verified against the stack CA, and everything the TLS-only
 //! listener and the ACL file must refuse.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{CheckFuture, Context, UNCOVERED_NAME, accepted, bounded, refused};
+use rustls::AlertDescription;
+
+use super::{
+    CheckFuture, Context, Refusal, UNCOVERED_NAME, accepted, bounded, plaintext_exchange, prepare, refused,
+    tls_exchange,
+};
 use crate::layout::{self, StackFile};
 use crate::probe::{self, ClientTls};
 use crate::profile::Service;
@@ -43,6 +45,9 @@ async fn ping(connection: &mut redis::aio::MultiplexedConnection) -> anyhow::Res
     Ok(pong)
 }
 
+/// The ACL refuses the command or key.
+const NO_PERMISSION: Refusal = Refusal::Redis(&["NOPERM"]);
+
 /// Every Redis check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let mutual = context.mutual();
@@ -75,35 +80,43 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         let name = user.name.clone();
         let id = format!("redis.admin_commands_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            let result: anyhow::Result<Vec<String>> = async {
-                let mut connection = app_connection(context, &name, mutual).await?;
-                let mut refusals = Vec::new();
-                for command in [vec!["CONFIG", "GET", "maxmemory"], vec!["FLUSHALL"], vec!["DEBUG", "SLEEP", "0"]] {
-                    let mut cmd = redis::cmd(command[0]);
-                    for arg in &command[1..] {
-                        cmd.arg(*arg);
-                    }
-                    match cmd.query_async::<redis::Value>(&mut connection).await {
-                        Ok(_) => anyhow::bail!("{} was allowed", command.join(" ")),
-                        Err(err) => refusals.push(format!("{}: {err}", command[0])),
-                    }
+            let what = "CONFIG, FLUSHALL and DEBUG by an application user";
+            let mut connection = match app_connection(context, &name, mutual).await {
+                Ok(connection) => connection,
+                Err(err) => {
+                    return Check::fail(&id, format!("the attempt at {what} could not be made"), format!("{err:#}"));
                 }
-                Ok(refusals)
+            };
+            let mut refusals = Vec::new();
+            for (command, also) in [
+                (vec!["CONFIG", "GET", "maxmemory"], None),
+                (vec!["FLUSHALL"], None),
+                // Redis refuses DEBUG before the ACL is consulted when enable-debug-command is no.
+                (vec!["DEBUG", "SLEEP", "0"], Some(Refusal::RedisErr("DEBUG command not allowed"))),
+            ] {
+                let mut cmd = redis::cmd(command[0]);
+                for arg in &command[1..] {
+                    cmd.arg(*arg);
+                }
+                let err = match cmd.query_async::<redis::Value>(&mut connection).await {
+                    Ok(_) => return Check::fail(&id, format!("{what}: {} was allowed", command[0]), command.join(" ")),
+                    Err(err) => anyhow::Error::from(err),
+                };
+                if !(NO_PERMISSION.is_in(&err) || also.is_some_and(|r| r.is_in(&err))) {
+                    return Check::fail(
+                        &id,
+                        format!("{what}: {} was not refused as expected", command[0]),
+                        format!("expected {NO_PERMISSION}; got: {err:#}"),
+                    );
+                }
+                refusals.push(format!("{}: {err}", command[0]));
             }
-            .await;
-            match result {
-                Ok(refusals) => Check::pass(
-                    &id,
-                    "CONFIG, FLUSHALL and DEBUG are refused to an application user",
-                    refusals.join("; "),
-                ),
-                Err(err) => Check::fail(&id, "an application user may run an admin command", format!("{err:#}")),
-            }
+            Check::pass(&id, "CONFIG, FLUSHALL and DEBUG are refused to an application user", refusals.join("; "))
         }));
         let name = user.name.clone();
         let id = format!("redis.other_keys_refused.{name}");
         checks.push(bounded(id.clone(), async move {
-            refused(&id, "a key outside the user's pattern", async {
+            refused(&id, "a key outside the user's pattern", NO_PERMISSION, async {
                 let mut connection = app_connection(context, &name, mutual).await?;
                 redis::cmd("GET")
                     .arg("hardstack-verify-not-yours")
@@ -117,35 +130,32 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
 
     let user = context.users().first().map(|u| u.name.clone()).unwrap_or_default();
     checks.push(bounded("redis.plaintext_refused".into(), async move {
-        refused("redis.plaintext_refused", "a plaintext connection", async {
-            let mut stream = tokio::net::TcpStream::connect((context.address, context.port(Service::Redis))).await?;
-            stream.write_all(b"PING\r\n").await?;
-            let mut buffer = [0u8; 64];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buffer)).await;
-            match read {
-                Ok(Ok(n)) if n > 0 && (buffer[0] == b'+' || buffer[0] == b'-') => {
-                    Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
-                }
-                Ok(Ok(0)) => anyhow::bail!("the server closed the connection"),
-                Ok(Ok(n)) => anyhow::bail!("no Redis answer ({n} bytes of TLS)"),
-                Ok(Err(err)) => Err(err.into()),
-                Err(_) => anyhow::bail!("no answer"),
-            }
+        refused("redis.plaintext_refused", "a plaintext connection", Refusal::NoPlaintextAnswer, async {
+            plaintext_exchange(context, Service::Redis, b"PING\r\n").await
         })
         .await
     }));
     let name = user.clone();
     checks.push(bounded("redis.wrong_password_refused".into(), async move {
-        refused("redis.wrong_password_refused", "a wrong password", async {
-            connection(&client(context, Some((&name, "wrong-password-0000000000")), context.tls_for(&name, mutual)?)?)
+        // AUTH sent on its own: the client library reports any failed AUTH at connection set-up
+        // alike, and only the server's own answer tells a wrong password apart.
+        refused("redis.wrong_password_refused", "a wrong password", Refusal::Redis(&["WRONGPASS"]), async {
+            let client = prepare(context.tls_for(&name, mutual).and_then(|tls| client(context, None, tls)))?;
+            let mut connection = connection(&client).await?;
+            redis::cmd("AUTH")
+                .arg(&name)
+                .arg("wrong-password-0000000000")
+                .query_async::<()>(&mut connection)
                 .await
+                .map_err(anyhow::Error::from)
         })
         .await
     }));
     let name = user.clone();
     checks.push(bounded("redis.no_password_refused".into(), async move {
-        refused("redis.no_password_refused", "a command without AUTH", async {
-            let mut connection = connection(&client(context, None, context.tls_for(&name, mutual)?)?).await?;
+        refused("redis.no_password_refused", "a command without AUTH", Refusal::Redis(&["NOAUTH"]), async {
+            let client = prepare(context.tls_for(&name, mutual).and_then(|tls| client(context, None, tls)))?;
+            let mut connection = connection(&client).await?;
             ping(&mut connection).await
         })
         .await
@@ -153,8 +163,9 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let name = user.clone();
     checks.push(bounded("redis.default_user_refused".into(), async move {
         let id = "redis.default_user_refused";
-        let attempt = refused(id, "the default user", async {
-            let mut connection = connection(&client(context, None, context.tls_for(&name, mutual)?)?).await?;
+        let attempt = refused(id, "the default user", Refusal::Redis(&["WRONGPASS"]), async {
+            let client = prepare(context.tls_for(&name, mutual).and_then(|tls| client(context, None, tls)))?;
+            let mut connection = connection(&client).await?;
             redis::cmd("AUTH").arg("default").arg("anything").query_async::<()>(&mut connection).await?;
             ping(&mut connection).await
         })
@@ -191,13 +202,10 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             Err(err) => Check::fail(id, "could not read the default user's flags as admin", format!("{err:#}")),
         }
     }));
-    let name = user.clone();
     checks.push(bounded("redis.foreign_client_cert_refused".into(), async move {
-        refused("redis.foreign_client_cert_refused", "a client certificate from another CA", async {
-            let password = context.secret(&layout::login_secret(Service::Redis, &name))?;
-            let mut connection =
-                connection(&client(context, Some((&name, password.expose())), context.foreign_tls())?).await?;
-            ping(&mut connection).await
+        let refusal = Refusal::TlsAlert(&[AlertDescription::UnknownCA, AlertDescription::BadCertificate]);
+        refused("redis.foreign_client_cert_refused", "a client certificate from another CA", refusal, async {
+            tls_exchange(context, Service::Redis, &context.server_name(), Ok(context.foreign_tls()), b"PING\r\n").await
         })
         .await
     }));
@@ -206,12 +214,9 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         refused(
             "redis.wrong_host_name_refused",
             &format!("a server name the certificate does not cover ({UNCOVERED_NAME})"),
+            Refusal::NameNotCovered,
             async {
-                let config = probe::rustls_config(&context.tls_for(&name, mutual)?)?;
-                let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-                let stream = tokio::net::TcpStream::connect((context.address, context.port(Service::Redis))).await?;
-                let server_name = rustls::pki_types::ServerName::try_from(UNCOVERED_NAME)?.to_owned();
-                connector.connect(server_name, stream).await.map_err(anyhow::Error::from)
+                tls_exchange(context, Service::Redis, UNCOVERED_NAME, context.tls_for(&name, mutual), b"PING\r\n").await
             },
         )
         .await
@@ -223,9 +228,12 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 "the profile does not require client certificates",
             );
         }
-        refused("redis.no_client_cert_refused", "a connection without a client certificate", async {
-            let mut connection = app_connection(context, &user, false).await?;
-            ping(&mut connection).await
+        // tls-auth-clients yes: the handshake requires a certificate (TLS 1.3 says so with
+        // certificate_required, TLS 1.2 with handshake_failure).
+        let refusal = Refusal::TlsAlert(&[AlertDescription::CertificateRequired, AlertDescription::HandshakeFailure]);
+        refused("redis.no_client_cert_refused", "a connection without a client certificate", refusal, async {
+            tls_exchange(context, Service::Redis, &context.server_name(), context.tls_for(&user, false), b"PING\r\n")
+                .await
         })
         .await
     }));
