@@ -282,3 +282,24 @@ fn a_missing_file_makes_its_rules_not_applicable() {
     let qdrant = results.iter().find(|c| c.id == "audit.qdrant.tls").unwrap();
     assert_eq!(qdrant.verdict, Verdict::NotApplicable);
 }
+
+#[test]
+fn a_damaged_secret_file_is_an_error_naming_it() {
+    let tmp = generate("dev");
+    let dir = tmp.path().join("stack");
+    std::fs::write(dir.join("secrets/postgres/app.json"), "{ not json").unwrap();
+    let err = Bundle::load(&dir).unwrap_err();
+    assert!(format!("{err:#}").contains("secrets/postgres/app.json"), "{err:#}");
+}
+
+#[test]
+fn a_loaded_bundle_keeps_secret_values_redacted() {
+    let tmp = generate("dev");
+    let dir = tmp.path().join("stack");
+    let record: crate::secrets::file::Record =
+        serde_json::from_slice(&std::fs::read(dir.join("secrets/redis/app.json")).unwrap()).unwrap();
+    let value = record.versions[0].value.expose().to_owned();
+    let bundle = Bundle::load(&dir).unwrap();
+    assert_eq!(bundle.secrets.len(), 9);
+    assert!(!format!("{bundle:?}").contains(&value));
+}

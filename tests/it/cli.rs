@@ -45,9 +45,15 @@ fn init_creates_a_private_bundle() {
 #[test]
 fn init_prints_no_secret() {
     let sandbox = Sandbox::new();
-    let stdout = sandbox.cmd().args(["init", "-v"]).output().unwrap();
-    let printed = format!("{}{}", String::from_utf8_lossy(&stdout.stdout), String::from_utf8_lossy(&stdout.stderr));
-    for file in files_under(&sandbox.stack().join("secrets")) {
+    let out = sandbox.cmd().args(["init", "-v"]).output().unwrap();
+    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("secrets/postgres/app.json"), "-v lists the files it wrote: {printed}");
+    let secrets = files_under(&sandbox.stack().join("secrets"));
+    // The dev profile's secrets: PostgreSQL's superuser, admin, health and app; Redis's admin,
+    // health and app; Qdrant's two keys.
+    assert_eq!(secrets.len(), 9, "{secrets:?}");
+    for file in secrets {
         let record: serde_json::Value = serde_json::from_slice(&sandbox.read(&format!("secrets/{file}"))).unwrap();
         let value = record["versions"][0]["value"].as_str().unwrap();
         assert_eq!(value.len(), 40);
@@ -302,16 +308,30 @@ fn audit_of_a_missing_directory_is_a_clear_error() {
 
 #[test]
 fn init_emits_a_systemd_service_and_timer_for_rotation() {
+    // Without the flag, nothing about systemd is written.
+    let plain = Sandbox::new();
+    plain.init(&[]);
+    assert!(!plain.stack().join("systemd").exists());
+
     let sandbox = Sandbox::new();
-    sandbox.init(&["--systemd", "--set", "rotation.schedule=*-*-* 03:00:00"]);
-    let service = String::from_utf8(sandbox.read("systemd/hardstack-rotate-hardstack-dev.service")).unwrap();
+    let stdout = sandbox.init(&["--systemd", "--set", "rotation.schedule=*-*-* 03:00:00"]);
+    let (service_path, timer_path) =
+        ("systemd/hardstack-rotate-hardstack-dev.service", "systemd/hardstack-rotate-hardstack-dev.timer");
+    assert!(stdout.contains(&format!("created: {service_path}")), "{stdout}");
+    assert!(stdout.contains(&format!("created: {timer_path}")), "{stdout}");
+    let service = String::from_utf8(sandbox.read(service_path)).unwrap();
     let stack = sandbox.stack().canonicalize().unwrap();
     let binary = assert_cmd::cargo::cargo_bin("hardstack");
     assert!(service.contains(&format!("ExecStart={} rotate --dir {}", binary.display(), stack.display())), "{service}");
     assert!(service.contains("Type=oneshot"));
-    let timer = String::from_utf8(sandbox.read("systemd/hardstack-rotate-hardstack-dev.timer")).unwrap();
+    let timer = String::from_utf8(sandbox.read(timer_path)).unwrap();
     assert!(timer.contains("OnCalendar=*-*-* 03:00:00"), "{timer}");
     assert!(timer.contains("Unit=hardstack-rotate-hardstack-dev.service"));
-    // Without the flag, nothing about systemd is written; with it again, nothing changes.
-    assert!(sandbox.init(&["--systemd"]).contains("nothing written"));
+
+    // Again, with the same schedule: the units are unchanged and nothing about them is said.
+    let modified = std::fs::metadata(sandbox.stack().join(service_path)).unwrap().modified().unwrap();
+    let again = sandbox.init(&["--systemd", "--set", "rotation.schedule=*-*-* 03:00:00"]);
+    assert!(!again.contains("systemd/"), "{again}");
+    assert_eq!(std::fs::metadata(sandbox.stack().join(service_path)).unwrap().modified().unwrap(), modified);
+    assert_eq!(sandbox.read(service_path), service.as_bytes());
 }

@@ -232,6 +232,22 @@ fn certificates_are_reissued_and_reloaded_and_open_connections_keep_working() {
     // New connections verify the new certificate against the same CA.
     runtime.block_on(hardstack::probe::postgres(&pg)).unwrap();
     runtime.block_on(hardstack::probe::redis(&redis)).unwrap();
+
+    // The manifest follows the new pair: rotation writes through the stack directory.
+    let manifest: serde_json::Value = serde_json::from_slice(&stack.sandbox.read(".hardstack-manifest.json")).unwrap();
+    for file in ["certs/postgres/server.crt", "certs/postgres/server.key", "certs/redis/server.crt"] {
+        let digest = hardstack::stackdir::digest(&stack.sandbox.read(file));
+        assert_eq!(manifest["files"][file], digest.as_str(), "{file}");
+    }
+    // A rotation never recreates a PostgreSQL or Redis container: after certificates and every
+    // password rotated, up changes nothing.
+    stack.cmd("rotate", &["--force", "--only", "postgres", "--only", "redis"]).assert().success();
+    let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = report["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2, "{report}");
+    assert!(services.iter().all(|s| s["change"] == "unchanged"), "{report}");
 }
 
 #[test]
