@@ -228,3 +228,20 @@ pub async fn write(
     stackdir::apply(dir, &mut manifest, &files, &changes)?;
     Ok(Written { changes, created_secrets })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StackDir::new(tmp.path().join("stack"));
+        let profile = crate::profile::load(&crate::profile::ProfileSource::Shipped("dev".into()), &[]).unwrap().profile;
+        let tera = render::load_templates(None).unwrap();
+        let plan = plan(&dir, &profile, &tera, &Versions::default(), &mut rand::rngs::OsRng).unwrap();
+        assert!(plan.files.len() > 30, "{}", plan.files.len());
+        assert!(!dir.root.exists(), "planning created the stack directory");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+}

@@ -208,3 +208,30 @@ fn the_tidy_reader_finds_literals_and_skips_comments_and_tests() {
     assert!(!lines.iter().any(|l| l.text.trim_start().starts_with("//")));
     assert!(!lines.iter().any(|l| l.text.contains("#[test]")), "test code is read");
 }
+
+#[test]
+fn layout_is_a_leaf() {
+    let reaches = offending_lines(
+        |file| file != "layout.rs",
+        |text| text.match_indices("crate::").any(|(at, _)| !text[at..].starts_with("crate::profile")),
+    );
+    assert_none("layout depends on the profile model only", reaches);
+}
+
+#[test]
+fn the_pure_modules_name_no_engine_store_or_network() {
+    let pure = |file: &str| {
+        file == "layout.rs"
+            || file == "containers.rs"
+            || file == "secrets/mod.rs"
+            || file.starts_with("pki/")
+            || file.starts_with("render/")
+    };
+    assert_none(
+        "a pure module names the engine, a secret store or the network",
+        offenders(
+            &["runtime::", "Engine", "store::", "SecretStore", "tokio", "reqwest", "redis::", "probe::", "fsio::"],
+            |file| !pure(file),
+        ),
+    );
+}
