@@ -37,12 +37,12 @@ async fn admin(context: &Context<'_>) -> anyhow::Result<::redis::aio::Multiplexe
     }
 }
 
-async fn setuser(context: &Context<'_>, user: &str, rule: String) -> ::redis::RedisResult<()> {
-    let mut connection = admin(context)
-        .await
-        .map_err(|e| ::redis::RedisError::from((::redis::ErrorKind::IoError, "admin login", format!("{e:#}"))))?;
+/// Applies one ACL rule to a user and saves the ACL file, as admin.
+async fn setuser(context: &Context<'_>, user: &str, rule: String) -> anyhow::Result<()> {
+    let mut connection = admin(context).await?;
     ::redis::cmd("ACL").arg("SETUSER").arg(user).arg(rule).query_async::<()>(&mut connection).await?;
-    ::redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut connection).await
+    ::redis::cmd("ACL").arg("SAVE").query_async::<()>(&mut connection).await?;
+    Ok(())
 }
 
 /// Adds the pending password (as its SHA-256) next to the current one, and saves the ACL file.
