@@ -154,6 +154,7 @@ pub fn plan(
     }
 
     material.qdrant_alt_api_key = existing.qdrant_alternate.as_ref().map(|v| v.value.clone());
+    material.redis_previous = existing.redis_previous.iter().map(|(name, v)| (name.clone(), v.value.clone())).collect();
     for rendered in render::render_all(tera, profile, &material)? {
         files.push(PlannedFile { path: rendered.path, content: rendered.content.into_bytes(), mode: rendered.mode });
     }
@@ -187,6 +188,35 @@ impl Written {
     }
 }
 
+/// A plan compared with the disk: what `write` would do, nothing written.
+#[derive(Debug)]
+pub struct Preview {
+    pub plan: Plan,
+    pub diff: stackdir::Diff,
+}
+
+impl Preview {
+    /// A file of the stack directory as it would be after `write`: planned, or as it is.
+    pub fn content(&self, dir: &StackDir, path: &str) -> anyhow::Result<Vec<u8>> {
+        match self.plan.files.iter().find(|f| f.path == path) {
+            Some(file) => Ok(file.content.clone()),
+            None => std::fs::read(dir.path(path))
+                .with_context(|| format!("reading {}; run `hardstack init` to restore it", dir.path(path).display())),
+        }
+    }
+}
+
+/// Computes the bundle from the profile and the store and compares it with the disk. Reads
+/// the store; writes nothing anywhere.
+pub async fn preview(profile: &Profile, dir: &StackDir, templates: Option<&Path>) -> anyhow::Result<Preview> {
+    let tera = render::load_templates(templates)?;
+    let store = Store::open(profile, dir).await?;
+    let existing = store.versions(profile).await?;
+    let plan = plan(dir, profile, &tera, &existing, &mut rand::rngs::OsRng)?;
+    let diff = stackdir::diff(dir, &dir.manifest()?, &plan.files)?;
+    Ok(Preview { plan, diff })
+}
+
 /// Computes the bundle from the profile and the store, refuses to overwrite foreign files
 /// unless `force`, creates new secrets in the store, then writes the files. Prints nothing.
 pub async fn write(
@@ -195,13 +225,10 @@ pub async fn write(
     templates: Option<&Path>,
     force: bool,
 ) -> anyhow::Result<Written> {
-    let tera = render::load_templates(templates)?;
+    let Preview { plan: Plan { files, new_secrets }, diff } = preview(profile, dir, templates).await?;
     let store = Store::open(profile, dir).await?;
-    let existing = store.versions(profile).await?;
-    let Plan { files, new_secrets } = plan(dir, profile, &tera, &existing, &mut rand::rngs::OsRng)?;
-
     let mut manifest = dir.manifest()?;
-    let stackdir::Diff { changes, conflicts } = stackdir::diff(dir, &manifest, &files)?;
+    let stackdir::Diff { changes, conflicts } = diff;
     if !conflicts.is_empty() && !force {
         let list: Vec<String> = conflicts
             .iter()

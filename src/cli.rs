@@ -58,6 +58,10 @@ pub enum Command {
     /// Run `init` if needed, then bring the stack up through the Docker Engine API, wait until
     /// every service is usable (verified TLS, login, a real query), and run `verify`. Idempotent.
     Up(UpArgs),
+    /// Show what `up` would do, before anything is touched: files to write, and per service
+    /// the least disruptive way to apply each change (reload, live command, in-place update,
+    /// restart, recreate) and why. Changes nothing.
+    Plan(PlanArgs),
     /// Stop and remove this stack's containers and network (by label); --volumes also its data.
     Down(DownArgs),
     /// Each service's state, health, published port, certificate expiry and secret age.
@@ -132,6 +136,17 @@ pub struct UpArgs {
     /// Stop once every service is usable, without running `verify`'s checks afterwards.
     #[arg(long)]
     pub no_verify: bool,
+    /// Show what `up` would do (as `hardstack plan`), and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// A directory of templates that replace the embedded ones (as for init and up).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
 }
 
 /// Options of `down`.

@@ -44,23 +44,16 @@ pub struct Delivery {
     pub uid: u32,
     /// Octal mode.
     pub mode: String,
-    /// How a change reaches the running server. Only `Recreate` files are part of the
-    /// container's config hash, so a rotation, which changes the others on the running
-    /// server, never recreates a PostgreSQL or Redis container. Serialized (into the hash) as
-    /// `live`: whether it is left out of the hash.
-    #[serde(rename = "live", serialize_with = "serialize_live")]
+    /// How a change reaches the running server once delivered.
     pub reach: Reach,
 }
 
 impl Delivery {
-    /// Whether the file's content is part of the container's config hash.
-    pub fn recreates(&self) -> bool {
-        self.reach == Reach::Recreate
+    /// The file's path inside the container of `spec`.
+    pub fn container_path(&self, spec: &ContainerSpec) -> String {
+        let mount = spec.volumes.iter().find(|v| v.key == self.volume).map(|v| v.target.as_str()).unwrap_or_default();
+        format!("{mount}/{}", self.path)
     }
-}
-
-fn serialize_live<S: serde::Serializer>(reach: &Reach, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_bool(*reach != Reach::Recreate)
 }
 
 /// Everything the engine needs to run one service with its hardened posture.

@@ -112,24 +112,23 @@ impl Mode {
     }
 }
 
-/// How a change to a delivered file reaches the running server. `up` recreates a container
-/// whose `Recreate` files changed (they are in its config hash); the others are changed on the
-/// running server by the command that changes them, and are left out of the hash.
+/// How a change to a delivered file reaches the running server, once `up` (or rotation) has
+/// delivered it. No file needs a new container: `up` recreates one only when its spec changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reach {
-    /// Read once, by initdb on an empty data directory: a change reaches no running server.
+    /// Read once, by initdb on an empty data directory (or by nothing that runs): delivered,
+    /// and nothing more to do.
     Nothing,
-    /// The server reads it again on request (certificates: `pg_reload_conf()`,
-    /// `CONFIG SET tls-cert-file`; Qdrant by itself within `tls.cert_ttl`).
+    /// The server reads it again on request: PostgreSQL on `pg_reload_conf()` (a setting whose
+    /// context is postmaster needs a restart, which `up` names), Redis's TLS files on
+    /// `CONFIG SET`, Qdrant's certificate by itself within `tls.cert_ttl`.
     Reload,
-    /// Its content is set on the running server by a command (Redis `ACL SETUSER` and
-    /// `ACL SAVE`), or read afresh at each use (the healthchecks' password files).
+    /// Applied by commands to the running server (Redis `CONFIG SET` for redis.conf, `ACL LOAD`
+    /// for the ACL file), or read afresh at each use (the healthchecks' files).
     Live,
-    /// Read at start: the server restarts.
+    /// Read at start only: the server restarts.
     Restart,
-    /// Part of the container's config hash: the container is made anew.
-    Recreate,
 }
 
 /// The volume of a service a file is delivered into.
@@ -446,42 +445,47 @@ impl Delivered {
 /// Every file a service receives, in delivery order. The server's key pair and the CA come
 /// last, with the healthcheck's client certificate where servers require client certificates.
 pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
-    use Reach::{Live, Nothing, Recreate, Reload};
+    use Reach::{Live, Nothing, Reload, Restart};
     let to =
         |file: StackFile, volume: Volume, path: &'static str, reach: Reach| Delivered { file, volume, path, reach };
     let config = |file: StackFile, path: &'static str, reach: Reach| to(file, Volume::Config, path, reach);
     let mut files = match service {
         Service::Postgres => vec![
-            config(StackFile::PostgresConf, "postgresql.conf", Recreate),
-            config(StackFile::PgHba, "pg_hba.conf", Recreate),
-            config(StackFile::PgIdent, "pg_ident.conf", Recreate),
-            config(StackFile::SuperuserPassword, "secrets/superuser.password", Recreate),
+            config(StackFile::PostgresConf, "postgresql.conf", Reload),
+            config(StackFile::PgHba, "pg_hba.conf", Reload),
+            config(StackFile::PgIdent, "pg_ident.conf", Reload),
+            config(StackFile::SuperuserPassword, "secrets/superuser.password", Nothing),
             config(StackFile::HealthPgpass, "secrets/health.pgpass", Live),
             to(StackFile::InitSql, Volume::Initdb, "10-hardstack.sql", Nothing),
         ],
         Service::Redis => vec![
-            config(StackFile::RedisConf, "redis.conf", Recreate),
+            config(StackFile::RedisConf, "redis.conf", Live),
             // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside
             // the ACL file and renames it, and the volume's root belongs to root.
             config(StackFile::UsersAcl, "acl/users.acl", Live),
             config(StackFile::RedisHealthPassword, "secrets/health.password", Live),
         ],
-        // Qdrant reads its keys at start; rotation re-delivers the file and restarts it. Until
-        // `up` restarts instead of recreating (issue 10), a change recreates the container.
-        Service::Qdrant => vec![config(StackFile::QdrantConfig, "config.yaml", Recreate)],
+        // Qdrant reads its config, keys included, at start only.
+        Service::Qdrant => vec![config(StackFile::QdrantConfig, "config.yaml", Restart)],
     };
+    // Qdrant re-reads its own certificate, but not the CA it verifies clients with.
+    let ca = if service == Service::Qdrant { Restart } else { Reload };
     files.extend([
         config(StackFile::ServerCert(service), "tls/server.crt", Reload),
         config(StackFile::ServerKey(service), "tls/server.key", Reload),
-        config(StackFile::CaCert, "tls/ca.crt", Recreate),
+        config(StackFile::CaCert, "tls/ca.crt", ca),
     ]);
     if profile.mutual_tls() && service != Service::Qdrant {
         // The healthcheck inside the container needs a client certificate too.
-        files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Recreate));
-        files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Recreate));
+        files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));
+        files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Live));
     }
     files
 }
+
+/// Where, in a service's config volume, `up` records the digest of every file it delivered,
+/// so a changed file is seen and delivered, whatever its reach.
+pub const DELIVERY_RECORD: &str = ".hardstack-delivered.json";
 
 /// The path inside a service's container of a file it receives.
 pub fn container_path(profile: &Profile, service: Service, file: &StackFile) -> Option<String> {

@@ -27,6 +27,7 @@ pub mod audit;
 pub mod report;
 pub mod verify;
 
+pub mod converge;
 pub mod rotate;
 
 pub mod commands;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Init(args) => commands::init::run(global, args).await,
             Command::Env(args) => commands::env::run(global, args).await,
             Command::Up(args) => commands::up::run(global, args).await,
+            Command::Plan(args) => commands::plan::run(global, args).await,
             Command::Down(args) => commands::down::run(global, args).await,
             Command::Status => commands::status::run(global).await,
             Command::Audit(args) => commands::audit::run(global, args),

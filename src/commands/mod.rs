@@ -5,6 +5,7 @@ pub mod audit;
 pub mod down;
 pub mod env;
 pub mod init;
+pub mod plan;
 pub mod rotate;
 pub mod status;
 pub mod up;

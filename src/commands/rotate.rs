@@ -49,7 +49,24 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
     let dir = StackDir::new(&global.dir);
     let every = args.every.unwrap_or(rotate::DEFAULT_EVERY);
     loop {
-        let failed = match pass(&output, &profile, &dir, args, &stop).await {
+        // What the servers were given before this pass: the files that changed only because of
+        // it are recorded as delivered after the re-render.
+        let pass = async {
+            let before = Store::open(&profile, &dir).await?.versions(&profile).await?;
+            let failed = pass(&output, &profile, &dir, args, &stop).await?;
+            // The stack directory follows the store: ACL file and init SQL with the current
+            // credentials, so a recreated container starts with them.
+            let quiet = Output { format: Format::Human, quiet: true, ..output };
+            init::ensure(global, None, false, &quiet)
+                .await
+                .context("re-rendering the stack directory after rotation")?;
+            let engine = runtime::connect().await?;
+            rotate::deliver_rotated_files(&engine, &profile, &dir, &before)
+                .await
+                .context("delivering the files rotation re-rendered")?;
+            anyhow::Ok(failed)
+        };
+        let failed = match pass.await {
             Ok(failed) => failed,
             // A daemon outlives a failed pass (an engine restart, a network blip): the rotation
             // stopped at a resumable step, and the next pass resumes it.
@@ -59,10 +76,6 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
             }
             Err(err) => return Err(err),
         };
-        // The stack directory follows the store: ACL file and init SQL with the current
-        // credentials, so a recreated container starts with them.
-        let quiet = Output { format: Format::Human, quiet: true, ..output };
-        init::ensure(global, None, false, &quiet).await.context("re-rendering the stack directory after rotation")?;
         if failed {
             return Ok(ExitCode::from(1));
         }

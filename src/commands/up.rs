@@ -14,12 +14,15 @@ use serde_json::json;
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::commands::init;
 use crate::containers::{self, ContainerSpec};
+use crate::converge;
 use crate::error::EnvironmentError;
+use crate::layout;
 use crate::output::{Format, Output, Progress};
 use crate::probe::{self, Target};
 use crate::profile::Profile;
+use crate::profile::Service;
 use crate::report::{self, Check};
-use crate::runtime::{self, CONFIG_HASH_LABEL, Engine, deliver};
+use crate::runtime::{self, Engine, deliver};
 use crate::stackdir::StackDir;
 use crate::verify;
 
@@ -36,19 +39,15 @@ pub enum Readiness {
     Healthcheck,
 }
 
-/// What `up` did to one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Change {
-    Unchanged,
-    Started,
-    Created,
-    Recreated,
-}
-
 /// Runs `up`.
 pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
+    if args.dry_run {
+        let profile = crate::settings::resolve_profile(global)?.profile;
+        let dir = StackDir::new(&global.dir);
+        super::plan::show(&output, &profile, &dir, args.templates.as_deref()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
     let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output).await?;
@@ -84,7 +83,12 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     };
 
     let store = crate::secrets::store::Store::open(&profile, &dir).await?;
-    let stack = Arc::new(Stack { engine, dir, names, network, progress, timeout });
+    let redis_admin = match profile.runs(Service::Redis) {
+        true => Some(store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?.value),
+        false => None,
+    };
+    let stack =
+        Arc::new(Stack { engine, dir, names, network, progress, timeout, profile: profile.clone(), redis_admin });
     let mut tasks = Vec::new();
     for spec in specs {
         let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
@@ -97,10 +101,8 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
             let progress = &stack.progress;
             let result = bring_up(&stack, &spec, readiness).await;
             match &result {
-                Ok((change, elapsed)) => progress.finish(
-                    service.name(),
-                    &format!("usable ({change:?}, {:.1}s)", elapsed.as_secs_f64()).to_lowercase(),
-                ),
+                Ok((plan, elapsed)) => progress
+                    .finish(service.name(), &format!("usable ({}, {:.1}s)", plan.change(), elapsed.as_secs_f64())),
                 Err(_) => progress.finish(service.name(), "failed"),
             }
             (service, result)
@@ -111,9 +113,10 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     for task in tasks {
         let (service, result) = task.await.context("a service task panicked")?;
         match result {
-            Ok((change, elapsed)) => {
-                report.push(json!({"service": service, "change": change, "seconds": elapsed.as_secs_f64()}))
-            }
+            Ok((plan, elapsed)) => report.push(json!({
+                "service": service, "change": plan.change(), "disruption": plan.disruption(),
+                "container": plan.container, "actions": plan.actions, "seconds": elapsed.as_secs_f64(),
+            })),
             Err(err) => {
                 report.push(json!({"service": service, "error": format!("{err:#}")}));
                 failures.push(format!("{service}: {err:#}"));
@@ -257,31 +260,42 @@ struct Stack {
     network: Network,
     progress: Progress,
     timeout: Duration,
+    profile: Profile,
+    /// Redis's admin password, for live changes.
+    redis_admin: Option<crate::secrets::Secret>,
 }
 
-async fn bring_up(stack: &Stack, spec: &ContainerSpec, readiness: Readiness) -> anyhow::Result<(Change, Duration)> {
+/// Converges one service on the stack directory with the least disruption (see `converge`),
+/// then waits until it is usable.
+async fn bring_up(
+    stack: &Stack,
+    spec: &ContainerSpec,
+    readiness: Readiness,
+) -> anyhow::Result<(converge::ServicePlan, Duration)> {
     let started = Instant::now();
     let (engine, progress) = (&stack.engine, &stack.progress);
     let service = spec.service.name();
-    let hash = deliver::config_hash(&stack.dir, spec)?;
-    let existing = engine.inspect(&spec.name).await?;
-    let current_hash =
-        existing.as_ref().and_then(|i| i.config.as_ref()?.labels.as_ref()?.get(CONFIG_HASH_LABEL).cloned());
-    let running = existing.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
-    let (change, helper) = match (&existing, current_hash.as_deref() == Some(hash.as_str())) {
-        (Some(_), true) if running => (Change::Unchanged, None),
-        (Some(_), true) => {
-            progress.stage(service, "starting");
-            engine.start(&spec.name).await?;
-            (Change::Started, None)
-        }
-        (existing, _) => {
-            if existing.is_some() {
+    let contents = |source: &str| -> anyhow::Result<Vec<u8>> {
+        std::fs::read(stack.dir.path(source)).with_context(|| {
+            format!("reading {}; run `hardstack init` to restore it", stack.dir.path(source).display())
+        })
+    };
+    let plan = converge::plan(engine, &stack.profile, spec, &contents).await?;
+    let helper = match &plan.container {
+        converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. } => {
+            if matches!(plan.container, converge::ContainerStep::Recreate { .. }) {
                 progress.stage(service, "recreating");
                 engine.remove(&spec.name).await?;
             }
-            let helper = create_and_start(stack, spec, &hash).await?;
-            (if existing.is_some() { Change::Recreated } else { Change::Created }, Some(helper))
+            Some(create_and_start(stack, spec, &contents).await?)
+        }
+        converge::ContainerStep::Keep | converge::ContainerStep::Start => {
+            if !plan.actions.is_empty() || plan.container == converge::ContainerStep::Start {
+                progress.stage(service, plan.change());
+            }
+            let admin = stack.redis_admin.as_ref();
+            converge::apply(engine, &stack.profile, &stack.dir, spec, &plan, &contents, admin).await?;
+            None
         }
     };
     progress.stage(service, "waiting");
@@ -295,22 +309,31 @@ async fn bring_up(stack: &Stack, spec: &ContainerSpec, readiness: Readiness) -> 
     let (usable, removed) = tokio::join!(wait_until_usable(engine, spec, &readiness, stack.timeout), cleanup);
     usable?;
     removed?;
-    Ok((change, started.elapsed()))
+    Ok((plan, started.elapsed()))
 }
 
-/// Volumes, then the files delivered into them while the network and the container are made
-/// (neither needs the other), then the start. Returns the delivery helper container, left for
-/// the caller to remove. A container whose files did not arrive is removed, never started.
-async fn create_and_start(stack: &Stack, spec: &ContainerSpec, hash: &str) -> anyhow::Result<String> {
+/// Volumes, then the files delivered into them (with a fresh record of what was delivered)
+/// while the network and the container are made (neither needs the other), then the start.
+/// Returns the delivery helper container, left for the caller to remove. A container whose
+/// files did not arrive is removed, never started.
+async fn create_and_start(
+    stack: &Stack,
+    spec: &ContainerSpec,
+    contents: converge::Contents<'_>,
+) -> anyhow::Result<String> {
     let (engine, names) = (&stack.engine, &stack.names);
     stack.progress.stage(spec.service.name(), "creating");
     engine.ensure_volumes(&names.stack, spec).await?;
-    let archives = deliver::archives(&stack.dir, spec)?;
+    let files =
+        spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.source)?))).collect::<anyhow::Result<Vec<_>>>()?;
+    let hash = deliver::config_hash(spec)?;
     let creating = async {
         stack.network.clone().await.map_err(anyhow::Error::msg)?;
-        engine.create(&names.stack, &names.network, spec, hash).await
+        engine.create(&names.stack, &names.network, spec, &hash).await
     };
-    let (delivered, created) = tokio::join!(engine.deliver_keeping_helper(&names.stack, spec, &archives), creating);
+    let delivering =
+        converge::deliver_keeping_helper(engine, &names.stack, spec, files, Some(converge::DeliveryRecord::default()));
+    let (delivered, created) = tokio::join!(delivering, creating);
     let helper = match delivered {
         Ok(helper) => helper,
         Err(err) => {

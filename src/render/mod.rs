@@ -61,6 +61,8 @@ pub struct Material {
     pub verifiers: BTreeMap<String, Secret>,
     /// Qdrant's `alt_api_key`: the pending key during a rotation, the previous one after it.
     pub qdrant_alt_api_key: Option<Secret>,
+    /// Previous Redis passwords still within their grace period, by secret name.
+    pub redis_previous: BTreeMap<String, Secret>,
 }
 
 impl Material {
@@ -203,7 +205,8 @@ struct PgUser {
 #[derive(Serialize)]
 struct RedisUser {
     name: String,
-    hash: String,
+    /// `#<sha256>` of the current password, and of the previous one within its grace period.
+    passwords: String,
     keys: String,
 }
 
@@ -257,13 +260,21 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         });
     }
     if profile.runs(Service::Redis) {
+        let passwords = |login: &str| -> anyhow::Result<String> {
+            let name = layout::login_secret(Service::Redis, login);
+            let mut hashes = vec![format!("#{}", secrets::redis_acl_hash(material.value(&name)?))];
+            if let Some(previous) = material.redis_previous.get(&name) {
+                hashes.push(format!("#{}", secrets::redis_acl_hash(previous)));
+            }
+            Ok(hashes.join(" "))
+        };
         let users: Vec<RedisUser> = profile
             .users
             .iter()
             .map(|user| {
                 Ok(RedisUser {
                     name: user.name.clone(),
-                    hash: secrets::redis_acl_hash(material.value(&layout::login_secret(Service::Redis, &user.name))?),
+                    passwords: passwords(&user.name)?,
                     keys: user.redis_keys.clone(),
                 })
             })
@@ -276,8 +287,8 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "policy": match profile.redis.role { RedisRole::Cache => "allkeys-lru", RedisRole::Store => "noeviction" },
             "role": profile.redis.role,
             "appendonly": if profile.redis.appendonly { "yes" } else { "no" },
-            "admin_hash": secrets::redis_acl_hash(material.value(&layout::login_secret(Service::Redis, layout::ADMIN))?),
-            "health_hash": secrets::redis_acl_hash(material.value(&layout::login_secret(Service::Redis, layout::HEALTH))?),
+            "admin_passwords": passwords(layout::ADMIN)?,
+            "health_passwords": passwords(layout::HEALTH)?,
             "users": users,
         });
     }

@@ -74,19 +74,18 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             fsio::write_atomic(&crt_pending, issued.cert_pem.as_bytes(), crt.mode().bits())
         }
         Step::Set => {
+            // The pending pair goes where the pair goes, recorded under the pair's names: once
+            // finished, the stack directory holds exactly what the server has.
             let spec = containers::container_spec(context.profile, service);
-            let [crt_source, key_source] = sources(context, service);
-            let mut spec = spec.clone();
-            for delivery in &mut spec.deliveries {
-                if delivery.source == crt.path() {
-                    delivery.source = crt_source.clone();
-                } else if delivery.source == key.path() {
-                    delivery.source = key_source.clone();
-                }
+            let mut files = Vec::new();
+            for (file, source) in [crt, key].iter().zip(sources(context, service)) {
+                let content = std::fs::read(context.dir.path(&source)).with_context(|| format!("reading {source}"))?;
+                let path = file.path();
+                let delivery =
+                    spec.deliveries.iter().find(|d| d.source == path).context("the service receives its pair")?;
+                files.push((delivery.clone(), content));
             }
-            let wanted = [crt_source, key_source];
-            let archives = crate::runtime::deliver::archives_of(context.dir, &spec, |d| wanted.contains(&d.source))?;
-            context.engine.deliver(&context.profile.stack.name, &spec, &archives).await
+            crate::converge::deliver(context.engine, &context.profile.stack.name, &spec, files).await
         }
         Step::Test if service == Service::Qdrant => {
             // Qdrant re-reads its certificate by itself every tls.cert_ttl seconds; until then it

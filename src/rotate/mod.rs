@@ -125,8 +125,8 @@ impl Context<'_> {
             .iter()
             .find(|d| d.source == source)
             .with_context(|| format!("{service} delivers {source}"))?;
-        let archive = crate::runtime::deliver::archive_of_content(delivery, content)?;
-        self.engine.deliver(&self.profile.stack.name, &spec, &[archive]).await
+        let files = vec![(delivery.clone(), content.to_vec())];
+        crate::converge::deliver(self.engine, &self.profile.stack.name, &spec, files).await
     }
 }
 
@@ -287,6 +287,47 @@ pub async fn expire_previous(context: &Context<'_>) -> anyhow::Result<Vec<String
         }
     }
     Ok(expired)
+}
+
+/// The files whose content follows the secrets: rotation changes what they say on the
+/// running server by commands, and records them as delivered once it re-rendered them.
+const SECRET_FILES: [StackFile; 4] =
+    [StackFile::UsersAcl, StackFile::InitSql, StackFile::HealthPgpass, StackFile::RedisHealthPassword];
+
+/// After a rotation re-rendered the stack directory: delivers each file that follows the
+/// secrets and changed only because of the rotation (rendered with the versions of `before`,
+/// it is what the server was last given), and records it. The server already says what the
+/// file says, by the rotation's commands. A file that changed for another reason too (a user
+/// added to the profile) is left for `up`, which applies it.
+pub async fn deliver_rotated_files(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    before: &crate::secrets::store::Versions,
+) -> anyhow::Result<()> {
+    let tera = crate::render::load_templates(None)?;
+    let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
+    for spec in crate::containers::container_specs(profile) {
+        let Some(record) = crate::converge::read_record(engine, &spec).await? else { continue };
+        let mut files = Vec::new();
+        for delivery in &spec.deliveries {
+            if !SECRET_FILES.iter().any(|f| f.path() == delivery.source) {
+                continue;
+            }
+            let content =
+                std::fs::read(dir.path(&delivery.source)).with_context(|| format!("reading {}", delivery.source))?;
+            let recorded = record.files.get(&delivery.source);
+            let before =
+                previous.iter().find(|f| f.path == delivery.source).map(|f| crate::stackdir::digest(&f.content));
+            if recorded != Some(&crate::stackdir::digest(&content)) && recorded == before.as_ref() {
+                files.push((delivery.clone(), content));
+            }
+        }
+        if !files.is_empty() {
+            crate::converge::deliver(engine, &profile.stack.name, &spec, files).await?;
+        }
+    }
+    Ok(())
 }
 
 /// How long to wait between scheduled passes when `--every` is not given.

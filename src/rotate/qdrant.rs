@@ -18,9 +18,8 @@ use crate::secrets::Secret;
 pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
     crate::bundle::write(context.profile, context.dir, None, false).await?;
     let spec = containers::container_spec(context.profile, Service::Qdrant);
-    let config = StackFile::QdrantConfig.path();
-    let archives = crate::runtime::deliver::archives_of(context.dir, &spec, |d| d.source == config)?;
-    context.engine.deliver(&context.profile.stack.name, &spec, &archives).await?;
+    let config = std::fs::read(context.dir.file(&StackFile::QdrantConfig)).context("reading the Qdrant config")?;
+    context.deliver_content(Service::Qdrant, &StackFile::QdrantConfig, &config).await?;
     context.engine.restart(&spec.name).await?;
     wait(context, key).await
 }

@@ -13,18 +13,28 @@ pub fn archives(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Vec<(Str
     archives_of(dir, spec, |_| true)
 }
 
-/// Archives of the deliveries `keep` selects (rotation re-delivers certificates only).
+/// Archives of the deliveries `keep` selects, with their content from the stack directory.
 pub fn archives_of(
     dir: &StackDir,
     spec: &ContainerSpec,
     keep: impl Fn(&Delivery) -> bool,
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut by_volume: BTreeMap<&str, Archive> = BTreeMap::new();
+    let mut files = Vec::new();
     for file in spec.deliveries.iter().filter(|f| keep(f)) {
         let content = std::fs::read(dir.path(&file.source)).with_context(|| {
             format!("reading {}; run `hardstack init` to restore it", dir.path(&file.source).display())
         })?;
-        by_volume.entry(&file.volume).or_default().add(file, &content)?;
+        files.push((file.clone(), content));
+    }
+    archives_of_contents(&files)
+}
+
+/// Archives of files given by their content, one per volume, each with its delivery's owner and
+/// mode.
+pub fn archives_of_contents(files: &[(Delivery, Vec<u8>)]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut by_volume: BTreeMap<&str, Archive> = BTreeMap::new();
+    for (file, content) in files {
+        by_volume.entry(&file.volume).or_default().add(file, content)?;
     }
     by_volume.into_iter().map(|(key, archive)| Ok((key.to_owned(), archive.finish()?))).collect()
 }
@@ -85,17 +95,15 @@ fn header(kind: tar::EntryType, uid: u32, mode: u32, size: u64) -> tar::Header {
     header
 }
 
-/// A hash of everything a container is made from: the spec and every delivered file. A
-/// container whose label differs is out of date.
-pub fn config_hash(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<String> {
+/// A hash of the container's spec: its image, command, environment, mounts, ports, posture
+/// and where each file is delivered, but neither its limits (updated in place) nor the
+/// delivered files' content (delivered when it changes, and recorded in the container's
+/// volume). A container whose label differs is recreated.
+pub fn config_hash(spec: &ContainerSpec) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(spec).context("hashing the container spec")?);
-    for file in spec.deliveries.iter().filter(|f| f.recreates()) {
-        hasher.update(file.source.as_bytes());
-        hasher.update(std::fs::read(dir.path(&file.source)).with_context(|| format!("reading {}", file.source))?);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let spec = ContainerSpec { memory_bytes: 0, nano_cpus: 0, pids: 0, ..spec.clone() };
+    let bytes = serde_json::to_vec(&spec).context("hashing the container spec")?;
+    Ok(hex::encode(Sha256::digest(bytes)))
 }
 
 #[cfg(test)]

@@ -73,6 +73,14 @@ pub async fn connect() -> anyhow::Result<Engine> {
     Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default() })
 }
 
+/// What a command run in a container did.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    pub code: i64,
+    /// Its stdout and stderr.
+    pub output: String,
+}
+
 /// How an image was made available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageSource {
@@ -366,6 +374,14 @@ impl Engine {
 
     /// Runs a command in a running container as `user`; `Ok` when it exits 0, else its output.
     async fn run_check(&self, name: &str, user: &str, command: Vec<String>) -> anyhow::Result<()> {
+        let ran = self.exec(name, user, command).await.with_context(|| format!("running the healthcheck of {name}"))?;
+        anyhow::ensure!(ran.code == 0, "the healthcheck of {name} exited {}: {}", ran.code, ran.output.trim());
+        Ok(())
+    }
+
+    /// Runs a command in a running container as `user` and returns its exit code and output
+    /// (stdout and stderr, interleaved). Nothing of it persists in the container.
+    pub async fn exec(&self, name: &str, user: &str, command: Vec<String>) -> anyhow::Result<Ran> {
         let exec = self
             .docker
             .create_exec(
@@ -379,7 +395,7 @@ impl Engine {
                 },
             )
             .await
-            .with_context(|| format!("running the healthcheck of {name}"))?;
+            .with_context(|| format!("running a command in {name}"))?;
         let mut output = String::new();
         if let bollard::exec::StartExecResults::Attached { output: mut stream, .. } =
             self.docker.start_exec(&exec.id, None).await?
@@ -389,8 +405,45 @@ impl Engine {
             }
         }
         let code = self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
-        anyhow::ensure!(code == 0, "the healthcheck of {name} exited {code}: {}", output.trim());
-        Ok(())
+        Ok(Ran { code, output })
+    }
+
+    /// One file of a container's filesystem (a volume mounted in it counts), through the
+    /// archive endpoint; `None` when there is no such file. The container need not run.
+    pub async fn read_file(&self, name: &str, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let options = bollard::container::DownloadFromContainerOptions { path: path.to_owned() };
+        let mut stream = self.docker.download_from_container(name, Some(options));
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tar.extend_from_slice(&bytes),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+                Err(err) => return Err(err).with_context(|| format!("reading {path} in container {name}")),
+            }
+        }
+        let mut archive = tar::Archive::new(&tar[..]);
+        for entry in archive.entries().context("reading the archive of a container's file")? {
+            let mut entry = entry?;
+            if entry.header().entry_type().is_file() {
+                let mut content = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut content)?;
+                return Ok(Some(content));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets a container's memory, CPU and pids limits in place, running or not. Swap stays
+    /// what the engine gives at creation (as much again as the memory).
+    pub async fn update_limits(&self, name: &str, memory: u64, nano_cpus: u64, pids: u32) -> anyhow::Result<()> {
+        let options = bollard::container::UpdateContainerOptions::<String> {
+            memory: Some(memory as i64),
+            memory_swap: Some(2 * memory as i64),
+            nano_cpus: Some(nano_cpus as i64),
+            pids_limit: Some(i64::from(pids)),
+            ..Default::default()
+        };
+        self.docker.update_container(name, options).await.with_context(|| format!("updating the limits of {name}"))
     }
 
     /// Restarts a running container (a new process with the files now in its volumes).

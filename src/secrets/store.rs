@@ -68,6 +68,9 @@ pub struct Versions {
     pub current: BTreeMap<String, SecretVersion>,
     /// Qdrant's `alt_api_key`: the pending key during a rotation, the previous one after it.
     pub qdrant_alternate: Option<SecretVersion>,
+    /// The previous version of each Redis password still within the profile's grace period
+    /// (counted from its successor's creation): Redis accepts both until rotation expires it.
+    pub redis_previous: BTreeMap<String, SecretVersion>,
 }
 
 /// The store a profile names.
@@ -92,6 +95,18 @@ impl Store {
         for (name, _) in layout::secret_names(profile) {
             if let Some(version) = self.get(&name, Stage::Current).await? {
                 versions.current.insert(name, version);
+            }
+        }
+        for (name, current) in &versions.current {
+            if !name.starts_with(&format!("{}/", Service::Redis)) {
+                continue;
+            }
+            let age = SystemTime::now().duration_since(current.created).unwrap_or_default();
+            if age < profile.rotation.grace.0
+                && let Some(previous) = self.get(name, Stage::Previous).await?
+                && previous.value != current.value
+            {
+                versions.redis_previous.insert(name.clone(), previous);
             }
         }
         if profile.runs(Service::Qdrant) {

@@ -1,0 +1,99 @@
+//! `hardstack plan` (and `up --dry-run`): what `up` would do, per file and per service, with
+//! the least disruptive way it would apply each change, and why. Reads the stack directory,
+//! the store and the engine; writes and changes nothing anywhere.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::bundle;
+use crate::cli::{GlobalArgs, PlanArgs};
+use crate::containers;
+use crate::converge::{self, Action, ContainerStep, ServicePlan};
+use crate::output::Output;
+use crate::profile::Profile;
+use crate::runtime;
+use crate::settings;
+use crate::stackdir::{Change, StackDir};
+
+/// Runs `plan`.
+pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
+    let profile = settings::resolve_profile(global)?.profile;
+    show(&output, &profile, &StackDir::new(&global.dir), args.templates.as_deref()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the plan of `up` for the profile (the human form, or the `hardstack.plan/v1` JSON).
+pub async fn show(output: &Output, profile: &Profile, dir: &StackDir, templates: Option<&Path>) -> anyhow::Result<()> {
+    let preview = bundle::preview(profile, dir, templates).await?;
+    let engine = runtime::connect().await?;
+    let contents = |source: &str| preview.content(dir, source);
+    let mut services = Vec::new();
+    for spec in containers::container_specs(profile) {
+        services.push(converge::plan(&engine, profile, &spec, &contents).await?);
+    }
+    let files: Vec<_> = preview.diff.changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
+    let conflicts: Vec<_> =
+        preview.diff.conflicts.iter().map(|c| json!({"path": c.path, "reason": conflict_reason(c.edited)})).collect();
+    output.json(&json!({
+        "schema": "hardstack.plan/v1",
+        "stack": profile.stack.name,
+        "profile": profile.name,
+        "files": files.iter().map(|(path, change)| json!({"path": path, "change": change})).collect::<Vec<_>>(),
+        "conflicts": conflicts,
+        "secrets": preview.plan.new_secrets.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        "services": services.iter().map(|plan| json!({
+            "service": plan.service, "change": plan.change(), "disruption": plan.disruption(),
+            "container": plan.container, "actions": plan.actions,
+        })).collect::<Vec<_>>(),
+    }));
+    output.line(format!("stack {} (profile {}): what `up` would do", profile.stack.name, profile.name));
+    if files.is_empty() && preview.diff.conflicts.is_empty() {
+        output.line("files: none to write");
+    }
+    for (path, change) in &files {
+        output.line(format!("  {:<9} {path}", format!("{change:?}").to_lowercase()));
+    }
+    for conflict in &preview.diff.conflicts {
+        output.line(format!(
+            "  conflict  {} ({}): up refuses it without --force",
+            conflict.path,
+            conflict_reason(conflict.edited)
+        ));
+    }
+    for (name, _) in &preview.plan.new_secrets {
+        output.line(format!("  secret    {name}: created in the {:?} store", profile.secrets.store).to_lowercase());
+    }
+    for plan in &services {
+        output.line(describe(plan));
+    }
+    Ok(())
+}
+
+fn conflict_reason(edited: bool) -> &'static str {
+    if edited { "edited since hardstack wrote it" } else { "not written by hardstack" }
+}
+
+/// A service's plan in a few lines.
+fn describe(plan: &ServicePlan) -> String {
+    let mut lines = vec![format!("{}: {}", plan.service, plan.change())];
+    match &plan.container {
+        ContainerStep::Create => lines.push("  create the container".into()),
+        ContainerStep::Recreate { reason } => lines.push(format!("  recreate the container: {reason}")),
+        ContainerStep::Start => lines.push("  start the stopped container".into()),
+        ContainerStep::Keep => {}
+    }
+    for action in &plan.actions {
+        lines.push(match action {
+            Action::Deliver { files } => format!("  deliver {}", files.join(", ")),
+            Action::UpdateLimits { changes } => format!("  update the container in place: {}", changes.join(", ")),
+            Action::Reload { what } => format!("  reload: {}", what.join(", ")),
+            Action::ConfigSet { key, value } => format!("  CONFIG SET {key} {value}"),
+            Action::AclLoad => "  ACL LOAD".into(),
+            Action::Restart { why } => format!("  restart: {}", why.join(", ")),
+        });
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,494 @@
+//! Convergence: what it takes to make a running service match the stack directory, with the
+//! least disruption that applies the change, and doing it. [`plan`] reads the service (its
+//! container, the record of what was delivered into its volume, the settings it runs with) and
+//! changes nothing; [`apply`] carries a plan out. `up` and `plan` share both, so `plan` shows
+//! exactly what `up` then does.
+//!
+//! Every delivered file is recorded in the service's config volume by its digest
+//! ([`layout::DELIVERY_RECORD`]): a file whose digest differs is delivered, whatever its reach,
+//! so no change is silently skipped. The container itself is recreated only when its spec
+//! changed (the `hardstack.config-hash` label); its limits are updated in place.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::containers::{ContainerSpec, Delivery};
+use crate::layout::{self, Reach, StackFile};
+use crate::profile::{Profile, Service};
+use crate::runtime::{CONFIG_HASH_LABEL, ContainerInfo, Engine, deliver};
+use crate::secrets::Secret;
+use crate::stackdir::{StackDir, digest};
+
+/// How much a change disturbs a running service, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disruption {
+    /// Nothing changes on the server (or files only it reads afresh at each use).
+    Nothing,
+    /// The server re-reads its configuration; connections stay.
+    Reload,
+    /// Commands change the running server (`CONFIG SET`, `ACL LOAD`); connections stay.
+    Live,
+    /// The container's limits change in place; the process runs on.
+    Update,
+    /// The server process restarts: connections drop, the container stays.
+    Restart,
+    /// A new container: connections drop; the volumes, and so the data, stay.
+    Recreate,
+}
+
+/// What happens to the container itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum ContainerStep {
+    /// It is there, running, with the spec it should have.
+    Keep,
+    /// It does not exist yet.
+    Create,
+    /// Its spec changed (image, command, mounts, ports, posture): a new container.
+    Recreate { reason: String },
+    /// It exists, stopped: it starts, with whatever changed delivered first.
+    Start,
+}
+
+/// One thing done to a running service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    /// Files whose content changed, copied into the volumes with their owner and mode.
+    Deliver { files: Vec<String> },
+    /// Memory, CPU or pids limits set on the running container.
+    UpdateLimits { changes: Vec<String> },
+    /// PostgreSQL re-reads its configuration (`pg_reload_conf()`): the settings or files named.
+    Reload { what: Vec<String> },
+    /// A Redis setting changed at runtime.
+    ConfigSet { key: String, value: String },
+    /// Redis loads its ACL file again.
+    AclLoad,
+    /// The server restarts, for the reasons named (a postmaster setting, a file read at start).
+    Restart { why: Vec<String> },
+}
+
+impl Action {
+    fn disruption(&self) -> Disruption {
+        match self {
+            Action::Deliver { .. } => Disruption::Nothing,
+            Action::Reload { .. } => Disruption::Reload,
+            Action::ConfigSet { .. } | Action::AclLoad => Disruption::Live,
+            Action::UpdateLimits { .. } => Disruption::Update,
+            Action::Restart { .. } => Disruption::Restart,
+        }
+    }
+}
+
+/// What converging one service takes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    pub service: Service,
+    pub container: ContainerStep,
+    pub actions: Vec<Action>,
+}
+
+impl ServicePlan {
+    /// The most disruptive thing the plan does.
+    pub fn disruption(&self) -> Disruption {
+        match self.container {
+            ContainerStep::Create | ContainerStep::Recreate { .. } => Disruption::Recreate,
+            ContainerStep::Start => Disruption::Restart,
+            ContainerStep::Keep => self.actions.iter().map(Action::disruption).max().unwrap_or(Disruption::Nothing),
+        }
+    }
+
+    /// One word for what happened to the service: `created`, `recreated`, `started`,
+    /// `restarted`, `updated`, `live`, `reloaded`, `delivered` or `unchanged`.
+    pub fn change(&self) -> &'static str {
+        match &self.container {
+            ContainerStep::Create => "created",
+            ContainerStep::Recreate { .. } => "recreated",
+            ContainerStep::Start => "started",
+            ContainerStep::Keep => match self.disruption() {
+                Disruption::Restart => "restarted",
+                Disruption::Update => "updated",
+                Disruption::Live => "live",
+                Disruption::Reload => "reloaded",
+                _ if self.actions.is_empty() => "unchanged",
+                _ => "delivered",
+            },
+        }
+    }
+}
+
+/// The record of what was delivered into a service's volumes: source path to digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub files: BTreeMap<String, String>,
+}
+
+/// The delivery of the record itself, into the service's config volume.
+fn record_delivery(spec: &ContainerSpec) -> Delivery {
+    Delivery {
+        source: layout::DELIVERY_RECORD.into(),
+        volume: layout::Volume::Config.key(spec.service),
+        path: layout::DELIVERY_RECORD.into(),
+        uid: spec.service.uid(),
+        mode: "0600".into(),
+        reach: Reach::Nothing,
+    }
+}
+
+/// Reads the record from the service's container; `None` when there is none.
+pub async fn read_record(engine: &Engine, spec: &ContainerSpec) -> anyhow::Result<Option<DeliveryRecord>> {
+    let path = format!("{}/{}", layout::config_dir(spec.service), layout::DELIVERY_RECORD);
+    match engine.read_file(&spec.name, &path).await? {
+        Some(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        None => Ok(None),
+    }
+}
+
+/// Delivers files into a service's volumes with their owner and mode, and records their
+/// digests in the record (the other entries kept). `up`, and rotation when it hands a running
+/// server a new file, deliver through here.
+pub async fn deliver(
+    engine: &Engine,
+    stack: &str,
+    spec: &ContainerSpec,
+    files: Vec<(Delivery, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    let helper = deliver_keeping_helper(engine, stack, spec, files, None).await?;
+    engine.force_remove(&helper).await
+}
+
+/// [`deliver`], for a container that may not exist yet (`record` then starts from nothing),
+/// returning the helper container for the caller to remove.
+pub async fn deliver_keeping_helper(
+    engine: &Engine,
+    stack: &str,
+    spec: &ContainerSpec,
+    files: Vec<(Delivery, Vec<u8>)>,
+    record: Option<DeliveryRecord>,
+) -> anyhow::Result<String> {
+    let mut record = match record {
+        Some(record) => record,
+        None => read_record(engine, spec).await?.unwrap_or_default(),
+    };
+    for (delivery, content) in &files {
+        record.files.insert(delivery.source.clone(), digest(content));
+    }
+    let mut files = files;
+    let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
+    files.push((record_delivery(spec), bytes));
+    let archives = deliver::archives_of_contents(&files)?;
+    engine.deliver_keeping_helper(stack, spec, &archives).await
+}
+
+/// What converging reads of the stack directory: each delivered file's content, as it is (for
+/// `up`) or as `init` would write it (for `plan`).
+pub type Contents<'a> = &'a (dyn Fn(&str) -> anyhow::Result<Vec<u8>> + Sync);
+
+/// The plan of one service. Reads the container and its volume; changes nothing.
+pub async fn plan(
+    engine: &Engine,
+    profile: &Profile,
+    spec: &ContainerSpec,
+    contents: Contents<'_>,
+) -> anyhow::Result<ServicePlan> {
+    let plan = |container, actions| Ok(ServicePlan { service: spec.service, container, actions });
+    let Some(info) = engine.inspect(&spec.name).await? else {
+        return plan(ContainerStep::Create, Vec::new());
+    };
+    let hash = deliver::config_hash(spec)?;
+    let label = info.config.as_ref().and_then(|c| c.labels.as_ref()?.get(CONFIG_HASH_LABEL).cloned());
+    if label.as_deref() != Some(hash.as_str()) {
+        return plan(ContainerStep::Recreate { reason: spec_change(&info, spec) }, Vec::new());
+    }
+    let record = read_record(engine, spec).await?.unwrap_or_default();
+    let mut changed = Vec::new();
+    for delivery in &spec.deliveries {
+        let content = contents(&delivery.source)?;
+        if record.files.get(&delivery.source) != Some(&digest(&content)) {
+            changed.push((delivery.clone(), content));
+        }
+    }
+    let mut actions = Vec::new();
+    if !changed.is_empty() {
+        actions.push(Action::Deliver { files: changed.iter().map(|(d, _)| d.source.clone()).collect() });
+    }
+    let limits = limit_changes(&info, spec);
+    if !limits.is_empty() {
+        actions.push(Action::UpdateLimits { changes: limits });
+    }
+    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        // It reads everything when it starts.
+        return plan(ContainerStep::Start, actions);
+    }
+    actions.extend(server_actions(engine, profile, spec, &changed).await?);
+    // A restart reads every file: what would have been reloaded or set comes with it.
+    if actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
+        actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad));
+    }
+    plan(ContainerStep::Keep, actions)
+}
+
+/// Why a container's spec differs, as far as the engine shows it.
+fn spec_change(info: &ContainerInfo, spec: &ContainerSpec) -> String {
+    let config = info.config.as_ref();
+    let image = config.and_then(|c| c.image.clone()).unwrap_or_default();
+    if image != spec.image {
+        return format!("image {image} -> {}", spec.image);
+    }
+    if config.and_then(|c| c.labels.as_ref()?.get(CONFIG_HASH_LABEL)).is_none() {
+        return "the container carries no config hash".into();
+    }
+    "its spec changed (command, environment, mounts, ports or posture)".into()
+}
+
+/// The limits that differ between the container and its spec.
+fn limit_changes(info: &ContainerInfo, spec: &ContainerSpec) -> Vec<String> {
+    let host = info.host_config.clone().unwrap_or_default();
+    let mut changes = Vec::new();
+    let memory = host.memory.unwrap_or(0);
+    if memory != spec.memory_bytes as i64 {
+        changes.push(format!("memory {} -> {} MiB", memory / 1_048_576, spec.memory_bytes / 1_048_576));
+    }
+    let cpus = host.nano_cpus.unwrap_or(0);
+    if cpus != spec.nano_cpus as i64 {
+        changes.push(format!("cpus {} -> {}", cpus as f64 / 1e9, spec.nano_cpus as f64 / 1e9));
+    }
+    let pids = host.pids_limit.unwrap_or(0);
+    if pids != i64::from(spec.pids) {
+        changes.push(format!("pids {pids} -> {}", spec.pids));
+    }
+    changes
+}
+
+/// Redis directives that `CONFIG SET` refuses at runtime (Redis's immutable configs).
+const REDIS_IMMUTABLE: &[&str] = &[
+    "aclfile",
+    "always-show-logo",
+    "daemonize",
+    "databases",
+    "disable-thp",
+    "enable-debug-command",
+    "enable-module-command",
+    "enable-protected-configs",
+    "io-threads",
+    "logfile",
+    "pidfile",
+    "set-proc-title",
+    "supervised",
+    "syslog-enabled",
+    "syslog-facility",
+    "syslog-ident",
+    "unixsocket",
+    "unixsocketperm",
+];
+
+/// What the changed files take on the running server.
+async fn server_actions(
+    engine: &Engine,
+    profile: &Profile,
+    spec: &ContainerSpec,
+    changed: &[(Delivery, Vec<u8>)],
+) -> anyhow::Result<Vec<Action>> {
+    let mut reload = Vec::new();
+    let mut restart = Vec::new();
+    let mut actions = Vec::new();
+    // Redis's live commands go over the network as admin: only where hardstack reaches it.
+    let redis_reachable = layout::host_address(profile, Service::Redis).is_some();
+    for (delivery, content) in changed {
+        let file = StackFile::parse(&delivery.source);
+        let name = delivery.path.clone();
+        match (spec.service, &file) {
+            (Service::Postgres, Some(StackFile::PostgresConf)) => {
+                let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
+                let keys = changed_settings(&before, content, crate::audit::parse::postgres_conf);
+                let contexts = postgres_contexts(engine, spec, &keys).await?;
+                for key in keys {
+                    match contexts.get(&key).map(String::as_str) {
+                        Some("postmaster") => restart.push(format!("{key} (context postmaster)")),
+                        Some(_) => reload.push(key),
+                        None => restart.push(format!("{key} (not a setting this server knows)")),
+                    }
+                }
+            }
+            (Service::Redis, Some(StackFile::RedisConf)) => {
+                let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
+                let after = settings(content, crate::audit::parse::redis_conf);
+                for key in changed_settings(&before, content, crate::audit::parse::redis_conf) {
+                    match after.get(&key) {
+                        _ if REDIS_IMMUTABLE.contains(&key.as_str()) => {
+                            restart.push(format!("{key} (immutable at runtime)"))
+                        }
+                        _ if !redis_reachable => {
+                            restart.push(format!("{key} (the stack publishes no port for CONFIG SET)"))
+                        }
+                        Some(value) => actions.push(Action::ConfigSet { key, value: value.clone() }),
+                        // A directive removed from the file goes back to its default at a start
+                        // only: CONFIG SET needs a value.
+                        None => restart.push(format!("{key} (removed)")),
+                    }
+                }
+            }
+            (Service::Redis, Some(StackFile::UsersAcl)) if redis_reachable => actions.push(Action::AclLoad),
+            (Service::Redis, Some(StackFile::UsersAcl)) => {
+                restart.push(format!("{name} (the stack publishes no port for ACL LOAD)"))
+            }
+            _ => match (delivery.reach, spec.service) {
+                (Reach::Nothing | Reach::Live, _) => {}
+                (Reach::Restart, _) => restart.push(format!("{name} (read at start)")),
+                (Reach::Reload, Service::Postgres) => reload.push(name),
+                (Reach::Reload, Service::Redis) if redis_reachable => {
+                    // Setting a TLS file's path makes Redis read every TLS file again.
+                    let key = match file {
+                        Some(StackFile::CaCert) => "tls-ca-cert-file",
+                        Some(StackFile::ServerKey(_)) => "tls-key-file",
+                        _ => "tls-cert-file",
+                    };
+                    let action = Action::ConfigSet { key: key.into(), value: delivery.container_path(spec) };
+                    if !actions.contains(&action) {
+                        actions.push(action);
+                    }
+                }
+                (Reach::Reload, Service::Redis) => {
+                    restart.push(format!("{name} (the stack publishes no port for CONFIG SET)"))
+                }
+                // Qdrant re-reads its own certificate within tls.cert_ttl.
+                (Reach::Reload, Service::Qdrant) => {}
+            },
+        }
+    }
+    if !reload.is_empty() {
+        actions.push(Action::Reload { what: reload });
+    }
+    if !restart.is_empty() {
+        actions.push(Action::Restart { why: restart });
+    }
+    Ok(actions)
+}
+
+/// Settings of a config file, last value of each key.
+fn settings(text: &[u8], parse: fn(&str) -> Vec<(usize, String, String)>) -> BTreeMap<String, String> {
+    parse(&String::from_utf8_lossy(text)).into_iter().map(|(_, key, value)| (key, value)).collect()
+}
+
+/// The keys whose value differs between two versions of a config file (added and removed too).
+fn changed_settings(before: &[u8], after: &[u8], parse: fn(&str) -> Vec<(usize, String, String)>) -> Vec<String> {
+    let (before, after) = (settings(before, parse), settings(after, parse));
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter().filter(|k| before.get(*k) != after.get(*k)).cloned().collect()
+}
+
+/// Runs SQL as PostgreSQL's superuser over the container's socket (its password is a file in
+/// the container; it never leaves it) and returns psql's unaligned output.
+pub async fn postgres_sql(engine: &Engine, spec: &ContainerSpec, sql: &str) -> anyhow::Result<String> {
+    let source = StackFile::SuperuserPassword.path();
+    let password = spec
+        .deliveries
+        .iter()
+        .find(|d| d.source == source)
+        .context("PostgreSQL receives its superuser's password")?
+        .container_path(spec);
+    let script = format!(
+        "PGPASSWORD=\"$(cat {password})\" psql -X -v ON_ERROR_STOP=1 -tA -h /var/run/postgresql -U {} -d postgres -f -",
+        layout::POSTGRES_SUPERUSER
+    );
+    let command = vec!["/bin/sh".into(), "-c".into(), format!("{script} <<'HARDSTACK_SQL'\n{sql}\nHARDSTACK_SQL")];
+    let ran = engine.exec(&spec.name, &spec.user, command).await?;
+    anyhow::ensure!(ran.code == 0, "psql in {} exited {}: {}", spec.name, ran.code, ran.output.trim());
+    Ok(ran.output)
+}
+
+/// The context of each PostgreSQL setting named (`postmaster`, `sighup`, `user`...).
+async fn postgres_contexts(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    keys: &[String],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let names: Vec<String> = keys
+        .iter()
+        .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .map(|k| format!("'{k}'"))
+        .collect();
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let sql = format!("SELECT name || '|' || context FROM pg_settings WHERE name IN ({});", names.join(", "));
+    let output = postgres_sql(engine, spec, &sql).await.context("reading the settings' contexts")?;
+    Ok(output
+        .lines()
+        .filter_map(|line| line.split_once('|'))
+        .map(|(name, context)| (name.to_owned(), context.trim().to_owned()))
+        .collect())
+}
+
+/// Carries a plan out on a service that exists (creation is `up`'s). Returns when the actions
+/// are done; the caller waits until the service is usable. `redis_admin` is the Redis admin
+/// password, for the live commands.
+pub async fn apply(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    spec: &ContainerSpec,
+    plan: &ServicePlan,
+    contents: Contents<'_>,
+    redis_admin: Option<&Secret>,
+) -> anyhow::Result<()> {
+    let redis = || async {
+        let password = redis_admin.context("the Redis admin password is needed for a live change")?.clone();
+        let target = crate::probe::login_target(profile, dir, Service::Redis, layout::ADMIN, password, "")?
+            .context("Redis is not published, so a live change cannot reach it from here")?;
+        crate::probe::redis_connection(&target).await.context("logging in to Redis as admin")
+    };
+    for action in &plan.actions {
+        match action {
+            Action::Deliver { files } => {
+                let mut delivered = Vec::new();
+                for delivery in spec.deliveries.iter().filter(|d| files.contains(&d.source)) {
+                    delivered.push((delivery.clone(), contents(&delivery.source)?));
+                }
+                deliver(engine, &profile.stack.name, spec, delivered).await?;
+            }
+            Action::UpdateLimits { .. } => {
+                engine.update_limits(&spec.name, spec.memory_bytes, spec.nano_cpus, spec.pids).await?
+            }
+            Action::Reload { .. } => reload_postgres(engine, spec).await?,
+            Action::ConfigSet { key, value } => {
+                let mut connection = redis().await?;
+                ::redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg(key)
+                    .arg(value)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .with_context(|| format!("CONFIG SET {key}"))?;
+            }
+            Action::AclLoad => {
+                let mut connection = redis().await?;
+                ::redis::cmd("ACL").arg("LOAD").query_async::<()>(&mut connection).await.context("ACL LOAD")?;
+            }
+            Action::Restart { .. } => {}
+        }
+    }
+    if plan.container == ContainerStep::Start {
+        engine.start(&spec.name).await?;
+    } else if plan.actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
+        engine.restart(&spec.name).await?;
+    }
+    Ok(())
+}
+
+/// `pg_reload_conf()`, then the settings file's errors and what still waits for a restart.
+async fn reload_postgres(engine: &Engine, spec: &ContainerSpec) -> anyhow::Result<()> {
+    postgres_sql(engine, spec, "SELECT pg_reload_conf();").await.context("reloading PostgreSQL's configuration")?;
+    let errors = postgres_sql(
+        engine,
+        spec,
+        "SELECT sourcefile || ':' || sourceline || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied';",
+    )
+    .await?;
+    anyhow::ensure!(errors.trim().is_empty(), "PostgreSQL did not take its configuration: {}", errors.trim());
+    Ok(())
+}
