@@ -145,6 +145,9 @@ pub fn plan(
                 version
             }
         };
+        if let Some(login) = &current.username {
+            material.postgres_logins.insert(name.clone(), login.clone());
+        }
         if scram {
             let verifier =
                 current.verifier.clone().unwrap_or_else(|| Secret::new(secrets::scram_verifier(&current.value)));
@@ -155,6 +158,11 @@ pub fn plan(
 
     material.qdrant_alt_api_key = existing.qdrant_alternate.as_ref().map(|v| v.value.clone());
     material.redis_previous = existing.redis_previous.iter().map(|(name, v)| (name.clone(), v.value.clone())).collect();
+    for (name, previous) in &existing.postgres_previous {
+        if let (Some(login), Some(verifier)) = (&previous.username, &previous.verifier) {
+            material.postgres_previous.insert(name.clone(), (login.clone(), verifier.clone()));
+        }
+    }
     for rendered in render::render_all(tera, profile, &material)? {
         files.push(PlannedFile { path: rendered.path, content: rendered.content.into_bytes(), mode: rendered.mode });
     }

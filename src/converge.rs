@@ -67,6 +67,9 @@ pub enum Action {
     ConfigSet { key: String, value: String },
     /// Redis loads its ACL file again.
     AclLoad,
+    /// PostgreSQL runs the init SQL again (idempotent): roles, databases and grants of the
+    /// profile's users, passwords as SCRAM verifiers, the logins of removed users disabled.
+    ApplySql { file: String },
     /// The server restarts, for the reasons named (a postmaster setting, a file read at start).
     Restart { why: Vec<String> },
 }
@@ -76,7 +79,7 @@ impl Action {
         match self {
             Action::Deliver { .. } => Disruption::Nothing,
             Action::Reload { .. } => Disruption::Reload,
-            Action::ConfigSet { .. } | Action::AclLoad => Disruption::Live,
+            Action::ConfigSet { .. } | Action::AclLoad | Action::ApplySql { .. } => Disruption::Live,
             Action::UpdateLimits { .. } => Disruption::Update,
             Action::Restart { .. } => Disruption::Restart,
         }
@@ -227,6 +230,7 @@ pub async fn plan(
     actions.extend(server_actions(engine, profile, spec, &changed).await?);
     // A restart reads every file: what would have been reloaded or set comes with it.
     if actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
+        // (Not the init SQL: no start runs it on a data directory that is not empty.)
         actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad));
     }
     plan(ContainerStep::Keep, actions)
@@ -302,6 +306,9 @@ async fn server_actions(
         let file = StackFile::parse(&delivery.source);
         let name = delivery.path.clone();
         match (spec.service, &file) {
+            (Service::Postgres, Some(StackFile::InitSql)) => {
+                actions.push(Action::ApplySql { file: delivery.container_path(spec) })
+            }
             (Service::Postgres, Some(StackFile::PostgresConf)) => {
                 let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
                 let keys = changed_settings(&before, content, crate::audit::parse::postgres_conf);
@@ -381,9 +388,22 @@ fn changed_settings(before: &[u8], after: &[u8], parse: fn(&str) -> Vec<(usize, 
     keys.into_iter().filter(|k| before.get(*k) != after.get(*k)).cloned().collect()
 }
 
+/// Runs a SQL file of the container (the delivered init SQL: its verifiers stay out of any
+/// command line) as PostgreSQL's superuser over the container's socket.
+async fn run_postgres_file(engine: &Engine, spec: &ContainerSpec, path: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(!path.contains('\''), "unexpected path {path}");
+    postgres_psql(engine, spec, &format!("-f '{path}'")).await
+}
+
 /// Runs SQL as PostgreSQL's superuser over the container's socket (its password is a file in
 /// the container; it never leaves it) and returns psql's unaligned output.
 pub async fn postgres_sql(engine: &Engine, spec: &ContainerSpec, sql: &str) -> anyhow::Result<String> {
+    postgres_psql(engine, spec, &format!("-f - <<'HARDSTACK_SQL'\n{sql}\nHARDSTACK_SQL")).await
+}
+
+/// psql as the superuser in the container with `arguments` (its password read from the
+/// delivered file inside the container, never on a command line).
+async fn postgres_psql(engine: &Engine, spec: &ContainerSpec, arguments: &str) -> anyhow::Result<String> {
     let source = StackFile::SuperuserPassword.path();
     let password = spec
         .deliveries
@@ -392,10 +412,10 @@ pub async fn postgres_sql(engine: &Engine, spec: &ContainerSpec, sql: &str) -> a
         .context("PostgreSQL receives its superuser's password")?
         .container_path(spec);
     let script = format!(
-        "PGPASSWORD=\"$(cat {password})\" psql -X -v ON_ERROR_STOP=1 -tA -h /var/run/postgresql -U {} -d postgres -f -",
+        "PGPASSWORD=\"$(cat {password})\" psql -X -q -v ON_ERROR_STOP=1 -tA -h /var/run/postgresql -U {} -d postgres {arguments}",
         layout::POSTGRES_SUPERUSER
     );
-    let command = vec!["/bin/sh".into(), "-c".into(), format!("{script} <<'HARDSTACK_SQL'\n{sql}\nHARDSTACK_SQL")];
+    let command = vec!["/bin/sh".into(), "-c".into(), script];
     let ran = engine.exec(&spec.name, &spec.user, command).await?;
     anyhow::ensure!(ran.code == 0, "psql in {} exited {}: {}", spec.name, ran.code, ran.output.trim());
     Ok(ran.output)
@@ -425,8 +445,10 @@ async fn postgres_contexts(
 }
 
 /// Carries a plan out on a service that exists (creation is `up`'s). Returns when the actions
-/// are done; the caller waits until the service is usable. `redis_admin` is the Redis admin
-/// password, for the live commands.
+/// are done, with the plan as carried out: a live command the server refuses (an ACL file that
+/// locked admin out, a value `CONFIG SET` rejects) becomes a restart, which reads the delivered
+/// files, and says why. The caller waits until the service is usable. `redis_admin` is the Redis
+/// admin password, for the live commands.
 pub async fn apply(
     engine: &Engine,
     profile: &Profile,
@@ -435,7 +457,9 @@ pub async fn apply(
     plan: &ServicePlan,
     contents: Contents<'_>,
     redis_admin: Option<&Secret>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ServicePlan> {
+    let mut done = plan.clone();
+    let mut fallback = Vec::new();
     let redis = || async {
         let password = redis_admin.context("the Redis admin password is needed for a live change")?.clone();
         let target = crate::probe::login_target(profile, dir, Service::Redis, layout::ADMIN, password, "")?
@@ -456,28 +480,41 @@ pub async fn apply(
             }
             Action::Reload { .. } => reload_postgres(engine, spec).await?,
             Action::ConfigSet { key, value } => {
-                let mut connection = redis().await?;
-                ::redis::cmd("CONFIG")
-                    .arg("SET")
-                    .arg(key)
-                    .arg(value)
-                    .query_async::<()>(&mut connection)
-                    .await
-                    .with_context(|| format!("CONFIG SET {key}"))?;
+                let set = async {
+                    let mut connection = redis().await?;
+                    let mut command = ::redis::cmd("CONFIG");
+                    command.arg("SET").arg(key).arg(value);
+                    anyhow::Ok(command.query_async::<()>(&mut connection).await?)
+                };
+                if let Err(err) = set.await {
+                    fallback.push(format!("CONFIG SET {key} failed ({err:#})"));
+                }
             }
             Action::AclLoad => {
-                let mut connection = redis().await?;
-                ::redis::cmd("ACL").arg("LOAD").query_async::<()>(&mut connection).await.context("ACL LOAD")?;
+                let load = async {
+                    let mut connection = redis().await?;
+                    anyhow::Ok(::redis::cmd("ACL").arg("LOAD").query_async::<()>(&mut connection).await?)
+                };
+                if let Err(err) = load.await {
+                    fallback.push(format!("ACL LOAD failed ({err:#})"));
+                }
+            }
+            Action::ApplySql { file } => {
+                run_postgres_file(engine, spec, file).await.context("applying the init SQL")?;
             }
             Action::Restart { .. } => {}
         }
     }
-    if plan.container == ContainerStep::Start {
+    if !fallback.is_empty() {
+        done.actions.retain(|a| !matches!(a, Action::ConfigSet { .. } | Action::AclLoad));
+        done.actions.push(Action::Restart { why: fallback });
+    }
+    if done.container == ContainerStep::Start {
         engine.start(&spec.name).await?;
-    } else if plan.actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
+    } else if done.actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
         engine.restart(&spec.name).await?;
     }
-    Ok(())
+    Ok(done)
 }
 
 /// `pg_reload_conf()`, then the settings file's errors and what still waits for a restart.

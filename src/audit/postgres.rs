@@ -309,7 +309,7 @@ fn pg_connection_limits(bundle: &Bundle) -> Outcome {
         .enumerate()
         .filter(|(_, line)| {
             let upper = line.to_uppercase();
-            upper.starts_with("CREATE ROLE")
+            (upper.starts_with("CREATE ROLE") || upper.starts_with("ALTER ROLE"))
                 && upper.contains(" LOGIN")
                 && !upper.contains("NOLOGIN")
                 && !upper.contains("CONNECTION LIMIT")

@@ -132,6 +132,12 @@ fn weakenings() -> Vec<Weakening> {
         ),
         ("audit.pg.connection_limits", "dev", INIT_SQL, Box::new(|t: &str| format!("{t}CREATE ROLE extra LOGIN;\n"))),
         (
+            "audit.pg.connection_limits",
+            "dev",
+            INIT_SQL,
+            Box::new(replace("app LOGIN CONNECTION LIMIT 20 ", "app LOGIN ")),
+        ),
+        (
             "audit.pg.unix_socket_permissions",
             "dev",
             POSTGRESQL_CONF,

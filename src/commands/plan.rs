@@ -92,6 +92,7 @@ fn describe(plan: &ServicePlan) -> String {
             Action::Reload { what } => format!("  reload: {}", what.join(", ")),
             Action::ConfigSet { key, value } => format!("  CONFIG SET {key} {value}"),
             Action::AclLoad => "  ACL LOAD".into(),
+            Action::ApplySql { file } => format!("  apply the init SQL ({file}): roles, databases, grants"),
             Action::Restart { why } => format!("  restart: {}", why.join(", ")),
         });
     }

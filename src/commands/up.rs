@@ -281,21 +281,21 @@ async fn bring_up(
         })
     };
     let plan = converge::plan(engine, &stack.profile, spec, &contents).await?;
-    let helper = match &plan.container {
+    let (helper, plan) = match &plan.container {
         converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. } => {
             if matches!(plan.container, converge::ContainerStep::Recreate { .. }) {
                 progress.stage(service, "recreating");
                 engine.remove(&spec.name).await?;
             }
-            Some(create_and_start(stack, spec, &contents).await?)
+            (Some(create_and_start(stack, spec, &contents).await?), plan)
         }
         converge::ContainerStep::Keep | converge::ContainerStep::Start => {
             if !plan.actions.is_empty() || plan.container == converge::ContainerStep::Start {
                 progress.stage(service, plan.change());
             }
             let admin = stack.redis_admin.as_ref();
-            converge::apply(engine, &stack.profile, &stack.dir, spec, &plan, &contents, admin).await?;
-            None
+            let done = converge::apply(engine, &stack.profile, &stack.dir, spec, &plan, &contents, admin).await?;
+            (None, done)
         }
     };
     progress.stage(service, "waiting");

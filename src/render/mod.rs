@@ -63,6 +63,12 @@ pub struct Material {
     pub qdrant_alt_api_key: Option<Secret>,
     /// Previous Redis passwords still within their grace period, by secret name.
     pub redis_previous: BTreeMap<String, Secret>,
+    /// The login each PostgreSQL application password belongs to now, by secret name (the
+    /// user's name until a rotation alternates it).
+    pub postgres_logins: BTreeMap<String, String>,
+    /// The previous version of each PostgreSQL application password, by secret name: its login
+    /// and SCRAM verifier.
+    pub postgres_previous: BTreeMap<String, (String, Secret)>,
 }
 
 impl Material {
@@ -199,7 +205,9 @@ struct PgUser {
     alternate: String,
     owner: String,
     database: String,
-    verifier: String,
+    /// `'<SCRAM verifier>'` or `NULL`, for each login.
+    login_password: String,
+    alternate_password: String,
 }
 
 #[derive(Serialize)]
@@ -229,19 +237,33 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             .users
             .iter()
             .map(|user| {
+                let name = layout::login_secret(Service::Postgres, &user.name);
+                let alternate = layout::alternate_login(&user.name);
+                let current = material.postgres_logins.get(&name).cloned().unwrap_or_else(|| user.name.clone());
+                let quoted = |verifier: &Secret| format!("'{}'", verifier.expose());
+                let mut passwords = BTreeMap::from([(current.clone(), quoted(material.verifier(&name)?))]);
+                if let Some((login, verifier)) = material.postgres_previous.get(&name)
+                    && *login != current
+                {
+                    passwords.insert(login.clone(), quoted(verifier));
+                }
+                let password = |login: &str| passwords.get(login).cloned().unwrap_or_else(|| "NULL".into());
                 Ok(PgUser {
                     name: user.name.clone(),
                     login: user.name.clone(),
-                    alternate: layout::alternate_login(&user.name),
+                    login_password: password(&user.name),
+                    alternate_password: password(&alternate),
+                    alternate,
                     owner: layout::owner_role(&user.name),
                     database: user.database.clone(),
-                    verifier: material
-                        .verifier(&layout::login_secret(Service::Postgres, &user.name))?
-                        .expose()
-                        .to_owned(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut logins = vec![format!("'{}'", layout::ADMIN), format!("'{}'", layout::HEALTH)];
+        for user in &profile.users {
+            logins.push(format!("'{}'", user.name));
+            logins.push(format!("'{}'", layout::alternate_login(&user.name)));
+        }
         context["pg"] = json!({
             "dir": layout::POSTGRES_DIR,
             "tuning": tuning,
@@ -255,6 +277,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "connection_limit": profile.postgres.connection_limit,
             "clientcert": if profile.mutual_tls() { " clientcert=verify-full" } else { "" },
             "users": users,
+            "logins": logins.join(", "),
             "admin_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::ADMIN))?.expose(),
             "health_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::HEALTH))?.expose(),
         });

@@ -71,6 +71,9 @@ pub struct Versions {
     /// The previous version of each Redis password still within the profile's grace period
     /// (counted from its successor's creation): Redis accepts both until rotation expires it.
     pub redis_previous: BTreeMap<String, SecretVersion>,
+    /// The previous version of each PostgreSQL application password: its login (the one that
+    /// is not current) keeps it until the next rotation.
+    pub postgres_previous: BTreeMap<String, SecretVersion>,
 }
 
 /// The store a profile names.
@@ -95,6 +98,14 @@ impl Store {
         for (name, _) in layout::secret_names(profile) {
             if let Some(version) = self.get(&name, Stage::Current).await? {
                 versions.current.insert(name, version);
+            }
+        }
+        for user in &profile.users {
+            let name = layout::login_secret(Service::Postgres, &user.name);
+            if profile.runs(Service::Postgres)
+                && let Some(previous) = self.get(&name, Stage::Previous).await?
+            {
+                versions.postgres_previous.insert(name, previous);
             }
         }
         for (name, current) in &versions.current {

@@ -60,7 +60,12 @@ fn up_is_usable_idempotent_recreates_one_service_and_down_removes_everything() {
     assert_eq!(report["verify"]["summary"]["fail"], 0, "{report}");
     assert!(report["verify"]["summary"]["pass"].as_u64().unwrap() > 20, "{report}");
 
-    // A PostgreSQL setting changes: only postgres is recreated, and its data survives.
+    // A PostgreSQL setting changes: postgres reloads it (the same container), and its data stays.
+    let id = |name: &str| {
+        let out = std::process::Command::new("docker").args(["inspect", "-f", "{{.Id}}", name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let postgres_id = id(&format!("{}-postgres", stack.name));
     let changed =
         stack.cmd("up", &["-o", "json", "--no-verify", "--set", "postgres.slow_statement_ms=123"]).output().unwrap();
     assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
@@ -69,10 +74,47 @@ fn up_is_usable_idempotent_recreates_one_service_and_down_removes_everything() {
     let change = |name: &str| {
         report["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap()["change"].clone()
     };
-    assert_eq!(change("postgres"), "recreated", "{report}");
+    assert_eq!(change("postgres"), "reloaded", "{report}");
     assert_eq!(change("redis"), "unchanged", "{report}");
     let kept = psql(&url, "SELECT v FROM kept; SHOW log_min_duration_statement");
     assert_eq!(stdout(&kept), "survives\n123ms\n", "{}", String::from_utf8_lossy(&kept.stderr));
+    assert_eq!(id(&format!("{}-postgres", stack.name)), postgres_id);
+
+    // Its spec changes (another image name for the same image): only postgres is recreated,
+    // and its data survives.
+    let tag = format!("{}-retagged", stack.name);
+    let image = format!("hardstack-local/postgres:{tag}");
+    assert!(
+        std::process::Command::new("docker")
+            .args(["tag", "hardstack-local/postgres:17", &image])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let changed = stack
+        .cmd(
+            "up",
+            &[
+                "-o",
+                "json",
+                "--no-verify",
+                "--set",
+                "postgres.slow_statement_ms=123",
+                "--set",
+                &format!("images.postgres={image}"),
+            ],
+        )
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker").args(["rmi", &image]).output();
+    assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    let postgres = report["services"].as_array().unwrap().iter().find(|s| s["service"] == "postgres").unwrap().clone();
+    assert_eq!(postgres["change"], "recreated", "{report}");
+    assert!(postgres["container"]["reason"].as_str().unwrap().contains(&image), "{report}");
+    assert_ne!(id(&format!("{}-postgres", stack.name)), postgres_id);
+    let kept = psql(&url, "SELECT v FROM kept");
+    assert_eq!(stdout(&kept), "survives\n", "{}", String::from_utf8_lossy(&kept.stderr));
 
     let down = stack.cmd("down", &["--volumes"]).output().unwrap();
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));

@@ -11,6 +11,8 @@ mod docker;
 mod verify;
 // rotate against running stacks, and the load test.
 mod rotate;
+// Day two: a changed profile converges on the running stack; plan shows it first.
+mod converge;
 // The aws secret store against moto.
 mod aws;
 // `hardstack env` output.

@@ -201,7 +201,7 @@ impl DockerStack {
     pub fn cmd(&self, command: &str, extra: &[&str]) -> Command {
         let mut cmd = self.sandbox.cmd();
         cmd.arg(command);
-        if command == "up" || command == "init" {
+        if command == "up" || command == "init" || command == "plan" {
             cmd.args(&self.args);
         }
         cmd.args(extra);
