@@ -156,7 +156,18 @@ pub fn plan(
         material.values.insert(name, current.value);
     }
 
-    material.qdrant_alt_api_key = existing.qdrant_alternate.as_ref().map(|v| v.value.clone());
+    // Qdrant accepts two read-write keys (`api_key`, `alt_api_key`), read at start. During a
+    // rotation they are the current key and the pending one; after it, the previous key and the
+    // current one: the same two, so finishing a rotation needs no restart, and the previous key
+    // stays accepted until the next rotation, as PostgreSQL's previous login does.
+    match (&existing.qdrant_pending, &existing.qdrant_previous) {
+        (Some(pending), _) => material.qdrant_alt_api_key = Some(pending.value.clone()),
+        (None, Some(previous)) if Some(&previous.value) != material.values.get(layout::QDRANT_API_KEY) => {
+            material.qdrant_api_key = Some(previous.value.clone());
+            material.qdrant_alt_api_key = material.values.get(layout::QDRANT_API_KEY).cloned();
+        }
+        _ => {}
+    }
     material.redis_previous = existing.redis_previous.iter().map(|(name, v)| (name.clone(), v.value.clone())).collect();
     for (name, previous) in &existing.postgres_previous {
         if let (Some(login), Some(verifier)) = (&previous.username, &previous.verifier) {

@@ -61,6 +61,8 @@ pub struct Material {
     pub verifiers: BTreeMap<String, Secret>,
     /// Qdrant's `alt_api_key`: the pending key during a rotation, the previous one after it.
     pub qdrant_alt_api_key: Option<Secret>,
+    /// Qdrant's `api_key` when it is not the current key (the previous one, after a rotation).
+    pub qdrant_api_key: Option<Secret>,
     /// Previous Redis passwords still within their grace period, by secret name.
     pub redis_previous: BTreeMap<String, Secret>,
     /// The login each PostgreSQL application password belongs to now, by secret name (the
@@ -318,7 +320,10 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
     if profile.runs(Service::Qdrant) {
         context["qdrant"] = json!({
             "dir": layout::QDRANT_DIR,
-            "api_key": material.value(layout::QDRANT_API_KEY)?.expose(),
+            "api_key": match &material.qdrant_api_key {
+                Some(key) => key.expose(),
+                None => material.value(layout::QDRANT_API_KEY)?.expose(),
+            },
             "read_only_api_key": material.value(layout::QDRANT_READ_ONLY_API_KEY)?.expose(),
             "alt_api_key": material.qdrant_alt_api_key.as_ref().map(|k| k.expose().to_owned()),
             "verify_client": profile.mutual_tls(),

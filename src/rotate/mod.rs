@@ -8,9 +8,10 @@
 //!   working, and the previous one keeps working until the next rotation.
 //! - Redis users get a second password (`ACL SETUSER u #new`, `ACL SAVE`); the old one is
 //!   removed once the profile's grace period has passed since the rotation.
-//! - Qdrant's read-write key: the pending key is configured as `alt_api_key` (Qdrant 1.17+) and
-//!   the server restarted; after the test it becomes `api_key` with the old key as the
-//!   alternate, and the server restarts again. Each restart is a short window.
+//! - Qdrant's read-write key: the pending key is configured as `alt_api_key` (Qdrant 1.17+) next
+//!   to the current one, and the server restarted (Qdrant reads its keys at start): one short
+//!   window per rotation. Finishing needs no restart: the config then names the previous key and
+//!   the current one, the same two, and the previous key is accepted until the next rotation.
 //! - Server certificates are re-issued from the same CA, copied into the container's volume and
 //!   hot-reloaded (`pg_reload_conf()`, `CONFIG SET tls-cert-file`); open connections keep their
 //!   TLS session.
@@ -231,11 +232,9 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::RedisUser { user }, Step::Test) => redis::test(context, user, &pending).await,
         (Credential::QdrantApiKey, Step::Set) => qdrant::reconfigure(context, &current.value).await,
         (Credential::QdrantApiKey, Step::Test) => qdrant::test(context, &pending.value).await,
-        (Credential::QdrantApiKey, Step::Finish) => {
-            context.store.finish(&name, &pending.id).await?;
-            // Now api_key is the new key and alt_api_key the old one, until the next rotation.
-            qdrant::reconfigure(context, &pending.value).await
-        }
+        // Qdrant already accepts both keys, and keeps doing so until the next rotation: the
+        // config rendered after the finish names the same two (previous, current).
+        (Credential::QdrantApiKey, Step::Finish) => context.store.finish(&name, &pending.id).await,
         (_, Step::Finish) => context.store.finish(&name, &pending.id).await,
         _ => Ok(()),
     }

@@ -66,8 +66,10 @@ pub trait SecretStore {
 pub struct Versions {
     /// The current version of each secret, by name.
     pub current: BTreeMap<String, SecretVersion>,
-    /// Qdrant's `alt_api_key`: the pending key during a rotation, the previous one after it.
-    pub qdrant_alternate: Option<SecretVersion>,
+    /// Qdrant's pending read-write key, during a rotation.
+    pub qdrant_pending: Option<SecretVersion>,
+    /// Qdrant's previous read-write key, which it accepts until the next rotation.
+    pub qdrant_previous: Option<SecretVersion>,
     /// The previous version of each Redis password still within the profile's grace period
     /// (counted from its successor's creation): Redis accepts both until rotation expires it.
     pub redis_previous: BTreeMap<String, SecretVersion>,
@@ -121,10 +123,8 @@ impl Store {
             }
         }
         if profile.runs(Service::Qdrant) {
-            versions.qdrant_alternate = match self.get(layout::QDRANT_API_KEY, Stage::Pending).await? {
-                Some(pending) => Some(pending),
-                None => self.get(layout::QDRANT_API_KEY, Stage::Previous).await?,
-            };
+            versions.qdrant_pending = self.get(layout::QDRANT_API_KEY, Stage::Pending).await?;
+            versions.qdrant_previous = self.get(layout::QDRANT_API_KEY, Stage::Previous).await?;
         }
         Ok(versions)
     }

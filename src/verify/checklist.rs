@@ -83,7 +83,12 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
         from(
             "checklist.secret_storage",
             async {
-                let versions = context.secrets.current.values().chain(&context.secrets.qdrant_alternate);
+                let versions = context
+                    .secrets
+                    .current
+                    .values()
+                    .chain(&context.secrets.qdrant_pending)
+                    .chain(&context.secrets.qdrant_previous);
                 let values: Vec<crate::secrets::Secret> = versions.map(|v| v.value.clone()).collect();
                 let mut problems = Vec::new();
                 for (service, info) in &context.containers {

@@ -97,7 +97,7 @@ fn qdrant_config_carries_the_alternate_key_during_rotation() {
         created: std::time::SystemTime::now(),
         stages: vec![Stage::Pending],
     };
-    let existing = hardstack::secrets::store::Versions { qdrant_alternate: Some(alternate), ..Default::default() };
+    let existing = hardstack::secrets::store::Versions { qdrant_pending: Some(alternate), ..Default::default() };
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &existing, &mut rng).unwrap();
     let config = plan.files.iter().find(|f| f.path == "config/qdrant/config.yaml").unwrap();
@@ -107,4 +107,35 @@ fn qdrant_config_carries_the_alternate_key_during_rotation() {
     let without = rendered_files("dev");
     let plain = without.iter().find(|f| f.path == "config/qdrant/config.yaml").unwrap();
     assert!(!String::from_utf8_lossy(&plain.content).contains("alt_api_key"));
+}
+
+/// A rotation of Qdrant's key restarts it once: the config names the same two keys while the
+/// new key is pending (current, pending) and after the rotation (previous, current).
+#[test]
+fn qdrant_config_names_the_same_two_keys_during_and_after_a_rotation() {
+    use hardstack::secrets::store::{SecretVersion, Stage, Versions};
+    let profile = load(&ProfileSource::Shipped("dev".into()), &[]).unwrap().profile;
+    let tera = hardstack::render::load_templates(None).unwrap();
+    let key = |value: char, stage: Stage| SecretVersion {
+        id: value.to_string(),
+        value: hardstack::secrets::Secret::new(value.to_string().repeat(40)),
+        username: None,
+        verifier: None,
+        created: std::time::SystemTime::now(),
+        stages: vec![stage],
+    };
+    let keys = |versions: &Versions| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, versions, &mut rng).unwrap();
+        let config = plan.files.iter().find(|f| f.path == "config/qdrant/config.yaml").unwrap();
+        let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&config.content).unwrap();
+        (yaml["service"]["api_key"].clone(), yaml["service"]["alt_api_key"].clone())
+    };
+    let mut during = Versions { qdrant_pending: Some(key('N', Stage::Pending)), ..Default::default() };
+    during.current.insert("qdrant/api-key".into(), key('O', Stage::Current));
+    let mut after = Versions { qdrant_previous: Some(key('O', Stage::Previous)), ..Default::default() };
+    after.current.insert("qdrant/api-key".into(), key('N', Stage::Current));
+    assert_eq!(keys(&during), ("O".repeat(40).into(), "N".repeat(40).into()));
+    assert_eq!(keys(&after), keys(&during));
 }
