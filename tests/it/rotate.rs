@@ -406,12 +406,73 @@ fn qdrant_api_key_rotates_through_alt_api_key() {
     }
     let stack = DockerStack::new("qdrant_rotation").services(&["qdrant"]);
     up(&stack);
+    let name = format!("{}-qdrant", stack.name);
+    let inspect = |format: &str| {
+        let out = std::process::Command::new("docker").args(["inspect", "-f", format, &name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let starts = || {
+        let out = std::process::Command::new("docker").args(["logs", &name]).output().unwrap();
+        text(&out).matches("Qdrant HTTP listening").count()
+    };
+    let (id, starts_before) = (inspect("{{.Id}}"), starts());
     let old = version_with(&record(&stack, "qdrant/api-key"), "current").unwrap()["value"].as_str().unwrap().to_owned();
-    stack.cmd("rotate", &["--force", "--only", "qdrant/api-key"]).assert().success();
-    let new = version_with(&record(&stack, "qdrant/api-key"), "current").unwrap()["value"].as_str().unwrap().to_owned();
-    assert_ne!(old, new);
+
+    // A client that retries nothing, reading the key from the store before each request, runs
+    // through the rotation: the window is how long its requests fail.
     let (profile, dir) = stack.library();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let running = Arc::new(AtomicBool::new(true));
+    let client = {
+        let (profile, dir, running) = (profile.clone(), dir.clone(), running.clone());
+        runtime.spawn(async move {
+            let mut results = Vec::new();
+            while running.load(Ordering::SeqCst) {
+                let at = Instant::now();
+                let result: anyhow::Result<()> = async {
+                    let store = hardstack::secrets::store::Store::open(&profile, &dir).await?;
+                    let service = hardstack::profile::Service::Qdrant;
+                    let target = hardstack::probe::app_target(&profile, &dir, &store, service).await?.unwrap();
+                    hardstack::probe::qdrant(&target).await
+                }
+                .await;
+                results.push((at, result.is_ok()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            results
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    stack.cmd("rotate", &["--force", "--only", "qdrant/api-key"]).assert().success();
+    std::thread::sleep(Duration::from_millis(500));
+    running.store(false, Ordering::SeqCst);
+    let results = runtime.block_on(client).unwrap();
+    let failed = results.iter().filter(|(_, ok)| !ok).count();
+    let mut window = Duration::ZERO;
+    let mut since: Option<Instant> = None;
+    for (at, ok) in &results {
+        match (ok, since) {
+            (false, None) => since = Some(*at),
+            (true, Some(start)) => {
+                window = window.max(at.duration_since(start));
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "qdrant window: {failed} of {} requests failed, the longest run of failures lasted {} ms",
+        results.len(),
+        window.as_millis()
+    );
+    assert!(results.len() > 20, "too few requests: {}", results.len());
+
+    // One restart, no new container; the old key and the new one both work until the next
+    // rotation; up has nothing left to do.
+    assert_eq!(starts() - starts_before, 1, "one restart per rotation");
+    assert_eq!(inspect("{{.Id}}"), id, "the same container");
+    let new = version_with(&record(&stack, "qdrant/api-key"), "current").unwrap()["value"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
     for key in [&new, &old] {
         let target = hardstack::probe::login_target(
             &profile,
@@ -427,10 +488,16 @@ fn qdrant_api_key_rotates_through_alt_api_key() {
             .block_on(hardstack::probe::qdrant(&target))
             .unwrap_or_else(|e| panic!("key accepted after rotation: {e:#}"));
     }
+    let out = stack.cmd("up", &["-o", "json", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["services"].as_array().unwrap().iter().all(|s| s["change"] == "unchanged"), "{report}");
+
     // Its certificate is re-issued and delivered; Qdrant loads it within tls.cert_ttl.
     let old_crt = stack.sandbox.read("certs/qdrant/server.crt");
     stack.cmd("rotate", &["--force", "--only", "certificate/qdrant"]).assert().success();
     assert_ne!(stack.sandbox.read("certs/qdrant/server.crt"), old_crt);
+    assert_eq!(starts() - starts_before, 1, "a certificate needs no restart");
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
 }
