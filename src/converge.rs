@@ -68,8 +68,9 @@ pub enum Action {
     /// Redis loads its ACL file again.
     AclLoad,
     /// PostgreSQL runs the init SQL again (idempotent): roles, databases and grants of the
-    /// profile's users, passwords as SCRAM verifiers, the logins of removed users disabled.
-    ApplySql { file: String },
+    /// profile's users, passwords as SCRAM verifiers, the logins of removed users disabled
+    /// (their owner role, database and data kept).
+    ApplySql { file: String, add_users: Vec<String>, disable_logins: Vec<String> },
     /// The server restarts, for the reasons named (a postmaster setting, a file read at start).
     Restart { why: Vec<String> },
 }
@@ -307,7 +308,8 @@ async fn server_actions(
         let name = delivery.path.clone();
         match (spec.service, &file) {
             (Service::Postgres, Some(StackFile::InitSql)) => {
-                actions.push(Action::ApplySql { file: delivery.container_path(spec) })
+                let (add_users, disable_logins) = user_changes(engine, profile, spec).await?;
+                actions.push(Action::ApplySql { file: delivery.container_path(spec), add_users, disable_logins })
             }
             (Service::Postgres, Some(StackFile::PostgresConf)) => {
                 let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
@@ -374,6 +376,42 @@ async fn server_actions(
         actions.push(Action::Restart { why: restart });
     }
     Ok(actions)
+}
+
+/// The profile's users whose login the server lacks, and the logins hardstack made that the
+/// profile no longer has (still able to log in).
+async fn user_changes(
+    engine: &Engine,
+    profile: &Profile,
+    spec: &ContainerSpec,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut logins = vec![layout::ADMIN.to_owned(), layout::HEALTH.to_owned()];
+    for user in &profile.users {
+        logins.push(user.name.clone());
+        logins.push(layout::alternate_login(&user.name));
+    }
+    let quoted: Vec<String> = logins.iter().map(|l| format!("'{}'", l.replace('\'', "''"))).collect();
+    let sql = format!(
+        "SELECT 'exists|' || rolname FROM pg_roles WHERE rolname IN ({list}) \
+         UNION ALL SELECT 'managed|' || rolname FROM pg_roles r JOIN pg_shdescription d ON d.objoid = r.oid \
+         AND d.classoid = 'pg_authid'::regclass WHERE d.description = 'hardstack login' AND r.rolcanlogin \
+         AND rolname NOT IN ({list});",
+        list = quoted.join(", ")
+    );
+    let output = postgres_sql(engine, spec, &sql).await.context("reading the server's roles")?;
+    let (mut existing, mut disable) = (BTreeSet::new(), Vec::new());
+    for line in output.lines() {
+        match line.split_once('|') {
+            Some(("exists", role)) => {
+                existing.insert(role.trim().to_owned());
+            }
+            Some(("managed", role)) => disable.push(role.trim().to_owned()),
+            _ => {}
+        }
+    }
+    disable.sort();
+    let add = profile.users.iter().filter(|u| !existing.contains(&u.name)).map(|u| u.name.clone()).collect();
+    Ok((add, disable))
 }
 
 /// Settings of a config file, last value of each key.
@@ -499,7 +537,7 @@ pub async fn apply(
                     fallback.push(format!("ACL LOAD failed ({err:#})"));
                 }
             }
-            Action::ApplySql { file } => {
+            Action::ApplySql { file, .. } => {
                 run_postgres_file(engine, spec, file).await.context("applying the init SQL")?;
             }
             Action::Restart { .. } => {}

@@ -92,7 +92,19 @@ fn describe(plan: &ServicePlan) -> String {
             Action::Reload { what } => format!("  reload: {}", what.join(", ")),
             Action::ConfigSet { key, value } => format!("  CONFIG SET {key} {value}"),
             Action::AclLoad => "  ACL LOAD".into(),
-            Action::ApplySql { file } => format!("  apply the init SQL ({file}): roles, databases, grants"),
+            Action::ApplySql { file, add_users, disable_logins } => {
+                let mut what = vec![format!("  apply the init SQL ({file}): roles, databases, grants, passwords")];
+                if !add_users.is_empty() {
+                    what.push(format!("    add users {}", add_users.join(", ")));
+                }
+                if !disable_logins.is_empty() {
+                    what.push(format!(
+                        "    disable the logins {} (their owner roles, databases and data are kept)",
+                        disable_logins.join(", ")
+                    ));
+                }
+                what.join("\n")
+            }
             Action::Restart { why } => format!("  restart: {}", why.join(", ")),
         });
     }

@@ -162,7 +162,9 @@ fn users_are_declarative_on_the_running_stack() {
     stack.sandbox.write("two-users.toml", &users("jobs:*"));
     let up = plan_then_up(&stack, &["--profile", "two-users.toml"]);
     assert_eq!(service(&up, "postgres")["change"], "live", "{up}");
-    assert!(service(&up, "postgres")["actions"].to_string().contains("apply_sql"), "{up}");
+    let sql =
+        service(&up, "postgres")["actions"].as_array().unwrap().iter().find(|a| a["action"] == "apply_sql").cloned();
+    assert_eq!(sql.as_ref().map(|a| a["add_users"].clone()), Some(serde_json::json!(["worker"])), "{up}");
     assert!(service(&up, "redis")["actions"].to_string().contains("acl_load"), "{up}");
     assert_eq!(up["verify"]["summary"]["fail"], 0, "{up}");
     assert_eq!((container(&pg, "{{.Id}}"), container(&redis_name, "{{.Id}}")), ids);
@@ -196,6 +198,10 @@ fn users_are_declarative_on_the_running_stack() {
     // Remove it: its logins are disabled everywhere, its database stays.
     let up = plan_then_up(&stack, &["--profile", "test", "--no-verify"]);
     assert_eq!(service(&up, "postgres")["change"], "live", "{up}");
+    assert!(
+        service(&up, "postgres")["actions"].to_string().contains(r#""disable_logins":["worker","worker_alt"]"#),
+        "{up}"
+    );
     let out = std::process::Command::new("psql").args([&worker_url, "-w", "-tA", "-c", "SELECT 1"]).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("rejects connection"), "{}", text(&out));
     let can_login = "SELECT string_agg(rolname || ' ' || rolcanlogin, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'worker%'";
