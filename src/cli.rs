@@ -139,6 +139,10 @@ pub struct UpArgs {
     /// Show what `up` would do (as `hardstack plan`), and do nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Drop the databases, owner roles and logins of users no longer in the profile, and their
+    /// data. Without it, their logins are disabled and the rest is kept.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// Options of `plan`.
@@ -147,6 +151,9 @@ pub struct PlanArgs {
     /// A directory of templates that replace the embedded ones (as for init and up).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Show what `up --prune` would drop.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// Options of `down`.

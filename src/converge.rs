@@ -71,6 +71,9 @@ pub enum Action {
     /// profile's users, passwords as SCRAM verifiers, the logins of removed users disabled
     /// (their owner role, database and data kept).
     ApplySql { file: String, add_users: Vec<String>, disable_logins: Vec<String> },
+    /// With `--prune`: the databases, owner roles and logins of users no longer in the profile
+    /// are dropped, their data with them.
+    Prune { users: Vec<String> },
     /// The server restarts, for the reasons named (a postmaster setting, a file read at start).
     Restart { why: Vec<String> },
 }
@@ -80,7 +83,9 @@ impl Action {
         match self {
             Action::Deliver { .. } => Disruption::Nothing,
             Action::Reload { .. } => Disruption::Reload,
-            Action::ConfigSet { .. } | Action::AclLoad | Action::ApplySql { .. } => Disruption::Live,
+            Action::ConfigSet { .. } | Action::AclLoad | Action::ApplySql { .. } | Action::Prune { .. } => {
+                Disruption::Live
+            }
             Action::UpdateLimits { .. } => Disruption::Update,
             Action::Restart { .. } => Disruption::Restart,
         }
@@ -197,6 +202,7 @@ pub async fn plan(
     profile: &Profile,
     spec: &ContainerSpec,
     contents: Contents<'_>,
+    prune: bool,
 ) -> anyhow::Result<ServicePlan> {
     let plan = |container, actions| Ok(ServicePlan { service: spec.service, container, actions });
     let Some(info) = engine.inspect(&spec.name).await? else {
@@ -229,6 +235,12 @@ pub async fn plan(
         return plan(ContainerStep::Start, actions);
     }
     actions.extend(server_actions(engine, profile, spec, &changed).await?);
+    if prune && spec.service == Service::Postgres {
+        let users = removed_users(engine, profile, spec).await?;
+        if !users.is_empty() {
+            actions.push(Action::Prune { users });
+        }
+    }
     // A restart reads every file: what would have been reloaded or set comes with it.
     if actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
         // (Not the init SQL: no start runs it on a data directory that is not empty.)
@@ -414,6 +426,40 @@ async fn user_changes(
     Ok((add, disable))
 }
 
+/// The users hardstack made whose logins the profile no longer has, disabled or not.
+async fn removed_users(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<Vec<String>> {
+    let sql = "SELECT rolname FROM pg_roles r JOIN pg_shdescription d ON d.objoid = r.oid \
+               AND d.classoid = 'pg_authid'::regclass WHERE d.description = 'hardstack login';";
+    let output = postgres_sql(engine, spec, sql).await.context("reading the server's roles")?;
+    let mut users: Vec<String> = output
+        .lines()
+        .map(|login| login.trim())
+        .filter(|login| !login.is_empty())
+        .map(|login| login.strip_suffix("_alt").unwrap_or(login).to_owned())
+        .filter(|user| !profile.users.iter().any(|u| u.name == *user))
+        .collect();
+    users.sort();
+    users.dedup();
+    Ok(users)
+}
+
+/// Drops what removed users had: their databases (with any session on them), everything their
+/// roles own or were granted, and the roles.
+async fn prune_users(engine: &Engine, spec: &ContainerSpec, users: &[String]) -> anyhow::Result<()> {
+    for user in users {
+        anyhow::ensure!(user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "unexpected role name {user}");
+        let (owner, alternate) = (layout::owner_role(user), layout::alternate_login(user));
+        let sql = format!(
+            "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database \
+             WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = '{owner}')\\gexec\n\
+             SELECT format('DROP OWNED BY %I', rolname) FROM pg_roles WHERE rolname IN ('{user}', '{alternate}', '{owner}')\\gexec\n\
+             DROP ROLE IF EXISTS {user}, {alternate}, {owner};"
+        );
+        postgres_sql(engine, spec, &sql).await.with_context(|| format!("pruning user {user}"))?;
+    }
+    Ok(())
+}
+
 /// Settings of a config file, last value of each key.
 fn settings(text: &[u8], parse: fn(&str) -> Vec<(usize, String, String)>) -> BTreeMap<String, String> {
     parse(&String::from_utf8_lossy(text)).into_iter().map(|(_, key, value)| (key, value)).collect()
@@ -540,6 +586,7 @@ pub async fn apply(
             Action::ApplySql { file, .. } => {
                 run_postgres_file(engine, spec, file).await.context("applying the init SQL")?;
             }
+            Action::Prune { users } => prune_users(engine, spec, users).await?,
             Action::Restart { .. } => {}
         }
     }

@@ -21,18 +21,24 @@ use crate::stackdir::{Change, StackDir};
 pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::resolve_profile(global)?.profile;
-    show(&output, &profile, &StackDir::new(&global.dir), args.templates.as_deref()).await?;
+    show(&output, &profile, &StackDir::new(&global.dir), args.templates.as_deref(), args.prune).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the plan of `up` for the profile (the human form, or the `hardstack.plan/v1` JSON).
-pub async fn show(output: &Output, profile: &Profile, dir: &StackDir, templates: Option<&Path>) -> anyhow::Result<()> {
+pub async fn show(
+    output: &Output,
+    profile: &Profile,
+    dir: &StackDir,
+    templates: Option<&Path>,
+    prune: bool,
+) -> anyhow::Result<()> {
     let preview = bundle::preview(profile, dir, templates).await?;
     let engine = runtime::connect().await?;
     let contents = |source: &str| preview.content(dir, source);
     let mut services = Vec::new();
     for spec in containers::container_specs(profile) {
-        services.push(converge::plan(&engine, profile, &spec, &contents).await?);
+        services.push(converge::plan(&engine, profile, &spec, &contents, prune).await?);
     }
     let files: Vec<_> = preview.diff.changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
     let conflicts: Vec<_> =
@@ -92,6 +98,12 @@ fn describe(plan: &ServicePlan) -> String {
             Action::Reload { what } => format!("  reload: {}", what.join(", ")),
             Action::ConfigSet { key, value } => format!("  CONFIG SET {key} {value}"),
             Action::AclLoad => "  ACL LOAD".into(),
+            Action::Prune { users } => {
+                format!(
+                    "  prune: drop the databases, owner roles and logins of {} (their data is lost)",
+                    users.join(", ")
+                )
+            }
             Action::ApplySql { file, add_users, disable_logins } => {
                 let mut what = vec![format!("  apply the init SQL ({file}): roles, databases, grants, passwords")];
                 if !add_users.is_empty() {

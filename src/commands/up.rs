@@ -45,7 +45,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     if args.dry_run {
         let profile = crate::settings::resolve_profile(global)?.profile;
         let dir = StackDir::new(&global.dir);
-        super::plan::show(&output, &profile, &dir, args.templates.as_deref()).await?;
+        super::plan::show(&output, &profile, &dir, args.templates.as_deref(), args.prune).await?;
         return Ok(ExitCode::SUCCESS);
     }
     // init speaks only in human form, and only when up does: up prints the one JSON document.
@@ -87,8 +87,18 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
         true => Some(store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?.value),
         false => None,
     };
-    let stack =
-        Arc::new(Stack { engine, dir, names, network, progress, timeout, profile: profile.clone(), redis_admin });
+    let prune = args.prune;
+    let stack = Arc::new(Stack {
+        engine,
+        dir,
+        names,
+        network,
+        progress,
+        timeout,
+        profile: profile.clone(),
+        prune,
+        redis_admin,
+    });
     let mut tasks = Vec::new();
     for spec in specs {
         let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
@@ -261,6 +271,8 @@ struct Stack {
     progress: Progress,
     timeout: Duration,
     profile: Profile,
+    /// Whether to drop what removed users had (`--prune`).
+    prune: bool,
     /// Redis's admin password, for live changes.
     redis_admin: Option<crate::secrets::Secret>,
 }
@@ -280,7 +292,7 @@ async fn bring_up(
             format!("reading {}; run `hardstack init` to restore it", stack.dir.path(source).display())
         })
     };
-    let plan = converge::plan(engine, &stack.profile, spec, &contents).await?;
+    let plan = converge::plan(engine, &stack.profile, spec, &contents, stack.prune).await?;
     let (helper, plan) = match &plan.container {
         converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. } => {
             if matches!(plan.container, converge::ContainerStep::Recreate { .. }) {

@@ -209,6 +209,14 @@ fn users_are_declarative_on_the_running_stack() {
     assert!(redis(&stack, "worker", "redis/worker", &["PING"]).contains("WRONGPASS"));
     assert_eq!(psql(&stack, "SELECT count(*) FROM pg_database WHERE datname = 'jobs'"), "1");
     assert_eq!((container(&pg, "{{.Id}}"), container(&redis_name, "{{.Id}}")), ids);
+
+    // --prune drops what it had.
+    let up = plan_then_up(&stack, &["--profile", "test", "--no-verify", "--prune"]);
+    assert!(service(&up, "postgres")["actions"].to_string().contains(r#""action":"prune","users":["worker"]"#), "{up}");
+    assert_eq!(psql(&stack, "SELECT count(*) FROM pg_database WHERE datname = 'jobs'"), "0");
+    assert_eq!(psql(&stack, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'worker%'"), "0");
+    let again = json(&stack, "plan", &["--profile", "test", "--prune"]);
+    assert!(again["services"].as_array().unwrap().iter().all(|s| s["change"] == "unchanged"), "{again}");
 }
 
 #[test]
