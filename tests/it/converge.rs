@@ -243,3 +243,27 @@ fn a_weakened_acl_template_reaches_redis_and_verify_catches_it() {
     assert!(text(&out).contains("redis.default_user_refused"), "{}", text(&out));
     assert!(redis(&weakened, "admin", "redis/admin", &["ACL", "GETUSER", "default"]).contains("\non\n"));
 }
+
+#[test]
+fn a_hand_edited_file_is_a_conflict_in_the_plan_and_changes_nothing() {
+    if !docker_available("converge_conflict") {
+        return;
+    }
+    let stack = DockerStack::new("converge_conflict").services(&["postgres", "redis"]);
+    json(&stack, "up", &["--no-verify"]);
+    let path = stack.sandbox.stack().join("config/postgres/postgresql.conf");
+    let edited = std::fs::read_to_string(&path).unwrap().replace("log_connections = on", "log_connections = off");
+    std::fs::write(&path, &edited).unwrap();
+    let plan = json(&stack, "plan", &["--set", "postgres.slow_statement_ms=321"]);
+    assert_eq!(
+        plan["conflicts"],
+        serde_json::json!([{"path": "config/postgres/postgresql.conf", "reason": "edited since hardstack wrote it"}]),
+        "{plan}"
+    );
+    // plan wrote nothing: the edit is still there, and hardstack.toml did not take the change.
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+    assert!(!String::from_utf8(stack.sandbox.read("hardstack.toml")).unwrap().contains("321"));
+    let out = command(&stack, "up", &["--set", "postgres.slow_statement_ms=321"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("refusing to overwrite") && text(&out).contains("postgresql.conf"), "{}", text(&out));
+}

@@ -98,7 +98,17 @@ pub const QDRANT_IMAGE: &str = "qdrant/qdrant:v1.18.3-unprivileged";
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    // The kernel may hand the same free port out twice in a row once the probe socket is
+    // closed: remember what this process handed out, and never give a port twice.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A stack for one Docker test: its own name and ports, removed (containers, network,
