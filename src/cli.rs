@@ -69,7 +69,7 @@ pub enum Command {
     /// Prove the running stack is usable and closed: logins that must work, everything that
     /// must be refused, and the production checklist. Exit 1 when a check fails, 2 when the
     /// stack cannot be reached.
-    Verify,
+    Verify(VerifyArgs),
     /// Rotate passwords and certificates that are due, with no failed client request; verify
     /// after each rotation. Safe to run from cron at any frequency.
     Rotate(RotateArgs),
@@ -112,6 +112,29 @@ pub enum UntilStep {
     Set,
     /// A login with the pending version worked.
     Test,
+}
+
+/// Options of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Where the checks connect from: the host (the published ports) or inside the stack's
+    /// network (a short-lived container on it). Default: the host when the stack publishes its
+    /// ports, its network otherwise.
+    #[arg(long, value_enum)]
+    pub from: Option<VantageArg>,
+    /// Run the server checks here, inside the stack network, and print them (what the
+    /// short-lived container of `--from network` runs).
+    #[arg(long, hide = true)]
+    pub inside: bool,
+}
+
+/// The vantage points of `verify --from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VantageArg {
+    /// The published ports, from this machine.
+    Host,
+    /// Inside the stack network.
+    Network,
 }
 
 /// Options of `audit`.

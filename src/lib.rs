@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Down(args) => commands::down::run(global, args).await,
             Command::Status => commands::status::run(global).await,
             Command::Audit(args) => commands::audit::run(global, args),
-            Command::Verify => commands::verify::run(global).await,
+            Command::Verify(args) => commands::verify::run(global, args).await,
             Command::Rotate(args) => commands::rotate::run(global, args).await,
         }
     })

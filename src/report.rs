@@ -2,10 +2,10 @@
 //! the evidence; and the report's two forms, a table and a JSON document with a stable schema
 //! (`hardstack.checks/v1`, documented in the README).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     #[serde(rename = "pass")]
     Pass,
@@ -27,7 +27,7 @@ impl Verdict {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// Stable id, `pg.plaintext_refused`, `audit.hba.scram_only`.
     pub id: String,

@@ -170,6 +170,7 @@ async fn verify_stack(
     dir: &StackDir,
     engine: &runtime::Engine,
 ) -> anyhow::Result<Vec<report::Check>> {
-    let context = crate::verify::Context::gather(profile.clone(), dir.clone(), engine.clone()).await?;
-    Ok(crate::verify::verify(&context).await)
+    let vantage = crate::verify::Vantage::reaching(profile);
+    let context = crate::verify::Context::gather(profile.clone(), dir.clone(), engine, vantage).await?;
+    crate::verify::verify(&context, engine).await
 }

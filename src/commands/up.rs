@@ -144,9 +144,12 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     let verified = if args.no_verify { None } else { Some(verify(output, &profile, &stack).await?) };
     let (verify_json, failed) = match &verified {
         None => (json!(null), Vec::new()),
-        Some(None) => (json!({"skipped": "the stack publishes no port"}), Vec::new()),
-        Some(Some(checks)) => (
-            report::to_json("verify", &profile.stack.name, checks),
+        Some((vantage, checks)) => (
+            {
+                let mut document = report::to_json("verify", &profile.stack.name, checks);
+                document["vantage"] = json!(vantage);
+                document
+            },
             checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect(),
         ),
     };
@@ -164,27 +167,25 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `verify`'s checks once the stack is usable: the summary, and the failed checks with their
-/// evidence. `None` when nothing is published, so nothing can be checked from here.
-async fn verify(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Result<Option<Vec<Check>>> {
-    if !profile.network.publish {
-        output
-            .line("verify skipped: the stack publishes no port; run `hardstack verify` where its network is reachable");
-        return Ok(None);
-    }
+/// `verify`'s checks once the stack is usable, from where they reach the services (inside the
+/// stack network when it publishes nothing): the summary, and the failed checks with their
+/// evidence.
+async fn verify(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Result<(verify::Vantage, Vec<Check>)> {
     let started = Instant::now();
-    let context = verify::Context::gather(profile.clone(), stack.dir.clone(), stack.engine.clone()).await?;
-    let checks = verify::verify(&context).await;
+    let vantage = verify::Vantage::reaching(profile);
+    let context = verify::Context::gather(profile.clone(), stack.dir.clone(), &stack.engine, vantage).await?;
+    let checks = verify::verify(&context, &stack.engine).await?;
     if report::any_failed(&checks) {
         output.table(&report::failures_table(&checks));
     } else {
+        let from = if vantage == verify::Vantage::Network { ", from inside the stack network" } else { "" };
         output.line(format!(
-            "verified: {} ({:.0} ms)",
+            "verified: {} ({:.0} ms{from})",
             report::summary(&checks),
             started.elapsed().as_secs_f64() * 1000.0
         ));
     }
-    Ok(Some(checks))
+    Ok((vantage, checks))
 }
 
 /// Every published port must be free, or held by this stack's own container.

@@ -47,6 +47,24 @@ pub fn archive_of_content(delivery: &Delivery, content: &[u8]) -> anyhow::Result
     Ok((delivery.volume.clone(), archive.finish()?))
 }
 
+/// A tar archive of files given by path (relative, without a leading slash), owner, mode and
+/// content; each parent directory once, 0700.
+pub fn archive_of_files(files: &[(String, u32, u32, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+    let mut archive = Archive::default();
+    for (path, uid, mode, content) in files {
+        let delivery = Delivery {
+            source: path.clone(),
+            volume: String::new(),
+            path: path.clone(),
+            uid: *uid,
+            mode: format!("{mode:o}"),
+            reach: crate::layout::Reach::Nothing,
+        };
+        archive.add(&delivery, content)?;
+    }
+    archive.finish()
+}
+
 /// A tar archive for one volume: each parent directory once (0700, the file's owner), then
 /// the files with their owner and mode.
 struct Archive {

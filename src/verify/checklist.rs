@@ -16,8 +16,9 @@ fn from(id: &str, result: anyhow::Result<(bool, String, String)>) -> Check {
     }
 }
 
-/// Checks that read the engine (and, for pooling and monitoring, PostgreSQL's settings).
-pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
+/// Checks that read the engine's view of the containers; they run on the host, whatever the
+/// vantage point of the others.
+pub fn engine_checks<'a>(context: &'a Context, engine: &'a crate::runtime::Engine) -> Vec<CheckFuture<'a>> {
     let mut checks: Vec<CheckFuture<'_>> = Vec::new();
     checks.push(bounded("network.loopback_only".into(), async move {
         let id = "network.loopback_only";
@@ -44,7 +45,9 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
                         }
                     }
                 }
-                Ok(if open.is_empty() {
+                Ok(if seen.is_empty() {
+                    (true, "no port is published".into(), "the engine shows no port binding".into())
+                } else if open.is_empty() {
                     (true, "every published port is bound to loopback".into(), seen.join(", "))
                 } else {
                     (false, "a published port is bound to a non-loopback address".into(), open.join(", "))
@@ -165,7 +168,7 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
                     match status {
                         Some(crate::runtime::HealthStatus::STARTING) => {
                             let name = info.name.as_deref().unwrap_or_default().trim_start_matches('/');
-                            match context.engine.run_configured_healthcheck(name, info).await {
+                            match engine.run_configured_healthcheck(name, info).await {
                                 Ok(()) => "healthy (its first run was pending: ran it now)".to_owned(),
                                 Err(err) => format!("failing when run now ({err:#})"),
                             }
@@ -201,6 +204,13 @@ pub fn engine_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             .await,
         )
     }));
+    checks
+}
+
+/// Checklist items that ask the servers (PostgreSQL's settings): they run where the service
+/// checks run, on the host or inside the stack network.
+pub fn server_checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
     if context.profile.runs(Service::Postgres) {
         checks.push(bounded("checklist.pooling".into(), async move {
             from(

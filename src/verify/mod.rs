@@ -5,13 +5,14 @@
 //! results; they never print and never exit.
 
 mod checklist;
+pub mod inside;
 mod postgres;
 mod qdrant;
 mod redis;
 pub mod refusal;
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -35,13 +36,33 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// A name no certificate of the stack covers, for the host-name check.
 pub const UNCOVERED_NAME: &str = "not-covered.hardstack.invalid";
 
+/// Where the service checks run from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vantage {
+    /// The host: the published ports, at the loopback (or bind) address.
+    Host,
+    /// Inside the stack network: each service by its alias and container port, from a
+    /// short-lived container on that network (`verify::inside`).
+    Network,
+}
+
+impl Vantage {
+    /// Where checks can reach the services: the host when the stack publishes its ports, its
+    /// network otherwise.
+    pub fn reaching(profile: &Profile) -> Vantage {
+        if profile.network.publish { Vantage::Host } else { Vantage::Network }
+    }
+}
+
 /// Everything the checks need, gathered once.
 pub struct Context {
     pub profile: Profile,
     pub dir: StackDir,
-    pub engine: Engine,
-    /// The host address the published ports are reached at.
-    pub address: IpAddr,
+    /// Where the service checks connect from.
+    pub vantage: Vantage,
+    /// Each service's address and the name its certificate is verified against.
+    endpoints: std::collections::BTreeMap<Service, (SocketAddr, String)>,
     /// The stack CA only.
     pub ca_pem: Vec<u8>,
     /// A client certificate for `app` (CN = app) from a CA the stack does not know.
@@ -50,22 +71,31 @@ pub struct Context {
     pub secrets: Versions,
     /// Whether the secrets are in the file store (whose files the checklist inspects).
     pub file_store: bool,
-    /// The engine's view of each service's container, read once (the checklist reads it).
+    /// The engine's view of each service's container, read once on the host (the checklist
+    /// reads it); empty inside the stack network, where there is no engine.
     pub containers: Vec<(Service, crate::runtime::ContainerInfo)>,
 }
 
 impl Context {
-    /// Gathers the context; `EnvironmentError` when the stack cannot be reached.
-    pub async fn gather(profile: Profile, dir: StackDir, engine: Engine) -> anyhow::Result<Context> {
-        let Some(layout::HostAddress { address, .. }) = layout::host_address(&profile, Service::Postgres) else {
-            return Err(EnvironmentError(format!(
-                "stack {} publishes no port, so its servers cannot be reached from here; run verify where the stack network is reachable, or set network.publish=true",
-                profile.stack.name
-            ))
-            .into());
-        };
+    /// Gathers the context on the host, for service checks from `vantage`; `EnvironmentError`
+    /// when the stack cannot be reached (a container not running, or nothing published for
+    /// checks from the host).
+    pub async fn gather(profile: Profile, dir: StackDir, engine: &Engine, vantage: Vantage) -> anyhow::Result<Context> {
+        let mut endpoints = std::collections::BTreeMap::new();
+        if vantage == Vantage::Host {
+            for service in layout::services(&profile) {
+                let Some(layout::HostAddress { address, port }) = layout::host_address(&profile, service) else {
+                    return Err(EnvironmentError(format!(
+                        "stack {} publishes no port, so its servers cannot be reached from the host; verify from inside its network (--from network)",
+                        profile.stack.name
+                    ))
+                    .into());
+                };
+                endpoints.insert(service, (SocketAddr::new(address, port), address.to_string()));
+            }
+        }
         let mut containers = Vec::new();
-        for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
+        for service in layout::services(&profile) {
             let name = crate::containers::container_name(&profile, service);
             let info = engine.inspect(&name).await?;
             let running = info.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
@@ -78,6 +108,34 @@ impl Context {
                 }
             }
         }
+        let mut context = Context::common(profile, dir, vantage, endpoints).await?;
+        context.containers = containers;
+        Ok(context)
+    }
+
+    /// Gathers the context inside the stack network: each service by its alias (the stack
+    /// network's DNS) and container port, verified against the alias, which every server
+    /// certificate covers.
+    pub async fn gather_inside(profile: Profile, dir: StackDir) -> anyhow::Result<Context> {
+        let mut endpoints = std::collections::BTreeMap::new();
+        for service in layout::services(&profile) {
+            let layout::Endpoint { host, port } = layout::network_endpoint(service);
+            let address = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .with_context(|| format!("resolving {host} on the stack network"))?
+                .next()
+                .with_context(|| format!("{host} has no address on the stack network"))?;
+            endpoints.insert(service, (address, host));
+        }
+        Context::common(profile, dir, Vantage::Network, endpoints).await
+    }
+
+    async fn common(
+        profile: Profile,
+        dir: StackDir,
+        vantage: Vantage,
+        endpoints: std::collections::BTreeMap<Service, (SocketAddr, String)>,
+    ) -> anyhow::Result<Context> {
         let ca = dir.file(&StackFile::CaCert);
         let ca_pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
         let foreign_ca = pki::create_ca("foreign", profile.tls.key_algorithm, Duration::from_secs(86_400))?;
@@ -92,13 +150,13 @@ impl Context {
         Ok(Context {
             profile,
             dir,
-            engine,
-            address,
+            vantage,
+            endpoints,
             ca_pem,
             foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
             secrets,
             file_store,
-            containers,
+            containers: Vec::new(),
         })
     }
 
@@ -112,14 +170,20 @@ impl Context {
         self.secrets.current.get(name).cloned().with_context(|| format!("secret {name} has no current version"))
     }
 
-    /// The published port of a service.
-    pub fn port(&self, service: Service) -> u16 {
-        self.profile.network.ports.of(service)
+    /// Where the checks reach a service.
+    pub fn addr(&self, service: Service) -> SocketAddr {
+        self.endpoints.get(&service).map(|(addr, _)| *addr).unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
     }
 
-    /// The server name the checks verify: the address, which every server certificate covers.
-    pub fn server_name(&self) -> String {
-        self.address.to_string()
+    /// The port the checks reach a service at.
+    pub fn port(&self, service: Service) -> u16 {
+        self.addr(service).port()
+    }
+
+    /// The name the checks verify a service's certificate against: the loopback address from
+    /// the host, the alias inside the stack network; every server certificate covers both.
+    pub fn server_name(&self, service: Service) -> String {
+        self.endpoints.get(&service).map(|(_, name)| name.clone()).unwrap_or_default()
     }
 
     /// TLS material for a login: the stack CA, and the login's client certificate.
@@ -190,12 +254,10 @@ pub async fn refused<T>(
 /// or answers with a TLS record; any other error when the port cannot be reached.
 pub async fn plaintext_exchange(context: &Context, service: Service, request: &[u8]) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::time::timeout(
-        crate::probe::CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect((context.address, context.port(service))),
-    )
-    .await
-    .context("connecting timed out")??;
+    let mut stream =
+        tokio::time::timeout(crate::probe::CONNECT_TIMEOUT, tokio::net::TcpStream::connect(context.addr(service)))
+            .await
+            .context("connecting timed out")??;
     stream.write_all(request).await?;
     let mut buffer = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buffer)).await;
@@ -228,7 +290,7 @@ pub async fn tls_exchange(
     let config = prepare(tls.and_then(|tls| crate::probe::rustls_config(&tls)))?;
     let name = prepare(rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(anyhow::Error::from))?;
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let stream = tokio::net::TcpStream::connect((context.address, context.port(service))).await?;
+    let stream = tokio::net::TcpStream::connect(context.addr(service)).await?;
     let mut session = tokio::time::timeout(crate::probe::CONNECT_TIMEOUT, connector.connect(name, stream))
         .await
         .context("the TLS handshake timed out")??;
@@ -256,8 +318,9 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Runs every check concurrently and returns them in a stable order.
-pub async fn verify(context: &Context) -> Vec<Check> {
+/// The checks that talk to the servers: logins, refusals, and the checklist items that read
+/// server settings. They run where the context's vantage point is.
+pub async fn server_checks(context: &Context) -> Vec<Check> {
     let mut checks: Vec<CheckFuture<'_>> = Vec::new();
     if context.profile.runs(Service::Postgres) {
         checks.extend(postgres::checks(context));
@@ -268,9 +331,25 @@ pub async fn verify(context: &Context) -> Vec<Check> {
     if context.profile.runs(Service::Qdrant) {
         checks.extend(qdrant::checks(context));
     }
-    checks.extend(checklist::engine_checks(context));
-    let mut results = futures_util::future::join_all(checks).await;
+    checks.extend(checklist::server_checks(context));
+    futures_util::future::join_all(checks).await
+}
+
+/// Runs every check concurrently and returns them in a stable order: the server checks from
+/// the context's vantage point (from inside the stack network through a short-lived container,
+/// see `inside`), the engine's checklist items from the host, then the items derived from all.
+pub async fn verify(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check>> {
+    let engine_checks = futures_util::future::join_all(checklist::engine_checks(context, engine));
+    let (server, engine_results) = match context.vantage {
+        Vantage::Host => {
+            let (server, engine_results) = tokio::join!(server_checks(context), engine_checks);
+            (Ok(server), engine_results)
+        }
+        Vantage::Network => tokio::join!(inside::run(context, engine), engine_checks),
+    };
+    let mut results = server?;
+    results.extend(engine_results);
     let derived = checklist::derived(context, &results);
     results.extend(derived);
-    results
+    Ok(results)
 }

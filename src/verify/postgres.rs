@@ -25,7 +25,7 @@ async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSessio
     let mut config = tokio_postgres::Config::new();
     config
         .host(&login.server_name)
-        .hostaddr(context.address)
+        .hostaddr(context.addr(Service::Postgres).ip())
         .port(context.port(Service::Postgres))
         .user(login.user)
         .dbname(login.database)
@@ -65,7 +65,7 @@ async fn app_login(context: &Context, user: &str, database: &str, client_cert: b
         password: Some(password),
         database,
         tls: Some(prepare(context.tls_for(&name, client_cert))?),
-        server_name: context.server_name(),
+        server_name: context.server_name(Service::Postgres),
     };
     connect(context, login).await
 }
@@ -109,7 +109,10 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 let client = app_login(context, &name, &database, mutual).await?;
                 let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
                 anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
-                Ok(format!("{name}@{database} over TLS, verified as {}; SELECT 1 = 1", context.server_name()))
+                Ok(format!(
+                    "{name}@{database} over TLS, verified as {}; SELECT 1 = 1",
+                    context.server_name(Service::Postgres)
+                ))
             })
             .await
         }));
@@ -186,7 +189,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 password: Some(password),
                 database: &database,
                 tls: None,
-                server_name: context.server_name(),
+                server_name: context.server_name(Service::Postgres),
             };
             connect(context, login).await
         })
@@ -201,7 +204,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 password: Some(Secret::new("wrong-password-0000000000")),
                 database: &database,
                 tls: Some(tls),
-                server_name: context.server_name(),
+                server_name: context.server_name(Service::Postgres),
             };
             connect(context, login).await
         })
@@ -218,7 +221,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                     password: None,
                     database: &database,
                     tls: Some(tls),
-                    server_name: context.server_name(),
+                    server_name: context.server_name(Service::Postgres),
                 },
             )
             .await
@@ -235,7 +238,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 password: Some(password),
                 database: &database,
                 tls: Some(context.foreign_tls()),
-                server_name: context.server_name(),
+                server_name: context.server_name(Service::Postgres),
             };
             let client = connect(context, login).await?;
             client.query_one("SELECT 1", &[]).await.map_err(anyhow::Error::from)
@@ -286,7 +289,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 password: Some(prepare(context.secret(layout::POSTGRES_SUPERUSER_SECRET))?),
                 database: "postgres",
                 tls: Some(prepare(context.tls_for(layout::ADMIN, true))?),
-                server_name: context.server_name(),
+                server_name: context.server_name(Service::Postgres),
             };
             connect(context, login).await
         })

@@ -2,8 +2,6 @@
 //! the read-only key, plain HTTP, a foreign client certificate and an uncovered host name are
 //! refused.
 
-use std::net::SocketAddr;
-
 use rustls::AlertDescription;
 
 use super::refusal::HttpStatus;
@@ -19,7 +17,7 @@ use crate::report::Check;
 fn client(context: &Context, tls: &ClientTls, name: &str) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(probe::rustls_config(tls)?)
-        .resolve(name, SocketAddr::new(context.address, context.port(Service::Qdrant)))
+        .resolve(name, context.addr(Service::Qdrant))
         .timeout(probe::CONNECT_TIMEOUT)
         .build()?)
 }
@@ -52,7 +50,7 @@ fn raw_get(context: &Context, name: &str, path: &str) -> Vec<u8> {
 /// Every Qdrant check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let mutual = context.mutual();
-    let name = context.server_name();
+    let name = context.server_name(Service::Qdrant);
     let login = context.users().first().map(|u| u.name.clone()).unwrap_or_default();
     let tls = move || prepare(context.tls_for(&login, mutual));
     let https = move |tls: ClientTls, name: &str| prepare(client(context, &tls, name));

@@ -16,7 +16,7 @@ use crate::report::Check;
 
 fn client(context: &Context, credentials: Option<(&str, &str)>, tls: ClientTls) -> anyhow::Result<redis::Client> {
     let auth = credentials.map(|(user, password)| format!("{user}:{password}@")).unwrap_or_default();
-    let url = format!("rediss://{auth}{}:{}/0", context.server_name(), context.port(Service::Redis));
+    let url = format!("rediss://{auth}{}:{}/0", context.server_name(Service::Redis), context.port(Service::Redis));
     let client_tls = tls
         .client
         .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert, client_key: key.expose().as_bytes().to_vec() });
@@ -205,7 +205,14 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     checks.push(bounded("redis.foreign_client_cert_refused".into(), async move {
         let refusal = Refusal::TlsAlert(&[AlertDescription::UnknownCA, AlertDescription::BadCertificate]);
         refused("redis.foreign_client_cert_refused", "a client certificate from another CA", refusal, async {
-            tls_exchange(context, Service::Redis, &context.server_name(), Ok(context.foreign_tls()), b"PING\r\n").await
+            tls_exchange(
+                context,
+                Service::Redis,
+                &context.server_name(Service::Redis),
+                Ok(context.foreign_tls()),
+                b"PING\r\n",
+            )
+            .await
         })
         .await
     }));
@@ -232,8 +239,14 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         // certificate_required, TLS 1.2 with handshake_failure).
         let refusal = Refusal::TlsAlert(&[AlertDescription::CertificateRequired, AlertDescription::HandshakeFailure]);
         refused("redis.no_client_cert_refused", "a connection without a client certificate", refusal, async {
-            tls_exchange(context, Service::Redis, &context.server_name(), context.tls_for(&user, false), b"PING\r\n")
-                .await
+            tls_exchange(
+                context,
+                Service::Redis,
+                &context.server_name(Service::Redis),
+                context.tls_for(&user, false),
+                b"PING\r\n",
+            )
+            .await
         })
         .await
     }));

@@ -200,3 +200,100 @@ fn verify_of_a_stopped_stack_is_an_environment_failure() {
         .code(2)
         .stderr(predicate::str::contains("is not running; run `hardstack up` first"));
 }
+
+/// The prod profile on this machine: nothing published, two CPUs at most.
+fn prod(test: &str) -> DockerStack {
+    DockerStack::new(test)
+        .profile("prod")
+        .services(&["postgres", "redis"])
+        .set("resources.postgres.cpus=1")
+        .set("resources.redis.cpus=1")
+}
+
+#[test]
+fn a_prod_stack_that_publishes_nothing_is_verified_from_inside_its_network() {
+    if !docker_available("prod_inside") {
+        return;
+    }
+    let stack = prod("prod_inside");
+    let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verify"]["vantage"], "network", "{report}");
+    assert_eq!(report["verify"]["summary"]["fail"], 0, "{report}");
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    for id in [
+        "pg.plaintext_refused",
+        "pg.superuser_network_refused",
+        "redis.plaintext_refused",
+        "redis.no_client_cert_refused",
+    ] {
+        assert_eq!(verdicts.get(id).map(String::as_str), Some("pass"), "{id}: {verdicts:?}");
+    }
+    // verify --from host cannot reach it, and says so (exit 2).
+    let out = stack.cmd("verify", &["--from", "host"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // Nothing of the checks' container is left.
+    assert!(!stack.objects().iter().any(|o| o.contains("verify")), "{:?}", stack.objects());
+}
+
+#[test]
+fn a_weakened_prod_stack_is_caught_from_inside_its_network() {
+    if !docker_available("prod_inside_weakened") {
+        return;
+    }
+    let stack = prod("prod_inside_weakened")
+        .template("postgres/pg_hba.conf.tera", |t| {
+            t.replacen(
+                "hostssl    all        postgres",
+                "host all all all scram-sha-256\nhostssl    all        postgres",
+                1,
+            )
+        })
+        .template("redis/users.acl.tera", |t| {
+            t.replacen(
+                "user default off resetpass resetkeys resetchannels -@all",
+                "user default on >a-known-password ~* &* +@all",
+                1,
+            )
+        });
+    assert_caught(stack, &["pg.plaintext_refused", "redis.default_user_refused"]);
+}
+
+#[test]
+fn an_interrupted_check_from_inside_leaves_nothing_behind() {
+    if !docker_available("prod_inside_interrupted") {
+        return;
+    }
+    let stack = prod("prod_inside_interrupted");
+    stack.cmd("up", &["-q", "--no-verify"]).assert().success();
+    let running = |stack: &DockerStack| {
+        let filter = format!("label=hardstack.stack={}", stack.name);
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "--filter", &filter, "--filter", "label=hardstack.service=verify", "-q"])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hardstack"))
+        .current_dir(stack.sandbox.root())
+        .arg("verify")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !running(&stack) {
+        assert!(std::time::Instant::now() < deadline, "the checks' container never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while running(&stack) {
+        assert!(std::time::Instant::now() < deadline, "the checks' container is still there");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -178,6 +178,13 @@ impl DockerStack {
         self
     }
 
+    /// Uses another shipped profile than `test`.
+    pub fn profile(mut self, profile: &str) -> DockerStack {
+        let at = self.args.iter().position(|a| a == "--profile").expect("the stack names a profile");
+        self.args[at + 1] = profile.to_owned();
+        self
+    }
+
     /// Adds `--set key=value` to the profile arguments.
     pub fn set(mut self, assignment: &str) -> DockerStack {
         self.args.extend(["--set".to_owned(), assignment.to_owned()]);
