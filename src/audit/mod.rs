@@ -3,6 +3,7 @@
 //! failing rule says what is wrong, where, and how to fix it. One module per kind of file, each
 //! with its own rule table; [`Bundle::load`] is the only reader of the directory.
 
+pub mod cis;
 mod compose;
 mod files;
 pub mod parse;

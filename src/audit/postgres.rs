@@ -1,6 +1,7 @@
 //! PostgreSQL rules: postgresql.conf (TLS, SCRAM, logging, tuning), pg_hba.conf, the init SQL
 //! and the initdb arguments of the compose file.
 
+use super::cis::{forward_secret, listens_everywhere};
 use super::compose::{services, with_compose};
 use super::{Bundle, Outcome, Rule, absent, failures, parse};
 use crate::layout::paths::{INIT_SQL, PG_HBA, POSTGRESQL_CONF, PROFILE};
@@ -18,9 +19,39 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         id: "audit.pg.forward_secret_ciphers",
-        summary: "ssl_ciphers allows forward-secret suites only",
-        fix: "set ssl_ciphers = 'ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1'",
+        summary: "ssl_ciphers names forward-secret AEAD suites only, one by one (CIS 6.10)",
+        fix: "set ssl_ciphers = 'ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305'",
         check: pg_ciphers,
+    },
+    Rule {
+        id: "audit.pg.listen_addresses",
+        summary: "listen_addresses names the server's own addresses, not every interface (CIS 5.2)",
+        fix: "set listen_addresses = 'localhost, postgres' (its alias on the stack network), never '*'",
+        check: pg_listen_addresses,
+    },
+    Rule {
+        id: "audit.pg.password_complexity",
+        summary: "a password-complexity module is loaded: passwordcheck or credcheck (CIS 5.6)",
+        fix: "add passwordcheck to shared_preload_libraries",
+        check: pg_password_complexity,
+    },
+    Rule {
+        id: "audit.pg.error_verbosity_and_replication_logging",
+        summary: "log_error_verbosity = verbose and log_replication_commands = on (CIS 3.1.22, 7.2)",
+        fix: "set log_error_verbosity = verbose and log_replication_commands = on",
+        check: pg_verbose_logging,
+    },
+    Rule {
+        id: "audit.pg.public_schema",
+        summary: "the public schema grants PUBLIC nothing, in postgres and in template1 (CIS 4.10)",
+        fix: "REVOKE ALL ON SCHEMA public FROM PUBLIC in postgres and, after \\connect template1, there too",
+        check: pg_public_schema,
+    },
+    Rule {
+        id: "audit.pg.every_role_limited",
+        summary: "every role has a connection limit, owner roles and the superuser too (CIS 5.5)",
+        fix: "give every role CONNECTION LIMIT n, and ALTER ROLE postgres CONNECTION LIMIT n",
+        check: pg_every_role_limited,
     },
     Rule {
         id: "audit.hba.tls_only",
@@ -132,11 +163,75 @@ fn pg_tls_min(bundle: &Bundle) -> Outcome {
     })
 }
 
-fn forward_secret(ciphers: &str) -> bool {
-    ciphers
-        .split(':')
-        .filter(|c| !c.starts_with('!') && !c.starts_with('-'))
-        .all(|c| c.starts_with("ECDHE") || c.starts_with("DHE"))
+fn pg_listen_addresses(bundle: &Bundle) -> Outcome {
+    expect_setting(bundle, "listen_addresses", |v| !listens_everywhere(v))
+}
+
+fn pg_password_complexity(bundle: &Bundle) -> Outcome {
+    expect_setting(bundle, "shared_preload_libraries", |v| {
+        v.split(',').map(str::trim).any(|m| m == "passwordcheck" || m == "credcheck")
+    })
+}
+
+fn pg_verbose_logging(bundle: &Bundle) -> Outcome {
+    let Some(conf) = pg_conf(bundle) else { return absent(POSTGRESQL_CONF) };
+    let get = |key: &str| setting(&conf, key).map(|(_, v)| v).unwrap_or_default();
+    let mut problems = Vec::new();
+    if get("log_error_verbosity") != "verbose" {
+        problems.push("log_error_verbosity is not verbose".to_owned());
+    }
+    if !matches!(get("log_replication_commands").as_str(), "on" | "true" | "1") {
+        problems.push("log_replication_commands is not on".to_owned());
+    }
+    failures(POSTGRESQL_CONF, problems, "log_error_verbosity = verbose, log_replication_commands = on")
+}
+
+fn pg_public_schema(bundle: &Bundle) -> Outcome {
+    let Some(sql) = bundle.text(INIT_SQL) else { return absent(INIT_SQL) };
+    let mut database = "postgres".to_owned();
+    let mut closed = Vec::new();
+    for line in sql.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("\\connect ") {
+            database = name.trim().to_owned();
+        } else if line.eq_ignore_ascii_case("REVOKE ALL ON SCHEMA public FROM PUBLIC;") {
+            closed.push(database.clone());
+        }
+    }
+    let problems = ["postgres", "template1"]
+        .iter()
+        .filter(|d| !closed.iter().any(|c| c == *d))
+        .map(|d| format!("the public schema of {d} is not closed to PUBLIC"))
+        .collect();
+    failures(INIT_SQL, problems, "REVOKE ALL ON SCHEMA public FROM PUBLIC in postgres and template1")
+}
+
+fn pg_every_role_limited(bundle: &Bundle) -> Outcome {
+    let Some(sql) = bundle.text(INIT_SQL) else { return absent(INIT_SQL) };
+    // Every role the SQL creates (CREATE ROLE, directly or through \gexec), and the superuser.
+    let mut roles: Vec<String> = vec!["postgres".into()];
+    for line in sql.lines() {
+        let upper = line.to_uppercase();
+        if let Some(at) = upper.find("CREATE ROLE ") {
+            let name: String = line[at + "CREATE ROLE ".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && !roles.contains(&name) {
+                roles.push(name);
+            }
+        }
+    }
+    let limited = |role: &str| {
+        sql.lines().any(|line| {
+            let upper = line.to_uppercase();
+            (upper.starts_with(&format!("ALTER ROLE {} ", role.to_uppercase()))
+                || upper.starts_with(&format!("CREATE ROLE {} ", role.to_uppercase())))
+                && upper.contains("CONNECTION LIMIT")
+        })
+    };
+    let problems = roles.iter().filter(|r| !limited(r)).map(|r| format!("role {r} has no CONNECTION LIMIT")).collect();
+    failures(INIT_SQL, problems, "every role has a CONNECTION LIMIT")
 }
 
 fn pg_ciphers(bundle: &Bundle) -> Outcome {

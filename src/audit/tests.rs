@@ -119,6 +119,50 @@ fn weakenings() -> Vec<Weakening> {
         ),
         ("audit.pg.initdb_args", "dev", COMPOSE, Box::new(replace(" --data-checksums", ""))),
         (
+            "audit.pg.listen_addresses",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(regex_line("listen_addresses", "listen_addresses = '*'")),
+        ),
+        (
+            "audit.pg.password_complexity",
+            "prod",
+            POSTGRESQL_CONF,
+            Box::new(replace("'auth_delay,passwordcheck'", "'auth_delay'")),
+        ),
+        (
+            "audit.pg.error_verbosity_and_replication_logging",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(replace("log_error_verbosity = verbose", "log_error_verbosity = default")),
+        ),
+        (
+            "audit.pg.error_verbosity_and_replication_logging",
+            "dev",
+            POSTGRESQL_CONF,
+            Box::new(replace("log_replication_commands = on", "log_replication_commands = off")),
+        ),
+        (
+            "audit.pg.public_schema",
+            "dev",
+            INIT_SQL,
+            Box::new(|t: &str| {
+                t.replacen("REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\\connect postgres", "\\connect postgres", 1)
+            }),
+        ),
+        (
+            "audit.pg.every_role_limited",
+            "dev",
+            INIT_SQL,
+            Box::new(replace("ALTER ROLE postgres CONNECTION LIMIT 5;", "")),
+        ),
+        (
+            "audit.pg.every_role_limited",
+            "dev",
+            INIT_SQL,
+            Box::new(replace("ALTER ROLE app_owner NOLOGIN CONNECTION LIMIT 20;", "ALTER ROLE app_owner NOLOGIN;")),
+        ),
+        (
             "audit.pg.logging",
             "dev",
             POSTGRESQL_CONF,

@@ -268,6 +268,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         }
         context["pg"] = json!({
             "dir": layout::POSTGRES_DIR,
+            "alias": Service::Postgres.name(),
             "tuning": tuning,
             "memory": limits.memory.to_string(),
             "cpus": limits.cpus,

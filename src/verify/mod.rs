@@ -74,6 +74,8 @@ pub struct Context {
     /// The engine's view of each service's container, read once on the host (the checklist
     /// reads it); empty inside the stack network, where there is no engine.
     pub containers: Vec<(Service, crate::runtime::ContainerInfo)>,
+    /// Checks that log in as PostgreSQL's admin take turns (its connection limit is small).
+    pub admin_turn: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -157,6 +159,7 @@ impl Context {
             secrets,
             file_store,
             containers: Vec::new(),
+            admin_turn: tokio::sync::Semaphore::new(1),
         })
     }
 
@@ -324,6 +327,7 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     let mut checks: Vec<CheckFuture<'_>> = Vec::new();
     if context.profile.runs(Service::Postgres) {
         checks.extend(postgres::checks(context));
+        checks.extend(postgres::cis_checks(context));
     }
     if context.profile.runs(Service::Redis) {
         checks.extend(redis::checks(context));

@@ -9,6 +9,7 @@ use super::{CheckFuture, Context, Refusal, UNCOVERED_NAME, accepted, bounded, pr
 use crate::layout::{self, StackFile};
 use crate::probe::{self, ClientTls, PgSession};
 use crate::profile::Service;
+use crate::report::Check;
 use crate::secrets::Secret;
 
 /// A connection attempt.
@@ -311,4 +312,94 @@ pub async fn show(context: &Context, settings: &[&str]) -> anyhow::Result<Vec<(S
         client.query_one("SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user", &[]).await?.get(0);
     values.push(("rolconnlimit".into(), limit.to_string()));
     Ok(values)
+}
+
+/// An admin session in the `postgres` database, for what only it may read.
+async fn admin_login(context: &Context) -> anyhow::Result<PgSession> {
+    let password = prepare(context.secret(&layout::login_secret(Service::Postgres, layout::ADMIN)))?;
+    let login = Login {
+        user: layout::ADMIN,
+        password: Some(password),
+        database: "postgres",
+        tls: Some(prepare(context.tls_for(layout::ADMIN, context.mutual()))?),
+        server_name: context.server_name(Service::Postgres),
+    };
+    connect(context, login).await
+}
+
+/// A CIS PostgreSQL 17 item as the running server shows it: `query` (one text value, read as
+/// admin in `postgres`) must satisfy `holds`.
+fn cis<'a>(
+    context: &'a Context,
+    id: &'static str,
+    what: &'static str,
+    query: &'static str,
+    holds: fn(&str) -> bool,
+) -> CheckFuture<'a> {
+    bounded(id.into(), async move {
+        let value: anyhow::Result<String> = async {
+            // admin has a connection limit of its own: the CIS checks take turns.
+            let _turn = context.admin_turn.acquire().await?;
+            let client = admin_login(context).await?;
+            let value: String = client.query_one(query, &[]).await?.get(0);
+            client.close().await;
+            Ok(value)
+        }
+        .await;
+        match value {
+            Ok(value) if holds(&value) => Check::pass(id, what, format!("{query} -> {value}")),
+            Ok(value) => Check::fail(id, format!("not so: {what}"), format!("{query} -> {value}")),
+            Err(err) => Check::fail(id, "the server could not be asked", format!("{err:#}")),
+        }
+    })
+}
+
+/// The CIS PostgreSQL 17 items a running server shows (the rest are audit rules, or do not
+/// apply to a container: README, security).
+pub fn cis_checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    use crate::audit::cis;
+    vec![
+        cis(
+            context,
+            "pg.cis.listen_addresses",
+            "it listens on its own addresses, not every interface (5.2)",
+            "SELECT current_setting('listen_addresses')",
+            |v| !cis::listens_everywhere(v),
+        ),
+        cis(
+            context,
+            "pg.cis.ssl_ciphers",
+            "TLS 1.2 suites are forward-secret AEAD ones, named one by one (6.10)",
+            "SELECT current_setting('ssl_ciphers')",
+            cis::forward_secret,
+        ),
+        cis(
+            context,
+            "pg.cis.verbose_logging",
+            "errors are logged verbosely, and replication commands logged (3.1.22, 7.2)",
+            "SELECT current_setting('log_error_verbosity') || ',' || current_setting('log_replication_commands')",
+            |v| v.eq_ignore_ascii_case("verbose,on"),
+        ),
+        cis(
+            context,
+            "pg.cis.password_complexity",
+            "a password-complexity module is loaded (5.6)",
+            "SELECT current_setting('shared_preload_libraries')",
+            |v| v.split(',').map(str::trim).any(|m| m == "passwordcheck" || m == "credcheck"),
+        ),
+        cis(
+            context,
+            "pg.cis.connection_limits",
+            "every role has a connection limit (5.5)",
+            "SELECT coalesce(string_agg(rolname, ','), '') FROM pg_roles WHERE rolconnlimit = -1 AND rolname !~ '^pg_'",
+            str::is_empty,
+        ),
+        cis(
+            context,
+            "pg.cis.public_schema",
+            "the public schema of postgres grants PUBLIC nothing (4.10)",
+            "SELECT (has_schema_privilege('public', 'public', 'USAGE') OR has_schema_privilege('public', 'public', 'CREATE'))::text",
+            |v| v == "false",
+        ),
+    ]
 }
