@@ -384,6 +384,12 @@ async fn server_actions(
     if !reload.is_empty() {
         actions.push(Action::Reload { what: reload });
     }
+    // The init SQL after the reload: it connects to a new user's database, which the reloaded
+    // pg_hba.conf lets the superuser reach.
+    if let Some(at) = actions.iter().position(|a| matches!(a, Action::ApplySql { .. })) {
+        let sql = actions.remove(at);
+        actions.push(sql);
+    }
     if !restart.is_empty() {
         actions.push(Action::Restart { why: restart });
     }

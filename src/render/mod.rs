@@ -261,6 +261,11 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let databases = |first: &[&str]| {
+            let mut names: Vec<String> = first.iter().map(|d| d.to_string()).collect();
+            names.extend(profile.users.iter().map(|u| u.database.clone()).filter(|d| !first.contains(&d.as_str())));
+            names.join(",")
+        };
         let mut logins = vec![format!("'{}'", layout::ADMIN), format!("'{}'", layout::HEALTH)];
         for user in &profile.users {
             logins.push(format!("'{}'", user.name));
@@ -281,6 +286,8 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "clientcert": if profile.mutual_tls() { " clientcert=verify-full" } else { "" },
             "users": users,
             "logins": logins.join(", "),
+            "superuser_databases": databases(&["postgres", "template1"]),
+            "admin_databases": databases(&["postgres"]),
             "admin_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::ADMIN))?.expose(),
             "health_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::HEALTH))?.expose(),
         });

@@ -27,8 +27,15 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     let spec = containers::container_specs(profile).into_iter().next().context("the stack runs no service")?;
     let uid: u32 = spec.service.uid();
     let mut files = Vec::new();
-    let binary = std::env::current_exe().context("finding the hardstack binary")?;
-    let executable = std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    // The running executable itself (Linux keeps it readable there even when a rebuild replaced
+    // the file), else the file it was started from.
+    let executable = match std::fs::read("/proc/self/exe") {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let binary = std::env::current_exe().context("finding the hardstack binary")?;
+            std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?
+        }
+    };
     files.push((format!("{ROOT}/hardstack"), uid, 0o755, executable));
     // The resolved profile, reading its secrets from the files given along.
     let mut inside = profile.clone();
