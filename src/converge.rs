@@ -65,8 +65,9 @@ pub enum Action {
     Reload { what: Vec<String> },
     /// A Redis setting changed at runtime.
     ConfigSet { key: String, value: String },
-    /// Redis loads its ACL file again.
-    AclLoad,
+    /// Redis loads its ACL file again: the users it adds and removes (any other user's rules
+    /// or passwords may change too).
+    AclLoad { add_users: Vec<String>, remove_users: Vec<String> },
     /// PostgreSQL runs the init SQL again (idempotent): roles, databases and grants of the
     /// profile's users, passwords as SCRAM verifiers, the logins of removed users disabled
     /// (their owner role, database and data kept).
@@ -83,7 +84,7 @@ impl Action {
         match self {
             Action::Deliver { .. } => Disruption::Nothing,
             Action::Reload { .. } => Disruption::Reload,
-            Action::ConfigSet { .. } | Action::AclLoad | Action::ApplySql { .. } | Action::Prune { .. } => {
+            Action::ConfigSet { .. } | Action::AclLoad { .. } | Action::ApplySql { .. } | Action::Prune { .. } => {
                 Disruption::Live
             }
             Action::UpdateLimits { .. } => Disruption::Update,
@@ -244,7 +245,7 @@ pub async fn plan(
     // A restart reads every file: what would have been reloaded or set comes with it.
     if actions.iter().any(|a| matches!(a, Action::Restart { .. })) {
         // (Not the init SQL: no start runs it on a data directory that is not empty.)
-        actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad));
+        actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad { .. }));
     }
     plan(ContainerStep::Keep, actions)
 }
@@ -353,7 +354,20 @@ async fn server_actions(
                     }
                 }
             }
-            (Service::Redis, Some(StackFile::UsersAcl)) if redis_reachable => actions.push(Action::AclLoad),
+            (Service::Redis, Some(StackFile::UsersAcl)) if redis_reachable => {
+                let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
+                let users = |text: &[u8]| -> BTreeSet<String> {
+                    String::from_utf8_lossy(text)
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("user ")?.split_whitespace().next().map(str::to_owned))
+                        .collect()
+                };
+                let (before, after) = (users(&before), users(content));
+                actions.push(Action::AclLoad {
+                    add_users: after.difference(&before).cloned().collect(),
+                    remove_users: before.difference(&after).cloned().collect(),
+                });
+            }
             (Service::Redis, Some(StackFile::UsersAcl)) => {
                 restart.push(format!("{name} (the stack publishes no port for ACL LOAD)"))
             }
@@ -580,7 +594,7 @@ pub async fn apply(
                     fallback.push(format!("CONFIG SET {key} failed ({err:#})"));
                 }
             }
-            Action::AclLoad => {
+            Action::AclLoad { .. } => {
                 let load = async {
                     let mut connection = redis().await?;
                     anyhow::Ok(::redis::cmd("ACL").arg("LOAD").query_async::<()>(&mut connection).await?)
@@ -597,7 +611,7 @@ pub async fn apply(
         }
     }
     if !fallback.is_empty() {
-        done.actions.retain(|a| !matches!(a, Action::ConfigSet { .. } | Action::AclLoad));
+        done.actions.retain(|a| !matches!(a, Action::ConfigSet { .. } | Action::AclLoad { .. }));
         done.actions.push(Action::Restart { why: fallback });
     }
     if done.container == ContainerStep::Start {

@@ -97,7 +97,16 @@ fn describe(plan: &ServicePlan) -> String {
             Action::UpdateLimits { changes } => format!("  update the container in place: {}", changes.join(", ")),
             Action::Reload { what } => format!("  reload: {}", what.join(", ")),
             Action::ConfigSet { key, value } => format!("  CONFIG SET {key} {value}"),
-            Action::AclLoad => "  ACL LOAD".into(),
+            Action::AclLoad { add_users, remove_users } => {
+                let mut what = vec!["  ACL LOAD".to_owned()];
+                if !add_users.is_empty() {
+                    what.push(format!("    add users {}", add_users.join(", ")));
+                }
+                if !remove_users.is_empty() {
+                    what.push(format!("    remove users {} (their keys stay)", remove_users.join(", ")));
+                }
+                what.join("\n")
+            }
             Action::Prune { users } => {
                 format!(
                     "  prune: drop the databases, owner roles and logins of {} (their data is lost)",

@@ -165,7 +165,12 @@ fn users_are_declarative_on_the_running_stack() {
     let sql =
         service(&up, "postgres")["actions"].as_array().unwrap().iter().find(|a| a["action"] == "apply_sql").cloned();
     assert_eq!(sql.as_ref().map(|a| a["add_users"].clone()), Some(serde_json::json!(["worker"])), "{up}");
-    assert!(service(&up, "redis")["actions"].to_string().contains("acl_load"), "{up}");
+    assert!(
+        service(&up, "redis")["actions"]
+            .to_string()
+            .contains(r#""action":"acl_load","add_users":["worker"],"remove_users":[]"#),
+        "{up}"
+    );
     assert_eq!(up["verify"]["summary"]["fail"], 0, "{up}");
     assert_eq!((container(&pg, "{{.Id}}"), container(&redis_name, "{{.Id}}")), ids);
     let worker_url = {
@@ -206,6 +211,7 @@ fn users_are_declarative_on_the_running_stack() {
     assert!(!out.status.success() && text(&out).contains("rejects connection"), "{}", text(&out));
     let can_login = "SELECT string_agg(rolname || ' ' || rolcanlogin, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'worker%'";
     assert_eq!(psql(&stack, can_login), "worker false,worker_alt false,worker_owner false");
+    assert!(service(&up, "redis")["actions"].to_string().contains(r#""remove_users":["worker"]"#), "{up}");
     assert!(redis(&stack, "worker", "redis/worker", &["PING"]).contains("WRONGPASS"));
     assert_eq!(psql(&stack, "SELECT count(*) FROM pg_database WHERE datname = 'jobs'"), "1");
     assert_eq!((container(&pg, "{{.Id}}"), container(&redis_name, "{{.Id}}")), ids);
