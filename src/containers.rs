@@ -7,6 +7,9 @@ use serde::Serialize;
 use crate::layout::{self, Reach, StackFile, Volume};
 use crate::profile::{DataMode, Profile, Service};
 
+/// Where PostgreSQL's WAL volume is mounted.
+pub const POSTGRES_WAL_MOUNT: &str = "/var/lib/postgresql/wal";
+
 /// Label every object of a stack carries; `down` and cleanup filter on it.
 pub const STACK_LABEL: &str = "hardstack.stack";
 /// Label naming the service of a container or volume.
@@ -82,6 +85,19 @@ pub struct ContainerSpec {
     /// Healthcheck command (CMD-SHELL).
     pub healthcheck: String,
     pub deliveries: Vec<Delivery>,
+    /// Directories made in volumes before the server starts, owned by its uid (0700): where it
+    /// must create something in a volume whose root belongs to root.
+    pub directories: Vec<OwnedDir>,
+}
+
+/// A directory made in a volume, owned by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedDir {
+    /// The volume key.
+    pub volume: String,
+    /// The path inside the volume.
+    pub path: String,
+    pub uid: u32,
 }
 
 /// Stack-wide names.
@@ -168,6 +184,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
     let mut tmpfs = vec![TmpfsMount { target: "/tmp".into(), options: format!("uid={uid},gid={uid},mode=0700") }];
     let mut environment = Vec::new();
     let mut entrypoint = None;
+    let mut directories = Vec::new();
     let mutual = profile.mutual_tls();
     // Where the server finds a delivered file.
     let at = |file: StackFile| layout::container_path(profile, service, &file).expect("the service receives the file");
@@ -188,6 +205,13 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             volumes.push(config);
             volumes.push(initdb);
             data_mount(profile, service, profile.postgres.data, "/var/lib/postgresql/data", &mut volumes, &mut tmpfs);
+            if profile.postgres.data == DataMode::Volume {
+                // WAL on a volume of its own, not beside the data (CIS 1.4.4), set at initdb.
+                let wal = volume(profile, service, "wal", POSTGRES_WAL_MOUNT, false);
+                directories.push(OwnedDir { volume: wal.key.clone(), path: "pg".into(), uid });
+                environment.push(("POSTGRES_INITDB_WALDIR".into(), format!("{POSTGRES_WAL_MOUNT}/pg/pg_wal")));
+                volumes.push(wal);
+            }
             let client = if mutual {
                 format!(
                     " sslcert={} sslkey={}",
@@ -264,5 +288,6 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         container_port: service.container_port(),
         healthcheck,
         deliveries,
+        directories,
     }
 }

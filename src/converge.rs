@@ -189,7 +189,7 @@ pub async fn deliver_keeping_helper(
     let mut files = files;
     let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
     files.push((record_delivery(spec), bytes));
-    let archives = deliver::archives_of_contents(&files)?;
+    let archives = deliver::archives_with_dirs(&files, &spec.directories)?;
     engine.deliver_keeping_helper(stack, spec, &archives).await
 }
 

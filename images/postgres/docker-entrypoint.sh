@@ -51,8 +51,14 @@ if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "error: database is uninitialized and POSTGRES_PASSWORD(_FILE) is not set" >&2; exit 1
   fi
   mkdir -p "$PGDATA"; chmod 0700 "$PGDATA"
+  # The official image's contract: WAL in a directory of its own (another volume).
+  waldir=()
+  if [ -n "${POSTGRES_INITDB_WALDIR:-}" ]; then
+    mkdir -p "$POSTGRES_INITDB_WALDIR"; chmod 0700 "$POSTGRES_INITDB_WALDIR"
+    waldir=(--waldir "$POSTGRES_INITDB_WALDIR")
+  fi
   # shellcheck disable=SC2086
-  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") $POSTGRES_INITDB_ARGS
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") "${waldir[@]}" $POSTGRES_INITDB_ARGS
   printf '\nhost all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
 
   export PGPASSWORD=$POSTGRES_PASSWORD

@@ -85,6 +85,11 @@ pub(super) fn services(doc: &Yaml) -> Vec<(String, &Yaml)> {
         .unwrap_or_default()
 }
 
+/// The compose file, parsed; `None` when absent.
+pub(super) fn parsed(bundle: &Bundle) -> Option<Result<Yaml, String>> {
+    compose(bundle)
+}
+
 pub(super) fn with_compose(bundle: &Bundle, check: impl Fn(&Yaml) -> Vec<String>, ok: &str) -> Outcome {
     match compose(bundle) {
         None => absent(COMPOSE),

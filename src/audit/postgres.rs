@@ -48,6 +48,12 @@ pub const RULES: &[Rule] = &[
         check: pg_public_schema,
     },
     Rule {
+        id: "audit.pg.wal_volume",
+        summary: "the WAL has a volume of its own, set at initdb (CIS 1.4.4)",
+        fix: "mount a postgres-wal volume and set POSTGRES_INITDB_WALDIR to a directory in it",
+        check: pg_wal_volume,
+    },
+    Rule {
         id: "audit.pg.every_role_limited",
         summary: "every role has a connection limit, owner roles and the superuser too (CIS 5.5)",
         fix: "give every role CONNECTION LIMIT n, and ALTER ROLE postgres CONNECTION LIMIT n",
@@ -204,6 +210,36 @@ fn pg_public_schema(bundle: &Bundle) -> Outcome {
         .map(|d| format!("the public schema of {d} is not closed to PUBLIC"))
         .collect();
     failures(INIT_SQL, problems, "REVOKE ALL ON SCHEMA public FROM PUBLIC in postgres and template1")
+}
+
+fn pg_wal_volume(bundle: &Bundle) -> Outcome {
+    let Some(Ok(doc)) = super::compose::parsed(bundle) else {
+        return with_compose(bundle, |_| Vec::new(), "");
+    };
+    let Some(postgres) = services(&doc).into_iter().find(|(n, _)| n == "postgres").map(|(_, s)| s.clone()) else {
+        return Na("the stack runs no PostgreSQL".into());
+    };
+    let mounts: Vec<(String, String)> = postgres["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let mut parts = v.as_str()?.split(':');
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        })
+        .collect();
+    if !mounts.iter().any(|(key, target)| key.ends_with("-data") && target == "/var/lib/postgresql/data") {
+        return Na("the data lives in memory (tmpfs), the WAL with it".into());
+    }
+    let waldir = postgres["environment"]["POSTGRES_INITDB_WALDIR"].as_str().unwrap_or_default().to_owned();
+    let on_own_volume = mounts.iter().any(|(key, target)| {
+        !key.ends_with("-data") && !waldir.is_empty() && waldir.starts_with(&format!("{target}/"))
+    });
+    if on_own_volume {
+        Pass(format!("{}: POSTGRES_INITDB_WALDIR={waldir}, on a volume of its own", crate::layout::paths::COMPOSE))
+    } else {
+        Fail(format!("{}: postgres: the WAL is not on a volume of its own ({waldir:?})", crate::layout::paths::COMPOSE))
+    }
 }
 
 fn pg_every_role_limited(bundle: &Bundle) -> Outcome {

@@ -125,6 +125,14 @@ fn weakenings() -> Vec<Weakening> {
             Box::new(regex_line("listen_addresses", "listen_addresses = '*'")),
         ),
         (
+            "audit.pg.wal_volume",
+            "dev",
+            COMPOSE,
+            Box::new(|t: &str| {
+                t.lines().filter(|l| !l.contains("POSTGRES_INITDB_WALDIR")).collect::<Vec<_>>().join("\n") + "\n"
+            }),
+        ),
+        (
             "audit.pg.password_complexity",
             "prod",
             POSTGRESQL_CONF,

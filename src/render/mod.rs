@@ -355,6 +355,11 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         }
     }
     context["deliver_image"] = json!(specs.first().map(|s| s.image.clone()).unwrap_or_default());
+    for spec in &specs {
+        for dir in &spec.directories {
+            dirs.push(DeliverDir { path: format!("{}/{}", dir.volume, dir.path), uid: dir.uid });
+        }
+    }
     context["deliver_dirs"] = serde_json::to_value(dirs)?;
     context["deliveries"] = serde_json::to_value(deliveries)?;
     context["specs"] = serde_json::to_value(&specs)?;

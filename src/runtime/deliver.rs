@@ -32,7 +32,18 @@ pub fn archives_of(
 /// Archives of files given by their content, one per volume, each with its delivery's owner and
 /// mode.
 pub fn archives_of_contents(files: &[(Delivery, Vec<u8>)]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    archives_with_dirs(files, &[])
+}
+
+/// [`archives_of_contents`], with directories made in volumes (0700, their owner).
+pub fn archives_with_dirs(
+    files: &[(Delivery, Vec<u8>)],
+    dirs: &[crate::containers::OwnedDir],
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut by_volume: BTreeMap<&str, Archive> = BTreeMap::new();
+    for dir in dirs {
+        by_volume.entry(&dir.volume).or_default().add_dir(&dir.path, dir.uid)?;
+    }
     for (file, content) in files {
         by_volume.entry(&file.volume).or_default().add(file, content)?;
     }
@@ -79,6 +90,15 @@ impl Default for Archive {
 }
 
 impl Archive {
+    fn add_dir(&mut self, path: &str, uid: u32) -> anyhow::Result<()> {
+        if !self.dirs.iter().any(|d| d == path) {
+            let mut header = header(tar::EntryType::Directory, uid, 0o700, 0);
+            self.builder.append_data(&mut header, format!("{path}/"), std::io::empty())?;
+            self.dirs.push(path.to_owned());
+        }
+        Ok(())
+    }
+
     fn add(&mut self, file: &Delivery, content: &[u8]) -> anyhow::Result<()> {
         let parts: Vec<&str> = file.path.split('/').collect();
         for index in 1..parts.len() {
