@@ -63,19 +63,19 @@ fn mutual_tls_stack_refuses_connections_without_a_client_certificate() {
     assert_eq!(verdicts["pg.foreign_client_cert_refused"], "pass");
 }
 
+/// pg_hba.conf with a `host` line that accepts plaintext connections.
+fn with_a_host_line(hba: &str) -> String {
+    hba.replacen("hostssl    all        postgres", "host all all all scram-sha-256\nhostssl    all        postgres", 1)
+}
+
 #[test]
 fn pg_hba_host_line_is_caught() {
     if !docker_available("pg_hba_host_line") {
         return;
     }
-    let stack =
-        DockerStack::new("pg_hba_host_line").services(&["postgres"]).template("postgres/pg_hba.conf.tera", |t| {
-            t.replacen(
-                "hostssl    all        postgres",
-                "host all all all scram-sha-256\nhostssl    all        postgres",
-                1,
-            )
-        });
+    let stack = DockerStack::new("pg_hba_host_line")
+        .services(&["postgres"])
+        .template("postgres/pg_hba.conf.tera", with_a_host_line);
     assert_caught(stack, &["pg.plaintext_refused", "checklist.tls"]);
 }
 
@@ -86,16 +86,9 @@ fn pg_hba_host_line_is_caught_after_a_rotation() {
     if !docker_available("pg_hba_host_line_rotated") {
         return;
     }
-    let stack = DockerStack::new("pg_hba_host_line_rotated").services(&["postgres"]).template(
-        "postgres/pg_hba.conf.tera",
-        |t| {
-            t.replacen(
-                "hostssl    all        postgres",
-                "host all all all scram-sha-256\nhostssl    all        postgres",
-                1,
-            )
-        },
-    );
+    let stack = DockerStack::new("pg_hba_host_line_rotated")
+        .services(&["postgres"])
+        .template("postgres/pg_hba.conf.tera", with_a_host_line);
     stack.cmd("up", &["-q", "--no-verify"]).assert().success();
     stack.cmd("rotate", &["--force", "--only", "postgres/app", "--no-verify"]).assert().success();
     assert!(stack.env("DATABASE_URL").contains("://app_alt:"));
@@ -243,21 +236,16 @@ fn a_weakened_prod_stack_is_caught_from_inside_its_network() {
     if !docker_available("prod_inside_weakened") {
         return;
     }
-    let stack = prod("prod_inside_weakened")
-        .template("postgres/pg_hba.conf.tera", |t| {
-            t.replacen(
-                "hostssl    all        postgres",
-                "host all all all scram-sha-256\nhostssl    all        postgres",
-                1,
-            )
-        })
-        .template("redis/users.acl.tera", |t| {
+    let stack = prod("prod_inside_weakened").template("postgres/pg_hba.conf.tera", with_a_host_line).template(
+        "redis/users.acl.tera",
+        |t| {
             t.replacen(
                 "user default off resetpass resetkeys resetchannels -@all",
                 "user default on >a-known-password ~* &* +@all",
                 1,
             )
-        });
+        },
+    );
     assert_caught(stack, &["pg.plaintext_refused", "redis.default_user_refused"]);
 }
 
