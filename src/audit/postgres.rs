@@ -48,6 +48,12 @@ pub const RULES: &[Rule] = &[
         check: pg_public_schema,
     },
     Rule {
+        id: "audit.pg.pgaudit",
+        summary: "pgAudit logs DDL and writes, never the ROLE class (whose statements carry verifiers) (CIS 3.2)",
+        fix: "add pgaudit to shared_preload_libraries and set pgaudit.log = 'ddl, write'",
+        check: pg_pgaudit,
+    },
+    Rule {
         id: "audit.pg.wal_volume",
         summary: "the WAL has a volume of its own, set at initdb (CIS 1.4.4)",
         fix: "mount a postgres-wal volume and set POSTGRES_INITDB_WALDIR to a directory in it",
@@ -210,6 +216,28 @@ fn pg_public_schema(bundle: &Bundle) -> Outcome {
         .map(|d| format!("the public schema of {d} is not closed to PUBLIC"))
         .collect();
     failures(INIT_SQL, problems, "REVOKE ALL ON SCHEMA public FROM PUBLIC in postgres and template1")
+}
+
+fn pg_pgaudit(bundle: &Bundle) -> Outcome {
+    if !bundle.profile.as_ref().is_some_and(|p| p.postgres.pgaudit) {
+        return Na("the profile does not enable pgAudit (postgres.pgaudit; the image must carry it)".into());
+    }
+    let Some(conf) = pg_conf(bundle) else { return absent(POSTGRESQL_CONF) };
+    let get = |key: &str| setting(&conf, key).map(|(_, v)| v).unwrap_or_default();
+    let mut problems = Vec::new();
+    if !get("shared_preload_libraries").split(',').any(|m| m.trim() == "pgaudit") {
+        problems.push("pgaudit is not in shared_preload_libraries".to_owned());
+    }
+    let classes: Vec<String> = get("pgaudit.log").split(',').map(|c| c.trim().to_lowercase()).collect();
+    for wanted in ["ddl", "write"] {
+        if !classes.iter().any(|c| c == wanted || c == "all") {
+            problems.push(format!("pgaudit.log lacks {wanted}"));
+        }
+    }
+    if classes.iter().any(|c| c == "role" || c == "all") {
+        problems.push("pgaudit.log has the ROLE class: ALTER ROLE ... PASSWORD would log verifiers".into());
+    }
+    failures(POSTGRESQL_CONF, problems, "pgaudit.log = 'ddl, write'")
 }
 
 fn pg_wal_volume(bundle: &Bundle) -> Outcome {

@@ -125,6 +125,13 @@ fn weakenings() -> Vec<Weakening> {
             Box::new(regex_line("listen_addresses", "listen_addresses = '*'")),
         ),
         (
+            "audit.pg.pgaudit",
+            "prod",
+            POSTGRESQL_CONF,
+            Box::new(replace("pgaudit.log = 'ddl, write'", "pgaudit.log = 'ddl, write, role'")),
+        ),
+        ("audit.pg.pgaudit", "prod", POSTGRESQL_CONF, Box::new(replace(",pgaudit'", "'"))),
+        (
             "audit.pg.wal_volume",
             "dev",
             COMPOSE,
@@ -132,12 +139,7 @@ fn weakenings() -> Vec<Weakening> {
                 t.lines().filter(|l| !l.contains("POSTGRES_INITDB_WALDIR")).collect::<Vec<_>>().join("\n") + "\n"
             }),
         ),
-        (
-            "audit.pg.password_complexity",
-            "prod",
-            POSTGRESQL_CONF,
-            Box::new(replace("'auth_delay,passwordcheck'", "'auth_delay'")),
-        ),
+        ("audit.pg.password_complexity", "prod", POSTGRESQL_CONF, Box::new(replace(",passwordcheck", ""))),
         (
             "audit.pg.error_verbosity_and_replication_logging",
             "dev",

@@ -73,6 +73,7 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
         anyhow::Ok(())
     };
     tokio::try_join!(preflight_ports(&engine, &profile, &specs), preflight_cpus(&engine, &specs), images)?;
+    preflight_pgaudit(&engine, &profile, &specs).await?;
     let names = containers::stack_names(&profile);
     // The network is made while the services make their volumes and deliver their files; each
     // awaits it only to create its container.
@@ -210,6 +211,20 @@ async fn preflight_ports(engine: &Engine, profile: &Profile, specs: &[ContainerS
             ))
             .into());
         }
+    }
+    Ok(())
+}
+
+/// A profile that enables pgAudit needs a PostgreSQL image that carries it (labelled so):
+/// PostgreSQL would not start otherwise.
+async fn preflight_pgaudit(engine: &Engine, profile: &Profile, specs: &[ContainerSpec]) -> anyhow::Result<()> {
+    let Some(spec) = specs.iter().find(|s| s.service == Service::Postgres) else { return Ok(()) };
+    if profile.postgres.pgaudit && engine.image_label(&spec.image, "hardstack.pgaudit").await.is_none() {
+        return Err(EnvironmentError(format!(
+            "profile {} enables pgAudit (postgres.pgaudit = true) but image {} does not carry it (no hardstack.pgaudit label); build the local image with images/build.sh, label an image that has pgaudit, or set postgres.pgaudit=false",
+            profile.name, spec.image
+        ))
+        .into());
     }
     Ok(())
 }

@@ -318,6 +318,10 @@ pub struct PostgresSettings {
     pub slow_statement_ms: u32,
     /// Connection limit of each application login role.
     pub connection_limit: u32,
+    /// pgAudit (CIS 3.2): DDL and writes logged. The image must carry it (`up` checks its
+    /// `hardstack.pgaudit` label); the local image does, the official one does not.
+    #[serde(default)]
+    pub pgaudit: bool,
 }
 
 /// How Redis is used; decides the eviction policy.

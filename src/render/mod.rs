@@ -274,6 +274,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         context["pg"] = json!({
             "dir": layout::POSTGRES_DIR,
             "alias": Service::Postgres.name(),
+            "pgaudit": profile.postgres.pgaudit,
             "tuning": tuning,
             "memory": limits.memory.to_string(),
             "cpus": limits.cpus,

@@ -106,6 +106,12 @@ impl Engine {
         Ok(info.ncpu.unwrap_or(0).max(0) as u64)
     }
 
+    /// A label of an image in the engine; `None` when the image or the label is absent.
+    pub async fn image_label(&self, image: &str, label: &str) -> Option<String> {
+        let inspected = self.docker.inspect_image(image).await.ok()?;
+        inspected.config?.labels?.get(label).cloned()
+    }
+
     /// Whether the image is in the engine.
     pub async fn has_image(&self, image: &str) -> bool {
         self.docker.inspect_image(image).await.is_ok()

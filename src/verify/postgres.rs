@@ -358,7 +358,28 @@ fn cis<'a>(
 /// apply to a container: README, security).
 pub fn cis_checks(context: &Context) -> Vec<CheckFuture<'_>> {
     use crate::audit::cis;
+    let pgaudit = if context.profile.postgres.pgaudit {
+        cis(
+            context,
+            "pg.cis.pgaudit",
+            "pgAudit logs DDL and writes, and not the ROLE class, whose statements carry verifiers (3.2)",
+            "SELECT current_setting('shared_preload_libraries') || ';' || current_setting('pgaudit.log')",
+            |v| {
+                let (libraries, classes) = v.split_once(';').unwrap_or((v, ""));
+                let classes: Vec<String> = classes.split(',').map(|c| c.trim().to_lowercase()).collect();
+                libraries.split(',').any(|m| m.trim() == "pgaudit")
+                    && ["ddl", "write"].iter().all(|w| classes.iter().any(|c| c == w))
+                    && !classes.iter().any(|c| c == "role" || c == "all")
+            },
+        )
+    } else {
+        let id = "pg.cis.pgaudit";
+        Box::pin(async move {
+            Check::not_applicable(id, "the profile does not enable pgAudit (postgres.pgaudit; the image must carry it)")
+        })
+    };
     vec![
+        pgaudit,
         cis(
             context,
             "pg.cis.listen_addresses",

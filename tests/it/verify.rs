@@ -285,3 +285,29 @@ fn an_interrupted_check_from_inside_leaves_nothing_behind() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn pgaudit_logs_ddl_in_prod_and_never_a_verifier() {
+    if !docker_available("prod_pgaudit") {
+        return;
+    }
+    // Published, so rotation can reach it.
+    let stack = prod("prod_pgaudit")
+        .set("network.publish=true")
+        .set("network.bind_address=127.0.0.1")
+        .set(&format!("network.ports.postgres={}", crate::common::free_port()));
+    stack.cmd("up", &["-q"]).assert().success();
+    let (_, verdicts) = stack.verify();
+    assert_eq!(verdicts.get("pg.cis.pgaudit").map(String::as_str), Some("pass"), "{verdicts:?}");
+    stack.cmd("rotate", &["--force", "--only", "postgres", "--no-verify"]).assert().success();
+    let out = std::process::Command::new("psql")
+        .args([&stack.env("DATABASE_URL"), "-w", "-c", "CREATE TABLE audited (v int)"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let logs =
+        std::process::Command::new("docker").args(["logs", &format!("{}-postgres", stack.name)]).output().unwrap();
+    let logs = format!("{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    assert!(logs.contains("AUDIT: SESSION") && logs.contains("CREATE TABLE audited"), "pgAudit logs DDL");
+    assert!(!logs.contains("SCRAM-SHA-256$"), "a verifier is in the server log");
+}
