@@ -4,6 +4,8 @@
 # PGDATA, scripts in /docker-entrypoint-initdb.d (*.sh, *.sql) run once on an empty data directory
 # by a temporary server that listens on the socket only.
 set -Eeo pipefail
+# Files the server or its init scripts create are its own only (CIS 2.1).
+umask 0077
 
 file_env() {
   local var=$1 file_var="${1}_FILE" def=${2:-}

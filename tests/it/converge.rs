@@ -268,7 +268,7 @@ fn a_hand_edited_file_is_a_conflict_in_the_plan_and_changes_nothing() {
     );
     // plan wrote nothing: the edit is still there, and hardstack.toml did not take the change.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
-    assert!(!String::from_utf8(stack.sandbox.read("hardstack.toml")).unwrap().contains("321"));
+    assert!(!String::from_utf8(stack.sandbox.read("hardstack.toml")).unwrap().contains("slow_statement_ms = 321"));
     let out = command(&stack, "up", &["--set", "postgres.slow_statement_ms=321"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("refusing to overwrite") && text(&out).contains("postgresql.conf"), "{}", text(&out));
