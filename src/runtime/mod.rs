@@ -471,6 +471,26 @@ impl Engine {
     pub async fn run_once(&self, stack: &str, network: &str, role: &str, run: OneOff) -> anyhow::Result<Ran> {
         use bollard::container::{AttachContainerOptions, WaitContainerOptions};
         let name = format!("{stack}-{role}-{}", std::process::id());
+        // SIGINT and SIGTERM are caught from before the container exists until it is removed, so
+        // an interruption at any moment removes it (see below).
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
+        // A one-off that never ran (its caller was killed while copying files in) is gone with
+        // the next run: auto-remove only covers containers that ran.
+        let filters = HashMap::from([
+            ("label".to_owned(), vec![format!("{STACK_LABEL}={stack}"), format!("{SERVICE_LABEL}={role}")]),
+            ("status".to_owned(), vec!["created".to_owned()]),
+        ]);
+        let stale = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
+            .await
+            .context("listing containers")?;
+        for container in stale {
+            if let Some(id) = container.id {
+                self.force_remove(&id).await?;
+            }
+        }
         let labels =
             HashMap::from([(STACK_LABEL.to_owned(), stack.to_owned()), (SERVICE_LABEL.to_owned(), role.to_owned())]);
         let config = Config {
@@ -530,9 +550,8 @@ impl Engine {
         };
         // SIGINT or SIGTERM while it runs: remove the container, then give up.
         let interrupted = async {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-                (Ok(mut int), Ok(mut term)) => tokio::select! {
+            match &mut signals {
+                (Some(int), Some(term)) => tokio::select! {
                     _ = int.recv() => {},
                     _ = term.recv() => {},
                 },

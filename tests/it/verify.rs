@@ -284,6 +284,18 @@ fn an_interrupted_check_from_inside_leaves_nothing_behind() {
         assert!(std::time::Instant::now() < deadline, "the checks' container is still there");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // One left by a run killed outright before it started (SIGKILL cannot be caught) goes with
+    // the next run.
+    let created = std::process::Command::new("docker")
+        .args(["create", "--label", &format!("hardstack.stack={}", stack.name), "--label", "hardstack.service=verify"])
+        .args(["--name", &format!("{}-verify-killed", stack.name), "hardstack-local/postgres:17", "true"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(running(&stack));
+    let (code, _) = stack.verify();
+    assert_eq!(code, 0);
+    assert!(!running(&stack), "the stale one-off is gone");
 }
 
 #[test]
