@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// One command from a profile to a running, hardened, verified PostgreSQL + Redis + Qdrant
 /// stack, and the same tool keeps its credentials fresh.
 #[derive(Debug, Parser)]
-#[command(name = "hardstack", version, about, propagate_version = true)]
+#[command(
+    name = "hardstack",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HARDSTACK_COMMIT"), ")"),
+    about,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -76,6 +81,9 @@ pub enum Command {
     /// Check a stack directory (or hand-edited config files in its layout) against the
     /// hardened baseline, without a running stack. Exit 1 when a rule fails.
     Audit(AuditArgs),
+    /// Print a completion script for a shell: `hardstack completions bash >
+    /// /etc/bash_completion.d/hardstack`, or `source <(hardstack completions bash)`.
+    Completions(CompletionsArgs),
 }
 
 /// Options of `rotate`.
@@ -112,6 +120,22 @@ pub enum UntilStep {
     Set,
     /// A login with the pending version worked.
     Test,
+}
+
+/// Options of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The completion script of hardstack's command line for `shell`.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hardstack", &mut script);
+    script
 }
 
 /// Options of `verify`.

@@ -56,6 +56,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Audit(args) => commands::audit::run(global, args),
             Command::Verify(args) => commands::verify::run(global, args).await,
             Command::Rotate(args) => commands::rotate::run(global, args).await,
+            Command::Completions(args) => {
+                output::raw_stdout(&cli::completion_script(args.shell))?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     })
 }

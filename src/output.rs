@@ -59,6 +59,14 @@ fn print_line(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
+/// Writes bytes to stdout as they are (a completion script).
+pub fn raw_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()?;
+    Ok(())
+}
+
 /// Writes text that contains secrets to stdout, because the user asked for exactly that.
 pub fn secret_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();

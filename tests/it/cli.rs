@@ -335,3 +335,35 @@ fn init_emits_a_systemd_service_and_timer_for_rotation() {
     assert_eq!(std::fs::metadata(sandbox.stack().join(service_path)).unwrap().modified().unwrap(), modified);
     assert_eq!(sandbox.read(service_path), service.as_bytes());
 }
+
+#[test]
+fn completion_scripts_parse_in_their_shells() {
+    let sandbox = Sandbox::new();
+    for (shell, check) in [("bash", vec!["-n"]), ("zsh", vec!["-n"]), ("fish", vec!["--no-execute"])] {
+        let out = sandbox.cmd().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hardstack"), "{shell}: an empty script");
+        let path = sandbox.write(&format!("completion.{shell}"), &String::from_utf8_lossy(&out.stdout));
+        let Ok(parsed) = std::process::Command::new(shell).args(&check).arg(&path).output() else {
+            assert!(std::env::var_os("CI").is_none(), "{shell} is missing in CI (.ci/setup installs it)");
+            eprintln!("SKIPPED: no {shell} to parse its completion script");
+            continue;
+        };
+        assert!(parsed.status.success(), "{shell}: {}", String::from_utf8_lossy(&parsed.stderr));
+    }
+}
+
+#[test]
+fn version_names_the_commit() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.cmd().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert_eq!(version, format!("hardstack {} ({head})", env!("CARGO_PKG_VERSION")));
+}
