@@ -34,6 +34,9 @@ pub struct GlobalArgs {
     /// Override one profile value, for example --set network.ports.postgres=5433. Repeatable.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// The services to run, for example --services postgres,redis (sets stack.services).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "SERVICE,...")]
+    pub services: Vec<String>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

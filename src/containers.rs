@@ -7,6 +7,16 @@ use serde::Serialize;
 use crate::layout::{self, Reach, StackFile, Volume};
 use crate::profile::{DataMode, Profile, Service};
 
+/// The image images/build.sh makes for a service (Qdrant's from a release binary the user has,
+/// `--qdrant-binary`): what `up` uses when the profile's image is missing and cannot be pulled.
+pub fn local_image(service: Service) -> &'static str {
+    match service {
+        Service::Postgres => "hardstack-local/postgres:17",
+        Service::Redis => "hardstack-local/redis:8",
+        Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
+    }
+}
+
 /// Where PostgreSQL's WAL volume is mounted.
 pub const POSTGRES_WAL_MOUNT: &str = "/var/lib/postgresql/wal";
 

@@ -15,7 +15,12 @@ pub fn resolve_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
         None if dir.file(&StackFile::Profile).exists() => ProfileSource::File(dir.file(&StackFile::Profile)),
         None => ProfileSource::Shipped("dev".into()),
     };
-    profile::load(&source, &global.overrides)
+    let mut overrides = global.overrides.clone();
+    if !global.services.is_empty() {
+        let list: Vec<String> = global.services.iter().map(|s| format!("\"{}\"", s.trim())).collect();
+        overrides.push(format!("stack.services=[{}]", list.join(",")));
+    }
+    profile::load(&source, &overrides)
 }
 
 /// The profile of an initialised stack directory (commands other than `init`).

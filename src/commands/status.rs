@@ -30,6 +30,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let state = info.as_ref().and_then(|i| i.state.as_ref());
         let status = state.and_then(|s| s.status).map(|s| s.to_string()).unwrap_or_else(|| "absent".into());
         let health = state.and_then(|s| s.health.as_ref()?.status).map(|h| h.to_string()).unwrap_or_else(|| "-".into());
+        let image = info.as_ref().and_then(|i| i.config.as_ref()?.image.clone());
         let cert = std::fs::read_to_string(dir.file(&StackFile::ServerCert(spec.service))).ok();
         let expires_in_days = cert.and_then(|pem| pki::not_after(&pem).ok()).map(|t| (t - now) / 86_400);
         let user = profile.users.first().map(|u| u.name.clone()).unwrap_or_default();
@@ -45,6 +46,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         rows.push(json!({
             "service": spec.service,
             "container": spec.name,
+            "image": image,
             "state": status,
             "health": health,
             "published": spec.publish.as_ref().map(|(a, p)| format!("{a}:{p}")),
@@ -55,18 +57,19 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     output.json(&json!({"stack": profile.stack.name, "services": rows}));
     output.line(format!(
-        "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}",
+        "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"
     ));
     for row in &rows {
         output.line(format!(
-            "{:<9} {:<9} {:<10} {:<16} {:>9} {:>10}d",
+            "{:<9} {:<9} {:<10} {:<16} {:>9} {:>10}d  {}",
             row["service"].as_str().unwrap_or(""),
             row["state"].as_str().unwrap_or(""),
             row["health"].as_str().unwrap_or(""),
             row["published"].as_str().unwrap_or("-"),
             row["certificate_expires_in_days"].as_i64().map(|d| d.to_string()).unwrap_or("-".into()),
             row["secret_age_days"].as_u64().map(|d| d.to_string()).unwrap_or("-".into()),
+            row["image"].as_str().unwrap_or("-"),
         ));
     }
     Ok(ExitCode::SUCCESS)

@@ -59,20 +59,31 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     let started = Instant::now();
     let engine = runtime::connect().await?;
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
-    let specs = containers::container_specs(&profile);
+    let mut specs = containers::container_specs(&profile);
     let names: Vec<&str> = specs.iter().map(|s| s.service.name()).collect();
     let progress = Progress::new(output, &names);
 
     let images = async {
+        let mut images = Vec::new();
         for spec in &specs {
             if !engine.has_image(&spec.image).await {
                 progress.stage(spec.service.name(), &format!("pulling {}", spec.image));
             }
-            engine.ensure_image(&spec.image).await?;
+            images.push(image_for(&engine, &profile, spec).await?);
         }
-        anyhow::Ok(())
+        anyhow::Ok(images)
     };
-    tokio::try_join!(preflight_ports(&engine, &profile, &specs), preflight_cpus(&engine, &specs), images)?;
+    let ((), (), images) =
+        tokio::try_join!(preflight_ports(&engine, &profile, &specs), preflight_cpus(&engine, &specs), images)?;
+    for (spec, image) in specs.iter_mut().zip(images) {
+        if image != spec.image {
+            output.line(format!(
+                "{}: image {} is missing and cannot be pulled; using {image}, built by images/build.sh",
+                spec.service, spec.image
+            ));
+            spec.image = image;
+        }
+    }
     preflight_pgaudit(&engine, &profile, &specs).await?;
     let names = containers::stack_names(&profile);
     // The network is made while the services make their volumes and deliver their files; each
@@ -213,6 +224,35 @@ async fn preflight_ports(engine: &Engine, profile: &Profile, specs: &[ContainerS
         }
     }
     Ok(())
+}
+
+/// The image a service runs: the profile's, present or pulled; else the matching local image
+/// images/build.sh makes, when it is there. Otherwise an error that names the service, the image
+/// and the two ways out.
+async fn image_for(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<String> {
+    let pulled = match engine.ensure_image(&spec.image).await {
+        Ok(_) => return Ok(spec.image.clone()),
+        Err(err) => err,
+    };
+    let local = containers::local_image(spec.service);
+    if local != spec.image && engine.has_image(local).await {
+        return Ok(local.to_owned());
+    }
+    let others: Vec<&str> = layout::services(profile).filter(|s| *s != spec.service).map(|s| s.name()).collect();
+    let build = match spec.service {
+        Service::Qdrant => "images/build.sh --qdrant-binary PATH (a Qdrant release binary you have)".to_owned(),
+        _ => "images/build.sh".to_owned(),
+    };
+    let leave_out = if others.is_empty() {
+        "or run another service".to_owned()
+    } else {
+        format!("or leave {} out: --services {}", spec.service, others.join(","))
+    };
+    Err(EnvironmentError(format!(
+        "service {}: image {} is missing and cannot be pulled ({pulled:#}); build {local} with {build}, {leave_out}",
+        spec.service, spec.image
+    ))
+    .into())
 }
 
 /// A profile that enables pgAudit needs a PostgreSQL image that carries it (labelled so):

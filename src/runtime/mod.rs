@@ -126,11 +126,7 @@ impl Engine {
         let mut stream = self.docker.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             if let Err(err) = item {
-                return Err(EnvironmentError(format!(
-                    "image {image} is missing and the pull failed ({err}); {}",
-                    build_hint(image)
-                ))
-                .into());
+                return Err(EnvironmentError(format!("the pull failed: {err}")).into());
             }
         }
         Ok(ImageSource::Pulled)
@@ -648,16 +644,5 @@ impl Engine {
                 c.names.and_then(|n| n.first().cloned()).unwrap_or_default().trim_start_matches('/').to_owned()
             })
         })
-    }
-}
-
-/// The one command that makes an image available without a registry.
-pub fn build_hint(image: &str) -> String {
-    if image.starts_with("hardstack-local/") {
-        "build it with: images/build.sh".into()
-    } else {
-        format!(
-            "pull it on a connected machine (docker pull {image}), or build local images with images/build.sh and set images.<service>=hardstack-local/postgres:17 / hardstack-local/redis:8"
-        )
     }
 }

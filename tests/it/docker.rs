@@ -157,12 +157,41 @@ fn missing_image_names_the_command_that_builds_it() {
     if !docker_available("missing_image") {
         return;
     }
-    let stack = DockerStack::new("missing_image");
-    stack.cmd("up", &["--set", "images.redis=hardstack-local/absent:1"]).assert().code(2).stderr(
-        predicate::str::contains("image hardstack-local/absent:1 is missing")
-            .and(predicate::str::contains("images/build.sh")),
+    // Qdrant: no local image is made without a Qdrant binary.
+    let stack = DockerStack::new("missing_image").services(&["postgres", "redis", "qdrant"]);
+    stack.cmd("up", &["--set", "images.qdrant=hardstack-local/absent:1"]).assert().code(2).stderr(
+        predicate::str::contains("service qdrant: image hardstack-local/absent:1 is missing and cannot be pulled")
+            .and(predicate::str::contains("images/build.sh --qdrant-binary"))
+            .and(predicate::str::contains("--services postgres,redis")),
     );
     assert_eq!(stack.objects(), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_image_falls_back_to_the_local_one_and_says_so() {
+    if !docker_available("local_fallback") {
+        return;
+    }
+    // postgres:17 is not in this engine, and no registry is reachable.
+    let stack = DockerStack::new("local_fallback")
+        .services(&["postgres"])
+        .set("images.postgres=absent-registry.invalid/postgres:17");
+    let out = stack.cmd("up", &["--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout(&out).contains(
+            "postgres: image absent-registry.invalid/postgres:17 is missing and cannot be pulled; using hardstack-local/postgres:17"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let status = stack.cmd("status", &["-o", "json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["services"][0]["image"], "hardstack-local/postgres:17", "{report}");
+    // The same decision again: nothing changes.
+    let again = stack.cmd("up", &["-o", "json", "--no-verify"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["services"][0]["change"], "unchanged", "{report}");
 }
 
 #[test]
