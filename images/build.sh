@@ -5,6 +5,11 @@
 #   images/build.sh            debootstrap the base if it is missing; (re)build the thin layers
 #                              (the engine's layer cache makes that a second when nothing changed)
 #   images/build.sh --force    rebuild everything
+#   images/build.sh --qdrant-binary PATH [--qdrant-image NAME]
+#                              also make a Qdrant image from a Qdrant release binary you have
+#                              (qdrant-x86_64-unknown-linux-gnu.tar.gz from Qdrant's GitHub
+#                              releases, unpacked; or one you built). Nothing is downloaded here.
+#                              Default name: hardstack-local/qdrant:v1.18.3-unprivileged.
 #
 # The images honour the official images' contracts (DESIGN.md section 7; reference C5, C6):
 # postgres: PGDATA=/var/lib/postgresql/data, POSTGRES_{USER,PASSWORD,DB,INITDB_ARGS}[_FILE],
@@ -18,7 +23,21 @@ suite=trixie
 base_image=hardstack-local/debian-base:trixie
 pg_image=${HARDSTACK_POSTGRES_IMAGE:-hardstack-local/postgres:17}
 redis_image=${HARDSTACK_REDIS_IMAGE:-hardstack-local/redis:8}
-force=${1:-}
+force=
+qdrant_binary=
+qdrant_image=hardstack-local/qdrant:v1.18.3-unprivileged
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --force) force=--force ;;
+    --qdrant-binary) qdrant_binary=${2:?--qdrant-binary needs the path of a Qdrant binary}; shift ;;
+    --qdrant-image) qdrant_image=${2:?--qdrant-image needs an image name}; shift ;;
+    *) echo "error: unknown argument $1 (--force, --qdrant-binary PATH, --qdrant-image NAME)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -n "$qdrant_binary" ] && [ ! -x "$qdrant_binary" ]; then
+  echo "error: $qdrant_binary is not an executable file; pass the qdrant binary of a Qdrant release" >&2; exit 2
+fi
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -58,4 +77,15 @@ echo "docker build $pg_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$pg_image" "$here/postgres" >/dev/null
 echo "docker build $redis_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$redis_image" "$here/redis" >/dev/null
-echo "images built: $pg_image $redis_image"
+built="$pg_image $redis_image"
+if [ -n "$qdrant_binary" ]; then
+  echo "docker build $qdrant_image from $qdrant_binary"
+  context=$(mktemp -d /var/tmp/hardstack-qdrant.XXXXXX)
+  cp "$here/qdrant/Dockerfile" "$here/qdrant/entrypoint.sh" "$context/"
+  cp "$qdrant_binary" "$context/qdrant"; chmod 0755 "$context/qdrant"
+  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$qdrant_image" "$context" >/dev/null \
+    || { rm -rf "$context"; exit 2; }
+  rm -rf "$context"
+  built="$built $qdrant_image"
+fi
+echo "images built: $built"

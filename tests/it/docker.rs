@@ -351,3 +351,67 @@ fn an_unpublished_stack_is_up_when_its_healthchecks_pass() {
         assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
     }
 }
+
+/// images/build.sh makes a Qdrant image from a binary the user has, with the official
+/// `-unprivileged` image's contract. A stand-in executable shows the contract; it is not Qdrant.
+#[test]
+fn build_sh_makes_a_qdrant_image_with_the_unprivileged_contract() {
+    if !docker_available("qdrant_image_contract") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("qdrant");
+    std::fs::write(&binary, "#!/bin/sh\necho stand-in \"$@\"\n").unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let image = format!("hardstack-test/qdrant-standin:{}", std::process::id());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/build.sh");
+    let built = std::process::Command::new(&script)
+        .args(["--qdrant-binary", binary.to_str().unwrap(), "--qdrant-image", &image])
+        .output()
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let checks = std::panic::catch_unwind(|| {
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let config = run(&[
+            "image",
+            "inspect",
+            &image,
+            "--format",
+            "{{.Config.User}}|{{.Config.WorkingDir}}|{{json .Config.Cmd}}",
+        ]);
+        assert_eq!(config, r#"1000:1000|/qdrant|["./entrypoint.sh"]"#);
+        assert_eq!(
+            run(&["run", "--rm", "--entrypoint", "id", &image]),
+            "uid=1000(qdrant) gid=1000(qdrant) groups=1000(qdrant)"
+        );
+        let modes = run(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "stat",
+            &image,
+            "-c",
+            "%n %u:%g %a",
+            "/qdrant/qdrant",
+            "/qdrant/config",
+            "/qdrant/storage",
+            "/qdrant/snapshots",
+            "/qdrant/static",
+        ]);
+        assert_eq!(
+            modes,
+            "/qdrant/qdrant 1000:1000 755\n/qdrant/config 1000:1000 755\n/qdrant/storage 1000:1000 755\n\
+             /qdrant/snapshots 1000:1000 755\n/qdrant/static 1000:1000 755"
+        );
+        // The entrypoint hands its arguments to the binary it was given.
+        assert_eq!(run(&["run", "--rm", &image, "./entrypoint.sh", "--config-path", "x"]), "stand-in --config-path x");
+    });
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &image]).output();
+    if let Err(panic) = checks {
+        std::panic::resume_unwind(panic);
+    }
+}
