@@ -29,7 +29,7 @@ pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCod
             engine.remove_volume(volume).await?;
         }
     }
-    output.json(&json!({"stack": names.stack, "containers": removed, "network": network, "volumes": volumes}));
+    output.json(&json!({"schema": "hardstack.down/v1", "stack": names.stack, "containers": removed, "network": network, "volumes": volumes}));
     output.line(format!(
         "stack {}: removed {} container(s){}{}",
         names.stack,

@@ -23,6 +23,16 @@ pub async fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode
     let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
     let store = Store::open(profile, &dir).await?;
     let variables = variables(profile, &root, &store, args.user.as_deref()).await?;
+    if global.output == crate::cli::OutputFormat::Json {
+        let variables: serde_json::Map<String, serde_json::Value> =
+            variables.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let user = args.user.clone().or_else(|| profile.users.first().map(|u| u.name.clone()));
+        let document = serde_json::json!({
+            "schema": "hardstack.env/v1", "stack": profile.stack.name, "user": user, "variables": variables,
+        });
+        output::secret_stdout(&format!("{}\n", serde_json::to_string_pretty(&document)?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     output::secret_stdout(&format_variables(&variables, args.format))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -70,6 +70,7 @@ pub async fn ensure(
     }
     let changed: Vec<&(String, Change)> = written.changed().collect();
     output.json(&json!({
+        "schema": "hardstack.init/v1",
         "dir": dir.root,
         "profile": profile.name,
         "changed": changed.iter().map(|(p, c)| json!({"path": p, "change": c})).collect::<Vec<_>>(),

@@ -161,7 +161,7 @@ async fn pass(
     for name in &expired {
         output.line(format!("{name}: previous password removed after the grace period"));
     }
-    output.json(&json!({"stack": profile.stack.name, "credentials": report, "expired_previous": expired, "verify_failed": verify_failed}));
+    output.json(&json!({"schema": "hardstack.rotate/v1", "stack": profile.stack.name, "credentials": report, "expired_previous": expired, "verify_failed": verify_failed}));
     Ok(verify_failed)
 }
 

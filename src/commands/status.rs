@@ -55,7 +55,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             "secret_age_days": age_days,
         }));
     }
-    output.json(&json!({"stack": profile.stack.name, "services": rows}));
+    output.json(&json!({"schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows}));
     output.line(format!(
         "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"

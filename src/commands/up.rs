@@ -149,7 +149,7 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     let usable_after = started.elapsed().as_secs_f64();
     if !failures.is_empty() {
         output
-            .json(&json!({"stack": profile.stack.name, "services": report, "usable": false, "seconds": usable_after}));
+            .json(&json!({"schema": "hardstack.up/v1", "stack": profile.stack.name, "services": report, "usable": false, "seconds": usable_after}));
         anyhow::bail!("the stack is not usable:\n{}", failures.join("\n"));
     }
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
@@ -166,6 +166,7 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
         ),
     };
     output.json(&json!({
+        "schema": "hardstack.up/v1",
         "stack": profile.stack.name, "services": report, "usable": true, "seconds": usable_after,
         "verify": verify_json, "verified_seconds": started.elapsed().as_secs_f64(),
     }));
