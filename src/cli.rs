@@ -84,6 +84,10 @@ pub enum Command {
     /// Check a stack directory (or hand-edited config files in its layout) against the
     /// hardened baseline, without a running stack. Exit 1 when a rule fails.
     Audit(AuditArgs),
+    /// Check what `up` needs before it runs: the engine, an image for each service, free ports,
+    /// CPUs and memory for the limits, the clock against the certificates, the stack
+    /// directory's modes. Exit 1 when a check fails, 2 when the engine cannot be reached.
+    Doctor,
     /// Print a completion script for a shell: `hardstack completions bash >
     /// /etc/bash_completion.d/hardstack`, or `source <(hardstack completions bash)`.
     Completions(CompletionsArgs),

@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Plan(args) => commands::plan::run(global, args).await,
             Command::Down(args) => commands::down::run(global, args).await,
             Command::Status => commands::status::run(global).await,
+            Command::Doctor => commands::doctor::run(global).await,
             Command::Audit(args) => commands::audit::run(global, args),
             Command::Verify(args) => commands::verify::run(global, args).await,
             Command::Rotate(args) => commands::rotate::run(global, args).await,

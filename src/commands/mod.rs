@@ -2,6 +2,7 @@
 //! `output`; nothing below calls back up here.
 
 pub mod audit;
+pub mod doctor;
 pub mod down;
 pub mod env;
 pub mod init;

@@ -159,6 +159,13 @@ pub fn issue(ca: &Ca, algorithm: KeyAlgorithm, spec: &CertSpec) -> anyhow::Resul
     Ok(Issued { cert_pem: certificate.pem(), key_pem: Secret::new(key.serialize_pem()) })
 }
 
+/// When a PEM certificate becomes valid, as seconds since the epoch.
+pub fn not_before(cert_pem: &str) -> anyhow::Result<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("not a PEM certificate")?;
+    let cert = pem.parse_x509().context("not an X.509 certificate")?;
+    Ok(cert.validity().not_before.timestamp())
+}
+
 /// When a PEM certificate expires, as seconds since the epoch.
 pub fn not_after(cert_pem: &str) -> anyhow::Result<i64> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("not a PEM certificate")?;

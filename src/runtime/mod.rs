@@ -100,6 +100,21 @@ pub enum ImageSource {
 }
 
 impl Engine {
+    /// Whether a registry has the image, asked without pulling it.
+    pub async fn registry_has(&self, image: &str) -> anyhow::Result<()> {
+        self.docker
+            .inspect_registry_image(image, None)
+            .await
+            .map(|_| ())
+            .with_context(|| format!("asking the registry for {image}"))
+    }
+
+    /// The engine's memory in bytes (0 when it does not say).
+    pub async fn memory(&self) -> anyhow::Result<u64> {
+        let info = self.docker.info().await.context("asking the engine for its resources")?;
+        Ok(info.mem_total.unwrap_or(0).max(0) as u64)
+    }
+
     /// How many CPUs the engine has (0 when it does not say).
     pub async fn cpus(&self) -> anyhow::Result<u64> {
         let info = self.docker.info().await.context("asking the engine for its resources")?;

@@ -459,3 +459,35 @@ fn every_command_prints_a_json_document_with_its_schema() {
     let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(error["exit_code"], 2, "{error}");
 }
+
+#[test]
+fn doctor_names_what_up_would_trip_on() {
+    if !docker_available("doctor") {
+        return;
+    }
+    let stack = DockerStack::new("doctor").services(&["postgres", "redis"]);
+    let doctor = |stack: &DockerStack, extra: &[&str]| {
+        let mut cmd = stack.sandbox.cmd();
+        cmd.arg("doctor").args(&stack.args).args(["-o", "json"]).args(extra);
+        let out = cmd.output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), report)
+    };
+    let (code, report) = doctor(&stack, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["schema"], "hardstack.checks/v1");
+    assert_eq!(report["command"], "doctor");
+    // A port another process holds: named, with the fix.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, report) = doctor(&stack, &["--set", &format!("network.ports.postgres={port}")]);
+    assert_eq!(code, Some(1), "{report}");
+    let check = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "doctor.port.postgres").unwrap();
+    assert_eq!(check["verdict"], "fail", "{report}");
+    assert!(check["evidence"].as_str().unwrap().contains(&port), "{check}");
+    assert!(check["reason"].as_str().unwrap().contains("network.ports.postgres"), "{check}");
+    // An engine that does not answer: exit 2.
+    let mut cmd = stack.sandbox.cmd();
+    let out = cmd.args(["doctor", "-o", "json"]).env("DOCKER_HOST", "unix:///nonexistent.sock").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
