@@ -157,7 +157,12 @@ fn missing_image_names_the_command_that_builds_it() {
     if !docker_available("missing_image") {
         return;
     }
-    // Qdrant: no local image is made without a Qdrant binary.
+    // Qdrant: no local image is made without a Qdrant binary (images/build.sh --qdrant-binary).
+    let local = hardstack::containers::local_image(hardstack::profile::Service::Qdrant);
+    if crate::common::has_image(local) {
+        eprintln!("SKIPPED: {local} exists here, so up would use it (the fallback is tested with PostgreSQL)");
+        return;
+    }
     let stack = DockerStack::new("missing_image").services(&["postgres", "redis", "qdrant"]);
     stack.cmd("up", &["--set", "images.qdrant=hardstack-local/absent:1"]).assert().code(2).stderr(
         predicate::str::contains("service qdrant: image hardstack-local/absent:1 is missing and cannot be pulled")
