@@ -3,7 +3,7 @@
 # TLS-verified login and a real query: DESIGN.md section 5's readiness), against
 # `docker compose up --wait` on the generated compose file (every healthcheck passing). Same
 # images (the local builds), same machine, runs alternating, stack removed with its volumes
-# after each run. A third column times `up` with its closing `verify` (33 checks), which compose
+# after each run. A third column times `up` with its closing `verify` (verify's 40 checks), which compose
 # has no counterpart for.
 #   bench/up.sh [RUNS]     prints the README rows (default 7 runs each)
 runs=${1:-7}
@@ -43,5 +43,5 @@ import statistics, sys
 h, c, v = (statistics.median(map(float, a.split())) / 1000 for a in sys.argv[1:4])
 n = len(sys.argv[1].split())
 print(f"| `up --no-verify` to verified-usable, dev (postgres + redis), median of {n}, alternating | {h:.2f} s | `docker compose up --wait` on the generated file: {c:.2f} s | {h / c:.2f} | `bench/up.sh {n}` |")
-print(f"| `up` to verified-usable and then verified closed (33 checks), same runs | {v:.2f} s | `docker compose up --wait` (no such checks): {c:.2f} s | {v / c:.2f} | `bench/up.sh {n}` |")
+print(f"| `up` to verified-usable and then verified closed (verify's 40 checks), same runs | {v:.2f} s | `docker compose up --wait` (no such checks): {c:.2f} s | {v / c:.2f} | `bench/up.sh {n}` |")
 PY
