@@ -25,6 +25,13 @@ const ROOT: &str = "hardstack-verify";
 pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check>> {
     let profile = &context.profile;
     let spec = containers::container_specs(profile).into_iter().next().context("the stack runs no service")?;
+    // The image the service runs now (the profile's, or the local one `up` fell back to).
+    let image = context
+        .containers
+        .iter()
+        .find(|(service, _)| *service == spec.service)
+        .and_then(|(_, info)| info.config.as_ref()?.image.clone())
+        .unwrap_or_else(|| spec.image.clone());
     let uid: u32 = spec.service.uid();
     let mut files = Vec::new();
     // The running executable itself (Linux keeps it readable there even when a rebuild replaced
@@ -62,7 +69,7 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     }
     let archive = deliver::archive_of_files(&files)?;
     let run = OneOff {
-        image: spec.image.clone(),
+        image,
         user: format!("{uid}:{uid}"),
         command: vec![
             format!("/{ROOT}/hardstack"),

@@ -208,7 +208,9 @@ fn a_prod_stack_that_publishes_nothing_is_verified_from_inside_its_network() {
     if !docker_available("prod_inside") {
         return;
     }
-    let stack = prod("prod_inside");
+    // The profile's image cannot be had here: up runs the local one, and the checks from inside
+    // run in the image the stack runs.
+    let stack = prod("prod_inside").set("images.postgres=absent-registry.invalid/postgres:17");
     let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
