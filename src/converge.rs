@@ -99,9 +99,23 @@ pub struct ServicePlan {
     pub service: Service,
     pub container: ContainerStep,
     pub actions: Vec<Action>,
+    /// What the plan read and [`apply`] delivers: the record found in the volume, and the
+    /// changed files with the content they will have.
+    #[serde(skip)]
+    record: DeliveryRecord,
+    #[serde(skip)]
+    changed: Vec<(Delivery, Vec<u8>)>,
 }
 
 impl ServicePlan {
+    /// The plan as `up` and `plan` report it.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "service": self.service, "change": self.change(), "disruption": self.disruption(),
+            "container": self.container, "actions": self.actions,
+        })
+    }
+
     /// The most disruptive thing the plan does.
     pub fn disruption(&self) -> Disruption {
         match self.container {
@@ -189,7 +203,7 @@ pub async fn deliver_keeping_helper(
     let mut files = files;
     let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
     files.push((record_delivery(spec), bytes));
-    let archives = deliver::archives_with_dirs(&files, &spec.directories)?;
+    let archives = deliver::archives_of_contents(&files, &spec.directories)?;
     engine.deliver_keeping_helper(stack, spec, &archives).await
 }
 
@@ -205,14 +219,17 @@ pub async fn plan(
     contents: Contents<'_>,
     prune: bool,
 ) -> anyhow::Result<ServicePlan> {
-    let plan = |container, actions| Ok(ServicePlan { service: spec.service, container, actions });
+    let empty = |container| {
+        let (record, changed) = (DeliveryRecord::default(), Vec::new());
+        Ok(ServicePlan { service: spec.service, container, actions: Vec::new(), record, changed })
+    };
     let Some(info) = engine.inspect(&spec.name).await? else {
-        return plan(ContainerStep::Create, Vec::new());
+        return empty(ContainerStep::Create);
     };
     let hash = deliver::config_hash(spec)?;
     let label = info.config.as_ref().and_then(|c| c.labels.as_ref()?.get(CONFIG_HASH_LABEL).cloned());
     if label.as_deref() != Some(hash.as_str()) {
-        return plan(ContainerStep::Recreate { reason: spec_change(&info, spec) }, Vec::new());
+        return empty(ContainerStep::Recreate { reason: spec_change(&info, spec) });
     }
     let record = read_record(engine, spec).await?.unwrap_or_default();
     let mut changed = Vec::new();
@@ -233,7 +250,8 @@ pub async fn plan(
     let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
     if !running {
         // It reads everything when it starts.
-        return plan(ContainerStep::Start, actions);
+        let container = ContainerStep::Start;
+        return Ok(ServicePlan { service: spec.service, container, actions, record, changed });
     }
     actions.extend(server_actions(engine, profile, spec, &changed).await?);
     if prune && spec.service == Service::Postgres {
@@ -247,7 +265,7 @@ pub async fn plan(
         // (Not the init SQL: no start runs it on a data directory that is not empty.)
         actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad { .. }));
     }
-    plan(ContainerStep::Keep, actions)
+    Ok(ServicePlan { service: spec.service, container: ContainerStep::Keep, actions, record, changed })
 }
 
 /// Why a container's spec differs, as far as the engine shows it.
@@ -559,7 +577,6 @@ pub async fn apply(
     dir: &StackDir,
     spec: &ContainerSpec,
     plan: &ServicePlan,
-    contents: Contents<'_>,
     redis_admin: Option<&Secret>,
 ) -> anyhow::Result<ServicePlan> {
     let mut done = plan.clone();
@@ -572,12 +589,11 @@ pub async fn apply(
     };
     for action in &plan.actions {
         match action {
-            Action::Deliver { files } => {
-                let mut delivered = Vec::new();
-                for delivery in spec.deliveries.iter().filter(|d| files.contains(&d.source)) {
-                    delivered.push((delivery.clone(), contents(&delivery.source)?));
-                }
-                deliver(engine, &profile.stack.name, spec, delivered).await?;
+            // The files and the record the plan read: nothing is read twice.
+            Action::Deliver { .. } => {
+                let (files, record) = (plan.changed.clone(), Some(plan.record.clone()));
+                let helper = deliver_keeping_helper(engine, &profile.stack.name, spec, files, record).await?;
+                engine.force_remove(&helper).await?;
             }
             Action::UpdateLimits { .. } => {
                 engine.update_limits(&spec.name, spec.memory_bytes, spec.nano_cpus, spec.pids).await?

@@ -227,23 +227,10 @@ pub enum StackFile {
 impl StackFile {
     /// The path relative to the stack directory.
     pub fn path(&self) -> String {
+        if let Some(path) = self.fixed_path() {
+            return path.into();
+        }
         match self {
-            StackFile::CaCert
-            | StackFile::CaKey
-            | StackFile::Profile
-            | StackFile::Manifest
-            | StackFile::PostgresConf
-            | StackFile::PgHba
-            | StackFile::PgIdent
-            | StackFile::InitSql
-            | StackFile::SuperuserPassword
-            | StackFile::HealthPgpass
-            | StackFile::RedisConf
-            | StackFile::UsersAcl
-            | StackFile::RedisHealthPassword
-            | StackFile::QdrantConfig
-            | StackFile::Compose
-            | StackFile::Connections => self.fixed_path().expect("a file with a fixed path").into(),
             StackFile::ServerCert(service) => format!("certs/{service}/server.crt"),
             StackFile::ServerKey(service) => format!("certs/{service}/server.key"),
             StackFile::ClientCert(login) => format!("{}/client.crt", client_dir(login)),
@@ -251,6 +238,7 @@ impl StackFile {
             StackFile::Secret(name) => format!("{SECRETS_DIR}/{name}.json"),
             StackFile::SystemdService(stack) => format!("systemd/hardstack-rotate-{stack}.service"),
             StackFile::SystemdTimer(stack) => format!("systemd/hardstack-rotate-{stack}.timer"),
+            _ => unreachable!("{self:?} has a fixed path"),
         }
     }
 

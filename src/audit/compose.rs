@@ -71,7 +71,8 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-fn compose(bundle: &Bundle) -> Option<Result<Yaml, String>> {
+/// The compose file, parsed; `None` when absent.
+pub(super) fn compose(bundle: &Bundle) -> Option<Result<Yaml, String>> {
     bundle
         .text(COMPOSE)
         .map(|text| serde_yaml_ng::from_str(text).map_err(|e| format!("{COMPOSE}: not valid YAML: {e}")))
@@ -83,11 +84,6 @@ pub(super) fn services(doc: &Yaml) -> Vec<(String, &Yaml)> {
         .as_mapping()
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v))).collect())
         .unwrap_or_default()
-}
-
-/// The compose file, parsed; `None` when absent.
-pub(super) fn parsed(bundle: &Bundle) -> Option<Result<Yaml, String>> {
-    compose(bundle)
 }
 
 pub(super) fn with_compose(bundle: &Bundle, check: impl Fn(&Yaml) -> Vec<String>, ok: &str) -> Outcome {

@@ -241,8 +241,10 @@ fn pg_pgaudit(bundle: &Bundle) -> Outcome {
 }
 
 fn pg_wal_volume(bundle: &Bundle) -> Outcome {
-    let Some(Ok(doc)) = super::compose::parsed(bundle) else {
-        return with_compose(bundle, |_| Vec::new(), "");
+    let doc = match super::compose::compose(bundle) {
+        None => return absent(crate::layout::paths::COMPOSE),
+        Some(Err(err)) => return Fail(err),
+        Some(Ok(doc)) => doc,
     };
     let Some(postgres) = services(&doc).into_iter().find(|(n, _)| n == "postgres").map(|(_, s)| s.clone()) else {
         return Na("the stack runs no PostgreSQL".into());

@@ -50,10 +50,7 @@ pub async fn show(
         "files": files.iter().map(|(path, change)| json!({"path": path, "change": change})).collect::<Vec<_>>(),
         "conflicts": conflicts,
         "secrets": preview.plan.new_secrets.iter().map(|(name, _)| name).collect::<Vec<_>>(),
-        "services": services.iter().map(|plan| json!({
-            "service": plan.service, "change": plan.change(), "disruption": plan.disruption(),
-            "container": plan.container, "actions": plan.actions,
-        })).collect::<Vec<_>>(),
+        "services": services.iter().map(ServicePlan::report).collect::<Vec<_>>(),
     }));
     output.line(format!("stack {} (profile {}): what `up` would do", profile.stack.name, profile.name));
     if files.is_empty() && preview.diff.conflicts.is_empty() {

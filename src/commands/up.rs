@@ -135,10 +135,11 @@ async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> 
     for task in tasks {
         let (service, result) = task.await.context("a service task panicked")?;
         match result {
-            Ok((plan, elapsed)) => report.push(json!({
-                "service": service, "change": plan.change(), "disruption": plan.disruption(),
-                "container": plan.container, "actions": plan.actions, "seconds": elapsed.as_secs_f64(),
-            })),
+            Ok((plan, elapsed)) => {
+                let mut entry = plan.report();
+                entry["seconds"] = json!(elapsed.as_secs_f64());
+                report.push(entry)
+            }
             Err(err) => {
                 report.push(json!({"service": service, "error": format!("{err:#}")}));
                 failures.push(format!("{service}: {err:#}"));
@@ -363,7 +364,7 @@ async fn bring_up(
                 progress.stage(service, plan.change());
             }
             let admin = stack.redis_admin.as_ref();
-            let done = converge::apply(engine, &stack.profile, &stack.dir, spec, &plan, &contents, admin).await?;
+            let done = converge::apply(engine, &stack.profile, &stack.dir, spec, &plan, admin).await?;
             (None, done)
         }
     };

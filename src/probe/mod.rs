@@ -232,17 +232,19 @@ pub fn login_target(
 /// TLS material for `login` from the stack directory: the stack CA, and the login's client
 /// certificate when `with_client_cert`.
 pub fn client_tls(dir: &crate::stackdir::StackDir, login: &str, with_client_cert: bool) -> anyhow::Result<ClientTls> {
-    let read = |file: StackFile| {
-        std::fs::read(dir.file(&file)).with_context(|| format!("reading {}", dir.file(&file).display()))
-    };
-    let client = if with_client_cert {
-        let key = read(StackFile::ClientKey(login.to_owned()))?;
-        let key = String::from_utf8(key).context("the client key is not text")?;
-        Some((read(StackFile::ClientCert(login.to_owned()))?, Secret::new(key)))
-    } else {
-        None
-    };
-    Ok(ClientTls { ca_pem: read(StackFile::CaCert)?, client })
+    let client = if with_client_cert { Some(client_cert(dir, login)?) } else { None };
+    Ok(ClientTls { ca_pem: read_file(dir, &StackFile::CaCert)?, client })
+}
+
+/// A login's client certificate and key (PEM) from the stack directory.
+pub fn client_cert(dir: &crate::stackdir::StackDir, login: &str) -> anyhow::Result<(Vec<u8>, Secret)> {
+    let key = read_file(dir, &StackFile::ClientKey(login.to_owned()))?;
+    let key = String::from_utf8(key).context("the client key is not text")?;
+    Ok((read_file(dir, &StackFile::ClientCert(login.to_owned()))?, Secret::new(key)))
+}
+
+fn read_file(dir: &crate::stackdir::StackDir, file: &StackFile) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(dir.file(file)).with_context(|| format!("reading {}", dir.file(file).display()))
 }
 
 /// Probes one service.

@@ -8,35 +8,22 @@ use anyhow::Context as _;
 use crate::containers::{ContainerSpec, Delivery};
 use crate::stackdir::StackDir;
 
-/// One archive per volume key, with every directory (0700) and file of the deliveries.
+/// One archive per volume key, with every file the spec delivers (read from the stack
+/// directory) and every directory it makes.
 pub fn archives(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    archives_of(dir, spec, |_| true)
-}
-
-/// Archives of the deliveries `keep` selects, with their content from the stack directory.
-pub fn archives_of(
-    dir: &StackDir,
-    spec: &ContainerSpec,
-    keep: impl Fn(&Delivery) -> bool,
-) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
-    for file in spec.deliveries.iter().filter(|f| keep(f)) {
+    for file in &spec.deliveries {
         let content = std::fs::read(dir.path(&file.source)).with_context(|| {
             format!("reading {}; run `hardstack init` to restore it", dir.path(&file.source).display())
         })?;
         files.push((file.clone(), content));
     }
-    archives_of_contents(&files)
+    archives_of_contents(&files, &spec.directories)
 }
 
 /// Archives of files given by their content, one per volume, each with its delivery's owner and
-/// mode.
-pub fn archives_of_contents(files: &[(Delivery, Vec<u8>)]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    archives_with_dirs(files, &[])
-}
-
-/// [`archives_of_contents`], with directories made in volumes (0700, their owner).
-pub fn archives_with_dirs(
+/// mode, and of directories made in volumes (0700, their owner).
+pub fn archives_of_contents(
     files: &[(Delivery, Vec<u8>)],
     dirs: &[crate::containers::OwnedDir],
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
@@ -48,14 +35,6 @@ pub fn archives_with_dirs(
         by_volume.entry(&file.volume).or_default().add(file, content)?;
     }
     by_volume.into_iter().map(|(key, archive)| Ok((key.to_owned(), archive.finish()?))).collect()
-}
-
-/// An archive of one file given by its content, for the volume of `delivery`, with the
-/// delivery's owner and mode (rotation hands a container its new health password this way).
-pub fn archive_of_content(delivery: &Delivery, content: &[u8]) -> anyhow::Result<(String, Vec<u8>)> {
-    let mut archive = Archive::default();
-    archive.add(delivery, content)?;
-    Ok((delivery.volume.clone(), archive.finish()?))
 }
 
 /// A tar archive of files given by path (relative, without a leading slash), owner, mode and

@@ -192,19 +192,8 @@ impl Engine {
 
     /// Copies files into the spec's volumes with their owner and mode, through a helper
     /// container that is created for the upload and never started (works against a remote
-    /// engine, and into volumes that the service mounts read-only).
-    pub async fn deliver(
-        &self,
-        stack: &str,
-        spec: &ContainerSpec,
-        archives: &[(String, Vec<u8>)],
-    ) -> anyhow::Result<()> {
-        let helper = self.deliver_keeping_helper(stack, spec, archives).await?;
-        self.force_remove(&helper).await
-    }
-
-    /// `deliver` without its clean-up, for callers with something better to do first: the files
-    /// are in the volumes when it returns the helper container's name, for `force_remove`.
+    /// engine, and into volumes that the service mounts read-only). The files are in the
+    /// volumes when it returns the helper container's name, for the caller to `force_remove`.
     pub async fn deliver_keeping_helper(
         &self,
         stack: &str,

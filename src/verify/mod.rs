@@ -191,7 +191,8 @@ impl Context {
 
     /// TLS material for a login: the stack CA, and the login's client certificate.
     pub fn tls_for(&self, login: &str, with_client_cert: bool) -> anyhow::Result<ClientTls> {
-        crate::probe::client_tls(&self.dir, login, with_client_cert)
+        let client = if with_client_cert { Some(crate::probe::client_cert(&self.dir, login)?) } else { None };
+        Ok(ClientTls { ca_pem: self.ca_pem.clone(), client })
     }
 
     /// TLS that presents the foreign client certificate.

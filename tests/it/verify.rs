@@ -68,6 +68,16 @@ fn with_a_host_line(hba: &str) -> String {
     hba.replacen("hostssl    all        postgres", "host all all all scram-sha-256\nhostssl    all        postgres", 1)
 }
 
+/// users.acl with the default user on, with a password: guessing fails, but the user should not
+/// exist at all.
+fn with_the_default_user_on(acl: &str) -> String {
+    acl.replacen(
+        "user default off resetpass resetkeys resetchannels -@all",
+        "user default on >a-known-password ~* &* +@all",
+        1,
+    )
+}
+
 #[test]
 fn pg_hba_host_line_is_caught() {
     if !docker_available("pg_hba_host_line") {
@@ -129,14 +139,9 @@ fn redis_default_user_on_is_caught() {
     if !docker_available("redis_default_user") {
         return;
     }
-    let stack = DockerStack::new("redis_default_user").services(&["redis"]).template("redis/users.acl.tera", |t| {
-        // On, with a password: guessing fails, but the user should not exist at all.
-        t.replacen(
-            "user default off resetpass resetkeys resetchannels -@all",
-            "user default on >a-known-password ~* &* +@all",
-            1,
-        )
-    });
+    let stack = DockerStack::new("redis_default_user")
+        .services(&["redis"])
+        .template("redis/users.acl.tera", with_the_default_user_on);
     assert_caught(stack, &["redis.default_user_refused"]);
 }
 
@@ -238,16 +243,9 @@ fn a_weakened_prod_stack_is_caught_from_inside_its_network() {
     if !docker_available("prod_inside_weakened") {
         return;
     }
-    let stack = prod("prod_inside_weakened").template("postgres/pg_hba.conf.tera", with_a_host_line).template(
-        "redis/users.acl.tera",
-        |t| {
-            t.replacen(
-                "user default off resetpass resetkeys resetchannels -@all",
-                "user default on >a-known-password ~* &* +@all",
-                1,
-            )
-        },
-    );
+    let stack = prod("prod_inside_weakened")
+        .template("postgres/pg_hba.conf.tera", with_a_host_line)
+        .template("redis/users.acl.tera", with_the_default_user_on);
     assert_caught(stack, &["pg.plaintext_refused", "redis.default_user_refused"]);
 }
 
