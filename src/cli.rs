@@ -88,9 +88,45 @@ pub enum Command {
     /// CPUs and memory for the limits, the clock against the certificates, the stack
     /// directory's modes. Exit 1 when a check fails, 2 when the engine cannot be reached.
     Doctor,
+    /// Take a backup set of every service (PostgreSQL base backup with its WAL, Redis RDB,
+    /// Qdrant snapshots) into the profile's backup directory, checked and complete only once
+    /// its manifest is written; keep the profile's number of sets. With --test, restore the
+    /// latest set into a throwaway stack and compare it with what was backed up.
+    Backup(BackupArgs),
+    /// Restore a backup set into a stack with no data (after `down --volumes`, or a new stack
+    /// directory), to its end or to a point in time, then bring the stack up with its current
+    /// credentials and verify it. A set that does not match its manifest is refused.
+    Restore(RestoreArgs),
     /// Print a completion script for a shell: `hardstack completions bash >
     /// /etc/bash_completion.d/hardstack`, or `source <(hardstack completions bash)`.
     Completions(CompletionsArgs),
+}
+
+/// Options of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Do not take a backup: restore the latest set into a throwaway stack on the same engine,
+    /// compare it with what was backed up (rows and a checksum per table, Redis keys and sampled
+    /// values, Qdrant points), record the result and remove the throwaway stack.
+    #[arg(long)]
+    pub test: bool,
+}
+
+/// Options of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The set: its id (as `hardstack status` lists it), its directory, or `latest`.
+    pub set: String,
+    /// Recover PostgreSQL to this moment (UTC, RFC 3339: 2026-11-27T01:12:00Z) from the WAL
+    /// archive; the other services are restored as the set holds them.
+    #[arg(long, value_name = "TIME")]
+    pub to_time: Option<String>,
+    /// Remove the stack's containers and data volumes first when it holds data.
+    #[arg(long)]
+    pub force: bool,
+    /// How long each service may take to become usable.
+    #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Options of `rotate`.

@@ -37,6 +37,21 @@ pub struct VolumeMount {
     pub read_only: bool,
 }
 
+/// A directory of the engine's host mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindMount {
+    /// The host directory as the profile names it: absolute, or relative to the stack directory.
+    pub source: String,
+    pub target: String,
+}
+
+impl BindMount {
+    /// The host directory, a relative source resolved against the stack directory.
+    pub fn host_path(&self, stack_dir: &std::path::Path) -> std::path::PathBuf {
+        stack_dir.join(&self.source)
+    }
+}
+
 /// A tmpfs mount with its options (`uid=999,gid=999,mode=0700`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TmpfsMount {
@@ -83,6 +98,10 @@ pub struct ContainerSpec {
     /// Environment: paths and flags only, never a secret.
     pub environment: Vec<(String, String)>,
     pub volumes: Vec<VolumeMount>,
+    /// Host directories (PostgreSQL's WAL archive). Left out of the config hash when empty, so
+    /// adding the field recreated no container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<BindMount>,
     pub tmpfs: Vec<TmpfsMount>,
     /// Capabilities kept after dropping ALL.
     pub cap_add: Vec<String>,
@@ -182,6 +201,12 @@ fn data_mount(
     }
 }
 
+/// The WAL archive's host directory as the profile names it (absolute, or relative to the
+/// stack directory).
+pub fn archive_dir(profile: &Profile) -> String {
+    format!("{}/{}", profile.backup.dir.trim_end_matches('/'), layout::backups::ARCHIVE)
+}
+
 /// The spec of every service the profile runs, in start order.
 pub fn container_specs(profile: &Profile) -> Vec<ContainerSpec> {
     Service::ALL.into_iter().filter(|s| profile.runs(*s)).map(|s| container_spec(profile, s)).collect()
@@ -195,6 +220,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
     let mut environment = Vec::new();
     let mut entrypoint = None;
     let mut directories = Vec::new();
+    let mut binds = Vec::new();
     let mutual = profile.mutual_tls();
     // Where the server finds a delivered file.
     let at = |file: StackFile| layout::container_path(profile, service, &file).expect("the service receives the file");
@@ -221,6 +247,9 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 directories.push(OwnedDir { volume: wal.key.clone(), path: "pg".into(), uid });
                 environment.push(("POSTGRES_INITDB_WALDIR".into(), format!("{POSTGRES_WAL_MOUNT}/pg/pg_wal")));
                 volumes.push(wal);
+            }
+            if profile.backup.wal_archive {
+                binds.push(BindMount { source: archive_dir(profile), target: layout::backups::ARCHIVE_MOUNT.into() });
             }
             let client = if mutual {
                 format!(
@@ -286,6 +315,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         command,
         environment,
         volumes,
+        binds,
         tmpfs,
         cap_add: Vec::new(),
         memory_bytes: limits.memory.0,

@@ -435,11 +435,7 @@ async fn user_changes(
     profile: &Profile,
     spec: &ContainerSpec,
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let mut logins = vec![layout::ADMIN.to_owned(), layout::HEALTH.to_owned()];
-    for user in &profile.users {
-        logins.push(user.name.clone());
-        logins.push(layout::alternate_login(&user.name));
-    }
+    let logins = layout::client_logins(profile);
     let quoted: Vec<String> = logins.iter().map(|l| format!("'{}'", l.replace('\'', "''"))).collect();
     let sql = format!(
         "SELECT 'exists|' || rolname FROM pg_roles WHERE rolname IN ({list}) \

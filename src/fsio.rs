@@ -26,6 +26,37 @@ pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating directory {}", dir.display()))
 }
 
+/// Creates `dir` (0700) owned by `uid`, for a server in a container that writes into it
+/// through a bind mount; an existing directory must already belong to `uid`.
+pub fn ensure_owned_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    ensure_dir(dir)?;
+    let owner = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?.uid();
+    if owner != uid {
+        std::os::unix::fs::chown(dir, Some(uid), Some(uid))
+            .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)))
+            .with_context(|| {
+                format!(
+                    "{} must belong to uid {uid}, the server's: run hardstack as root, or `sudo install -d -o {uid} -g {uid} -m 0700 {}`",
+                    dir.display(),
+                    dir.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Opens (creating, 0600) a file that is only ever locked, never written.
+pub fn open_lock(path: &Path) -> anyhow::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Writes `bytes` to `path` atomically with `mode`, creating parent directories with 0700.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

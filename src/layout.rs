@@ -27,8 +27,11 @@ pub const POSTGRES_INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
 pub const ADMIN: &str = "admin";
 /// The login of the containers' healthchecks: it may only connect and ping.
 pub const HEALTH: &str = "health";
+/// The login of `hardstack backup`: replication only in PostgreSQL (client certificate and
+/// password), the RDB transfer only in Redis.
+pub const BACKUP: &str = "backup";
 /// Logins that get a client certificate and a password besides the application users.
-pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH];
+pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH, BACKUP];
 /// PostgreSQL's superuser: local socket only, used by the image's init.
 pub const POSTGRES_SUPERUSER: &str = "postgres";
 
@@ -83,14 +86,36 @@ pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
     names
 }
 
-/// Every login that gets a client certificate: the service logins, then each application
-/// user and its alternate login (PostgreSQL's `clientcert=verify-full` wants CN = login role).
+/// Every login that gets a client certificate, which is every PostgreSQL login hardstack
+/// manages: the service logins, then each application user and its alternate login
+/// (PostgreSQL's `clientcert=verify-full` wants CN = login role).
 pub fn client_logins(profile: &Profile) -> Vec<String> {
     SERVICE_LOGINS
         .iter()
         .map(|s| s.to_string())
         .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]))
         .collect()
+}
+
+/// The backup directory: sets, the WAL archive and the restore-test record. Its place on the
+/// host is the profile's `backup.dir` (relative: under the stack directory).
+pub mod backups {
+    /// The WAL archive, beside the sets.
+    pub const ARCHIVE: &str = "wal";
+    /// A set is complete once this file exists: it is written last, atomically.
+    pub const SET_MANIFEST: &str = "manifest.json";
+    /// The last restore test's result.
+    pub const RESTORE_TEST: &str = "restore-test.json";
+    /// Held while a backup runs.
+    pub const LOCK: &str = ".lock";
+    /// The throwaway stack directory of `backup --test`.
+    pub const TEST_STACK: &str = ".restore-test";
+    /// Where PostgreSQL sees the archive.
+    pub const ARCHIVE_MOUNT: &str = "/var/lib/postgresql/archive";
+    /// A set's directory for one service's files.
+    pub fn service_dir(service: crate::profile::Service) -> &'static str {
+        service.name()
+    }
 }
 
 /// The permission bits a file of the stack directory must have.

@@ -29,6 +29,7 @@ pub mod verify;
 
 pub mod converge;
 pub mod rotate;
+pub mod backup;
 
 pub mod commands;
 pub mod output;
@@ -54,6 +55,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Down(args) => commands::down::run(global, args).await,
             Command::Status => commands::status::run(global).await,
             Command::Doctor => commands::doctor::run(global).await,
+            Command::Backup(args) => commands::backup::run(global, args).await,
+            Command::Restore(args) => commands::restore::run(global, args).await,
             Command::Audit(args) => commands::audit::run(global, args),
             Command::Verify(args) => commands::verify::run(global, args).await,
             Command::Rotate(args) => commands::rotate::run(global, args).await,

@@ -28,6 +28,11 @@ impl StackDir {
         self.root.join(relative)
     }
 
+    /// The stack directory as an absolute path (what the engine needs for a host directory).
+    pub fn absolute(&self) -> PathBuf {
+        std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone())
+    }
+
     /// The path of a file of the layout.
     pub fn file(&self, file: &StackFile) -> PathBuf {
         self.path(&file.path())

@@ -2,11 +2,13 @@
 //! `output`; nothing below calls back up here.
 
 pub mod audit;
+pub mod backup;
 pub mod doctor;
 pub mod down;
 pub mod env;
 pub mod init;
 pub mod plan;
+pub mod restore;
 pub mod rotate;
 pub mod status;
 pub mod up;

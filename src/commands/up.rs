@@ -54,7 +54,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     up(&output, resolved.profile, StackDir::new(&global.dir), args).await
 }
 
-async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> anyhow::Result<ExitCode> {
+pub async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let timeout = args.timeout;
     let started = Instant::now();
     let engine = runtime::connect().await?;
@@ -394,12 +394,15 @@ async fn create_and_start(
     let (engine, names) = (&stack.engine, &stack.names);
     stack.progress.stage(spec.service.name(), "creating");
     engine.ensure_volumes(&names.stack, spec).await?;
+    for bind in &spec.binds {
+        crate::fsio::ensure_owned_dir(&bind.host_path(&stack.dir.absolute()), spec.service.uid())?;
+    }
     let files =
         spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.source)?))).collect::<anyhow::Result<Vec<_>>>()?;
     let hash = deliver::config_hash(spec)?;
     let creating = async {
         stack.network.clone().await.map_err(anyhow::Error::msg)?;
-        engine.create(&names.stack, &names.network, spec, &hash).await
+        engine.create(&names.stack, &names.network, spec, &hash, &stack.dir.absolute()).await
     };
     let delivering =
         converge::deliver_keeping_helper(engine, &names.stack, spec, files, Some(converge::DeliveryRecord::default()));

@@ -43,6 +43,9 @@ pub struct Profile {
     pub secrets: SecretSettings,
     /// How often credentials are rotated.
     pub rotation: RotationPolicy,
+    /// Backup sets, the WAL archive and the restore test.
+    #[serde(default)]
+    pub backup: BackupSettings,
 }
 
 /// The services hardstack knows.
@@ -470,6 +473,38 @@ pub struct RotationPolicy {
     pub grace: Span,
     /// systemd `OnCalendar` expression for the timer `init --systemd` emits.
     pub schedule: String,
+}
+
+/// Backups (`hardstack backup`, `restore`, `backup --test`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// Where backup sets and the WAL archive go, on the engine's host; a relative path is
+    /// under the stack directory.
+    pub dir: String,
+    /// Complete sets kept; older ones are removed once a new one is complete.
+    pub keep: u32,
+    /// `checklist.backups` passes only when a restore test of a set younger than this passed.
+    pub max_age: Span,
+    /// Continuous WAL archiving into the backup directory, for `restore --to-time`.
+    pub wal_archive: bool,
+    /// systemd `OnCalendar` of the backup timer `init --systemd` writes.
+    pub schedule: String,
+    /// systemd `OnCalendar` of the restore-test timer.
+    pub test_schedule: String,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            dir: "backups".into(),
+            keep: 7,
+            max_age: Span(Duration::from_secs(8 * 86_400)),
+            wal_archive: false,
+            schedule: "daily".into(),
+            test_schedule: "weekly".into(),
+        }
+    }
 }
 
 impl Profile {

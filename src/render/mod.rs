@@ -266,11 +266,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             names.extend(profile.users.iter().map(|u| u.database.clone()).filter(|d| !first.contains(&d.as_str())));
             names.join(",")
         };
-        let mut logins = vec![format!("'{}'", layout::ADMIN), format!("'{}'", layout::HEALTH)];
-        for user in &profile.users {
-            logins.push(format!("'{}'", user.name));
-            logins.push(format!("'{}'", layout::alternate_login(&user.name)));
-        }
+        let logins: Vec<String> = layout::client_logins(profile).iter().map(|l| format!("'{l}'")).collect();
         context["pg"] = json!({
             "dir": layout::POSTGRES_DIR,
             "alias": Service::Postgres.name(),
@@ -291,6 +287,9 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "admin_databases": databases(&["postgres"]),
             "admin_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::ADMIN))?.expose(),
             "health_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::HEALTH))?.expose(),
+            "backup_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::BACKUP))?.expose(),
+            "wal_archive": profile.backup.wal_archive,
+            "archive_dir": layout::backups::ARCHIVE_MOUNT,
         });
     }
     if profile.runs(Service::Redis) {
@@ -323,6 +322,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "appendonly": if profile.redis.appendonly { "yes" } else { "no" },
             "admin_passwords": passwords(layout::ADMIN)?,
             "health_passwords": passwords(layout::HEALTH)?,
+            "backup_passwords": passwords(layout::BACKUP)?,
             "users": users,
         });
     }

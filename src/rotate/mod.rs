@@ -55,6 +55,9 @@ pub enum Credential {
     PostgresAdmin,
     /// PostgreSQL's health login, used by the container's healthcheck through a delivered file.
     PostgresHealth,
+    /// PostgreSQL's backup login (one replication-only role: a backup that meets the short
+    /// window between set and finish retries with the pending password).
+    PostgresBackup,
     /// A Redis user (dual passwords).
     RedisUser { user: String },
     /// A service's server certificate.
@@ -70,6 +73,7 @@ impl Credential {
             Credential::PostgresUser { user, .. } => layout::login_secret(Service::Postgres, user),
             Credential::PostgresAdmin => layout::login_secret(Service::Postgres, layout::ADMIN),
             Credential::PostgresHealth => layout::login_secret(Service::Postgres, layout::HEALTH),
+            Credential::PostgresBackup => layout::login_secret(Service::Postgres, layout::BACKUP),
             Credential::RedisUser { user } => layout::login_secret(Service::Redis, user),
             Credential::Certificate { service } => format!("certificate/{service}"),
             Credential::QdrantApiKey => layout::QDRANT_API_KEY.into(),
@@ -89,6 +93,7 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
         );
         all.push(Credential::PostgresAdmin);
         all.push(Credential::PostgresHealth);
+        all.push(Credential::PostgresBackup);
     }
     if profile.runs(Service::Redis) {
         all.extend(profile.users.iter().map(|u| Credential::RedisUser { user: u.name.clone() }));
@@ -221,6 +226,16 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::PostgresAdmin, Step::Test) => postgres::test(context, &pending, "postgres").await,
         (Credential::PostgresHealth, Step::Set) => postgres::set_health(context, &pending).await,
         (Credential::PostgresHealth, Step::Test) => postgres::test_health(context, &pending).await,
+        (Credential::PostgresBackup, Step::Set) => postgres::set_backup(context, &pending).await,
+        (Credential::PostgresBackup, Step::Test) => {
+            let backup = crate::backup::Context {
+                profile: context.profile,
+                dir: context.dir,
+                store: context.store,
+                engine: context.engine,
+            };
+            crate::backup::postgres::check_login(&backup, &pending.value).await
+        }
         (Credential::RedisUser { user }, Step::Set) => {
             redis::set(context, user, &current, &pending).await?;
             if user == layout::HEALTH {
@@ -250,7 +265,7 @@ fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersio
             let login = if current.username.as_deref() == Some(alternate.as_str()) { user.clone() } else { alternate };
             (Some(login), Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }
-        Credential::PostgresAdmin | Credential::PostgresHealth => {
+        Credential::PostgresAdmin | Credential::PostgresHealth | Credential::PostgresBackup => {
             (None, Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }
         _ => (None, None),

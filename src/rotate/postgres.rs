@@ -85,6 +85,17 @@ pub async fn set_admin(context: &Context<'_>, _current: &SecretVersion, pending:
     Ok(())
 }
 
+/// Sets the backup login's new password. A backup running keeps its session; one starting
+/// before the finish retries with the pending password when the current one is refused.
+pub async fn set_backup(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
+    let client = quiet_admin(context).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", layout::BACKUP, verifier(pending)?))
+        .await
+        .context("setting the backup password")?;
+    Ok(())
+}
+
 /// Logs in with the pending version and runs a real query; for an application login, checks
 /// it acts as the owner role, so objects made through either login stay usable.
 pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str) -> anyhow::Result<()> {

@@ -90,6 +90,11 @@ pub struct OneOff {
     pub command: Vec<String>,
     /// A tar of the files it needs, unpacked at `/`.
     pub archive: Vec<u8>,
+    /// Mounts in the engine's `source:target[:ro]` form: a named volume or a directory on the
+    /// engine's host.
+    pub mounts: Vec<String>,
+    /// Capabilities kept after dropping ALL.
+    pub cap_add: Vec<String>,
 }
 
 /// How an image was made available.
@@ -290,6 +295,7 @@ impl Engine {
         network: &str,
         spec: &ContainerSpec,
         config_hash: &str,
+        stack_dir: &std::path::Path,
     ) -> anyhow::Result<()> {
         let port_key = format!("{}/tcp", spec.container_port);
         let port_bindings = spec.publish.as_ref().map(|(address, port)| {
@@ -298,17 +304,21 @@ impl Engine {
                 Some(vec![PortBinding { host_ip: Some(address.clone()), host_port: Some(port.to_string()) }]),
             )])
         });
-        let mounts = spec
-            .volumes
-            .iter()
-            .map(|v| Mount {
-                target: Some(v.target.clone()),
-                source: Some(v.name.clone()),
-                typ: Some(MountTypeEnum::VOLUME),
-                read_only: Some(v.read_only),
-                ..Default::default()
-            })
-            .collect();
+        let volumes = spec.volumes.iter().map(|v| Mount {
+            target: Some(v.target.clone()),
+            source: Some(v.name.clone()),
+            typ: Some(MountTypeEnum::VOLUME),
+            read_only: Some(v.read_only),
+            ..Default::default()
+        });
+        let binds = spec.binds.iter().map(|b| Mount {
+            target: Some(b.target.clone()),
+            source: Some(b.host_path(stack_dir).to_string_lossy().into_owned()),
+            typ: Some(MountTypeEnum::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        });
+        let mounts = volumes.chain(binds).collect();
         let tmpfs = spec.tmpfs.iter().map(|t| (t.target.clone(), t.options.clone())).collect();
         let host_config = HostConfig {
             mounts: Some(mounts),
@@ -503,7 +513,9 @@ impl Engine {
             host_config: Some(HostConfig {
                 network_mode: Some(network.to_owned()),
                 auto_remove: Some(true),
+                binds: Some(run.mounts.clone()),
                 cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(run.cap_add.clone()),
                 security_opt: Some(vec!["no-new-privileges:true".into()]),
                 memory: Some(256 * 1024 * 1024),
                 pids_limit: Some(256),

@@ -81,6 +81,8 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
             "json".into(),
         ],
         archive,
+        mounts: Vec::new(),
+        cap_add: Vec::new(),
     };
     let names = containers::stack_names(profile);
     let ran = engine

@@ -1,0 +1,429 @@
+//! Backups that are restored. `take` writes a backup set: one directory per set in the profile's
+//! backup directory, a subdirectory per service, and the set's manifest written last and
+//! atomically; a set without a manifest is not a set (a backup killed at any moment leaves
+//! nothing that looks complete, and the next backup removes what it left). `restore` checks a
+//! set against its manifest before it touches anything, then fills a stack with no data from it;
+//! `test` restores the latest set into a throwaway stack and compares it with what was backed up.
+//!
+//! The tools are the servers' own: `pg_basebackup` and `pg_verifybackup`, `redis-cli --rdb` and
+//! `redis-check-rdb` run in short-lived containers from the stack's own images on the stack
+//! network, as the backup logins (replication only; the RDB transfer only); Qdrant's snapshot
+//! API over verified TLS.
+
+pub mod postgres;
+pub mod qdrant;
+pub mod redis;
+pub mod restore;
+pub mod test;
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::layout;
+use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
+use crate::secrets::store::Store;
+use crate::stackdir::StackDir;
+
+/// The schema of a set's manifest.
+pub const SCHEMA: &str = "hardstack.backup-set/v1";
+
+/// What a backup works with.
+pub struct Context<'a> {
+    pub profile: &'a Profile,
+    pub dir: &'a StackDir,
+    pub store: &'a Store,
+    pub engine: &'a Engine,
+}
+
+/// A set's manifest: what was backed up, how, and every file with its size and digest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    pub stack: String,
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub finished: String,
+    pub services: Vec<ServiceSet>,
+}
+
+/// One service's part of a set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceSet {
+    pub service: Service,
+    pub server_version: String,
+    /// How it was taken (`pg_basebackup`, `redis-cli --rdb`, `qdrant snapshot`).
+    pub method: String,
+    /// Relative to the set's directory.
+    pub files: Vec<FileEntry>,
+    /// What the server held when the backup ended: the restore test compares with it.
+    pub contents: Contents,
+    /// PostgreSQL: where the base backup's WAL starts (for the archive and `--to-time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalStart>,
+}
+
+/// A file of a set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Counts and checksums of what a server holds: PostgreSQL rows and a checksum per table
+/// (`database.schema.table`), Redis keys per database and a digest of sampled values, Qdrant
+/// points per collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contents {
+    pub counts: BTreeMap<String, u64>,
+    pub checksums: BTreeMap<String, String>,
+}
+
+impl Contents {
+    /// Every difference between what was backed up (`self`) and what a restore holds.
+    pub fn differences(&self, restored: &Contents) -> Vec<String> {
+        let mut differences = Vec::new();
+        for (name, count) in &self.counts {
+            match restored.counts.get(name) {
+                Some(other) if other == count => {}
+                Some(other) => differences.push(format!("{name}: {count} backed up, {other} restored")),
+                None => differences.push(format!("{name}: {count} backed up, absent after the restore")),
+            }
+        }
+        for (name, checksum) in &self.checksums {
+            if restored.checksums.get(name) != Some(checksum) {
+                differences.push(format!("{name}: checksum differs after the restore"));
+            }
+        }
+        differences
+    }
+}
+
+/// The first WAL segment a base backup needs, and its timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalStart {
+    pub timeline: u32,
+    /// The 24-hex-digit segment file name.
+    pub segment: String,
+}
+
+/// A set directory in the backup directory.
+#[derive(Debug, Clone)]
+pub struct SetDir {
+    pub id: String,
+    pub path: PathBuf,
+    /// Its manifest exists: the backup finished.
+    pub complete: bool,
+}
+
+/// The backup directory of a stack.
+#[derive(Debug, Clone)]
+pub struct Backups {
+    pub root: PathBuf,
+}
+
+impl Backups {
+    /// The profile's backup directory (relative: under the stack directory).
+    pub fn of(profile: &Profile, dir: &StackDir) -> Backups {
+        Backups { root: dir.absolute().join(&profile.backup.dir) }
+    }
+
+    /// The WAL archive PostgreSQL writes into.
+    pub fn archive(&self) -> PathBuf {
+        self.root.join(layout::backups::ARCHIVE)
+    }
+
+    /// Every set directory, oldest first.
+    pub fn sets(&self) -> anyhow::Result<Vec<SetDir>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", self.root.display())),
+        };
+        let mut sets = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !is_set_id(&id) || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            let complete = path.join(layout::backups::SET_MANIFEST).is_file();
+            sets.push(SetDir { id, path, complete });
+        }
+        sets.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(sets)
+    }
+
+    /// The newest complete set.
+    pub fn latest(&self) -> anyhow::Result<Option<SetDir>> {
+        Ok(self.sets()?.into_iter().rev().find(|s| s.complete))
+    }
+
+    /// A set named by its id or its path.
+    pub fn find(&self, set: &str) -> anyhow::Result<SetDir> {
+        let path = if Path::new(set).is_dir() { PathBuf::from(set) } else { self.root.join(set) };
+        anyhow::ensure!(
+            path.is_dir(),
+            "no backup set {set} (neither a directory nor a set in {}); `hardstack status` lists the sets",
+            self.root.display()
+        );
+        let id = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let complete = path.join(layout::backups::SET_MANIFEST).is_file();
+        Ok(SetDir { id, path, complete })
+    }
+
+    /// The last restore test's record, if any.
+    pub fn restore_test(&self) -> anyhow::Result<Option<test::Record>> {
+        match crate::stackdir::read_optional(&self.root.join(layout::backups::RESTORE_TEST))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).context("reading the restore-test record")?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A set id is a UTC timestamp: `20261127T011200.123Z`.
+fn is_set_id(name: &str) -> bool {
+    name.len() == 20 && name.ends_with('Z') && name.as_bytes()[8] == b'T' && name[..8].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The id of a set started at `time`.
+fn set_id(time: SystemTime) -> String {
+    rfc3339(time).replace(['-', ':'], "")
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Parses an RFC 3339 time in UTC (`2026-11-27T01:12:00Z`, fractions allowed).
+pub fn parse_time(text: &str) -> anyhow::Result<SystemTime> {
+    humantime::parse_rfc3339_weak(text.trim_end_matches('Z'))
+        .with_context(|| format!("`{text}` is not a UTC time; write it like 2026-11-27T01:12:00Z"))
+}
+
+/// What `take` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Taken {
+    pub set: String,
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    /// Sets removed by retention.
+    pub removed: Vec<String>,
+    /// Incomplete sets (of backups that died) removed.
+    pub incomplete_removed: Vec<String>,
+}
+
+/// Takes a backup set of every service the stack runs, then applies retention.
+pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
+    let backups = Backups::of(context.profile, context.dir);
+    crate::fsio::ensure_dir(&backups.root)?;
+    // One backup at a time: the lock goes with the process, however it ends.
+    let lock_path = backups.root.join(layout::backups::LOCK);
+    let lock = crate::fsio::open_lock(&lock_path)?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!("another backup of this stack is running (it holds {})", lock_path.display())
+    })?;
+    let mut incomplete_removed = Vec::new();
+    for set in backups.sets()?.into_iter().filter(|s| !s.complete) {
+        std::fs::remove_dir_all(&set.path).with_context(|| format!("removing {}", set.path.display()))?;
+        incomplete_removed.push(set.id);
+    }
+    let started = SystemTime::now();
+    let id = set_id(started);
+    let path = backups.root.join(&id);
+    crate::fsio::ensure_dir(&path)?;
+    let mut services = Vec::new();
+    for service in layout::services(context.profile) {
+        let part = path.join(layout::backups::service_dir(service));
+        crate::fsio::ensure_dir(&part)?;
+        let mut set = match service {
+            Service::Postgres => postgres::backup(context, &part, &id).await,
+            Service::Redis => redis::backup(context, &part).await,
+            Service::Qdrant => qdrant::backup(context, &part).await,
+        }
+        .with_context(|| format!("backing up {service}"))?;
+        set.files = files_of(&path, &part)?;
+        services.push(set);
+    }
+    let manifest = Manifest {
+        schema: SCHEMA.into(),
+        stack: context.profile.stack.name.clone(),
+        id: id.clone(),
+        started: rfc3339(started),
+        finished: rfc3339(SystemTime::now()),
+        services,
+    };
+    // Last, and atomically: from here on the set is complete.
+    let bytes = serde_json::to_vec_pretty(&manifest).context("serializing the manifest")?;
+    crate::fsio::write_atomic(&path.join(layout::backups::SET_MANIFEST), &bytes, 0o600)?;
+    let removed = retain(&backups, context.profile.backup.keep)?;
+    Ok(Taken { set: id, path, manifest, removed, incomplete_removed })
+}
+
+/// Keeps the newest `keep` complete sets, and the archived WAL the oldest of them needs.
+fn retain(backups: &Backups, keep: u32) -> anyhow::Result<Vec<String>> {
+    let complete: Vec<SetDir> = backups.sets()?.into_iter().filter(|s| s.complete).collect();
+    let excess = complete.len().saturating_sub(keep.max(1) as usize);
+    let mut removed = Vec::new();
+    for set in &complete[..excess] {
+        std::fs::remove_dir_all(&set.path).with_context(|| format!("removing {}", set.path.display()))?;
+        removed.push(set.id.clone());
+    }
+    if let Some(oldest) = complete.get(excess) {
+        let manifest = read_manifest(&oldest.path)?;
+        if let Some(wal) = manifest.services.iter().find_map(|s| s.wal.clone()) {
+            postgres::clean_archive(&backups.archive(), &wal)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Reads a set's manifest.
+pub fn read_manifest(set: &Path) -> anyhow::Result<Manifest> {
+    let path = set.join(layout::backups::SET_MANIFEST);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!("{} has no manifest: the backup that wrote it did not finish, so it is not a set", set.display())
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(manifest.schema == SCHEMA, "{} is a {} document, not {SCHEMA}", path.display(), manifest.schema);
+    Ok(manifest)
+}
+
+/// Checks every file of a set against its manifest (present, same size, same SHA-256) and that
+/// the set holds no file the manifest does not list; the error names the file.
+pub fn check(set: &Path) -> anyhow::Result<Manifest> {
+    let manifest = read_manifest(set)?;
+    let mut listed = std::collections::BTreeSet::new();
+    for part in &manifest.services {
+        for file in &part.files {
+            listed.insert(file.path.clone());
+            let path = set.join(&file.path);
+            let metadata = std::fs::metadata(&path)
+                .with_context(|| format!("{}: missing from the set (the manifest lists it)", path.display()))?;
+            anyhow::ensure!(
+                metadata.len() == file.size,
+                "{}: {} bytes, the manifest says {}: the set is damaged",
+                path.display(),
+                metadata.len(),
+                file.size
+            );
+            anyhow::ensure!(
+                sha256_file(&path)? == file.sha256,
+                "{}: its SHA-256 differs from the manifest's: the set is damaged",
+                path.display()
+            );
+        }
+        let part_dir = set.join(layout::backups::service_dir(part.service));
+        for file in files_of(set, &part_dir)? {
+            anyhow::ensure!(
+                listed.contains(&file.path),
+                "{}: not in the manifest: the set was altered",
+                set.join(&file.path).display()
+            );
+        }
+    }
+    Ok(manifest)
+}
+
+/// Every file under `dir` with its size and SHA-256, relative to `set`, after making the
+/// modes private (0600 files, 0700 directories).
+fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err).with_context(|| format!("reading {}", current.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+                pending.push(path);
+            } else if kind.is_file() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
+                files.push(FileEntry { path: relative, size: entry.metadata()?.len(), sha256: sha256_file(&path)? });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The image a service runs now (the profile's, or the local one `up` fell back to): tools
+/// run with the server's own version.
+pub async fn running_image(engine: &Engine, profile: &Profile, service: Service) -> anyhow::Result<String> {
+    let name = crate::containers::container_name(profile, service);
+    let info = engine
+        .inspect(&name)
+        .await?
+        .with_context(|| format!("{name} does not exist: run `hardstack up` first"))?;
+    info.config.and_then(|c| c.image).with_context(|| format!("{name} names no image"))
+}
+
+/// The owner (`uid:gid`) of a directory hardstack made: what one-off containers writing into it
+/// run as, so their files are hardstack's own.
+pub fn owner_of(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{}:{}", metadata.uid(), metadata.gid()))
+}
+
+/// The files a one-off container gets to log in as `login`: the CA, the login's client
+/// certificate and key, owned by `owner` (`uid:gid`), 0600; plus `extra`.
+pub fn login_files(
+    dir: &StackDir,
+    login: &str,
+    owner: &str,
+    extra: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<Vec<u8>> {
+    use crate::layout::StackFile;
+    let uid: u32 = owner.split(':').next().and_then(|u| u.parse().ok()).context("an owner uid")?;
+    let read = |file: &StackFile| {
+        let path = dir.file(file);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let mut files = vec![
+        (format!("{ROOT}/ca.crt"), uid, 0o600, read(&StackFile::CaCert)?),
+        (format!("{ROOT}/client.crt"), uid, 0o600, read(&StackFile::ClientCert(login.into()))?),
+        (format!("{ROOT}/client.key"), uid, 0o600, read(&StackFile::ClientKey(login.into()))?),
+    ];
+    for (name, content) in extra {
+        files.push((format!("{ROOT}/{name}"), uid, 0o600, content));
+    }
+    crate::runtime::deliver::archive_of_files(&files)
+}
+
+/// Where a one-off container finds the files of `login_files`.
+pub const ROOT: &str = "hardstack-backup";

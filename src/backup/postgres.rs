@@ -1,0 +1,202 @@
+//! PostgreSQL: a physical base backup (`pg_basebackup`, plain format, the WAL streamed along,
+//! a backup manifest with SHA-256 checksums, then `pg_verifybackup`), taken from a short-lived
+//! container of the server's own image on the stack network, as the replication-only `backup`
+//! login with its client certificate and password. What the server held is read as the
+//! superuser over the container's socket: rows and an order-independent checksum per table.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::{Context, Contents, ServiceSet, WalStart};
+use crate::layout;
+use crate::profile::Service;
+use crate::runtime::OneOff;
+use crate::secrets::Secret;
+use crate::secrets::store::{SecretStore as _, Stage};
+
+/// Where the set's PostgreSQL directory is mounted in the one-off container.
+const MOUNT: &str = "/backup";
+
+/// Takes the base backup into `part` (`part/base`).
+pub async fn backup(context: &Context<'_>, part: &Path, id: &str) -> anyhow::Result<ServiceSet> {
+    let image = super::running_image(context.engine, context.profile, Service::Postgres).await?;
+    let script = format!(
+        "set -e; umask 077\n\
+         pg_basebackup -d \"{connection}\" -D {MOUNT}/base -Fp -X stream -c fast --manifest-checksums=SHA256 --no-password -l hardstack-{id}\n\
+         pg_verifybackup -q {MOUNT}/base >&2\n\
+         postgres -V\n",
+        connection = connection()
+    );
+    let mounts = vec![format!("{}:{MOUNT}", part.display())];
+    let output = with_backup_login(context, &image, part, mounts, &script, "backup-postgres").await?;
+    let wal = wal_start(&part.join("base/backup_label"))?;
+    let contents = contents(context).await?;
+    Ok(ServiceSet {
+        service: Service::Postgres,
+        server_version: output.trim().to_owned(),
+        method: "pg_basebackup -Fp -X stream, pg_verifybackup".into(),
+        files: Vec::new(),
+        contents,
+        wal: Some(wal),
+    })
+}
+
+/// Logs in over the replication protocol as `backup` with `password` and runs
+/// `IDENTIFY_SYSTEM`: what rotation's test step asks of the backup login.
+pub async fn check_login(context: &Context<'_>, password: &Secret) -> anyhow::Result<()> {
+    let image = super::running_image(context.engine, context.profile, Service::Postgres).await?;
+    let owner = super::owner_of(&context.dir.absolute())?;
+    let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(password))])?;
+    let script = format!("psql -X -w -tA -c IDENTIFY_SYSTEM \"{} replication=true\"", connection());
+    run(context, &image, &owner, archive, Vec::new(), &script, "backup-login").await.map(|_| ())
+}
+
+/// Runs `script` with the backup login's files: the current password, or the pending one when
+/// a rotation set it on the server and has not finished (a backup never waits for a rotation).
+async fn with_backup_login(
+    context: &Context<'_>,
+    image: &str,
+    part: &Path,
+    mounts: Vec<String>,
+    script: &str,
+    role: &str,
+) -> anyhow::Result<String> {
+    let secret = layout::login_secret(Service::Postgres, layout::BACKUP);
+    let owner = super::owner_of(part)?;
+    let current = context.store.current(&secret).await?;
+    let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&current.value))])?;
+    match run(context, image, &owner, archive, mounts.clone(), script, role).await {
+        Err(err) if format!("{err:#}").contains("password authentication failed") => {
+            let Some(pending) = context.store.get(&secret, Stage::Pending).await? else { return Err(err) };
+            // Start again from an empty directory.
+            for entry in std::fs::read_dir(part)? {
+                let path = entry?.path();
+                if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+            }
+            let archive =
+                super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&pending.value))])?;
+            run(context, image, &owner, archive, mounts, script, role).await
+        }
+        other => other,
+    }
+}
+
+async fn run(
+    context: &Context<'_>,
+    image: &str,
+    owner: &str,
+    archive: Vec<u8>,
+    mounts: Vec<String>,
+    script: &str,
+    role: &str,
+) -> anyhow::Result<String> {
+    let names = crate::containers::stack_names(context.profile);
+    let script = format!("export PGPASSFILE=/{}/pgpass\n{script}", super::ROOT);
+    let run = OneOff {
+        image: image.to_owned(),
+        user: owner.to_owned(),
+        command: vec!["/bin/sh".into(), "-c".into(), script],
+        archive,
+        mounts,
+        cap_add: Vec::new(),
+    };
+    Ok(context.engine.run_once(&names.stack, &names.network, role, run).await?.output)
+}
+
+/// The libpq connection string of the backup login inside the stack network (its password
+/// comes from the pgpass file, never the command line).
+fn connection() -> String {
+    let endpoint = layout::network_endpoint(Service::Postgres);
+    let root = super::ROOT;
+    format!(
+        "host={} port={} user={} sslmode=verify-full sslrootcert=/{root}/ca.crt sslcert=/{root}/client.crt sslkey=/{root}/client.key",
+        endpoint.host,
+        endpoint.port,
+        layout::BACKUP
+    )
+}
+
+/// A pgpass file for the backup login's replication connections.
+fn pgpass(password: &Secret) -> Vec<u8> {
+    let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:replication:{}:{escaped}\n", layout::BACKUP).into_bytes()
+}
+
+/// The first WAL segment and timeline of a base backup, from its `backup_label`.
+fn wal_start(label: &Path) -> anyhow::Result<WalStart> {
+    let text = std::fs::read_to_string(label).with_context(|| format!("reading {}", label.display()))?;
+    let segment = text
+        .lines()
+        .find_map(|l| l.strip_prefix("START WAL LOCATION: ")?.split("(file ").nth(1)?.strip_suffix(')'))
+        .with_context(|| format!("{} names no start WAL file", label.display()))?;
+    let timeline = text
+        .lines()
+        .find_map(|l| l.strip_prefix("START TIMELINE: ")?.trim().parse().ok())
+        .with_context(|| format!("{} names no timeline", label.display()))?;
+    Ok(WalStart { timeline, segment: segment.to_owned() })
+}
+
+/// Rows and a checksum of every table of every database, read as the superuser in the server's
+/// container. The checksum is a sum of row hashes: independent of the physical order, which a
+/// restore need not keep.
+pub async fn contents(context: &Context<'_>) -> anyhow::Result<Contents> {
+    let spec = crate::containers::container_spec(context.profile, Service::Postgres);
+    contents_of(context.engine, &spec).await
+}
+
+/// The same, for any PostgreSQL container made from `spec`.
+pub async fn contents_of(
+    engine: &crate::runtime::Engine,
+    spec: &crate::containers::ContainerSpec,
+) -> anyhow::Result<Contents> {
+    let databases =
+        crate::converge::postgres_sql(engine, spec, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1;")
+            .await
+            .context("listing the databases")?;
+    let mut sql = String::new();
+    for database in databases.lines().map(str::trim).filter(|d| !d.is_empty()) {
+        anyhow::ensure!(
+            database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "database name {database:?} is not one hardstack makes"
+        );
+        sql.push_str(&format!(
+            "\\connect {database}\n\
+             SELECT format('SELECT %L || ''|'' || count(*) || ''|'' || coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) FROM %I.%I t', \
+             '{database}.' || schemaname || '.' || tablename, schemaname, tablename) \
+             FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 \\gexec\n"
+        ));
+    }
+    let output = crate::converge::postgres_sql(engine, spec, &sql).await.context("counting the tables' rows")?;
+    let mut contents = Contents::default();
+    for line in output.lines() {
+        let mut fields = line.splitn(3, '|');
+        if let (Some(name), Some(count), Some(checksum)) = (fields.next(), fields.next(), fields.next()) {
+            contents.counts.insert(name.to_owned(), count.parse().with_context(|| format!("row count {count:?}"))?);
+            contents.checksums.insert(name.to_owned(), checksum.to_owned());
+        }
+    }
+    Ok(contents)
+}
+
+/// Removes archived WAL that no kept set needs: segments (of any timeline) before `start`.
+/// Timeline history files stay.
+pub fn clean_archive(archive: &Path, start: &WalStart) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(archive) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", archive.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let segment = &name[..name.len().min(24)];
+        if segment.len() == 24
+            && segment.bytes().all(|b| b.is_ascii_hexdigit())
+            && segment[8..] < start.segment[8..]
+        {
+            std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}

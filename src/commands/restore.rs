@@ -1,0 +1,117 @@
+//! `hardstack restore SET [--to-time T]`: check the set against its manifest before anything is
+//! touched, refuse a stack that holds data unless `--force`, write the stack directory if it is
+//! new, fill the data volumes (`backup::restore::fill`: the stack's current credentials, never
+//! the backed-up ones), then `up` (which verifies) and Qdrant's snapshots by upload.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::backup::{self, Backups, Manifest};
+use crate::cli::{GlobalArgs, RestoreArgs, UpArgs};
+use crate::commands::init;
+use crate::output::{Format, Output};
+use crate::profile::{Profile, Service};
+use crate::runtime::{self, Engine};
+use crate::settings;
+use crate::stackdir::StackDir;
+
+/// Runs `restore`.
+pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let output = super::output(global);
+    let started = std::time::Instant::now();
+    let profile = settings::resolve_profile(global)?.profile;
+    let dir = StackDir::new(&global.dir);
+    let backups = Backups::of(&profile, &dir);
+    let set = match args.set.as_str() {
+        "latest" => backups
+            .latest()?
+            .with_context(|| format!("no complete backup set in {}", backups.root.display()))?,
+        set => backups.find(set)?,
+    };
+    // Nothing is touched before the set has proved whole.
+    let manifest = backup::check(&set.path)?;
+    let to_time = args.to_time.as_deref().map(backup::parse_time).transpose()?;
+    backup::restore::preflight(&profile, &manifest, to_time)?;
+    let engine = runtime::connect().await?;
+    let services: Vec<Service> = manifest.services.iter().map(|s| s.service).collect();
+    let occupied = backup::restore::occupied(&engine, &profile, &services).await?;
+    if !occupied.is_empty() {
+        anyhow::ensure!(
+            args.force,
+            "stack {} holds data ({}): restore into a stack with no data (`hardstack down --volumes` first, or a new --dir), or pass --force to replace it",
+            profile.stack.name,
+            occupied.join(", ")
+        );
+        remove_stack(&engine, &profile).await?;
+    }
+    let quiet = Output { format: Format::Human, quiet: true, ..output };
+    let profile = init::ensure(global, None, false, &quiet).await?.profile;
+    let archive = set.path.parent().unwrap_or(Path::new(".")).join(crate::layout::backups::ARCHIVE);
+    let up = UpArgs {
+        templates: None,
+        force: false,
+        timeout: args.timeout,
+        no_verify: false,
+        dry_run: false,
+        prune: false,
+    };
+    let code = restore_into(&output, &engine, &profile, &dir, &set.path, &manifest, to_time, &archive, &up).await?;
+    output.json(&json!({
+        "schema": "hardstack.restore/v1",
+        "stack": profile.stack.name,
+        "set": manifest.id,
+        "to_time": to_time.map(backup::rfc3339),
+        "seconds": started.elapsed().as_secs_f64(),
+    }));
+    output.line(format!(
+        "restored set {} into stack {}{} ({:.1} s)",
+        manifest.id,
+        profile.stack.name,
+        to_time.map(|t| format!(" at {}", backup::rfc3339(t))).unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(code)
+}
+
+/// Removes a stack's containers and volumes (by label), as `down --volumes` does.
+pub async fn remove_stack(engine: &Engine, profile: &Profile) -> anyhow::Result<()> {
+    let names = crate::containers::stack_names(profile);
+    for name in engine.stack_containers(&names.stack).await? {
+        engine.remove(&name).await?;
+    }
+    for volume in engine.stack_volumes(&names.stack).await? {
+        engine.remove_volume(&volume).await?;
+    }
+    engine.remove_network(&names).await?;
+    Ok(())
+}
+
+/// Fills a stack that has no data from a checked set, brings it up, uploads Qdrant's snapshots.
+#[allow(clippy::too_many_arguments)]
+pub async fn restore_into(
+    output: &Output,
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    set: &Path,
+    manifest: &Manifest,
+    to_time: Option<SystemTime>,
+    archive: &Path,
+    up: &UpArgs,
+) -> anyhow::Result<ExitCode> {
+    let store = crate::secrets::store::Store::open(profile, dir).await?;
+    output.line(format!("restoring set {} ({} service(s))", manifest.id, manifest.services.len()));
+    backup::restore::fill(engine, profile, dir, &store, set, manifest, to_time, archive).await?;
+    // One JSON document per command: up's stays unprinted.
+    let up_output = Output { quiet: output.quiet || output.format == Format::Json, ..*output };
+    let code = super::up::up(&up_output, profile.clone(), dir.clone(), up).await?;
+    backup::restore::upload_snapshots(profile, dir, &store, set, manifest).await?;
+    Ok(code)
+}
+
+/// How long a restore test's throwaway stack may take to become usable.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(600);
