@@ -264,8 +264,9 @@ pub struct InitArgs {
     /// Overwrite files in the stack directory that hardstack did not write or that were edited.
     #[arg(long)]
     pub force: bool,
-    /// Also write a systemd service and timer (systemd/) that run `hardstack rotate` on the
-    /// profile's rotation.schedule.
+    /// Also write systemd services and timers (systemd/) that run `hardstack rotate`,
+    /// `hardstack backup` and `hardstack backup --test` on the profile's rotation.schedule,
+    /// backup.schedule and backup.test_schedule.
     #[arg(long)]
     pub systemd: bool,
 }

@@ -244,9 +244,39 @@ pub enum StackFile {
     QdrantConfig,
     Compose,
     Connections,
-    /// The systemd units of `init --systemd`, by stack name.
-    SystemdService(String),
-    SystemdTimer(String),
+    /// The systemd units of `init --systemd`, by job and stack name.
+    SystemdService(Job, String),
+    SystemdTimer(Job, String),
+}
+
+/// What a systemd timer of `init --systemd` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Job {
+    Rotate,
+    Backup,
+    RestoreTest,
+}
+
+impl Job {
+    pub const ALL: [Job; 3] = [Job::Rotate, Job::Backup, Job::RestoreTest];
+
+    /// The job's part of the unit name (`hardstack-<job>-<stack>.service`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Rotate => "rotate",
+            Job::Backup => "backup",
+            Job::RestoreTest => "restore-test",
+        }
+    }
+
+    /// The hardstack arguments the unit runs.
+    pub fn arguments(self) -> &'static str {
+        match self {
+            Job::Rotate => "rotate",
+            Job::Backup => "backup",
+            Job::RestoreTest => "backup --test",
+        }
+    }
 }
 
 impl StackFile {
@@ -261,8 +291,8 @@ impl StackFile {
             StackFile::ClientCert(login) => format!("{}/client.crt", client_dir(login)),
             StackFile::ClientKey(login) => format!("{}/client.key", client_dir(login)),
             StackFile::Secret(name) => format!("{SECRETS_DIR}/{name}.json"),
-            StackFile::SystemdService(stack) => format!("systemd/hardstack-rotate-{stack}.service"),
-            StackFile::SystemdTimer(stack) => format!("systemd/hardstack-rotate-{stack}.timer"),
+            StackFile::SystemdService(job, stack) => format!("systemd/hardstack-{}-{stack}.service", job.name()),
+            StackFile::SystemdTimer(job, stack) => format!("systemd/hardstack-{}-{stack}.timer", job.name()),
             _ => unreachable!("{self:?} has a fixed path"),
         }
     }
@@ -332,11 +362,12 @@ impl StackFile {
                 Some(StackFile::Secret(name.to_owned()))
             }
             ["systemd", file] => {
-                let stem = file.strip_prefix("hardstack-rotate-")?;
+                let job = Job::ALL.into_iter().find(|j| file.starts_with(&format!("hardstack-{}-", j.name())))?;
+                let stem = file.strip_prefix(&format!("hardstack-{}-", job.name()))?;
                 if let Some(stack) = stem.strip_suffix(".service") {
-                    Some(StackFile::SystemdService(stack.to_owned()))
+                    Some(StackFile::SystemdService(job, stack.to_owned()))
                 } else {
-                    stem.strip_suffix(".timer").map(|stack| StackFile::SystemdTimer(stack.to_owned()))
+                    stem.strip_suffix(".timer").map(|stack| StackFile::SystemdTimer(job, stack.to_owned()))
                 }
             }
             _ => None,
@@ -367,8 +398,8 @@ impl StackFile {
             | StackFile::RedisConf
             | StackFile::Compose
             | StackFile::Connections
-            | StackFile::SystemdService(_)
-            | StackFile::SystemdTimer(_) => Mode::Public,
+            | StackFile::SystemdService(..)
+            | StackFile::SystemdTimer(..) => Mode::Public,
         }
     }
 }
@@ -567,8 +598,10 @@ mod tests {
         for name in ["dev", "test", "prod"] {
             let profile = shipped(name);
             let mut all = files(&profile);
-            all.push(StackFile::SystemdService(profile.stack.name.clone()));
-            all.push(StackFile::SystemdTimer(profile.stack.name.clone()));
+            for job in Job::ALL {
+                all.push(StackFile::SystemdService(job, profile.stack.name.clone()));
+                all.push(StackFile::SystemdTimer(job, profile.stack.name.clone()));
+            }
             for file in all {
                 assert_eq!(StackFile::parse(&file.path()), Some(file.clone()), "{name}: {}", file.path());
             }

@@ -209,7 +209,7 @@ async fn postgres(
          mkdir -p /tmp/hs\n\
          printf 'local all {superuser} trust\\n' > /tmp/hs/hba\n\
          fail() {{ cat /tmp/hs/log >&2; exit 1; }}\n\
-         pg_ctl -D {data} -l /tmp/hs/log -w -t 3600 -o \"-c config_file={data}/postgresql.conf -c hba_file=/tmp/hs/hba -c listen_addresses='' -c unix_socket_directories=/tmp/hs -c archive_mode=off -c ssl=off\" start >&2 || fail\n\
+         pg_ctl -D {data} -l /tmp/hs/log -w -t 3600 -o \"-c config_file={data}/postgresql.conf -c hba_file=/tmp/hs/hba -c listen_addresses='' -c unix_socket_directories=/tmp/hs -c archive_mode=off -c ssl=off -c hot_standby=off\" start >&2 || fail\n\
          n=0; until [ \"$({psql} -tAc 'SELECT pg_is_in_recovery()')\" = f ]; do n=$((n+1)); [ $n -lt 36000 ] || fail; sleep 0.1; done\n\
          {psql} -f /{root}/superuser.sql\n\
          {psql} -f /{root}/init.sql\n\

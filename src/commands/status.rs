@@ -55,7 +55,19 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             "secret_age_days": age_days,
         }));
     }
-    output.json(&json!({"schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows}));
+    let backups = crate::backup::Backups::of(&profile, &dir);
+    let sets = backups.sets()?;
+    let latest = backups.latest()?.map(|set| crate::backup::read_manifest(&set.path)).transpose()?;
+    let test = backups.restore_test()?;
+    let backup = json!({
+        "dir": backups.root,
+        "sets": sets.iter().filter(|s| s.complete).map(|s| &s.id).collect::<Vec<_>>(),
+        "incomplete": sets.iter().filter(|s| !s.complete).map(|s| &s.id).collect::<Vec<_>>(),
+        "last_backup": latest.as_ref().map(|m| json!({"set": m.id, "finished": m.finished})),
+        "last_restore_test": test.as_ref().map(|t| json!({"set": t.set, "tested": t.tested, "passed": t.passed})),
+        "last_successful_restore_test": test.as_ref().and_then(|t| t.last_pass.as_ref()).map(|p| json!({"set": p.set, "tested": p.tested})),
+    });
+    output.json(&json!({"schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows, "backup": backup}));
     output.line(format!(
         "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"
@@ -71,6 +83,23 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             row["secret_age_days"].as_u64().map(|d| d.to_string()).unwrap_or("-".into()),
             row["image"].as_str().unwrap_or("-"),
         ));
+    }
+    output.line(match &latest {
+        Some(manifest) => format!(
+            "last backup: set {} (finished {}), {} complete set(s) in {}",
+            manifest.id,
+            manifest.finished,
+            sets.iter().filter(|s| s.complete).count(),
+            backups.root.display()
+        ),
+        None => format!("last backup: none in {} (`hardstack backup`)", backups.root.display()),
+    });
+    output.line(match test.as_ref().and_then(|t| t.last_pass.as_ref()) {
+        Some(pass) => format!("last successful restore test: set {} (tested {})", pass.set, pass.tested),
+        None => "last successful restore test: none (`hardstack backup --test`)".to_owned(),
+    });
+    if let Some(test) = test.as_ref().filter(|t| !t.passed) {
+        output.line(format!("last restore test FAILED: set {} (tested {})", test.set, test.tested));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -166,8 +166,21 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     if rotation.cert_renew_before >= tls.server_lifetime {
         fail("rotation.cert_renew_before", "must be shorter than tls.server_lifetime, or every run re-issues".into());
     }
-    if rotation.schedule.trim().is_empty() || rotation.schedule.contains('\n') {
-        fail("rotation.schedule", "a systemd OnCalendar expression such as \"daily\"".into());
+    let backup = &profile.backup;
+    for (key, schedule) in [
+        ("rotation.schedule", &rotation.schedule),
+        ("backup.schedule", &backup.schedule),
+        ("backup.test_schedule", &backup.test_schedule),
+    ] {
+        if schedule.trim().is_empty() || schedule.contains('\n') {
+            fail(key, "a systemd OnCalendar expression such as \"daily\"".into());
+        }
+    }
+    if backup.dir.trim().is_empty() || backup.dir.contains(['\n', ':']) {
+        fail("backup.dir", format!("`{}` must be a directory path without ':' (absolute, or relative to the stack directory)", backup.dir));
+    }
+    if backup.keep == 0 {
+        fail("backup.keep", "keep at least one set".into());
     }
     problems
 }

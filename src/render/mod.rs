@@ -25,8 +25,8 @@ pub const USERS_ACL: &str = "redis/users.acl.tera";
 pub const QDRANT_CONFIG: &str = "qdrant/config.yaml.tera";
 pub const DOCKER_COMPOSE: &str = "docker-compose.yml.tera";
 pub const CONNECTIONS: &str = "connections.json.tera";
-pub const SYSTEMD_SERVICE: &str = "systemd/hardstack-rotate.service.tera";
-pub const SYSTEMD_TIMER: &str = "systemd/hardstack-rotate.timer.tera";
+pub const SYSTEMD_SERVICE: &str = "systemd/hardstack-job.service.tera";
+pub const SYSTEMD_TIMER: &str = "systemd/hardstack-job.timer.tera";
 
 /// Every template, with its embedded text.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -39,8 +39,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     (QDRANT_CONFIG, include_str!("../../templates/qdrant/config.yaml.tera")),
     (DOCKER_COMPOSE, include_str!("../../templates/docker-compose.yml.tera")),
     (CONNECTIONS, include_str!("../../templates/connections.json.tera")),
-    (SYSTEMD_SERVICE, include_str!("../../templates/systemd/hardstack-rotate.service.tera")),
-    (SYSTEMD_TIMER, include_str!("../../templates/systemd/hardstack-rotate.timer.tera")),
+    (SYSTEMD_SERVICE, include_str!("../../templates/systemd/hardstack-job.service.tera")),
+    (SYSTEMD_TIMER, include_str!("../../templates/systemd/hardstack-job.timer.tera")),
 ];
 
 /// One rendered file.
@@ -172,7 +172,7 @@ pub fn health_pgpass(password: &Secret) -> String {
     format!("*:*:postgres:{}:{}\n", layout::HEALTH, password.expose())
 }
 
-/// The systemd service and timer that run `rotate` on the profile's schedule, for the binary
+/// The systemd services and timers that run `rotate`, `backup` and `backup --test` on the profile's schedules, for the binary
 /// and stack directory given as absolute paths.
 pub fn render_systemd(
     tera: &tera::Tera,
@@ -180,24 +180,49 @@ pub fn render_systemd(
     binary: &str,
     dir: &str,
 ) -> anyhow::Result<Vec<RenderedFile>> {
-    let context = json!({
-        "stack": profile.stack.name,
-        "profile": profile.name,
-        "binary": binary,
-        "dir": dir,
-        "schedule": profile.rotation.schedule,
-    });
-    let ctx = tera::Context::from_serialize(&context).context("building the template context")?;
     let name = &profile.stack.name;
-    [(SYSTEMD_SERVICE, StackFile::SystemdService(name.clone())), (SYSTEMD_TIMER, StackFile::SystemdTimer(name.clone()))]
-        .into_iter()
-        .map(|(template, file)| {
+    let mut files = Vec::new();
+    for job in layout::Job::ALL {
+        let (schedule, what, why) = match job {
+            layout::Job::Rotate => (
+                &profile.rotation.schedule,
+                "rotate the credentials",
+                "`rotate` renews only what is older than the profile's maximum ages, so any schedule is safe.",
+            ),
+            layout::Job::Backup => (
+                &profile.backup.schedule,
+                "back up",
+                "Each run adds a set and keeps the profile's number (backup.keep).",
+            ),
+            layout::Job::RestoreTest => (
+                &profile.backup.test_schedule,
+                "restore the latest backup set into a throwaway stack and compare",
+                "checklist.backups passes only while a tested set is younger than backup.max_age.",
+            ),
+        };
+        let context = json!({
+            "stack": name,
+            "profile": profile.name,
+            "binary": binary,
+            "dir": dir,
+            "job": job.name(),
+            "arguments": job.arguments(),
+            "what": what,
+            "why": why,
+            "schedule": schedule,
+        });
+        let ctx = tera::Context::from_serialize(&context).context("building the template context")?;
+        for (template, file) in [
+            (SYSTEMD_SERVICE, StackFile::SystemdService(job, name.clone())),
+            (SYSTEMD_TIMER, StackFile::SystemdTimer(job, name.clone())),
+        ] {
             let content = tera
                 .render(template, &ctx)
                 .map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))?;
-            Ok(RenderedFile { path: file.path(), content, mode: file.mode().bits() })
-        })
-        .collect()
+            files.push(RenderedFile { path: file.path(), content, mode: file.mode().bits() });
+        }
+    }
+    Ok(files)
 }
 
 #[derive(Serialize)]

@@ -339,23 +339,46 @@ fn groups(results: &[Check]) -> Vec<Check> {
     ]
 }
 
-/// The backups item: N/A, and what to back up.
+/// The backups item: PASS only when a restore test of a set younger than `backup.max_age`
+/// passed; otherwise FAIL, or N/A in the dev profile (and where the data lives in memory).
 fn backups(context: &Context) -> Check {
+    let id = "checklist.backups";
     let volumes: Vec<String> = crate::containers::container_specs(&context.profile)
         .into_iter()
         .flat_map(|s| s.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
         .collect();
-    Check::not_applicable(
-        "checklist.backups",
-        if volumes.is_empty() {
-            "the data lives in tmpfs by design (test profile); nothing to back up".to_owned()
-        } else {
-            format!(
-                "hardstack takes no backups; back up volumes {} (pg_dump / pg_basebackup, Redis RDB/AOF, Qdrant snapshots) and test restores",
-                volumes.join(", ")
-            )
-        },
-    )
+    if volumes.is_empty() {
+        return Check::not_applicable(id, "the data lives in tmpfs by design (test profile); nothing to back up");
+    }
+    let backups = crate::backup::Backups::of(&context.profile, &context.dir);
+    let max_age = context.profile.backup.max_age.0;
+    let record = match backups.restore_test() {
+        Ok(record) => record,
+        Err(err) => return Check::fail(id, "the restore-test record could not be read", format!("{err:#}")),
+    };
+    let age = |d: std::time::Duration| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string();
+    let (proven, reason) = match record.as_ref().and_then(|r| Some((r.last_pass.clone()?, r.proven_set_age()?))) {
+        Some((pass, set_age)) if set_age < max_age => {
+            return Check::pass(
+                id,
+                format!("a restore test of set {} ({} old) passed", pass.set, age(set_age)),
+                format!("tested {}; backup.max_age {}", pass.tested, age(max_age)),
+            );
+        }
+        Some((pass, set_age)) => (
+            format!("set {} passed a restore test on {}", pass.set, pass.tested),
+            format!("the newest set a restore test proved is {} old, more than backup.max_age ({})", age(set_age), age(max_age)),
+        ),
+        None => (
+            format!("{} sets in {}", backups.sets().map(|s| s.iter().filter(|s| s.complete).count()).unwrap_or(0), backups.root.display()),
+            "no restore test has passed: run `hardstack backup`, then `hardstack backup --test`".to_owned(),
+        ),
+    };
+    if context.profile.name == "dev" {
+        Check::not_applicable(id, format!("{reason} (a dev stack need not be backed up)"))
+    } else {
+        Check::fail(id, reason, proven)
+    }
 }
 
 #[cfg(test)]

@@ -378,8 +378,26 @@ pub fn cis_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             Check::not_applicable(id, "the profile does not enable pgAudit (postgres.pgaudit; the image must carry it)")
         })
     };
+    let archive = if context.profile.backup.wal_archive {
+        cis(
+            context,
+            "pg.wal_archive",
+            "WAL is archived: archive_mode on, no failure since the last success, at most two finished segments waiting",
+            "SELECT current_setting('archive_mode') || ';' || coalesce(failed_count = 0 OR last_failed_time < last_archived_time, false)::text || ';' || (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') FROM pg_stat_archiver",
+            |v| {
+                let fields: Vec<&str> = v.split(';').collect();
+                matches!(fields[..], ["on", "true", waiting] if waiting.parse::<u32>().is_ok_and(|w| w <= 2))
+            },
+        )
+    } else {
+        let id = "pg.wal_archive";
+        Box::pin(async move {
+            Check::not_applicable(id, "the profile does not archive WAL (backup.wal_archive = false): no point-in-time recovery")
+        })
+    };
     vec![
         pgaudit,
+        archive,
         cis(
             context,
             "pg.cis.listen_addresses",

@@ -307,7 +307,7 @@ fn audit_of_a_missing_directory_is_a_clear_error() {
 }
 
 #[test]
-fn init_emits_a_systemd_service_and_timer_for_rotation() {
+fn init_emits_systemd_services_and_timers_for_rotation_backup_and_the_restore_test() {
     // Without the flag, nothing about systemd is written.
     let plain = Sandbox::new();
     plain.init(&[]);
@@ -327,6 +327,15 @@ fn init_emits_a_systemd_service_and_timer_for_rotation() {
     let timer = String::from_utf8(sandbox.read(timer_path)).unwrap();
     assert!(timer.contains("OnCalendar=*-*-* 03:00:00"), "{timer}");
     assert!(timer.contains("Unit=hardstack-rotate-hardstack-dev.service"));
+
+    // Backups and their restore test on the profile's own schedules.
+    for (job, arguments, schedule) in [("backup", "backup", "daily"), ("restore-test", "backup --test", "weekly")] {
+        let service = String::from_utf8(sandbox.read(&format!("systemd/hardstack-{job}-hardstack-dev.service"))).unwrap();
+        assert!(service.contains(&format!("ExecStart={} {arguments} --dir {}", binary.display(), stack.display())), "{service}");
+        let timer = String::from_utf8(sandbox.read(&format!("systemd/hardstack-{job}-hardstack-dev.timer"))).unwrap();
+        assert!(timer.contains(&format!("OnCalendar={schedule}")), "{timer}");
+        assert!(timer.contains(&format!("Unit=hardstack-{job}-hardstack-dev.service")), "{timer}");
+    }
 
     // Again, with the same schedule: the units are unchanged and nothing about them is said.
     let modified = std::fs::metadata(sandbox.stack().join(service_path)).unwrap().modified().unwrap();
