@@ -210,6 +210,9 @@ pub fn parse_time(text: &str) -> anyhow::Result<SystemTime> {
         .with_context(|| format!("`{text}` is not a UTC time; write it like 2026-11-27T01:12:00Z"))
 }
 
+/// The roles of the one-off containers a backup runs.
+const ONE_OFF_ROLES: [&str; 2] = ["backup-postgres", "backup-redis"];
+
 /// What `take` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Taken {
@@ -232,6 +235,11 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
     lock.try_lock().map_err(|_| {
         anyhow::anyhow!("another backup of this stack is running (it holds {})", lock_path.display())
     })?;
+    // A backup killed outright (SIGKILL) may have left its tool running, still writing into its
+    // set: it goes first, then what it wrote.
+    for role in ONE_OFF_ROLES {
+        context.engine.remove_one_offs(&context.profile.stack.name, role).await?;
+    }
     let mut incomplete_removed = Vec::new();
     for set in backups.sets()?.into_iter().filter(|s| !s.complete) {
         std::fs::remove_dir_all(&set.path).with_context(|| format!("removing {}", set.path.display()))?;
@@ -427,3 +435,121 @@ pub fn login_files(
 
 /// Where a one-off container finds the files of `login_files`.
 pub const ROOT: &str = "hardstack-backup";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_with_one_file(root: &Path) -> (PathBuf, PathBuf) {
+        let set = root.join("20261127T011200.000Z");
+        let file = set.join("redis/dump.rdb");
+        crate::fsio::write_atomic(&file, b"REDIS0011 data", 0o600).unwrap();
+        let part = ServiceSet {
+            service: Service::Redis,
+            server_version: "8".into(),
+            method: "test".into(),
+            files: files_of(&set, &set.join("redis")).unwrap(),
+            contents: Contents::default(),
+            wal: None,
+        };
+        let manifest = Manifest {
+            schema: SCHEMA.into(),
+            stack: "s".into(),
+            id: "20261127T011200.000Z".into(),
+            started: "2026-11-27T01:12:00.000Z".into(),
+            finished: "2026-11-27T01:12:01.000Z".into(),
+            services: vec![part],
+        };
+        crate::fsio::write_atomic(
+            &set.join(layout::backups::SET_MANIFEST),
+            &serde_json::to_vec(&manifest).unwrap(),
+            0o600,
+        )
+        .unwrap();
+        (set, file)
+    }
+
+    #[test]
+    fn a_set_that_differs_from_its_manifest_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, file) = set_with_one_file(dir.path());
+        check(&set).expect("an intact set passes");
+        std::fs::write(&file, b"REDIS0011 dat4").unwrap();
+        let err = format!("{:#}", check(&set).unwrap_err());
+        assert!(err.contains(&format!("{}: its SHA-256 differs", file.display())), "{err}");
+        std::fs::write(&file, b"REDIS").unwrap();
+        let err = format!("{:#}", check(&set).unwrap_err());
+        assert!(err.contains("5 bytes, the manifest says 14"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+        let err = format!("{:#}", check(&set).unwrap_err());
+        assert!(err.contains("missing from the set"), "{err}");
+    }
+
+    #[test]
+    fn only_a_set_with_its_manifest_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = Backups { root: dir.path().to_path_buf() };
+        let (set, _) = set_with_one_file(dir.path());
+        crate::fsio::ensure_dir(&dir.path().join("20261127T011300.000Z/postgres")).unwrap();
+        crate::fsio::ensure_dir(&dir.path().join("not-a-set")).unwrap();
+        let sets = backups.sets().unwrap();
+        assert_eq!(sets.iter().map(|s| (s.id.as_str(), s.complete)).collect::<Vec<_>>(), [
+            ("20261127T011200.000Z", true),
+            ("20261127T011300.000Z", false)
+        ]);
+        assert_eq!(backups.latest().unwrap().unwrap().path, set);
+        let err = format!("{:#}", read_manifest(&dir.path().join("20261127T011300.000Z")).unwrap_err());
+        assert!(err.contains("did not finish"), "{err}");
+    }
+
+    #[test]
+    fn set_ids_are_utc_timestamps_in_order() {
+        let id = set_id(std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_741_920_123));
+        assert!(is_set_id(&id), "{id}");
+        assert_eq!(id, "20261127T011200.123Z");
+        assert_eq!(parse_time("2026-11-27T01:12:00.123Z").unwrap(), std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_741_920_123));
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn differences_name_what_changed() {
+        let mut backed_up = Contents::default();
+        backed_up.counts.insert("app.public.t".into(), 3);
+        backed_up.checksums.insert("app.public.t".into(), "9".into());
+        assert!(backed_up.differences(&backed_up.clone()).is_empty());
+        let mut restored = backed_up.clone();
+        restored.counts.insert("app.public.t".into(), 2);
+        restored.checksums.insert("app.public.t".into(), "8".into());
+        assert_eq!(restored.differences(&restored.clone()), Vec::<String>::new());
+        assert_eq!(backed_up.differences(&restored), [
+            "app.public.t: 3 backed up, 2 restored",
+            "app.public.t: checksum differs after the restore"
+        ]);
+        assert_eq!(backed_up.differences(&Contents::default())[0], "app.public.t: 3 backed up, absent after the restore");
+    }
+
+    #[test]
+    fn the_archive_keeps_what_the_oldest_set_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000004.00000028.backup",
+            "000000020000000000000005",
+            "00000002.history",
+        ] {
+            crate::fsio::write_atomic(&dir.path().join(name), b"x", 0o600).unwrap();
+        }
+        let start = WalStart { timeline: 1, segment: "000000010000000000000004".into() };
+        postgres::clean_archive(dir.path(), &start).unwrap();
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [
+            "000000010000000000000004",
+            "000000010000000000000004.00000028.backup",
+            "00000002.history",
+            "000000020000000000000005"
+        ]);
+    }
+}

@@ -52,8 +52,9 @@ pub async fn check_login(context: &Context<'_>, password: &Secret) -> anyhow::Re
     run(context, &image, &owner, archive, Vec::new(), &script, "backup-login").await.map(|_| ())
 }
 
-/// Runs `script` with the backup login's files: the current password, or the pending one when
-/// a rotation set it on the server and has not finished (a backup never waits for a rotation).
+/// Runs `script` with the backup login's files: the current password; when the server refuses
+/// it, a rotation is under way or just finished, so the store is read again and the password
+/// not tried yet (pending, or the new current) is used (a backup never waits for a rotation).
 async fn with_backup_login(
     context: &Context<'_>,
     image: &str,
@@ -64,21 +65,25 @@ async fn with_backup_login(
 ) -> anyhow::Result<String> {
     let secret = layout::login_secret(Service::Postgres, layout::BACKUP);
     let owner = super::owner_of(part)?;
-    let current = context.store.current(&secret).await?;
-    let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&current.value))])?;
-    match run(context, image, &owner, archive, mounts.clone(), script, role).await {
-        Err(err) if format!("{err:#}").contains("password authentication failed") => {
-            let Some(pending) = context.store.get(&secret, Stage::Pending).await? else { return Err(err) };
-            // Start again from an empty directory.
-            for entry in std::fs::read_dir(part)? {
-                let path = entry?.path();
-                if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+    let mut tried: Vec<Secret> = Vec::new();
+    loop {
+        let current = context.store.current(&secret).await?.value;
+        let pending = context.store.get(&secret, Stage::Pending).await?.map(|v| v.value);
+        let Some(password) = [Some(current), pending].into_iter().flatten().find(|p| !tried.contains(p)) else {
+            anyhow::bail!("the backup login's passwords were all refused (tried {})", tried.len());
+        };
+        let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&password))])?;
+        tried.push(password);
+        match run(context, image, &owner, archive, mounts.clone(), script, role).await {
+            Err(err) if format!("{err:#}").contains("password authentication failed") && tried.len() < 3 => {
+                // Start again from an empty directory.
+                for entry in std::fs::read_dir(part)? {
+                    let path = entry?.path();
+                    if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+                }
             }
-            let archive =
-                super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&pending.value))])?;
-            run(context, image, &owner, archive, mounts, script, role).await
+            other => return other,
         }
-        other => other,
     }
 }
 
@@ -117,10 +122,10 @@ fn connection() -> String {
     )
 }
 
-/// A pgpass file for the backup login's replication connections.
+/// A pgpass file for the backup login (any database: it may open replication connections only).
 fn pgpass(password: &Secret) -> Vec<u8> {
     let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
-    format!("*:*:replication:{}:{escaped}\n", layout::BACKUP).into_bytes()
+    format!("*:*:*:{}:{escaped}\n", layout::BACKUP).into_bytes()
 }
 
 /// The first WAL segment and timeline of a base backup, from its `backup_label`.

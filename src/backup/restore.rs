@@ -149,7 +149,7 @@ async fn postgres(
             "the WAL archive {} holds no WAL after the set's base backup, so no later time can be reached",
             archive.display()
         );
-        files.push((format!("{root}/segments"), 0, 0o600, segments.join("\n").into_bytes()));
+        files.push((format!("{root}/segments"), 0, 0o600, format!("{}\n", segments.join("\n")).into_bytes()));
         mounts.push(format!("{}:/archive:ro", archive.display()));
         // Recovery reads the copied segments from pg_wal: a restore_command that finds nothing
         // makes it fall back to them.

@@ -486,6 +486,9 @@ pub struct BackupSettings {
     pub keep: u32,
     /// `checklist.backups` passes only when a restore test of a set younger than this passed.
     pub max_age: Span,
+    /// Whether the stack must be backed up: `checklist.backups` fails without a recent passed
+    /// restore test (prod), rather than being not applicable (dev).
+    pub required: bool,
     /// Continuous WAL archiving into the backup directory, for `restore --to-time`.
     pub wal_archive: bool,
     /// systemd `OnCalendar` of the backup timer `init --systemd` writes.
@@ -500,6 +503,7 @@ impl Default for BackupSettings {
             dir: "backups".into(),
             keep: 7,
             max_age: Span(Duration::from_secs(8 * 86_400)),
+            required: false,
             wal_archive: false,
             schedule: "daily".into(),
             test_schedule: "weekly".into(),

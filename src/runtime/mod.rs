@@ -475,9 +475,11 @@ impl Engine {
 
     /// Runs a one-off container on the stack network and returns its exit code and what it
     /// printed on stdout. `archive` (a tar) is unpacked at the root of its filesystem before it
-    /// starts; nothing is bind mounted. The container removes itself when it exits (the engine's
-    /// auto-remove), so an interrupted caller leaves nothing behind either; it carries the
-    /// stack's label, with `role` as its service label, for `down` and the tests' cleanup.
+    /// starts, and `mounts` are mounted. It is removed once it exited, and when the caller is
+    /// interrupted (SIGINT, SIGTERM); one a killed caller left is removed by the next run of the
+    /// same role. It carries the stack's label, with `role` as its service label, for `down` and
+    /// the tests' cleanup. (Not the engine's auto-remove: a wait for the exit of a container that
+    /// had already exited and was being removed could wait forever.)
     pub async fn run_once(&self, stack: &str, network: &str, role: &str, run: OneOff) -> anyhow::Result<Ran> {
         use bollard::container::{AttachContainerOptions, WaitContainerOptions};
         let name = format!("{stack}-{role}-{}", std::process::id());
@@ -485,11 +487,10 @@ impl Engine {
         // an interruption at any moment removes it (see below).
         use tokio::signal::unix::{SignalKind, signal};
         let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
-        // A one-off that never ran (its caller was killed while copying files in) is gone with
-        // the next run: auto-remove only covers containers that ran.
+        // A one-off a killed caller left (never started, or exited) is gone with the next run.
         let filters = HashMap::from([
             ("label".to_owned(), vec![format!("{STACK_LABEL}={stack}"), format!("{SERVICE_LABEL}={role}")]),
-            ("status".to_owned(), vec!["created".to_owned()]),
+            ("status".to_owned(), vec!["created".to_owned(), "exited".to_owned()]),
         ]);
         let stale = self
             .docker
@@ -512,7 +513,6 @@ impl Engine {
             attach_stderr: Some(true),
             host_config: Some(HostConfig {
                 network_mode: Some(network.to_owned()),
-                auto_remove: Some(true),
                 binds: Some(run.mounts.clone()),
                 cap_drop: Some(vec!["ALL".into()]),
                 cap_add: Some(run.cap_add.clone()),
@@ -539,7 +539,7 @@ impl Engine {
                 ..Default::default()
             };
             let mut attached = self.docker.attach_container(&name, Some(attach)).await?;
-            let mut wait = self.docker.wait_container(&name, Some(WaitContainerOptions { condition: "next-exit" }));
+            let mut wait = self.docker.wait_container(&name, Some(WaitContainerOptions { condition: "not-running" }));
             self.start(&name).await?;
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
             while let Some(chunk) = attached.output.next().await {
@@ -578,6 +578,26 @@ impl Engine {
         // ran needs this.
         let _ = self.force_remove(&name).await;
         result
+    }
+
+    /// Removes the one-off containers of `role` of a stack, running or not: what a killed
+    /// hardstack left running (SIGKILL cannot be caught).
+    pub async fn remove_one_offs(&self, stack: &str, role: &str) -> anyhow::Result<()> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{STACK_LABEL}={stack}"), format!("{SERVICE_LABEL}={role}")],
+        )]);
+        let found = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
+            .await
+            .context("listing containers")?;
+        for container in found {
+            if let Some(id) = container.id {
+                self.force_remove(&id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Restarts a running container (a new process with the files now in its volumes).

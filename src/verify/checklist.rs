@@ -340,7 +340,8 @@ fn groups(results: &[Check]) -> Vec<Check> {
 }
 
 /// The backups item: PASS only when a restore test of a set younger than `backup.max_age`
-/// passed; otherwise FAIL, or N/A in the dev profile (and where the data lives in memory).
+/// passed; otherwise FAIL where the profile requires backups (prod), N/A with the reason
+/// elsewhere (and where the data lives in memory).
 fn backups(context: &Context) -> Check {
     let id = "checklist.backups";
     let volumes: Vec<String> = crate::containers::container_specs(&context.profile)
@@ -374,10 +375,10 @@ fn backups(context: &Context) -> Check {
             "no restore test has passed: run `hardstack backup`, then `hardstack backup --test`".to_owned(),
         ),
     };
-    if context.profile.name == "dev" {
-        Check::not_applicable(id, format!("{reason} (a dev stack need not be backed up)"))
-    } else {
+    if context.profile.backup.required {
         Check::fail(id, reason, proven)
+    } else {
+        Check::not_applicable(id, format!("{reason} (backup.required = false: this stack need not be backed up)"))
     }
 }
 

@@ -4,11 +4,7 @@
 
 use serde_json::Value;
 
-use crate::common::{DockerStack, docker_available};
-
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use crate::common::{DockerStack, docker_available, psql, redis, text};
 
 /// `hardstack <command>` with the stack's arguments (its `--profile` replaced by one in
 /// `extra`) and `extra`.
@@ -59,35 +55,6 @@ fn container(name: &str, format: &str) -> String {
     let out = std::process::Command::new("docker").args(["inspect", "-f", format, name]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn psql(stack: &DockerStack, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([&stack.env("DATABASE_URL"), "-w", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql is installed");
-    assert!(out.status.success(), "{sql}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A command to Redis as `user` with the password of `secret` in the file store; its answer.
-fn redis(stack: &DockerStack, user: &str, secret: &str, command: &[&str]) -> String {
-    let record: Value = serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{secret}.json"))).unwrap();
-    let current = record["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == "current"))
-        .unwrap();
-    let url = stack.env("REDIS_URL");
-    let port = url.rsplit(':').next().unwrap().trim_end_matches("/0").to_owned();
-    let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port, "--tls", "--cacert", &stack.env("REDIS_CA_CERT")])
-        .args(["--user", user, "--pass", current["value"].as_str().unwrap(), "--no-auth-warning"])
-        .args(command)
-        .output()
-        .unwrap();
-    text(&out).trim().to_owned()
 }
 
 #[test]

@@ -15,6 +15,8 @@ mod rotate;
 mod converge;
 // The aws secret store against moto.
 mod aws;
+// Backups, restores, point-in-time recovery and the restore test (real engine).
+mod backup;
 // `hardstack env` output.
 mod env;
 // Every certificate of a bundle, parsed back and checked with a real verifier.

@@ -263,3 +263,39 @@ impl Drop for DockerStack {
         let _ = std::process::Command::new("sh").args(["-c", &sh]).status();
     }
 }
+
+/// Everything a command printed, stdout then stderr.
+pub fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A query as the stack's application user through psql (verify-full); its answer.
+pub fn psql(stack: &DockerStack, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([&stack.env("DATABASE_URL"), "-w", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql is installed");
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A command to Redis as `user` with the password of `secret` in the file store; its answer.
+pub fn redis(stack: &DockerStack, user: &str, secret: &str, command: &[&str]) -> String {
+    let record: serde_json::Value = serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{secret}.json"))).unwrap();
+    let current = record["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == "current"))
+        .unwrap();
+    let url = stack.env("REDIS_URL");
+    let port = url.rsplit(':').next().unwrap().trim_end_matches("/0").to_owned();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "--tls", "--cacert", &stack.env("REDIS_CA_CERT")])
+        .args(["--user", user, "--pass", current["value"].as_str().unwrap(), "--no-auth-warning"])
+        .args(command)
+        .output()
+        .unwrap();
+    text(&out).trim().to_owned()
+}
+
