@@ -42,8 +42,8 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         id: "audit.acl.admin_and_health",
-        summary: "an admin user, and a health user allowed only PING",
-        fix: "keep `user admin ...` and `user health on #<hash> resetkeys resetchannels -@all +ping`",
+        summary: "an admin user, a health user allowed only PING, a backup user allowed only the RDB transfer",
+        fix: "keep `user admin ...`, `user health on #<hash> resetkeys resetchannels -@all +ping` and `user backup on #<hash> resetkeys resetchannels -@all +replconf +sync`",
         check: acl_admin_health,
     },
     Rule {
@@ -227,27 +227,29 @@ fn acl_admin_health(bundle: &Bundle) -> Outcome {
     if !users.iter().any(|(_, name, _)| name == "admin") {
         problems.push("no admin user".to_owned());
     }
-    match users.iter().find(|(_, name, _)| name == "health") {
-        None => problems.push("no health user".into()),
-        Some((line, _, rules)) => {
-            let after_reset = rules.iter().rposition(|r| r == "-@all").map(|i| &rules[i + 1..]);
-            let commands: Vec<&String> =
-                after_reset.unwrap_or(&rules[..]).iter().filter(|r| r.starts_with('+')).collect();
-            if after_reset.is_none()
-                || commands.iter().any(|c| *c != "+ping")
-                || rules.iter().any(|r| r.starts_with('~'))
-            {
-                problems.push(format!("line {line}: health may run more than PING"));
+    for (login, allowed) in [("health", &["+ping"][..]), ("backup", &["+replconf", "+sync"][..])] {
+        match users.iter().find(|(_, name, _)| name == login) {
+            None => problems.push(format!("no {login} user")),
+            Some((line, _, rules)) => {
+                let after_reset = rules.iter().rposition(|r| r == "-@all").map(|i| &rules[i + 1..]);
+                let commands: Vec<&String> =
+                    after_reset.unwrap_or(&rules[..]).iter().filter(|r| r.starts_with('+')).collect();
+                if after_reset.is_none()
+                    || commands.iter().any(|c| !allowed.contains(&c.as_str()))
+                    || rules.iter().any(|r| r.starts_with('~'))
+                {
+                    problems.push(format!("line {line}: {login} may run more than {}", allowed.join(" ")));
+                }
             }
         }
     }
-    failures(USERS_ACL, problems, "admin present; health: -@all +ping")
+    failures(USERS_ACL, problems, "admin present; health: -@all +ping; backup: -@all +replconf +sync")
 }
 
 fn acl_app_users(bundle: &Bundle) -> Outcome {
     let Some(users) = acl(bundle) else { return absent(USERS_ACL) };
     let mut problems = Vec::new();
-    for (line, name, rules) in users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health")) {
+    for (line, name, rules) in users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health" | "backup")) {
         if rules.iter().any(|r| r == "~*" || r == "allkeys")
             || !rules.iter().any(|r| r.starts_with('~') || r.starts_with("%"))
         {

@@ -219,6 +219,7 @@ fn weakenings() -> Vec<Weakening> {
             Box::new(replace("user default off resetpass", "user default on nopass")),
         ),
         ("audit.acl.admin_and_health", "dev", USERS_ACL, Box::new(replace("-@all +ping", "-@all +ping +flushall"))),
+        ("audit.acl.admin_and_health", "dev", USERS_ACL, Box::new(replace("+replconf +sync", "+replconf +sync +keys"))),
         ("audit.acl.app_users_restricted", "dev", USERS_ACL, Box::new(replace(" -@dangerous -@admin", ""))),
         (
             "audit.acl.hashed_passwords",
@@ -360,6 +361,6 @@ fn a_loaded_bundle_keeps_secret_values_redacted() {
         serde_json::from_slice(&std::fs::read(dir.join("secrets/redis/app.json")).unwrap()).unwrap();
     let value = record.versions[0].value.expose().to_owned();
     let bundle = Bundle::load(&dir).unwrap();
-    assert_eq!(bundle.secrets.len(), 9);
+    assert_eq!(bundle.secrets.len(), 11);
     assert!(!format!("{bundle:?}").contains(&value));
 }
