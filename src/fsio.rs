@@ -46,6 +46,25 @@ pub fn ensure_owned_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a new private file (0600) for a caller that streams into it (a download); it must
+/// not exist yet.
+pub fn create_private(path: &Path) -> anyhow::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Sets a file's mode to 0600, or a directory's to 0700: what a tool in a container wrote with
+/// its own umask becomes private.
+pub fn make_private(path: &Path, directory: bool) -> anyhow::Result<()> {
+    let mode = if directory { DIR_MODE } else { 0o600 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
 /// Opens (creating, 0600) a file that is only ever locked, never written.
 pub fn open_lock(path: &Path) -> anyhow::Result<fs::File> {
     fs::OpenOptions::new()

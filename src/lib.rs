@@ -27,9 +27,9 @@ pub mod audit;
 pub mod report;
 pub mod verify;
 
+pub mod backup;
 pub mod converge;
 pub mod rotate;
-pub mod backup;
 
 pub mod commands;
 pub mod output;

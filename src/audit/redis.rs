@@ -249,7 +249,9 @@ fn acl_admin_health(bundle: &Bundle) -> Outcome {
 fn acl_app_users(bundle: &Bundle) -> Outcome {
     let Some(users) = acl(bundle) else { return absent(USERS_ACL) };
     let mut problems = Vec::new();
-    for (line, name, rules) in users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health" | "backup")) {
+    for (line, name, rules) in
+        users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health" | "backup"))
+    {
         if rules.iter().any(|r| r == "~*" || r == "allkeys")
             || !rules.iter().any(|r| r.starts_with('~') || r.starts_with("%"))
         {

@@ -191,7 +191,10 @@ impl Backups {
 
 /// A set id is a UTC timestamp: `20261127T011200.123Z`.
 fn is_set_id(name: &str) -> bool {
-    name.len() == 20 && name.ends_with('Z') && name.as_bytes()[8] == b'T' && name[..8].bytes().all(|b| b.is_ascii_digit())
+    name.len() == 20
+        && name.ends_with('Z')
+        && name.as_bytes()[8] == b'T'
+        && name[..8].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The id of a set started at `time`.
@@ -232,9 +235,8 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
     // One backup at a time: the lock goes with the process, however it ends.
     let lock_path = backups.root.join(layout::backups::LOCK);
     let lock = crate::fsio::open_lock(&lock_path)?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!("another backup of this stack is running (it holds {})", lock_path.display())
-    })?;
+    lock.try_lock()
+        .map_err(|_| anyhow::anyhow!("another backup of this stack is running (it holds {})", lock_path.display()))?;
     // A backup killed outright (SIGKILL) may have left its tool running, still writing into its
     // set: it goes first, then what it wrote.
     for role in ONE_OFF_ROLES {
@@ -301,8 +303,7 @@ pub fn read_manifest(set: &Path) -> anyhow::Result<Manifest> {
     let bytes = std::fs::read(&path).with_context(|| {
         format!("{} has no manifest: the backup that wrote it did not finish, so it is not a set", set.display())
     })?;
-    let manifest: Manifest =
-        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(manifest.schema == SCHEMA, "{} is a {} document, not {SCHEMA}", path.display(), manifest.schema);
     Ok(manifest)
 }
@@ -346,7 +347,6 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
 /// Every file under `dir` with its size and SHA-256, relative to `set`, after making the
 /// modes private (0600 files, 0700 directories).
 fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
-    use std::os::unix::fs::PermissionsExt as _;
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -360,10 +360,10 @@ fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
             let path = entry.path();
             let kind = entry.file_type()?;
             if kind.is_dir() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+                crate::fsio::make_private(&path, true)?;
                 pending.push(path);
             } else if kind.is_file() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                crate::fsio::make_private(&path, false)?;
                 let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
                 files.push(FileEntry { path: relative, size: entry.metadata()?.len(), sha256: sha256_file(&path)? });
             }
@@ -393,10 +393,8 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
 /// run with the server's own version.
 pub async fn running_image(engine: &Engine, profile: &Profile, service: Service) -> anyhow::Result<String> {
     let name = crate::containers::container_name(profile, service);
-    let info = engine
-        .inspect(&name)
-        .await?
-        .with_context(|| format!("{name} does not exist: run `hardstack up` first"))?;
+    let info =
+        engine.inspect(&name).await?.with_context(|| format!("{name} does not exist: run `hardstack up` first"))?;
     info.config.and_then(|c| c.image).with_context(|| format!("{name} names no image"))
 }
 
@@ -410,12 +408,7 @@ pub fn owner_of(path: &Path) -> anyhow::Result<String> {
 
 /// The files a one-off container gets to log in as `login`: the CA, the login's client
 /// certificate and key, owned by `owner` (`uid:gid`), 0600; plus `extra`.
-pub fn login_files(
-    dir: &StackDir,
-    login: &str,
-    owner: &str,
-    extra: Vec<(String, Vec<u8>)>,
-) -> anyhow::Result<Vec<u8>> {
+pub fn login_files(dir: &StackDir, login: &str, owner: &str, extra: Vec<(String, Vec<u8>)>) -> anyhow::Result<Vec<u8>> {
     use crate::layout::StackFile;
     let uid: u32 = owner.split(':').next().and_then(|u| u.parse().ok()).context("an owner uid")?;
     let read = |file: &StackFile| {
@@ -474,10 +467,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (set, file) = set_with_one_file(dir.path());
         check(&set).expect("an intact set passes");
-        std::fs::write(&file, b"REDIS0011 dat4").unwrap();
+        crate::fsio::write_atomic(&file, b"REDIS0011 dat4", 0o600).unwrap();
         let err = format!("{:#}", check(&set).unwrap_err());
         assert!(err.contains(&format!("{}: its SHA-256 differs", file.display())), "{err}");
-        std::fs::write(&file, b"REDIS").unwrap();
+        crate::fsio::write_atomic(&file, b"REDIS", 0o600).unwrap();
         let err = format!("{:#}", check(&set).unwrap_err());
         assert!(err.contains("5 bytes, the manifest says 14"), "{err}");
         std::fs::remove_file(&file).unwrap();
@@ -493,10 +486,10 @@ mod tests {
         crate::fsio::ensure_dir(&dir.path().join("20261127T011300.000Z/postgres")).unwrap();
         crate::fsio::ensure_dir(&dir.path().join("not-a-set")).unwrap();
         let sets = backups.sets().unwrap();
-        assert_eq!(sets.iter().map(|s| (s.id.as_str(), s.complete)).collect::<Vec<_>>(), [
-            ("20261127T011200.000Z", true),
-            ("20261127T011300.000Z", false)
-        ]);
+        assert_eq!(
+            sets.iter().map(|s| (s.id.as_str(), s.complete)).collect::<Vec<_>>(),
+            [("20261127T011200.000Z", true), ("20261127T011300.000Z", false)]
+        );
         assert_eq!(backups.latest().unwrap().unwrap().path, set);
         let err = format!("{:#}", read_manifest(&dir.path().join("20261127T011300.000Z")).unwrap_err());
         assert!(err.contains("did not finish"), "{err}");
@@ -507,7 +500,10 @@ mod tests {
         let id = set_id(std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_741_920_123));
         assert!(is_set_id(&id), "{id}");
         assert_eq!(id, "20261127T011200.123Z");
-        assert_eq!(parse_time("2026-11-27T01:12:00.123Z").unwrap(), std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_741_920_123));
+        assert_eq!(
+            parse_time("2026-11-27T01:12:00.123Z").unwrap(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_795_741_920_123)
+        );
         assert!(parse_time("yesterday").is_err());
     }
 
@@ -521,11 +517,14 @@ mod tests {
         restored.counts.insert("app.public.t".into(), 2);
         restored.checksums.insert("app.public.t".into(), "8".into());
         assert_eq!(restored.differences(&restored.clone()), Vec::<String>::new());
-        assert_eq!(backed_up.differences(&restored), [
-            "app.public.t: 3 backed up, 2 restored",
-            "app.public.t: checksum differs after the restore"
-        ]);
-        assert_eq!(backed_up.differences(&Contents::default())[0], "app.public.t: 3 backed up, absent after the restore");
+        assert_eq!(
+            backed_up.differences(&restored),
+            ["app.public.t: 3 backed up, 2 restored", "app.public.t: checksum differs after the restore"]
+        );
+        assert_eq!(
+            backed_up.differences(&Contents::default())[0],
+            "app.public.t: 3 backed up, absent after the restore"
+        );
     }
 
     #[test]
@@ -542,14 +541,19 @@ mod tests {
         }
         let start = WalStart { timeline: 1, segment: "000000010000000000000004".into() };
         postgres::clean_archive(dir.path(), &start).unwrap();
-        let mut left: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
-        assert_eq!(left, [
-            "000000010000000000000004",
-            "000000010000000000000004.00000028.backup",
-            "00000002.history",
-            "000000020000000000000005"
-        ]);
+        assert_eq!(
+            left,
+            [
+                "000000010000000000000004",
+                "000000010000000000000004.00000028.backup",
+                "00000002.history",
+                "000000020000000000000005"
+            ]
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Context, Contents, ServiceSet, WalStart};
+use super::{Contents, Context, ServiceSet, WalStart};
 use crate::layout;
 use crate::profile::Service;
 use crate::runtime::OneOff;
@@ -72,7 +72,8 @@ async fn with_backup_login(
         let Some(password) = [Some(current), pending].into_iter().flatten().find(|p| !tried.contains(p)) else {
             anyhow::bail!("the backup login's passwords were all refused (tried {})", tried.len());
         };
-        let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&password))])?;
+        let archive =
+            super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(&password))])?;
         tried.push(password);
         match run(context, image, &owner, archive, mounts.clone(), script, role).await {
             Err(err) if format!("{err:#}").contains("password authentication failed") && tried.len() < 3 => {
@@ -155,10 +156,13 @@ pub async fn contents_of(
     engine: &crate::runtime::Engine,
     spec: &crate::containers::ContainerSpec,
 ) -> anyhow::Result<Contents> {
-    let databases =
-        crate::converge::postgres_sql(engine, spec, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1;")
-            .await
-            .context("listing the databases")?;
+    let databases = crate::converge::postgres_sql(
+        engine,
+        spec,
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1;",
+    )
+    .await
+    .context("listing the databases")?;
     let mut sql = String::new();
     for database in databases.lines().map(str::trim).filter(|d| !d.is_empty()) {
         anyhow::ensure!(
@@ -196,10 +200,7 @@ pub fn clean_archive(archive: &Path, start: &WalStart) -> anyhow::Result<()> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let segment = &name[..name.len().min(24)];
-        if segment.len() == 24
-            && segment.bytes().all(|b| b.is_ascii_hexdigit())
-            && segment[8..] < start.segment[8..]
-        {
+        if segment.len() == 24 && segment.bytes().all(|b| b.is_ascii_hexdigit()) && segment[8..] < start.segment[8..] {
             std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::{Context, Contents, ServiceSet};
+use super::{Contents, Context, ServiceSet};
 use crate::layout;
 use crate::profile::{Profile, Service};
 use crate::secrets::store::Store;
@@ -28,8 +28,9 @@ impl Api {
     pub async fn connect(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Api> {
         let login = profile.users.first().context("the profile has no application user")?.name.clone();
         let key = store.current(layout::QDRANT_API_KEY).await?.value;
-        let target = crate::probe::login_target(profile, dir, Service::Qdrant, &login, key.clone(), "")?
-            .context("Qdrant is not published, so its snapshot API cannot be reached from here; set network.publish=true")?;
+        let target = crate::probe::login_target(profile, dir, Service::Qdrant, &login, key.clone(), "")?.context(
+            "Qdrant is not published, so its snapshot API cannot be reached from here; set network.publish=true",
+        )?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(crate::probe::rustls_config(&target.tls)?)
             .timeout(TRANSFER_TIMEOUT)
@@ -60,7 +61,8 @@ impl Api {
 
     /// The collections' names.
     pub async fn collections(&self) -> anyhow::Result<Vec<String>> {
-        let answer = self.json(self.client.get(format!("{}/collections", self.base)), "listing the collections").await?;
+        let answer =
+            self.json(self.client.get(format!("{}/collections", self.base)), "listing the collections").await?;
         let mut names: Vec<String> = answer["result"]["collections"]
             .as_array()
             .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect())
@@ -74,9 +76,8 @@ impl Api {
         let mut contents = Contents::default();
         for collection in self.collections().await? {
             let url = format!("{}/collections/{collection}/points/count", self.base);
-            let answer = self
-                .json(self.client.post(url).json(&serde_json::json!({ "exact": true })), "counting points")
-                .await?;
+            let answer =
+                self.json(self.client.post(url).json(&serde_json::json!({ "exact": true })), "counting points").await?;
             let count = answer["result"]["count"].as_u64().context("a point count")?;
             contents.counts.insert(collection, count);
         }
@@ -93,7 +94,7 @@ impl Api {
         let checksum = made["result"]["checksum"].as_str().map(str::to_owned);
         let url = format!("{}/collections/{collection}/snapshots/{name}", self.base);
         let response = self.send(self.client.get(&url), &format!("downloading the snapshot of {collection}")).await?;
-        let mut out = std::fs::File::create(file).with_context(|| format!("writing {}", file.display()))?;
+        let mut out = crate::fsio::create_private(file)?;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             out.write_all(&chunk.context("downloading the snapshot")?)?;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{Context, Contents, ServiceSet};
+use super::{Contents, Context, ServiceSet};
 use crate::layout;
 use crate::profile::Service;
 use crate::runtime::OneOff;

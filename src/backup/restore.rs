@@ -80,23 +80,29 @@ pub async fn tool_image(engine: &Engine, profile: &Profile, service: Service) ->
     if engine.has_image(image).await { image.to_owned() } else { containers::local_image(service).to_owned() }
 }
 
+/// What a restore restores: a checked set, to its end or to a point in time, with the WAL
+/// archive beside it.
+pub struct Source<'a> {
+    pub set: &'a Path,
+    pub manifest: &'a Manifest,
+    pub to_time: Option<SystemTime>,
+    pub archive: &'a Path,
+}
+
 /// Fills the data volumes of every PostgreSQL and Redis part of the set.
 pub async fn fill(
     engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
     store: &Store,
-    set: &Path,
-    manifest: &Manifest,
-    to_time: Option<SystemTime>,
-    archive: &Path,
+    source: &Source<'_>,
 ) -> anyhow::Result<()> {
-    for part in &manifest.services {
+    for part in &source.manifest.services {
         let spec = containers::container_spec(profile, part.service);
         engine.ensure_volumes(&profile.stack.name, &spec).await?;
         match part.service {
-            Service::Postgres => postgres(engine, profile, dir, store, set, part, &spec, to_time, archive).await?,
-            Service::Redis => redis(engine, profile, set, &spec).await?,
+            Service::Postgres => postgres(engine, profile, dir, store, source, part, &spec).await?,
+            Service::Redis => redis(engine, profile, source.set, &spec).await?,
             Service::Qdrant => {}
         }
     }
@@ -114,18 +120,16 @@ fn mount_of(spec: &ContainerSpec, key: &str) -> anyhow::Result<(String, String)>
 
 const COPY_CAPABILITIES: [&str; 3] = ["CHOWN", "DAC_OVERRIDE", "FOWNER"];
 
-#[allow(clippy::too_many_arguments)]
 async fn postgres(
     engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
     store: &Store,
-    set: &Path,
+    source: &Source<'_>,
     part: &ServiceSet,
     spec: &ContainerSpec,
-    to_time: Option<SystemTime>,
-    archive: &Path,
 ) -> anyhow::Result<()> {
+    let (set, archive) = (source.set, source.archive);
     let image = tool_image(engine, profile, Service::Postgres).await;
     let names = containers::stack_names(profile);
     engine.ensure_network(&names).await?;
@@ -141,7 +145,7 @@ async fn postgres(
     ];
     let mut files = Vec::new();
     let mut recovery = String::new();
-    if let Some(time) = to_time {
+    if let Some(time) = source.to_time {
         let start = part.wal.as_ref().context("the set's PostgreSQL part names no start WAL segment")?;
         let segments = archived_segments(archive, start)?;
         anyhow::ensure!(
@@ -189,21 +193,19 @@ async fn postgres(
     // Recovery, then the stack's current credentials.
     let superuser = store.current(layout::POSTGRES_SUPERUSER_SECRET).await?.value;
     let verifier = crate::secrets::scram_verifier(&superuser);
-    let superuser_sql = format!(
-        "SET log_statement = 'none';\nALTER ROLE {} PASSWORD '{}';\n",
-        layout::POSTGRES_SUPERUSER,
-        verifier
-    );
+    let superuser_sql =
+        format!("SET log_statement = 'none';\nALTER ROLE {} PASSWORD '{}';\n", layout::POSTGRES_SUPERUSER, verifier);
     let init_sql = std::fs::read(dir.file(&StackFile::InitSql)).context("reading the init SQL")?;
     let files = vec![
         (format!("{root}/superuser.sql"), uid, 0o600, superuser_sql.into_bytes()),
         (format!("{root}/init.sql"), uid, 0o600, init_sql),
     ];
     let psql = format!("psql -X -q -v ON_ERROR_STOP=1 -h /tmp/hs -U {} -d postgres", layout::POSTGRES_SUPERUSER);
-    let reset: String = ["restore_command", "recovery_target_time", "recovery_target_action", "recovery_target_timeline"]
-        .iter()
-        .map(|setting| format!(" -c 'ALTER SYSTEM RESET {setting}'"))
-        .collect();
+    let reset: String =
+        ["restore_command", "recovery_target_time", "recovery_target_action", "recovery_target_timeline"]
+            .iter()
+            .map(|setting| format!(" -c 'ALTER SYSTEM RESET {setting}'"))
+            .collect();
     let recover = format!(
         "set -e; umask 077\n\
          mkdir -p /tmp/hs\n\
@@ -237,7 +239,8 @@ async fn postgres(
 fn archived_segments(archive: &Path, start: &super::WalStart) -> anyhow::Result<Vec<String>> {
     let timeline = format!("{:08X}", start.timeline);
     let mut segments = Vec::new();
-    let entries = std::fs::read_dir(archive).with_context(|| format!("reading the WAL archive {}", archive.display()))?;
+    let entries =
+        std::fs::read_dir(archive).with_context(|| format!("reading the WAL archive {}", archive.display()))?;
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
         let segment = name.len() == 24

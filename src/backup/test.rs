@@ -47,12 +47,7 @@ impl Record {
 }
 
 /// Writes the record of a test of `manifest`'s set, keeping the last pass.
-pub fn record(
-    backups: &Backups,
-    manifest: &Manifest,
-    seconds: f64,
-    problems: Vec<String>,
-) -> anyhow::Result<Record> {
+pub fn record(backups: &Backups, manifest: &Manifest, seconds: f64, problems: Vec<String>) -> anyhow::Result<Record> {
     let tested = super::rfc3339(SystemTime::now());
     let passed = problems.is_empty();
     let last_pass = if passed {

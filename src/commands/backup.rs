@@ -101,18 +101,8 @@ async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDi
         };
         let quiet = Output { format: Format::Human, quiet: true, ..*output };
         let archive = set.path.parent().unwrap_or(&backups.root).join(layout::backups::ARCHIVE);
-        let code = super::restore::restore_into(
-            &quiet,
-            engine,
-            &throwaway,
-            &throwaway_dir,
-            &set.path,
-            &manifest,
-            None,
-            &archive,
-            &up,
-        )
-        .await?;
+        let source = backup::restore::Source { set: &set.path, manifest: &manifest, to_time: None, archive: &archive };
+        let code = super::restore::restore_into(&quiet, engine, &throwaway, &throwaway_dir, &source, &up).await?;
         anyhow::ensure!(code == ExitCode::SUCCESS, "the restored stack did not come up");
         let store = Store::open(&throwaway, &throwaway_dir).await?;
         backup::test::compare(engine, &throwaway, &throwaway_dir, &store, &manifest).await
@@ -150,11 +140,7 @@ async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDi
 /// The throwaway stack: the profile under another name, with the set's services, data in
 /// volumes, ports published on loopback where nothing listens, a file store of its own, no
 /// archive, and no more CPUs than the engine has.
-async fn throwaway_profile(
-    engine: &Engine,
-    profile: &Profile,
-    manifest: &backup::Manifest,
-) -> anyhow::Result<Profile> {
+async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup::Manifest) -> anyhow::Result<Profile> {
     let mut throwaway = profile.clone();
     throwaway.stack.name = format!("{}-restore-test", profile.stack.name);
     throwaway.stack.services = manifest.services.iter().map(|s| s.service).collect();

@@ -5,12 +5,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
 
-use crate::backup::{self, Backups, Manifest};
+use crate::backup::{self, Backups};
 use crate::cli::{GlobalArgs, RestoreArgs, UpArgs};
 use crate::commands::init;
 use crate::output::{Format, Output};
@@ -27,9 +27,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
     let dir = StackDir::new(&global.dir);
     let backups = Backups::of(&profile, &dir);
     let set = match args.set.as_str() {
-        "latest" => backups
-            .latest()?
-            .with_context(|| format!("no complete backup set in {}", backups.root.display()))?,
+        "latest" => {
+            backups.latest()?.with_context(|| format!("no complete backup set in {}", backups.root.display()))?
+        }
         set => backups.find(set)?,
     };
     // Nothing is touched before the set has proved whole.
@@ -51,15 +51,10 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
     let quiet = Output { format: Format::Human, quiet: true, ..output };
     let profile = init::ensure(global, None, false, &quiet).await?.profile;
     let archive = set.path.parent().unwrap_or(Path::new(".")).join(crate::layout::backups::ARCHIVE);
-    let up = UpArgs {
-        templates: None,
-        force: false,
-        timeout: args.timeout,
-        no_verify: false,
-        dry_run: false,
-        prune: false,
-    };
-    let code = restore_into(&output, &engine, &profile, &dir, &set.path, &manifest, to_time, &archive, &up).await?;
+    let up =
+        UpArgs { templates: None, force: false, timeout: args.timeout, no_verify: false, dry_run: false, prune: false };
+    let source = backup::restore::Source { set: &set.path, manifest: &manifest, to_time, archive: &archive };
+    let code = restore_into(&output, &engine, &profile, &dir, &source, &up).await?;
     output.json(&json!({
         "schema": "hardstack.restore/v1",
         "stack": profile.stack.name,
@@ -91,25 +86,22 @@ pub async fn remove_stack(engine: &Engine, profile: &Profile) -> anyhow::Result<
 }
 
 /// Fills a stack that has no data from a checked set, brings it up, uploads Qdrant's snapshots.
-#[allow(clippy::too_many_arguments)]
 pub async fn restore_into(
     output: &Output,
     engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
-    set: &Path,
-    manifest: &Manifest,
-    to_time: Option<SystemTime>,
-    archive: &Path,
+    source: &backup::restore::Source<'_>,
     up: &UpArgs,
 ) -> anyhow::Result<ExitCode> {
     let store = crate::secrets::store::Store::open(profile, dir).await?;
+    let manifest = source.manifest;
     output.line(format!("restoring set {} ({} service(s))", manifest.id, manifest.services.len()));
-    backup::restore::fill(engine, profile, dir, &store, set, manifest, to_time, archive).await?;
+    backup::restore::fill(engine, profile, dir, &store, source).await?;
     // One JSON document per command: up's stays unprinted.
     let up_output = Output { quiet: output.quiet || output.format == Format::Json, ..*output };
     let code = super::up::up(&up_output, profile.clone(), dir.clone(), up).await?;
-    backup::restore::upload_snapshots(profile, dir, &store, set, manifest).await?;
+    backup::restore::upload_snapshots(profile, dir, &store, source.set, manifest).await?;
     Ok(code)
 }
 

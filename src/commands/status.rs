@@ -67,7 +67,9 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         "last_restore_test": test.as_ref().map(|t| json!({"set": t.set, "tested": t.tested, "passed": t.passed})),
         "last_successful_restore_test": test.as_ref().and_then(|t| t.last_pass.as_ref()).map(|p| json!({"set": p.set, "tested": p.tested})),
     });
-    output.json(&json!({"schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows, "backup": backup}));
+    output.json(
+        &json!({"schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows, "backup": backup}),
+    );
     output.line(format!(
         "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"

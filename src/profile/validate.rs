@@ -177,7 +177,13 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         }
     }
     if backup.dir.trim().is_empty() || backup.dir.contains(['\n', ':']) {
-        fail("backup.dir", format!("`{}` must be a directory path without ':' (absolute, or relative to the stack directory)", backup.dir));
+        fail(
+            "backup.dir",
+            format!(
+                "`{}` must be a directory path without ':' (absolute, or relative to the stack directory)",
+                backup.dir
+            ),
+        );
     }
     if backup.keep == 0 {
         fail("backup.keep", "keep at least one set".into());

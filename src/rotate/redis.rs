@@ -65,7 +65,9 @@ pub async fn test(context: &Context<'_>, user: &str, pending: &SecretVersion) ->
         return match ping {
             Err(err) if err.code() == Some("NOPERM") => Ok(()),
             Err(err) => Err(err).context("the backup user's PING was refused, but not for lack of permission"),
-            Ok(answer) => anyhow::bail!("the backup user may run PING ({answer}): its ACL is wider than an RDB transfer"),
+            Ok(answer) => {
+                anyhow::bail!("the backup user may run PING ({answer}): its ACL is wider than an RDB transfer")
+            }
         };
     }
     let pong = ping?;

@@ -357,7 +357,8 @@ fn backups(context: &Context) -> Check {
         Ok(record) => record,
         Err(err) => return Check::fail(id, "the restore-test record could not be read", format!("{err:#}")),
     };
-    let age = |d: std::time::Duration| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string();
+    let age =
+        |d: std::time::Duration| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string();
     let (proven, reason) = match record.as_ref().and_then(|r| Some((r.last_pass.clone()?, r.proven_set_age()?))) {
         Some((pass, set_age)) if set_age < max_age => {
             return Check::pass(
@@ -368,10 +369,18 @@ fn backups(context: &Context) -> Check {
         }
         Some((pass, set_age)) => (
             format!("set {} passed a restore test on {}", pass.set, pass.tested),
-            format!("the newest set a restore test proved is {} old, more than backup.max_age ({})", age(set_age), age(max_age)),
+            format!(
+                "the newest set a restore test proved is {} old, more than backup.max_age ({})",
+                age(set_age),
+                age(max_age)
+            ),
         ),
         None => (
-            format!("{} sets in {}", backups.sets().map(|s| s.iter().filter(|s| s.complete).count()).unwrap_or(0), backups.root.display()),
+            format!(
+                "{} sets in {}",
+                backups.sets().map(|s| s.iter().filter(|s| s.complete).count()).unwrap_or(0),
+                backups.root.display()
+            ),
             "no restore test has passed: run `hardstack backup`, then `hardstack backup --test`".to_owned(),
         ),
     };

@@ -392,7 +392,10 @@ pub fn cis_checks(context: &Context) -> Vec<CheckFuture<'_>> {
     } else {
         let id = "pg.wal_archive";
         Box::pin(async move {
-            Check::not_applicable(id, "the profile does not archive WAL (backup.wal_archive = false): no point-in-time recovery")
+            Check::not_applicable(
+                id,
+                "the profile does not archive WAL (backup.wal_archive = false): no point-in-time recovery",
+            )
         })
     };
     vec![

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{DockerStack, docker_available, has_image, psql, redis, text, QDRANT_IMAGE};
+use crate::common::{DockerStack, QDRANT_IMAGE, docker_available, has_image, psql, redis, text};
 
 /// `hardstack <command> -o json`, which must succeed, as JSON.
 fn json(stack: &DockerStack, command: &str, extra: &[&str]) -> Value {
@@ -270,7 +270,10 @@ fn the_restore_test_turns_checklist_backups_from_fail_to_pass() {
         .set("resources.redis.cpus=1")
         .set("network.publish=true");
     stack.cmd("up", &["--no-verify"]).assert().success();
-    psql(&stack, "CREATE TABLE items (id int, name text); INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g");
+    psql(
+        &stack,
+        "CREATE TABLE items (id int, name text); INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g",
+    );
     redis(&stack, "app", "redis/app", &["SET", "app:a", "1"]);
     let (_, verdicts) = stack.verify();
     assert_eq!(verdicts["checklist.backups"], "fail", "no restore test yet");
@@ -322,7 +325,8 @@ fn backup_logins_rotate_while_backups_run() {
     let stack = DockerStack::new("backup rotation").services(&["postgres", "redis"]);
     up(&stack);
     psql(&stack, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 10000) g");
-    let secret = |name: &str| -> Value { serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{name}.json"))).unwrap() };
+    let secret =
+        |name: &str| -> Value { serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{name}.json"))).unwrap() };
     let before = (secret("postgres/backup"), secret("redis/backup"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let schedule = {

@@ -50,9 +50,9 @@ fn init_prints_no_secret() {
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(printed.contains("secrets/postgres/app.json"), "-v lists the files it wrote: {printed}");
     let secrets = files_under(&sandbox.stack().join("secrets"));
-    // The dev profile's secrets: PostgreSQL's superuser, admin, health and app; Redis's admin,
-    // health and app; Qdrant's two keys.
-    assert_eq!(secrets.len(), 9, "{secrets:?}");
+    // The dev profile's secrets: PostgreSQL's superuser, admin, health, backup and app; Redis's
+    // admin, health, backup and app; Qdrant's two keys.
+    assert_eq!(secrets.len(), 11, "{secrets:?}");
     for file in secrets {
         let record: serde_json::Value = serde_json::from_slice(&sandbox.read(&format!("secrets/{file}"))).unwrap();
         let value = record["versions"][0]["value"].as_str().unwrap();
@@ -330,8 +330,12 @@ fn init_emits_systemd_services_and_timers_for_rotation_backup_and_the_restore_te
 
     // Backups and their restore test on the profile's own schedules.
     for (job, arguments, schedule) in [("backup", "backup", "daily"), ("restore-test", "backup --test", "weekly")] {
-        let service = String::from_utf8(sandbox.read(&format!("systemd/hardstack-{job}-hardstack-dev.service"))).unwrap();
-        assert!(service.contains(&format!("ExecStart={} {arguments} --dir {}", binary.display(), stack.display())), "{service}");
+        let service =
+            String::from_utf8(sandbox.read(&format!("systemd/hardstack-{job}-hardstack-dev.service"))).unwrap();
+        assert!(
+            service.contains(&format!("ExecStart={} {arguments} --dir {}", binary.display(), stack.display())),
+            "{service}"
+        );
         let timer = String::from_utf8(sandbox.read(&format!("systemd/hardstack-{job}-hardstack-dev.timer"))).unwrap();
         assert!(timer.contains(&format!("OnCalendar={schedule}")), "{timer}");
         assert!(timer.contains(&format!("Unit=hardstack-{job}-hardstack-dev.service")), "{timer}");

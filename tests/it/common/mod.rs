@@ -281,7 +281,8 @@ pub fn psql(stack: &DockerStack, sql: &str) -> String {
 
 /// A command to Redis as `user` with the password of `secret` in the file store; its answer.
 pub fn redis(stack: &DockerStack, user: &str, secret: &str, command: &[&str]) -> String {
-    let record: serde_json::Value = serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{secret}.json"))).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{secret}.json"))).unwrap();
     let current = record["versions"]
         .as_array()
         .unwrap()
@@ -298,4 +299,3 @@ pub fn redis(stack: &DockerStack, user: &str, secret: &str, command: &[&str]) ->
         .unwrap();
     text(&out).trim().to_owned()
 }
-
