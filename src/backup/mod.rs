@@ -261,7 +261,13 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
             Service::Qdrant => qdrant::backup(context, &part).await,
         }
         .with_context(|| format!("backing up {service}"))?;
-        set.files = files_of(&path, &part)?;
+        // pg_verifybackup has just checked the files against the SHA-256 of PostgreSQL's own
+        // backup manifest: those digests are taken as they are, the rest are computed.
+        let known = match service {
+            Service::Postgres => postgres::manifest_digests(&path, &part)?,
+            _ => BTreeMap::new(),
+        };
+        set.files = files_of_with(&path, &part, &known)?;
         services.push(set);
     }
     let manifest = Manifest {
@@ -347,6 +353,12 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
 /// Every file under `dir` with its size and SHA-256, relative to `set`, after making the
 /// modes private (0600 files, 0700 directories).
 fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
+    files_of_with(set, dir, &BTreeMap::new())
+}
+
+/// The same, taking the digest of a file from `known` (by path relative to `set`) when its size
+/// is the one known.
+fn files_of_with(set: &Path, dir: &Path, known: &BTreeMap<String, (u64, String)>) -> anyhow::Result<Vec<FileEntry>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -365,7 +377,12 @@ fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
             } else if kind.is_file() {
                 crate::fsio::make_private(&path, false)?;
                 let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
-                files.push(FileEntry { path: relative, size: entry.metadata()?.len(), sha256: sha256_file(&path)? });
+                let size = entry.metadata()?.len();
+                let sha256 = match known.get(&relative) {
+                    Some((known_size, digest)) if *known_size == size => digest.clone(),
+                    _ => sha256_file(&path)?,
+                };
+                files.push(FileEntry { path: relative, size, sha256 });
             }
         }
     }
@@ -434,7 +451,11 @@ mod tests {
     use super::*;
 
     fn set_with_one_file(root: &Path) -> (PathBuf, PathBuf) {
-        let set = root.join("20261127T011200.000Z");
+        set_named(root, "20261127T011200.000Z")
+    }
+
+    fn set_named(root: &Path, id: &str) -> (PathBuf, PathBuf) {
+        let set = root.join(id);
         let file = set.join("redis/dump.rdb");
         crate::fsio::write_atomic(&file, b"REDIS0011 data", 0o600).unwrap();
         let part = ServiceSet {
@@ -448,7 +469,7 @@ mod tests {
         let manifest = Manifest {
             schema: SCHEMA.into(),
             stack: "s".into(),
-            id: "20261127T011200.000Z".into(),
+            id: id.into(),
             started: "2026-11-27T01:12:00.000Z".into(),
             finished: "2026-11-27T01:12:01.000Z".into(),
             services: vec![part],
@@ -493,6 +514,21 @@ mod tests {
         assert_eq!(backups.latest().unwrap().unwrap().path, set);
         let err = format!("{:#}", read_manifest(&dir.path().join("20261127T011300.000Z")).unwrap_err());
         assert!(err.contains("did not finish"), "{err}");
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = Backups { root: dir.path().to_path_buf() };
+        for id in ["20261125T010000.000Z", "20261126T010000.000Z", "20261127T010000.000Z"] {
+            set_named(dir.path(), id);
+        }
+        crate::fsio::ensure_dir(&dir.path().join("20261127T020000.000Z")).unwrap();
+        assert_eq!(retain(&backups, 2).unwrap(), ["20261125T010000.000Z"]);
+        let left: Vec<String> = backups.sets().unwrap().into_iter().map(|s| s.id).collect();
+        // An incomplete set is not retention's to remove (the next backup's).
+        assert_eq!(left, ["20261126T010000.000Z", "20261127T010000.000Z", "20261127T020000.000Z"]);
+        assert!(retain(&backups, 2).unwrap().is_empty());
     }
 
     #[test]

@@ -188,6 +188,39 @@ pub async fn contents_of(
     Ok(contents)
 }
 
+/// The size and SHA-256 of every file PostgreSQL's backup manifest lists (pg_basebackup wrote it
+/// with `--manifest-checksums=SHA256`), by path relative to the set.
+pub fn manifest_digests(set: &Path, part: &Path) -> anyhow::Result<std::collections::BTreeMap<String, (u64, String)>> {
+    #[derive(serde::Deserialize)]
+    struct BackupManifest {
+        #[serde(rename = "Files")]
+        files: Vec<ManifestFile>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ManifestFile {
+        #[serde(rename = "Path")]
+        path: String,
+        #[serde(rename = "Size")]
+        size: u64,
+        #[serde(rename = "Checksum-Algorithm")]
+        algorithm: Option<String>,
+        #[serde(rename = "Checksum")]
+        checksum: Option<String>,
+    }
+    let base = part.join("base");
+    let path = base.join("backup_manifest");
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: BackupManifest =
+        serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+    let prefix = base.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
+    Ok(manifest
+        .files
+        .into_iter()
+        .filter(|f| f.algorithm.as_deref() == Some("SHA256"))
+        .filter_map(|f| Some((format!("{prefix}/{}", f.path), (f.size, f.checksum?))))
+        .collect())
+}
+
 /// Removes archived WAL that no kept set needs: segments (of any timeline) before `start`.
 /// Timeline history files stay.
 pub fn clean_archive(archive: &Path, start: &WalStart) -> anyhow::Result<()> {

@@ -54,54 +54,83 @@ pub async fn backup(context: &Context<'_>, part: &Path) -> anyhow::Result<Servic
         server_version: ran.output.trim().to_owned(),
         method: "redis-cli --rdb, redis-check-rdb".into(),
         files: Vec::new(),
-        contents: contents(context.profile, context.dir, context.store, None).await?,
+        contents: contents(context.engine, context.profile, context.dir, context.store, None).await?,
         wal: None,
     })
 }
 
 /// Keys per database, and the SHA-256 of `DUMP` of a sample of keys (the keys `backed_up`
-/// sampled, when given), read as admin from the host.
+/// sampled, when given), read as admin by `redis-cli` in a one-off container on the stack
+/// network, so an unpublished stack is read as well as a published one.
 pub async fn contents(
+    engine: &crate::runtime::Engine,
     profile: &crate::profile::Profile,
     dir: &crate::stackdir::StackDir,
     store: &crate::secrets::store::Store,
     backed_up: Option<&Contents>,
 ) -> anyhow::Result<Contents> {
+    let image = super::restore::tool_image(engine, profile, Service::Redis).await;
+    let owner = super::owner_of(&dir.absolute())?;
     let admin = store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?;
-    let target = crate::probe::login_target(profile, dir, Service::Redis, layout::ADMIN, admin.value, "")?
-        .context("Redis is not published, so its contents cannot be read from here; set network.publish=true")?;
-    let client = crate::probe::redis_client(&target)?;
-    let mut connection = client.get_multiplexed_async_connection().await.context("logging in to Redis as admin")?;
-    let keyspace: String = redis::cmd("INFO").arg("keyspace").query_async(&mut connection).await?;
+    let mut password = admin.value.expose().as_bytes().to_vec();
+    password.push(b'\n');
+    // The keys to sample again, as `<db>\t<key>` lines (none: sample anew).
+    let wanted: String = backed_up
+        .map(|c| {
+            c.checksums.keys().filter_map(|k| k.split_once(':')).map(|(db, key)| format!("{db}\t{key}\n")).collect()
+        })
+        .unwrap_or_default();
+    let files = vec![("password".into(), password), ("wanted".into(), wanted.into_bytes())];
+    let archive = super::login_files(dir, layout::ADMIN, &owner, files)?;
+    let endpoint = layout::network_endpoint(Service::Redis);
+    let root = super::ROOT;
+    // Output: `count <db> <keys>` per database, then `sample <db> <sha256> <key>`.
+    let script = format!(
+        r#"set -e
+r() {{ redis-cli --tls --cacert /{root}/ca.crt --cert /{root}/client.crt --key /{root}/client.key -h {host} -p {port} --user {admin} --askpass "$@" < /{root}/password; }}
+r INFO keyspace | tr -d '\r' | sed -n 's/^db\([0-9]*\):keys=\([0-9]*\).*/count db\1 \2/p' > /tmp/counts
+cat /tmp/counts
+if [ -s /{root}/wanted ]; then cp /{root}/wanted /tmp/sample
+else
+  : > /tmp/sample
+  while read -r _ db _; do
+    r -n "${{db#db}}" --scan --count 1000 | head -n 1000 | LC_ALL=C sort | head -n {SAMPLES} | sed "s/^/$db\t/" >> /tmp/sample
+  done < /tmp/counts
+fi
+while IFS="$(printf '\t')" read -r db key; do
+  sum=$(r -n "${{db#db}}" --no-raw DUMP "$key" | sha256sum | cut -d' ' -f1)
+  printf 'sample %s %s %s
+' "$db" "$sum" "$key"
+done < /tmp/sample
+"#,
+        host = endpoint.host,
+        port = endpoint.port,
+        admin = layout::ADMIN,
+    );
+    let names = crate::containers::stack_names(profile);
+    let run = OneOff {
+        image,
+        user: owner,
+        command: vec!["/bin/sh".into(), "-c".into(), script],
+        archive,
+        mounts: Vec::new(),
+        cap_add: Vec::new(),
+    };
+    let ran = engine
+        .run_once(&names.stack, &names.network, "contents-redis", run)
+        .await
+        .context("reading what Redis holds")?;
     let mut contents = Contents::default();
-    for line in keyspace.lines() {
-        let Some((db, fields)) = line.split_once(':') else { continue };
-        let Some(keys) = fields.split(',').find_map(|f| f.strip_prefix("keys=")) else { continue };
-        contents.counts.insert(db.to_owned(), keys.parse().with_context(|| format!("INFO keyspace: {line}"))?);
-        let index: u32 = db.trim_start_matches("db").parse().with_context(|| format!("INFO keyspace: {line}"))?;
-        redis::cmd("SELECT").arg(index).query_async::<()>(&mut connection).await?;
-        let keys: Vec<Vec<u8>> = match backed_up {
-            Some(backed_up) => backed_up
-                .checksums
-                .keys()
-                .filter_map(|name| name.strip_prefix(&format!("{db}:")))
-                .map(|key| key.as_bytes().to_vec())
-                .collect(),
-            None => {
-                let (_, mut keys): (String, Vec<Vec<u8>>) =
-                    redis::cmd("SCAN").arg(0).arg("COUNT").arg(1000).query_async(&mut connection).await?;
-                keys.sort();
-                keys.truncate(SAMPLES);
-                keys
+    for line in ran.output.lines() {
+        let mut fields = line.splitn(4, ' ');
+        match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some("count"), Some(db), Some(keys), None) => {
+                contents.counts.insert(db.to_owned(), keys.parse().with_context(|| format!("INFO keyspace: {line}"))?);
             }
-        };
-        for key in keys {
-            let dumped: Option<Vec<u8>> = redis::cmd("DUMP").arg(&key).query_async(&mut connection).await?;
-            if let Some(dumped) = dumped {
-                use sha2::{Digest, Sha256};
-                let name = format!("{db}:{}", String::from_utf8_lossy(&key));
-                contents.checksums.insert(name, hex::encode(Sha256::digest(&dumped)));
+            (Some("sample"), Some(db), Some(sum), Some(key)) => {
+                contents.checksums.insert(format!("{db}:{key}"), sum.to_owned());
             }
+            _ => {}
         }
     }
     Ok(contents)

@@ -84,7 +84,7 @@ pub async fn compare(
                 let spec = crate::containers::container_spec(profile, Service::Postgres);
                 super::postgres::contents_of(engine, &spec).await?
             }
-            Service::Redis => super::redis::contents(profile, dir, store, Some(&part.contents)).await?,
+            Service::Redis => super::redis::contents(engine, profile, dir, store, Some(&part.contents)).await?,
             Service::Qdrant => super::qdrant::Api::connect(profile, dir, store).await?.contents().await?,
         };
         problems.extend(part.contents.differences(&restored).into_iter().map(|d| format!("{}: {d}", part.service)));

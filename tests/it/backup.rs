@@ -97,6 +97,13 @@ fn a_set_restores_its_data_into_a_new_stack_with_that_stacks_credentials() {
     assert!(postgres["files"].as_array().unwrap().iter().any(|f| f["path"] == "postgres/base/backup_manifest"));
     let redis_part = manifest["services"].as_array().unwrap().iter().find(|s| s["service"] == "redis").unwrap();
     assert_eq!(redis_part["files"][0]["path"], "redis/dump.rdb");
+    // The two keys, and the one verify writes.
+    assert_eq!(redis_part["contents"]["counts"]["db0"], 3, "{redis_part}");
+    assert_eq!(
+        redis_part["contents"]["checksums"]["db0:app:greeting"].as_str().map(str::len),
+        Some(64),
+        "{redis_part}"
+    );
     assert_eq!(redis_part["files"][0]["sha256"].as_str().unwrap().len(), 64);
 
     // A new stack directory: new secrets, a new name; the set given by its path.
@@ -127,6 +134,40 @@ fn a_set_restores_its_data_into_a_new_stack_with_that_stacks_credentials() {
     assert!(text(&out).contains("holds data"), "{}", text(&out));
 }
 
+/// SQL as PostgreSQL's superuser over the container's socket, in the app database (for a stack
+/// that publishes nothing).
+fn superuser_sql(stack: &DockerStack, sql: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["exec", &format!("{}-postgres", stack.name), "sh", "-c"])
+        .arg(format!(
+            "PGPASSWORD=$(cat /etc/hardstack/secrets/superuser.password) psql -X -v ON_ERROR_STOP=1 -h /var/run/postgresql -U postgres -d app -tAc \"{sql}\""
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A Redis command as admin from a container on the stack network (for a stack that publishes
+/// nothing); its answer.
+fn redis_inside(stack: &DockerStack, command: &[&str]) -> String {
+    let record: Value = serde_json::from_slice(&stack.sandbox.read("secrets/redis/admin.json")).unwrap();
+    let password =
+        stack.sandbox.write("admin.password", &format!("{}\n", record["versions"][0]["value"].as_str().unwrap()));
+    let out = std::process::Command::new("docker")
+        .args(["run", "--rm", "-i", "--network", &format!("{}-net", stack.name)])
+        .args(["-v", &format!("{}:/s:ro", stack.sandbox.stack().display())])
+        .args(["--entrypoint", "redis-cli", crate::common::REDIS_IMAGE])
+        .args(["--tls", "--cacert", "/s/ca/ca.crt", "--cert", "/s/certs/clients/admin/client.crt"])
+        .args(["--key", "/s/certs/clients/admin/client.key", "-h", "redis", "--user", "admin", "--askpass"])
+        .args(command)
+        .stdin(std::fs::File::open(password).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 #[test]
 fn postgres_recovers_to_a_point_in_time_between_two_writes() {
     if !docker_available("point in time") {
@@ -143,12 +184,7 @@ fn postgres_recovers_to_a_point_in_time_between_two_writes() {
     psql(&stack, "INSERT INTO events VALUES (2, 'after')");
     // The segment holding both writes is archived within archive_timeout; switch now.
     stack.cmd("verify", &[]).output().unwrap();
-    let switch = std::process::Command::new("docker")
-        .args(["exec", &format!("{}-postgres", stack.name), "sh", "-c"])
-        .arg("PGPASSWORD=$(cat /etc/hardstack/secrets/superuser.password) psql -h /var/run/postgresql -U postgres -tAc 'SELECT pg_switch_wal()'")
-        .output()
-        .unwrap();
-    assert!(switch.status.success(), "{}", text(&switch));
+    superuser_sql(&stack, "SELECT pg_switch_wal()");
     std::thread::sleep(Duration::from_secs(2));
     let (_, verdicts) = stack.verify();
     assert_eq!(verdicts["pg.wal_archive"], "pass", "{verdicts:?}");
@@ -261,20 +297,20 @@ fn the_restore_test_turns_checklist_backups_from_fail_to_pass() {
     if !docker_available("restore test") {
         return;
     }
-    // prod (backups required, Redis append-only, WAL archived), published so the restore test
-    // can read Redis from the host.
+    // prod as shipped (backups required, Redis append-only, WAL archived, nothing published:
+    // everything is read from inside the stack network).
     let stack = DockerStack::new("restore test")
         .profile("prod")
         .services(&["postgres", "redis"])
         .set("resources.postgres.cpus=1")
-        .set("resources.redis.cpus=1")
-        .set("network.publish=true");
+        .set("resources.redis.cpus=1");
     stack.cmd("up", &["--no-verify"]).assert().success();
-    psql(
+    superuser_sql(
         &stack,
         "CREATE TABLE items (id int, name text); INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g",
     );
-    redis(&stack, "app", "redis/app", &["SET", "app:a", "1"]);
+    assert_eq!(redis_inside(&stack, &["SET", "app:a", "1"]), "OK");
+    assert_eq!(redis_inside(&stack, &["RPUSH", "app:list", "x", "y"]), "2");
     let (_, verdicts) = stack.verify();
     assert_eq!(verdicts["checklist.backups"], "fail", "no restore test yet");
 
