@@ -53,6 +53,15 @@ pub struct Manifest {
     pub services: Vec<ServiceSet>,
 }
 
+impl Manifest {
+    /// The set restricted to the services `profile` runs, and the services left out.
+    pub fn only_run_by(mut self, profile: &Profile) -> (Manifest, Vec<Service>) {
+        let left_out = self.services.iter().map(|s| s.service).filter(|s| !profile.runs(*s)).collect();
+        self.services.retain(|s| profile.runs(s.service));
+        (self, left_out)
+    }
+}
+
 /// One service's part of a set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSet {

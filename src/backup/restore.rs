@@ -41,9 +41,13 @@ pub async fn occupied(engine: &Engine, profile: &Profile, services: &[Service]) 
 /// Checks that the profile can take the set: it runs each service of the set, with its data
 /// in a volume; a point in time needs PostgreSQL and the archive, and must follow the backup.
 pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemTime>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !manifest.services.is_empty(),
+        "the set holds none of the services the profile runs ({})",
+        profile.stack.services.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+    );
     for part in &manifest.services {
         let service = part.service;
-        anyhow::ensure!(profile.runs(service), "the set has {service}, which the profile does not run");
         let data = match service {
             Service::Postgres => profile.postgres.data,
             Service::Redis => profile.redis.data,
@@ -52,6 +56,12 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
         anyhow::ensure!(
             data == DataMode::Volume,
             "{service} keeps its data in memory ({service}.data = \"tmpfs\"): a restore needs {service}.data = \"volume\""
+        );
+    }
+    if manifest.services.iter().any(|s| s.service == Service::Qdrant) {
+        anyhow::ensure!(
+            layout::host_address(profile, Service::Qdrant).is_some(),
+            "the set has Qdrant, whose snapshots are uploaded through its API from here, and the profile publishes nothing (network.publish = false): publish it for the restore, or leave Qdrant out with --services"
         );
     }
     if let Some(time) = to_time {

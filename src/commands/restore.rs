@@ -33,7 +33,10 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
         set => backups.find(set)?,
     };
     // Nothing is touched before the set has proved whole.
-    let manifest = backup::check(&set.path)?;
+    let (manifest, left_out) = backup::check(&set.path)?.only_run_by(&profile);
+    for service in left_out {
+        output.line(format!("not restoring {service}: the profile does not run it"));
+    }
     let to_time = args.to_time.as_deref().map(backup::parse_time).transpose()?;
     backup::restore::preflight(&profile, &manifest, to_time)?;
     let engine = runtime::connect().await?;
