@@ -249,7 +249,7 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
     // A backup killed outright (SIGKILL) may have left its tool running, still writing into its
     // set: it goes first, then what it wrote.
     for role in ONE_OFF_ROLES {
-        context.engine.remove_one_offs(&context.profile.stack.name, role).await?;
+        context.engine.remove_one_offs(&context.profile.stack.name, role, &[]).await?;
     }
     let mut incomplete_removed = Vec::new();
     for set in backups.sets()?.into_iter().filter(|s| !s.complete) {

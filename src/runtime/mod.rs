@@ -488,20 +488,7 @@ impl Engine {
         use tokio::signal::unix::{SignalKind, signal};
         let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
         // A one-off a killed caller left (never started, or exited) is gone with the next run.
-        let filters = HashMap::from([
-            ("label".to_owned(), vec![format!("{STACK_LABEL}={stack}"), format!("{SERVICE_LABEL}={role}")]),
-            ("status".to_owned(), vec!["created".to_owned(), "exited".to_owned()]),
-        ]);
-        let stale = self
-            .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
-            .await
-            .context("listing containers")?;
-        for container in stale {
-            if let Some(id) = container.id {
-                self.force_remove(&id).await?;
-            }
-        }
+        self.remove_one_offs(stack, role, &["created", "exited"]).await?;
         let labels =
             HashMap::from([(STACK_LABEL.to_owned(), stack.to_owned()), (SERVICE_LABEL.to_owned(), role.to_owned())]);
         let config = Config {
@@ -580,13 +567,16 @@ impl Engine {
         result
     }
 
-    /// Removes the one-off containers of `role` of a stack, running or not: what a killed
-    /// hardstack left running (SIGKILL cannot be caught).
-    pub async fn remove_one_offs(&self, stack: &str, role: &str) -> anyhow::Result<()> {
-        let filters = HashMap::from([(
+    /// Removes the one-off containers of `role` of a stack in one of `states` (any state when
+    /// empty: what a killed hardstack left running, since SIGKILL cannot be caught).
+    pub async fn remove_one_offs(&self, stack: &str, role: &str, states: &[&str]) -> anyhow::Result<()> {
+        let mut filters = HashMap::from([(
             "label".to_owned(),
             vec![format!("{STACK_LABEL}={stack}"), format!("{SERVICE_LABEL}={role}")],
         )]);
+        if !states.is_empty() {
+            filters.insert("status".to_owned(), states.iter().map(|s| s.to_string()).collect());
+        }
         let found = self
             .docker
             .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
