@@ -32,10 +32,13 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
     let mut certs = Vec::new();
     for service in layout::services(profile) {
         let name = crate::containers::container_name(profile, service);
+        // The names a Kubernetes client uses too (`init --target kubernetes`).
+        let mut extra = layout::kubernetes_names(profile, service);
+        extra.extend(profile.tls.extra_sans.iter().cloned());
         certs.push(CertFiles {
             spec: CertSpec {
                 common_name: service.name().into(),
-                purpose: Purpose::Server { sans: pki::server_sans(&name, service.name(), &profile.tls.extra_sans) },
+                purpose: Purpose::Server { sans: pki::server_sans(&name, service.name(), &extra) },
                 lifetime: profile.tls.server_lifetime.0,
             },
             cert: StackFile::ServerCert(service),

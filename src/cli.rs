@@ -269,6 +269,19 @@ pub struct InitArgs {
     /// backup.schedule and backup.test_schedule.
     #[arg(long)]
     pub systemd: bool,
+    /// Also render the stack for Kubernetes: a kustomize directory (kubernetes/) with the same
+    /// posture, `kubectl apply -k stack/kubernetes`. The compose file is written either way.
+    #[arg(long, value_enum, default_value = "compose")]
+    pub target: Target,
+}
+
+/// What `init` renders the stack for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// docker-compose.yml (and `up`).
+    Compose,
+    /// docker-compose.yml and the kubernetes/ kustomize directory.
+    Kubernetes,
 }
 
 /// Options of `env`.

@@ -97,6 +97,13 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .collect()
 }
 
+/// The DNS names of a service in a Kubernetes cluster (`init --target kubernetes`): its Service
+/// in the namespace, short and fully qualified.
+pub fn kubernetes_names(profile: &Profile, service: Service) -> Vec<String> {
+    let namespace = profile.kubernetes_namespace();
+    vec![format!("{service}.{namespace}.svc"), format!("{service}.{namespace}.svc.cluster.local")]
+}
+
 /// The backup directory: sets, the WAL archive and the restore-test record. Its place on the
 /// host is the profile's `backup.dir` (relative: under the stack directory).
 pub mod backups {
@@ -247,7 +254,50 @@ pub enum StackFile {
     /// The systemd units of `init --systemd`, by job and stack name.
     SystemdService(Job, String),
     SystemdTimer(Job, String),
+    /// A file of the Kubernetes target (`init --target kubernetes`), by name.
+    Kubernetes(KubeFile),
 }
+
+/// The files of the Kubernetes target's kustomize directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KubeFile {
+    Kustomization,
+    Namespace,
+    NetworkPolicies,
+    /// One service's resources.
+    Service(Service),
+    /// The Secrets: keys, passwords and the files that carry them. Private, and in the
+    /// directory's .gitignore.
+    Secrets,
+    /// With the aws store: External Secrets Operator resources in place of values.
+    ExternalSecrets,
+    GitIgnore,
+}
+
+impl KubeFile {
+    /// The file's name in the directory.
+    pub fn name(self) -> String {
+        match self {
+            KubeFile::Kustomization => "kustomization.yaml".into(),
+            KubeFile::Namespace => "namespace.yaml".into(),
+            KubeFile::NetworkPolicies => "network-policies.yaml".into(),
+            KubeFile::Service(service) => format!("{service}.yaml"),
+            KubeFile::Secrets => "secrets.yaml".into(),
+            KubeFile::ExternalSecrets => "external-secrets.yaml".into(),
+            KubeFile::GitIgnore => ".gitignore".into(),
+        }
+    }
+
+    fn all() -> impl Iterator<Item = KubeFile> {
+        [KubeFile::Kustomization, KubeFile::Namespace, KubeFile::NetworkPolicies, KubeFile::Secrets]
+            .into_iter()
+            .chain([KubeFile::ExternalSecrets, KubeFile::GitIgnore])
+            .chain(Service::ALL.into_iter().map(KubeFile::Service))
+    }
+}
+
+/// The Kubernetes target's directory, relative to the stack directory.
+pub const KUBERNETES_DIR: &str = "kubernetes";
 
 /// What a systemd timer of `init --systemd` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -293,6 +343,7 @@ impl StackFile {
             StackFile::Secret(name) => format!("{SECRETS_DIR}/{name}.json"),
             StackFile::SystemdService(job, stack) => format!("systemd/hardstack-{}-{stack}.service", job.name()),
             StackFile::SystemdTimer(job, stack) => format!("systemd/hardstack-{}-{stack}.timer", job.name()),
+            StackFile::Kubernetes(file) => format!("{KUBERNETES_DIR}/{}", file.name()),
             _ => unreachable!("{self:?} has a fixed path"),
         }
     }
@@ -361,6 +412,7 @@ impl StackFile {
                 let name = path.strip_prefix(SECRETS_DIR)?.strip_prefix('/')?.strip_suffix(".json")?;
                 Some(StackFile::Secret(name.to_owned()))
             }
+            [KUBERNETES_DIR, name] => KubeFile::all().find(|f| f.name() == *name).map(StackFile::Kubernetes),
             ["systemd", file] => {
                 let job = Job::ALL.into_iter().find(|j| file.starts_with(&format!("hardstack-{}-", j.name())))?;
                 let stem = file.strip_prefix(&format!("hardstack-{}-", job.name()))?;
@@ -387,7 +439,8 @@ impl StackFile {
             | StackFile::HealthPgpass
             | StackFile::UsersAcl
             | StackFile::RedisHealthPassword
-            | StackFile::QdrantConfig => Mode::Private,
+            | StackFile::QdrantConfig
+            | StackFile::Kubernetes(KubeFile::Secrets) => Mode::Private,
             StackFile::Profile
             | StackFile::CaCert
             | StackFile::ServerCert(_)
@@ -399,7 +452,8 @@ impl StackFile {
             | StackFile::Compose
             | StackFile::Connections
             | StackFile::SystemdService(..)
-            | StackFile::SystemdTimer(..) => Mode::Public,
+            | StackFile::SystemdTimer(..)
+            | StackFile::Kubernetes(_) => Mode::Public,
         }
     }
 }
@@ -602,6 +656,7 @@ mod tests {
                 all.push(StackFile::SystemdService(job, profile.stack.name.clone()));
                 all.push(StackFile::SystemdTimer(job, profile.stack.name.clone()));
             }
+            all.extend(KubeFile::all().map(StackFile::Kubernetes));
             for file in all {
                 assert_eq!(StackFile::parse(&file.path()), Some(file.clone()), "{name}: {}", file.path());
             }

@@ -13,6 +13,7 @@ pub mod profile;
 
 pub mod bundle;
 pub mod containers;
+pub mod kubernetes;
 pub mod pki;
 pub mod render;
 pub mod secrets;

@@ -22,6 +22,9 @@ pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCod
     if args.systemd {
         write_systemd_units(global, args, &resolved, &output)?;
     }
+    if args.target == crate::cli::Target::Kubernetes {
+        write_kubernetes(global, args, &resolved, &output)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -41,12 +44,41 @@ fn write_systemd_units(
             .into_iter()
             .map(|f| stackdir::PlannedFile { path: f.path, content: f.content.into_bytes(), mode: f.mode })
             .collect();
+    apply_extra_files(&dir, args, &files, output)
+}
+
+/// Writes the Kubernetes target's kustomize directory from the stack directory just written.
+fn write_kubernetes(
+    global: &GlobalArgs,
+    args: &InitArgs,
+    resolved: &ResolvedProfile,
+    output: &Output,
+) -> anyhow::Result<()> {
+    let dir = StackDir::new(&global.dir);
+    let read = |path: &str| -> anyhow::Result<Vec<u8>> {
+        dir.read(path)?.with_context(|| format!("{} has no {path}: run init again", dir.root.display()))
+    };
+    let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&resolved.profile, &read)?
+        .into_iter()
+        .map(|f| stackdir::PlannedFile::of(crate::layout::StackFile::Kubernetes(f.file), f.content.into_bytes()))
+        .collect();
+    apply_extra_files(&dir, args, &files, output)
+}
+
+/// Writes files beyond the bundle (systemd units, Kubernetes manifests) through the manifest:
+/// a foreign or edited file is refused without --force; says what changed.
+fn apply_extra_files(
+    dir: &StackDir,
+    args: &InitArgs,
+    files: &[stackdir::PlannedFile],
+    output: &Output,
+) -> anyhow::Result<()> {
     let mut manifest = dir.manifest()?;
-    let stackdir::Diff { changes, conflicts } = stackdir::diff(&dir, &manifest, &files)?;
+    let stackdir::Diff { changes, conflicts } = stackdir::diff(dir, &manifest, files)?;
     if !conflicts.is_empty() && !args.force {
         bail!("refusing to overwrite {}: not written by hardstack; rerun with --force", conflicts[0].path);
     }
-    stackdir::apply(&dir, &mut manifest, &files, &changes)?;
+    stackdir::apply(dir, &mut manifest, files, &changes)?;
     for (path, change) in changes.iter().filter(|(_, c)| *c != Change::Unchanged) {
         output.line(format!("{}: {path}", format!("{change:?}").to_lowercase()));
     }

@@ -46,6 +46,9 @@ pub struct Profile {
     /// Backup sets, the WAL archive and the restore test.
     #[serde(default)]
     pub backup: BackupSettings,
+    /// The Kubernetes manifests of `init --target kubernetes`.
+    #[serde(default)]
+    pub kubernetes: KubernetesSettings,
 }
 
 /// The services hardstack knows.
@@ -511,7 +514,71 @@ impl Default for BackupSettings {
     }
 }
 
+/// The Kubernetes target (`init --target kubernetes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSettings {
+    /// The namespace of every resource; empty: the stack's name.
+    pub namespace: String,
+    /// The StorageClass of the volume claims; empty: the cluster's default.
+    pub storage_class: String,
+    /// Size of each service's data volume claim (PostgreSQL's WAL gets a quarter of its size).
+    pub storage: VolumeSizes,
+    /// Who may connect, besides pods of the stack's namespace labelled
+    /// `hardstack.io/client: "true"`: pods of other namespaces (all of a namespace's pods when
+    /// `pods` is empty).
+    pub clients: Vec<KubernetesClient>,
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        let gib = |n: u64| ByteSize(n << 30);
+        KubernetesSettings {
+            namespace: String::new(),
+            storage_class: String::new(),
+            storage: VolumeSizes { postgres: gib(10), redis: gib(2), qdrant: gib(10) },
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// A volume size per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSizes {
+    pub postgres: ByteSize,
+    pub redis: ByteSize,
+    pub qdrant: ByteSize,
+}
+
+impl VolumeSizes {
+    /// The size of one service's data volume.
+    pub fn of(&self, service: Service) -> ByteSize {
+        match service {
+            Service::Postgres => self.postgres,
+            Service::Redis => self.redis,
+            Service::Qdrant => self.qdrant,
+        }
+    }
+}
+
+/// Clients of another namespace that may connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesClient {
+    /// The namespace's name.
+    pub namespace: String,
+    /// Labels the client pods carry; empty: every pod of the namespace.
+    #[serde(default)]
+    pub pods: std::collections::BTreeMap<String, String>,
+}
+
 impl Profile {
+    /// The namespace of the Kubernetes manifests.
+    pub fn kubernetes_namespace(&self) -> &str {
+        if self.kubernetes.namespace.is_empty() { &self.stack.name } else { &self.kubernetes.namespace }
+    }
+
     /// Whether the profile runs a service.
     pub fn runs(&self, service: Service) -> bool {
         self.stack.services.contains(&service)
