@@ -272,6 +272,8 @@ pub enum KubeFile {
     /// With the aws store: External Secrets Operator resources in place of values.
     ExternalSecrets,
     GitIgnore,
+    /// yamllint's configuration for the directory.
+    YamlLint,
 }
 
 impl KubeFile {
@@ -285,13 +287,14 @@ impl KubeFile {
             KubeFile::Secrets => "secrets.yaml".into(),
             KubeFile::ExternalSecrets => "external-secrets.yaml".into(),
             KubeFile::GitIgnore => ".gitignore".into(),
+            KubeFile::YamlLint => ".yamllint.yaml".into(),
         }
     }
 
     fn all() -> impl Iterator<Item = KubeFile> {
         [KubeFile::Kustomization, KubeFile::Namespace, KubeFile::NetworkPolicies, KubeFile::Secrets]
             .into_iter()
-            .chain([KubeFile::ExternalSecrets, KubeFile::GitIgnore])
+            .chain([KubeFile::ExternalSecrets, KubeFile::GitIgnore, KubeFile::YamlLint])
             .chain(Service::ALL.into_iter().map(KubeFile::Service))
     }
 }

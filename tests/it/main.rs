@@ -21,6 +21,8 @@ mod backup;
 mod env;
 // Every certificate of a bundle, parsed back and checked with a real verifier.
 mod pki;
+// The Kubernetes target: validators, GitOps safety, the posture of compose and up.
+mod kubernetes;
 // Snapshots of every rendered file of every shipped profile.
 mod render;
 // The boundaries of ARCHITECTURE.md, read off src/.

@@ -16,6 +16,25 @@ fn rendered_files(name: &str) -> Vec<PlannedFile> {
     plan.into_iter().filter(|f| f.path.starts_with("config/") || !f.path.contains('/')).collect()
 }
 
+/// The Kubernetes target's files of a shipped profile, rendered from the same bundle.
+fn kubernetes_files(name: &str) -> Vec<PlannedFile> {
+    let profile = load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile;
+    let dir = tempfile::tempdir().unwrap();
+    let tera = hardstack::render::load_templates(None).unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2026);
+    let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &Default::default(), &mut rng)
+        .unwrap()
+        .files;
+    let read = |path: &str| -> anyhow::Result<Vec<u8>> {
+        plan.iter().find(|f| f.path == path).map(|f| f.content.clone()).ok_or_else(|| anyhow::anyhow!("no {path}"))
+    };
+    hardstack::kubernetes::render(&profile, &read)
+        .unwrap()
+        .into_iter()
+        .map(|f| PlannedFile::of(hardstack::layout::StackFile::Kubernetes(f.file), f.content.into_bytes()))
+        .collect()
+}
+
 fn snapshot_name(profile: &str, file: &PlannedFile) -> String {
     format!("{profile}__{}", file.path.replace('/', "__"))
 }
@@ -29,7 +48,10 @@ fn snapshot_profile(name: &str) {
     settings.add_filter(r"#[0-9a-f]{64}", "#[SHA256]");
     settings.add_filter(r"\b[A-Za-z0-9]{40}\b", "[SECRET]");
     settings.add_filter(r"-----BEGIN [A-Z ]+-----[^-]+-----END [A-Z ]+-----", "[PEM]");
+    // Secret data: base64 of keys and passwords.
+    settings.add_filter(r"(?m)^(  [A-Za-z0-9._-]+: )[A-Za-z0-9+/=]{16,}$", "$1[BASE64]");
     settings.set_prepend_module_to_snapshot(false);
+    let rendered = rendered.into_iter().chain(kubernetes_files(name));
     settings.bind(|| {
         for file in rendered {
             let text = String::from_utf8(file.content.clone()).unwrap();
@@ -69,6 +91,7 @@ fn no_unreferenced_snapshots() {
     let mut expected = Vec::new();
     for name in ["dev", "test", "prod"] {
         expected.extend(rendered_files(name).iter().map(|file| format!("{}.snap", snapshot_name(name, file))));
+        expected.extend(kubernetes_files(name).iter().map(|file| format!("{}.snap", snapshot_name(name, file))));
     }
     expected.sort();
     let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots");

@@ -1,0 +1,258 @@
+//! The Kubernetes target: every shipped profile's manifests pass kubernetes-validate --strict
+//! (oldest and newest schemas it ships), checkov and yamllint; re-rendering is byte-identical;
+//! Secrets stay in their own private, git-ignored file; and the posture is the one compose and
+//! `up` have, field by field.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+
+use crate::common::{Sandbox, text};
+
+const PROFILES: [&str; 3] = ["dev", "test", "prod"];
+/// The oldest and the newest Kubernetes versions kubernetes-validate 1.37 ships schemas for.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
+
+/// A validator from .ci/setup's virtualenv, or from PATH; `None` (and a loud skip, or a failure
+/// under CI) when it is not installed.
+fn validator(name: &str) -> Option<PathBuf> {
+    let installed = Path::new("/opt/hardstack-k8s/bin").join(name);
+    if installed.is_file() {
+        return Some(installed);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+        .unwrap_or_default();
+    if on_path.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "{name} is not installed, and CI needs it (.ci/setup installs it)");
+        println!("SKIPPED: {name} is not installed (.ci/setup installs it)");
+    }
+    on_path
+}
+
+/// A stack directory of a shipped profile with its Kubernetes target.
+fn rendered(profile: &str) -> Sandbox {
+    let sandbox = Sandbox::new();
+    sandbox.init(&["--profile", profile, "--target", "kubernetes"]);
+    sandbox
+}
+
+/// The resource files of the directory (not kustomization.yaml, which is kustomize's).
+fn resource_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_profile_passes_kubernetes_validate_checkov_and_yamllint() {
+    let (Some(validate), Some(checkov), Some(yamllint)) =
+        (validator("kubernetes-validate"), validator("checkov"), validator("yamllint"))
+    else {
+        return;
+    };
+    for profile in PROFILES {
+        let sandbox = rendered(profile);
+        let dir = sandbox.stack().join("kubernetes");
+        let files = resource_files(&dir);
+        assert!(files.len() >= 5, "{profile}: {files:?}");
+        for version in KUBERNETES_VERSIONS {
+            let out = std::process::Command::new(&validate)
+                .args(["-k", version, "--strict"])
+                .args(&files)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{profile}, Kubernetes {version}: {}", text(&out));
+            assert!(!text(&out).contains("WARN"), "{profile}, Kubernetes {version}: {}", text(&out));
+        }
+        // File by file: checkov leaves out directories whose name starts with a dot (.tmpXXXX).
+        let mut command = std::process::Command::new(&checkov);
+        for file in &files {
+            command.arg("-f").arg(file);
+        }
+        let out = command
+            .args(["--framework", "kubernetes", "--skip-download", "--compact"])
+            .env("LOG_LEVEL", "ERROR")
+            .output()
+            .unwrap();
+        let report = text(&out);
+        assert!(out.status.success(), "{profile}: checkov: {report}");
+        assert!(report.contains("Failed checks: 0"), "{profile}: checkov: {report}");
+        // Every skip is written next to its resource, with its reason.
+        for file in &files {
+            let yaml = std::fs::read_to_string(file).unwrap();
+            for line in yaml.lines().filter(|l| l.contains("checkov.io/skip")) {
+                let (_, skip) = line.split_once(": ").unwrap();
+                let (id, reason) = skip.split_once('=').unwrap_or_else(|| panic!("{profile}: a skip without a reason: {line}"));
+                assert!(id.starts_with("CKV") && reason.len() > 20, "{profile}: {line}");
+            }
+        }
+        // With the directory's own configuration, as `cd kubernetes && yamllint .` reads it.
+        let out = std::process::Command::new(&yamllint).arg("-s").arg(".").current_dir(&dir).output().unwrap();
+        assert!(out.status.success(), "{profile}: yamllint: {}", text(&out));
+    }
+}
+
+#[test]
+fn rerendering_is_byte_identical_and_secrets_stay_private_and_out_of_git() {
+    for profile in PROFILES {
+        let sandbox = rendered(profile);
+        let dir = sandbox.stack().join("kubernetes");
+        let read_all = || -> BTreeMap<String, Vec<u8>> {
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+                .collect()
+        };
+        let first = read_all();
+        let again = sandbox.init(&["--profile", profile, "--target", "kubernetes"]);
+        assert!(!again.contains("kubernetes/"), "{profile}: a second init changed manifests: {again}");
+        assert_eq!(read_all(), first, "{profile}: not byte-identical");
+
+        let mode = |name: &str| std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("secrets.yaml"), 0o600, "{profile}");
+        assert_eq!(mode("postgres.yaml"), 0o644, "{profile}");
+        let ignored = String::from_utf8(first[".gitignore"].clone()).unwrap();
+        assert!(ignored.lines().any(|l| l == "secrets.yaml"), "{profile}: {ignored}");
+
+        // No secret value, and no private key, outside secrets.yaml.
+        let mut values = Vec::new();
+        for file in crate::common::files_under(&sandbox.stack().join("secrets")) {
+            let record: serde_json::Value = serde_json::from_slice(&sandbox.read(&format!("secrets/{file}"))).unwrap();
+            for version in record["versions"].as_array().unwrap() {
+                values.push(version["value"].as_str().unwrap().to_owned());
+            }
+        }
+        assert!(values.len() >= 9, "{profile}: {values:?}");
+        for (name, content) in first.iter().filter(|(n, _)| n.as_str() != "secrets.yaml") {
+            let content = String::from_utf8_lossy(content);
+            assert!(!content.contains("PRIVATE KEY"), "{profile}: a private key in {name}");
+            for value in &values {
+                assert!(!content.contains(value.as_str()), "{profile}: a secret in {name}");
+            }
+            // Not even in an environment variable's value.
+            assert!(!content.contains("PASSWORD:") && !content.contains("secretKeyRef"), "{profile}: {name}");
+        }
+    }
+}
+
+/// The documents of a YAML file with several.
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_sequence().map(|s| s.iter().map(|v| v.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
+    for profile_name in PROFILES {
+        let sandbox = rendered(profile_name);
+        let source = hardstack::profile::ProfileSource::File(sandbox.stack().join("hardstack.toml"));
+        let profile = hardstack::profile::load(&source, &[]).unwrap().profile;
+        let compose: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(sandbox.stack().join("docker-compose.yml")).unwrap())
+                .unwrap();
+        for spec in hardstack::containers::container_specs(&profile) {
+            let at = format!("{profile_name}/{}", spec.service);
+            // up creates its container from `spec` (runtime::create); compose and the StatefulSet
+            // must say the same.
+            let service = &compose["services"][spec.alias.as_str()];
+            let file = sandbox.stack().join(format!("kubernetes/{}.yaml", spec.alias));
+            let statefulset = documents(&file).into_iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+            let pod = &statefulset["spec"]["template"]["spec"];
+            let container = &pod["containers"][0];
+            let uid = spec.user.split(':').next().unwrap().parse::<u64>().unwrap();
+
+            // Identity: image, user, command.
+            assert_eq!(service["image"].as_str(), Some(spec.image.as_str()), "{at}");
+            assert_eq!(container["image"].as_str(), Some(spec.image.as_str()), "{at}");
+            assert_eq!(service["user"].as_str(), Some(spec.user.as_str()), "{at}");
+            assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(uid), "{at}");
+            assert_eq!(pod["securityContext"]["runAsGroup"].as_u64(), Some(uid), "{at}");
+            assert_eq!(strings(&service["command"]), spec.command, "{at}");
+            let args = strings(&container["args"]);
+            assert_eq!(args[..spec.command.len()], spec.command[..], "{at}");
+            assert_eq!(strings(&container["command"]), spec.entrypoint.clone().unwrap_or_default(), "{at}");
+
+            // Posture: read-only root, every capability dropped, none added, no escalation.
+            let security = &container["securityContext"];
+            assert_eq!(service["read_only"].as_bool(), Some(true), "{at}");
+            assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true), "{at}");
+            assert_eq!(strings(&service["cap_drop"]), ["ALL"], "{at}");
+            assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"], "{at}");
+            assert!(spec.cap_add.is_empty() && security["capabilities"]["add"].is_null(), "{at}");
+            assert!(strings(&service["security_opt"]).contains(&"no-new-privileges:true".to_owned()), "{at}");
+            assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false), "{at}");
+            assert_eq!(security["runAsNonRoot"].as_bool(), Some(true), "{at}");
+
+            // Limits.
+            let limits = &container["resources"]["limits"];
+            let memory = limits["memory"].as_str().unwrap();
+            let gib = memory.strip_suffix("Gi").map(|n| n.parse::<u64>().unwrap() << 30);
+            let mib = memory.strip_suffix("Mi").map(|n| n.parse::<u64>().unwrap() << 20);
+            assert_eq!(gib.or(mib), Some(spec.memory_bytes), "{at}: {memory}");
+            let millicores = limits["cpu"].as_str().unwrap().strip_suffix('m').unwrap().parse::<u64>().unwrap();
+            assert_eq!(millicores * 1_000_000, spec.nano_cpus, "{at}");
+            assert_eq!(container["resources"]["requests"], container["resources"]["limits"], "{at}");
+
+            // Environment: paths and flags only, the same; PostgreSQL's data directory one level
+            // down a volume claim's root.
+            let environment: Vec<(String, String)> = container["env"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+                .filter(|(name, _)| name != "PGDATA")
+                .collect();
+            assert_eq!(environment, spec.environment, "{at}");
+            for (name, value) in &spec.environment {
+                assert_eq!(service["environment"][name.as_str()].as_str(), Some(value.as_str()), "{at}");
+            }
+
+            // Mounts: the same targets, read-only where compose's are.
+            let mounts: BTreeMap<String, bool> = container["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|m| (m["mountPath"].as_str().unwrap().to_owned(), m["readOnly"].as_bool().unwrap_or(false)))
+                .collect();
+            for volume in &spec.volumes {
+                assert_eq!(mounts.get(&volume.target), Some(&volume.read_only), "{at}: {}", volume.target);
+                let line = format!("{}:{}{}", volume.key, volume.target, if volume.read_only { ":ro" } else { "" });
+                assert!(strings(&service["volumes"]).contains(&line), "{at}: {line}");
+            }
+            for tmpfs in &spec.tmpfs {
+                assert_eq!(mounts.get(&tmpfs.target), Some(&false), "{at}: {}", tmpfs.target);
+            }
+            for bind in &spec.binds {
+                assert_eq!(mounts.get(&bind.target), Some(&false), "{at}: {}", bind.target);
+            }
+            assert_eq!(mounts.len(), spec.volumes.len() + spec.tmpfs.len() + spec.binds.len(), "{at}: {mounts:?}");
+
+            // Health: the compose healthcheck is each probe's command.
+            assert_eq!(strings(&service["healthcheck"]["test"]), ["CMD-SHELL".to_owned(), spec.healthcheck.replace('$', "$$")], "{at}");
+            for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+                assert_eq!(
+                    strings(&container[probe]["exec"]["command"]),
+                    ["/bin/sh".to_owned(), "-c".to_owned(), spec.healthcheck.clone()],
+                    "{at}: {probe}"
+                );
+            }
+            // And nothing of the pod's may reach the Kubernetes API.
+            assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false), "{at}");
+            assert_eq!(pod["securityContext"]["seccompProfile"]["type"].as_str(), Some("RuntimeDefault"), "{at}");
+        }
+    }
+}
