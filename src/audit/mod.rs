@@ -6,6 +6,7 @@
 pub mod cis;
 mod compose;
 mod files;
+pub mod kubernetes;
 pub mod parse;
 mod postgres;
 mod qdrant;
@@ -35,6 +36,8 @@ pub struct Bundle {
     pub modes: Vec<(String, bool, u32)>,
     /// Every secret value of the file store, to find them where they must not be.
     secrets: Vec<Secret>,
+    /// The Kubernetes target's manifests, when the directory has them.
+    pub kubernetes: Option<kubernetes::Manifests>,
 }
 
 impl Bundle {
@@ -76,7 +79,8 @@ impl Bundle {
                 secrets.extend(record.versions.into_iter().map(|version| version.value));
             }
         }
-        Ok(Bundle { dir: dir.to_owned(), profile, texts, modes, secrets })
+        let kubernetes = kubernetes::load(dir)?;
+        Ok(Bundle { dir: dir.to_owned(), profile, texts, modes, secrets, kubernetes })
     }
 
     fn text(&self, file: &str) -> Option<&str> {
@@ -125,13 +129,28 @@ pub fn rules() -> impl Iterator<Item = &'static Rule> {
     [postgres::RULES, redis::RULES, qdrant::RULES, compose::RULES, files::RULES].into_iter().flatten()
 }
 
-/// Runs every rule.
+/// Runs every rule, over the stack directory's files and, where the rule applies, over the
+/// Kubernetes manifests too (one result per rule: it fails when either fails).
 pub fn audit(bundle: &Bundle) -> Vec<Check> {
     rules()
-        .map(|rule| match (rule.check)(bundle) {
-            Outcome::Pass(evidence) => Check::pass(rule.id, rule.summary, evidence),
-            Outcome::Fail(evidence) => Check::fail(rule.id, rule.fix, evidence),
-            Outcome::NotApplicable(reason) => Check::not_applicable(rule.id, reason),
+        .map(|rule| {
+            let outcome = (rule.check)(bundle);
+            let manifests = bundle.kubernetes.as_ref().and_then(|m| kubernetes::check(rule, bundle, m));
+            let outcome = match (outcome, manifests) {
+                (outcome, None) => outcome,
+                (Outcome::Fail(here), Some(Outcome::Fail(there))) => Outcome::Fail(format!("{here}; {there}")),
+                (Outcome::Fail(evidence), Some(_)) | (_, Some(Outcome::Fail(evidence))) => Outcome::Fail(evidence),
+                (Outcome::Pass(here), Some(Outcome::Pass(there))) => {
+                    Outcome::Pass(format!("{here}; kubernetes: {there}"))
+                }
+                (Outcome::NotApplicable(_), Some(there)) => there,
+                (outcome, Some(_)) => outcome,
+            };
+            match outcome {
+                Outcome::Pass(evidence) => Check::pass(rule.id, rule.summary, evidence),
+                Outcome::Fail(evidence) => Check::fail(rule.id, rule.fix, evidence),
+                Outcome::NotApplicable(reason) => Check::not_applicable(rule.id, reason),
+            }
         })
         .collect()
 }

@@ -364,3 +364,89 @@ fn a_loaded_bundle_keeps_secret_values_redacted() {
     assert_eq!(bundle.secrets.len(), 11);
     assert!(!format!("{bundle:?}").contains(&value));
 }
+
+type Edit = Box<dyn Fn(&str) -> String>;
+
+/// A generated bundle with its Kubernetes target.
+fn generate_with_kubernetes(profile_name: &str) -> tempfile::TempDir {
+    let tmp = generate(profile_name);
+    let dir = StackDir::new(tmp.path().join("stack"));
+    let profile = crate::profile::load(&ProfileSource::Shipped(profile_name.into()), &[]).unwrap().profile;
+    let read = |path: &str| -> anyhow::Result<Vec<u8>> { Ok(std::fs::read(dir.path(path))?) };
+    let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&profile, &read)
+        .unwrap()
+        .into_iter()
+        .map(|f| stackdir::PlannedFile::of(StackFile::Kubernetes(f.file), f.content.into_bytes()))
+        .collect();
+    let mut manifest = dir.manifest().unwrap();
+    let diff = stackdir::diff(&dir, &manifest, &files).unwrap();
+    stackdir::apply(&dir, &mut manifest, &files, &diff.changes).unwrap();
+    tmp
+}
+
+#[test]
+fn generated_manifests_pass_the_same_rules() {
+    for profile in ["dev", "test", "prod"] {
+        let tmp = generate_with_kubernetes(profile);
+        let dir = tmp.path().join("stack");
+        let results = audit(&Bundle::load(&dir).unwrap());
+        for check in &results {
+            assert_ne!(check.verdict, Verdict::Fail, "{profile}: {}: {}", check.id, check.evidence);
+        }
+        // The manifests were read: the posture rules say so.
+        let read_only = results.iter().find(|c| c.id == "audit.compose.read_only").unwrap();
+        assert!(read_only.evidence.contains("kubernetes:"), "{}", read_only.evidence);
+    }
+}
+
+#[test]
+fn every_rule_that_applies_to_the_manifests_fails_when_they_are_weakened() {
+    use crate::layout::KUBERNETES_DIR;
+    let postgres = format!("{KUBERNETES_DIR}/postgres.yaml");
+    let redis = format!("{KUBERNETES_DIR}/redis.yaml");
+    let policies = format!("{KUBERNETES_DIR}/network-policies.yaml");
+    let weakenings: Vec<(&str, String, Edit)> = vec![
+        ("audit.pg.ssl_on", postgres.clone(), Box::new(replace("ssl = on", "ssl = off"))),
+        (
+            "audit.hba.tls_only",
+            postgres.clone(),
+            Box::new(replace("hostssl    postgres,app admin", "host       postgres,app admin")),
+        ),
+        ("audit.redis.tls_only", redis.clone(), Box::new(replace("port 0", "port 6379"))),
+        (
+            "audit.compose.read_only",
+            postgres.clone(),
+            Box::new(replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")),
+        ),
+        (
+            "audit.compose.no_new_privileges",
+            redis.clone(),
+            Box::new(replace("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true")),
+        ),
+        ("audit.compose.capabilities", postgres.clone(), Box::new(replace("- ALL", "- NET_RAW"))),
+        ("audit.compose.non_root", redis.clone(), Box::new(replace("runAsUser: 999", "runAsUser: 0"))),
+        ("audit.compose.limits", postgres.clone(), Box::new(replace("cpu: 1000m", "ephemeral-storage: 1Gi"))),
+        ("audit.compose.healthchecks", redis.clone(), Box::new(replace("readinessProbe:", "readinessProbeOff:"))),
+        ("audit.compose.private_network", policies, Box::new(replace("  - Egress\n", ""))),
+        (
+            "audit.compose.no_secret_in_env",
+            postgres.clone(),
+            Box::new(|text: &str| {
+                text.replacen("  - name: PGDATA\n", "  - name: TOKEN\n          valueFrom: {secretKeyRef: {name: postgres-files, key: x}}\n        - name: PGDATA\n", 1)
+            }),
+        ),
+    ];
+    for (id, file, weaken) in weakenings {
+        let tmp = generate_with_kubernetes("dev");
+        let dir = tmp.path().join("stack");
+        assert!(
+            audit(&Bundle::load(&dir).unwrap()).iter().all(|c| c.verdict != Verdict::Fail),
+            "the generated manifests pass before {id}'s weakening"
+        );
+        edit(&dir, &file, weaken);
+        let results = audit(&Bundle::load(&dir).unwrap());
+        let check = results.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(check.verdict, Verdict::Fail, "{id} must fail after weakening {file}: {}", check.evidence);
+        assert!(check.evidence.contains("kubernetes/"), "{id} says where: {}", check.evidence);
+    }
+}
