@@ -41,17 +41,33 @@ pub struct Rendered {
 }
 
 /// Renders the kustomize directory. `read` gives the content of a file of the stack directory
-/// by its path.
-pub fn render(profile: &Profile, read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<Rendered>> {
+/// by its path. With `aws` (the aws store's values and how to fetch each), no password, key or
+/// verifier of the store is carried: the files that hold one are made in the cluster by
+/// External Secrets Operator from AWS Secrets Manager; `secrets.yaml` keeps the TLS keys only.
+pub fn render(
+    profile: &Profile,
+    read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>,
+    aws: Option<&[Substitution]>,
+) -> anyhow::Result<Vec<Rendered>> {
     let namespace = profile.kubernetes_namespace().to_owned();
     let specs = containers::container_specs(profile);
     let mut files = Vec::new();
     let mut secrets = Vec::new();
+    let mut external = Vec::new();
     for spec in &specs {
-        let (public, private) = split_files(spec, read)?;
+        let (public, mut private) = split_files(spec, read)?;
+        let templated = match aws {
+            Some(substitutions) => take_templated(&mut private, substitutions),
+            None => BTreeMap::new(),
+        };
+        if !templated.is_empty() {
+            external.push(external_secret(profile, spec, &namespace, &templated));
+        }
+        let mut all_private = private.clone();
+        all_private.extend(templated.iter().map(|(k, t)| (k.clone(), t.text.clone().into_bytes())));
         files.push(Rendered {
             file: KubeFile::Service(spec.service),
-            content: yaml(&service_resources(profile, spec, &namespace, &public, &private))?,
+            content: yaml(&service_resources(profile, spec, &namespace, &public, &all_private, !templated.is_empty()))?,
         });
         secrets.push(json!({
             "apiVersion": "v1",
@@ -62,6 +78,12 @@ pub fn render(profile: &Profile, read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>)
         }));
     }
     files.push(Rendered { file: KubeFile::Secrets, content: yaml(&secrets)? });
+    if let Some(substitutions) = aws.filter(|_| !external.is_empty()) {
+        let _ = substitutions;
+        let mut documents = vec![secret_store(profile, &namespace)];
+        documents.extend(external);
+        files.push(Rendered { file: KubeFile::ExternalSecrets, content: yaml(&documents)? });
+    }
     files.push(Rendered { file: KubeFile::Namespace, content: yaml(&[namespace_resource(profile, &namespace)])? });
     files.push(Rendered {
         file: KubeFile::NetworkPolicies,
@@ -71,6 +93,9 @@ pub fn render(profile: &Profile, read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>)
         [KubeFile::Namespace, KubeFile::NetworkPolicies].iter().map(|f| f.name()).collect();
     resources.extend(specs.iter().map(|s| KubeFile::Service(s.service).name()));
     resources.push(KubeFile::Secrets.name());
+    if files.iter().any(|f| f.file == KubeFile::ExternalSecrets) {
+        resources.push(KubeFile::ExternalSecrets.name());
+    }
     let kustomization = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -201,6 +226,7 @@ fn service_resources(
     namespace: &str,
     public: &Files,
     private: &Files,
+    external: bool,
 ) -> Vec<Value> {
     let service = spec.service;
     let name = spec.alias.as_str();
@@ -217,7 +243,7 @@ fn service_resources(
     let claims = claimed(spec);
     let mut volumes = vec![
         json!({ "name": "public", "configMap": { "name": format!("{name}-config"), "defaultMode": 0o400 } }),
-        json!({ "name": "private", "secret": { "secretName": format!("{name}-files"), "defaultMode": 0o400 } }),
+        private_volume(name, external),
     ];
     let mut mounts = Vec::new();
     for volume in &spec.volumes {
@@ -422,6 +448,184 @@ fn service_resources(
             "spec": { "minAvailable": 1, "selector": { "matchLabels": selector(profile, service) } },
         }),
     ]
+}
+
+/// The private files: the service's Secret, and with the aws store the Secret External Secrets
+/// Operator makes, projected together.
+fn private_volume(name: &str, external: bool) -> Value {
+    if !external {
+        return json!({ "name": "private", "secret": { "secretName": format!("{name}-files"), "defaultMode": 0o400 } });
+    }
+    json!({
+        "name": "private",
+        "projected": {
+            "defaultMode": 0o400,
+            "sources": [
+                { "secret": { "name": format!("{name}-files") } },
+                { "secret": { "name": format!("{name}-credentials") } },
+            ],
+        },
+    })
+}
+
+/// A value of the aws store as it appears in the rendered files, and how External Secrets
+/// Operator fetches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Substitution {
+    /// The literal in the rendered files (a password, a SCRAM verifier, `#<sha256>` of a password).
+    pub literal: String,
+    /// The template expression that makes it in the cluster.
+    pub expression: String,
+    /// The ExternalSecret's data key.
+    pub alias: String,
+    /// The secret's name in AWS Secrets Manager (with the profile's prefix).
+    pub remote: String,
+    /// `password` or `scram_verifier`.
+    pub property: &'static str,
+    /// `AWSCURRENT`, `AWSPREVIOUS` or `AWSPENDING`.
+    pub stage: &'static str,
+}
+
+/// The substitutions for the aws store's versions (current, and the previous or pending ones
+/// the servers still accept).
+pub fn substitutions(profile: &Profile, versions: &crate::secrets::store::Versions) -> Vec<Substitution> {
+    let mut all = Vec::new();
+    let mut add = |name: &str, version: &crate::secrets::store::SecretVersion, stage: &'static str| {
+        let alias = format!("{}_{}", name.replace(['/', '-'], "_"), stage.trim_start_matches("AWS").to_lowercase());
+        let remote = format!("{}{name}", profile.secrets.aws.prefix);
+        if let Some(verifier) = &version.verifier {
+            all.push(Substitution {
+                literal: verifier.expose().to_owned(),
+                expression: format!("{{{{ .{alias}_verifier }}}}"),
+                alias: format!("{alias}_verifier"),
+                remote: remote.clone(),
+                property: "scram_verifier",
+                stage,
+            });
+        }
+        if name.starts_with("redis/") {
+            all.push(Substitution {
+                literal: format!("#{}", crate::secrets::redis_acl_hash(&version.value)),
+                expression: format!("#{{{{ .{alias} | sha256sum }}}}"),
+                alias: alias.clone(),
+                remote: remote.clone(),
+                property: "password",
+                stage,
+            });
+        }
+        all.push(Substitution {
+            literal: version.value.expose().to_owned(),
+            expression: format!("{{{{ .{alias} }}}}"),
+            alias,
+            remote,
+            property: "password",
+            stage,
+        });
+    };
+    for (name, version) in &versions.current {
+        add(name, version, "AWSCURRENT");
+    }
+    for (name, version) in versions.redis_previous.iter().chain(&versions.postgres_previous) {
+        add(name, version, "AWSPREVIOUS");
+    }
+    if let Some(version) = &versions.qdrant_previous {
+        add(crate::layout::QDRANT_API_KEY, version, "AWSPREVIOUS");
+    }
+    if let Some(version) = &versions.qdrant_pending {
+        add(crate::layout::QDRANT_API_KEY, version, "AWSPENDING");
+    }
+    // Longest first: a literal never hides inside a longer one.
+    all.sort_by(|a, b| b.literal.len().cmp(&a.literal.len()).then(a.alias.cmp(&b.alias)));
+    all
+}
+
+/// A private file made by External Secrets Operator: its template, and what it fetches.
+#[derive(Debug, Clone)]
+struct Templated {
+    text: String,
+    used: Vec<Substitution>,
+}
+
+/// Moves out of `private` every file that holds a value of the store, as a template.
+fn take_templated(private: &mut Files, substitutions: &[Substitution]) -> BTreeMap<String, Templated> {
+    let mut templated = BTreeMap::new();
+    let keys: Vec<String> = private.keys().cloned().collect();
+    for key in keys {
+        let text = String::from_utf8_lossy(&private[&key]).into_owned();
+        let used: Vec<Substitution> = substitutions.iter().filter(|s| text.contains(&s.literal)).cloned().collect();
+        if used.is_empty() {
+            continue;
+        }
+        let mut template = text.replace("{{", "{{ \"{{\" }}");
+        for substitution in &used {
+            template = template.replace(&substitution.literal, &substitution.expression);
+        }
+        private.remove(&key);
+        templated.insert(key, Templated { text: template, used });
+    }
+    templated
+}
+
+/// The SecretStore of the aws store's region, reached with the cluster's own AWS identity.
+fn secret_store(profile: &Profile, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "SecretStore",
+        "metadata": {
+            "name": "hardstack-aws",
+            "namespace": namespace,
+            "labels": { "app.kubernetes.io/instance": profile.stack.name, "app.kubernetes.io/managed-by": "hardstack" },
+        },
+        "spec": {
+            "provider": {
+                "aws": {
+                    "service": "SecretsManager",
+                    "region": profile.secrets.aws.region,
+                    // IRSA or Pod Identity: the ServiceAccount the operator acts as, which the
+                    // cluster's operator binds to a role that may read the prefix.
+                    "auth": { "jwt": { "serviceAccountRef": { "name": "hardstack-external-secrets" } } },
+                },
+            },
+        },
+    })
+}
+
+/// The ExternalSecret that makes a service's password-bearing files from AWS Secrets Manager.
+fn external_secret(
+    profile: &Profile,
+    spec: &ContainerSpec,
+    namespace: &str,
+    templated: &BTreeMap<String, Templated>,
+) -> Value {
+    let mut data: BTreeMap<String, Value> = BTreeMap::new();
+    for substitution in templated.values().flat_map(|t| &t.used) {
+        data.insert(
+            substitution.alias.clone(),
+            json!({
+                "secretKey": substitution.alias,
+                "remoteRef": { "key": substitution.remote, "property": substitution.property, "version": substitution.stage },
+            }),
+        );
+    }
+    json!({
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ExternalSecret",
+        "metadata": metadata(profile, spec.service, &format!("{}-credentials", spec.alias), namespace),
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": { "name": "hardstack-aws", "kind": "SecretStore" },
+            "target": {
+                "name": format!("{}-credentials", spec.alias),
+                "creationPolicy": "Owner",
+                "template": {
+                    "engineVersion": "v2",
+                    "type": "Opaque",
+                    "data": templated.iter().map(|(k, t)| (k.clone(), Value::String(t.text.clone()))).collect::<serde_json::Map<_, _>>(),
+                },
+            },
+            "data": data.into_values().collect::<Vec<_>>(),
+        },
+    })
 }
 
 /// The volume claim that stands for a host directory of the engine (`postgres-archive`).

@@ -373,7 +373,7 @@ fn generate_with_kubernetes(profile_name: &str) -> tempfile::TempDir {
     let dir = StackDir::new(tmp.path().join("stack"));
     let profile = crate::profile::load(&ProfileSource::Shipped(profile_name.into()), &[]).unwrap().profile;
     let read = |path: &str| -> anyhow::Result<Vec<u8>> { Ok(std::fs::read(dir.path(path))?) };
-    let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&profile, &read)
+    let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&profile, &read, None)
         .unwrap()
         .into_iter()
         .map(|f| stackdir::PlannedFile::of(StackFile::Kubernetes(f.file), f.content.into_bytes()))

@@ -23,7 +23,7 @@ pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCod
         write_systemd_units(global, args, &resolved, &output)?;
     }
     if args.target == crate::cli::Target::Kubernetes {
-        write_kubernetes(global, args, &resolved, &output)?;
+        write_kubernetes(global, args, &resolved, &output).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -48,7 +48,7 @@ fn write_systemd_units(
 }
 
 /// Writes the Kubernetes target's kustomize directory from the stack directory just written.
-fn write_kubernetes(
+async fn write_kubernetes(
     global: &GlobalArgs,
     args: &InitArgs,
     resolved: &ResolvedProfile,
@@ -58,7 +58,15 @@ fn write_kubernetes(
     let read = |path: &str| -> anyhow::Result<Vec<u8>> {
         dir.read(path)?.with_context(|| format!("{} has no {path}: run init again", dir.root.display()))
     };
-    let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&resolved.profile, &read)?
+    // With the aws store, the manifests fetch its values through External Secrets Operator.
+    let aws = match resolved.profile.secrets.store {
+        crate::profile::StoreKind::Aws => {
+            let store = crate::secrets::store::Store::open(&resolved.profile, &dir).await?;
+            Some(crate::kubernetes::substitutions(&resolved.profile, &store.versions(&resolved.profile).await?))
+        }
+        crate::profile::StoreKind::File => None,
+    };
+    let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&resolved.profile, &read, aws.as_deref())?
         .into_iter()
         .map(|f| stackdir::PlannedFile::of(crate::layout::StackFile::Kubernetes(f.file), f.content.into_bytes()))
         .collect();

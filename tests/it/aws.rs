@@ -3,6 +3,7 @@
 //! rotated with AWSPENDING removed when done.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use crate::common::{DockerStack, Sandbox, docker_available};
 
@@ -182,4 +183,96 @@ fn rotation_with_the_aws_store_moves_stages_and_removes_awspending() {
     let env = run("env", &["--format", "json"]);
     let vars: serde_json::Value = serde_json::from_slice(&env.stdout).unwrap();
     assert!(vars["DATABASE_URL"].as_str().unwrap().contains("://app_alt:"));
+}
+
+/// With the aws store, the Kubernetes manifests carry no value of the store: each file that
+/// holds one is an External Secrets Operator template fetching the secrets by the names the aws
+/// store uses; filled with the values of AWS Secrets Manager, each template gives back the file
+/// the stack directory has.
+#[test]
+fn kubernetes_manifests_fetch_the_aws_stores_secrets_through_external_secrets() {
+    if !moto_available("kubernetes_aws") {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let prefix = prefix();
+    let mut cmd = with_credentials(sandbox.cmd());
+    cmd.args(["init", "--profile", "prod", "--target", "kubernetes"]).args(aws_args(&prefix));
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let dir = sandbox.stack().join("kubernetes");
+    let external = std::fs::read_to_string(dir.join("external-secrets.yaml")).unwrap();
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("external-secrets.yaml"), "{kustomization}");
+
+    // Every value of the store, read from AWS itself.
+    let (runtime, client) = client();
+    let listed = runtime.block_on(client.list_secrets().send()).unwrap();
+    let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for secret in listed.secret_list() {
+        let name = secret.name().unwrap();
+        if !name.starts_with(&prefix) {
+            continue;
+        }
+        let value = runtime.block_on(client.get_secret_value().secret_id(name).send()).unwrap();
+        values.insert(name.to_owned(), serde_json::from_str(value.secret_string().unwrap()).unwrap());
+    }
+    assert!(values.len() >= 11, "{values:?}");
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let file = file.unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        for value in values.values() {
+            for property in ["password", "scram_verifier"] {
+                if let Some(secret) = value[property].as_str() {
+                    assert!(!text.contains(secret), "{} carries a value of the store", file.path().display());
+                }
+            }
+        }
+    }
+
+    // The templates, filled as External Secrets Operator fills them, give back the files.
+    let documents: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&external)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|d: &serde_yaml_ng::Value| !d.is_null())
+        .collect();
+    let store = documents.iter().find(|d| d["kind"] == "SecretStore").unwrap();
+    assert_eq!(store["spec"]["provider"]["aws"]["service"], "SecretsManager");
+    let mut filled_files = 0;
+    for secret in documents.iter().filter(|d| d["kind"] == "ExternalSecret") {
+        let mut fetched: BTreeMap<String, String> = BTreeMap::new();
+        for entry in secret["spec"]["data"].as_sequence().unwrap() {
+            let remote = &entry["remoteRef"];
+            let name = remote["key"].as_str().unwrap();
+            assert!(name.starts_with(&prefix), "{name}: the aws store's names");
+            assert_eq!(remote["version"], "AWSCURRENT", "a stack that never rotated has current versions only");
+            let value = values.get(name).unwrap_or_else(|| panic!("{name} is not in AWS Secrets Manager"));
+            let property = remote["property"].as_str().unwrap();
+            fetched
+                .insert(entry["secretKey"].as_str().unwrap().to_owned(), value[property].as_str().unwrap().to_owned());
+        }
+        for (key, template) in secret["spec"]["target"]["template"]["data"].as_mapping().unwrap() {
+            let key = key.as_str().unwrap();
+            let mut text = template.as_str().unwrap().to_owned();
+            for (alias, value) in &fetched {
+                use sha2::Digest as _;
+                let hash = hex::encode(sha2::Sha256::digest(value.as_bytes()));
+                text = text.replace(&format!("{{{{ .{alias} | sha256sum }}}}"), &hash);
+                text = text.replace(&format!("{{{{ .{alias} }}}}"), value);
+            }
+            assert!(!text.contains("{{"), "{key}: a template expression left: {text}");
+            // The key names the file: `<volume>.<path with dots>`; find it in the stack directory.
+            let matching: Vec<PathBuf> = crate::common::files_under(&sandbox.stack().join("config"))
+                .into_iter()
+                .map(|f| sandbox.stack().join("config").join(f))
+                .filter(|p| key.ends_with(p.file_name().unwrap().to_str().unwrap()))
+                .collect();
+            assert!(
+                matching.iter().any(|p| std::fs::read_to_string(p).unwrap() == text),
+                "{key}: the filled template is no file of the stack directory"
+            );
+            filled_files += 1;
+        }
+    }
+    assert!(filled_files >= 5, "{filled_files} templated files");
+    crate::kubernetes::validate_directory(&dir, "prod with the aws store");
 }

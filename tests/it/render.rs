@@ -28,7 +28,7 @@ fn kubernetes_files(name: &str) -> Vec<PlannedFile> {
     let read = |path: &str| -> anyhow::Result<Vec<u8>> {
         plan.iter().find(|f| f.path == path).map(|f| f.content.clone()).ok_or_else(|| anyhow::anyhow!("no {path}"))
     };
-    hardstack::kubernetes::render(&profile, &read)
+    hardstack::kubernetes::render(&profile, &read, None)
         .unwrap()
         .into_iter()
         .map(|f| PlannedFile::of(hardstack::layout::StackFile::Kubernetes(f.file), f.content.into_bytes()))
