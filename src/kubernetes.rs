@@ -705,3 +705,57 @@ fn network_policies(profile: &Profile, specs: &[ContainerSpec], namespace: &str)
     }
     policies
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prod() -> Profile {
+        crate::profile::load(&crate::profile::ProfileSource::Shipped("prod".into()), &[]).unwrap().profile
+    }
+
+    #[test]
+    fn only_the_clients_the_profile_names_may_connect() {
+        let mut profile = prod();
+        profile.kubernetes.clients = vec![
+            crate::profile::KubernetesClient {
+                namespace: "shop".into(),
+                pods: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
+            },
+            crate::profile::KubernetesClient { namespace: "batch".into(), pods: BTreeMap::new() },
+        ];
+        let specs = containers::container_specs(&profile);
+        let policies = network_policies(&profile, &specs, "hardstack-prod");
+        let postgres = policies.iter().find(|p| p["metadata"]["name"] == "postgres-clients").unwrap();
+        let peers = postgres["spec"]["ingress"][0]["from"].as_array().unwrap();
+        assert_eq!(peers.len(), 3, "{peers:?}");
+        assert_eq!(peers[0], json!({ "podSelector": { "matchLabels": { CLIENT_LABEL: "true" } } }));
+        assert_eq!(
+            peers[1],
+            json!({
+                "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "shop" } },
+                "podSelector": { "matchLabels": { "app": "web" } },
+            })
+        );
+        assert_eq!(
+            peers[2],
+            json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "batch" } } })
+        );
+        assert_eq!(postgres["spec"]["ingress"][0]["ports"], json!([{ "port": 5432, "protocol": "TCP" }]));
+        let deny = policies.iter().find(|p| p["metadata"]["name"] == "default-deny").unwrap();
+        assert_eq!(deny["spec"], json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] }));
+    }
+
+    #[test]
+    fn a_namespace_that_is_no_dns_label_is_refused_naming_the_key() {
+        let profile = prod();
+        let mut bad = profile.clone();
+        bad.kubernetes.namespace = "Hard_Stack".into();
+        bad.kubernetes.clients = vec![crate::profile::KubernetesClient { namespace: "".into(), pods: BTreeMap::new() }];
+        let problems = crate::profile::validate(&bad);
+        let text = format!("{problems:?}");
+        assert!(text.contains("kubernetes.namespace"), "{text}");
+        assert!(text.contains("kubernetes.clients.0.namespace"), "{text}");
+        assert!(crate::profile::validate(&profile).is_empty());
+    }
+}

@@ -188,6 +188,31 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     if backup.keep == 0 {
         fail("backup.keep", "keep at least one set".into());
     }
+    let dns_label = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-')
+    };
+    let kubernetes = &profile.kubernetes;
+    if !kubernetes.namespace.is_empty() && !dns_label(&kubernetes.namespace) {
+        fail(
+            "kubernetes.namespace",
+            format!("`{}` must be a DNS label: lowercase letters, digits and '-', at most 63", kubernetes.namespace),
+        );
+    }
+    for (index, client) in kubernetes.clients.iter().enumerate() {
+        if !dns_label(&client.namespace) {
+            fail(
+                &format!("kubernetes.clients.{index}.namespace"),
+                format!("`{}` must be a namespace's name (a DNS label)", client.namespace),
+            );
+        }
+        if client.pods.keys().any(|k| k.is_empty() || k.contains(char::is_whitespace)) {
+            fail(&format!("kubernetes.clients.{index}.pods"), "label keys are non-empty, without spaces".into());
+        }
+    }
     problems
 }
 
