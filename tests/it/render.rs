@@ -3,9 +3,9 @@ use rand::SeedableRng;
 use hardstack::profile::{ProfileSource, load};
 use hardstack::stackdir::{PlannedFile, StackDir};
 
-/// The files of a shipped profile's bundle that come from a template, rendered into an empty
-/// directory with a fixed seed (tests only).
-fn rendered_files(name: &str) -> Vec<PlannedFile> {
+/// A shipped profile and its whole bundle, planned for an empty directory with a fixed seed
+/// (tests only).
+fn seeded_plan(name: &str) -> (hardstack::profile::Profile, Vec<PlannedFile>) {
     let profile = load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile;
     let dir = tempfile::tempdir().unwrap();
     let tera = hardstack::render::load_templates(None).unwrap();
@@ -13,18 +13,18 @@ fn rendered_files(name: &str) -> Vec<PlannedFile> {
     let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &Default::default(), &mut rng)
         .unwrap()
         .files;
+    (profile, plan)
+}
+
+/// The files of a shipped profile's bundle that come from a template.
+fn rendered_files(name: &str) -> Vec<PlannedFile> {
+    let (_, plan) = seeded_plan(name);
     plan.into_iter().filter(|f| f.path.starts_with("config/") || !f.path.contains('/')).collect()
 }
 
 /// The Kubernetes target's files of a shipped profile, rendered from the same bundle.
 fn kubernetes_files(name: &str) -> Vec<PlannedFile> {
-    let profile = load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile;
-    let dir = tempfile::tempdir().unwrap();
-    let tera = hardstack::render::load_templates(None).unwrap();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2026);
-    let plan = hardstack::bundle::plan(&StackDir::new(dir.path()), &profile, &tera, &Default::default(), &mut rng)
-        .unwrap()
-        .files;
+    let (profile, plan) = seeded_plan(name);
     let read = |path: &str| -> anyhow::Result<Vec<u8>> {
         plan.iter().find(|f| f.path == path).map(|f| f.content.clone()).ok_or_else(|| anyhow::anyhow!("no {path}"))
     };
