@@ -207,9 +207,19 @@ fn kubernetes_manifests_fetch_the_aws_stores_secrets_through_external_secrets() 
 
     // Every value of the store, read from AWS itself.
     let (runtime, client) = client();
-    let listed = runtime.block_on(client.list_secrets().send()).unwrap();
+    // Every page: moto holds the secrets of every test run since it started.
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = runtime.block_on(client.list_secrets().set_next_token(token.clone()).send()).unwrap();
+        listed.extend(page.secret_list().iter().cloned());
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
     let mut values: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for secret in listed.secret_list() {
+    for secret in &listed {
         let name = secret.name().unwrap();
         if !name.starts_with(&prefix) {
             continue;
