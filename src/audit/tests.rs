@@ -450,3 +450,71 @@ fn every_rule_that_applies_to_the_manifests_fails_when_they_are_weakened() {
         assert!(check.evidence.contains("kubernetes/"), "{id} says where: {}", check.evidence);
     }
 }
+
+/// Applies `weaken` to the text of a configuration file as the manifests carry it (in its
+/// ConfigMap, or decoded from its Secret and encoded again), leaving the stack directory's file
+/// as it is.
+fn weaken_in_manifests(dir: &Path, profile_name: &str, file: &str, weaken: &dyn Fn(&str) -> String) {
+    use base64::Engine as _;
+    let profile = crate::profile::load(&ProfileSource::Shipped(profile_name.into()), &[]).unwrap().profile;
+    let wanted = StackFile::parse(file).unwrap();
+    let (service, delivered) = crate::layout::services(&profile)
+        .flat_map(|s| crate::layout::deliveries(&profile, s).into_iter().map(move |d| (s, d)))
+        .find(|(_, d)| d.file == wanted)
+        .unwrap_or_else(|| panic!("{file} is delivered"));
+    let key = format!("{}.{}", delivered.volume.key(service), delivered.path.replace('/', "."));
+    let mut changed = false;
+    for entry in std::fs::read_dir(dir.join(crate::layout::KUBERNETES_DIR)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut documents: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .filter(|d: &serde_yaml_ng::Value| !d.is_null())
+            .collect();
+        let mut touched = false;
+        for document in &mut documents {
+            let secret = document["kind"].as_str() == Some("Secret");
+            let Some(value) = document.get_mut("data").and_then(|d| d.get_mut(key.as_str())) else { continue };
+            let current = value.as_str().unwrap().to_owned();
+            let edited = if secret {
+                let decoded = base64::engine::general_purpose::STANDARD.decode(&current).unwrap();
+                base64::engine::general_purpose::STANDARD.encode(weaken(&String::from_utf8(decoded).unwrap()))
+            } else {
+                weaken(&current)
+            };
+            assert_ne!(current, edited, "the weakening of {file} changed nothing in the manifests");
+            *value = serde_yaml_ng::Value::String(edited);
+            touched = true;
+        }
+        if touched {
+            let mut out = String::new();
+            for document in &documents {
+                out.push_str("---\n");
+                out.push_str(&serde_yaml_ng::to_string(document).unwrap());
+            }
+            std::fs::write(&path, out).unwrap();
+            changed = true;
+        }
+    }
+    assert!(changed, "no manifest carries {file} ({key})");
+}
+
+#[test]
+fn every_config_rule_fails_when_the_file_the_manifests_carry_is_weakened() {
+    let carried = [POSTGRESQL_CONF, PG_HBA, INIT_SQL, REDIS_CONF, USERS_ACL, QDRANT_CONFIG];
+    let mut covered = 0;
+    for (id, profile, file, weaken) in weakenings().into_iter().filter(|(_, _, file, _)| carried.contains(file)) {
+        let tmp = generate_with_kubernetes(profile);
+        let dir = tmp.path().join("stack");
+        weaken_in_manifests(&dir, profile, file, &weaken);
+        let results = audit(&Bundle::load(&dir).unwrap());
+        let check = results.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(check.verdict, Verdict::Fail, "{id} must fail after weakening {file} in the manifests");
+        assert!(check.evidence.contains("kubernetes/"), "{id} names the manifest: {}", check.evidence);
+        covered += 1;
+    }
+    assert!(covered >= 30, "{covered} weakenings of carried files");
+}
