@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
         output.line(format!(
             "{}: {} in {} file(s), {} ({})",
             part.service,
-            crate::profile::ByteSize(bytes),
+            bytesize::ByteSize(bytes).display().si(),
             part.files.len(),
             part.method,
             part.server_version
@@ -67,7 +67,7 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
     output.line(format!(
         "backup set {} complete: {} ({:.1} s){}",
         taken.path.display(),
-        crate::profile::ByteSize(size),
+        bytesize::ByteSize(size).display().si(),
         seconds,
         if taken.removed.is_empty() { String::new() } else { format!("; removed {} old set(s)", taken.removed.len()) }
     ));
