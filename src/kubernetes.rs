@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::containers::{self, ContainerSpec};
 use crate::layout::{KubeFile, StackFile};
 use crate::profile::{DataMode, Profile, Service};
+use crate::secrets::Secret;
 
 /// Marks the pods of the stack's namespace that may connect to the servers.
 pub const CLIENT_LABEL: &str = "hardstack.io/client";
@@ -63,11 +64,9 @@ pub fn render(
         if !templated.is_empty() {
             external.push(external_secret(profile, spec, &namespace, &templated));
         }
-        let mut all_private = private.clone();
-        all_private.extend(templated.iter().map(|(k, t)| (k.clone(), t.text.clone().into_bytes())));
         files.push(Rendered {
             file: KubeFile::Service(spec.service),
-            content: yaml(&service_resources(profile, spec, &namespace, &public, &all_private, !templated.is_empty()))?,
+            content: yaml(&service_resources(profile, spec, &namespace, &public, !templated.is_empty()))?,
         });
         secrets.push(json!({
             "apiVersion": "v1",
@@ -78,8 +77,7 @@ pub fn render(
         }));
     }
     files.push(Rendered { file: KubeFile::Secrets, content: yaml(&secrets)? });
-    if let Some(substitutions) = aws.filter(|_| !external.is_empty()) {
-        let _ = substitutions;
+    if !external.is_empty() {
         let mut documents = vec![secret_store(profile, &namespace)];
         documents.extend(external);
         files.push(Rendered { file: KubeFile::ExternalSecrets, content: yaml(&documents)? });
@@ -153,7 +151,21 @@ fn metadata(profile: &Profile, service: Service, name: &str, namespace: &str) ->
 
 /// The key of a delivered file in its ConfigMap or Secret.
 fn key(delivery: &containers::Delivery) -> String {
-    format!("{}.{}", delivery.volume, delivery.path.replace('/', "."))
+    data_key(&delivery.volume, &delivery.path)
+}
+
+/// The key of the file delivered into `volume` (its key, `postgres-config`) at `path`.
+fn data_key(volume: &str, path: &str) -> String {
+    format!("{volume}.{}", path.replace('/', "."))
+}
+
+/// The key under which the manifests carry a file of the stack directory, if a service the
+/// profile runs receives it.
+pub fn data_key_of(profile: &Profile, file: &StackFile) -> Option<String> {
+    crate::layout::services(profile)
+        .flat_map(|service| crate::layout::deliveries(profile, service).into_iter().map(move |d| (service, d)))
+        .find(|(_, delivered)| &delivered.file == file)
+        .map(|(service, delivered)| data_key(&delivered.volume.key(service), delivered.path))
 }
 
 /// The service's delivered files, public (ConfigMap) and private (Secret), by key.
@@ -225,7 +237,6 @@ fn service_resources(
     spec: &ContainerSpec,
     namespace: &str,
     public: &Files,
-    private: &Files,
     external: bool,
 ) -> Vec<Value> {
     let service = spec.service;
@@ -280,7 +291,8 @@ fn service_resources(
         {
             script.push_str(&format!("install -d -m 0700 {parent}\n"));
         }
-        let source = if private.contains_key(&key(delivery)) { PRIVATE } else { PUBLIC };
+        // What is not in the ConfigMap is in a Secret.
+        let source = if public.contains_key(&key(delivery)) { PUBLIC } else { PRIVATE };
         script.push_str(&format!("install -m {} {source}/{} {destination}\n", delivery.mode, key(delivery)));
         init_volumes.insert(delivery.volume.clone());
     }
@@ -291,7 +303,6 @@ fn service_resources(
     for volume in &init_volumes {
         init_mounts.push(json!({ "name": volume, "mountPath": format!("{DESTINATION}/{volume}") }));
     }
-    debug_assert!(public.len() + private.len() == spec.deliveries.len());
 
     // The server: the spec's command, environment and healthcheck.
     let mut environment: Vec<Value> = spec.environment.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
@@ -472,8 +483,9 @@ fn private_volume(name: &str, external: bool) -> Value {
 /// Operator fetches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Substitution {
-    /// The literal in the rendered files (a password, a SCRAM verifier, `#<sha256>` of a password).
-    pub literal: String,
+    /// The literal in the rendered files (a password, a SCRAM verifier, `#<sha256>` of a
+    /// password): a `Secret`, so a debug print redacts it.
+    pub literal: Secret,
     /// The template expression that makes it in the cluster.
     pub expression: String,
     /// The ExternalSecret's data key.
@@ -495,7 +507,7 @@ pub fn substitutions(profile: &Profile, versions: &crate::secrets::store::Versio
         let remote = format!("{}{name}", profile.secrets.aws.prefix);
         if let Some(verifier) = &version.verifier {
             all.push(Substitution {
-                literal: verifier.expose().to_owned(),
+                literal: verifier.clone(),
                 expression: format!("{{{{ .{alias}_verifier }}}}"),
                 alias: format!("{alias}_verifier"),
                 remote: remote.clone(),
@@ -505,7 +517,7 @@ pub fn substitutions(profile: &Profile, versions: &crate::secrets::store::Versio
         }
         if name.starts_with("redis/") {
             all.push(Substitution {
-                literal: format!("#{}", crate::secrets::redis_acl_hash(&version.value)),
+                literal: Secret::new(format!("#{}", crate::secrets::redis_acl_hash(&version.value))),
                 expression: format!("#{{{{ .{alias} | sha256sum }}}}"),
                 alias: alias.clone(),
                 remote: remote.clone(),
@@ -514,7 +526,7 @@ pub fn substitutions(profile: &Profile, versions: &crate::secrets::store::Versio
             });
         }
         all.push(Substitution {
-            literal: version.value.expose().to_owned(),
+            literal: version.value.clone(),
             expression: format!("{{{{ .{alias} }}}}"),
             alias,
             remote,
@@ -535,7 +547,7 @@ pub fn substitutions(profile: &Profile, versions: &crate::secrets::store::Versio
         add(crate::layout::QDRANT_API_KEY, version, "AWSPENDING");
     }
     // Longest first: a literal never hides inside a longer one.
-    all.sort_by(|a, b| b.literal.len().cmp(&a.literal.len()).then(a.alias.cmp(&b.alias)));
+    all.sort_by(|a, b| b.literal.expose().len().cmp(&a.literal.expose().len()).then(a.alias.cmp(&b.alias)));
     all
 }
 
@@ -552,13 +564,14 @@ fn take_templated(private: &mut Files, substitutions: &[Substitution]) -> BTreeM
     let keys: Vec<String> = private.keys().cloned().collect();
     for key in keys {
         let text = String::from_utf8_lossy(&private[&key]).into_owned();
-        let used: Vec<Substitution> = substitutions.iter().filter(|s| text.contains(&s.literal)).cloned().collect();
+        let used: Vec<Substitution> =
+            substitutions.iter().filter(|s| text.contains(s.literal.expose())).cloned().collect();
         if used.is_empty() {
             continue;
         }
         let mut template = text.replace("{{", "{{ \"{{\" }}");
         for substitution in &used {
-            template = template.replace(&substitution.literal, &substitution.expression);
+            template = template.replace(substitution.literal.expose(), &substitution.expression);
         }
         private.remove(&key);
         templated.insert(key, Templated { text: template, used });

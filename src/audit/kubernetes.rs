@@ -91,16 +91,8 @@ pub fn carried_files(manifests: &Manifests, profile: &Profile) -> BTreeMap<&'sta
         (USERS_ACL, StackFile::UsersAcl),
         (QDRANT_CONFIG, StackFile::QdrantConfig),
     ] {
-        let delivered = Service::ALL
-            .into_iter()
-            .filter(|s| profile.runs(*s))
-            .flat_map(|s| layout::deliveries(profile, s).into_iter().map(move |d| (s, d)))
-            .find(|(_, d)| d.file == file);
-        if let Some((service, delivered)) = delivered {
-            let key = format!("{}.{}", delivered.volume.key(service), delivered.path.replace('/', "."));
-            if let Some(found) = manifests.data(&key) {
-                texts.insert(path, found);
-            }
+        if let Some(found) = crate::kubernetes::data_key_of(profile, &file).and_then(|key| manifests.data(&key)) {
+            texts.insert(path, found);
         }
     }
     texts
@@ -188,31 +180,38 @@ fn capabilities(_: &Bundle, manifests: &Manifests) -> Outcome {
     failures(MANIFESTS, problems, "every container drops ALL capabilities and adds none")
 }
 
+/// Every container must satisfy `holds`; each that does not is named with `problem`.
+fn every_container(manifests: &Manifests, holds: fn(&Yaml) -> bool, problem: &str, ok: &str) -> Outcome {
+    let problems =
+        containers(manifests).into_iter().filter(|(_, c)| !holds(c)).map(|(at, _)| format!("{at} {problem}")).collect();
+    failures(MANIFESTS, problems, ok)
+}
+
 fn no_new_privileges(_: &Bundle, manifests: &Manifests) -> Outcome {
-    let problems = containers(manifests)
-        .into_iter()
-        .filter(|(_, c)| c["securityContext"]["allowPrivilegeEscalation"].as_bool() != Some(false))
-        .map(|(at, _)| format!("{at} may escalate privileges"))
-        .collect();
-    failures(MANIFESTS, problems, "allowPrivilegeEscalation: false everywhere")
+    every_container(
+        manifests,
+        |c| c["securityContext"]["allowPrivilegeEscalation"].as_bool() == Some(false),
+        "may escalate privileges",
+        "allowPrivilegeEscalation: false everywhere",
+    )
 }
 
 fn read_only(_: &Bundle, manifests: &Manifests) -> Outcome {
-    let problems = containers(manifests)
-        .into_iter()
-        .filter(|(_, c)| c["securityContext"]["readOnlyRootFilesystem"].as_bool() != Some(true))
-        .map(|(at, _)| format!("{at} has a writable root filesystem"))
-        .collect();
-    failures(MANIFESTS, problems, "readOnlyRootFilesystem: true everywhere")
+    every_container(
+        manifests,
+        |c| c["securityContext"]["readOnlyRootFilesystem"].as_bool() == Some(true),
+        "has a writable root filesystem",
+        "readOnlyRootFilesystem: true everywhere",
+    )
 }
 
 fn limits(_: &Bundle, manifests: &Manifests) -> Outcome {
-    let problems = containers(manifests)
-        .into_iter()
-        .filter(|(_, c)| c["resources"]["limits"]["cpu"].is_null() || c["resources"]["limits"]["memory"].is_null())
-        .map(|(at, _)| format!("{at} has no CPU or memory limit"))
-        .collect();
-    failures(MANIFESTS, problems, "CPU and memory limits on every container")
+    every_container(
+        manifests,
+        |c| !c["resources"]["limits"]["cpu"].is_null() && !c["resources"]["limits"]["memory"].is_null(),
+        "has no CPU or memory limit",
+        "CPU and memory limits on every container",
+    )
 }
 
 fn default_deny(_: &Bundle, manifests: &Manifests) -> Outcome {

@@ -457,12 +457,8 @@ fn every_rule_that_applies_to_the_manifests_fails_when_they_are_weakened() {
 fn weaken_in_manifests(dir: &Path, profile_name: &str, file: &str, weaken: &dyn Fn(&str) -> String) {
     use base64::Engine as _;
     let profile = crate::profile::load(&ProfileSource::Shipped(profile_name.into()), &[]).unwrap().profile;
-    let wanted = StackFile::parse(file).unwrap();
-    let (service, delivered) = crate::layout::services(&profile)
-        .flat_map(|s| crate::layout::deliveries(&profile, s).into_iter().map(move |d| (s, d)))
-        .find(|(_, d)| d.file == wanted)
+    let key = crate::kubernetes::data_key_of(&profile, &StackFile::parse(file).unwrap())
         .unwrap_or_else(|| panic!("{file} is delivered"));
-    let key = format!("{}.{}", delivered.volume.key(service), delivered.path.replace('/', "."));
     let mut changed = false;
     for entry in std::fs::read_dir(dir.join(crate::layout::KUBERNETES_DIR)).unwrap() {
         let path = entry.unwrap().path();

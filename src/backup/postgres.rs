@@ -221,6 +221,12 @@ pub fn manifest_digests(set: &Path, part: &Path) -> anyhow::Result<std::collecti
         .collect())
 }
 
+/// The WAL segment a file of the archive is, or begins with (`.partial`, `.backup`): its
+/// 24 hexadecimal digits, timeline first.
+pub fn segment_of(name: &str) -> Option<&str> {
+    name.get(..24).filter(|segment| segment.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Removes archived WAL that no kept set needs: segments (of any timeline) before `start`.
 /// Timeline history files stay.
 pub fn clean_archive(archive: &Path, start: &WalStart) -> anyhow::Result<()> {
@@ -232,8 +238,7 @@ pub fn clean_archive(archive: &Path, start: &WalStart) -> anyhow::Result<()> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let segment = &name[..name.len().min(24)];
-        if segment.len() == 24 && segment.bytes().all(|b| b.is_ascii_hexdigit()) && segment[8..] < start.segment[8..] {
+        if segment_of(&name).is_some_and(|segment| segment[8..] < start.segment[8..]) {
             std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }

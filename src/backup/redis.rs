@@ -69,7 +69,7 @@ pub async fn contents(
     store: &crate::secrets::store::Store,
     backed_up: Option<&Contents>,
 ) -> anyhow::Result<Contents> {
-    let image = super::restore::tool_image(engine, profile, Service::Redis).await;
+    let image = super::running_image(engine, profile, Service::Redis).await?;
     let owner = super::owner_of(&dir.absolute())?;
     let admin = store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?;
     let mut password = admin.value.expose().as_bytes().to_vec();

@@ -253,10 +253,9 @@ fn archived_segments(archive: &Path, start: &super::WalStart) -> anyhow::Result<
         std::fs::read_dir(archive).with_context(|| format!("reading the WAL archive {}", archive.display()))?;
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
+        // Whole segments only (not `.partial` or `.backup` files).
         let segment = name.len() == 24
-            && name.bytes().all(|b| b.is_ascii_hexdigit())
-            && name[..8] == timeline
-            && name[8..] >= start.segment[8..];
+            && super::postgres::segment_of(&name).is_some_and(|s| s[..8] == timeline && s[8..] >= start.segment[8..]);
         if segment || name.ends_with(".history") {
             segments.push(name);
         }

@@ -18,6 +18,9 @@ use crate::secrets::store::Store;
 use crate::settings;
 use crate::stackdir::StackDir;
 
+/// How long a restore test's throwaway stack may take to become usable.
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs `backup`.
 pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
@@ -94,7 +97,7 @@ async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDi
         let up = UpArgs {
             templates: None,
             force: false,
-            timeout: super::restore::TEST_TIMEOUT,
+            timeout: TEST_TIMEOUT,
             no_verify: true,
             dry_run: false,
             prune: false,

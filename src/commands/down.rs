@@ -16,19 +16,7 @@ pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCod
     let profile = settings::stack_profile(global)?.profile;
     let engine = runtime::connect().await?;
     let names = containers::stack_names(&profile);
-    let removed = engine.stack_containers(&names.stack).await?;
-    let removals = removed.iter().map(|name| engine.remove(name));
-    for result in futures_util::future::join_all(removals).await {
-        result?;
-    }
-    let network = engine.remove_network(&names).await?;
-    let mut volumes = Vec::new();
-    if args.volumes {
-        volumes = engine.stack_volumes(&names.stack).await?;
-        for volume in &volumes {
-            engine.remove_volume(volume).await?;
-        }
-    }
+    let runtime::Removed { containers: removed, network, volumes } = engine.remove_stack(&names, args.volumes).await?;
     output.json(&json!({"schema": "hardstack.down/v1", "stack": names.stack, "containers": removed, "network": network, "volumes": volumes}));
     output.line(format!(
         "stack {}: removed {} container(s){}{}",

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -75,17 +74,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
     Ok(code)
 }
 
-/// Removes a stack's containers and volumes (by label), as `down --volumes` does.
+/// Removes a stack's containers, network and volumes (by label), as `down --volumes` does.
 pub async fn remove_stack(engine: &Engine, profile: &Profile) -> anyhow::Result<()> {
-    let names = crate::containers::stack_names(profile);
-    for name in engine.stack_containers(&names.stack).await? {
-        engine.remove(&name).await?;
-    }
-    for volume in engine.stack_volumes(&names.stack).await? {
-        engine.remove_volume(&volume).await?;
-    }
-    engine.remove_network(&names).await?;
-    Ok(())
+    engine.remove_stack(&crate::containers::stack_names(profile), true).await.map(|_| ())
 }
 
 /// Fills a stack that has no data from a checked set, brings it up, uploads Qdrant's snapshots.
@@ -107,6 +98,3 @@ pub async fn restore_into(
     backup::restore::upload_snapshots(profile, dir, &store, source.set, manifest).await?;
     Ok(code)
 }
-
-/// How long a restore test's throwaway stack may take to become usable.
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(600);

@@ -57,7 +57,8 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     let backups = crate::backup::Backups::of(&profile, &dir);
     let sets = backups.sets()?;
-    let latest = backups.latest()?.map(|set| crate::backup::read_manifest(&set.path)).transpose()?;
+    let latest =
+        sets.iter().rev().find(|s| s.complete).map(|set| crate::backup::read_manifest(&set.path)).transpose()?;
     let test = backups.restore_test()?;
     let backup = json!({
         "dir": backups.root,

@@ -81,6 +81,15 @@ pub struct Ran {
     pub output: String,
 }
 
+/// What [`Engine::remove_stack`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    pub containers: Vec<String>,
+    /// Whether the network existed.
+    pub network: bool,
+    pub volumes: Vec<String>,
+}
+
 /// A one-off container to run (see [`Engine::run_once`]).
 pub struct OneOff {
     pub image: String,
@@ -588,6 +597,24 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Removes a stack's containers (in parallel) and network, and with `volumes` its volumes:
+    /// every object carrying its label. What `down` does, and a restore with `--force`.
+    pub async fn remove_stack(&self, names: &StackNames, volumes: bool) -> anyhow::Result<Removed> {
+        let containers = self.stack_containers(&names.stack).await?;
+        for result in futures_util::future::join_all(containers.iter().map(|name| self.remove(name))).await {
+            result?;
+        }
+        let network = self.remove_network(names).await?;
+        let mut removed_volumes = Vec::new();
+        if volumes {
+            removed_volumes = self.stack_volumes(&names.stack).await?;
+            for volume in &removed_volumes {
+                self.remove_volume(volume).await?;
+            }
+        }
+        Ok(Removed { containers, network, volumes: removed_volumes })
     }
 
     /// Restarts a running container (a new process with the files now in its volumes).

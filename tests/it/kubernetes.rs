@@ -146,8 +146,26 @@ fn rerendering_is_byte_identical_and_secrets_stay_private_and_out_of_git() {
             for value in &values {
                 assert!(!content.contains(value.as_str()), "{profile}: a secret in {name}");
             }
-            // Not even in an environment variable's value.
-            assert!(!content.contains("PASSWORD:") && !content.contains("secretKeyRef"), "{profile}: {name}");
+            assert!(!content.contains("secretKeyRef"), "{profile}: {name} reads a Secret into the environment");
+        }
+        // Every environment variable is a literal value (a path or a flag), none from elsewhere.
+        for service in ["postgres", "redis", "qdrant"] {
+            let statefulset = documents(&dir.join(format!("{service}.yaml")))
+                .into_iter()
+                .find(|d| d["kind"] == "StatefulSet")
+                .unwrap();
+            let pod = &statefulset["spec"]["template"]["spec"];
+            for container in
+                pod["containers"].as_sequence().unwrap().iter().chain(pod["initContainers"].as_sequence().unwrap())
+            {
+                for variable in container["env"].as_sequence().into_iter().flatten() {
+                    assert!(
+                        variable["valueFrom"].is_null() && variable["value"].is_string(),
+                        "{profile}: {variable:?}"
+                    );
+                }
+                assert!(container["envFrom"].is_null(), "{profile}: {service} takes its environment from elsewhere");
+            }
         }
     }
 }
