@@ -196,6 +196,9 @@ pub fn plan(
 pub struct Written {
     pub changes: Vec<(String, Change)>,
     pub created_secrets: Vec<String>,
+    /// Audit's failing rules over the files servers are given: accepted ones, and (when the
+    /// write was not `audited`) refused ones, for the caller to say.
+    pub failing: Vec<crate::report::Check>,
 }
 
 impl Written {
@@ -210,11 +213,53 @@ impl Written {
     }
 }
 
+/// What the command line gave that shapes the files besides the profile; `None` keeps what
+/// the stack directory recorded (`inputs`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given<'a> {
+    /// `--templates DIR`.
+    pub templates: Option<&'a Path>,
+    /// `--accept RULE_ID,...` (`none` clears).
+    pub accept: Option<&'a [String]>,
+}
+
 /// A plan compared with the disk: what `write` would do, nothing written.
 #[derive(Debug)]
 pub struct Preview {
     pub plan: Plan,
     pub diff: stackdir::Diff,
+    /// The inputs the plan was rendered with (recorded by `write`).
+    pub inputs: crate::inputs::Inputs,
+    /// Audit's rules over the files servers are given that fail, accepted or not.
+    pub failing: Vec<crate::report::Check>,
+}
+
+impl Preview {
+    /// The failing rules the user did not accept: any stops `up` before a server is touched.
+    pub fn refused(&self) -> impl Iterator<Item = &crate::report::Check> {
+        self.failing.iter().filter(|check| !self.inputs.accepted.contains(&check.id))
+    }
+
+    /// The failing rules the user accepted by id: said by `plan`, `status` and `verify`.
+    pub fn accepted(&self) -> impl Iterator<Item = &crate::report::Check> {
+        self.failing.iter().filter(|check| self.inputs.accepted.contains(&check.id))
+    }
+
+    /// An error naming each refused rule with its file and line, and how to accept it; `Ok`
+    /// when none is refused.
+    pub fn check_audit(&self) -> anyhow::Result<()> {
+        let refused: Vec<&crate::report::Check> = self.refused().collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = refused.iter().map(|c| format!("{}: {} ({})", c.id, c.evidence, c.reason)).collect();
+        let ids: Vec<&str> = refused.iter().map(|c| c.id.as_str()).collect();
+        anyhow::bail!(
+            "refusing to deliver files that fail audit; nothing was delivered:\n  {}\nfix the template, or accept the rule on purpose with --accept {} (recorded in the stack directory, shown by plan, status and verify)",
+            list.join("\n  "),
+            ids.join(",")
+        )
+    }
 }
 
 impl Preview {
@@ -230,24 +275,41 @@ impl Preview {
 
 /// Computes the bundle from the profile and the store and compares it with the disk. Reads
 /// the store; writes nothing anywhere.
-pub async fn preview(profile: &Profile, dir: &StackDir, templates: Option<&Path>) -> anyhow::Result<Preview> {
-    let tera = render::load_templates(templates)?;
+pub async fn preview(profile: &Profile, dir: &StackDir, given: Given<'_>) -> anyhow::Result<Preview> {
+    let resolved = crate::inputs::resolve(dir, given.templates, given.accept)?;
+    for id in &resolved.inputs.accepted {
+        anyhow::ensure!(
+            crate::audit::is_rule(id),
+            "--accept {id}: no audit rule has that id; `hardstack audit -v` lists them"
+        );
+    }
     let store = Store::open(profile, dir).await?;
     let existing = store.versions(profile).await?;
-    let plan = plan(dir, profile, &tera, &existing, &mut rand::rngs::OsRng)?;
+    let mut plan = plan(dir, profile, &resolved.tera, &existing, &mut rand::rngs::OsRng)?;
+    plan.files.extend(resolved.files);
+    let audited = crate::audit::Bundle::planned(&dir.root, profile, &plan.files)?;
+    let failing = crate::audit::delivered_failures(&audited);
     let diff = stackdir::diff(dir, &dir.manifest()?, &plan.files)?;
-    Ok(Preview { plan, diff })
+    Ok(Preview { plan, diff, inputs: resolved.inputs, failing })
 }
 
 /// Computes the bundle from the profile and the store, refuses to overwrite foreign files
 /// unless `force`, creates new secrets in the store, then writes the files. Prints nothing.
+///
+/// With `audited` (every caller that goes on to deliver), a file that fails one of audit's
+/// rules the user did not accept stops it before anything is written.
 pub async fn write(
     profile: &Profile,
     dir: &StackDir,
-    templates: Option<&Path>,
+    given: Given<'_>,
     force: bool,
+    audited: bool,
 ) -> anyhow::Result<Written> {
-    let Preview { plan: Plan { files, new_secrets }, diff } = preview(profile, dir, templates).await?;
+    let preview = preview(profile, dir, given).await?;
+    if audited {
+        preview.check_audit()?;
+    }
+    let Preview { plan: Plan { files, new_secrets }, diff, failing, .. } = preview;
     let store = Store::open(profile, dir).await?;
     let mut manifest = dir.manifest()?;
     let stackdir::Diff { changes, conflicts } = diff;
@@ -275,7 +337,7 @@ pub async fn write(
         created_secrets.push(name.clone());
     }
     stackdir::apply(dir, &mut manifest, &files, &changes)?;
-    Ok(Written { changes, created_secrets })
+    Ok(Written { changes, created_secrets, failing })
 }
 
 #[cfg(test)]

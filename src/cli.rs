@@ -46,6 +46,10 @@ pub struct GlobalArgs {
     /// Print more detail.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// How long a command that changes the stack (init, up, down, rotate, backup, restore) waits
+    /// for another one on the same stack directory to finish.
+    #[arg(long, global = true, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_wait: std::time::Duration,
 }
 
 /// Human tables or JSON.
@@ -214,7 +218,13 @@ pub struct AuditArgs {
 /// Options of `up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// A directory of templates that replace the embedded ones (as for init).
+    /// Audit rules (by id, comma-separated) whose failure you accept in the files delivered to
+    /// the servers; recorded in the stack directory and shown by plan, status and verify.
+    /// `--accept none` clears what was accepted. Without it, the recorded list stays.
+    #[arg(long, value_delimiter = ',', value_name = "RULE_ID,...")]
+    pub accept: Option<Vec<String>>,
+    /// A directory of templates that replace the embedded ones (as for init); recorded in the
+    /// stack directory, which later runs render with until another --templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
     /// Overwrite foreign or edited files in the stack directory (as for init).
@@ -238,6 +248,11 @@ pub struct UpArgs {
 /// Options of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Audit rules (by id, comma-separated) whose failure you accept in the files delivered to
+    /// the servers; recorded in the stack directory and shown by plan, status and verify.
+    /// `--accept none` clears what was accepted. Without it, the recorded list stays.
+    #[arg(long, value_delimiter = ',', value_name = "RULE_ID,...")]
+    pub accept: Option<Vec<String>>,
     /// A directory of templates that replace the embedded ones (as for init and up).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -257,8 +272,15 @@ pub struct DownArgs {
 /// Options of `init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
+    /// Audit rules (by id, comma-separated) whose failure you accept in the files delivered to
+    /// the servers; recorded in the stack directory and shown by plan, status and verify.
+    /// `--accept none` clears what was accepted. Without it, the recorded list stays.
+    #[arg(long, value_delimiter = ',', value_name = "RULE_ID,...")]
+    pub accept: Option<Vec<String>>,
     /// A directory of templates that replace the embedded ones file by file
-    /// (postgres/postgresql.conf.tera, docker-compose.yml.tera, ...).
+    /// (postgres/postgresql.conf.tera, docker-compose.yml.tera, ...). Recorded in the stack
+    /// directory (a copy under templates/, digests in inputs.json): rotate, restore and later
+    /// runs render with them until another --templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
     /// Overwrite files in the stack directory that hardstack did not write or that were edited.

@@ -24,6 +24,10 @@ pub const POSTGRES_WAL_MOUNT: &str = "/var/lib/postgresql/wal";
 pub const STACK_LABEL: &str = "hardstack.stack";
 /// Label naming the service of a container or volume.
 pub const SERVICE_LABEL: &str = "hardstack.service";
+/// Label carrying the identity of the stack directory that made an object (`identity`).
+pub const ID_LABEL: &str = "hardstack.stack-id";
+/// Label carrying the absolute path of that directory, to name it in a refusal.
+pub const DIR_LABEL: &str = "hardstack.dir";
 
 /// A named volume and where it is mounted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -65,9 +65,10 @@ pub fn make_private(path: &Path, directory: bool) -> anyhow::Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
-/// Opens (creating, 0600) a file that is only ever locked, never written.
+/// Opens (creating, 0600) a lock file: locked, and at most holding who holds it.
 pub fn open_lock(path: &Path) -> anyhow::Result<fs::File> {
     fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)

@@ -217,6 +217,12 @@ pub mod paths {
     pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
     pub const COMPOSE: &str = "docker-compose.yml";
     pub const CONNECTIONS: &str = "connections.json";
+    /// The lock of mutating runs (`lock`), the identity (`identity`) and render inputs (`inputs`).
+    pub const LOCK: &str = ".hardstack.lock";
+    pub const IDENTITY: &str = "identity.json";
+    pub const INPUTS: &str = "inputs.json";
+    /// The copy of the templates the stack was rendered with (`up --templates`).
+    pub const TEMPLATES: &str = "templates";
 }
 
 /// A file of the stack directory.
@@ -256,6 +262,13 @@ pub enum StackFile {
     SystemdTimer(Job, String),
     /// A file of the Kubernetes target (`init --target kubernetes`), by name.
     Kubernetes(KubeFile),
+    /// The lock of mutating runs; holds who holds it.
+    Lock,
+    /// The stack's identity (`identity`), and its render inputs (`inputs`).
+    Identity,
+    Inputs,
+    /// The recorded copy of a template the stack is rendered with, by template name.
+    Template(String),
 }
 
 /// The files of the Kubernetes target's kustomize directory.
@@ -347,6 +360,7 @@ impl StackFile {
             StackFile::SystemdService(job, stack) => format!("systemd/hardstack-{}-{stack}.service", job.name()),
             StackFile::SystemdTimer(job, stack) => format!("systemd/hardstack-{}-{stack}.timer", job.name()),
             StackFile::Kubernetes(file) => format!("{KUBERNETES_DIR}/{}", file.name()),
+            StackFile::Template(name) => format!("{}/{name}", paths::TEMPLATES),
             _ => unreachable!("{self:?} has a fixed path"),
         }
     }
@@ -371,6 +385,9 @@ impl StackFile {
             StackFile::QdrantConfig => paths::QDRANT_CONFIG,
             StackFile::Compose => paths::COMPOSE,
             StackFile::Connections => paths::CONNECTIONS,
+            StackFile::Lock => paths::LOCK,
+            StackFile::Identity => paths::IDENTITY,
+            StackFile::Inputs => paths::INPUTS,
             _ => return None,
         })
     }
@@ -395,6 +412,9 @@ impl StackFile {
             StackFile::QdrantConfig,
             StackFile::Compose,
             StackFile::Connections,
+            StackFile::Lock,
+            StackFile::Identity,
+            StackFile::Inputs,
         ];
         if let Some(file) = fixed.into_iter().find(|f| f.fixed_path() == Some(path)) {
             return Some(file);
@@ -414,6 +434,10 @@ impl StackFile {
             [SECRETS_DIR, ..] => {
                 let name = path.strip_prefix(SECRETS_DIR)?.strip_prefix('/')?.strip_suffix(".json")?;
                 Some(StackFile::Secret(name.to_owned()))
+            }
+            [paths::TEMPLATES, ..] => {
+                let name = path.strip_prefix(paths::TEMPLATES)?.strip_prefix('/')?;
+                name.ends_with(".tera").then(|| StackFile::Template(name.to_owned()))
             }
             [KUBERNETES_DIR, name] => KubeFile::all().find(|f| f.name() == *name).map(StackFile::Kubernetes),
             ["systemd", file] => {
@@ -443,7 +467,8 @@ impl StackFile {
             | StackFile::UsersAcl
             | StackFile::RedisHealthPassword
             | StackFile::QdrantConfig
-            | StackFile::Kubernetes(KubeFile::Secrets) => Mode::Private,
+            | StackFile::Kubernetes(KubeFile::Secrets)
+            | StackFile::Lock => Mode::Private,
             StackFile::Profile
             | StackFile::CaCert
             | StackFile::ServerCert(_)
@@ -456,7 +481,10 @@ impl StackFile {
             | StackFile::Connections
             | StackFile::SystemdService(..)
             | StackFile::SystemdTimer(..)
-            | StackFile::Kubernetes(_) => Mode::Public,
+            | StackFile::Kubernetes(_)
+            | StackFile::Identity
+            | StackFile::Inputs
+            | StackFile::Template(_) => Mode::Public,
         }
     }
 }

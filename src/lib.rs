@@ -19,6 +19,9 @@ pub mod render;
 pub mod secrets;
 
 pub mod fsio;
+pub mod identity;
+pub mod inputs;
+pub mod lock;
 pub mod stackdir;
 
 pub mod probe;

@@ -83,6 +83,35 @@ impl Bundle {
         Ok(Bundle { dir: dir.to_owned(), profile, texts, modes, secrets, kubernetes })
     }
 
+    /// The directory as it will be once `files` (a plan of `bundle`) are written, for the
+    /// rules that read the files a server is given: the planned contents and modes over what
+    /// is on disk, the planned profile, no Kubernetes manifests (nothing delivers them).
+    pub fn planned(dir: &Path, profile: &Profile, files: &[crate::stackdir::PlannedFile]) -> anyhow::Result<Bundle> {
+        let mut bundle = if dir.is_dir() {
+            Bundle::load(dir)?
+        } else {
+            Bundle {
+                dir: dir.to_owned(),
+                profile: None,
+                texts: BTreeMap::new(),
+                modes: Vec::new(),
+                secrets: Vec::new(),
+                kubernetes: None,
+            }
+        };
+        bundle.profile = Some(profile.clone());
+        bundle.kubernetes = None;
+        for file in files {
+            let known = [POSTGRESQL_CONF, PG_HBA, INIT_SQL, REDIS_CONF, USERS_ACL, QDRANT_CONFIG, COMPOSE];
+            if let Some(key) = known.into_iter().find(|k| *k == file.path) {
+                bundle.texts.insert(key, String::from_utf8_lossy(&file.content).into_owned());
+            }
+            bundle.modes.retain(|(path, _, _)| *path != file.path);
+            bundle.modes.push((file.path.clone(), false, file.mode));
+        }
+        Ok(bundle)
+    }
+
     fn text(&self, file: &str) -> Option<&str> {
         self.texts.get(file).map(String::as_str)
     }
@@ -153,6 +182,21 @@ pub fn audit(bundle: &Bundle) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// The rules over what servers are given (every rule but the directory's own modes), run on
+/// a planned bundle: the checks that failed, each naming its rule, file and line.
+pub fn delivered_failures(bundle: &Bundle) -> Vec<Check> {
+    audit(bundle)
+        .into_iter()
+        .filter(|check| !check.id.starts_with("audit.files."))
+        .filter(|check| check.verdict == crate::report::Verdict::Fail)
+        .collect()
+}
+
+/// Whether `id` names an audit rule.
+pub fn is_rule(id: &str) -> bool {
+    rules().any(|rule| rule.id == id)
 }
 
 pub(crate) fn absent(file: &str) -> Outcome {

@@ -13,7 +13,7 @@ use crate::cli::{BackupArgs, GlobalArgs, UpArgs};
 use crate::layout;
 use crate::output::{Format, Output};
 use crate::profile::{DataMode, Profile, Service, StoreKind};
-use crate::runtime::{self, Engine};
+use crate::runtime::Engine;
 use crate::secrets::store::Store;
 use crate::settings;
 use crate::stackdir::StackDir;
@@ -26,7 +26,8 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
-    let engine = runtime::connect().await?;
+    let _lock = super::lock(global, if args.test { "backup --test" } else { "backup" })?;
+    let engine = super::engine_for(&dir, &profile, true).await?;
     if args.test {
         return test(&output, &engine, &profile, &dir).await;
     }
@@ -87,15 +88,20 @@ async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDi
     let manifest = backup::read_manifest(&set.path)?;
     let throwaway = throwaway_profile(engine, profile, &manifest).await?;
     let throwaway_dir = StackDir::new(backups.root.join(layout::backups::TEST_STACK));
+    // The throwaway stack has an identity of its own, derived from this stack's.
+    let identity = crate::identity::Identity::ensure(dir)?.derived("restore-test");
+    let engine = &crate::runtime::connect().await?.acting_for(identity.owner(&throwaway.stack.name, &throwaway_dir));
     output.line(format!("restore test of set {}: throwaway stack {}", manifest.id, throwaway.stack.name));
     // Whatever a killed earlier test left.
     super::restore::remove_stack(engine, &throwaway).await?;
     remove_dir(&throwaway_dir)?;
     let outcome = async {
         backup::check(&set.path)?;
-        crate::bundle::write(&throwaway, &throwaway_dir, None, false).await?;
+        identity.record(&throwaway_dir)?;
+        crate::bundle::write(&throwaway, &throwaway_dir, crate::bundle::Given::default(), false, true).await?;
         let up = UpArgs {
             templates: None,
+            accept: None,
             force: false,
             timeout: TEST_TIMEOUT,
             no_verify: true,

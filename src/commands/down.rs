@@ -7,16 +7,17 @@ use serde_json::json;
 
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::containers;
-use crate::runtime;
 use crate::settings;
 
 /// Runs `down`.
 pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
-    let engine = runtime::connect().await?;
+    let _lock = super::lock(global, "down")?;
+    let engine = super::engine_for(&crate::stackdir::StackDir::new(&global.dir), &profile, true).await?;
     let names = containers::stack_names(&profile);
-    let runtime::Removed { containers: removed, network, volumes } = engine.remove_stack(&names, args.volumes).await?;
+    let crate::runtime::Removed { containers: removed, network, volumes } =
+        engine.remove_stack(&names, args.volumes).await?;
     output.json(&json!({"schema": "hardstack.down/v1", "stack": names.stack, "containers": removed, "network": network, "volumes": volumes}));
     output.line(format!(
         "stack {}: removed {} container(s){}{}",

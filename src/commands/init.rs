@@ -1,7 +1,6 @@
 //! `hardstack init`: profile in, complete stack directory out. Everything is computed first
 //! (a dry run), conflicts are checked, and only then are files written (`bundle::write`).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -18,7 +17,12 @@ use crate::stackdir::{self, Change, StackDir};
 /// Runs `init`.
 pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
-    let resolved = ensure(global, args.templates.as_deref(), args.force, &output).await?;
+    // Bad input is refused before the directory is made (for its lock).
+    settings::resolve_profile(global)?;
+    let _lock = super::lock(global, "init")?;
+    crate::identity::Identity::ensure(&StackDir::new(&global.dir))?;
+    let given = bundle::Given { templates: args.templates.as_deref(), accept: args.accept.as_deref() };
+    let resolved = ensure(global, given, args.force, false, &output).await?;
     if args.systemd {
         write_systemd_units(global, args, &resolved, &output)?;
     }
@@ -38,7 +42,7 @@ fn write_systemd_units(
     let dir = StackDir::new(&global.dir);
     let binary = std::env::current_exe().context("finding the hardstack binary")?;
     let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
-    let tera = render::load_templates(args.templates.as_deref())?;
+    let tera = crate::inputs::resolve(&dir, None, None)?.tera;
     let files: Vec<stackdir::PlannedFile> =
         render::render_systemd(&tera, &resolved.profile, &binary.display().to_string(), &root.display().to_string())?
             .into_iter()
@@ -95,16 +99,24 @@ fn apply_extra_files(
 
 /// Brings the stack directory in line with the profile (what `init` does, and `up` first),
 /// says what it wrote, and returns the profile.
+///
+/// With `audited` (`up`, `restore`: they deliver what it writes), a file that fails an audit
+/// rule the user did not accept stops it before anything is written; otherwise (`init`) the
+/// failing rules are said.
 pub async fn ensure(
     global: &GlobalArgs,
-    templates: Option<&Path>,
+    given: bundle::Given<'_>,
     force: bool,
+    audited: bool,
     output: &Output,
 ) -> anyhow::Result<ResolvedProfile> {
     let resolved = settings::resolve_profile(global)?;
     let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
-    let written = bundle::write(profile, &dir, templates, force).await?;
+    let written = bundle::write(profile, &dir, given, force, audited).await?;
+    for check in &written.failing {
+        output.line(format!("warning: audit rule {} fails: {}", check.id, check.evidence));
+    }
     for name in &written.created_secrets {
         output.detail(format!("  created  secret {name} in the {:?} store", profile.secrets.store).to_lowercase());
     }

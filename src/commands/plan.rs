@@ -2,7 +2,6 @@
 //! the least disruptive way it would apply each change, and why. Reads the stack directory,
 //! the store and the engine; writes and changes nothing anywhere.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -13,7 +12,6 @@ use crate::containers;
 use crate::converge::{self, Action, ContainerStep, ServicePlan};
 use crate::output::Output;
 use crate::profile::Profile;
-use crate::runtime;
 use crate::settings;
 use crate::stackdir::{Change, StackDir};
 
@@ -21,7 +19,8 @@ use crate::stackdir::{Change, StackDir};
 pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::resolve_profile(global)?.profile;
-    show(&output, &profile, &StackDir::new(&global.dir), args.templates.as_deref(), args.prune).await?;
+    let given = bundle::Given { templates: args.templates.as_deref(), accept: args.accept.as_deref() };
+    show(&output, &profile, &StackDir::new(&global.dir), given, args.prune).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -30,11 +29,11 @@ pub async fn show(
     output: &Output,
     profile: &Profile,
     dir: &StackDir,
-    templates: Option<&Path>,
+    given: bundle::Given<'_>,
     prune: bool,
 ) -> anyhow::Result<()> {
-    let preview = bundle::preview(profile, dir, templates).await?;
-    let engine = runtime::connect().await?;
+    let preview = bundle::preview(profile, dir, given).await?;
+    let engine = super::engine_for(dir, profile, false).await?;
     let contents = |source: &str| preview.content(dir, source);
     let mut services = Vec::new();
     for spec in containers::container_specs(profile) {
@@ -51,6 +50,9 @@ pub async fn show(
         "conflicts": conflicts,
         "secrets": preview.plan.new_secrets.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "services": services.iter().map(ServicePlan::report).collect::<Vec<_>>(),
+        "templates": preview.inputs.templates,
+        "audit_refused": preview.refused().map(|c| json!({"id": c.id, "evidence": c.evidence})).collect::<Vec<_>>(),
+        "audit_accepted": preview.accepted().map(|c| json!({"id": c.id, "evidence": c.evidence})).collect::<Vec<_>>(),
     }));
     output.line(format!("stack {} (profile {}): what `up` would do", profile.stack.name, profile.name));
     if files.is_empty() && preview.diff.conflicts.is_empty() {
@@ -68,6 +70,18 @@ pub async fn show(
     }
     for (name, _) in &preview.plan.new_secrets {
         output.line(format!("  secret    {name}: created in the {:?} store", profile.secrets.store).to_lowercase());
+    }
+    for (name, hash) in &preview.inputs.templates {
+        output.detail(format!("  template  {name} (sha256 {})", &hash[..12]));
+    }
+    for check in preview.refused() {
+        output.line(format!(
+            "  refused   audit rule {}: {}; up refuses to deliver it without --accept {}",
+            check.id, check.evidence, check.id
+        ));
+    }
+    for check in preview.accepted() {
+        output.line(format!("  warning   audit rule {} fails and is accepted: {}", check.id, check.evidence));
     }
     for plan in &services {
         output.line(describe(plan));

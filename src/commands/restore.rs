@@ -14,7 +14,7 @@ use crate::cli::{GlobalArgs, RestoreArgs, UpArgs};
 use crate::commands::init;
 use crate::output::{Format, Output};
 use crate::profile::{Profile, Service};
-use crate::runtime::{self, Engine};
+use crate::runtime::Engine;
 use crate::settings;
 use crate::stackdir::StackDir;
 
@@ -38,7 +38,8 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
     }
     let to_time = args.to_time.as_deref().map(backup::parse_time).transpose()?;
     backup::restore::preflight(&profile, &manifest, to_time)?;
-    let engine = runtime::connect().await?;
+    let _lock = super::lock(global, "restore")?;
+    let engine = super::engine_for(&dir, &profile, true).await?;
     let services: Vec<Service> = manifest.services.iter().map(|s| s.service).collect();
     let occupied = backup::restore::occupied(&engine, &profile, &services).await?;
     if !occupied.is_empty() {
@@ -51,10 +52,17 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
         remove_stack(&engine, &profile).await?;
     }
     let quiet = Output { format: Format::Human, quiet: true, ..output };
-    let profile = init::ensure(global, None, false, &quiet).await?.profile;
+    let profile = init::ensure(global, crate::bundle::Given::default(), false, true, &quiet).await?.profile;
     let archive = set.path.parent().unwrap_or(Path::new(".")).join(crate::layout::backups::ARCHIVE);
-    let up =
-        UpArgs { templates: None, force: false, timeout: args.timeout, no_verify: false, dry_run: false, prune: false };
+    let up = UpArgs {
+        templates: None,
+        accept: None,
+        force: false,
+        timeout: args.timeout,
+        no_verify: false,
+        dry_run: false,
+        prune: false,
+    };
     let source = backup::restore::Source { set: &set.path, manifest: &manifest, to_time, archive: &archive };
     let code = restore_into(&output, &engine, &profile, &dir, &source, &up).await?;
     output.json(&json!({

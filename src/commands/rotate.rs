@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, RotateArgs, UntilStep};
-use crate::commands::init;
-use crate::output::{Format, Output};
+use crate::output::Output;
+use crate::profile::Profile;
 use crate::report;
 use crate::rotate::{self, Outcome};
 use crate::runtime;
@@ -24,13 +24,6 @@ use crate::stackdir::StackDir;
 pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
-    if !profile.rotation.enabled && !args.force {
-        output.line(format!(
-            "rotation is off in profile {} (rotation.enabled = false); --force rotates anyway",
-            profile.name
-        ));
-        return Ok(ExitCode::SUCCESS);
-    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -49,21 +42,15 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
     let dir = StackDir::new(&global.dir);
     let every = args.every.unwrap_or(rotate::DEFAULT_EVERY);
     loop {
-        // What the servers were given before this pass: the files that changed only because of
-        // it are recorded as delivered after the re-render.
+        // The lock is held while a pass works, not while the daemon sleeps.
         let pass = async {
+            let _lock = super::lock(global, "rotate")?;
+            let engine = super::engine_for(&dir, &profile, true).await?;
+            // What the servers were given before this pass: the files that changed only because
+            // of it are recorded as delivered after the re-render.
             let before = Store::open(&profile, &dir).await?.versions(&profile).await?;
-            let failed = pass(&output, &profile, &dir, args, &stop).await?;
-            // The stack directory follows the store: ACL file and init SQL with the current
-            // credentials, so a recreated container starts with them.
-            let quiet = Output { format: Format::Human, quiet: true, ..output };
-            init::ensure(global, None, false, &quiet)
-                .await
-                .context("re-rendering the stack directory after rotation")?;
-            let engine = runtime::connect().await?;
-            rotate::deliver_rotated_files(&engine, &profile, &dir, &before)
-                .await
-                .context("delivering the files rotation re-rendered")?;
+            let failed = pass(&output, &profile, &dir, &engine, args, &stop).await?;
+            rerender(&engine, &profile, &dir, &before).await?;
             anyhow::Ok(failed)
         };
         let failed = match pass.await {
@@ -101,6 +88,69 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
     }
 }
 
+/// After rotations: the stack directory follows the store (ACL file and init SQL with the
+/// current credentials, so a recreated container starts with them), rendered with the stack's
+/// recorded inputs, and the files that changed only because of the rotations are recorded as
+/// delivered.
+async fn rerender(
+    engine: &runtime::Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    before: &crate::secrets::store::Versions,
+) -> anyhow::Result<()> {
+    crate::bundle::write(profile, dir, crate::bundle::Given::default(), false, true)
+        .await
+        .context("re-rendering the stack directory after rotation")?;
+    rotate::deliver_rotated_files(engine, profile, dir, before)
+        .await
+        .context("delivering the files rotation re-rendered")
+}
+
+/// Finishes every rotation a run left in progress (interrupted, killed, or stopped by
+/// `--until`), from the step its record says, whatever the profile's rotation policy: what
+/// `up` does before it verifies. Returns the credentials finished.
+pub async fn finish_in_progress(
+    output: &Output,
+    profile: &Profile,
+    dir: &StackDir,
+    engine: &runtime::Engine,
+) -> anyhow::Result<Vec<String>> {
+    let store = Store::open(profile, dir).await?;
+    let before = store.versions(profile).await?;
+    let stop = AtomicBool::new(false);
+    let context = rotate::Context { profile, dir, store: &store, engine, stop: &stop };
+    let finished = finish(output, &context).await?;
+    if !finished.is_empty() {
+        rerender(engine, profile, dir, &before).await?;
+    }
+    Ok(finished.into_iter().map(|(name, _)| name).collect())
+}
+
+/// The rotations in progress, each run to its end (SIGTERM stops between steps).
+async fn finish(output: &Output, context: &rotate::Context<'_>) -> anyhow::Result<Vec<(String, Outcome)>> {
+    let mut finished = Vec::new();
+    for credential in rotate::credentials(context.profile) {
+        if !rotate::in_progress(context, &credential).await? {
+            continue;
+        }
+        let name = credential.name();
+        let outcome = rotate::rotate(context, &credential, None).await.with_context(|| {
+            format!("finishing the rotation of {name} left in progress; it stopped at a resumable step: run `hardstack rotate` again")
+        })?;
+        match &outcome {
+            Outcome::Rotated { millis } => {
+                output.line(format!("{name}: finished the rotation left in progress ({millis} ms)"))
+            }
+            Outcome::Stopped { after } => {
+                output.line(format!("{name}: stopped after {after:?}; run rotate again to finish").to_lowercase())
+            }
+            Outcome::NotDue { .. } => {}
+        }
+        finished.push((name, outcome));
+    }
+    Ok(finished)
+}
+
 /// The protocol step `--until` names.
 fn step(until: UntilStep) -> rotate::Step {
     match until {
@@ -110,26 +160,43 @@ fn step(until: UntilStep) -> rotate::Step {
     }
 }
 
-/// One pass over every credential; `true` when verify failed after a rotation.
+/// One pass: first every rotation left in progress is finished, then (when the profile's
+/// rotation is on, or with `--force`) every credential that is due is rotated; `true` when
+/// verify failed after a rotation.
 async fn pass(
     output: &Output,
-    profile: &crate::profile::Profile,
+    profile: &Profile,
     dir: &StackDir,
+    engine: &runtime::Engine,
     args: &RotateArgs,
     stop: &AtomicBool,
 ) -> anyhow::Result<bool> {
-    let engine = runtime::connect().await?;
     let store = Store::open(profile, dir).await?;
-    let context = rotate::Context { profile, dir, store: &store, engine: &engine, stop };
+    let context = rotate::Context { profile, dir, store: &store, engine, stop };
     let mut report = Vec::new();
     let mut verify_failed = false;
+    let finished = finish(output, &context).await?;
+    let resumed = !finished.is_empty();
+    for (name, outcome) in finished {
+        report.push(json!({"credential": name, "outcome": outcome, "resumed": true}));
+    }
+    if resumed && !args.no_verify && !stop.load(Ordering::SeqCst) {
+        verify_failed = !verified(output, profile, dir, engine, "finishing the rotations left in progress").await?;
+    }
+    let off = !profile.rotation.enabled && !args.force;
+    if off {
+        output.line(format!(
+            "rotation is off in profile {} (rotation.enabled = false); --force rotates anyway",
+            profile.name
+        ));
+    }
     for credential in rotate::credentials(profile) {
+        if off || verify_failed || stop.load(Ordering::SeqCst) {
+            break;
+        }
         let name = credential.name();
         if !args.only.is_empty() && !args.only.iter().any(|o| *o == name || name.starts_with(&format!("{o}/"))) {
             continue;
-        }
-        if stop.load(Ordering::SeqCst) {
-            break;
         }
         let outcome = match rotate::due(&context, &credential, args.force).await? {
             Some(age_days) => Outcome::NotDue { age_days },
@@ -147,26 +214,37 @@ async fn pass(
         let rotated = matches!(outcome, Outcome::Rotated { .. });
         report.push(json!({"credential": name, "outcome": outcome}));
         if rotated && !args.no_verify {
-            let checks = verify_stack(profile, dir, &engine).await?;
-            if report::any_failed(&checks) {
-                let failed: Vec<&str> =
-                    checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect();
-                output.line(format!("verify failed after rotating {name}: {}; stopping here", failed.join(", ")));
-                verify_failed = true;
-                break;
-            }
+            verify_failed = !verified(output, profile, dir, engine, &format!("rotating {name}")).await?;
         }
     }
-    let expired = if verify_failed { Vec::new() } else { rotate::expire_previous(&context).await? };
+    let expired = if verify_failed || off { Vec::new() } else { rotate::expire_previous(&context).await? };
     for name in &expired {
         output.line(format!("{name}: previous password removed after the grace period"));
     }
-    output.json(&json!({"schema": "hardstack.rotate/v1", "stack": profile.stack.name, "credentials": report, "expired_previous": expired, "verify_failed": verify_failed}));
+    output.json(&json!({"schema": "hardstack.rotate/v1", "stack": profile.stack.name, "rotation_enabled": !off, "credentials": report, "expired_previous": expired, "verify_failed": verify_failed}));
     Ok(verify_failed)
 }
 
+/// Runs verify after `what`; says which checks failed when some did.
+async fn verified(
+    output: &Output,
+    profile: &Profile,
+    dir: &StackDir,
+    engine: &runtime::Engine,
+    what: &str,
+) -> anyhow::Result<bool> {
+    let checks = verify_stack(profile, dir, engine).await?;
+    if report::any_failed(&checks) {
+        let failed: Vec<&str> =
+            checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect();
+        output.line(format!("verify failed after {what}: {}; stopping here", failed.join(", ")));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 async fn verify_stack(
-    profile: &crate::profile::Profile,
+    profile: &Profile,
     dir: &StackDir,
     engine: &runtime::Engine,
 ) -> anyhow::Result<Vec<report::Check>> {

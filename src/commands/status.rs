@@ -11,7 +11,6 @@ use crate::containers;
 use crate::layout::{self, StackFile};
 use crate::pki;
 use crate::profile::Service;
-use crate::runtime;
 use crate::secrets::store::{SecretStore as _, Stage, Store};
 use crate::settings;
 use crate::stackdir::StackDir;
@@ -22,7 +21,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
     let store = Store::open(&profile, &dir).await?;
-    let engine = runtime::connect().await?;
+    let engine = super::engine_for(&dir, &profile, false).await?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
     for spec in containers::container_specs(&profile) {
@@ -68,9 +67,13 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         "last_restore_test": test.as_ref().map(|t| json!({"set": t.set, "tested": t.tested, "passed": t.passed})),
         "last_successful_restore_test": test.as_ref().and_then(|t| t.last_pass.as_ref()).map(|p| json!({"set": p.set, "tested": p.tested})),
     });
-    output.json(
-        &json!({"schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows, "backup": backup}),
-    );
+    let inputs = crate::inputs::Inputs::read(&dir)?;
+    let identity = crate::identity::Identity::read(&dir)?;
+    output.json(&json!({
+        "schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows, "backup": backup,
+        "identity": identity.as_ref().map(|i| &i.id), "templates": inputs.templates, "accepted_audit_rules": inputs.accepted,
+    }));
+    super::warn_accepted(&output, &inputs);
     output.line(format!(
         "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"

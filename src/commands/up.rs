@@ -45,19 +45,36 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     if args.dry_run {
         let profile = crate::settings::resolve_profile(global)?.profile;
         let dir = StackDir::new(&global.dir);
-        super::plan::show(&output, &profile, &dir, args.templates.as_deref(), args.prune).await?;
+        super::plan::show(
+            &output,
+            &profile,
+            &dir,
+            given(args.templates.as_deref(), args.accept.as_deref()),
+            args.prune,
+        )
+        .await?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Bad input is refused before the directory is made (for its lock).
+    crate::settings::resolve_profile(global)?;
+    let _lock = super::lock(global, "up")?;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
-    let resolved = init::ensure(global, args.templates.as_deref(), args.force, &init_output).await?;
+    let resolved =
+        init::ensure(global, given(args.templates.as_deref(), args.accept.as_deref()), args.force, true, &init_output)
+            .await?;
     up(&output, resolved.profile, StackDir::new(&global.dir), args).await
+}
+
+/// The render inputs the command line gave.
+fn given<'a>(templates: Option<&'a std::path::Path>, accept: Option<&'a [String]>) -> crate::bundle::Given<'a> {
+    crate::bundle::Given { templates, accept }
 }
 
 pub async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let timeout = args.timeout;
     let started = Instant::now();
-    let engine = runtime::connect().await?;
+    let engine = super::engine_for(&dir, &profile, true).await?;
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
     let mut specs = containers::container_specs(&profile);
     let names: Vec<&str> = specs.iter().map(|s| s.service.name()).collect();
@@ -154,6 +171,8 @@ pub async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs)
         anyhow::bail!("the stack is not usable:\n{}", failures.join("\n"));
     }
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
+    // A rotation an earlier run left half done is finished before anything relies on a login.
+    let resumed = super::rotate::finish_in_progress(output, &profile, &stack.dir, &stack.engine).await?;
     let verified = if args.no_verify { None } else { Some(verify(output, &profile, &stack).await?) };
     let (verify_json, failed) = match &verified {
         None => (json!(null), Vec::new()),
@@ -169,7 +188,7 @@ pub async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs)
     output.json(&json!({
         "schema": "hardstack.up/v1",
         "stack": profile.stack.name, "services": report, "usable": true, "seconds": usable_after,
-        "verify": verify_json, "verified_seconds": started.elapsed().as_secs_f64(),
+        "verify": verify_json, "verified_seconds": started.elapsed().as_secs_f64(), "resumed_rotations": resumed,
     }));
     if !failed.is_empty() {
         anyhow::bail!(

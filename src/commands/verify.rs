@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use crate::cli::{GlobalArgs, VantageArg, VerifyArgs};
 use crate::report;
-use crate::runtime;
 use crate::settings;
 use crate::stackdir::StackDir;
 use crate::verify::{self, Context, Vantage};
@@ -31,13 +30,16 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitC
         Some(VantageArg::Network) => Vantage::Network,
         None => Vantage::reaching(&profile),
     };
-    let engine = runtime::connect().await?;
+    let engine = super::engine_for(&dir, &profile, false).await?;
     let context = Context::gather(profile, dir, &engine, vantage).await?;
     let checks = verify::verify(&context, &engine).await?;
+    let inputs = crate::inputs::Inputs::read(&context.dir)?;
     let mut document = report::to_json("verify", &stack, &checks);
     document["vantage"] = serde_json::json!(vantage);
+    document["accepted_audit_rules"] = serde_json::json!(inputs.accepted);
     output.json(&document);
     output.table(&report::to_table(&checks, output.verbose));
+    super::warn_accepted(&output, &inputs);
     output.line(format!(
         "verify took {:.0} ms, from {}",
         started.elapsed().as_secs_f64() * 1000.0,

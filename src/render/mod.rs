@@ -87,15 +87,23 @@ impl Material {
 
 /// Loads templates: the embedded ones, each replaced by `DIR/<name>` when that file exists.
 pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<tera::Tera> {
+    let mut replaced = BTreeMap::new();
+    for (name, _) in TEMPLATES {
+        if let Some(path) = dir.map(|d| d.join(name)).filter(|p| p.exists()) {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading template {}", path.display()))?;
+            replaced.insert((*name).to_owned(), text);
+        }
+    }
+    templates_with(&replaced)
+}
+
+/// The embedded templates, each replaced by the text `replaced` has under its name.
+pub fn templates_with(replaced: &BTreeMap<String, String>) -> anyhow::Result<tera::Tera> {
     let mut tera = tera::Tera::default();
     let mut sources = Vec::new();
     for (name, text) in TEMPLATES {
-        let text = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
-            Some(path) => {
-                std::fs::read_to_string(&path).with_context(|| format!("reading template {}", path.display()))?
-            }
-            None => (*text).to_owned(),
-        };
+        let text = replaced.get(*name).cloned().unwrap_or_else(|| (*text).to_owned());
         sources.push((*name, text));
     }
     tera.add_raw_templates(sources).map_err(|err| anyhow::anyhow!("{}", tera_chain(&err)))?;

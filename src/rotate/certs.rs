@@ -31,13 +31,18 @@ fn sources(context: &Context<'_>, service: Service) -> [String; 2] {
     })
 }
 
+/// Whether a re-issued pair waits as `.pending` files.
+pub fn pending(context: &Context<'_>, service: Service) -> bool {
+    pair(service).iter().any(|file| context.dir.path(&layout::pending(&file.path())).exists())
+}
+
 /// `None` when due: a rotation in progress, `force`, or expiry within `rotation.cert_renew_before`;
 /// otherwise the days until it is due.
 pub fn due(context: &Context<'_>, service: Service, force: bool) -> anyhow::Result<Option<u64>> {
-    let [crt, key] = pair(service).map(|f| f.path());
-    if context.dir.path(&layout::pending(&crt)).exists() || context.dir.path(&layout::pending(&key)).exists() {
+    if pending(context, service) {
         return Ok(None);
     }
+    let crt = StackFile::ServerCert(service).path();
     let pem = std::fs::read_to_string(context.dir.path(&crt)).with_context(|| format!("reading {crt}"))?;
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let left = pki::not_after(&pem)? - now;

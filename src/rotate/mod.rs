@@ -148,6 +148,15 @@ pub enum Outcome {
     Stopped { after: Step },
 }
 
+/// Whether a rotation of the credential is in progress: a pending version in the store (or a
+/// certificate's pending pair in the stack directory) that no run has finished yet.
+pub async fn in_progress(context: &Context<'_>, credential: &Credential) -> anyhow::Result<bool> {
+    Ok(match credential {
+        Credential::Certificate { service } => certs::pending(context, *service),
+        _ => context.store.get(&credential.name(), Stage::Pending).await?.is_some(),
+    })
+}
+
 /// Whether a credential is due: a rotation in progress always is; otherwise its age.
 pub async fn due(context: &Context<'_>, credential: &Credential, force: bool) -> anyhow::Result<Option<u64>> {
     let age = match credential {
@@ -319,7 +328,7 @@ pub async fn deliver_rotated_files(
     dir: &StackDir,
     before: &crate::secrets::store::Versions,
 ) -> anyhow::Result<()> {
-    let tera = crate::render::load_templates(None)?;
+    let tera = crate::inputs::resolve(dir, None, None)?.tera;
     let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
     for spec in crate::containers::container_specs(profile) {
         let Some(record) = crate::converge::read_record(engine, &spec).await? else { continue };

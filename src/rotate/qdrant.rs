@@ -16,7 +16,7 @@ use crate::secrets::Secret;
 /// Re-renders config.yaml from the store (api_key = current, alt_api_key = pending or
 /// previous), delivers it, restarts Qdrant and waits until `key` opens it.
 pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
-    crate::bundle::write(context.profile, context.dir, None, false).await?;
+    crate::bundle::write(context.profile, context.dir, crate::bundle::Given::default(), false, true).await?;
     let spec = containers::container_spec(context.profile, Service::Qdrant);
     let config = std::fs::read(context.dir.file(&StackFile::QdrantConfig)).context("reading the Qdrant config")?;
     context.deliver_content(Service::Qdrant, &StackFile::QdrantConfig, &config).await?;

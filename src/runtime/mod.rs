@@ -3,6 +3,9 @@
 //! what to do; this module does one engine operation at a time and says what failed.
 
 pub mod deliver;
+mod owner;
+
+pub use owner::{NotOurs, Owner};
 
 use std::collections::HashMap;
 
@@ -44,6 +47,9 @@ pub struct Engine {
     pub api_version: String,
     /// The engine's own version.
     pub server_version: String,
+    /// The stack directory this engine acts for (`Engine::acting_for`): what it creates carries
+    /// its labels, and what it lists, removes or reuses must carry them.
+    owner: Option<Owner>,
 }
 
 fn parse_version(text: &str) -> (u32, u32) {
@@ -70,7 +76,7 @@ pub async fn connect() -> anyhow::Result<Engine> {
         ))
         .into());
     }
-    Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default() })
+    Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default(), owner: None })
 }
 
 /// What a command run in a container did.
@@ -166,7 +172,8 @@ impl Engine {
         if self.docker.inspect_network::<String>(&names.network, None).await.is_ok() {
             return Ok(());
         }
-        let labels = HashMap::from([(STACK_LABEL, names.stack.as_str())]);
+        let labels = self.labels(&names.stack);
+        let labels = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.docker
             .create_network(CreateNetworkOptions {
                 name: names.network.as_str(),
@@ -183,7 +190,9 @@ impl Engine {
     /// Creates every named volume of a spec that does not exist, labelled for the stack (the
     /// engine's volume create returns an existing volume as it is).
     pub async fn ensure_volumes(&self, stack: &str, spec: &ContainerSpec) -> anyhow::Result<()> {
-        let labels = HashMap::from([(STACK_LABEL, stack), (SERVICE_LABEL, spec.service.name())]);
+        let mut labels = self.labels(stack);
+        labels.insert(SERVICE_LABEL.to_owned(), spec.service.name().to_owned());
+        let labels: HashMap<&str, &str> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let creates = spec.volumes.iter().map(|volume| {
             let options =
                 CreateVolumeOptions { name: volume.name.as_str(), labels: labels.clone(), ..Default::default() };
@@ -245,7 +254,9 @@ impl Engine {
                 ..Default::default()
             })
             .collect();
-        let labels = HashMap::from([(STACK_LABEL, stack), (SERVICE_LABEL, "deliver")]);
+        let mut labels = self.labels(stack);
+        labels.insert(SERVICE_LABEL.to_owned(), "deliver".to_owned());
+        let labels = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let config = Config {
             image: Some(spec.image.as_str()),
             labels: Some(labels),
@@ -347,11 +358,9 @@ impl Engine {
             network_mode: Some(network.to_owned()),
             ..Default::default()
         };
-        let labels = HashMap::from([
-            (STACK_LABEL.to_owned(), stack.to_owned()),
-            (SERVICE_LABEL.to_owned(), spec.service.name().to_owned()),
-            (CONFIG_HASH_LABEL.to_owned(), config_hash.to_owned()),
-        ]);
+        let mut labels = self.labels(stack);
+        labels.insert(SERVICE_LABEL.to_owned(), spec.service.name().to_owned());
+        labels.insert(CONFIG_HASH_LABEL.to_owned(), config_hash.to_owned());
         let endpoints = HashMap::from([(
             network.to_owned(),
             EndpointSettings { aliases: Some(vec![spec.alias.clone()]), ..Default::default() },
@@ -498,8 +507,8 @@ impl Engine {
         let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
         // A one-off a killed caller left (never started, or exited) is gone with the next run.
         self.remove_one_offs(stack, role, &["created", "exited"]).await?;
-        let labels =
-            HashMap::from([(STACK_LABEL.to_owned(), stack.to_owned()), (SERVICE_LABEL.to_owned(), role.to_owned())]);
+        let mut labels = self.labels(stack);
+        labels.insert(SERVICE_LABEL.to_owned(), role.to_owned());
         let config = Config {
             image: Some(run.image.clone()),
             user: Some(run.user.clone()),
@@ -591,7 +600,7 @@ impl Engine {
             .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
             .await
             .context("listing containers")?;
-        for container in found {
+        for container in found.into_iter().filter(|c| self.may_touch(c.labels.as_ref())) {
             if let Some(id) = container.id {
                 self.force_remove(&id).await?;
             }
@@ -652,6 +661,7 @@ impl Engine {
             .context("listing containers")?;
         Ok(containers
             .into_iter()
+            .filter(|c| self.may_touch(c.labels.as_ref()))
             .filter_map(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
             .collect())
     }
@@ -661,7 +671,13 @@ impl Engine {
         let filters = HashMap::from([("label".to_owned(), vec![format!("{STACK_LABEL}={stack}")])]);
         let volumes =
             self.docker.list_volumes(Some(ListVolumesOptions { filters })).await.context("listing volumes")?;
-        Ok(volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+        Ok(volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| self.may_touch(Some(&v.labels)))
+            .map(|v| v.name)
+            .collect())
     }
 
     /// Removes a volume.
@@ -677,7 +693,8 @@ impl Engine {
         let Ok(network) = self.docker.inspect_network::<String>(&names.network, None).await else {
             return Ok(false);
         };
-        let ours = network.labels.as_ref().and_then(|l| l.get(STACK_LABEL)) == Some(&names.stack);
+        let ours = network.labels.as_ref().and_then(|l| l.get(STACK_LABEL)) == Some(&names.stack)
+            && self.may_touch(network.labels.as_ref());
         if !ours {
             return Ok(false);
         }

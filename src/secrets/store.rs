@@ -76,6 +76,9 @@ pub struct Versions {
     /// The previous version of each PostgreSQL application password: its login (the one that
     /// is not current) keeps it until the next rotation.
     pub postgres_previous: BTreeMap<String, SecretVersion>,
+    /// The pending version of each one-role PostgreSQL login (admin, health, backup) during a
+    /// rotation: once it is set, the server accepts only it.
+    pub postgres_pending: BTreeMap<String, SecretVersion>,
 }
 
 /// The store a profile names.
@@ -108,6 +111,14 @@ impl Store {
                 && let Some(previous) = self.get(&name, Stage::Previous).await?
             {
                 versions.postgres_previous.insert(name, previous);
+            }
+        }
+        for login in [layout::ADMIN, layout::HEALTH, layout::BACKUP] {
+            let name = layout::login_secret(Service::Postgres, login);
+            if profile.runs(Service::Postgres)
+                && let Some(pending) = self.get(&name, Stage::Pending).await?
+            {
+                versions.postgres_pending.insert(name, pending);
             }
         }
         for (name, current) in &versions.current {

@@ -49,7 +49,8 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     inside.secrets.store = StoreKind::File;
     let resolved = toml::to_string(&inside).context("serializing the resolved profile")?;
     files.push((format!("{ROOT}/stack/{}", StackFile::Profile.path()), uid, 0o600, resolved.into_bytes()));
-    let mut needed = vec![StackFile::CaCert];
+    // The ACL file: what `redis.acl_declared` compares the server with.
+    let mut needed = vec![StackFile::CaCert, StackFile::UsersAcl];
     for login in layout::client_logins(profile) {
         needed.push(StackFile::ClientCert(login.clone()));
         needed.push(StackFile::ClientKey(login));
@@ -65,6 +66,10 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     for (name, version) in &context.secrets.current {
         let mut record = Record::default();
         record.put(SecretVersion { stages: vec![Stage::Current], ..version.clone() });
+        // A one-role login a rotation in progress set: the checks fall back to it.
+        if let Some(pending) = context.secrets.postgres_pending.get(name) {
+            record.put(SecretVersion { stages: vec![Stage::Pending], ..pending.clone() });
+        }
         files.push((format!("{ROOT}/stack/{}", StackFile::Secret(name.clone()).path()), uid, 0o600, record.encode()));
     }
     let archive = deliver::archive_of_files(&files)?;

@@ -5,6 +5,7 @@
 //! results; they never print and never exit.
 
 mod checklist;
+mod declared;
 pub mod inside;
 mod postgres;
 mod qdrant;
@@ -336,6 +337,7 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     if context.profile.runs(Service::Qdrant) {
         checks.extend(qdrant::checks(context));
     }
+    checks.extend(declared::checks(context));
     checks.extend(checklist::server_checks(context));
     futures_util::future::join_all(checks).await
 }

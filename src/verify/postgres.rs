@@ -314,17 +314,25 @@ pub async fn show(context: &Context, settings: &[&str]) -> anyhow::Result<Vec<(S
     Ok(values)
 }
 
-/// An admin session in the `postgres` database, for what only it may read.
-async fn admin_login(context: &Context) -> anyhow::Result<PgSession> {
-    let password = prepare(context.secret(&layout::login_secret(Service::Postgres, layout::ADMIN)))?;
-    let login = Login {
-        user: layout::ADMIN,
-        password: Some(password),
-        database: "postgres",
-        tls: Some(prepare(context.tls_for(layout::ADMIN, context.mutual()))?),
-        server_name: context.server_name(Service::Postgres),
+/// An admin session in the `postgres` database, for what only it may read: with the current
+/// password, or the pending one when a rotation in progress already set it (the server then
+/// accepts only that one).
+pub(super) async fn admin_login(context: &Context) -> anyhow::Result<PgSession> {
+    let name = layout::login_secret(Service::Postgres, layout::ADMIN);
+    let login = |password| -> anyhow::Result<Login> {
+        Ok(Login {
+            user: layout::ADMIN,
+            password: Some(password),
+            database: "postgres",
+            tls: Some(prepare(context.tls_for(layout::ADMIN, context.mutual()))?),
+            server_name: context.server_name(Service::Postgres),
+        })
     };
-    connect(context, login).await
+    let current = connect(context, login(prepare(context.secret(&name))?)?).await;
+    match (current, context.secrets.postgres_pending.get(&name)) {
+        (Err(_), Some(pending)) => connect(context, login(prepare(Ok(pending.value.clone()))?)?).await,
+        (current, _) => current,
+    }
 }
 
 /// A CIS PostgreSQL 17 item as the running server shows it: `query` (one text value, read as

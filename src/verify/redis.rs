@@ -45,6 +45,14 @@ async fn ping(connection: &mut redis::aio::MultiplexedConnection) -> anyhow::Res
     Ok(pong)
 }
 
+/// `ACL LIST` as admin: one line per user, as the server holds it.
+pub(super) async fn acl_list(context: &Context) -> anyhow::Result<Vec<String>> {
+    let password = context.secret(&layout::login_secret(Service::Redis, layout::ADMIN))?;
+    let tls = context.tls_for(layout::ADMIN, context.mutual())?;
+    let mut connection = connection(&client(context, Some((layout::ADMIN, password.expose())), tls)?).await?;
+    Ok(redis::cmd("ACL").arg("LIST").query_async(&mut connection).await?)
+}
+
 /// The ACL refuses the command or key.
 const NO_PERMISSION: Refusal = Refusal::Redis(&["NOPERM"]);
 

@@ -1,0 +1,112 @@
+//! The stack directory's lock: one mutating run (`init`, `up`, `down`, `rotate`, `backup`,
+//! `restore`) at a time on one stack. An OS file lock (`flock`), so a process that dies, even by
+//! SIGKILL, releases it; the file also says who holds it (command, pid, since), for the message
+//! of the run that waits. Read-only commands never take it.
+
+use std::fs::File;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+
+use crate::layout::StackFile;
+use crate::stackdir::StackDir;
+
+/// A held lock; dropping it (or the process ending) releases it.
+#[derive(Debug)]
+pub struct StackLock {
+    /// Held open: closing it releases the lock.
+    _file: File,
+}
+
+/// Who holds a lock, as its holder wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub command: String,
+    pub pid: u32,
+    /// When it took the lock (RFC 3339, UTC).
+    pub since: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`hardstack {}` (pid {}) since {}", self.command, self.pid, self.since)
+    }
+}
+
+impl StackLock {
+    /// Takes the lock of `dir` for `command` (creating the directory, 0700, if needed), waiting
+    /// at most `wait`; `on_wait` is called once with the holder when the lock is taken already.
+    /// Gives up with an error that names the holder and what to do.
+    pub fn acquire(
+        dir: &StackDir,
+        command: &str,
+        wait: Duration,
+        on_wait: impl FnOnce(&Holder),
+    ) -> anyhow::Result<StackLock> {
+        crate::fsio::ensure_dir(&dir.root)?;
+        let path = dir.file(&StackFile::Lock);
+        let mut file = crate::fsio::open_lock(&path)?;
+        let deadline = Instant::now() + wait;
+        let mut on_wait = Some(on_wait);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("locking {}", path.display()));
+                }
+            }
+            let holder = read_holder(&mut file);
+            if let Some(report) = on_wait.take() {
+                report(&holder);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "stack directory {} is locked by {holder}; waited {}s: let it finish, or stop it, then run this again (--lock-wait sets how long to wait)",
+                    dir.root.display(),
+                    wait.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let since = humantime::format_rfc3339_seconds(SystemTime::now());
+        let record = format!("{command}\n{}\n{since}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(record.as_bytes()))
+            .with_context(|| format!("writing the holder into {}", path.display()))?;
+        Ok(StackLock { _file: file })
+    }
+}
+
+/// The holder a locked file names; unknown fields when it has not written them yet.
+fn read_holder(file: &mut File) -> Holder {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
+    let mut lines = text.lines();
+    Holder {
+        command: lines.next().unwrap_or("?").to_owned(),
+        pid: lines.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        since: lines.next().unwrap_or("?").to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_waits_names_the_holder_and_gives_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StackDir::new(tmp.path().join("stack"));
+        let held = StackLock::acquire(&dir, "rotate", Duration::ZERO, |_| panic!("free")).unwrap();
+        let mut seen = None;
+        let err = StackLock::acquire(&dir, "up", Duration::from_millis(300), |h| seen = Some(h.clone())).unwrap_err();
+        let holder = seen.expect("the waiter was told who holds it");
+        assert_eq!((holder.command.as_str(), holder.pid), ("rotate", std::process::id()));
+        assert!(format!("{err}").contains("locked by `hardstack rotate`"), "{err}");
+        drop(held);
+        StackLock::acquire(&dir, "up", Duration::ZERO, |_| panic!("released")).unwrap();
+    }
+}
