@@ -36,7 +36,12 @@ pub async fn show(
     let engine = super::engine_for(dir, profile, false).await?;
     let contents = |source: &str| preview.content(dir, source);
     let mut services = Vec::new();
-    for spec in containers::container_specs(profile) {
+    for mut spec in containers::container_specs(profile) {
+        // The image `up` would run: the local one where the profile's is absent (nothing pulled).
+        let local = containers::local_image(spec.service);
+        if !engine.has_image(&spec.image).await && engine.has_image(local).await {
+            spec.image = local.to_owned();
+        }
         services.push(converge::plan(&engine, profile, &spec, &contents, prune).await?);
     }
     let files: Vec<_> = preview.diff.changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();

@@ -257,8 +257,12 @@ impl Engine {
         let mut labels = self.labels(stack);
         labels.insert(SERVICE_LABEL.to_owned(), "deliver".to_owned());
         let labels = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // The image the service runs, where it exists: the profile's may be absent when `up`
+        // fell back to the local one.
+        let running = self.inspect(&spec.name).await?.and_then(|info| info.config?.image);
+        let image = running.unwrap_or_else(|| spec.image.clone());
         let config = Config {
-            image: Some(spec.image.as_str()),
+            image: Some(image.as_str()),
             labels: Some(labels),
             network_disabled: Some(true),
             host_config: Some(HostConfig {

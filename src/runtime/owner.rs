@@ -38,7 +38,7 @@ impl Owner {
 /// An object that has one of this stack's names but is not this stack directory's.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{kind} {name} is not this stack's: {whose}; this directory ({dir}) would take it over. Give this stack its own name and ports (--set stack.name=NAME --set network.ports.SERVICE=PORT, recorded in the stack directory), or remove the other stack first ({remedy})"
+    "{kind} {name} is not this stack's: {whose}; this directory ({dir}) would take it over. Give this stack its own name and ports (--set stack.name=NAME {settings}, recorded in the stack directory), or remove the other stack first ({remedy})"
 )]
 pub struct NotOurs {
     pub kind: &'static str,
@@ -46,6 +46,8 @@ pub struct NotOurs {
     /// Who it belongs to, in words (the other directory when it says).
     pub whose: String,
     pub dir: String,
+    /// The port settings of this stack's services, to give them their own.
+    pub settings: String,
     pub remedy: String,
 }
 
@@ -89,7 +91,15 @@ impl Engine {
                 Some(dir) => format!("`hardstack down --dir {dir}`"),
                 None => format!("`docker rm -f`, `docker volume rm` or `docker network rm` {name}"),
             };
-            anyhow::Error::new(NotOurs { kind, name: name.to_owned(), whose, dir: owner.dir.clone(), remedy })
+            let ports: Vec<String> = specs.iter().map(|s| format!("--set network.ports.{}=PORT", s.service)).collect();
+            anyhow::Error::new(NotOurs {
+                kind,
+                name: name.to_owned(),
+                whose,
+                dir: owner.dir.clone(),
+                settings: ports.join(" "),
+                remedy,
+            })
         };
         if let Ok(network) = self.docker.inspect_network::<String>(&names.network, None).await
             && !owner.owns(network.labels.as_ref())

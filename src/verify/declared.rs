@@ -114,7 +114,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 ),
                 Ok((problems, _)) => Check::fail(
                     id,
-                    "the server's ACL differs from users.acl: run `hardstack up` to load the declared one (ACL LOAD)",
+                    "the server's ACL holds more than users.acl declares: remove what was added (ACL DELUSER NAME), or make the server load the declared file again (ACL LOAD as admin)",
                     problems.join("; "),
                 ),
                 Err(err) => Check::fail(id, "could not read the server's ACL as admin", format!("{err:#}")),
@@ -147,7 +147,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 ),
                 Ok((problems, _)) => Check::fail(
                     id,
-                    "the server has login roles or attributes the stack does not declare: drop or alter them",
+                    "the server has login roles or attributes the stack does not declare: drop the role or remove the attribute (ALTER ROLE NAME NOSUPERUSER ...), or declare the user in the profile",
                     problems.join("; "),
                 ),
                 Err(err) => Check::fail(id, "could not read pg_roles as admin", format!("{err:#}")),
