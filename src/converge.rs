@@ -333,7 +333,7 @@ async fn server_actions(
     let mut restart = Vec::new();
     let mut actions = Vec::new();
     // Redis's live commands go over the network as admin: only where hardstack reaches it.
-    let redis_reachable = layout::host_address(profile, Service::Redis).is_some();
+    let redis_reachable = crate::endpoint::host_address(profile, Service::Redis).is_some();
     for (delivery, content) in changed {
         let file = StackFile::parse(&delivery.source);
         let name = delivery.path.clone();

@@ -7,8 +7,6 @@
 //! the profile model only. No other module spells a path of the stack directory (the tidy test
 //! `only_layout_spells_stack_directory_paths` holds it to that).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use crate::profile::{Profile, Service};
 
 /// The directory of the file secret store, relative to the stack directory.
@@ -619,54 +617,6 @@ pub const DELIVERY_RECORD: &str = ".hardstack-delivered.json";
 /// The path inside a service's container of a file it receives.
 pub fn container_path(profile: &Profile, service: Service, file: &StackFile) -> Option<String> {
     deliveries(profile, service).into_iter().find(|d| d.file == *file).map(|d| d.container_path(service))
-}
-
-/// Where a client reaches a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The name a client puts in its URL (`localhost`, an address, or the service's alias).
-    pub host: String,
-    pub port: u16,
-}
-
-/// Where hardstack's own checks reach a published service from the host: the address they
-/// dial, which is also the name they verify (every server certificate covers the loopback
-/// addresses), and the port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostAddress {
-    pub address: IpAddr,
-    pub port: u16,
-}
-
-/// The endpoint an application on the host uses: the published port at `localhost` (or at the
-/// bind address when it is not loopback). `None` when nothing is published.
-pub fn host_endpoint(profile: &Profile, service: Service) -> Option<Endpoint> {
-    let bind = profile.network.bind_address;
-    let host = if bind.is_loopback() || bind.is_unspecified() { "localhost".to_owned() } else { bind.to_string() };
-    profile.network.publish.then(|| Endpoint { host, port: profile.network.ports.of(service) })
-}
-
-/// The address and port hardstack's own checks dial on the host. `None` when nothing is
-/// published.
-pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> {
-    let bind = profile.network.bind_address;
-    let address = match bind {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        _ => bind,
-    };
-    profile.network.publish.then(|| HostAddress { address, port: profile.network.ports.of(service) })
-}
-
-/// The endpoint inside the stack network: the service's alias and its container port.
-pub fn network_endpoint(service: Service) -> Endpoint {
-    Endpoint { host: service.name().to_owned(), port: service.container_port() }
-}
-
-/// The endpoint an application is given (connections.json, `env`, the AWS store's RDS
-/// fields): the host's when the stack publishes, the stack network's otherwise.
-pub fn client_endpoint(profile: &Profile, service: Service) -> Endpoint {
-    host_endpoint(profile, service).unwrap_or_else(|| network_endpoint(service))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod settings;
 
+pub mod endpoint;
 pub mod error;
 pub mod layout;
 pub mod profile;

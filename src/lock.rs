@@ -17,6 +17,24 @@ use crate::stackdir::StackDir;
 pub struct StackLock {
     /// Held open: closing it releases the lock.
     _file: File,
+    /// The stack directory, when taking the lock created it: a run that wrote nothing else
+    /// into it leaves no directory behind (bad input writes nothing).
+    created: Option<std::path::PathBuf>,
+}
+
+impl Drop for StackLock {
+    fn drop(&mut self) {
+        let Some(root) = &self.created else { return };
+        let ours = [StackFile::Lock.path(), StackFile::Identity.path()];
+        let Ok(entries) = std::fs::read_dir(root) else { return };
+        let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        if names.iter().all(|name| ours.contains(name)) {
+            for name in names {
+                let _ = std::fs::remove_file(root.join(name));
+            }
+            let _ = std::fs::remove_dir(root);
+        }
+    }
 }
 
 /// Who holds a lock, as its holder wrote it.
@@ -44,10 +62,12 @@ impl StackLock {
         wait: Duration,
         on_wait: impl FnOnce(&Holder),
     ) -> anyhow::Result<StackLock> {
+        let created = (!dir.root.exists()).then(|| dir.root.clone());
         crate::fsio::ensure_dir(&dir.root)?;
         let path = dir.file(&StackFile::Lock);
         let mut file = crate::fsio::open_lock(&path)?;
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
+        let deadline = started + wait;
         let mut on_wait = Some(on_wait);
         loop {
             match file.try_lock() {
@@ -58,7 +78,10 @@ impl StackLock {
                 }
             }
             let holder = read_holder(&mut file);
-            if let Some(report) = on_wait.take() {
+            // The holder writes its name just after it takes the lock: give it a moment.
+            if (holder.pid != 0 || started.elapsed() > Duration::from_secs(1))
+                && let Some(report) = on_wait.take()
+            {
                 report(&holder);
             }
             if Instant::now() >= deadline {
@@ -76,7 +99,7 @@ impl StackLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(record.as_bytes()))
             .with_context(|| format!("writing the holder into {}", path.display()))?;
-        Ok(StackLock { _file: file })
+        Ok(StackLock { _file: file, created })
     }
 }
 
@@ -107,6 +130,10 @@ mod tests {
         assert_eq!((holder.command.as_str(), holder.pid), ("rotate", std::process::id()));
         assert!(format!("{err}").contains("locked by `hardstack rotate`"), "{err}");
         drop(held);
-        StackLock::acquire(&dir, "up", Duration::ZERO, |_| panic!("released")).unwrap();
+        assert!(!dir.root.exists(), "a run that wrote nothing leaves no directory");
+        let held = StackLock::acquire(&dir, "up", Duration::ZERO, |_| panic!("released")).unwrap();
+        std::fs::write(dir.path("kept"), b"").unwrap();
+        drop(held);
+        assert!(dir.root.join("kept").exists());
     }
 }

@@ -113,7 +113,7 @@ async fn run(
 /// The libpq connection string of the backup login inside the stack network (its password
 /// comes from the pgpass file, never the command line).
 fn connection() -> String {
-    let endpoint = layout::network_endpoint(Service::Postgres);
+    let endpoint = crate::endpoint::network_endpoint(Service::Postgres);
     let root = super::ROOT;
     format!(
         "host={} port={} user={} sslmode=verify-full sslrootcert=/{root}/ca.crt sslcert=/{root}/client.crt sslkey=/{root}/client.key",

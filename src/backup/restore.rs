@@ -60,7 +60,7 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
     }
     if manifest.services.iter().any(|s| s.service == Service::Qdrant) {
         anyhow::ensure!(
-            layout::host_address(profile, Service::Qdrant).is_some(),
+            crate::endpoint::host_address(profile, Service::Qdrant).is_some(),
             "the set has Qdrant, whose snapshots are uploaded through its API from here, and the profile publishes nothing (network.publish = false): publish it for the restore, or leave Qdrant out with --services"
         );
     }

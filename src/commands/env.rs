@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::{EnvArgs, EnvFormat, GlobalArgs};
-use crate::layout::{self, Endpoint, StackFile};
+use crate::endpoint::Endpoint;
+use crate::layout::{self, StackFile};
 use crate::output;
 use crate::profile::{Profile, Service};
 use crate::secrets::Secret;
@@ -62,7 +63,7 @@ pub async fn variables(
     let mutual = profile.mutual_tls();
     let mut vars = Vec::new();
     if profile.runs(Service::Postgres) {
-        let Endpoint { host, port } = layout::client_endpoint(profile, Service::Postgres);
+        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Postgres);
         // The login alternates with rotation; each login has its own client certificate.
         let version = store.current(&layout::login_secret(Service::Postgres, &user.name)).await?;
         let login = version.username.clone().unwrap_or_else(|| user.name.clone());
@@ -78,7 +79,7 @@ pub async fn variables(
         vars.push(("DATABASE_URL".to_owned(), url));
     }
     if profile.runs(Service::Redis) {
-        let Endpoint { host, port } = layout::client_endpoint(profile, Service::Redis);
+        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Redis);
         let password = current(store, &layout::login_secret(Service::Redis, &user.name)).await?;
         vars.push(("REDIS_URL".into(), format!("rediss://{}:{}@{host}:{port}/0", user.name, password.expose())));
         vars.push(("REDIS_CA_CERT".into(), ca.clone()));
@@ -88,7 +89,7 @@ pub async fn variables(
         }
     }
     if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
-        let Endpoint { host, port } = layout::client_endpoint(profile, Service::Qdrant);
+        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Qdrant);
         vars.push(("QDRANT_URL".into(), format!("https://{host}:{port}")));
         vars.push(("QDRANT_API_KEY".into(), current(store, secret).await?.expose().to_owned()));
         vars.push(("QDRANT_CA_CERT".into(), ca.clone()));

@@ -216,7 +216,7 @@ pub fn login_target(
     password: Secret,
     database: &str,
 ) -> anyhow::Result<Option<Target>> {
-    let Some(layout::HostAddress { address, port }) = layout::host_address(profile, service) else {
+    let Some(crate::endpoint::HostAddress { address, port }) = crate::endpoint::host_address(profile, service) else {
         return Ok(None);
     };
     Ok(Some(Target {

@@ -413,7 +413,7 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
             (StackFile::ClientCert(user.name.clone()).path(), StackFile::ClientKey(user.name.clone()).path());
         let mut entry = serde_json::Map::new();
         if profile.runs(Service::Postgres) {
-            let layout::Endpoint { host, port } = layout::client_endpoint(profile, Service::Postgres);
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Postgres);
             entry.insert(
                 "postgres".into(),
                 json!({
@@ -427,7 +427,7 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
             );
         }
         if profile.runs(Service::Redis) {
-            let layout::Endpoint { host, port } = layout::client_endpoint(profile, Service::Redis);
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Redis);
             entry.insert(
                 "redis".into(),
                 json!({
@@ -441,7 +441,7 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
             );
         }
         if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
-            let layout::Endpoint { host, port } = layout::client_endpoint(profile, Service::Qdrant);
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Qdrant);
             entry.insert(
                 "qdrant".into(),
                 json!({

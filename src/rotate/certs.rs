@@ -147,7 +147,8 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
     let target = admin_target(context, service).await?;
     match service {
         Service::Postgres => {
-            let client = probe::postgres_client(&target).await.context("logging in to PostgreSQL as admin")?;
+            // With the current password, or the pending one an unfinished rotation set.
+            let client = super::postgres::admin(context).await?;
             client.query_one("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf()")?;
         }
         Service::Redis => {

@@ -24,7 +24,7 @@ async fn connect(
 
 /// An admin session: with the current password, or the pending one when an earlier run of
 /// the admin's own rotation already set it.
-async fn admin(context: &Context<'_>) -> anyhow::Result<probe::PgSession> {
+pub(super) async fn admin(context: &Context<'_>) -> anyhow::Result<probe::PgSession> {
     use crate::secrets::store::{SecretStore as _, Stage};
     let current = context.store.current(&layout::login_secret(Service::Postgres, layout::ADMIN)).await?;
     match connect(context, layout::ADMIN, current.value, "postgres").await {

@@ -21,10 +21,10 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::network::CreateNetworkOptions;
-use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptions};
+use bollard::volume::CreateVolumeOptions;
 use futures_util::StreamExt as _;
 
-use crate::containers::{ContainerSpec, SERVICE_LABEL, STACK_LABEL, StackNames};
+use crate::containers::{ContainerSpec, SERVICE_LABEL, StackNames};
 use crate::error::EnvironmentError;
 
 /// What the engine says about a container (other modules see bollard's types through here).
@@ -589,47 +589,6 @@ impl Engine {
         result
     }
 
-    /// Removes the one-off containers of `role` of a stack in one of `states` (any state when
-    /// empty: what a killed hardstack left running, since SIGKILL cannot be caught).
-    pub async fn remove_one_offs(&self, stack: &str, role: &str, states: &[&str]) -> anyhow::Result<()> {
-        let mut filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{STACK_LABEL}={stack}"), format!("{SERVICE_LABEL}={role}")],
-        )]);
-        if !states.is_empty() {
-            filters.insert("status".to_owned(), states.iter().map(|s| s.to_string()).collect());
-        }
-        let found = self
-            .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
-            .await
-            .context("listing containers")?;
-        for container in found.into_iter().filter(|c| self.may_touch(c.labels.as_ref())) {
-            if let Some(id) = container.id {
-                self.force_remove(&id).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes a stack's containers (in parallel) and network, and with `volumes` its volumes:
-    /// every object carrying its label. What `down` does, and a restore with `--force`.
-    pub async fn remove_stack(&self, names: &StackNames, volumes: bool) -> anyhow::Result<Removed> {
-        let containers = self.stack_containers(&names.stack).await?;
-        for result in futures_util::future::join_all(containers.iter().map(|name| self.remove(name))).await {
-            result?;
-        }
-        let network = self.remove_network(names).await?;
-        let mut removed_volumes = Vec::new();
-        if volumes {
-            removed_volumes = self.stack_volumes(&names.stack).await?;
-            for volume in &removed_volumes {
-                self.remove_volume(volume).await?;
-            }
-        }
-        Ok(Removed { containers, network, volumes: removed_volumes })
-    }
-
     /// Restarts a running container (a new process with the files now in its volumes).
     pub async fn restart(&self, name: &str) -> anyhow::Result<()> {
         self.docker
@@ -653,60 +612,6 @@ impl Engine {
             text.push_str(&chunk.to_string());
         }
         text
-    }
-
-    /// Names of the containers that carry the stack's label.
-    pub async fn stack_containers(&self, stack: &str) -> anyhow::Result<Vec<String>> {
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{STACK_LABEL}={stack}")])]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters, ..Default::default() }))
-            .await
-            .context("listing containers")?;
-        Ok(containers
-            .into_iter()
-            .filter(|c| self.may_touch(c.labels.as_ref()))
-            .filter_map(|c| c.names?.first().map(|n| n.trim_start_matches('/').to_owned()))
-            .collect())
-    }
-
-    /// Names of the volumes that carry the stack's label.
-    pub async fn stack_volumes(&self, stack: &str) -> anyhow::Result<Vec<String>> {
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{STACK_LABEL}={stack}")])]);
-        let volumes =
-            self.docker.list_volumes(Some(ListVolumesOptions { filters })).await.context("listing volumes")?;
-        Ok(volumes
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|v| self.may_touch(Some(&v.labels)))
-            .map(|v| v.name)
-            .collect())
-    }
-
-    /// Removes a volume.
-    pub async fn remove_volume(&self, name: &str) -> anyhow::Result<()> {
-        self.docker
-            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
-            .await
-            .with_context(|| format!("removing volume {name}"))
-    }
-
-    /// Removes the stack's network if it exists and carries the stack's label.
-    pub async fn remove_network(&self, names: &StackNames) -> anyhow::Result<bool> {
-        let Ok(network) = self.docker.inspect_network::<String>(&names.network, None).await else {
-            return Ok(false);
-        };
-        let ours = network.labels.as_ref().and_then(|l| l.get(STACK_LABEL)) == Some(&names.stack)
-            && self.may_touch(network.labels.as_ref());
-        if !ours {
-            return Ok(false);
-        }
-        self.docker
-            .remove_network(&names.network)
-            .await
-            .with_context(|| format!("removing network {}", names.network))?;
-        Ok(true)
     }
 
     /// The name of a running container that publishes `port` on the host, if any.

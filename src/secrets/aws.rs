@@ -76,7 +76,7 @@ impl AwsStore {
         let config = loader.load().await;
         let mut rds = BTreeMap::new();
         if profile.runs(Service::Postgres) {
-            let crate::layout::Endpoint { host, port } = crate::layout::client_endpoint(profile, Service::Postgres);
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Postgres);
             for user in &profile.users {
                 rds.insert(
                     crate::layout::login_secret(Service::Postgres, &user.name),

@@ -87,7 +87,9 @@ impl Context {
         let mut endpoints = std::collections::BTreeMap::new();
         if vantage == Vantage::Host {
             for service in layout::services(&profile) {
-                let Some(layout::HostAddress { address, port }) = layout::host_address(&profile, service) else {
+                let Some(crate::endpoint::HostAddress { address, port }) =
+                    crate::endpoint::host_address(&profile, service)
+                else {
                     return Err(EnvironmentError(format!(
                         "stack {} publishes no port, so its servers cannot be reached from the host; verify from inside its network (--from network)",
                         profile.stack.name
@@ -122,7 +124,7 @@ impl Context {
     pub async fn gather_inside(profile: Profile, dir: StackDir) -> anyhow::Result<Context> {
         let mut endpoints = std::collections::BTreeMap::new();
         for service in layout::services(&profile) {
-            let layout::Endpoint { host, port } = layout::network_endpoint(service);
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::network_endpoint(service);
             let address = tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .with_context(|| format!("resolving {host} on the stack network"))?

@@ -193,7 +193,7 @@ fn users_are_declarative_on_the_running_stack() {
 }
 
 #[test]
-fn a_weakened_acl_template_reaches_redis_and_verify_catches_it() {
+fn a_weakened_acl_template_reaches_redis_only_when_accepted_and_verify_catches_it() {
     if !docker_available("converge_acl_template") {
         return;
     }
@@ -207,9 +207,15 @@ fn a_weakened_acl_template_reaches_redis_and_verify_catches_it() {
             "user default on >weak-password-000 ~* &* +@all",
         )
     });
-    let plan = json(&weakened, "plan", &[]);
-    assert!(service(&plan, "redis")["actions"].to_string().contains("acl_load"), "{plan}");
+    // Refused: nothing reaches Redis without the user accepting the rules by name.
     let out = command(&weakened, "up", &["-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("audit.acl.default_off: config/redis/users.acl:1"), "{}", text(&out));
+    assert!(redis(&weakened, "admin", "redis/admin", &["ACL", "GETUSER", "default"]).contains("\noff\n"));
+    let accept = ["--accept", "audit.acl.default_off,audit.acl.hashed_passwords"];
+    let plan = json(&weakened, "plan", &accept);
+    assert!(service(&plan, "redis")["actions"].to_string().contains("acl_load"), "{plan}");
+    let out = command(&weakened, "up", &["-o", "json", accept[0], accept[1]]);
     assert_eq!(out.status.code(), Some(1), "verify fails: {}", text(&out));
     let up: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(service(&up, "redis")["change"], "live", "{up}");

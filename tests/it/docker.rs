@@ -207,8 +207,11 @@ fn failed_wait_shows_the_probe_error_and_the_log_and_touches_no_other_stack() {
     let other = DockerStack::new("failed_wait_other");
     other.cmd("up", &["-q"]).assert().success();
     let stack = DockerStack::new("failed_wait");
-    // A setting PostgreSQL refuses: the server exits at start.
-    stack.sandbox.write("tpl/postgres/postgresql.conf.tera", "ssl = on\nnot_a_setting = 1\n");
+    // A setting PostgreSQL refuses (the hardened file otherwise, so audit lets it through): the
+    // server exits at start.
+    let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/postgres/postgresql.conf.tera");
+    let hardened = std::fs::read_to_string(template).unwrap();
+    stack.sandbox.write("tpl/postgres/postgresql.conf.tera", &format!("{hardened}\nnot_a_setting = 1\n"));
     stack.cmd("up", &["--templates", "tpl", "--timeout", "60s"]).assert().code(1).stderr(
         predicate::str::contains("postgres:")
             .and(predicate::str::contains("last probe error"))

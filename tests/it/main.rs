@@ -13,6 +13,9 @@ mod verify;
 mod rotate;
 // Day two: a changed profile converges on the running stack; plan shows it first.
 mod converge;
+// The stack you declared, and only it: identity, the lock, interrupted rotations, recorded
+// templates, audit before delivery, hand-made users.
+mod declared;
 // The aws secret store against moto.
 mod aws;
 // Backups, restores, point-in-time recovery and the restore test (real engine).

@@ -85,7 +85,8 @@ fn pg_hba_host_line_is_caught() {
     }
     let stack = DockerStack::new("pg_hba_host_line")
         .services(&["postgres"])
-        .template("postgres/pg_hba.conf.tera", with_a_host_line);
+        .template("postgres/pg_hba.conf.tera", with_a_host_line)
+        .accept(&["audit.hba.tls_only", "audit.hba.no_all_all", "audit.hba.superuser_local_only"]);
     assert_caught(stack, &["pg.plaintext_refused", "checklist.tls"]);
 }
 
@@ -98,7 +99,8 @@ fn pg_hba_host_line_is_caught_after_a_rotation() {
     }
     let stack = DockerStack::new("pg_hba_host_line_rotated")
         .services(&["postgres"])
-        .template("postgres/pg_hba.conf.tera", with_a_host_line);
+        .template("postgres/pg_hba.conf.tera", with_a_host_line)
+        .accept(&["audit.hba.tls_only", "audit.hba.no_all_all", "audit.hba.superuser_local_only"]);
     stack.cmd("up", &["-q", "--no-verify"]).assert().success();
     stack.cmd("rotate", &["--force", "--only", "postgres/app", "--no-verify"]).assert().success();
     assert!(stack.env("DATABASE_URL").contains("://app_alt:"));
@@ -112,14 +114,16 @@ fn superuser_over_the_network_is_caught() {
     if !docker_available("superuser_network") {
         return;
     }
-    let stack =
-        DockerStack::new("superuser_network").services(&["postgres"]).template("postgres/pg_hba.conf.tera", |t| {
+    let stack = DockerStack::new("superuser_network")
+        .services(&["postgres"])
+        .template("postgres/pg_hba.conf.tera", |t| {
             t.replacen(
                 "hostssl    all        postgres   all            reject",
                 "hostssl all postgres all scram-sha-256",
                 1,
             )
-        });
+        })
+        .accept(&["audit.hba.superuser_local_only"]);
     assert_caught(stack, &["pg.superuser_network_refused", "checklist.authentication"]);
 }
 
@@ -141,7 +145,8 @@ fn redis_default_user_on_is_caught() {
     }
     let stack = DockerStack::new("redis_default_user")
         .services(&["redis"])
-        .template("redis/users.acl.tera", with_the_default_user_on);
+        .template("redis/users.acl.tera", with_the_default_user_on)
+        .accept(&["audit.acl.default_off", "audit.acl.hashed_passwords"]);
     assert_caught(stack, &["redis.default_user_refused"]);
 }
 
@@ -153,7 +158,8 @@ fn redis_plaintext_port_is_caught() {
     // TLS kept on another port inside the container; the published port speaks plaintext.
     let stack = DockerStack::new("redis_plaintext")
         .services(&["redis"])
-        .template("redis/redis.conf.tera", |t| t.replacen("port 0\ntls-port 6379", "port 6379\ntls-port 6380", 1));
+        .template("redis/redis.conf.tera", |t| t.replacen("port 0\ntls-port 6379", "port 6379\ntls-port 6380", 1))
+        .accept(&["audit.redis.tls_only"]);
     let up = stack.cmd("up", &["-q", "--timeout", "20s"]).output().unwrap();
     // up's own probe speaks TLS and fails: the weakened server is not usable as configured.
     assert_eq!(up.status.code(), Some(1), "{}", String::from_utf8_lossy(&up.stderr));
@@ -169,7 +175,8 @@ fn redis_app_user_with_admin_rights_is_caught() {
     }
     let stack = DockerStack::new("redis_admin_rights")
         .services(&["redis"])
-        .template("redis/users.acl.tera", |t| t.replacen(" -@dangerous -@admin", "", 1));
+        .template("redis/users.acl.tera", |t| t.replacen(" -@dangerous -@admin", "", 1))
+        .accept(&["audit.acl.app_users_restricted"]);
     assert_caught(stack, &["redis.admin_commands_refused.app"]);
 }
 
@@ -181,7 +188,8 @@ fn port_on_all_interfaces_in_dev_is_caught() {
     let stack = DockerStack::new("port_on_all_interfaces")
         .set("name=dev")
         .set("network.bind_address=0.0.0.0")
-        .services(&["redis"]);
+        .services(&["redis"])
+        .accept(&["audit.compose.ports"]);
     assert_caught(stack, &["network.loopback_only"]);
 }
 
@@ -248,7 +256,9 @@ fn a_weakened_prod_stack_is_caught_from_inside_its_network() {
     }
     let stack = prod("prod_inside_weakened")
         .template("postgres/pg_hba.conf.tera", with_a_host_line)
-        .template("redis/users.acl.tera", with_the_default_user_on);
+        .accept(&["audit.hba.tls_only", "audit.hba.no_all_all", "audit.hba.superuser_local_only"])
+        .template("redis/users.acl.tera", with_the_default_user_on)
+        .accept(&["audit.acl.default_off", "audit.acl.hashed_passwords"]);
     assert_caught(stack, &["pg.plaintext_refused", "redis.default_user_refused"]);
 }
 

@@ -178,6 +178,13 @@ impl DockerStack {
         self
     }
 
+    /// Accepts failing audit rules by id (`--accept`): what a weakening test needs for `up` to
+    /// deliver its weakened file.
+    pub fn accept(mut self, rules: &[&str]) -> DockerStack {
+        self.args.extend(["--accept".to_owned(), rules.join(",")]);
+        self
+    }
+
     /// Uses another shipped profile than `test`.
     pub fn profile(mut self, profile: &str) -> DockerStack {
         let at = self.args.iter().position(|a| a == "--profile").expect("the stack names a profile");
