@@ -675,15 +675,4 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn endpoints_from_the_host_and_inside_the_network() {
-        let dev = shipped("dev");
-        assert_eq!(client_endpoint(&dev, Service::Postgres), Endpoint { host: "localhost".into(), port: 5432 });
-        let address = host_address(&dev, Service::Redis).unwrap();
-        assert!(address.address.is_loopback());
-        let prod = shipped("prod");
-        assert_eq!(host_address(&prod, Service::Postgres), None);
-        assert_eq!(client_endpoint(&prod, Service::Redis), Endpoint { host: "redis".into(), port: 6379 });
-    }
 }

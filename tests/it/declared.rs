@@ -4,66 +4,13 @@
 //! a stack was made with survive rotation, convergence and restore; and verify sees what was
 //! added on a server by hand.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::common::{DockerStack, Sandbox, docker_available, redis, text};
+use crate::common::{DockerStack, Load, Sandbox, docker_available, redis, text};
 
 fn up(stack: &DockerStack) {
     let out = stack.cmd("up", &["-q"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-}
-
-/// Clients that read their credentials from the store before every operation, as a
-/// well-behaved application does, on PostgreSQL and Redis until stopped.
-struct Load {
-    runtime: tokio::runtime::Runtime,
-    running: Arc<AtomicBool>,
-    ops: Arc<AtomicU64>,
-    errors: Arc<std::sync::Mutex<Vec<String>>>,
-    clients: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(stack: &DockerStack) -> Load {
-        let (profile, dir) = stack.library();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let running = Arc::new(AtomicBool::new(true));
-        let ops = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let mut clients = Vec::new();
-        for service in [hardstack::profile::Service::Postgres, hardstack::profile::Service::Redis] {
-            let (profile, dir, running, ops, errors) =
-                (profile.clone(), dir.clone(), running.clone(), ops.clone(), errors.clone());
-            clients.push(runtime.spawn(async move {
-                while running.load(Ordering::SeqCst) {
-                    let result: anyhow::Result<()> = async {
-                        let store = hardstack::secrets::store::Store::open(&profile, &dir).await?;
-                        let target = hardstack::probe::app_target(&profile, &dir, &store, service).await?.unwrap();
-                        hardstack::probe::probe(service, &target).await
-                    }
-                    .await;
-                    ops.fetch_add(1, Ordering::SeqCst);
-                    if let Err(err) = result {
-                        errors.lock().unwrap().push(format!("{service}: {err:#}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }));
-        }
-        Load { runtime, running, ops, errors, clients }
-    }
-
-    /// Stops the clients: the operations done, and the failures.
-    fn stop(self) -> (u64, Vec<String>) {
-        self.running.store(false, Ordering::SeqCst);
-        for client in self.clients {
-            self.runtime.block_on(client).unwrap();
-        }
-        let errors = self.errors.lock().unwrap().clone();
-        (self.ops.load(Ordering::SeqCst), errors)
-    }
 }
 
 /// The names of the file store's secrets that have a pending version.
@@ -128,7 +75,7 @@ fn two_rotations_at_once_take_turns_with_no_failed_client_operation() {
     }
     let stack = DockerStack::new("concurrent_rotations").services(&["postgres", "redis"]);
     up(&stack);
-    let load = Load::start(&stack);
+    let load = Load::start(&stack, 2, Duration::from_millis(20));
     let runs: Vec<_> = (0..2)
         .map(|_| {
             let mut rotate = stack.cmd("rotate", &["--force"]);
@@ -158,7 +105,7 @@ fn rotations_stopped_at_any_step_or_killed_are_finished_first_by_rotate_and_up()
     }
     let stack = DockerStack::new("interrupted_rotations").services(&["postgres", "redis"]);
     up(&stack);
-    let load = Load::start(&stack);
+    let load = Load::start(&stack, 2, Duration::from_millis(20));
     let credentials = [
         "postgres/app",
         "postgres/admin",
@@ -209,6 +156,9 @@ fn rotations_stopped_at_any_step_or_killed_are_finished_first_by_rotate_and_up()
         assert_verified(&stack, &format!("a kill at {delay} ms and a resume"));
     }
     let (ops, errors) = load.stop();
+    // The backup login's current password is the one the server takes (a backup logs in with it).
+    let out = stack.sandbox.cmd().args(["backup", "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
     assert!(ops > 50, "too few operations to mean anything: {ops}");
     assert!(errors.is_empty(), "{} failed of {ops}: {:?}", errors.len(), errors.iter().take(5).collect::<Vec<_>>());
 }

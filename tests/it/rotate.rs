@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 
-use crate::common::{DockerStack, docker_available};
+use crate::common::{DockerStack, Load, docker_available};
 
 fn psql(url: &str, sql: &str) -> std::process::Output {
     std::process::Command::new("psql")
@@ -346,33 +346,7 @@ fn load_test_rotation_under_traffic_has_zero_failed_operations() {
     }
     let stack = DockerStack::new("load_test").services(&["postgres", "redis"]).set("rotation.grace=5s");
     up(&stack);
-    let (profile, dir) = stack.library();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let running = Arc::new(AtomicBool::new(true));
-    let (ops, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for worker in 0..4 {
-        let service =
-            if worker % 2 == 0 { hardstack::profile::Service::Postgres } else { hardstack::profile::Service::Redis };
-        let (profile, dir, running, ops, failures, errors) =
-            (profile.clone(), dir.clone(), running.clone(), ops.clone(), failures.clone(), errors.clone());
-        clients.push(runtime.spawn(async move {
-            while running.load(Ordering::SeqCst) {
-                let result: anyhow::Result<()> = async {
-                    let store = hardstack::secrets::store::Store::open(&profile, &dir).await?;
-                    let target = hardstack::probe::app_target(&profile, &dir, &store, service).await?.unwrap();
-                    hardstack::probe::probe(service, &target).await
-                }
-                .await;
-                ops.fetch_add(1, Ordering::SeqCst);
-                if let Err(err) = result {
-                    failures.fetch_add(1, Ordering::SeqCst);
-                    errors.lock().unwrap().push(format!("{service}: {err:#}"));
-                }
-            }
-        }));
-    }
+    let load = Load::start(&stack, 4, Duration::ZERO);
     let started = Instant::now();
     let rounds = 3;
     for _ in 0..rounds {
@@ -381,20 +355,17 @@ fn load_test_rotation_under_traffic_has_zero_failed_operations() {
         assert!(out.status.success(), "{}", text(&out));
     }
     std::thread::sleep(Duration::from_secs(1));
-    running.store(false, Ordering::SeqCst);
+    let (ops, errors) = load.stop();
+    let failures = errors.len();
     // The healthchecks, whose passwords rotated too, still pass.
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
-    for client in clients {
-        runtime.block_on(client).unwrap();
-    }
-    let (ops, failures) = (ops.load(Ordering::SeqCst), failures.load(Ordering::SeqCst));
     println!(
         "load test: {ops} operations, {failures} failures, over {:.1} s with {rounds} rotations of every password and certificate",
         started.elapsed().as_secs_f64()
     );
     assert!(ops > 50, "too few operations to mean anything: {ops}");
-    assert_eq!(failures, 0, "{:?}", errors.lock().unwrap().iter().take(5).collect::<Vec<_>>());
+    assert_eq!(failures, 0, "{:?}", errors.iter().take(5).collect::<Vec<_>>());
 }
 
 /// Qdrant's key rotates through `alt_api_key`; needs a Qdrant image, which this project's CI

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use assert_cmd::Command;
 
@@ -305,4 +308,62 @@ pub fn redis(stack: &DockerStack, user: &str, secret: &str, command: &[&str]) ->
         .output()
         .unwrap();
     text(&out).trim().to_owned()
+}
+
+/// Clients that read their credentials from the store before every operation, as a
+/// well-behaved application does, on PostgreSQL and Redis until stopped.
+pub struct Load {
+    runtime: tokio::runtime::Runtime,
+    running: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `workers` clients, alternating PostgreSQL and Redis, each pausing `pause` between
+    /// operations.
+    pub fn start(stack: &DockerStack, workers: usize, pause: Duration) -> Load {
+        let (profile, dir) = stack.library();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let running = Arc::new(AtomicBool::new(true));
+        let ops = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let mut clients = Vec::new();
+        for worker in 0..workers {
+            let service = if worker % 2 == 0 {
+                hardstack::profile::Service::Postgres
+            } else {
+                hardstack::profile::Service::Redis
+            };
+            let (profile, dir, running, ops, errors) =
+                (profile.clone(), dir.clone(), running.clone(), ops.clone(), errors.clone());
+            clients.push(runtime.spawn(async move {
+                while running.load(Ordering::SeqCst) {
+                    let result: anyhow::Result<()> = async {
+                        let store = hardstack::secrets::store::Store::open(&profile, &dir).await?;
+                        let target = hardstack::probe::app_target(&profile, &dir, &store, service).await?.unwrap();
+                        hardstack::probe::probe(service, &target).await
+                    }
+                    .await;
+                    ops.fetch_add(1, Ordering::SeqCst);
+                    if let Err(err) = result {
+                        errors.lock().unwrap().push(format!("{service}: {err:#}"));
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            }));
+        }
+        Load { runtime, running, ops, errors, clients }
+    }
+
+    /// Stops the clients: the operations done, and the failures.
+    pub fn stop(self) -> (u64, Vec<String>) {
+        self.running.store(false, Ordering::SeqCst);
+        for client in self.clients {
+            self.runtime.block_on(client).unwrap();
+        }
+        let errors = self.errors.lock().unwrap().clone();
+        (self.ops.load(Ordering::SeqCst), errors)
+    }
 }
