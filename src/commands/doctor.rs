@@ -44,6 +44,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             checks.push(port(engine, &profile.stack.name, spec).await);
         }
         checks.extend(resources(engine, &specs).await);
+        checks.push(identity(engine, &profile, &dir, &specs).await?);
     }
     checks.push(clock(&dir));
     if dir.root.is_dir() {
@@ -58,6 +59,26 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// No container, volume or network of the stack's names belongs to another stack directory.
+async fn identity(
+    engine: &Engine,
+    profile: &crate::profile::Profile,
+    dir: &StackDir,
+    specs: &[ContainerSpec],
+) -> anyhow::Result<Check> {
+    let id = "doctor.identity";
+    let identity = crate::identity::Identity::of(dir)?;
+    let engine = engine.clone().acting_for(identity.owner(&profile.stack.name, dir));
+    Ok(match engine.check_claim(&containers::stack_names(profile), specs).await {
+        Ok(()) => Check::pass(
+            id,
+            "no object of this stack's names belongs to another stack directory",
+            format!("stack {} (id {})", profile.stack.name, identity.id),
+        ),
+        Err(err) => Check::fail(id, "an object of this stack's names is another stack's", format!("{err:#}")),
     })
 }
 

@@ -65,6 +65,11 @@ fn a_second_directory_with_the_same_stack_name_never_touches_the_first() {
     let out = second.cmd("verify", &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("belongs to the stack of directory"), "{}", text(&out));
+    let out = second.cmd("doctor", &["-o", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "doctor.identity").unwrap().clone();
+    assert_eq!(check["verdict"], "fail", "{check}");
     std::mem::forget(second); // Its drop would clean up by the (shared) name: the first's does.
 }
 
