@@ -48,6 +48,12 @@ fn a_second_directory_with_the_same_stack_name_never_touches_the_first() {
     // The same profile, name and ports from another directory.
     let second = DockerStack { sandbox: Sandbox::new(), name: first.name.clone(), args: first.args.clone() };
     let first_dir = std::fs::canonicalize(first.sandbox.stack()).unwrap();
+    // `up` in a new directory is refused before it writes anything.
+    let out = second.cmd("up", &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("belongs to the stack of directory"), "{}", text(&out));
+    assert!(!second.sandbox.stack().exists(), "a refused up in a new directory leaves nothing");
+    second.cmd("init", &["-q"]).assert().success();
     for (command, extra) in [("up", &[][..]), ("down", &["--volumes"][..]), ("rotate", &["--force"][..])] {
         let out = second.cmd(command, extra).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
