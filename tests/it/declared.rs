@@ -196,8 +196,27 @@ fn the_templates_a_stack_was_made_with_survive_rotation_convergence_and_restore(
     assert!(inputs["templates"]["redis/users.acl.tera"].is_string(), "{inputs}");
     // The template the stack records is used from its copy, whatever happens to the original.
     std::fs::remove_dir_all(stack.sandbox.root().join("tpl")).unwrap();
+    let contents = || -> std::collections::BTreeMap<String, Vec<u8>> {
+        crate::common::files_under(&stack.sandbox.stack())
+            .into_iter()
+            .map(|f| (f.clone(), stack.sandbox.read(&f)))
+            .collect()
+    };
+    let before = contents();
     let out = stack.cmd("rotate", &["--force", "--only", "redis"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    // A rotation of Redis's passwords rewrites only what holds them (and the lock and manifest).
+    let after = contents();
+    let changed: Vec<&String> = after.keys().filter(|f| before.get(*f) != after.get(*f)).collect();
+    for file in &changed {
+        assert!(
+            file.starts_with("secrets/redis/")
+                || ["config/redis/users.acl", "config/redis/secrets/health.password"].contains(&file.as_str())
+                || [".hardstack-manifest.json", ".hardstack.lock"].contains(&file.as_str()),
+            "rotating redis rewrote {file}: {changed:?}"
+        );
+    }
+    assert!(changed.iter().any(|f| *f == "config/redis/users.acl"), "{changed:?}");
     assert!(acl().contains("user reports "), "rotation kept the recorded template: {}", acl());
     // Convergence (no --templates): nothing to change.
     let out = stack.sandbox.cmd().args(["plan", "-o", "json"]).output().unwrap();
