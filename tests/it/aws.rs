@@ -17,7 +17,7 @@ fn moto_available(test: &str) -> bool {
     let ok = std::net::TcpStream::connect(&address).is_ok();
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "{test}: moto does not answer at {}, and CI needs it", endpoint());
-        eprintln!("SKIPPED {test}: moto does not answer at {}", endpoint());
+        crate::common::skipped(&format!("{test}: moto does not answer at {}", endpoint()));
     }
     ok
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{DockerStack, QDRANT_IMAGE, docker_available, has_image, psql, redis, text};
+use crate::common::{DockerStack, docker_available, psql, redis, text};
 
 /// `hardstack <command> -o json`, which must succeed, as JSON.
 fn json(stack: &DockerStack, command: &str, extra: &[&str]) -> Value {
@@ -61,11 +61,7 @@ fn qdrant(stack: &DockerStack, method: &str, path: &str, body: Option<&str>) -> 
 }
 
 fn with_qdrant() -> bool {
-    if has_image(QDRANT_IMAGE) {
-        return true;
-    }
-    println!("SKIPPED: no qdrant image ({QDRANT_IMAGE})");
-    false
+    crate::common::qdrant_image("backup's Qdrant part").is_some()
 }
 
 #[test]

@@ -362,7 +362,7 @@ fn completion_scripts_parse_in_their_shells() {
         let path = sandbox.write(&format!("completion.{shell}"), &String::from_utf8_lossy(&out.stdout));
         let Ok(parsed) = std::process::Command::new(shell).args(&check).arg(&path).output() else {
             assert!(std::env::var_os("CI").is_none(), "{shell} is missing in CI (.ci/setup installs it)");
-            eprintln!("SKIPPED: no {shell} to parse its completion script");
+            crate::common::skipped(&format!("no {shell} to parse its completion script"));
             continue;
         };
         assert!(parsed.status.success(), "{shell}: {}", String::from_utf8_lossy(&parsed.stderr));

@@ -160,7 +160,9 @@ fn missing_image_names_the_command_that_builds_it() {
     // Qdrant: no local image is made without a Qdrant binary (images/build.sh --qdrant-binary).
     let local = hardstack::containers::local_image(hardstack::profile::Service::Qdrant);
     if crate::common::has_image(local) {
-        eprintln!("SKIPPED: {local} exists here, so up would use it (the fallback is tested with PostgreSQL)");
+        crate::common::skipped(&format!(
+            "{local} exists here, so up would use it (the fallback is tested with PostgreSQL)"
+        ));
         return;
     }
     let stack = DockerStack::new("missing_image").services(&["postgres", "redis", "qdrant"]);
@@ -278,6 +280,7 @@ fn examples_connect_to_the_running_stack() {
             .unwrap_or_else(|e| panic!("{example}: {e}"));
         assert!(out.status.success(), "{example}: {}", String::from_utf8_lossy(&out.stderr));
         let printed = stdout(&out);
+        // The example's own word for a service the stack does not run.
         if printed.starts_with("SKIPPED") {
             eprintln!("{example}: {printed}");
             continue;

@@ -27,7 +27,7 @@ fn validator(name: &str) -> Option<PathBuf> {
         .unwrap_or_default();
     if on_path.is_none() {
         assert!(std::env::var_os("CI").is_none(), "{name} is not installed, and CI needs it (.ci/setup installs it)");
-        println!("SKIPPED: {name} is not installed (.ci/setup installs it)");
+        crate::common::skipped(&format!("{name} is not installed (.ci/setup installs it)"));
     }
     on_path
 }
@@ -447,10 +447,8 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
     }
     let stack = crate::common::DockerStack::new("kubernetes pods");
     let mut services = vec![("postgres", crate::common::POSTGRES_IMAGE), ("redis", crate::common::REDIS_IMAGE)];
-    if crate::common::has_image(crate::common::QDRANT_IMAGE) {
-        services.push(("qdrant", crate::common::QDRANT_IMAGE));
-    } else {
-        println!("SKIPPED: no qdrant image ({}) for its pod", crate::common::QDRANT_IMAGE);
+    if let Some(image) = crate::common::qdrant_image("kubernetes pods: Qdrant's pod") {
+        services.push(("qdrant", image));
     }
     // The prod posture: mutual TLS, TLS 1.3, the WAL archive, pgAudit (the local image has it).
     let out = stack

@@ -375,9 +375,7 @@ fn qdrant_api_key_rotates_through_alt_api_key() {
     if !docker_available("qdrant_rotation") {
         return;
     }
-    if !crate::common::has_image(crate::common::QDRANT_IMAGE) {
-        println!("SKIPPED: no qdrant image ({})", crate::common::QDRANT_IMAGE);
-        eprintln!("SKIPPED: no qdrant image ({})", crate::common::QDRANT_IMAGE);
+    if crate::common::qdrant_image("qdrant_rotation").is_none() {
         return;
     }
     let stack = DockerStack::new("qdrant_rotation").services(&["qdrant"]);

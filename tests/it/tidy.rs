@@ -236,3 +236,22 @@ fn the_pure_modules_name_no_engine_store_or_network() {
         ),
     );
 }
+
+#[test]
+fn skipped_is_printed_from_one_helper() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    let mut offenders = Vec::new();
+    for path in files {
+        let file = path.strip_prefix(&root).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (index, line) in text.lines().enumerate() {
+            let prints = ["println!", "eprintln!", "print!", "eprint!"].iter().any(|m| line.contains(m));
+            if prints && line.contains("SKIPPED") && !(file == "common/mod.rs" && line.contains("{why}")) {
+                offenders.push(format!("tests/it/{file}:{}: {}", index + 1, line.trim()));
+            }
+        }
+    }
+    assert_none("SKIPPED printed outside common::skipped", offenders);
+}

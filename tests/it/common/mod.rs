@@ -74,6 +74,30 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Says, loudly and on both streams, that a test (or a part of it) does not run here and why.
+/// The one place that prints `SKIPPED` (the tidy test holds it).
+pub fn skipped(why: &str) {
+    println!("SKIPPED: {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The Qdrant image the engine has: the upstream tag, or the local one
+/// `images/build.sh --qdrant-binary` makes (which `up` falls back to). Without one, the Qdrant
+/// part of `test` is skipped, loudly; with `HARDSTACK_REQUIRE_QDRANT=1` it fails instead (a
+/// machine that has the image can demand the tests).
+pub fn qdrant_image(test: &str) -> Option<&'static str> {
+    let local = hardstack::containers::local_image(hardstack::profile::Service::Qdrant);
+    if let Some(image) = [QDRANT_IMAGE, local].into_iter().find(|image| has_image(image)) {
+        return Some(image);
+    }
+    assert!(
+        std::env::var("HARDSTACK_REQUIRE_QDRANT").as_deref() != Ok("1"),
+        "{test}: no qdrant image ({QDRANT_IMAGE} or {local}), and HARDSTACK_REQUIRE_QDRANT=1 demands it"
+    );
+    skipped(&format!("no qdrant image ({QDRANT_IMAGE} or {local}) for {test}"));
+    None
+}
+
 /// Whether a Docker engine answers. Without one, Docker tests fail in CI (`CI` set) and are a
 /// loud skip elsewhere.
 pub fn docker_available(test: &str) -> bool {
@@ -83,7 +107,7 @@ pub fn docker_available(test: &str) -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "{test}: no Docker engine answers, and CI needs one");
-        eprintln!("SKIPPED {test}: no Docker engine answers");
+        skipped(&format!("{test}: no Docker engine answers"));
     }
     ok
 }
@@ -129,11 +153,10 @@ impl DockerStack {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!("hs-it-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        let services = if has_image(QDRANT_IMAGE) {
-            r#"["postgres","redis","qdrant"]"#
-        } else {
-            eprintln!("SKIPPED: no qdrant image ({QDRANT_IMAGE}) for {test}; PostgreSQL and Redis only");
-            r#"["postgres","redis"]"#
+        let qdrant = qdrant_image(&format!("{test} (PostgreSQL and Redis run)"));
+        let services = match qdrant {
+            Some(_) => r#"["postgres","redis","qdrant"]"#,
+            None => r#"["postgres","redis"]"#,
         };
         let args = [
             "--profile".to_owned(),
@@ -146,6 +169,8 @@ impl DockerStack {
             format!("images.postgres={POSTGRES_IMAGE}"),
             "--set".to_owned(),
             format!("images.redis={REDIS_IMAGE}"),
+            "--set".to_owned(),
+            format!("images.qdrant={}", qdrant.unwrap_or(QDRANT_IMAGE)),
             "--set".to_owned(),
             "postgres.data=volume".to_owned(),
             "--set".to_owned(),
