@@ -255,3 +255,19 @@ fn skipped_is_printed_from_one_helper() {
     }
     assert_none("SKIPPED printed outside common::skipped", offenders);
 }
+
+#[test]
+fn no_source_file_is_over_700_lines() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "examples"] {
+        collect(&manifest.join(dir), &mut files);
+    }
+    let long: Vec<String> = files
+        .iter()
+        .map(|path| (path, std::fs::read_to_string(path).unwrap().lines().count()))
+        .filter(|(_, lines)| *lines > 700)
+        .map(|(path, lines)| format!("{}: {lines} lines", path.strip_prefix(manifest).unwrap().display()))
+        .collect();
+    assert_none("a source file over 700 lines (split it by concern)", long);
+}
