@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: `hardstack up` from a fresh bundle to verified-usable (every service answering a
-# TLS-verified login and a real query: DESIGN.md section 5's readiness), against
+# TLS-verified login and a real query: up's readiness), against
 # `docker compose up --wait` on the generated compose file (every healthcheck passing). Same
 # images (the local builds), same machine, runs alternating, stack removed with its volumes
 # after each run. A third column times `up` with its closing `verify` (verify's 40 checks), which compose

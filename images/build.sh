@@ -11,7 +11,8 @@
 #                              releases, unpacked; or one you built). Nothing is downloaded here.
 #                              Default name: hardstack-local/qdrant:v1.18.3-unprivileged.
 #
-# The images honour the official images' contracts (DESIGN.md section 7; reference C5, C6):
+# The images honour the official images' contracts (docker-library/postgres 17/bookworm and
+# redis/docker-library-redis debian/, their Dockerfiles and docker-entrypoint.sh):
 # postgres: PGDATA=/var/lib/postgresql/data, POSTGRES_{USER,PASSWORD,DB,INITDB_ARGS}[_FILE],
 #           /docker-entrypoint-initdb.d, CMD ["postgres"], uid/gid 999.
 # redis:    WORKDIR /data, CMD ["redis-server"], a first argument ending in .conf runs redis-server, uid/gid 999.

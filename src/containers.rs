@@ -303,7 +303,9 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 options: format!("uid={uid},gid={uid},mode=0700"),
             });
             entrypoint = Some(vec!["/qdrant/qdrant".into()]);
-            // The image has no curl (reference C4): the healthcheck can only see the port open.
+            // The image has no curl or wget (its Dockerfile installs ca-certificates, tzdata and
+            // libunwind8 only; https://github.com/qdrant/qdrant/issues/4250): the healthcheck can
+            // only see the port open.
             let health = "bash -c ':> /dev/tcp/127.0.0.1/6333'".to_owned();
             (vec!["--config-path".into(), at(StackFile::QdrantConfig)], health)
         }

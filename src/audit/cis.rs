@@ -1,7 +1,8 @@
-//! What the CIS PostgreSQL 17 benchmark (as pgdsat v2.0 checks it, reference A1) accepts, for
+//! What the CIS PostgreSQL 17 benchmark v1.0.0 (as pgdsat v2.0 checks it:
+//! https://github.com/HexaCluster/pgdsat, lib/PGDSAT/Labels.pm for the item list) accepts, for
 //! the audit rules and the live checks alike.
 
-/// The suites pgdsat's CIS 6.10 check allows (reference A1): AEAD, forward secret.
+/// The suites pgdsat's CIS 6.10 check allows: AEAD, forward secret.
 pub const CIS_CIPHERS: &[&str] = &[
     "TLS_AES_256_GCM_SHA384",
     "TLS_AES_128_GCM_SHA256",

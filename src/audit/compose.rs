@@ -7,7 +7,7 @@ use super::{Bundle, Outcome, Rule, absent, failures};
 use crate::layout::paths::COMPOSE;
 use Outcome::Fail;
 
-/// The rules, in the order of DESIGN.md section 4.
+/// The rules of this kind of file, each with a stable id.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "audit.compose.non_root",

@@ -7,7 +7,7 @@ use super::{Bundle, Outcome, Rule};
 use crate::layout::{Mode, expected_mode};
 use Outcome::{Fail, Pass};
 
-/// The rules, in the order of DESIGN.md section 4.
+/// The rules of this kind of file, each with a stable id.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "audit.files.private_modes",

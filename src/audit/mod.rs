@@ -1,5 +1,5 @@
 //! `audit`: static rules over a stack directory (or hand-edited files in the same layout),
-//! without a running stack. Every line of DESIGN.md section 4 is a rule with a stable id; a
+//! without a running stack. Every line of the hardened baseline is a rule with a stable id; a
 //! failing rule says what is wrong, where, and how to fix it. One module per kind of file, each
 //! with its own rule table; [`Bundle::load`] is the only reader of the directory.
 
@@ -153,7 +153,7 @@ pub struct Rule {
     pub check: fn(&Bundle) -> Outcome,
 }
 
-/// Every rule, in the order of DESIGN.md section 4: PostgreSQL, Redis, Qdrant, compose, files.
+/// Every rule: PostgreSQL, Redis, Qdrant, compose, files.
 pub fn rules() -> impl Iterator<Item = &'static Rule> {
     [postgres::RULES, redis::RULES, qdrant::RULES, compose::RULES, files::RULES].into_iter().flatten()
 }

@@ -8,7 +8,7 @@ use crate::layout::paths::{INIT_SQL, PG_HBA, POSTGRESQL_CONF, PROFILE};
 use crate::profile::TlsVersion;
 use Outcome::{Fail, NotApplicable as Na, Pass};
 
-/// The rules, in the order of DESIGN.md section 4.
+/// The rules of this kind of file, each with a stable id.
 pub const RULES: &[Rule] = &[
     Rule { id: "audit.pg.ssl_on", summary: "ssl = on", fix: "set ssl = on in postgresql.conf", check: pg_ssl_on },
     Rule {

@@ -6,7 +6,7 @@ use super::{Bundle, Outcome, Rule, absent, failures};
 use crate::layout::paths::QDRANT_CONFIG;
 use Outcome::{Fail, NotApplicable as Na};
 
-/// The rules, in the order of DESIGN.md section 4.
+/// The rules of this kind of file, each with a stable id.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "audit.qdrant.tls",

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::profile::RedisRole;
 use Outcome::{Fail, Pass};
 
-/// The rules, in the order of DESIGN.md section 4.
+/// The rules of this kind of file, each with a stable id.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "audit.redis.tls_only",

@@ -82,7 +82,10 @@ impl Service {
         }
     }
 
-    /// The uid (and gid) the server runs as in its image (reference C4-C6).
+    /// The uid (and gid) the server runs as in its image: 999 in the official postgres and redis
+    /// images (docker-library/postgres 17/bookworm, redis/docker-library-redis debian/), 1000 in
+    /// `qdrant/qdrant:<version>-unprivileged` (built with `USER_ID=1000`, qdrant's
+    /// .github/workflows/docker-image.yml).
     pub fn uid(self) -> u32 {
         match self {
             Service::Postgres | Service::Redis => 999,

@@ -1,5 +1,6 @@
-//! PostgreSQL tuning with pgtune's formulas (le0pard/pgtune 7caef27, configurationSlice.js;
-//! summarised in reference/hardening-rotation.md A3), for Linux and PostgreSQL 17. The RAM
+//! PostgreSQL tuning with pgtune's formulas
+//! (https://github.com/le0pard/pgtune/blob/7caef27/src/features/configuration/configurationSlice.js),
+//! for Linux and PostgreSQL 17. The RAM
 //! input is the container's memory limit. The database size is not known, so the size factors
 //! of `work_mem` (x1.3 / x0.9) are not applied, as in pgtune's default form.
 
@@ -172,7 +173,7 @@ mod tests {
         TuningInput { memory_kb: gb * GB, cpus, workload, storage: Storage::Ssd, max_connections: 0 }
     }
 
-    // The worked examples of reference/hardening-rotation.md A3.
+    // Worked examples of pgtune's formulas (the same inputs on pgtune.leopard.in.ua give these).
     #[test]
     fn pgtune_8gb_4cpu_web() {
         let t = tune(input(8, 4, Workload::Web));

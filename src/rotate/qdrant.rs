@@ -1,4 +1,6 @@
-//! Qdrant's read-write key with `alt_api_key` (Qdrant 1.17+, reference C1/D7). Qdrant reads its
+//! Qdrant's read-write key with `alt_api_key` (Qdrant 1.17+: the procedure of
+//! https://github.com/qdrant/qdrant/pull/7835, restart with the new key as the alternate, then as
+//! the key; `service.alt_api_key` in config/config.yaml at v1.18.3). Qdrant reads its
 //! keys once at start, so each change is a re-render of config.yaml, a delivery into the config
 //! volume and a restart: a short window in which Qdrant does not answer.
 

@@ -1,4 +1,4 @@
-//! The production checklist of DESIGN.md section 5 (from reference/000's deployment checklist):
+//! The production checklist (the deployment checklist of storage backends hardstack automates):
 //! TLS, authentication, network isolation, secret storage, pooling, resource limits,
 //! monitoring, health checks, backups. Each item is PASS, FAIL or N/A with a one-line reason
 //! and its evidence, derived from the probes and from the engine's view of the containers.
