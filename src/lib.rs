@@ -30,6 +30,7 @@ pub mod runtime;
 
 pub mod audit;
 pub mod report;
+pub mod retry;
 pub mod verify;
 
 pub mod backup;

@@ -418,10 +418,12 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
 /// The image a service runs now (the profile's, or the local one `up` fell back to): tools
 /// run with the server's own version.
 pub async fn running_image(engine: &Engine, profile: &Profile, service: Service) -> anyhow::Result<String> {
-    let name = crate::containers::container_name(profile, service);
-    let info =
-        engine.inspect(&name).await?.with_context(|| format!("{name} does not exist: run `hardstack up` first"))?;
-    info.config.and_then(|c| c.image).with_context(|| format!("{name} names no image"))
+    let spec = crate::containers::container_spec(profile, service);
+    engine
+        .inspect(&spec.name)
+        .await?
+        .with_context(|| format!("{} does not exist: run `hardstack up` first", spec.name))?;
+    engine.image_of(&spec).await
 }
 
 /// The owner (`uid:gid`) of a directory hardstack made: what one-off containers writing into it

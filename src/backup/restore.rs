@@ -80,14 +80,9 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
     Ok(())
 }
 
-/// The image to run the tools of `service` with: the running container's, else the profile's
-/// when the engine has it, else the local one images/build.sh makes.
-pub async fn tool_image(engine: &Engine, profile: &Profile, service: Service) -> String {
-    if let Ok(image) = super::running_image(engine, profile, service).await {
-        return image;
-    }
-    let image = profile.images.of(service);
-    if engine.has_image(image).await { image.to_owned() } else { containers::local_image(service).to_owned() }
+/// The image to run the tools of `service` with (`Engine::image_of`).
+async fn tool_image(engine: &Engine, profile: &Profile, service: Service) -> anyhow::Result<String> {
+    engine.image_of(&containers::container_spec(profile, service)).await
 }
 
 /// What a restore restores: a checked set, to its end or to a point in time, with the WAL
@@ -140,7 +135,7 @@ async fn postgres(
     spec: &ContainerSpec,
 ) -> anyhow::Result<()> {
     let (set, archive) = (source.set, source.archive);
-    let image = tool_image(engine, profile, Service::Postgres).await;
+    let image = tool_image(engine, profile, Service::Postgres).await?;
     let names = containers::stack_names(profile);
     engine.ensure_network(&names).await?;
     let (data_volume, data) = mount_of(spec, "postgres-data")?;
@@ -265,7 +260,7 @@ fn archived_segments(archive: &Path, start: &super::WalStart) -> anyhow::Result<
 }
 
 async fn redis(engine: &Engine, profile: &Profile, set: &Path, spec: &ContainerSpec) -> anyhow::Result<()> {
-    let image = tool_image(engine, profile, Service::Redis).await;
+    let image = tool_image(engine, profile, Service::Redis).await?;
     let names = containers::stack_names(profile);
     engine.ensure_network(&names).await?;
     let (data_volume, data) = mount_of(spec, "redis-data")?;

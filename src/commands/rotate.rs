@@ -25,8 +25,10 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     let stop = Arc::new(AtomicBool::new(false));
+    // Wakes the daemon's wait between passes (a permit is kept if it is not waiting yet).
+    let signalled = Arc::new(tokio::sync::Notify::new());
     {
-        let stop = stop.clone();
+        let (stop, signalled) = (stop.clone(), signalled.clone());
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -37,6 +39,7 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
                 _ = int.recv() => {},
             }
             stop.store(true, Ordering::SeqCst);
+            signalled.notify_one();
         });
     }
     let dir = StackDir::new(&global.dir);
@@ -70,17 +73,10 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
             return Ok(ExitCode::SUCCESS);
         }
         output.line(format!("next pass in {}", humantime::format_duration(every)));
-        let stopped = async {
-            let deadline = tokio::time::Instant::now() + every;
-            while tokio::time::Instant::now() < deadline {
-                if stop.load(Ordering::SeqCst) {
-                    return true;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            false
-        }
-        .await;
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(every) => false,
+            () = signalled.notified() => true,
+        };
         if stopped {
             output.line("stopped by signal");
             return Ok(ExitCode::SUCCESS);

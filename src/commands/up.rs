@@ -22,6 +22,7 @@ use crate::probe::{self, Target};
 use crate::profile::Profile;
 use crate::profile::Service;
 use crate::report::{self, Check};
+use crate::retry::{Attempt, Backoff};
 use crate::runtime::{self, Engine, deliver};
 use crate::stackdir::StackDir;
 use crate::verify;
@@ -459,43 +460,51 @@ pub async fn wait_until_usable(
     readiness: &Readiness,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(10);
+    // Probes are cheap (a refused connection, or one handshake): keep the gap short so a
+    // service is seen usable within a fiftieth of a second of becoming so. A healthcheck run is
+    // a process in the container: a few a second.
+    let most = match readiness {
+        Readiness::Probe(_) => Duration::from_millis(20),
+        Readiness::Healthcheck => Duration::from_millis(250),
+    };
+    let backoff = Backoff { first: Duration::from_millis(10), most, deadline: timeout };
     // Asking the engine whether the container died costs it more than a refused probe costs
     // anyone: a few times a second is enough.
-    let mut state_checked = Instant::now();
-    let last_error = loop {
-        let attempt = match readiness {
-            Readiness::Probe(target) => probe::probe(spec.service, target).await,
-            Readiness::Healthcheck => healthy(engine, spec).await,
-        };
-        let error = match attempt {
-            Ok(()) => return Ok(()),
-            Err(err) => format!("{err:#}"),
-        };
-        if state_checked.elapsed() >= Duration::from_millis(250) || Instant::now() + delay > deadline {
-            state_checked = Instant::now();
-            let state = engine.inspect(&spec.name).await?.and_then(|i| i.state);
-            let dead = state.as_ref().is_some_and(|s| s.running != Some(true) || s.restarting == Some(true));
-            if dead {
-                break format!(
-                    "the container stopped (exit code {}); last probe error: {error}",
-                    state.and_then(|s| s.exit_code).unwrap_or(-1)
-                );
+    let state_checked = std::sync::Mutex::new(Instant::now());
+    let waited = backoff
+        .run(|| async {
+            let attempt = match readiness {
+                Readiness::Probe(target) => probe::probe(spec.service, target).await,
+                Readiness::Healthcheck => healthy(engine, spec).await,
+            };
+            let error = match attempt {
+                Ok(()) => return Attempt::Done(()),
+                Err(err) => err,
+            };
+            {
+                let mut checked = state_checked.lock().expect("no panic holds it");
+                if checked.elapsed() < Duration::from_millis(250) {
+                    return Attempt::Retry(error);
+                }
+                *checked = Instant::now();
             }
-        }
-        if Instant::now() + delay > deadline {
-            break format!("not usable after {}s; last probe error: {error}", timeout.as_secs());
-        }
-        tokio::time::sleep(delay).await;
-        // Probes are cheap (a refused connection, or one handshake): keep the gap short so a
-        // service is seen usable within a fiftieth of a second of becoming so. A healthcheck run
-        // is a process in the container: a few a second.
-        let most = match readiness {
-            Readiness::Probe(_) => Duration::from_millis(20),
-            Readiness::Healthcheck => Duration::from_millis(250),
-        };
-        delay = (delay * 3 / 2).min(most);
+            let state = match engine.inspect(&spec.name).await {
+                Ok(info) => info.and_then(|i| i.state),
+                Err(err) => return Attempt::Fail(err),
+            };
+            if state.as_ref().is_some_and(|s| s.running != Some(true) || s.restarting == Some(true)) {
+                let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+                return Attempt::Fail(anyhow::anyhow!(
+                    "the container stopped (exit code {code}); last probe error: {error:#}"
+                ));
+            }
+            Attempt::Retry(error)
+        })
+        .await;
+    let Err(err) = waited else { return Ok(()) };
+    let last_error = match err.downcast_ref::<crate::retry::Exhausted>() {
+        Some(exhausted) => format!("not usable after {}s; last probe error: {:#}", timeout.as_secs(), exhausted.last),
+        None => format!("{err:#}"),
     };
     let logs = engine.log_tail(&spec.name, 20).await;
     anyhow::bail!("{last_error}\nlast lines of {}'s log:\n{}", spec.name, logs.trim_end())

@@ -114,16 +114,19 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
             let target = admin_target(context, service).await?;
             // The reload is asynchronous in PostgreSQL (a signal to the postmaster): poll briefly.
-            let mut last = String::new();
-            for _ in 0..50 {
-                match probe::served_certificate(&target, service == Service::Postgres).await {
-                    Ok(served) if served == expected => return Ok(()),
-                    Ok(_) => last = "the server still presents the old certificate".into(),
-                    Err(err) => last = format!("{err:#}"),
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            anyhow::bail!("after the reload, {service}: {last}")
+            let poll = std::time::Duration::from_millis(100);
+            crate::retry::Backoff::every(poll, 50 * poll)
+                .run(|| async {
+                    match probe::served_certificate(&target, service == Service::Postgres).await {
+                        Ok(served) if served == expected => crate::retry::Attempt::Done(()),
+                        Ok(_) => crate::retry::Attempt::Retry(anyhow::anyhow!(
+                            "the server still presents the old certificate"
+                        )),
+                        Err(err) => crate::retry::Attempt::Retry(err),
+                    }
+                })
+                .await
+                .with_context(|| format!("after the reload, {service}"))
         }
         // The pending pair replaces the old one, and the manifest records it.
         Step::Finish => crate::stackdir::promote_pending(context.dir, &[key, crt]),

@@ -4,7 +4,7 @@
 //! keys once at start, so each change is a re-render of config.yaml, a delivery into the config
 //! volume and a restart: a short window in which Qdrant does not answer.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -13,6 +13,7 @@ use crate::containers;
 use crate::layout::StackFile;
 use crate::probe;
 use crate::profile::Service;
+use crate::retry::{Attempt, Backoff};
 use crate::secrets::Secret;
 
 /// Re-renders config.yaml from the store (api_key = current, alt_api_key = pending or
@@ -28,16 +29,15 @@ pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<
 
 /// Polls until a request with `key` succeeds (one minute at most).
 async fn wait(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match test(context, key).await {
-            Ok(()) => return Ok(()),
-            Err(err) if Instant::now() > deadline => {
-                return Err(err).context("Qdrant did not come back after the restart");
+    Backoff::every(Duration::from_millis(100), Duration::from_secs(60))
+        .run(|| async {
+            match test(context, key).await {
+                Ok(()) => Attempt::Done(()),
+                Err(err) => Attempt::Retry(err),
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+        })
+        .await
+        .context("Qdrant did not come back after the restart")
 }
 
 /// A real request with `key`: list the collections.

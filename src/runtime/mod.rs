@@ -147,6 +147,22 @@ impl Engine {
         inspected.config?.labels?.get(label).cloned()
     }
 
+    /// The image a one-off container of a service runs (its tools, a delivery, checks from
+    /// inside): the one the service's container runs, so versions match; without a container,
+    /// the spec's when the engine has it, else the local one images/build.sh makes. The one
+    /// place that chooses it.
+    pub async fn image_of(&self, spec: &ContainerSpec) -> anyhow::Result<String> {
+        if let Some(image) = self.inspect(&spec.name).await?.and_then(|info| info.config?.image) {
+            return Ok(image);
+        }
+        let local = crate::containers::local_image(spec.service);
+        Ok(if !self.has_image(&spec.image).await && self.has_image(local).await {
+            local.to_owned()
+        } else {
+            spec.image.clone()
+        })
+    }
+
     /// Whether the image is in the engine.
     pub async fn has_image(&self, image: &str) -> bool {
         self.docker.inspect_image(image).await.is_ok()
@@ -257,10 +273,9 @@ impl Engine {
         let mut labels = self.labels(stack);
         labels.insert(SERVICE_LABEL.to_owned(), "deliver".to_owned());
         let labels = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        // The image the service runs, where it exists: the profile's may be absent when `up`
-        // fell back to the local one.
-        let running = self.inspect(&spec.name).await?.and_then(|info| info.config?.image);
-        let image = running.unwrap_or_else(|| spec.image.clone());
+        // The image the service runs: the profile's may be absent when `up` fell back to the
+        // local one.
+        let image = self.image_of(spec).await?;
         let config = Config {
             image: Some(image.as_str()),
             labels: Some(labels),

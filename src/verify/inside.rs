@@ -26,12 +26,7 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     let profile = &context.profile;
     let spec = containers::container_specs(profile).into_iter().next().context("the stack runs no service")?;
     // The image the service runs now (the profile's, or the local one `up` fell back to).
-    let image = context
-        .containers
-        .iter()
-        .find(|(service, _)| *service == spec.service)
-        .and_then(|(_, info)| info.config.as_ref()?.image.clone())
-        .unwrap_or_else(|| spec.image.clone());
+    let image = engine.image_of(&spec).await?;
     let uid: u32 = spec.service.uid();
     let mut files = Vec::new();
     // The running executable itself (Linux keeps it readable there even when a rebuild replaced
