@@ -26,7 +26,7 @@ use crate::secrets::Secret;
 use crate::secrets::file::Record;
 
 /// The files of a stack directory that the rules read, and what the profile expects.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Bundle {
     pub dir: PathBuf,
     /// The stack's resolved profile, when `hardstack.toml` is there.
@@ -38,6 +38,22 @@ pub struct Bundle {
     secrets: Vec<Secret>,
     /// The Kubernetes target's manifests, when the directory has them.
     pub kubernetes: Option<kubernetes::Manifests>,
+}
+
+// SECURITY: the texts hold secrets (Qdrant's config carries both API keys; the Kubernetes
+// Secrets carry every value): a debug print names the files, never their contents.
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let texts: Vec<(&str, usize)> = self.texts.iter().map(|(file, text)| (*file, text.len())).collect();
+        f.debug_struct("Bundle")
+            .field("dir", &self.dir)
+            .field("profile", &self.profile.as_ref().map(|p| &p.name))
+            .field("texts (file, bytes)", &texts)
+            .field("modes", &self.modes.len())
+            .field("secrets", &self.secrets)
+            .field("kubernetes", &self.kubernetes.is_some())
+            .finish()
+    }
 }
 
 impl Bundle {

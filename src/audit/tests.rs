@@ -357,11 +357,16 @@ fn a_damaged_secret_file_is_an_error_naming_it() {
 fn a_loaded_bundle_keeps_secret_values_redacted() {
     let tmp = generate("dev");
     let dir = tmp.path().join("stack");
+    // Qdrant's key: in the store and, as Qdrant needs it, in its config, which the rules read.
     let record: crate::secrets::file::Record =
-        serde_json::from_slice(&std::fs::read(dir.join("secrets/redis/app.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("secrets/qdrant/api-key.json")).unwrap()).unwrap();
     let value = record.versions[0].value.expose().to_owned();
     let bundle = Bundle::load(&dir).unwrap();
     assert_eq!(bundle.secrets.len(), 11);
+    assert!(
+        bundle.text(crate::layout::paths::QDRANT_CONFIG).unwrap().contains(&value),
+        "the test needs a file that holds it"
+    );
     assert!(!format!("{bundle:?}").contains(&value));
 }
 
