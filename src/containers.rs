@@ -66,8 +66,9 @@ pub struct TmpfsMount {
 /// One file copied from the stack directory into a volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delivery {
-    /// Path relative to the stack directory.
-    pub source: String,
+    /// The file of the stack directory (serialized as its path, `source`).
+    #[serde(rename = "source", serialize_with = "serialize_path")]
+    pub file: StackFile,
     /// Volume key the file goes into.
     pub volume: String,
     /// Path inside the volume.
@@ -80,12 +81,34 @@ pub struct Delivery {
     pub reach: Reach,
 }
 
+fn serialize_path<S: serde::Serializer>(file: &StackFile, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&file.path())
+}
+
 impl Delivery {
+    /// Where it lands: the volume, the path in it, owner and mode.
+    pub fn placement(&self) -> crate::containers::Placement {
+        Placement { volume: self.volume.clone(), path: self.path.clone(), uid: self.uid, mode: self.mode.clone() }
+    }
+
     /// The file's path inside the container of `spec`.
     pub fn container_path(&self, spec: &ContainerSpec) -> String {
         let mount = spec.volumes.iter().find(|v| v.key == self.volume).map(|v| v.target.as_str()).unwrap_or_default();
         format!("{mount}/{}", self.path)
     }
+}
+
+/// Where a file lands in a volume, with its owner and mode: a delivery's, or a file hardstack
+/// puts there itself (the delivery record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Volume key.
+    pub volume: String,
+    /// Path inside the volume.
+    pub path: String,
+    pub uid: u32,
+    /// Octal mode.
+    pub mode: String,
 }
 
 /// Everything the engine needs to run one service with its hardened posture.
@@ -176,7 +199,7 @@ fn deliveries(profile: &Profile, service: Service) -> Vec<Delivery> {
     layout::deliveries(profile, service)
         .into_iter()
         .map(|delivered| Delivery {
-            source: delivered.file.path(),
+            file: delivered.file,
             volume: delivered.volume.key(service),
             path: delivered.path.into(),
             uid: service.uid(),

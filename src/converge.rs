@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::containers::{ContainerSpec, Delivery};
+use crate::containers::{ContainerSpec, Delivery, Placement};
 use crate::layout::{self, Reach, StackFile};
 use crate::profile::{Profile, Service};
 use crate::runtime::{CONFIG_HASH_LABEL, ContainerInfo, Engine, deliver};
@@ -150,15 +150,13 @@ pub struct DeliveryRecord {
     pub files: BTreeMap<String, String>,
 }
 
-/// The delivery of the record itself, into the service's config volume.
-fn record_delivery(spec: &ContainerSpec) -> Delivery {
-    Delivery {
-        source: layout::DELIVERY_RECORD.into(),
+/// Where the record itself goes: the service's config volume.
+fn record_placement(spec: &ContainerSpec) -> Placement {
+    Placement {
         volume: layout::Volume::Config.key(spec.service),
         path: layout::DELIVERY_RECORD.into(),
         uid: spec.service.uid(),
         mode: "0600".into(),
-        reach: Reach::Nothing,
     }
 }
 
@@ -198,18 +196,19 @@ pub async fn deliver_keeping_helper(
         None => read_record(engine, spec).await?.unwrap_or_default(),
     };
     for (delivery, content) in &files {
-        record.files.insert(delivery.source.clone(), digest(content));
+        record.files.insert(delivery.file.path(), digest(content));
     }
-    let mut files = files;
+    let mut placed: Vec<(Placement, Vec<u8>)> =
+        files.into_iter().map(|(d, content)| (d.placement(), content)).collect();
     let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
-    files.push((record_delivery(spec), bytes));
-    let archives = deliver::archives_of_contents(&files, &spec.directories)?;
+    placed.push((record_placement(spec), bytes));
+    let archives = deliver::archives_of_contents(&placed, &spec.directories)?;
     engine.deliver_keeping_helper(stack, spec, &archives).await
 }
 
 /// What converging reads of the stack directory: each delivered file's content, as it is (for
 /// `up`) or as `init` would write it (for `plan`).
-pub type Contents<'a> = &'a (dyn Fn(&str) -> anyhow::Result<Vec<u8>> + Sync);
+pub type Contents<'a> = &'a (dyn Fn(&StackFile) -> anyhow::Result<Vec<u8>> + Sync);
 
 /// The plan of one service. Reads the container and its volume; changes nothing.
 pub async fn plan(
@@ -234,14 +233,14 @@ pub async fn plan(
     let record = read_record(engine, spec).await?.unwrap_or_default();
     let mut changed = Vec::new();
     for delivery in &spec.deliveries {
-        let content = contents(&delivery.source)?;
-        if record.files.get(&delivery.source) != Some(&digest(&content)) {
+        let content = contents(&delivery.file)?;
+        if record.files.get(&delivery.file.path()) != Some(&digest(&content)) {
             changed.push((delivery.clone(), content));
         }
     }
     let mut actions = Vec::new();
     if !changed.is_empty() {
-        actions.push(Action::Deliver { files: changed.iter().map(|(d, _)| d.source.clone()).collect() });
+        actions.push(Action::Deliver { files: changed.iter().map(|(d, _)| d.file.path()).collect() });
     }
     let limits = limit_changes(&info, spec);
     if !limits.is_empty() {
@@ -335,9 +334,9 @@ async fn server_actions(
     // Redis's live commands go over the network as admin: only where hardstack reaches it.
     let redis_reachable = crate::endpoint::host_address(profile, Service::Redis).is_some();
     for (delivery, content) in changed {
-        let file = StackFile::parse(&delivery.source);
+        let file = Some(&delivery.file);
         let name = delivery.path.clone();
-        match (spec.service, &file) {
+        match (spec.service, file) {
             (Service::Postgres, Some(StackFile::InitSql)) => {
                 let (add_users, disable_logins) = user_changes(engine, profile, spec).await?;
                 actions.push(Action::ApplySql { file: delivery.container_path(spec), add_users, disable_logins })
@@ -522,11 +521,10 @@ pub async fn postgres_sql(engine: &Engine, spec: &ContainerSpec, sql: &str) -> a
 /// psql as the superuser in the container with `arguments` (its password read from the
 /// delivered file inside the container, never on a command line).
 async fn postgres_psql(engine: &Engine, spec: &ContainerSpec, arguments: &str) -> anyhow::Result<String> {
-    let source = StackFile::SuperuserPassword.path();
     let password = spec
         .deliveries
         .iter()
-        .find(|d| d.source == source)
+        .find(|d| d.file == StackFile::SuperuserPassword)
         .context("PostgreSQL receives its superuser's password")?
         .container_path(spec);
     let script = format!(

@@ -34,7 +34,7 @@ pub async fn show(
 ) -> anyhow::Result<()> {
     let preview = bundle::preview(profile, dir, given).await?;
     let engine = super::engine_for(dir, profile, false).await?;
-    let contents = |source: &str| preview.content(dir, source);
+    let contents = |file: &crate::layout::StackFile| preview.content(dir, &file.path());
     let mut services = Vec::new();
     for mut spec in containers::container_specs(profile) {
         // The image `up` would run: the local one where the profile's is absent (nothing pulled).

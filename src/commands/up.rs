@@ -367,10 +367,9 @@ async fn bring_up(
     let started = Instant::now();
     let (engine, progress) = (&stack.engine, &stack.progress);
     let service = spec.service.name();
-    let contents = |source: &str| -> anyhow::Result<Vec<u8>> {
-        std::fs::read(stack.dir.path(source)).with_context(|| {
-            format!("reading {}; run `hardstack init` to restore it", stack.dir.path(source).display())
-        })
+    let contents = |file: &layout::StackFile| -> anyhow::Result<Vec<u8>> {
+        let path = stack.dir.file(file);
+        std::fs::read(&path).with_context(|| format!("reading {}; run `hardstack init` to restore it", path.display()))
     };
     let plan = converge::plan(engine, &stack.profile, spec, &contents, stack.prune).await?;
     let (helper, plan) = match &plan.container {
@@ -420,7 +419,7 @@ async fn create_and_start(
         crate::fsio::ensure_owned_dir(&bind.host_path(&stack.dir.absolute()), spec.service.uid())?;
     }
     let files =
-        spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.source)?))).collect::<anyhow::Result<Vec<_>>>()?;
+        spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.file)?))).collect::<anyhow::Result<Vec<_>>>()?;
     let hash = deliver::config_hash(spec)?;
     let creating = async {
         stack.network.clone().await.map_err(anyhow::Error::msg)?;

@@ -174,9 +174,9 @@ type Files = BTreeMap<String, Vec<u8>>;
 fn split_files(spec: &ContainerSpec, read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>) -> anyhow::Result<(Files, Files)> {
     let (mut public, mut private) = (Files::new(), Files::new());
     for delivery in &spec.deliveries {
-        let content = read(&delivery.source).with_context(|| format!("reading {}", delivery.source))?;
-        let private_file = StackFile::parse(&delivery.source).is_none_or(|f| f.mode() == crate::layout::Mode::Private);
-        if private_file {
+        let source = delivery.file.path();
+        let content = read(&source).with_context(|| format!("reading {source}"))?;
+        if delivery.file.mode() == crate::layout::Mode::Private {
             private.insert(key(delivery), content)
         } else {
             public.insert(key(delivery), content)

@@ -85,9 +85,8 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             let mut files = Vec::new();
             for (file, source) in [crt, key].iter().zip(sources(context, service)) {
                 let content = std::fs::read(context.dir.path(&source)).with_context(|| format!("reading {source}"))?;
-                let path = file.path();
                 let delivery =
-                    spec.deliveries.iter().find(|d| d.source == path).context("the service receives its pair")?;
+                    spec.deliveries.iter().find(|d| d.file == *file).context("the service receives its pair")?;
                 files.push((delivery.clone(), content));
             }
             crate::converge::deliver(context.engine, &context.profile.stack.name, &spec, files).await

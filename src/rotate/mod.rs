@@ -125,12 +125,11 @@ impl Context<'_> {
     /// delivery's owner and mode; nothing is written on the host.
     pub async fn deliver_content(&self, service: Service, file: &StackFile, content: &[u8]) -> anyhow::Result<()> {
         let spec = crate::containers::container_spec(self.profile, service);
-        let source = file.path();
         let delivery = spec
             .deliveries
             .iter()
-            .find(|d| d.source == source)
-            .with_context(|| format!("{service} delivers {source}"))?;
+            .find(|d| d.file == *file)
+            .with_context(|| format!("{service} delivers {}", file.path()))?;
         let files = vec![(delivery.clone(), content.to_vec())];
         crate::converge::deliver(self.engine, &self.profile.stack.name, &spec, files).await
     }
@@ -334,14 +333,13 @@ pub async fn deliver_rotated_files(
         let Some(record) = crate::converge::read_record(engine, &spec).await? else { continue };
         let mut files = Vec::new();
         for delivery in &spec.deliveries {
-            if !SECRET_FILES.iter().any(|f| f.path() == delivery.source) {
+            if !SECRET_FILES.contains(&delivery.file) {
                 continue;
             }
-            let content =
-                std::fs::read(dir.path(&delivery.source)).with_context(|| format!("reading {}", delivery.source))?;
-            let recorded = record.files.get(&delivery.source);
-            let before =
-                previous.iter().find(|f| f.path == delivery.source).map(|f| crate::stackdir::digest(&f.content));
+            let source = delivery.file.path();
+            let content = std::fs::read(dir.file(&delivery.file)).with_context(|| format!("reading {source}"))?;
+            let recorded = record.files.get(&source);
+            let before = previous.iter().find(|f| f.path == source).map(|f| crate::stackdir::digest(&f.content));
             if recorded != Some(&crate::stackdir::digest(&content)) && recorded == before.as_ref() {
                 files.push((delivery.clone(), content));
             }

@@ -5,18 +5,18 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use crate::containers::{ContainerSpec, Delivery};
+use crate::containers::{ContainerSpec, Placement};
 use crate::stackdir::StackDir;
 
 /// One archive per volume key, with every file the spec delivers (read from the stack
 /// directory) and every directory it makes.
 pub fn archives(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
-    for file in &spec.deliveries {
-        let content = std::fs::read(dir.path(&file.source)).with_context(|| {
-            format!("reading {}; run `hardstack init` to restore it", dir.path(&file.source).display())
-        })?;
-        files.push((file.clone(), content));
+    for delivery in &spec.deliveries {
+        let path = dir.file(&delivery.file);
+        let content = std::fs::read(&path)
+            .with_context(|| format!("reading {}; run `hardstack init` to restore it", path.display()))?;
+        files.push((delivery.placement(), content));
     }
     archives_of_contents(&files, &spec.directories)
 }
@@ -24,7 +24,7 @@ pub fn archives(dir: &StackDir, spec: &ContainerSpec) -> anyhow::Result<Vec<(Str
 /// Archives of files given by their content, one per volume, each with its delivery's owner and
 /// mode, and of directories made in volumes (0700, their owner).
 pub fn archives_of_contents(
-    files: &[(Delivery, Vec<u8>)],
+    files: &[(Placement, Vec<u8>)],
     dirs: &[crate::containers::OwnedDir],
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut by_volume: BTreeMap<&str, Archive> = BTreeMap::new();
@@ -42,15 +42,8 @@ pub fn archives_of_contents(
 pub fn archive_of_files(files: &[(String, u32, u32, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     let mut archive = Archive::default();
     for (path, uid, mode, content) in files {
-        let delivery = Delivery {
-            source: path.clone(),
-            volume: String::new(),
-            path: path.clone(),
-            uid: *uid,
-            mode: format!("{mode:o}"),
-            reach: crate::layout::Reach::Nothing,
-        };
-        archive.add(&delivery, content)?;
+        let placement = Placement { volume: String::new(), path: path.clone(), uid: *uid, mode: format!("{mode:o}") };
+        archive.add(&placement, content)?;
     }
     archive.finish()
 }
@@ -78,7 +71,7 @@ impl Archive {
         Ok(())
     }
 
-    fn add(&mut self, file: &Delivery, content: &[u8]) -> anyhow::Result<()> {
+    fn add(&mut self, file: &Placement, content: &[u8]) -> anyhow::Result<()> {
         let parts: Vec<&str> = file.path.split('/').collect();
         for index in 1..parts.len() {
             let parent = parts[..index].join("/");
@@ -129,15 +122,13 @@ mod tests {
 
     #[test]
     fn archives_carry_owner_and_mode_and_each_parent_once() {
-        let key = Delivery {
-            source: "certs/postgres/server.key".into(),
+        let key = Placement {
             volume: "postgres-config".into(),
             path: "tls/server.key".into(),
             uid: 999,
             mode: "0600".into(),
-            reach: crate::layout::Reach::Reload,
         };
-        let cert = Delivery { path: "tls/server.crt".into(), mode: "0644".into(), ..key.clone() };
+        let cert = Placement { path: "tls/server.crt".into(), mode: "0644".into(), ..key.clone() };
         let mut archive = Archive::default();
         archive.add(&key, b"key").unwrap();
         archive.add(&cert, b"cert").unwrap();

@@ -297,10 +297,13 @@ fn an_interrupted_check_from_inside_leaves_nothing_behind() {
         assert!(std::time::Instant::now() < deadline, "the checks' container is still there");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // One left by a run killed outright before it started (SIGKILL cannot be caught) goes with
-    // the next run.
+    // One left by a run killed outright before it started (SIGKILL cannot be caught), with the
+    // labels every object of this stack directory carries, goes with the next run.
+    let identity: serde_json::Value = serde_json::from_slice(&stack.sandbox.read("identity.json")).unwrap();
+    let id = format!("hardstack.stack-id={}", identity["id"].as_str().unwrap());
     let created = std::process::Command::new("docker")
         .args(["create", "--label", &format!("hardstack.stack={}", stack.name), "--label", "hardstack.service=verify"])
+        .args(["--label", &id])
         .args(["--name", &format!("{}-verify-killed", stack.name), "hardstack-local/postgres:17", "true"])
         .output()
         .unwrap();
