@@ -144,6 +144,62 @@ pub struct ContainerSpec {
     /// Directories made in volumes before the server starts, owned by its uid (0700): where it
     /// must create something in a volume whose root belongs to root.
     pub directories: Vec<OwnedDir>,
+    /// The stack network the container joins (by `alias`).
+    pub network: String,
+    /// Read-only root, capabilities dropped, no new privileges, seccomp, restart, healthcheck
+    /// timing.
+    pub posture: Posture,
+}
+
+/// The hardening of a container beyond its user, mounts and limits; `up`, the compose file and
+/// the Kubernetes manifests all apply it from here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Posture {
+    /// The root filesystem is read-only; the server writes only to its volumes and tmpfs.
+    pub read_only_root: bool,
+    /// Capabilities dropped (`cap_add` keeps the few a server needs back).
+    pub cap_drop: Vec<String>,
+    /// `no-new-privileges`: no setuid binary or file capability raises a process's privileges.
+    pub no_new_privileges: bool,
+    /// The seccomp profile.
+    pub seccomp: Seccomp,
+    /// The engine's restart policy.
+    pub restart: String,
+    /// When the engine runs the healthcheck.
+    pub health: HealthTiming,
+}
+
+/// A seccomp profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Seccomp {
+    /// The container runtime's default profile (the engine applies it unless told otherwise;
+    /// Kubernetes names it `RuntimeDefault`).
+    RuntimeDefault,
+}
+
+/// The healthcheck's timing, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HealthTiming {
+    pub interval: u32,
+    pub timeout: u32,
+    pub retries: u32,
+    /// Failures in this first period do not count (initdb, a first start).
+    pub start_period: u32,
+}
+
+impl Posture {
+    /// Every service's posture.
+    pub fn hardened() -> Posture {
+        Posture {
+            read_only_root: true,
+            cap_drop: vec!["ALL".into()],
+            no_new_privileges: true,
+            seccomp: Seccomp::RuntimeDefault,
+            restart: "unless-stopped".into(),
+            health: HealthTiming { interval: 2, timeout: 5, retries: 30, start_period: 60 },
+        }
+    }
 }
 
 /// A directory made in a volume, owned by the server.
@@ -358,5 +414,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         healthcheck,
         deliveries,
         directories,
+        network: stack_names(profile).network,
+        posture: Posture::hardened(),
     }
 }

@@ -423,7 +423,7 @@ async fn create_and_start(
     let hash = deliver::config_hash(spec)?;
     let creating = async {
         stack.network.clone().await.map_err(anyhow::Error::msg)?;
-        engine.create(&names.stack, &names.network, spec, &hash, &stack.dir.absolute()).await
+        engine.create(&names.stack, spec, &hash, &stack.dir.absolute()).await
     };
     let delivering =
         converge::deliver_keeping_helper(engine, &names.stack, spec, files, Some(converge::DeliveryRecord::default()));

@@ -14,14 +14,21 @@ fn quantity(bytes: u64) -> String {
 }
 
 /// The container security context every container of the stack has (restricted profile).
-fn container_security() -> Value {
+/// Kubernetes' name of a seccomp profile.
+fn seccomp(posture: &containers::Posture) -> &'static str {
+    match posture.seccomp {
+        containers::Seccomp::RuntimeDefault => "RuntimeDefault",
+    }
+}
+
+fn container_security(posture: &containers::Posture) -> Value {
     json!({
-        "allowPrivilegeEscalation": false,
+        "allowPrivilegeEscalation": !posture.no_new_privileges,
         "privileged": false,
-        "readOnlyRootFilesystem": true,
+        "readOnlyRootFilesystem": posture.read_only_root,
         "runAsNonRoot": true,
-        "capabilities": { "drop": ["ALL"] },
-        "seccompProfile": { "type": "RuntimeDefault" },
+        "capabilities": { "drop": posture.cap_drop },
+        "seccompProfile": { "type": seccomp(posture) },
     })
 }
 
@@ -131,7 +138,7 @@ fn statefulset(profile: &Profile, spec: &ContainerSpec, namespace: &str, public:
                         "runAsGroup": uid,
                         "fsGroup": uid,
                         "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": { "type": "RuntimeDefault" },
+                        "seccompProfile": { "type": seccomp(&spec.posture) },
                     },
                     "initContainers": [deliver_container(spec, public)],
                     "containers": [server_container(profile, spec, mounts)],
@@ -211,7 +218,7 @@ fn deliver_container(spec: &ContainerSpec, public: &Files) -> Value {
             "limits": { "cpu": "100m", "memory": "64Mi" },
             "requests": { "cpu": "100m", "memory": "64Mi" },
         },
-        "securityContext": container_security(),
+        "securityContext": container_security(&spec.posture),
         "volumeMounts": init_mounts,
     })
 }
@@ -252,7 +259,7 @@ fn server_container(profile: &Profile, spec: &ContainerSpec, mounts: Vec<Value>)
         "env": environment,
         "ports": [{ "name": name, "containerPort": spec.container_port, "protocol": "TCP" }],
         "resources": resources,
-        "securityContext": container_security(),
+        "securityContext": container_security(&spec.posture),
         "volumeMounts": mounts,
         // Initdb and first start may take minutes; then the same check every 10 s.
         "startupProbe": probe(5, 60),

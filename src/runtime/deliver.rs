@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
-use crate::containers::{ContainerSpec, Placement};
+use crate::containers::{ContainerSpec, Placement, Posture};
 use crate::stackdir::StackDir;
 
 /// One archive per volume key, with every file the spec delivers (read from the stack
@@ -111,9 +111,62 @@ fn header(kind: tar::EntryType, uid: u32, mode: u32, size: u64) -> tar::Header {
 /// volume). A container whose label differs is recreated.
 pub fn config_hash(spec: &ContainerSpec) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    let spec = ContainerSpec { memory_bytes: 0, nano_cpus: 0, pids: 0, ..spec.clone() };
-    let bytes = serde_json::to_vec(&spec).context("hashing the container spec")?;
+    let hashed = Hashed {
+        service: spec.service,
+        name: &spec.name,
+        alias: &spec.alias,
+        image: &spec.image,
+        user: &spec.user,
+        entrypoint: &spec.entrypoint,
+        command: &spec.command,
+        environment: &spec.environment,
+        volumes: &spec.volumes,
+        binds: &spec.binds,
+        tmpfs: &spec.tmpfs,
+        cap_add: &spec.cap_add,
+        memory_bytes: 0,
+        nano_cpus: 0,
+        pids: 0,
+        publish: &spec.publish,
+        container_port: spec.container_port,
+        healthcheck: &spec.healthcheck,
+        deliveries: &spec.deliveries,
+        directories: &spec.directories,
+        posture: (spec.posture != Posture::hardened()).then_some(&spec.posture),
+    };
+    let bytes = serde_json::to_vec(&hashed).context("hashing the container spec")?;
     Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+/// What the config hash covers, in the order and form containers made by earlier versions were
+/// hashed in (so an upgrade recreates none): the spec without its limits and network (its name
+/// follows the stack's, as the container's does), and the posture only where it is not the
+/// hardened one every service has.
+#[derive(serde::Serialize)]
+struct Hashed<'a> {
+    service: crate::profile::Service,
+    name: &'a str,
+    alias: &'a str,
+    image: &'a str,
+    user: &'a str,
+    entrypoint: &'a Option<Vec<String>>,
+    command: &'a [String],
+    environment: &'a [(String, String)],
+    volumes: &'a [crate::containers::VolumeMount],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    binds: &'a [crate::containers::BindMount],
+    tmpfs: &'a [crate::containers::TmpfsMount],
+    cap_add: &'a [String],
+    memory_bytes: u64,
+    nano_cpus: u64,
+    pids: u32,
+    publish: &'a Option<(String, u16)>,
+    container_port: u16,
+    healthcheck: &'a str,
+    deliveries: &'a [crate::containers::Delivery],
+    directories: &'a [crate::containers::OwnedDir],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    posture: Option<&'a Posture>,
 }
 
 #[cfg(test)]

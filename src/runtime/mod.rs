@@ -331,7 +331,6 @@ impl Engine {
     pub async fn create(
         &self,
         stack: &str,
-        network: &str,
         spec: &ContainerSpec,
         config_hash: &str,
         stack_dir: &std::path::Path,
@@ -359,29 +358,37 @@ impl Engine {
         });
         let mounts = volumes.chain(binds).collect();
         let tmpfs = spec.tmpfs.iter().map(|t| (t.target.clone(), t.options.clone())).collect();
+        let posture = &spec.posture;
+        // The engine applies its default seccomp profile unless told otherwise.
+        let crate::containers::Seccomp::RuntimeDefault = posture.seccomp;
+        let restart = match posture.restart.as_str() {
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            "no" => RestartPolicyNameEnum::NO,
+            _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+        };
         let host_config = HostConfig {
             mounts: Some(mounts),
             tmpfs: Some(tmpfs),
-            cap_drop: Some(vec!["ALL".into()]),
+            cap_drop: Some(posture.cap_drop.clone()),
             cap_add: Some(spec.cap_add.clone()),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
+            security_opt: Some(
+                posture.no_new_privileges.then(|| "no-new-privileges:true".to_owned()).into_iter().collect(),
+            ),
+            readonly_rootfs: Some(posture.read_only_root),
             memory: Some(spec.memory_bytes as i64),
             nano_cpus: Some(spec.nano_cpus as i64),
             pids_limit: Some(i64::from(spec.pids)),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
+            restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
             port_bindings,
-            network_mode: Some(network.to_owned()),
+            network_mode: Some(spec.network.clone()),
             ..Default::default()
         };
         let mut labels = self.labels(stack);
         labels.insert(SERVICE_LABEL.to_owned(), spec.service.name().to_owned());
         labels.insert(CONFIG_HASH_LABEL.to_owned(), config_hash.to_owned());
         let endpoints = HashMap::from([(
-            network.to_owned(),
+            spec.network.clone(),
             EndpointSettings { aliases: Some(vec![spec.alias.clone()]), ..Default::default() },
         )]);
         let second = 1_000_000_000;
@@ -395,10 +402,10 @@ impl Engine {
             exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
             healthcheck: Some(HealthConfig {
                 test: Some(vec!["CMD-SHELL".into(), spec.healthcheck.clone()]),
-                interval: Some(2 * second),
-                timeout: Some(5 * second),
-                retries: Some(30),
-                start_period: Some(60 * second),
+                interval: Some(i64::from(posture.health.interval) * second),
+                timeout: Some(i64::from(posture.health.timeout) * second),
+                retries: Some(i64::from(posture.health.retries)),
+                start_period: Some(i64::from(posture.health.start_period) * second),
                 ..Default::default()
             }),
             host_config: Some(host_config),

@@ -502,3 +502,83 @@ fn doctor_names_what_up_would_trip_on() {
     let out = cmd.args(["doctor", "-o", "json"]).env("DOCKER_HOST", "unix:///nonexistent.sock").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every container `up` makes is its spec, field by field, as the engine reports it: image,
+/// user, command, environment, labels, healthcheck and its timing, read-only root, capabilities,
+/// no-new-privileges, limits, restart policy, network, published port and mounts.
+#[test]
+fn up_makes_each_container_exactly_as_its_spec_says() {
+    if !docker_available("containers_are_their_specs") {
+        return;
+    }
+    let stack = DockerStack::new("containers_are_their_specs");
+    stack.cmd("up", &["-q", "--no-verify"]).assert().success();
+    let (profile, _) = stack.library();
+    let identity: serde_json::Value = serde_json::from_slice(&stack.sandbox.read("identity.json")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let engine = runtime.block_on(hardstack::runtime::connect()).unwrap();
+    let second = 1_000_000_000;
+    for spec in hardstack::containers::container_specs(&profile) {
+        let at = spec.service.name();
+        let info =
+            runtime.block_on(engine.inspect(&spec.name)).unwrap().unwrap_or_else(|| panic!("{at}: no container"));
+        let config = info.config.unwrap();
+        let host = info.host_config.unwrap();
+        let posture = &spec.posture;
+        assert_eq!(config.image.as_deref(), Some(spec.image.as_str()), "{at}");
+        assert_eq!(config.user.as_deref(), Some(spec.user.as_str()), "{at}");
+        assert_eq!(config.cmd.as_ref(), Some(&spec.command), "{at}");
+        if let Some(entrypoint) = &spec.entrypoint {
+            assert_eq!(config.entrypoint.as_ref(), Some(entrypoint), "{at}");
+        }
+        let env = config.env.unwrap_or_default();
+        for (name, value) in &spec.environment {
+            assert!(env.contains(&format!("{name}={value}")), "{at}: {name} in {env:?}");
+        }
+        let labels = config.labels.unwrap_or_default();
+        assert_eq!(labels.get("hardstack.stack"), Some(&stack.name), "{at}");
+        assert_eq!(labels.get("hardstack.service").map(String::as_str), Some(at), "{at}");
+        assert_eq!(labels.get("hardstack.stack-id").map(String::as_str), identity["id"].as_str(), "{at}");
+        let health = config.healthcheck.unwrap();
+        assert_eq!(health.test, Some(vec!["CMD-SHELL".to_owned(), spec.healthcheck.clone()]), "{at}");
+        assert_eq!(health.interval, Some(i64::from(posture.health.interval) * second), "{at}");
+        assert_eq!(health.timeout, Some(i64::from(posture.health.timeout) * second), "{at}");
+        assert_eq!(health.retries, Some(i64::from(posture.health.retries)), "{at}");
+        assert_eq!(health.start_period, Some(i64::from(posture.health.start_period) * second), "{at}");
+
+        assert_eq!(host.readonly_rootfs, Some(posture.read_only_root), "{at}");
+        assert_eq!(host.cap_drop.as_ref(), Some(&posture.cap_drop), "{at}");
+        assert_eq!(host.cap_add.clone().unwrap_or_default(), spec.cap_add, "{at}");
+        let no_new = host.security_opt.clone().unwrap_or_default().contains(&"no-new-privileges:true".to_owned());
+        assert_eq!(no_new, posture.no_new_privileges, "{at}");
+        // The engine's default seccomp profile: nothing asks for another.
+        assert!(!host.security_opt.unwrap_or_default().iter().any(|o| o.starts_with("seccomp")), "{at}");
+        assert_eq!(host.memory, Some(spec.memory_bytes as i64), "{at}");
+        assert_eq!(host.nano_cpus, Some(spec.nano_cpus as i64), "{at}");
+        assert_eq!(host.pids_limit, Some(i64::from(spec.pids)), "{at}");
+        let restart = host.restart_policy.and_then(|r| r.name).map(|n| n.to_string());
+        assert_eq!(restart.as_deref(), Some(posture.restart.as_str()), "{at}");
+        assert_eq!(host.network_mode.as_deref(), Some(spec.network.as_str()), "{at}");
+        let aliases = info.network_settings.and_then(|n| n.networks?.get(&spec.network)?.aliases.clone());
+        assert!(aliases.unwrap_or_default().contains(&spec.alias), "{at}");
+        let bindings = host.port_bindings.unwrap_or_default();
+        let published = bindings.get(&format!("{}/tcp", spec.container_port)).cloned().flatten().unwrap_or_default();
+        let published: Vec<(String, String)> =
+            published.into_iter().map(|b| (b.host_ip.unwrap_or_default(), b.host_port.unwrap_or_default())).collect();
+        let expected: Vec<(String, String)> =
+            spec.publish.iter().map(|(address, port)| (address.clone(), port.to_string())).collect();
+        assert_eq!(published, expected, "{at}");
+        let tmpfs = host.tmpfs.unwrap_or_default();
+        for mount in &spec.tmpfs {
+            assert_eq!(tmpfs.get(&mount.target), Some(&mount.options), "{at}: {}", mount.target);
+        }
+        let mounts = host.mounts.unwrap_or_default();
+        for volume in &spec.volumes {
+            let mount = mounts.iter().find(|m| m.target.as_deref() == Some(volume.target.as_str()));
+            let mount = mount.unwrap_or_else(|| panic!("{at}: {} is not mounted", volume.target));
+            assert_eq!(mount.source.as_deref(), Some(volume.name.as_str()), "{at}");
+            assert_eq!(mount.read_only.unwrap_or(false), volume.read_only, "{at}: {}", volume.target);
+        }
+        assert_eq!(mounts.len(), spec.volumes.len() + spec.binds.len(), "{at}: {mounts:?}");
+    }
+}

@@ -211,16 +211,34 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
             assert_eq!(args[..spec.command.len()], spec.command[..], "{at}");
             assert_eq!(strings(&container["command"]), spec.entrypoint.clone().unwrap_or_default(), "{at}");
 
-            // Posture: read-only root, every capability dropped, none added, no escalation.
+            // Posture: the spec's (and it is the hardened one): read-only root, every capability
+            // dropped, none added, no escalation, the runtime's seccomp profile, the restart policy.
+            let posture = &spec.posture;
+            assert_eq!(*posture, hardstack::containers::Posture::hardened(), "{at}");
             let security = &container["securityContext"];
-            assert_eq!(service["read_only"].as_bool(), Some(true), "{at}");
-            assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true), "{at}");
-            assert_eq!(strings(&service["cap_drop"]), ["ALL"], "{at}");
-            assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"], "{at}");
+            assert_eq!(service["read_only"].as_bool(), Some(posture.read_only_root), "{at}");
+            assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(posture.read_only_root), "{at}");
+            assert_eq!(strings(&service["cap_drop"]), posture.cap_drop, "{at}");
+            assert_eq!(strings(&security["capabilities"]["drop"]), posture.cap_drop, "{at}");
             assert!(spec.cap_add.is_empty() && security["capabilities"]["add"].is_null(), "{at}");
-            assert!(strings(&service["security_opt"]).contains(&"no-new-privileges:true".to_owned()), "{at}");
-            assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false), "{at}");
+            let no_new = strings(&service["security_opt"]).contains(&"no-new-privileges:true".to_owned());
+            assert_eq!(no_new, posture.no_new_privileges, "{at}");
+            assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(!posture.no_new_privileges), "{at}");
             assert_eq!(security["runAsNonRoot"].as_bool(), Some(true), "{at}");
+            assert_eq!(security["seccompProfile"]["type"].as_str(), Some("RuntimeDefault"), "{at}");
+            assert_eq!(service["restart"].as_str(), Some(posture.restart.as_str()), "{at}");
+            let health = &service["healthcheck"];
+            assert_eq!(health["interval"].as_str(), Some(format!("{}s", posture.health.interval).as_str()), "{at}");
+            assert_eq!(health["timeout"].as_str(), Some(format!("{}s", posture.health.timeout).as_str()), "{at}");
+            assert_eq!(health["retries"].as_u64(), Some(u64::from(posture.health.retries)), "{at}");
+            let start = format!("{}s", posture.health.start_period);
+            assert_eq!(health["start_period"].as_str(), Some(start.as_str()), "{at}");
+            // The network, and the published port.
+            assert_eq!(strings(&service["networks"]["stack"]["aliases"]), [spec.alias.clone()], "{at}");
+            assert_eq!(compose["networks"]["stack"]["name"].as_str(), Some(spec.network.as_str()), "{at}");
+            let published =
+                spec.publish.as_ref().map(|(address, port)| format!("{address}:{port}:{}", spec.container_port));
+            assert_eq!(strings(&service["ports"]), published.into_iter().collect::<Vec<_>>(), "{at}");
 
             // Limits.
             let limits = &container["resources"]["limits"];
