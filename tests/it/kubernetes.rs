@@ -234,7 +234,7 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
             let start = format!("{}s", posture.health.start_period);
             assert_eq!(health["start_period"].as_str(), Some(start.as_str()), "{at}");
             // The network, and the published port.
-            assert_eq!(strings(&service["networks"]["stack"]["aliases"]), [spec.alias.clone()], "{at}");
+            assert_eq!(strings(&service["networks"]["stack"]["aliases"]), std::slice::from_ref(&spec.alias), "{at}");
             assert_eq!(compose["networks"]["stack"]["name"].as_str(), Some(spec.network.as_str()), "{at}");
             let published =
                 spec.publish.as_ref().map(|(address, port)| format!("{address}:{port}:{}", spec.container_port));
