@@ -24,6 +24,7 @@ pub mod identity;
 pub mod inputs;
 pub mod lock;
 pub mod stackdir;
+pub mod superuser;
 
 pub mod probe;
 pub mod runtime;

@@ -156,7 +156,7 @@ pub async fn contents_of(
     engine: &crate::runtime::Engine,
     spec: &crate::containers::ContainerSpec,
 ) -> anyhow::Result<Contents> {
-    let databases = crate::converge::postgres_sql(
+    let databases = crate::superuser::sql(
         engine,
         spec,
         "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1;",
@@ -176,7 +176,7 @@ pub async fn contents_of(
              FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 \\gexec\n"
         ));
     }
-    let output = crate::converge::postgres_sql(engine, spec, &sql).await.context("counting the tables' rows")?;
+    let output = crate::superuser::sql(engine, spec, &sql).await.context("counting the tables' rows")?;
     let mut contents = Contents::default();
     for line in output.lines() {
         let mut fields = line.splitn(3, '|');

@@ -301,7 +301,7 @@ fn verify_names_a_user_and_a_login_role_added_on_the_servers_by_hand() {
         let engine = hardstack::runtime::connect().await.unwrap();
         let spec = hardstack::containers::container_spec(&profile, hardstack::profile::Service::Postgres);
         let sql = "CREATE ROLE mallory LOGIN SUPERUSER; ALTER ROLE health CREATEDB;";
-        hardstack::converge::postgres_sql(&engine, &spec, sql).await.unwrap();
+        hardstack::superuser::sql(&engine, &spec, sql).await.unwrap();
     });
     let out = stack.cmd("verify", &["-o", "json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -9,6 +9,9 @@
 //! so no change is silently skipped. The container itself is recreated only when its spec
 //! changed (the `hardstack.config-hash` label); its limits are updated in place.
 
+mod postgres;
+mod redis;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
@@ -254,7 +257,7 @@ pub async fn plan(
     }
     actions.extend(server_actions(engine, profile, spec, &changed).await?);
     if prune && spec.service == Service::Postgres {
-        let users = removed_users(engine, profile, spec).await?;
+        let users = postgres::removed_users(engine, profile, spec).await?;
         if !users.is_empty() {
             actions.push(Action::Prune { users });
         }
@@ -299,119 +302,28 @@ fn limit_changes(info: &ContainerInfo, spec: &ContainerSpec) -> Vec<String> {
     changes
 }
 
-/// Redis directives that `CONFIG SET` refuses at runtime (Redis's immutable configs).
-const REDIS_IMMUTABLE: &[&str] = &[
-    "aclfile",
-    "always-show-logo",
-    "daemonize",
-    "databases",
-    "disable-thp",
-    "enable-debug-command",
-    "enable-module-command",
-    "enable-protected-configs",
-    "io-threads",
-    "logfile",
-    "pidfile",
-    "set-proc-title",
-    "supervised",
-    "syslog-enabled",
-    "syslog-facility",
-    "syslog-ident",
-    "unixsocket",
-    "unixsocketperm",
-];
-
-/// What the changed files take on the running server.
+/// What the changed files take on the running server, per service (`postgres`, `redis`;
+/// Qdrant reads its files at start, and re-reads its certificate by itself within
+/// `tls.cert_ttl`).
 async fn server_actions(
     engine: &Engine,
     profile: &Profile,
     spec: &ContainerSpec,
     changed: &[(Delivery, Vec<u8>)],
 ) -> anyhow::Result<Vec<Action>> {
-    let mut reload = Vec::new();
-    let mut restart = Vec::new();
-    let mut actions = Vec::new();
-    // Redis's live commands go over the network as admin: only where hardstack reaches it.
-    let redis_reachable = crate::endpoint::host_address(profile, Service::Redis).is_some();
+    let mut found = Found::default();
     for (delivery, content) in changed {
-        let file = Some(&delivery.file);
-        let name = delivery.path.clone();
-        match (spec.service, file) {
-            (Service::Postgres, Some(StackFile::InitSql)) => {
-                let (add_users, disable_logins) = user_changes(engine, profile, spec).await?;
-                actions.push(Action::ApplySql { file: delivery.container_path(spec), add_users, disable_logins })
-            }
-            (Service::Postgres, Some(StackFile::PostgresConf)) => {
-                let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
-                let keys = changed_settings(&before, content, crate::audit::parse::postgres_conf);
-                let contexts = postgres_contexts(engine, spec, &keys).await?;
-                for key in keys {
-                    match contexts.get(&key).map(String::as_str) {
-                        Some("postmaster") => restart.push(format!("{key} (context postmaster)")),
-                        Some(_) => reload.push(key),
-                        None => restart.push(format!("{key} (not a setting this server knows)")),
-                    }
+        match spec.service {
+            Service::Postgres => postgres::file_actions(engine, profile, spec, delivery, content, &mut found).await?,
+            Service::Redis => redis::file_actions(engine, profile, spec, delivery, content, &mut found).await?,
+            Service::Qdrant => {
+                if delivery.reach == Reach::Restart {
+                    found.restart.push(format!("{} (read at start)", delivery.path));
                 }
             }
-            (Service::Redis, Some(StackFile::RedisConf)) => {
-                let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
-                let after = settings(content, crate::audit::parse::redis_conf);
-                for key in changed_settings(&before, content, crate::audit::parse::redis_conf) {
-                    match after.get(&key) {
-                        _ if REDIS_IMMUTABLE.contains(&key.as_str()) => {
-                            restart.push(format!("{key} (immutable at runtime)"))
-                        }
-                        _ if !redis_reachable => {
-                            restart.push(format!("{key} (the stack publishes no port for CONFIG SET)"))
-                        }
-                        Some(value) => actions.push(Action::ConfigSet { key, value: value.clone() }),
-                        // A directive removed from the file goes back to its default at a start
-                        // only: CONFIG SET needs a value.
-                        None => restart.push(format!("{key} (removed)")),
-                    }
-                }
-            }
-            (Service::Redis, Some(StackFile::UsersAcl)) if redis_reachable => {
-                let before = engine.read_file(&spec.name, &delivery.container_path(spec)).await?.unwrap_or_default();
-                let users = |text: &[u8]| -> BTreeSet<String> {
-                    String::from_utf8_lossy(text)
-                        .lines()
-                        .filter_map(|line| line.strip_prefix("user ")?.split_whitespace().next().map(str::to_owned))
-                        .collect()
-                };
-                let (before, after) = (users(&before), users(content));
-                actions.push(Action::AclLoad {
-                    add_users: after.difference(&before).cloned().collect(),
-                    remove_users: before.difference(&after).cloned().collect(),
-                });
-            }
-            (Service::Redis, Some(StackFile::UsersAcl)) => {
-                restart.push(format!("{name} (the stack publishes no port for ACL LOAD)"))
-            }
-            _ => match (delivery.reach, spec.service) {
-                (Reach::Nothing | Reach::Live, _) => {}
-                (Reach::Restart, _) => restart.push(format!("{name} (read at start)")),
-                (Reach::Reload, Service::Postgres) => reload.push(name),
-                (Reach::Reload, Service::Redis) if redis_reachable => {
-                    // Setting a TLS file's path makes Redis read every TLS file again.
-                    let key = match file {
-                        Some(StackFile::CaCert) => "tls-ca-cert-file",
-                        Some(StackFile::ServerKey(_)) => "tls-key-file",
-                        _ => "tls-cert-file",
-                    };
-                    let action = Action::ConfigSet { key: key.into(), value: delivery.container_path(spec) };
-                    if !actions.contains(&action) {
-                        actions.push(action);
-                    }
-                }
-                (Reach::Reload, Service::Redis) => {
-                    restart.push(format!("{name} (the stack publishes no port for CONFIG SET)"))
-                }
-                // Qdrant re-reads its own certificate within tls.cert_ttl.
-                (Reach::Reload, Service::Qdrant) => {}
-            },
         }
     }
+    let Found { reload, restart, mut actions } = found;
     if !reload.is_empty() {
         actions.push(Action::Reload { what: reload });
     }
@@ -427,137 +339,31 @@ async fn server_actions(
     Ok(actions)
 }
 
-/// The profile's users whose login the server lacks, and the logins hardstack made that the
-/// profile no longer has (still able to log in).
-async fn user_changes(
-    engine: &Engine,
-    profile: &Profile,
-    spec: &ContainerSpec,
-) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let logins = layout::client_logins(profile);
-    let quoted: Vec<String> = logins.iter().map(|l| format!("'{}'", l.replace('\'', "''"))).collect();
-    let sql = format!(
-        "SELECT 'exists|' || rolname FROM pg_roles WHERE rolname IN ({list}) \
-         UNION ALL SELECT 'managed|' || rolname FROM pg_roles r JOIN pg_shdescription d ON d.objoid = r.oid \
-         AND d.classoid = 'pg_authid'::regclass WHERE d.description = 'hardstack login' AND r.rolcanlogin \
-         AND rolname NOT IN ({list});",
-        list = quoted.join(", ")
-    );
-    let output = postgres_sql(engine, spec, &sql).await.context("reading the server's roles")?;
-    let (mut existing, mut disable) = (BTreeSet::new(), Vec::new());
-    for line in output.lines() {
-        match line.split_once('|') {
-            Some(("exists", role)) => {
-                existing.insert(role.trim().to_owned());
-            }
-            Some(("managed", role)) => disable.push(role.trim().to_owned()),
-            _ => {}
-        }
-    }
-    disable.sort();
-    let add = profile.users.iter().filter(|u| !existing.contains(&u.name)).map(|u| u.name.clone()).collect();
-    Ok((add, disable))
-}
-
-/// The users hardstack made whose logins the profile no longer has, disabled or not.
-async fn removed_users(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<Vec<String>> {
-    let sql = "SELECT rolname FROM pg_roles r JOIN pg_shdescription d ON d.objoid = r.oid \
-               AND d.classoid = 'pg_authid'::regclass WHERE d.description = 'hardstack login';";
-    let output = postgres_sql(engine, spec, sql).await.context("reading the server's roles")?;
-    let mut users: Vec<String> = output
-        .lines()
-        .map(|login| login.trim())
-        .filter(|login| !login.is_empty())
-        .map(|login| login.strip_suffix("_alt").unwrap_or(login).to_owned())
-        .filter(|user| !profile.users.iter().any(|u| u.name == *user))
-        .collect();
-    users.sort();
-    users.dedup();
-    Ok(users)
-}
-
-/// Drops what removed users had: their databases (with any session on them), everything their
-/// roles own or were granted, and the roles.
-async fn prune_users(engine: &Engine, spec: &ContainerSpec, users: &[String]) -> anyhow::Result<()> {
-    for user in users {
-        anyhow::ensure!(user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "unexpected role name {user}");
-        let (owner, alternate) = (layout::owner_role(user), layout::alternate_login(user));
-        let sql = format!(
-            "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database \
-             WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = '{owner}')\\gexec\n\
-             SELECT format('DROP OWNED BY %I', rolname) FROM pg_roles WHERE rolname IN ('{user}', '{alternate}', '{owner}')\\gexec\n\
-             DROP ROLE IF EXISTS {user}, {alternate}, {owner};"
-        );
-        postgres_sql(engine, spec, &sql).await.with_context(|| format!("pruning user {user}"))?;
-    }
-    Ok(())
+/// What the changed files of a service take, as each service's module finds it.
+#[derive(Default)]
+struct Found {
+    /// What a reload applies (PostgreSQL).
+    reload: Vec<String>,
+    /// Why a restart is needed.
+    restart: Vec<String>,
+    /// Live commands and SQL.
+    actions: Vec<Action>,
 }
 
 /// Settings of a config file, last value of each key.
-fn settings(text: &[u8], parse: fn(&str) -> Vec<(usize, String, String)>) -> BTreeMap<String, String> {
+pub(super) fn settings(text: &[u8], parse: fn(&str) -> Vec<(usize, String, String)>) -> BTreeMap<String, String> {
     parse(&String::from_utf8_lossy(text)).into_iter().map(|(_, key, value)| (key, value)).collect()
 }
 
 /// The keys whose value differs between two versions of a config file (added and removed too).
-fn changed_settings(before: &[u8], after: &[u8], parse: fn(&str) -> Vec<(usize, String, String)>) -> Vec<String> {
+pub(super) fn changed_settings(
+    before: &[u8],
+    after: &[u8],
+    parse: fn(&str) -> Vec<(usize, String, String)>,
+) -> Vec<String> {
     let (before, after) = (settings(before, parse), settings(after, parse));
     let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     keys.into_iter().filter(|k| before.get(*k) != after.get(*k)).cloned().collect()
-}
-
-/// Runs a SQL file of the container (the delivered init SQL: its verifiers stay out of any
-/// command line) as PostgreSQL's superuser over the container's socket.
-async fn run_postgres_file(engine: &Engine, spec: &ContainerSpec, path: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(!path.contains('\''), "unexpected path {path}");
-    postgres_psql(engine, spec, &format!("-f '{path}'")).await
-}
-
-/// Runs SQL as PostgreSQL's superuser over the container's socket (its password is a file in
-/// the container; it never leaves it) and returns psql's unaligned output.
-pub async fn postgres_sql(engine: &Engine, spec: &ContainerSpec, sql: &str) -> anyhow::Result<String> {
-    postgres_psql(engine, spec, &format!("-f - <<'HARDSTACK_SQL'\n{sql}\nHARDSTACK_SQL")).await
-}
-
-/// psql as the superuser in the container with `arguments` (its password read from the
-/// delivered file inside the container, never on a command line).
-async fn postgres_psql(engine: &Engine, spec: &ContainerSpec, arguments: &str) -> anyhow::Result<String> {
-    let password = spec
-        .deliveries
-        .iter()
-        .find(|d| d.file == StackFile::SuperuserPassword)
-        .context("PostgreSQL receives its superuser's password")?
-        .container_path(spec);
-    let script = format!(
-        "PGPASSWORD=\"$(cat {password})\" psql -X -q -v ON_ERROR_STOP=1 -tA -h /var/run/postgresql -U {} -d postgres {arguments}",
-        layout::POSTGRES_SUPERUSER
-    );
-    let command = vec!["/bin/sh".into(), "-c".into(), script];
-    let ran = engine.exec(&spec.name, &spec.user, command).await?;
-    anyhow::ensure!(ran.code == 0, "psql in {} exited {}: {}", spec.name, ran.code, ran.output.trim());
-    Ok(ran.output)
-}
-
-/// The context of each PostgreSQL setting named (`postmaster`, `sighup`, `user`...).
-async fn postgres_contexts(
-    engine: &Engine,
-    spec: &ContainerSpec,
-    keys: &[String],
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let names: Vec<String> = keys
-        .iter()
-        .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .map(|k| format!("'{k}'"))
-        .collect();
-    if names.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let sql = format!("SELECT name || '|' || context FROM pg_settings WHERE name IN ({});", names.join(", "));
-    let output = postgres_sql(engine, spec, &sql).await.context("reading the settings' contexts")?;
-    Ok(output
-        .lines()
-        .filter_map(|line| line.split_once('|'))
-        .map(|(name, context)| (name.to_owned(), context.trim().to_owned()))
-        .collect())
 }
 
 /// Carries a plan out on a service that exists (creation is `up`'s). Returns when the actions
@@ -575,12 +381,6 @@ pub async fn apply(
 ) -> anyhow::Result<ServicePlan> {
     let mut done = plan.clone();
     let mut fallback = Vec::new();
-    let redis = || async {
-        let password = redis_admin.context("the Redis admin password is needed for a live change")?.clone();
-        let target = crate::probe::login_target(profile, dir, Service::Redis, layout::ADMIN, password, "")?
-            .context("Redis is not published, so a live change cannot reach it from here")?;
-        crate::probe::redis_connection(&target).await.context("logging in to Redis as admin")
-    };
     for action in &plan.actions {
         match action {
             // The files and the record the plan read: nothing is read twice.
@@ -592,31 +392,21 @@ pub async fn apply(
             Action::UpdateLimits { .. } => {
                 engine.update_limits(&spec.name, spec.memory_bytes, spec.nano_cpus, spec.pids).await?
             }
-            Action::Reload { .. } => reload_postgres(engine, spec).await?,
-            Action::ConfigSet { key, value } => {
-                let set = async {
-                    let mut connection = redis().await?;
-                    let mut command = ::redis::cmd("CONFIG");
-                    command.arg("SET").arg(key).arg(value);
-                    anyhow::Ok(command.query_async::<()>(&mut connection).await?)
-                };
-                if let Err(err) = set.await {
+            Action::Reload { .. } => postgres::reload(engine, spec).await?,
+            Action::ConfigSet { key, .. } => {
+                if let Err(err) = redis::live(profile, dir, redis_admin, action).await {
                     fallback.push(format!("CONFIG SET {key} failed ({err:#})"));
                 }
             }
             Action::AclLoad { .. } => {
-                let load = async {
-                    let mut connection = redis().await?;
-                    anyhow::Ok(::redis::cmd("ACL").arg("LOAD").query_async::<()>(&mut connection).await?)
-                };
-                if let Err(err) = load.await {
+                if let Err(err) = redis::live(profile, dir, redis_admin, action).await {
                     fallback.push(format!("ACL LOAD failed ({err:#})"));
                 }
             }
             Action::ApplySql { file, .. } => {
-                run_postgres_file(engine, spec, file).await.context("applying the init SQL")?;
+                crate::superuser::run_file(engine, spec, file).await.context("applying the init SQL")?;
             }
-            Action::Prune { users } => prune_users(engine, spec, users).await?,
+            Action::Prune { users } => postgres::prune_users(engine, spec, users).await?,
             Action::Restart { .. } => {}
         }
     }
@@ -630,17 +420,4 @@ pub async fn apply(
         engine.restart(&spec.name).await?;
     }
     Ok(done)
-}
-
-/// `pg_reload_conf()`, then the settings file's errors and what still waits for a restart.
-async fn reload_postgres(engine: &Engine, spec: &ContainerSpec) -> anyhow::Result<()> {
-    postgres_sql(engine, spec, "SELECT pg_reload_conf();").await.context("reloading PostgreSQL's configuration")?;
-    let errors = postgres_sql(
-        engine,
-        spec,
-        "SELECT sourcefile || ':' || sourceline || ': ' || coalesce(name, '') || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL AND error <> 'setting could not be applied';",
-    )
-    .await?;
-    anyhow::ensure!(errors.trim().is_empty(), "PostgreSQL did not take its configuration: {}", errors.trim());
-    Ok(())
 }
