@@ -271,3 +271,33 @@ fn no_source_file_is_over_700_lines() {
         .collect();
     assert_none("a source file over 700 lines (split it by concern)", long);
 }
+
+#[test]
+fn every_test_architecture_names_exists() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let architecture = std::fs::read_to_string(manifest.join("ARCHITECTURE.md")).unwrap();
+    let mut files = Vec::new();
+    collect(&manifest.join("src"), &mut files);
+    collect(&manifest.join("tests"), &mut files);
+    let code: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n");
+    // Names in backticks within the invariants' italic test lists: `module::name` or
+    // `module::tests::name`; the last segment is the test function.
+    let mut missing = Vec::new();
+    let mut named = 0;
+    for part in architecture.split('`').skip(1).step_by(2) {
+        let words: Vec<&str> = part.split("::").collect();
+        let Some(name) = words.last() else { continue };
+        let is_test_name = words.len() >= 2
+            && name.contains('_')
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !is_test_name {
+            continue;
+        }
+        named += 1;
+        if !code.contains(&format!("fn {name}(")) {
+            missing.push(part.to_owned());
+        }
+    }
+    assert!(named > 30, "ARCHITECTURE.md names {named} tests; the reading is broken");
+    assert_none("a test ARCHITECTURE.md names does not exist", missing);
+}
