@@ -26,6 +26,7 @@ pub mod lock;
 pub mod stackdir;
 pub mod superuser;
 
+pub mod preflight;
 pub mod probe;
 pub mod runtime;
 

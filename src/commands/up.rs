@@ -1,7 +1,6 @@
 //! `hardstack up`: init if needed, pre-flight (engine, ports, images), then every service in
 //! parallel: volumes, file delivery, container, start, and a wait until it is usable.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use crate::converge;
 use crate::error::EnvironmentError;
 use crate::layout;
 use crate::output::{Format, Output, Progress};
+use crate::preflight;
 use crate::probe::{self, Target};
 use crate::profile::Profile;
 use crate::profile::Service;
@@ -89,22 +89,26 @@ pub async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs)
             if !engine.has_image(&spec.image).await {
                 progress.stage(spec.service.name(), &format!("pulling {}", spec.image));
             }
-            images.push(image_for(&engine, &profile, spec).await?);
+            let source = preflight::image(&engine, &profile, spec, true).await;
+            images.push(source.map_err(|err| EnvironmentError(format!("{err:#}")))?);
         }
         anyhow::Ok(images)
     };
-    let ((), (), images) =
-        tokio::try_join!(preflight_ports(&engine, &profile, &specs), preflight_cpus(&engine, &specs), images)?;
-    for (spec, image) in specs.iter_mut().zip(images) {
-        if image != spec.image {
+    let checks = async { anyhow::Ok(preflight::for_up(&engine, &profile, &specs).await) };
+    let (checks, images) = tokio::try_join!(checks, images)?;
+    stop_at_a_failure(&checks)?;
+    for (spec, source) in specs.iter_mut().zip(images) {
+        if let preflight::ImageSource::Local(image) = source {
             output.line(format!(
                 "{}: image {} is missing and cannot be pulled; using {image}, built by images/build.sh",
                 spec.service, spec.image
             ));
-            spec.image = image;
+            spec.image = image.to_owned();
         }
     }
-    preflight_pgaudit(&engine, &profile, &specs).await?;
+    if let Some(spec) = specs.iter().find(|s| s.service == Service::Postgres) {
+        stop_at_a_failure(&[preflight::pgaudit(&engine, &profile, &spec.image).await])?;
+    }
     let names = containers::stack_names(&profile);
     // The network is made while the services make their volumes and deliver their files; each
     // awaits it only to create its container.
@@ -224,122 +228,13 @@ async fn verify(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Re
     Ok((vantage, checks))
 }
 
-/// Every published port must be free, or held by this stack's own container.
-async fn preflight_ports(engine: &Engine, profile: &Profile, specs: &[ContainerSpec]) -> anyhow::Result<()> {
-    for spec in specs {
-        let Some((address, port)) = &spec.publish else { continue };
-        if let Some(info) = engine.inspect(&spec.name).await? {
-            let ours = info.config.and_then(|c| c.labels).and_then(|l| l.get(containers::STACK_LABEL).cloned());
-            if ours.as_deref() == Some(profile.stack.name.as_str()) {
-                continue;
-            }
-        }
-        let ip: IpAddr = address.parse().context("the bind address is an IP address")?;
-        if TcpListener::bind(SocketAddr::new(ip, *port)).is_err() {
-            let holder = match engine.container_publishing(*port).await {
-                Some(container) => format!("container {container}"),
-                None => process_listening(*port).unwrap_or_else(|| "another process".into()),
-            };
-            return Err(EnvironmentError(format!(
-                "port {port} on {address} is taken by {holder}; set network.ports.{} to a free port (--set network.ports.{}=N) or stop it",
-                spec.service, spec.service
-            ))
-            .into());
-        }
+/// The first failed pre-flight check as an environment failure (exit 2): its reason says what
+/// to do.
+fn stop_at_a_failure(checks: &[Check]) -> anyhow::Result<()> {
+    match checks.iter().find(|c| c.verdict == report::Verdict::Fail) {
+        Some(check) => Err(EnvironmentError(check.reason.clone()).into()),
+        None => Ok(()),
     }
-    Ok(())
-}
-
-/// The image a service runs: the profile's, present or pulled; else the matching local image
-/// images/build.sh makes, when it is there. Otherwise an error that names the service, the image
-/// and the two ways out.
-async fn image_for(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<String> {
-    let pulled = match engine.ensure_image(&spec.image).await {
-        Ok(_) => return Ok(spec.image.clone()),
-        Err(err) => err,
-    };
-    let local = containers::local_image(spec.service);
-    if local != spec.image && engine.has_image(local).await {
-        return Ok(local.to_owned());
-    }
-    let others: Vec<&str> = layout::services(profile).filter(|s| *s != spec.service).map(|s| s.name()).collect();
-    let build = match spec.service {
-        Service::Qdrant => "images/build.sh --qdrant-binary PATH (a Qdrant release binary you have)".to_owned(),
-        _ => "images/build.sh".to_owned(),
-    };
-    let leave_out = if others.is_empty() {
-        "or run another service".to_owned()
-    } else {
-        format!("or leave {} out: --services {}", spec.service, others.join(","))
-    };
-    Err(EnvironmentError(format!(
-        "service {}: image {} is missing and cannot be pulled ({pulled:#}); build {local} with {build}, {leave_out}",
-        spec.service, spec.image
-    ))
-    .into())
-}
-
-/// A profile that enables pgAudit needs a PostgreSQL image that carries it (labelled so):
-/// PostgreSQL would not start otherwise.
-async fn preflight_pgaudit(engine: &Engine, profile: &Profile, specs: &[ContainerSpec]) -> anyhow::Result<()> {
-    let Some(spec) = specs.iter().find(|s| s.service == Service::Postgres) else { return Ok(()) };
-    if profile.postgres.pgaudit && engine.image_label(&spec.image, "hardstack.pgaudit").await.is_none() {
-        return Err(EnvironmentError(format!(
-            "profile {} enables pgAudit (postgres.pgaudit = true) but image {} does not carry it (no hardstack.pgaudit label); build the local image with images/build.sh, label an image that has pgaudit, or set postgres.pgaudit=false",
-            profile.name, spec.image
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-/// The engine refuses a CPU limit above its CPU count: say so before creating anything.
-async fn preflight_cpus(engine: &Engine, specs: &[ContainerSpec]) -> anyhow::Result<()> {
-    let cpus = engine.cpus().await?;
-    for spec in specs {
-        if cpus > 0 && spec.nano_cpus > cpus * 1_000_000_000 {
-            return Err(EnvironmentError(format!(
-                "resources.{}.cpus is {} but the engine has {cpus} CPUs; lower it (--set resources.{}.cpus={cpus})",
-                spec.service,
-                spec.nano_cpus as f64 / 1e9,
-                spec.service
-            ))
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// The process listening on a TCP port, from /proc (Linux; best effort).
-fn process_listening(port: u16) -> Option<String> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port =
-                fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port) && fields.get(3) == Some(&"0A") {
-                inodes.push(format!("socket:[{}]", fields.get(9)?));
-            }
-        }
-    }
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let pid = entry.file_name().into_string().ok()?;
-        if !pid.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-        for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path())
-                && inodes.iter().any(|i| link.to_str() == Some(i))
-            {
-                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                return Some(format!("process {} (pid {pid})", comm.trim()));
-            }
-        }
-    }
-    None
 }
 
 /// What the services' bring-ups share.
