@@ -87,6 +87,14 @@ impl Engine {
         let Some(owner) = &self.owner else { return Ok(()) };
         let refuse = |kind: &'static str, name: &str, labels: Option<&HashMap<String, String>>| {
             let other = labels.and_then(|l| l.get(DIR_LABEL)).cloned();
+            // This very directory made it, under an identity its identity.json no longer holds.
+            if other.as_deref() == Some(owner.dir.as_str()) {
+                let id = labels.and_then(|l| l.get(ID_LABEL)).cloned().unwrap_or_default();
+                return anyhow::anyhow!(
+                    "{kind} {name} was made from this directory ({}) under the identity {id}, which its identity.json no longer holds: restore identity.json (its \"id\" is {id}) and run this again",
+                    owner.dir
+                );
+            }
             let whose = match (&other, labels.is_some_and(|l| l.contains_key(STACK_LABEL))) {
                 (Some(dir), _) => format!("it belongs to the stack of directory {dir}"),
                 (None, true) => "it was made by an earlier hardstack for another directory".to_owned(),

@@ -76,6 +76,19 @@ fn a_second_directory_with_the_same_stack_name_never_touches_the_first() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let check = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "doctor.identity").unwrap().clone();
     assert_eq!(check["verdict"], "fail", "{check}");
+    // A directory whose identity.json was lost does not take its own objects for another's: it
+    // says which identity to restore.
+    let identity_file = first.sandbox.stack().join("identity.json");
+    std::fs::rename(&identity_file, first.sandbox.root().join("identity.json.saved")).unwrap();
+    let out = first.cmd("status", &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let expected = format!(
+        "which its identity.json no longer holds: restore identity.json (its \"id\" is {}",
+        identity["id"].as_str().unwrap()
+    );
+    assert!(text(&out).contains(&expected), "{}", text(&out));
+    std::fs::rename(first.sandbox.root().join("identity.json.saved"), &identity_file).unwrap();
+    assert_verified(&first, "identity.json restored");
     std::mem::forget(second); // Its drop would clean up by the (shared) name: the first's does.
 }
 
