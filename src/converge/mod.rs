@@ -313,9 +313,10 @@ async fn server_actions(
 ) -> anyhow::Result<Vec<Action>> {
     let mut found = Found::default();
     for (delivery, content) in changed {
+        let change = Change { engine, profile, spec, delivery, content };
         match spec.service {
-            Service::Postgres => postgres::file_actions(engine, profile, spec, delivery, content, &mut found).await?,
-            Service::Redis => redis::file_actions(engine, profile, spec, delivery, content, &mut found).await?,
+            Service::Postgres => postgres::file_actions(&change, &mut found).await?,
+            Service::Redis => redis::file_actions(&change, &mut found).await?,
             Service::Qdrant => {
                 if delivery.reach == Reach::Restart {
                     found.restart.push(format!("{} (read at start)", delivery.path));
@@ -337,6 +338,16 @@ async fn server_actions(
         actions.push(Action::Restart { why: restart });
     }
     Ok(actions)
+}
+
+/// One changed file of a service, with what it takes to judge it.
+struct Change<'a> {
+    engine: &'a Engine,
+    profile: &'a Profile,
+    spec: &'a ContainerSpec,
+    delivery: &'a Delivery,
+    /// The new content.
+    content: &'a [u8],
 }
 
 /// What the changed files of a service take, as each service's module finds it.

@@ -6,22 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 
-use super::{Action, Found, changed_settings};
-use crate::containers::{ContainerSpec, Delivery};
+use super::{Action, Change, Found, changed_settings};
+use crate::containers::ContainerSpec;
 use crate::layout::{self, Reach, StackFile};
 use crate::profile::Profile;
 use crate::runtime::Engine;
 use crate::superuser;
 
 /// What one changed file takes.
-pub(super) async fn file_actions(
-    engine: &Engine,
-    profile: &Profile,
-    spec: &ContainerSpec,
-    delivery: &Delivery,
-    content: &[u8],
-    found: &mut Found,
-) -> anyhow::Result<()> {
+pub(super) async fn file_actions(change: &Change<'_>, found: &mut Found) -> anyhow::Result<()> {
+    let Change { engine, profile, spec, delivery, content } = *change;
     let name = delivery.path.clone();
     match &delivery.file {
         StackFile::InitSql => {

@@ -7,11 +7,9 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 
-use super::{Action, Found, changed_settings, settings};
-use crate::containers::{ContainerSpec, Delivery};
+use super::{Action, Change, Found, changed_settings, settings};
 use crate::layout::{self, Reach, StackFile};
 use crate::profile::{Profile, Service};
-use crate::runtime::Engine;
 use crate::secrets::Secret;
 use crate::stackdir::StackDir;
 
@@ -38,14 +36,8 @@ const REDIS_IMMUTABLE: &[&str] = &[
 ];
 
 /// What one changed file takes.
-pub(super) async fn file_actions(
-    engine: &Engine,
-    profile: &Profile,
-    spec: &ContainerSpec,
-    delivery: &Delivery,
-    content: &[u8],
-    found: &mut Found,
-) -> anyhow::Result<()> {
+pub(super) async fn file_actions(change: &Change<'_>, found: &mut Found) -> anyhow::Result<()> {
+    let Change { engine, profile, spec, delivery, content } = *change;
     // Redis's live commands go over the network as admin: only where hardstack reaches it.
     let reachable = crate::endpoint::host_address(profile, Service::Redis).is_some();
     let name = delivery.path.clone();
