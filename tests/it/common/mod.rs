@@ -291,7 +291,7 @@ impl Drop for DockerStack {
     fn drop(&mut self) {
         let filter = format!("label=hardstack.stack={}", self.name);
         let sh = format!(
-            "docker ps -aq --filter {filter} | xargs -r docker rm -f >/dev/null; \
+            "docker ps -aq --filter {filter} | xargs -r docker rm -f -v >/dev/null; \
              docker network ls -q --filter {filter} | xargs -r docker network rm >/dev/null; \
              docker volume ls -q --filter {filter} | xargs -r docker volume rm -f >/dev/null"
         );
