@@ -36,17 +36,17 @@ pub struct Resolved {
     pub files: Vec<PlannedFile>,
 }
 
-/// The path of a template's recorded copy.
-fn copy_path(name: &str) -> String {
-    StackFile::Template(name.to_owned()).path()
-}
-
 impl Inputs {
     /// The recorded inputs, empty when the directory records none.
     pub fn read(dir: &StackDir) -> anyhow::Result<Inputs> {
+        Ok(Inputs::recorded(dir)?.unwrap_or_default())
+    }
+
+    /// The recorded inputs, `None` without inputs.json.
+    fn recorded(dir: &StackDir) -> anyhow::Result<Option<Inputs>> {
         match dir.read(&StackFile::Inputs.path())? {
-            None => Ok(Inputs::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
                 format!(
                     "reading {}: it is damaged; run `hardstack up --templates DIR` to record the templates again",
                     dir.file(&StackFile::Inputs).display()
@@ -61,7 +61,9 @@ impl Inputs {
 /// recorded template whose copy changed since it was recorded is an error that says how to
 /// record it on purpose.
 pub fn resolve(dir: &StackDir, templates: Option<&Path>, accept: Option<&[String]>) -> anyhow::Result<Resolved> {
-    let recorded = Inputs::read(dir)?;
+    let recorded = Inputs::recorded(dir)?;
+    let recorded_file = recorded.is_some();
+    let recorded = recorded.unwrap_or_default();
     let mut sources = BTreeMap::new();
     let templates_from = match templates {
         Some(from) => {
@@ -78,7 +80,7 @@ pub fn resolve(dir: &StackDir, templates: Option<&Path>, accept: Option<&[String
         }
         None => {
             for (name, hash) in &recorded.templates {
-                let path = dir.path(&copy_path(name));
+                let path = dir.file(&StackFile::Template(name.clone()));
                 let text = std::fs::read_to_string(&path).with_context(|| {
                     format!("reading {}, the template this stack was rendered with; run `hardstack up --templates DIR` to record templates again", path.display())
                 })?;
@@ -110,7 +112,7 @@ pub fn resolve(dir: &StackDir, templates: Option<&Path>, accept: Option<&[String
     };
     let tera = crate::render::templates_with(&sources)?;
     let mut files = Vec::new();
-    if inputs != Inputs::default() || dir.read(&StackFile::Inputs.path())?.is_some() {
+    if inputs != Inputs::default() || recorded_file {
         let mut json = serde_json::to_vec_pretty(&inputs).expect("inputs serialize");
         json.push(b'\n');
         files.push(PlannedFile {
@@ -120,11 +122,8 @@ pub fn resolve(dir: &StackDir, templates: Option<&Path>, accept: Option<&[String
         });
     }
     for (name, text) in &sources {
-        files.push(PlannedFile {
-            path: copy_path(name),
-            content: text.clone().into_bytes(),
-            mode: StackFile::Inputs.mode().bits(),
-        });
+        let file = StackFile::Template(name.clone());
+        files.push(PlannedFile { path: file.path(), content: text.clone().into_bytes(), mode: file.mode().bits() });
     }
     Ok(Resolved { inputs, tera, files })
 }

@@ -102,7 +102,7 @@ pub async fn restore_into(
     backup::restore::fill(engine, profile, dir, &store, source).await?;
     // One JSON document per command: up's stays unprinted.
     let up_output = Output { quiet: output.quiet || output.format == Format::Json, ..*output };
-    let code = super::up::up(&up_output, profile.clone(), dir.clone(), up).await?;
+    let code = super::up::up(&up_output, engine.clone(), profile.clone(), dir.clone(), up).await?;
     backup::restore::upload_snapshots(profile, dir, &store, source.set, manifest).await?;
     Ok(code)
 }

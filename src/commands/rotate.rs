@@ -112,23 +112,37 @@ pub async fn finish_in_progress(
     engine: &runtime::Engine,
 ) -> anyhow::Result<Vec<String>> {
     let store = Store::open(profile, dir).await?;
-    let before = store.versions(profile).await?;
     let stop = AtomicBool::new(false);
     let context = rotate::Context { profile, dir, store: &store, engine, stop: &stop };
-    let finished = finish(output, &context).await?;
-    if !finished.is_empty() {
-        rerender(engine, profile, dir, &before).await?;
+    let pending = in_progress(&context).await?;
+    if pending.is_empty() {
+        return Ok(Vec::new());
     }
+    let before = store.versions(profile).await?;
+    let finished = finish(output, &context, pending).await?;
+    rerender(engine, profile, dir, &before).await?;
     Ok(finished.into_iter().map(|(name, _)| name).collect())
 }
 
-/// The rotations in progress, each run to its end (SIGTERM stops between steps).
-async fn finish(output: &Output, context: &rotate::Context<'_>) -> anyhow::Result<Vec<(String, Outcome)>> {
-    let mut finished = Vec::new();
+/// The credentials whose rotation a run left in progress.
+async fn in_progress(context: &rotate::Context<'_>) -> anyhow::Result<Vec<rotate::Credential>> {
+    let mut pending = Vec::new();
     for credential in rotate::credentials(context.profile) {
-        if !rotate::in_progress(context, &credential).await? {
-            continue;
+        if rotate::in_progress(context, &credential).await? {
+            pending.push(credential);
         }
+    }
+    Ok(pending)
+}
+
+/// Runs each of these rotations to its end (SIGTERM stops between steps).
+async fn finish(
+    output: &Output,
+    context: &rotate::Context<'_>,
+    pending: Vec<rotate::Credential>,
+) -> anyhow::Result<Vec<(String, Outcome)>> {
+    let mut finished = Vec::new();
+    for credential in pending {
         let name = credential.name();
         let outcome = rotate::rotate(context, &credential, None).await.with_context(|| {
             format!("finishing the rotation of {name} left in progress; it stopped at a resumable step: run `hardstack rotate` again")
@@ -171,7 +185,7 @@ async fn pass(
     let context = rotate::Context { profile, dir, store: &store, engine, stop };
     let mut report = Vec::new();
     let mut verify_failed = false;
-    let finished = finish(output, &context).await?;
+    let finished = finish(output, &context, in_progress(&context).await?).await?;
     let resumed = !finished.is_empty();
     for (name, outcome) in finished {
         report.push(json!({"credential": name, "outcome": outcome, "resumed": true}));

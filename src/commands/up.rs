@@ -60,13 +60,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     // objects before anything is written into it.
     let profile = crate::settings::resolve_profile(global)?.profile;
     let _lock = super::lock(global, "up")?;
-    super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
+    let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
     let resolved =
         init::ensure(global, given(args.templates.as_deref(), args.accept.as_deref()), args.force, true, &init_output)
             .await?;
-    up(&output, resolved.profile, StackDir::new(&global.dir), args).await
+    up(&output, engine, resolved.profile, StackDir::new(&global.dir), args).await
 }
 
 /// The render inputs the command line gave.
@@ -74,10 +74,17 @@ fn given<'a>(templates: Option<&'a std::path::Path>, accept: Option<&'a [String]
     crate::bundle::Given { templates, accept }
 }
 
-pub async fn up(output: &Output, profile: Profile, dir: StackDir, args: &UpArgs) -> anyhow::Result<ExitCode> {
+/// Brings the stack of `dir` up with `engine`, acting for that directory (`engine_for`, whose
+/// claim check the caller made).
+pub async fn up(
+    output: &Output,
+    engine: Engine,
+    profile: Profile,
+    dir: StackDir,
+    args: &UpArgs,
+) -> anyhow::Result<ExitCode> {
     let timeout = args.timeout;
     let started = Instant::now();
-    let engine = super::engine_for(&dir, &profile, true).await?;
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
     let mut specs = containers::container_specs(&profile);
     let names: Vec<&str> = specs.iter().map(|s| s.service.name()).collect();
