@@ -68,12 +68,12 @@ pub fn resolve(dir: &StackDir, templates: Option<&Path>, accept: Option<&[String
     let templates_from = match templates {
         Some(from) => {
             anyhow::ensure!(from.is_dir(), "--templates {}: no such directory", from.display());
-            for (name, _) in crate::render::TEMPLATES {
+            for (name, _) in crate::render::templates() {
                 let path = from.join(name);
                 if path.exists() {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading template {}", path.display()))?;
-                    sources.insert((*name).to_owned(), text);
+                    sources.insert(name.to_owned(), text);
                 }
             }
             Some(std::path::absolute(from).unwrap_or_else(|_| from.to_owned()).display().to_string())

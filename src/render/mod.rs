@@ -12,36 +12,35 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::containers::{self, ContainerSpec};
-use crate::layout::{self, StackFile};
+use crate::layout::{self, Source, StackFile};
 use crate::profile::{Profile, RedisRole, Service, TlsVersion};
 use crate::secrets::{self, Secret};
 
-pub const POSTGRESQL_CONF: &str = "postgres/postgresql.conf.tera";
-pub const PG_HBA_CONF: &str = "postgres/pg_hba.conf.tera";
-pub const PG_IDENT_CONF: &str = "postgres/pg_ident.conf.tera";
-pub const POSTGRES_INIT_SQL: &str = "postgres/init.sql.tera";
-pub const REDIS_CONF: &str = "redis/redis.conf.tera";
-pub const USERS_ACL: &str = "redis/users.acl.tera";
-pub const QDRANT_CONFIG: &str = "qdrant/config.yaml.tera";
-pub const DOCKER_COMPOSE: &str = "docker-compose.yml.tera";
-pub const CONNECTIONS: &str = "connections.json.tera";
 pub const SYSTEMD_SERVICE: &str = "systemd/hardstack-job.service.tera";
 pub const SYSTEMD_TIMER: &str = "systemd/hardstack-job.timer.tera";
 
-/// Every template, with its embedded text.
-pub const TEMPLATES: &[(&str, &str)] = &[
-    (POSTGRESQL_CONF, include_str!("../../templates/postgres/postgresql.conf.tera")),
-    (PG_HBA_CONF, include_str!("../../templates/postgres/pg_hba.conf.tera")),
-    (PG_IDENT_CONF, include_str!("../../templates/postgres/pg_ident.conf.tera")),
-    (POSTGRES_INIT_SQL, include_str!("../../templates/postgres/init.sql.tera")),
-    (REDIS_CONF, include_str!("../../templates/redis/redis.conf.tera")),
-    (USERS_ACL, include_str!("../../templates/redis/users.acl.tera")),
-    (QDRANT_CONFIG, include_str!("../../templates/qdrant/config.yaml.tera")),
-    (DOCKER_COMPOSE, include_str!("../../templates/docker-compose.yml.tera")),
-    (CONNECTIONS, include_str!("../../templates/connections.json.tera")),
-    (SYSTEMD_SERVICE, include_str!("../../templates/systemd/hardstack-job.service.tera")),
-    (SYSTEMD_TIMER, include_str!("../../templates/systemd/hardstack-job.timer.tera")),
-];
+/// The templates embedded in the binary: every file under `templates/`, by its path there. The
+/// layout table names the template of each rendered file.
+static EMBEDDED: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+/// Every embedded template: its name and text.
+pub fn templates() -> impl Iterator<Item = (&'static str, &'static str)> {
+    fn walk(dir: &'static include_dir::Dir<'static>, into: &mut Vec<(&'static str, &'static str)>) {
+        for file in dir.files() {
+            let name = file.path().to_str().expect("template paths are UTF-8");
+            if name.ends_with(".tera") {
+                into.push((name, file.contents_utf8().expect("templates are UTF-8")));
+            }
+        }
+        for sub in dir.dirs() {
+            walk(sub, into);
+        }
+    }
+    let mut all = Vec::new();
+    walk(&EMBEDDED, &mut all);
+    all.sort();
+    all.into_iter()
+}
 
 /// One rendered file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +87,7 @@ impl Material {
 /// Loads templates: the embedded ones, each replaced by `DIR/<name>` when that file exists.
 pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<tera::Tera> {
     let mut replaced = BTreeMap::new();
-    for (name, _) in TEMPLATES {
+    for (name, _) in templates() {
         if let Some(path) = dir.map(|d| d.join(name)).filter(|p| p.exists()) {
             let text =
                 std::fs::read_to_string(&path).with_context(|| format!("reading template {}", path.display()))?;
@@ -102,9 +101,9 @@ pub fn load_templates(dir: Option<&Path>) -> anyhow::Result<tera::Tera> {
 pub fn templates_with(replaced: &BTreeMap<String, String>) -> anyhow::Result<tera::Tera> {
     let mut tera = tera::Tera::default();
     let mut sources = Vec::new();
-    for (name, text) in TEMPLATES {
-        let text = replaced.get(*name).cloned().unwrap_or_else(|| (*text).to_owned());
-        sources.push((*name, text));
+    for (name, text) in templates() {
+        let text = replaced.get(name).cloned().unwrap_or_else(|| text.to_owned());
+        sources.push((name, text));
     }
     tera.add_raw_templates(sources).map_err(|err| anyhow::anyhow!("{}", tera_chain(&err)))?;
     tera.register_filter("pad", pad);
@@ -138,33 +137,20 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
         tera.render(template, &ctx).map_err(|err| anyhow::anyhow!("rendering {template}: {}", tera_chain(&err)))
     };
     let mut files = Vec::new();
-    for file in layout::rendered(profile) {
-        let content = match &file {
-            StackFile::PostgresConf => render(POSTGRESQL_CONF)?,
-            StackFile::PgHba => render(PG_HBA_CONF)?,
-            StackFile::PgIdent => render(PG_IDENT_CONF)?,
-            StackFile::InitSql => render(POSTGRES_INIT_SQL)?,
-            StackFile::SuperuserPassword => password_file(material.value(layout::POSTGRES_SUPERUSER_SECRET)?),
-            StackFile::HealthPgpass => {
-                health_pgpass(material.value(&layout::login_secret(Service::Postgres, layout::HEALTH))?)
-            }
-            StackFile::RedisConf => render(REDIS_CONF)?,
-            StackFile::UsersAcl => render(USERS_ACL)?,
-            StackFile::RedisHealthPassword => {
-                password_file(material.value(&layout::login_secret(Service::Redis, layout::HEALTH))?)
-            }
-            StackFile::QdrantConfig => render(QDRANT_CONFIG)?,
-            StackFile::Compose => render(DOCKER_COMPOSE)?,
-            StackFile::Connections => {
-                let mut connections = render(CONNECTIONS)?;
-                if !connections.ends_with('\n') {
-                    connections.push('\n');
+    for entry in layout::rendered(profile) {
+        let content = match entry.source.expect("a rendered file has a source") {
+            Source::Template(template) => render(template)?,
+            Source::Json(template) => {
+                let mut document = render(template)?;
+                if !document.ends_with('\n') {
+                    document.push('\n');
                 }
-                connections
+                document
             }
-            other => unreachable!("{other:?} is not rendered from a template"),
+            Source::Password(secret) => password_file(material.value(&secret.name())?),
+            Source::Pgpass(secret) => health_pgpass(material.value(&secret.name())?),
         };
-        files.push(RenderedFile { path: file.path(), content, mode: file.mode().bits() });
+        files.push(RenderedFile { path: entry.path.into(), content, mode: entry.mode.bits() });
     }
     Ok(files)
 }

@@ -204,4 +204,31 @@ mod tests {
             ]
         );
     }
+
+    /// The config hashes of the shipped profiles' containers as hardstack 0.x made them before
+    /// the spec carried its posture (d3af4a2): a container whose hash changes is recreated by
+    /// the next `up`, so an upgrade that changes one recreates every running stack's server.
+    #[test]
+    fn config_hashes_of_the_shipped_profiles_are_those_earlier_versions_labelled() {
+        let pinned = [
+            ("dev", "postgres", "39e569614154f48d3ee6a75b7cfe9fdb928ee1a9edf6a74350dbe2e6b0e40fc8"),
+            ("dev", "redis", "c083175bfd0bafe9a0b6c0f490adec8f4c1bddc368aa037642d8530bfa32137f"),
+            ("dev", "qdrant", "a38d0136953fb33520636a50a3f017e888b8ebe1885fd2169efdf6526c24b9e2"),
+            ("test", "postgres", "2cdec7fc4215a7de3489bea2c2ac1d5e0f820b5527424e0d4d0fcf24002e6c6a"),
+            ("test", "redis", "3742176bdea56c80df3a6f6fde1846cc318ee3a294893c848258e781b009a0be"),
+            ("test", "qdrant", "cc404ebbd5d3a27ae51d3d991524b48a7c04eb525b9ec00efaeacf61beaacc2e"),
+            ("prod", "postgres", "dd5a9fec6cb97bc2eb2afad52bede483366ea82bac3829da21342f8fe6785be7"),
+            ("prod", "redis", "9f37d917fcfd294290053dda9d2466aba7f63749ec6555ace3c65aeae795a1bc"),
+            ("prod", "qdrant", "6295bbc47cd640348fbcbe8b5f73b1d839c24bf7f8bcb6cc7f47deeaf04b8a3d"),
+        ];
+        for (name, service, hash) in pinned {
+            let source = crate::profile::ProfileSource::Shipped(name.into());
+            let profile = crate::profile::load(&source, &[]).unwrap().profile;
+            let spec = crate::containers::container_specs(&profile)
+                .into_iter()
+                .find(|spec| spec.service.name() == service)
+                .unwrap();
+            assert_eq!(config_hash(&spec).unwrap(), hash, "{name}: {service}");
+        }
+    }
 }

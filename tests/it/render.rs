@@ -162,3 +162,25 @@ fn qdrant_config_names_the_same_two_keys_during_and_after_a_rotation() {
     assert_eq!(keys(&during), ("O".repeat(40).into(), "N".repeat(40).into()));
     assert_eq!(keys(&after), keys(&during));
 }
+
+/// Adding a file is one entry in the layout table plus its template: each template the table
+/// names is embedded, and each embedded template is the table's or a systemd unit's.
+#[test]
+fn every_embedded_template_is_named_by_the_layout_table_and_the_other_way_round() {
+    use hardstack::layout::{Source, TABLE};
+    let named: Vec<&str> = TABLE
+        .iter()
+        .filter_map(|entry| match entry.source? {
+            Source::Template(name) | Source::Json(name) => Some(name),
+            Source::Password(_) | Source::Pgpass(_) => None,
+        })
+        .chain([hardstack::render::SYSTEMD_SERVICE, hardstack::render::SYSTEMD_TIMER])
+        .collect();
+    let embedded: Vec<&str> = hardstack::render::templates().map(|(name, _)| name).collect();
+    for name in &named {
+        assert!(embedded.contains(name), "the layout table names {name}, which is not under templates/");
+    }
+    for name in &embedded {
+        assert!(named.contains(name), "templates/{name} is rendered for no file of the layout table");
+    }
+}

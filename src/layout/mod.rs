@@ -1,0 +1,385 @@
+//! The stack layout, in one place: every file of the stack directory with its mode, which
+//! service receives it and where, and how a change to it reaches a running server; the names
+//! of secrets and logins; and where a client reaches each service, from the host and inside
+//! the stack network.
+//!
+//! A leaf: it names things and computes nothing else, reads and writes nothing, and depends on
+//! the profile model only. No other module spells a path of the stack directory (the tidy test
+//! `only_layout_spells_stack_directory_paths` holds it to that).
+
+use crate::profile::{Profile, Service};
+
+/// The directory of the file secret store, relative to the stack directory.
+pub const SECRETS_DIR: &str = "secrets";
+
+/// Where PostgreSQL finds its delivered files (its config volume's mount point).
+pub const POSTGRES_DIR: &str = "/etc/hardstack";
+/// Where Redis finds its delivered files; writable, for ACL SAVE.
+pub const REDIS_DIR: &str = "/usr/local/etc/redis";
+/// Where Qdrant finds its delivered files.
+pub const QDRANT_DIR: &str = "/qdrant/hardstack";
+/// Where the PostgreSQL image runs its init scripts from (the initdb volume's mount point).
+pub const POSTGRES_INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
+
+/// The login every service has for hardstack's own administration (rotation, checks).
+pub const ADMIN: &str = "admin";
+/// The login of the containers' healthchecks: it may only connect and ping.
+pub const HEALTH: &str = "health";
+/// The login of `hardstack backup`: replication only in PostgreSQL (client certificate and
+/// password), the RDB transfer only in Redis.
+pub const BACKUP: &str = "backup";
+/// Logins that get a client certificate and a password besides the application users.
+pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH, BACKUP];
+/// PostgreSQL's superuser: local socket only, used by the image's init.
+pub const POSTGRES_SUPERUSER: &str = "postgres";
+
+/// The secret of PostgreSQL's superuser.
+pub const POSTGRES_SUPERUSER_SECRET: &str = "postgres/superuser";
+/// The secret of Qdrant's read-write API key.
+pub const QDRANT_API_KEY: &str = "qdrant/api-key";
+/// The secret of Qdrant's read-only API key.
+pub const QDRANT_READ_ONLY_API_KEY: &str = "qdrant/read-only-api-key";
+
+/// The secret holding the password of `login` on `service` (`postgres/app`, `redis/admin`).
+pub fn login_secret(service: Service, login: &str) -> String {
+    format!("{service}/{login}")
+}
+
+/// The secret an application user's Qdrant access uses; `None` without access.
+pub fn qdrant_key_secret(access: crate::profile::QdrantAccess) -> Option<&'static str> {
+    use crate::profile::QdrantAccess;
+    match access {
+        QdrantAccess::None => None,
+        QdrantAccess::ReadOnly => Some(QDRANT_READ_ONLY_API_KEY),
+        QdrantAccess::ReadWrite => Some(QDRANT_API_KEY),
+    }
+}
+
+/// The second PostgreSQL login of an application user; rotation alternates between the two.
+pub fn alternate_login(user: &str) -> String {
+    format!("{user}_alt")
+}
+
+/// The NOLOGIN role that owns an application user's objects; both of its logins act as it.
+pub fn owner_role(user: &str) -> String {
+    format!("{user}_owner")
+}
+
+/// Names of every secret a profile needs, with whether PostgreSQL stores it as a SCRAM
+/// verifier.
+pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
+    let mut names = Vec::new();
+    let logins = || SERVICE_LOGINS.iter().copied().chain(profile.users.iter().map(|u| u.name.as_str()));
+    if profile.runs(Service::Postgres) {
+        names.push((POSTGRES_SUPERUSER_SECRET.to_owned(), false));
+        names.extend(logins().map(|login| (login_secret(Service::Postgres, login), true)));
+    }
+    if profile.runs(Service::Redis) {
+        names.extend(logins().map(|login| (login_secret(Service::Redis, login), false)));
+    }
+    if profile.runs(Service::Qdrant) {
+        names.push((QDRANT_API_KEY.to_owned(), false));
+        names.push((QDRANT_READ_ONLY_API_KEY.to_owned(), false));
+    }
+    names
+}
+
+/// Every login that gets a client certificate, which is every PostgreSQL login hardstack
+/// manages: the service logins, then each application user and its alternate login
+/// (PostgreSQL's `clientcert=verify-full` wants CN = login role).
+pub fn client_logins(profile: &Profile) -> Vec<String> {
+    SERVICE_LOGINS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]))
+        .collect()
+}
+
+/// The DNS names of a service in a Kubernetes cluster (`init --target kubernetes`): its Service
+/// in the namespace, short and fully qualified.
+pub fn kubernetes_names(profile: &Profile, service: Service) -> Vec<String> {
+    let namespace = profile.kubernetes_namespace();
+    vec![format!("{service}.{namespace}.svc"), format!("{service}.{namespace}.svc.cluster.local")]
+}
+
+/// The backup directory: sets, the WAL archive and the restore-test record. Its place on the
+/// host is the profile's `backup.dir` (relative: under the stack directory).
+pub mod backups {
+    /// The WAL archive, beside the sets.
+    pub const ARCHIVE: &str = "wal";
+    /// A set is complete once this file exists: it is written last, atomically.
+    pub const SET_MANIFEST: &str = "manifest.json";
+    /// The last restore test's result.
+    pub const RESTORE_TEST: &str = "restore-test.json";
+    /// Held while a backup runs.
+    pub const LOCK: &str = ".lock";
+    /// The throwaway stack directory of `backup --test`.
+    pub const TEST_STACK: &str = ".restore-test";
+    /// Where PostgreSQL sees the archive.
+    pub const ARCHIVE_MOUNT: &str = "/var/lib/postgresql/archive";
+    /// A set's directory for one service's files.
+    pub fn service_dir(service: crate::profile::Service) -> &'static str {
+        service.name()
+    }
+}
+
+/// The permission bits a file of the stack directory must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 0600: keys, secrets and files that contain either.
+    Private,
+    /// 0644: certificates and configs without secrets.
+    Public,
+}
+
+impl Mode {
+    /// The permission bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Mode::Private => 0o600,
+            Mode::Public => 0o644,
+        }
+    }
+}
+
+/// How a change to a delivered file reaches the running server, once `up` (or rotation) has
+/// delivered it. No file needs a new container: `up` recreates one only when its spec changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// Read once, by initdb on an empty data directory (or by nothing that runs): delivered,
+    /// and nothing more to do.
+    Nothing,
+    /// The server reads it again on request: PostgreSQL on `pg_reload_conf()` (a setting whose
+    /// context is postmaster needs a restart, which `up` names), Redis's TLS files on
+    /// `CONFIG SET`, Qdrant's certificate by itself within `tls.cert_ttl`.
+    Reload,
+    /// Applied by commands to the running server (Redis `CONFIG SET` for redis.conf, `ACL LOAD`
+    /// for the ACL file), or read afresh at each use (the healthchecks' files).
+    Live,
+    /// Read at start only: the server restarts.
+    Restart,
+}
+
+/// The volume of a service a file is delivered into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volume {
+    /// The service's config volume, mounted at [`config_dir`].
+    Config,
+    /// PostgreSQL's init scripts, mounted at [`POSTGRES_INITDB_DIR`].
+    Initdb,
+}
+
+impl Volume {
+    /// The volume's short name for a service (`postgres-config`).
+    pub fn key(self, service: Service) -> String {
+        match self {
+            Volume::Config => format!("{service}-config"),
+            Volume::Initdb => format!("{service}-initdb"),
+        }
+    }
+
+    /// Where the volume is mounted in the service's container.
+    pub fn mount_point(self, service: Service) -> &'static str {
+        match self {
+            Volume::Config => config_dir(service),
+            Volume::Initdb => POSTGRES_INITDB_DIR,
+        }
+    }
+}
+
+/// Where a service's delivered files are, inside its container.
+pub fn config_dir(service: Service) -> &'static str {
+    match service {
+        Service::Postgres => POSTGRES_DIR,
+        Service::Redis => REDIS_DIR,
+        Service::Qdrant => QDRANT_DIR,
+    }
+}
+
+/// The Kubernetes target's directory, relative to the stack directory.
+pub const KUBERNETES_DIR: &str = "kubernetes";
+
+mod files;
+mod table;
+
+pub use files::{Job, KubeFile, StackFile, paths};
+pub use table::{Destination, Entry, SecretOf, Source, TABLE};
+
+/// The directory of a login's client certificate and key.
+pub fn client_dir(login: &str) -> String {
+    format!("certs/clients/{login}")
+}
+
+/// Where a rotation keeps a new file until the server presents it (`server.crt.pending`).
+pub fn pending(path: &str) -> String {
+    format!("{path}.pending")
+}
+
+/// The mode a path of the stack directory must have: the mode of the file it names, or of the
+/// file it is the pending replacement of. `None` for a path that is not hardstack's.
+pub fn expected_mode(path: &str) -> Option<Mode> {
+    let path = path.strip_suffix(".pending").unwrap_or(path);
+    StackFile::parse(path).map(|file| file.mode())
+}
+
+/// Every file the stack directory of a profile holds once `init` ran (without `--systemd`).
+/// The secrets are listed for the file store only.
+pub fn files(profile: &Profile) -> Vec<StackFile> {
+    let mut files = vec![StackFile::Profile, StackFile::Manifest, StackFile::CaCert, StackFile::CaKey];
+    for service in services(profile) {
+        files.push(StackFile::ServerCert(service));
+        files.push(StackFile::ServerKey(service));
+    }
+    for login in client_logins(profile) {
+        files.push(StackFile::ClientCert(login.clone()));
+        files.push(StackFile::ClientKey(login));
+    }
+    if profile.secrets.store == crate::profile::StoreKind::File {
+        files.extend(secret_names(profile).into_iter().map(|(name, _)| StackFile::Secret(name)));
+    }
+    files.extend(rendered(profile).map(|entry| entry.file.clone()));
+    files
+}
+
+/// The entries of the files rendered for a profile, in rendering order.
+pub fn rendered(profile: &Profile) -> impl Iterator<Item = &'static Entry> + '_ {
+    TABLE.iter().filter(|entry| entry.source.is_some() && entry.service.is_none_or(|s| profile.runs(s)))
+}
+
+/// The services a profile runs, in start order.
+pub fn services(profile: &Profile) -> impl Iterator<Item = Service> + '_ {
+    Service::ALL.into_iter().filter(|s| profile.runs(*s))
+}
+
+/// One file a service receives: which, into which volume and where, and how a change reaches
+/// the running server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub file: StackFile,
+    pub volume: Volume,
+    /// The path inside the volume.
+    pub path: &'static str,
+    pub reach: Reach,
+}
+
+impl Delivered {
+    /// The file's path inside the service's container.
+    pub fn container_path(&self, service: Service) -> String {
+        format!("{}/{}", self.volume.mount_point(service), self.path)
+    }
+}
+
+/// Every file a service receives, in delivery order: its files of the layout table, those of
+/// its config volume first, then the server's key pair and the CA, with the healthcheck's
+/// client certificate where servers require client certificates.
+pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
+    use Reach::{Live, Reload, Restart};
+    let mut files: Vec<Delivered> = TABLE
+        .iter()
+        .filter(|entry| entry.service == Some(service))
+        .filter_map(|entry| {
+            let Destination { volume, path, reach } = entry.destination?;
+            Some(Delivered { file: entry.file.clone(), volume, path, reach })
+        })
+        .collect();
+    files.sort_by_key(|delivered| delivered.volume != Volume::Config);
+    let config =
+        |file: StackFile, path: &'static str, reach: Reach| Delivered { file, volume: Volume::Config, path, reach };
+    // Qdrant re-reads its own certificate, but not the CA it verifies clients with.
+    let ca = if service == Service::Qdrant { Restart } else { Reload };
+    files.extend([
+        config(StackFile::ServerCert(service), "tls/server.crt", Reload),
+        config(StackFile::ServerKey(service), "tls/server.key", Reload),
+        config(StackFile::CaCert, "tls/ca.crt", ca),
+    ]);
+    if profile.mutual_tls() && service != Service::Qdrant {
+        // The healthcheck inside the container needs a client certificate too.
+        files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));
+        files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Live));
+    }
+    files
+}
+
+/// Where, in a service's config volume, `up` records the digest of every file it delivered,
+/// so a changed file is seen and delivered, whatever its reach.
+pub const DELIVERY_RECORD: &str = ".hardstack-delivered.json";
+
+/// The path inside a service's container of a file it receives.
+pub fn container_path(profile: &Profile, service: Service, file: &StackFile) -> Option<String> {
+    deliveries(profile, service).into_iter().find(|d| d.file == *file).map(|d| d.container_path(service))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{ProfileSource, load};
+
+    fn shipped(name: &str) -> Profile {
+        load(&ProfileSource::Shipped(name.into()), &[]).unwrap().profile
+    }
+
+    #[test]
+    fn every_path_parses_back_to_its_file() {
+        for name in ["dev", "test", "prod"] {
+            let profile = shipped(name);
+            let mut all = files(&profile);
+            for job in Job::ALL {
+                all.push(StackFile::SystemdService(job, profile.stack.name.clone()));
+                all.push(StackFile::SystemdTimer(job, profile.stack.name.clone()));
+            }
+            all.extend(KubeFile::all().map(StackFile::Kubernetes));
+            for file in all {
+                assert_eq!(StackFile::parse(&file.path()), Some(file.clone()), "{name}: {}", file.path());
+            }
+        }
+        assert_eq!(StackFile::parse("notes.txt"), None);
+        assert_eq!(StackFile::parse("certs/mysql/server.crt"), None);
+    }
+
+    #[test]
+    fn keys_secrets_and_files_holding_them_are_private() {
+        let profile = shipped("dev");
+        for file in files(&profile) {
+            let path = file.path();
+            let holds_secret = path.ends_with(".key")
+                || path.contains("secrets/")
+                || matches!(
+                    file,
+                    StackFile::UsersAcl | StackFile::QdrantConfig | StackFile::InitSql | StackFile::Manifest
+                );
+            assert_eq!(file.mode() == Mode::Private, holds_secret, "{path}");
+        }
+        assert_eq!(expected_mode("certs/postgres/server.key.pending"), Some(Mode::Private));
+        assert_eq!(expected_mode("certs/postgres/server.crt.pending"), Some(Mode::Public));
+    }
+
+    #[test]
+    fn every_delivered_file_is_a_file_of_the_stack() {
+        for name in ["dev", "test", "prod"] {
+            let profile = shipped(name);
+            let all = files(&profile);
+            for service in services(&profile) {
+                for delivered in deliveries(&profile, service) {
+                    assert!(all.contains(&delivered.file), "{name}: {service} receives {:?}", delivered.file);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_names_each_file_and_path_once() {
+        for (i, entry) in TABLE.iter().enumerate() {
+            for other in &TABLE[i + 1..] {
+                assert_ne!(entry.file, other.file);
+                assert_ne!(entry.path, other.path);
+            }
+            assert_eq!(entry.destination.is_some(), entry.service.is_some(), "{:?}", entry.file);
+            assert!(
+                entry.destination.is_none() || entry.source.is_some(),
+                "{:?} is delivered but not rendered",
+                entry.file
+            );
+        }
+    }
+}

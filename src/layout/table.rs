@@ -1,0 +1,183 @@
+//! The layout table: every file of the stack directory with one fixed path, with its mode
+//! and, for the files rendered for the servers, how each is made and where its service
+//! receives it. Adding such a file is one entry here, a variant of [`StackFile`] and a
+//! template.
+
+use super::{HEALTH, Mode, POSTGRES_SUPERUSER_SECRET, Reach, StackFile, Volume, login_secret, paths};
+use crate::profile::Service;
+
+/// How the content of a rendered file is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A tera template, by name (its path under `templates/`).
+    Template(&'static str),
+    /// A JSON document from a template: it ends with a newline whatever the template does.
+    Json(&'static str),
+    /// A password file: the secret's value and a newline (initdb's `--pwfile`, Redis's
+    /// healthcheck).
+    Password(SecretOf),
+    /// A pgpass file: the secret as the health login's password for any host.
+    Pgpass(SecretOf),
+}
+
+/// The secret a password file carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOf {
+    /// PostgreSQL's superuser's.
+    Superuser,
+    /// The healthcheck login's on a service.
+    Health(Service),
+}
+
+impl SecretOf {
+    /// The secret's name in the store.
+    pub fn name(self) -> String {
+        match self {
+            SecretOf::Superuser => POSTGRES_SUPERUSER_SECRET.into(),
+            SecretOf::Health(service) => login_secret(service, HEALTH),
+        }
+    }
+}
+
+/// Where a service receives a file: the volume, the path inside it, and how a change reaches
+/// the running server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub volume: Volume,
+    pub path: &'static str,
+    pub reach: Reach,
+}
+
+/// One entry of the layout table: a file of the stack directory with one fixed path, its
+/// mode, and, for a file rendered for the services, the service whose presence renders it
+/// (`None`: every stack), how it is made and where that service receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub file: StackFile,
+    pub path: &'static str,
+    pub mode: Mode,
+    pub service: Option<Service>,
+    pub source: Option<Source>,
+    pub destination: Option<Destination>,
+}
+
+impl Entry {
+    /// A file hardstack keeps in the stack directory without rendering it.
+    const fn kept(file: StackFile, path: &'static str, mode: Mode) -> Entry {
+        Entry { file, path, mode, service: None, source: None, destination: None }
+    }
+
+    /// A file rendered in every stack.
+    const fn rendered(file: StackFile, path: &'static str, mode: Mode, source: Source) -> Entry {
+        Entry { file, path, mode, service: None, source: Some(source), destination: None }
+    }
+
+    /// A file rendered when the profile runs `service`, which receives it in `volume` at `at`.
+    const fn delivered(
+        file: StackFile,
+        path: &'static str,
+        mode: Mode,
+        source: Source,
+        (service, volume, at, reach): (Service, Volume, &'static str, Reach),
+    ) -> Entry {
+        let destination = Destination { volume, path: at, reach };
+        Entry { file, path, mode, service: Some(service), source: Some(source), destination: Some(destination) }
+    }
+}
+
+/// The layout table: every file of the stack directory that has one fixed path, in rendering
+/// order. Adding a file the servers receive is one entry here (and a variant of
+/// [`StackFile`]) plus its template under `templates/`: paths, modes, parsing, rendering and
+/// delivery all follow from it.
+pub const TABLE: &[Entry] = {
+    use Mode::{Private, Public};
+    use Reach::{Live, Nothing, Reload, Restart};
+    use Service::{Postgres, Qdrant, Redis};
+    use Volume::{Config, Initdb};
+    &[
+        Entry::kept(StackFile::Profile, paths::PROFILE, Public),
+        Entry::kept(StackFile::Manifest, paths::MANIFEST, Private),
+        Entry::kept(StackFile::CaCert, paths::CA_CERT, Public),
+        // SECURITY: signs every certificate of the stack; it never leaves the directory.
+        Entry::kept(StackFile::CaKey, paths::CA_KEY, Private),
+        Entry::delivered(
+            StackFile::PostgresConf,
+            paths::POSTGRESQL_CONF,
+            Public,
+            Source::Template("postgres/postgresql.conf.tera"),
+            (Postgres, Config, "postgresql.conf", Reload),
+        ),
+        Entry::delivered(
+            StackFile::PgHba,
+            paths::PG_HBA,
+            Public,
+            Source::Template("postgres/pg_hba.conf.tera"),
+            (Postgres, Config, "pg_hba.conf", Reload),
+        ),
+        Entry::delivered(
+            StackFile::PgIdent,
+            paths::PG_IDENT,
+            Public,
+            Source::Template("postgres/pg_ident.conf.tera"),
+            (Postgres, Config, "pg_ident.conf", Reload),
+        ),
+        // Read once, by initdb on an empty data directory.
+        Entry::delivered(
+            StackFile::InitSql,
+            paths::INIT_SQL,
+            Private,
+            Source::Template("postgres/init.sql.tera"),
+            (Postgres, Initdb, "10-hardstack.sql", Nothing),
+        ),
+        Entry::delivered(
+            StackFile::SuperuserPassword,
+            paths::SUPERUSER_PASSWORD,
+            Private,
+            Source::Password(SecretOf::Superuser),
+            (Postgres, Config, "secrets/superuser.password", Nothing),
+        ),
+        Entry::delivered(
+            StackFile::HealthPgpass,
+            paths::HEALTH_PGPASS,
+            Private,
+            Source::Pgpass(SecretOf::Health(Postgres)),
+            (Postgres, Config, "secrets/health.pgpass", Live),
+        ),
+        Entry::delivered(
+            StackFile::RedisConf,
+            paths::REDIS_CONF,
+            Public,
+            Source::Template("redis/redis.conf.tera"),
+            (Redis, Config, "redis.conf", Live),
+        ),
+        // In a directory of its own that Redis owns: ACL SAVE writes a temporary file beside the
+        // ACL file and renames it, and the volume's root belongs to root.
+        Entry::delivered(
+            StackFile::UsersAcl,
+            paths::USERS_ACL,
+            Private,
+            Source::Template("redis/users.acl.tera"),
+            (Redis, Config, "acl/users.acl", Live),
+        ),
+        Entry::delivered(
+            StackFile::RedisHealthPassword,
+            paths::REDIS_HEALTH_PASSWORD,
+            Private,
+            Source::Password(SecretOf::Health(Redis)),
+            (Redis, Config, "secrets/health.password", Live),
+        ),
+        // Qdrant reads its config, keys included, at start only.
+        Entry::delivered(
+            StackFile::QdrantConfig,
+            paths::QDRANT_CONFIG,
+            Private,
+            Source::Template("qdrant/config.yaml.tera"),
+            (Qdrant, Config, "config.yaml", Restart),
+        ),
+        Entry::rendered(StackFile::Compose, paths::COMPOSE, Public, Source::Template("docker-compose.yml.tera")),
+        Entry::rendered(StackFile::Connections, paths::CONNECTIONS, Public, Source::Json("connections.json.tera")),
+        Entry::kept(StackFile::Lock, paths::LOCK, Private),
+        Entry::kept(StackFile::Identity, paths::IDENTITY, Public),
+        Entry::kept(StackFile::Inputs, paths::INPUTS, Public),
+    ]
+};
