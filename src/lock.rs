@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use crate::layout::StackFile;
+use crate::retry::Attempt;
 use crate::stackdir::StackDir;
 
 /// A held lock; dropping it (or the process ending) releases it.
@@ -56,7 +57,7 @@ impl StackLock {
     /// Takes the lock of `dir` for `command` (creating the directory, 0700, if needed), waiting
     /// at most `wait`; `on_wait` is called once with the holder when the lock is taken already.
     /// Gives up with an error that names the holder and what to do.
-    pub fn acquire(
+    pub async fn acquire(
         dir: &StackDir,
         command: &str,
         wait: Duration,
@@ -67,31 +68,40 @@ impl StackLock {
         let path = dir.file(&StackFile::Lock);
         let mut file = crate::fsio::open_lock(&path)?;
         let started = Instant::now();
-        let deadline = started + wait;
         let mut on_wait = Some(on_wait);
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(err)) => {
-                    return Err(err).with_context(|| format!("locking {}", path.display()));
-                }
-            }
-            let holder = read_holder(&mut file);
-            // The holder writes its name just after it takes the lock: give it a moment.
-            if (holder.pid != 0 || started.elapsed() > Duration::from_secs(1))
-                && let Some(report) = on_wait.take()
-            {
-                report(&holder);
-            }
-            if Instant::now() >= deadline {
-                anyhow::bail!(
-                    "stack directory {} is locked by {holder}; waited {}s: let it finish, or stop it, then run this again (--lock-wait sets how long to wait)",
-                    dir.root.display(),
-                    wait.as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut holder = None;
+        let taken = crate::retry::Backoff::every(Duration::from_millis(100), wait)
+            .run(|| {
+                let attempt = match file.try_lock() {
+                    Ok(()) => Attempt::Done(()),
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        let held_by = read_holder(&mut file);
+                        // The holder writes its name just after it takes the lock: give it a moment.
+                        if (held_by.pid != 0 || started.elapsed() > Duration::from_secs(1))
+                            && let Some(report) = on_wait.take()
+                        {
+                            report(&held_by);
+                        }
+                        let busy = anyhow::anyhow!("locked by {held_by}");
+                        holder = Some(held_by);
+                        Attempt::Retry(busy)
+                    }
+                    Err(std::fs::TryLockError::Error(err)) => {
+                        Attempt::Fail(anyhow::Error::new(err).context(format!("locking {}", path.display())))
+                    }
+                };
+                std::future::ready(attempt)
+            })
+            .await;
+        if let Err(err) = taken {
+            let Some(holder) = holder.filter(|_| err.downcast_ref::<crate::retry::Exhausted>().is_some()) else {
+                return Err(err);
+            };
+            anyhow::bail!(
+                "stack directory {} is locked by {holder}; waited {}s: let it finish, or stop it, then run this again (--lock-wait sets how long to wait)",
+                dir.root.display(),
+                wait.as_secs()
+            );
         }
         let since = humantime::format_rfc3339_seconds(SystemTime::now());
         let record = format!("{command}\n{}\n{since}\n", std::process::id());
@@ -119,19 +129,20 @@ fn read_holder(file: &mut File) -> Holder {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_lock_waits_names_the_holder_and_gives_up() {
+    #[tokio::test]
+    async fn a_second_lock_waits_names_the_holder_and_gives_up() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StackDir::new(tmp.path().join("stack"));
-        let held = StackLock::acquire(&dir, "rotate", Duration::ZERO, |_| panic!("free")).unwrap();
+        let held = StackLock::acquire(&dir, "rotate", Duration::ZERO, |_| panic!("free")).await.unwrap();
         let mut seen = None;
-        let err = StackLock::acquire(&dir, "up", Duration::from_millis(300), |h| seen = Some(h.clone())).unwrap_err();
+        let err =
+            StackLock::acquire(&dir, "up", Duration::from_millis(300), |h| seen = Some(h.clone())).await.unwrap_err();
         let holder = seen.expect("the waiter was told who holds it");
         assert_eq!((holder.command.as_str(), holder.pid), ("rotate", std::process::id()));
         assert!(format!("{err}").contains("locked by `hardstack rotate`"), "{err}");
         drop(held);
         assert!(!dir.root.exists(), "a run that wrote nothing leaves no directory");
-        let held = StackLock::acquire(&dir, "up", Duration::ZERO, |_| panic!("released")).unwrap();
+        let held = StackLock::acquire(&dir, "up", Duration::ZERO, |_| panic!("released")).await.unwrap();
         std::fs::write(dir.path("kept"), b"").unwrap();
         drop(held);
         assert!(dir.root.join("kept").exists());

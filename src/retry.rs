@@ -1,7 +1,8 @@
 //! Waiting for something to become true, with backoff and a deadline: the one helper every
 //! loop that waits uses (a service becoming usable, a reloaded certificate being served, Qdrant
-//! answering after a restart). An attempt says whether it succeeded, may be tried again, or
-//! failed for good; the deadline turns the last retryable error into the error.
+//! answering after a restart, the stack directory's lock being released). An attempt says
+//! whether it succeeded, may be tried again, or failed for good; the deadline turns the last
+//! retryable error into the error.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -26,7 +26,7 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
-    let _lock = super::lock(global, if args.test { "backup --test" } else { "backup" })?;
+    let _lock = super::lock(global, if args.test { "backup --test" } else { "backup" }).await?;
     let engine = super::engine_for(&dir, &profile, true).await?;
     if args.test {
         return test(&output, &engine, &profile, &dir).await;

@@ -13,7 +13,7 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
-    let _lock = super::lock(global, "down")?;
+    let _lock = super::lock(global, "down").await?;
     let engine = super::engine_for(&crate::stackdir::StackDir::new(&global.dir), &profile, true).await?;
     let names = containers::stack_names(&profile);
     let crate::runtime::Removed { containers: removed, network, volumes } =

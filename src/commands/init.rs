@@ -19,7 +19,7 @@ pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCod
     let output = super::output(global);
     // Bad input is refused before the directory is made (for its lock).
     settings::resolve_profile(global)?;
-    let _lock = super::lock(global, "init")?;
+    let _lock = super::lock(global, "init").await?;
     crate::identity::Identity::ensure(&StackDir::new(&global.dir))?;
     let given = bundle::Given { templates: args.templates.as_deref(), accept: args.accept.as_deref() };
     let resolved = ensure(global, given, args.force, false, &output).await?;

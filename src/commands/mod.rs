@@ -44,7 +44,7 @@ pub fn warn_accepted(output: &Output, inputs: &crate::inputs::Inputs) {
 
 /// Takes the stack directory's lock for a command that changes the stack, waiting at most
 /// `--lock-wait` and saying once who holds it.
-pub fn lock(global: &GlobalArgs, command: &str) -> anyhow::Result<crate::lock::StackLock> {
+pub async fn lock(global: &GlobalArgs, command: &str) -> anyhow::Result<crate::lock::StackLock> {
     let dir = crate::stackdir::StackDir::new(&global.dir);
     crate::lock::StackLock::acquire(&dir, command, global.lock_wait, |holder| {
         output(global).line(format!(
@@ -53,6 +53,7 @@ pub fn lock(global: &GlobalArgs, command: &str) -> anyhow::Result<crate::lock::S
             global.lock_wait.as_secs()
         ))
     })
+    .await
 }
 
 /// Where a command's messages go, from the global flags.

@@ -38,7 +38,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
     }
     let to_time = args.to_time.as_deref().map(backup::parse_time).transpose()?;
     backup::restore::preflight(&profile, &manifest, to_time)?;
-    let _lock = super::lock(global, "restore")?;
+    let _lock = super::lock(global, "restore").await?;
     let engine = super::engine_for(&dir, &profile, true).await?;
     let services: Vec<Service> = manifest.services.iter().map(|s| s.service).collect();
     let occupied = backup::restore::occupied(&engine, &profile, &services).await?;

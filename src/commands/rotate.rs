@@ -47,7 +47,7 @@ pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitC
     loop {
         // The lock is held while a pass works, not while the daemon sleeps.
         let pass = async {
-            let _lock = super::lock(global, "rotate")?;
+            let _lock = super::lock(global, "rotate").await?;
             let engine = super::engine_for(&dir, &profile, true).await?;
             // What the servers were given before this pass: the files that changed only because
             // of it are recorded as delivered after the re-render.

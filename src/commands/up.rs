@@ -59,7 +59,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     // Bad input is refused before the directory is made (for its lock), and another stack's
     // objects before anything is written into it.
     let profile = crate::settings::resolve_profile(global)?.profile;
-    let _lock = super::lock(global, "up")?;
+    let _lock = super::lock(global, "up").await?;
     let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };

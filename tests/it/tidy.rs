@@ -192,6 +192,16 @@ fn only_layout_spells_stack_directory_paths() {
     );
 }
 
+/// Every loop that waits for something waits through `retry::Backoff`; the rotation daemon's
+/// sleep between passes is a schedule, not a wait for a condition.
+#[test]
+fn only_the_retry_helper_sleeps() {
+    assert_none(
+        "a sleep outside retry.rs (wait with retry::Backoff)",
+        offenders(&["thread::sleep", "time::sleep"], |file| file == "retry.rs" || file == "commands/rotate.rs"),
+    );
+}
+
 #[test]
 fn the_environment_error_lives_in_its_own_module() {
     assert_none(
