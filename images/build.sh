@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds local PostgreSQL 17 and Redis images from Debian trixie packages, for engines that
+# Builds local PostgreSQL 17, Redis and PgBouncer images from Debian trixie packages, for engines that
 # cannot reach a registry (air-gapped hosts, and this project's CI machines).
 #
 #   images/build.sh            debootstrap the base if it is missing; (re)build the thin layers
@@ -16,6 +16,8 @@
 # postgres: PGDATA=/var/lib/postgresql/data, POSTGRES_{USER,PASSWORD,DB,INITDB_ARGS}[_FILE],
 #           /docker-entrypoint-initdb.d, CMD ["postgres"], uid/gid 999.
 # redis:    WORKDIR /data, CMD ["redis-server"], a first argument ending in .conf runs redis-server, uid/gid 999.
+# pgbouncer: ENTRYPOINT ["/usr/sbin/pgbouncer"], CMD the config's path, uid/gid 999 (psql beside it
+#           for the healthcheck).
 # The Debian mirror is read from this machine's apt sources; no host is written here.
 set -euo pipefail
 
@@ -24,6 +26,7 @@ suite=trixie
 base_image=hardstack-local/debian-base:trixie
 pg_image=${HARDSTACK_POSTGRES_IMAGE:-hardstack-local/postgres:17}
 redis_image=${HARDSTACK_REDIS_IMAGE:-hardstack-local/redis:8}
+pgbouncer_image=${HARDSTACK_PGBOUNCER_IMAGE:-hardstack-local/pgbouncer:1.24}
 force=
 qdrant_binary=
 qdrant_image=hardstack-local/qdrant:v1.18.3-unprivileged
@@ -78,7 +81,9 @@ echo "docker build $pg_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$pg_image" "$here/postgres" >/dev/null
 echo "docker build $redis_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$redis_image" "$here/redis" >/dev/null
-built="$pg_image $redis_image"
+echo "docker build $pgbouncer_image"
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$pgbouncer_image" "$here/pgbouncer" >/dev/null
+built="$pg_image $redis_image $pgbouncer_image"
 if [ -n "$qdrant_binary" ]; then
   echo "docker build $qdrant_image from $qdrant_binary"
   context=$(mktemp -d /var/tmp/hardstack-qdrant.XXXXXX)

@@ -14,6 +14,7 @@ pub fn local_image(service: Service) -> &'static str {
         Service::Postgres => "hardstack-local/postgres:17",
         Service::Redis => "hardstack-local/redis:8",
         Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
+        Service::Pgbouncer => crate::profile::PGBOUNCER_LOCAL_IMAGE,
     }
 }
 
@@ -235,6 +236,15 @@ pub fn container_name(profile: &Profile, service: Service) -> String {
     format!("{}-{}", profile.stack.name, service.name())
 }
 
+/// The name PostgreSQL sees PgBouncer's connections come from, when the stack runs it: the
+/// engine's DNS answers the container's address with `<container>.<network>` and that name
+/// with the address, which is how pg_hba.conf matches a host name. `None` without PgBouncer.
+pub fn pooler_host(profile: &Profile) -> Option<String> {
+    profile
+        .runs(Service::Pgbouncer)
+        .then(|| format!("{}.{}", container_name(profile, Service::Pgbouncer), stack_names(profile).network))
+}
+
 fn volume(profile: &Profile, service: Service, what: &str, target: &str, read_only: bool) -> VolumeMount {
     let key = format!("{}-{what}", service.name());
     VolumeMount { name: format!("{}-{key}", profile.stack.name), key, target: target.into(), read_only }
@@ -387,6 +397,26 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             // only see the port open.
             let health = "bash -c ':> /dev/tcp/127.0.0.1/6333'".to_owned();
             (vec!["--config-path".into(), at(StackFile::QdrantConfig)], health)
+        }
+        Service::Pgbouncer => {
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
+            let client = if mutual {
+                format!(
+                    " sslcert={} sslkey={}",
+                    at(StackFile::ClientCert(layout::HEALTH.into())),
+                    at(StackFile::ClientKey(layout::HEALTH.into()))
+                )
+            } else {
+                String::new()
+            };
+            // pg_isready: a TLS handshake verified against the stack CA, and an answer to a
+            // startup packet (PgBouncer looks the login up in PostgreSQL first).
+            let health = format!(
+                "pg_isready -q -t 5 -d \"host=127.0.0.1 port=6432 dbname=postgres user={} sslmode=verify-full sslrootcert={}{client}\"",
+                layout::HEALTH,
+                at(StackFile::CaCert)
+            );
+            (vec![at(StackFile::PgbouncerIni)], health)
         }
     };
     let limits = profile.resources.of(service);

@@ -54,6 +54,8 @@ pub struct HbaLine {
     pub kind: String,
     pub database: String,
     pub user: String,
+    /// The address field of a host line; empty for `local`.
+    pub address: String,
     pub method: String,
     pub options: Vec<String>,
 }
@@ -72,9 +74,9 @@ pub fn hba(text: &str) -> Vec<HbaLine> {
         .filter_map(|(index, line)| {
             let fields: Vec<&str> = line.split('#').next()?.split_whitespace().collect();
             let kind = *fields.first()?;
-            let (database, user, rest) = match kind {
-                "local" => (fields.get(1)?, fields.get(2)?, &fields[3.min(fields.len())..]),
-                _ => (fields.get(1)?, fields.get(2)?, &fields[4.min(fields.len())..]),
+            let (database, user, address, rest) = match kind {
+                "local" => (fields.get(1)?, fields.get(2)?, "", &fields[3.min(fields.len())..]),
+                _ => (fields.get(1)?, fields.get(2)?, *fields.get(3)?, &fields[4.min(fields.len())..]),
             };
             let method = rest.first()?.to_string();
             Some(HbaLine {
@@ -82,6 +84,7 @@ pub fn hba(text: &str) -> Vec<HbaLine> {
                 kind: kind.to_owned(),
                 database: database.to_string(),
                 user: user.to_string(),
+                address: address.to_owned(),
                 method,
                 options: rest.iter().skip(1).map(|s| s.to_string()).collect(),
             })

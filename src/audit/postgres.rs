@@ -407,6 +407,12 @@ fn hba_clientcert(bundle: &Bundle) -> Outcome {
     if !bundle.mutual() {
         return Na("the profile does not require client certificates".into());
     }
+    // PgBouncer presents one certificate for every login it passes on: its lines, from its own
+    // container only, check the certificate against the CA and the password by SCRAM.
+    let pooler = bundle.profile.as_ref().and_then(crate::containers::pooler_host);
+    let from_the_pooler = |l: &crate::audit::parse::HbaLine| {
+        Some(&l.address) == pooler.as_ref() && l.options.iter().any(|o| o == "clientcert=verify-ca")
+    };
     let problems = lines
         .iter()
         .filter(|l| {
@@ -414,6 +420,7 @@ fn hba_clientcert(bundle: &Bundle) -> Outcome {
                 && l.kind == "hostssl"
                 && l.method != "cert"
                 && !l.options.iter().any(|o| o == "clientcert=verify-full")
+                && !from_the_pooler(l)
         })
         .map(|l| format!("line {}: no clientcert=verify-full", l.line))
         .collect();

@@ -261,13 +261,14 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
     let path = backups.root.join(&id);
     crate::fsio::ensure_dir(&path)?;
     let mut services = Vec::new();
-    for service in layout::services(context.profile) {
+    for service in layout::services(context.profile).filter(|s| s.holds_data()) {
         let part = path.join(layout::backups::service_dir(service));
         crate::fsio::ensure_dir(&part)?;
         let mut set = match service {
             Service::Postgres => postgres::backup(context, &part, &id).await,
             Service::Redis => redis::backup(context, &part).await,
             Service::Qdrant => qdrant::backup(context, &part).await,
+            Service::Pgbouncer => unreachable!("a service that holds no data is not backed up"),
         }
         .with_context(|| format!("backing up {service}"))?;
         // pg_verifybackup has just checked the files against the SHA-256 of PostgreSQL's own

@@ -161,6 +161,7 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             Service::Postgres => throwaway.network.ports.postgres = port,
             Service::Redis => throwaway.network.ports.redis = port,
             Service::Qdrant => throwaway.network.ports.qdrant = port,
+            Service::Pgbouncer => throwaway.network.ports.pgbouncer = port,
         }
     }
     throwaway.postgres.data = DataMode::Volume;

@@ -63,20 +63,31 @@ pub async fn variables(
     let mutual = profile.mutual_tls();
     let mut vars = Vec::new();
     if profile.runs(Service::Postgres) {
-        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Postgres);
         // The login alternates with rotation; each login has its own client certificate.
         let version = store.current(&layout::login_secret(Service::Postgres, &user.name)).await?;
         let login = version.username.clone().unwrap_or_else(|| user.name.clone());
-        let mut url = format!(
-            "postgresql://{login}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
-            version.value.expose(),
-            user.database
-        );
-        if mutual {
-            let (cert, key) = (path(StackFile::ClientCert(login.clone())), path(StackFile::ClientKey(login)));
-            url.push_str(&format!("&sslcert={cert}&sslkey={key}"));
+        let url = |service: Service| {
+            let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, service);
+            let mut url = format!(
+                "postgresql://{login}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
+                version.value.expose(),
+                user.database
+            );
+            if mutual {
+                let (cert, key) =
+                    (path(StackFile::ClientCert(login.clone())), path(StackFile::ClientKey(login.clone())));
+                url.push_str(&format!("&sslcert={cert}&sslkey={key}"));
+            }
+            url
+        };
+        // With a pooler, applications go through it; the direct URL is for what a pool in
+        // transaction mode cannot carry (session state, LISTEN, migrations that take locks).
+        if profile.runs(Service::Pgbouncer) {
+            vars.push(("DATABASE_URL".to_owned(), url(Service::Pgbouncer)));
+            vars.push(("DATABASE_DIRECT_URL".to_owned(), url(Service::Postgres)));
+        } else {
+            vars.push(("DATABASE_URL".to_owned(), url(Service::Postgres)));
         }
-        vars.push(("DATABASE_URL".to_owned(), url));
     }
     if profile.runs(Service::Redis) {
         let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Redis);

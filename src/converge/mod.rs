@@ -317,11 +317,13 @@ async fn server_actions(
         match spec.service {
             Service::Postgres => postgres::file_actions(&change, &mut found).await?,
             Service::Redis => redis::file_actions(&change, &mut found).await?,
-            Service::Qdrant => {
-                if delivery.reach == Reach::Restart {
-                    found.restart.push(format!("{} (read at start)", delivery.path));
-                }
-            }
+            Service::Qdrant | Service::Pgbouncer => match delivery.reach {
+                Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
+                // PgBouncer reads its configuration and certificates again on SIGHUP; a changed
+                // TLS setting makes it reconnect to the server by itself.
+                Reach::Reload => found.reload.push(delivery.path.clone()),
+                Reach::Live | Reach::Nothing => {}
+            },
         }
     }
     let Found { reload, restart, mut actions } = found;
@@ -403,6 +405,7 @@ pub async fn apply(
             Action::UpdateLimits { .. } => {
                 engine.update_limits(&spec.name, spec.memory_bytes, spec.nano_cpus, spec.pids).await?
             }
+            Action::Reload { .. } if spec.service == Service::Pgbouncer => engine.signal(&spec.name, "HUP").await?,
             Action::Reload { .. } => postgres::reload(engine, spec).await?,
             Action::ConfigSet { key, .. } => {
                 if let Err(err) = redis::live(profile, dir, redis_admin, action).await {

@@ -50,6 +50,12 @@ pub fn render(
     read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>,
     aws: Option<&[Substitution]>,
 ) -> anyhow::Result<Vec<Rendered>> {
+    // PgBouncer's pg_hba.conf rule for mutual TLS names its container by the engine's DNS, which
+    // a cluster does not have; its manifests are not made yet.
+    anyhow::ensure!(
+        !profile.runs(crate::profile::Service::Pgbouncer),
+        "the Kubernetes target does not render pgbouncer yet; leave it out of stack.services for `init --target kubernetes`"
+    );
     let namespace = profile.kubernetes_namespace().to_owned();
     let specs = containers::container_specs(profile);
     let mut files = Vec::new();

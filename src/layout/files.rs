@@ -20,6 +20,7 @@ pub mod paths {
     pub const USERS_ACL: &str = "config/redis/users.acl";
     pub const REDIS_HEALTH_PASSWORD: &str = "config/redis/secrets/health.password";
     pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
+    pub const PGBOUNCER_INI: &str = "config/pgbouncer/pgbouncer.ini";
     pub const COMPOSE: &str = "docker-compose.yml";
     pub const CONNECTIONS: &str = "connections.json";
     /// The lock of mutating runs (`lock`), the identity (`identity`) and render inputs (`inputs`).
@@ -60,6 +61,8 @@ pub enum StackFile {
     RedisHealthPassword,
     /// Qdrant's config; carries its API keys.
     QdrantConfig,
+    /// PgBouncer's config; no secret (it looks verifiers up in PostgreSQL).
+    PgbouncerIni,
     Compose,
     Connections,
     /// The systemd units of `init --systemd`, by job and stack name.

@@ -18,6 +18,8 @@ pub const POSTGRES_DIR: &str = "/etc/hardstack";
 pub const REDIS_DIR: &str = "/usr/local/etc/redis";
 /// Where Qdrant finds its delivered files.
 pub const QDRANT_DIR: &str = "/qdrant/hardstack";
+/// Where PgBouncer finds its delivered files.
+pub const PGBOUNCER_DIR: &str = "/etc/hardstack";
 /// Where the PostgreSQL image runs its init scripts from (the initdb volume's mount point).
 pub const POSTGRES_INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
 
@@ -32,6 +34,9 @@ pub const BACKUP: &str = "backup";
 pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH, BACKUP];
 /// PostgreSQL's superuser: local socket only, used by the image's init.
 pub const POSTGRES_SUPERUSER: &str = "postgres";
+/// PgBouncer's own PostgreSQL login: by its client certificate only, to look up the SCRAM
+/// verifier of a login (`auth_query`); also the certificate PgBouncer presents to PostgreSQL.
+pub const POOLER: &str = "pgbouncer";
 
 /// The secret of PostgreSQL's superuser.
 pub const POSTGRES_SUPERUSER_SECRET: &str = "postgres/superuser";
@@ -92,6 +97,7 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]))
+        .chain(profile.runs(Service::Pgbouncer).then(|| POOLER.to_owned()))
         .collect()
 }
 
@@ -194,6 +200,7 @@ pub fn config_dir(service: Service) -> &'static str {
         Service::Postgres => POSTGRES_DIR,
         Service::Redis => REDIS_DIR,
         Service::Qdrant => QDRANT_DIR,
+        Service::Pgbouncer => PGBOUNCER_DIR,
     }
 }
 
@@ -293,6 +300,11 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         config(StackFile::ServerKey(service), "tls/server.key", Reload),
         config(StackFile::CaCert, "tls/ca.crt", ca),
     ]);
+    if service == Service::Pgbouncer {
+        // The certificate PgBouncer presents to PostgreSQL, for its own login and every other.
+        files.push(config(StackFile::ClientCert(POOLER.into()), "tls/pooler.crt", Reload));
+        files.push(config(StackFile::ClientKey(POOLER.into()), "tls/pooler.key", Reload));
+    }
     if profile.mutual_tls() && service != Service::Qdrant {
         // The healthcheck inside the container needs a client certificate too.
         files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));

@@ -92,7 +92,7 @@ impl Entry {
 pub const TABLE: &[Entry] = {
     use Mode::{Private, Public};
     use Reach::{Live, Nothing, Reload, Restart};
-    use Service::{Postgres, Qdrant, Redis};
+    use Service::{Pgbouncer, Postgres, Qdrant, Redis};
     use Volume::{Config, Initdb};
     &[
         Entry::kept(StackFile::Profile, paths::PROFILE, Public),
@@ -173,6 +173,13 @@ pub const TABLE: &[Entry] = {
             Private,
             Source::Template("qdrant/config.yaml.tera"),
             (Qdrant, Config, "config.yaml", Restart),
+        ),
+        Entry::delivered(
+            StackFile::PgbouncerIni,
+            paths::PGBOUNCER_INI,
+            Public,
+            Source::Template("pgbouncer/pgbouncer.ini.tera"),
+            (Pgbouncer, Config, "pgbouncer.ini", Reload),
         ),
         Entry::rendered(StackFile::Compose, paths::COMPOSE, Public, Source::Template("docker-compose.yml.tera")),
         Entry::rendered(StackFile::Connections, paths::CONNECTIONS, Public, Source::Json("connections.json.tera")),

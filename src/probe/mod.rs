@@ -197,6 +197,8 @@ pub async fn app_target(
     let user = profile.users.first().context("the profile has no application user")?;
     let secret = match service {
         Service::Postgres | Service::Redis => layout::login_secret(service, &user.name),
+        // Through the pooler, with the login's PostgreSQL password.
+        Service::Pgbouncer => layout::login_secret(Service::Postgres, &user.name),
         // For a user without Qdrant access, the read-write key proves the server usable.
         Service::Qdrant => layout::qdrant_key_secret(user.qdrant).unwrap_or(layout::QDRANT_API_KEY).to_owned(),
     };
@@ -251,7 +253,8 @@ fn read_file(dir: &crate::stackdir::StackDir, file: &StackFile) -> anyhow::Resul
 pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow::Result<()> {
     use crate::profile::Service;
     match service {
-        Service::Postgres => postgres(target).await,
+        // PgBouncer speaks PostgreSQL's protocol: the login and query reach PostgreSQL through it.
+        Service::Postgres | Service::Pgbouncer => postgres(target).await,
         Service::Redis => redis(target).await,
         Service::Qdrant => qdrant(target).await,
     }

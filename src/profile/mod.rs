@@ -6,9 +6,11 @@
 //! except through `load` (reading the user's file) and never generates anything.
 
 mod load;
+mod pgbouncer;
 mod validate;
 
 pub use load::{ProfileSource, ResolvedProfile, apply_override, load};
+pub use pgbouncer::{PgbouncerSettings, PoolMode};
 pub use validate::{Invalid, validate};
 
 use std::time::Duration;
@@ -49,6 +51,9 @@ pub struct Profile {
     /// The Kubernetes manifests of `init --target kubernetes`.
     #[serde(default)]
     pub kubernetes: KubernetesSettings,
+    /// The connection pooler, when `stack.services` lists `pgbouncer`.
+    #[serde(default, skip_serializing_if = "PgbouncerSettings::is_default")]
+    pub pgbouncer: PgbouncerSettings,
 }
 
 /// The services hardstack knows.
@@ -58,11 +63,13 @@ pub enum Service {
     Postgres,
     Redis,
     Qdrant,
+    /// The connection pooler in front of PostgreSQL.
+    Pgbouncer,
 }
 
 impl Service {
     /// Every service, in start-up and reporting order.
-    pub const ALL: [Service; 3] = [Service::Postgres, Service::Redis, Service::Qdrant];
+    pub const ALL: [Service; 4] = [Service::Postgres, Service::Redis, Service::Qdrant, Service::Pgbouncer];
 
     /// The service's name in files, containers and messages.
     pub fn name(self) -> &'static str {
@@ -70,6 +77,7 @@ impl Service {
             Service::Postgres => "postgres",
             Service::Redis => "redis",
             Service::Qdrant => "qdrant",
+            Service::Pgbouncer => "pgbouncer",
         }
     }
 
@@ -79,18 +87,27 @@ impl Service {
             Service::Postgres => 5432,
             Service::Redis => 6379,
             Service::Qdrant => 6333,
+            Service::Pgbouncer => 6432,
         }
     }
 
     /// The uid (and gid) the server runs as in its image: 999 in the official postgres and redis
     /// images (docker-library/postgres 17/bookworm, redis/docker-library-redis debian/), 1000 in
     /// `qdrant/qdrant:<version>-unprivileged` (built with `USER_ID=1000`, qdrant's
-    /// .github/workflows/docker-image.yml).
+    /// .github/workflows/docker-image.yml). PgBouncer runs as 999 too, set by hardstack, so one
+    /// uid owns PostgreSQL's and PgBouncer's keys alike.
     pub fn uid(self) -> u32 {
         match self {
-            Service::Postgres | Service::Redis => 999,
+            Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
             Service::Qdrant => 1000,
         }
+    }
+}
+
+impl Service {
+    /// Whether the service keeps data of its own (backed up, restored, on a data volume).
+    pub fn holds_data(self) -> bool {
+        self != Service::Pgbouncer
     }
 }
 
@@ -117,6 +134,22 @@ pub struct Images {
     pub postgres: String,
     pub redis: String,
     pub qdrant: String,
+    /// No official PgBouncer image exists; the default is the one images/build.sh makes from
+    /// Debian's package. Another must run pgbouncer as its entrypoint with the config's path as
+    /// its argument.
+    #[serde(default = "default_pgbouncer_image", skip_serializing_if = "is_default_pgbouncer_image")]
+    pub pgbouncer: String,
+}
+
+/// The image images/build.sh makes from Debian trixie's pgbouncer package.
+pub const PGBOUNCER_LOCAL_IMAGE: &str = "hardstack-local/pgbouncer:1.24";
+
+fn default_pgbouncer_image() -> String {
+    PGBOUNCER_LOCAL_IMAGE.into()
+}
+
+fn is_default_pgbouncer_image(image: &str) -> bool {
+    image == PGBOUNCER_LOCAL_IMAGE
 }
 
 impl Images {
@@ -126,6 +159,7 @@ impl Images {
             Service::Postgres => &self.postgres,
             Service::Redis => &self.redis,
             Service::Qdrant => &self.qdrant,
+            Service::Pgbouncer => &self.pgbouncer,
         }
     }
 }
@@ -149,6 +183,16 @@ pub struct Ports {
     pub postgres: u16,
     pub redis: u16,
     pub qdrant: u16,
+    #[serde(default = "default_pgbouncer_port", skip_serializing_if = "is_default_pgbouncer_port")]
+    pub pgbouncer: u16,
+}
+
+fn default_pgbouncer_port() -> u16 {
+    6432
+}
+
+fn is_default_pgbouncer_port(port: &u16) -> bool {
+    *port == default_pgbouncer_port()
 }
 
 impl Ports {
@@ -158,6 +202,7 @@ impl Ports {
             Service::Postgres => self.postgres,
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
+            Service::Pgbouncer => self.pgbouncer,
         }
     }
 }
@@ -169,6 +214,18 @@ pub struct Resources {
     pub postgres: Limits,
     pub redis: Limits,
     pub qdrant: Limits,
+    #[serde(default = "default_pgbouncer_limits", skip_serializing_if = "is_default_pgbouncer_limits")]
+    pub pgbouncer: Limits,
+}
+
+/// PgBouncer's limits unless the profile sets them: an event loop in one process, a few MiB
+/// per thousand clients.
+fn default_pgbouncer_limits() -> Limits {
+    Limits { memory: ByteSize(128 << 20), cpus: 0.5, pids: 32 }
+}
+
+fn is_default_pgbouncer_limits(limits: &Limits) -> bool {
+    *limits == default_pgbouncer_limits()
 }
 
 impl Resources {
@@ -178,6 +235,7 @@ impl Resources {
             Service::Postgres => &self.postgres,
             Service::Redis => &self.redis,
             Service::Qdrant => &self.qdrant,
+            Service::Pgbouncer => &self.pgbouncer,
         }
     }
 }
@@ -266,6 +324,19 @@ pub enum Workload {
     Dw,
     Desktop,
     Mixed,
+}
+
+impl Workload {
+    /// pgtune's `max_connections` for the workload, taken when the profile says 0.
+    pub fn default_max_connections(self) -> u32 {
+        match self {
+            Workload::Web => 200,
+            Workload::Oltp => 300,
+            Workload::Dw => 40,
+            Workload::Desktop => 20,
+            Workload::Mixed => 100,
+        }
+    }
 }
 
 /// pgtune's storage types.
@@ -561,6 +632,7 @@ impl VolumeSizes {
             Service::Postgres => self.postgres,
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
+            Service::Pgbouncer => ByteSize(0),
         }
     }
 }

@@ -98,6 +98,37 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     if profile.postgres.connection_limit == 0 {
         fail("postgres.connection_limit", "0 would lock the application out; use at least 1".into());
     }
+    if profile.runs(Service::Pgbouncer) {
+        let pgbouncer = &profile.pgbouncer;
+        let max_connections = match profile.postgres.max_connections {
+            0 => profile.postgres.workload.default_max_connections(),
+            n => n,
+        };
+        // Two pools per application user (its two logins), and room left for hardstack's own
+        // logins (admin, health, backup, pgbouncer: 16) and the superuser's reserve (3).
+        let pooled = 2 * profile.users.len() as u32 * pgbouncer.pool_size;
+        if pgbouncer.pool_size == 0 || pgbouncer.pool_size > profile.postgres.connection_limit {
+            fail(
+                "pgbouncer.pool_size",
+                format!(
+                    "{} is not between 1 and postgres.connection_limit ({}): a pool larger than its login's limit fails its extra connections",
+                    pgbouncer.pool_size, profile.postgres.connection_limit
+                ),
+            );
+        } else if pooled + 19 > max_connections {
+            fail(
+                "pgbouncer.pool_size",
+                format!(
+                    "{} pools of {} need {pooled} server connections, more than max_connections ({max_connections}) leaves after 19 for hardstack's logins; lower the pool size or raise postgres.max_connections",
+                    2 * profile.users.len(),
+                    pgbouncer.pool_size
+                ),
+            );
+        }
+        if pgbouncer.max_client_connections == 0 {
+            fail("pgbouncer.max_client_connections", "0 would refuse every client; use at least 1".into());
+        }
+    }
 
     let day = Duration::from_secs(86_400);
     let tls = &profile.tls;

@@ -309,6 +309,33 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "backup_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::BACKUP))?.expose(),
             "wal_archive": profile.backup.wal_archive,
             "archive_dir": layout::backups::ARCHIVE_MOUNT,
+            "pooler": containers::pooler_host(profile),
+        });
+    }
+    if profile.runs(Service::Pgbouncer) {
+        let settings = &profile.pgbouncer;
+        let at = |file: StackFile| layout::container_path(profile, Service::Pgbouncer, &file);
+        context["pgbouncer"] = json!({
+            "dir": layout::PGBOUNCER_DIR,
+            "postgres": Service::Postgres.name(),
+            "postgres_port": Service::Postgres.container_port(),
+            "port": Service::Pgbouncer.container_port(),
+            "auth_user": layout::POOLER,
+            "admin": layout::ADMIN,
+            "pool_mode": settings.pool_mode.as_str(),
+            "pool_size": settings.pool_size,
+            "max_client_connections": settings.max_client_connections,
+            "max_prepared_statements": settings.max_prepared_statements,
+            "client_sslmode": if profile.mutual_tls() { "verify-ca" } else { "require" },
+            "tls_protocols": match profile.postgres.tls_min_version {
+                TlsVersion::V12 => "tlsv1.2,tlsv1.3",
+                TlsVersion::V13 => "tlsv1.3",
+            },
+            "server_cert": at(StackFile::ServerCert(Service::Pgbouncer)),
+            "server_key": at(StackFile::ServerKey(Service::Pgbouncer)),
+            "ca": at(StackFile::CaCert),
+            "pooler_cert": at(StackFile::ClientCert(layout::POOLER.into())),
+            "pooler_key": at(StackFile::ClientKey(layout::POOLER.into())),
         });
     }
     if profile.runs(Service::Redis) {
@@ -398,19 +425,25 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
         let (cert, key) =
             (StackFile::ClientCert(user.name.clone()).path(), StackFile::ClientKey(user.name.clone()).path());
         let mut entry = serde_json::Map::new();
+        let postgres = |service: Service| {
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, service);
+            json!({
+                "url": format!("postgresql://{}@{host}:{port}/{}?sslmode=verify-full", user.name, user.database),
+                "host": host, "port": port, "dbname": user.database, "user": user.name,
+                "sslmode": "verify-full", "sslrootcert": ca,
+                "sslcert": cert, "sslkey": key,
+                "client_certificate_required": profile.mutual_tls(),
+                "password": { "store": store, "secret": layout::login_secret(Service::Postgres, &user.name), "stage": "current" },
+            })
+        };
         if profile.runs(Service::Postgres) {
-            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Postgres);
-            entry.insert(
-                "postgres".into(),
-                json!({
-                    "url": format!("postgresql://{}@{host}:{port}/{}?sslmode=verify-full", user.name, user.database),
-                    "host": host, "port": port, "dbname": user.database, "user": user.name,
-                    "sslmode": "verify-full", "sslrootcert": ca,
-                    "sslcert": cert, "sslkey": key,
-                    "client_certificate_required": profile.mutual_tls(),
-                    "password": { "store": store, "secret": layout::login_secret(Service::Postgres, &user.name), "stage": "current" },
-                }),
-            );
+            entry.insert("postgres".into(), postgres(Service::Postgres));
+        }
+        // Through the pooler: what applications should use (`DATABASE_URL` in `env`).
+        if profile.runs(Service::Pgbouncer) {
+            let mut pooled = postgres(Service::Pgbouncer);
+            pooled["pool_mode"] = json!(profile.pgbouncer.pool_mode.as_str());
+            entry.insert("pgbouncer".into(), pooled);
         }
         if profile.runs(Service::Redis) {
             let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Redis);

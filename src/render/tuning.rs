@@ -90,13 +90,9 @@ pub fn format_kb(kb: u64) -> String {
 pub fn tune(input: TuningInput) -> Tuning {
     use Workload::*;
     let ram = input.memory_kb;
-    let max_connections = match (input.max_connections, input.workload) {
-        (n, _) if n > 0 => n,
-        (_, Web) => 200,
-        (_, Oltp) => 300,
-        (_, Dw) => 40,
-        (_, Desktop) => 20,
-        (_, Mixed) => 100,
+    let max_connections = match input.max_connections {
+        0 => input.workload.default_max_connections(),
+        n => n,
     };
     let shared_buffers = if input.workload == Desktop { ram / 16 } else { ram / 4 };
     let effective_cache_size = if input.workload == Desktop { ram / 4 } else { ram * 3 / 4 };

@@ -116,7 +116,9 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             let poll = std::time::Duration::from_millis(100);
             crate::retry::Backoff::every(poll, 50 * poll)
                 .run(|| async {
-                    match probe::served_certificate(&target, service == Service::Postgres).await {
+                    match probe::served_certificate(&target, matches!(service, Service::Postgres | Service::Pgbouncer))
+                        .await
+                    {
                         Ok(served) if served == expected => crate::retry::Attempt::Done(()),
                         Ok(_) => crate::retry::Attempt::Retry(anyhow::anyhow!(
                             "the server still presents the old certificate"
@@ -138,8 +140,13 @@ fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn admin_target(context: &Context<'_>, service: Service) -> anyhow::Result<probe::Target> {
-    let password = context.store.current(&layout::login_secret(service, layout::ADMIN)).await?.value;
-    let database = if service == Service::Postgres { "postgres" } else { "" };
+    // PgBouncer's admin console takes PostgreSQL's admin login.
+    let (secret_of, database) = match service {
+        Service::Postgres => (Service::Postgres, "postgres"),
+        Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
+        Service::Redis | Service::Qdrant => (service, ""),
+    };
+    let password = context.store.current(&layout::login_secret(secret_of, layout::ADMIN)).await?.value;
     probe::login_target(context.profile, context.dir, service, layout::ADMIN, password, database)?
         .context("the service is not published, so rotation cannot reach it from here; set network.publish=true")
 }
@@ -170,6 +177,10 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
         }
         Service::Qdrant => {
             // Qdrant re-reads its certificate itself every tls.cert_ttl seconds.
+        }
+        Service::Pgbouncer => {
+            let name = crate::containers::container_name(context.profile, service);
+            context.engine.signal(&name, "HUP").await?;
         }
     }
     Ok(())

@@ -611,6 +611,15 @@ impl Engine {
         result
     }
 
+    /// Sends a signal to a container's main process (`HUP`: PgBouncer reads its configuration
+    /// and certificates again).
+    pub async fn signal(&self, name: &str, signal: &str) -> anyhow::Result<()> {
+        self.docker
+            .kill_container(name, Some(bollard::container::KillContainerOptions { signal }))
+            .await
+            .with_context(|| format!("sending SIG{signal} to container {name}"))
+    }
+
     /// Restarts a running container (a new process with the files now in its volumes).
     pub async fn restart(&self, name: &str) -> anyhow::Result<()> {
         self.docker

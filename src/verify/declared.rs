@@ -69,6 +69,9 @@ fn declared_logins(context: &Context) -> Vec<(String, [bool; 5])> {
         logins.push((user.name.clone(), none));
         logins.push((layout::alternate_login(&user.name), none));
     }
+    if context.profile.runs(crate::profile::Service::Pgbouncer) {
+        logins.push((layout::POOLER.to_owned(), none));
+    }
     logins
 }
 

@@ -7,6 +7,7 @@
 mod checklist;
 mod declared;
 pub mod inside;
+mod pgbouncer;
 mod postgres;
 mod qdrant;
 mod redis;
@@ -338,6 +339,9 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     }
     if context.profile.runs(Service::Qdrant) {
         checks.extend(qdrant::checks(context));
+    }
+    if context.profile.runs(Service::Pgbouncer) {
+        checks.extend(pgbouncer::checks(context));
     }
     checks.extend(declared::checks(context));
     checks.extend(checklist::server_checks(context));

@@ -13,21 +13,23 @@ use crate::report::Check;
 use crate::secrets::Secret;
 
 /// A connection attempt.
-struct Login<'a> {
-    user: &'a str,
-    password: Option<Secret>,
-    database: &'a str,
+pub(super) struct Login<'a> {
+    /// PostgreSQL itself, or PgBouncer in front of it.
+    pub via: Service,
+    pub user: &'a str,
+    pub password: Option<Secret>,
+    pub database: &'a str,
     /// `None`: plaintext (sslmode=disable).
-    tls: Option<ClientTls>,
-    server_name: String,
+    pub tls: Option<ClientTls>,
+    pub server_name: String,
 }
 
-async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSession> {
+pub(super) async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSession> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&login.server_name)
-        .hostaddr(context.addr(Service::Postgres).ip())
-        .port(context.port(Service::Postgres))
+        .hostaddr(context.addr(login.via).ip())
+        .port(context.port(login.via))
         .user(login.user)
         .dbname(login.database)
         .application_name("hardstack verify")
@@ -53,7 +55,7 @@ async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSessio
 /// The current login of an application user and its password. The login alternates with
 /// rotation, and a negative check must pair them right: a mismatched pair is refused for the
 /// wrong reason and would hide an open door.
-fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secret)> {
+pub(super) fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secret)> {
     let version = context.current(&layout::login_secret(Service::Postgres, user))?;
     Ok((version.username.clone().unwrap_or_else(|| user.to_owned()), version.value))
 }
@@ -62,6 +64,7 @@ fn current_login(context: &Context, user: &str) -> anyhow::Result<(String, Secre
 async fn app_login(context: &Context, user: &str, database: &str, client_cert: bool) -> anyhow::Result<PgSession> {
     let (name, password) = prepare(current_login(context, user))?;
     let login = Login {
+        via: Service::Postgres,
         user: &name,
         password: Some(password),
         database,
@@ -94,7 +97,7 @@ async fn as_owner_then_login(client: &tokio_postgres::Client, statement: &str, u
 }
 
 /// No pg_hba.conf line lets the connection in, or a line rejects it.
-const HBA_REJECTS: Refusal = Refusal::Sqlstate(&["28000"]);
+pub(super) const HBA_REJECTS: Refusal = Refusal::Sqlstate(&["28000"]);
 /// The role lacks the privilege.
 const NO_PRIVILEGE: Refusal = Refusal::Sqlstate(&["42501"]);
 
@@ -186,6 +189,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         refused("pg.plaintext_refused", "a plaintext connection (sslmode=disable)", HBA_REJECTS, async {
             let (name, password) = prepare(current_login(context, &user))?;
             let login = Login {
+                via: Service::Postgres,
                 user: &name,
                 password: Some(password),
                 database: &database,
@@ -201,6 +205,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         refused("pg.wrong_password_refused", "a wrong password", Refusal::Sqlstate(&["28P01"]), async {
             let tls = prepare(context.tls_for(&user, mutual))?;
             let login = Login {
+                via: Service::Postgres,
                 user: &user,
                 password: Some(Secret::new("wrong-password-0000000000")),
                 database: &database,
@@ -218,6 +223,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             connect(
                 context,
                 Login {
+                    via: Service::Postgres,
                     user: &user,
                     password: None,
                     database: &database,
@@ -235,6 +241,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         refused("pg.foreign_client_cert_refused", "a client certificate from another CA", refusal, async {
             let (name, password) = prepare(current_login(context, &user))?;
             let login = Login {
+                via: Service::Postgres,
                 user: &name,
                 password: Some(password),
                 database: &database,
@@ -255,6 +262,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             async {
                 let (name, password) = prepare(current_login(context, &user))?;
                 let login = Login {
+                    via: Service::Postgres,
                     user: &name,
                     password: Some(password),
                     database: &database,
@@ -286,6 +294,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         let what = "the superuser over the network, with its real password";
         refused("pg.superuser_network_refused", what, HBA_REJECTS, async {
             let login = Login {
+                via: Service::Postgres,
                 user: layout::POSTGRES_SUPERUSER,
                 password: Some(prepare(context.secret(layout::POSTGRES_SUPERUSER_SECRET))?),
                 database: "postgres",
@@ -321,6 +330,7 @@ pub(super) async fn admin_login(context: &Context) -> anyhow::Result<PgSession> 
     let name = layout::login_secret(Service::Postgres, layout::ADMIN);
     let login = |password| -> anyhow::Result<Login> {
         Ok(Login {
+            via: Service::Postgres,
             user: layout::ADMIN,
             password: Some(password),
             database: "postgres",

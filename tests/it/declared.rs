@@ -46,7 +46,12 @@ fn a_second_directory_with_the_same_stack_name_never_touches_the_first() {
     assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), identity["id"].as_str().unwrap());
     let objects = first.objects();
     // The same profile, name and ports from another directory.
-    let second = DockerStack { sandbox: Sandbox::new(), name: first.name.clone(), args: first.args.clone() };
+    let second = DockerStack {
+        sandbox: Sandbox::new(),
+        name: first.name.clone(),
+        args: first.args.clone(),
+        services: first.services.clone(),
+    };
     let first_dir = std::fs::canonicalize(first.sandbox.stack()).unwrap();
     // `up` in a new directory is refused before it writes anything.
     let out = second.cmd("up", &[]).output().unwrap();

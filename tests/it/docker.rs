@@ -511,7 +511,7 @@ fn up_makes_each_container_exactly_as_its_spec_says() {
     if !docker_available("containers_are_their_specs") {
         return;
     }
-    let stack = DockerStack::new("containers_are_their_specs");
+    let stack = DockerStack::new("containers_are_their_specs").with("pgbouncer");
     stack.cmd("up", &["-q", "--no-verify"]).assert().success();
     let (profile, _) = stack.library();
     let identity: serde_json::Value = serde_json::from_slice(&stack.sandbox.read("identity.json")).unwrap();

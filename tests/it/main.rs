@@ -16,6 +16,8 @@ mod converge;
 // The stack you declared, and only it: identity, the lock, interrupted rotations, recorded
 // templates, audit before delivery, hand-made users.
 mod declared;
+// PgBouncer in front of PostgreSQL: logins through it, its refusals, rotation under load.
+mod pgbouncer;
 // The aws secret store against moto.
 mod aws;
 // Backups, restores, point-in-time recovery and the restore test (real engine).

@@ -144,6 +144,8 @@ pub struct DockerStack {
     pub sandbox: Sandbox,
     pub name: String,
     pub args: Vec<String>,
+    /// The services it runs.
+    pub services: Vec<String>,
 }
 
 impl DockerStack {
@@ -154,9 +156,9 @@ impl DockerStack {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!("hs-it-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let qdrant = qdrant_image(&format!("{test} (PostgreSQL and Redis run)"));
-        let services = match qdrant {
-            Some(_) => r#"["postgres","redis","qdrant"]"#,
-            None => r#"["postgres","redis"]"#,
+        let services: Vec<String> = match qdrant {
+            Some(_) => vec!["postgres".into(), "redis".into(), "qdrant".into()],
+            None => vec!["postgres".into(), "redis".into()],
         };
         let args = [
             "--profile".to_owned(),
@@ -164,7 +166,7 @@ impl DockerStack {
             "--set".to_owned(),
             format!("stack.name={name}"),
             "--set".to_owned(),
-            format!("stack.services={services}"),
+            format!("stack.services={}", service_list(&services)),
             "--set".to_owned(),
             format!("images.postgres={POSTGRES_IMAGE}"),
             "--set".to_owned(),
@@ -181,16 +183,25 @@ impl DockerStack {
             format!("network.ports.redis={}", free_port()),
             "--set".to_owned(),
             format!("network.ports.qdrant={}", free_port()),
+            "--set".to_owned(),
+            format!("network.ports.pgbouncer={}", free_port()),
         ]
         .to_vec();
-        DockerStack { sandbox: Sandbox::new(), name, args }
+        DockerStack { sandbox: Sandbox::new(), name, args, services }
     }
 
     /// Runs only these services.
     pub fn services(mut self, services: &[&str]) -> DockerStack {
-        let list = services.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");
-        self.args.extend(["--set".to_owned(), format!("stack.services=[{list}]")]);
+        self.services = services.iter().map(|s| s.to_string()).collect();
+        self.args.extend(["--set".to_owned(), format!("stack.services={}", service_list(&self.services))]);
         self
+    }
+
+    /// Runs this service too.
+    pub fn with(self, service: &str) -> DockerStack {
+        let mut services: Vec<String> = self.services.clone();
+        services.push(service.to_owned());
+        self.services(&services.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Replaces one template by the embedded one edited with `edit` (for weakening tests).
@@ -299,6 +310,11 @@ impl Drop for DockerStack {
     }
 }
 
+/// `stack.services` as a TOML array.
+fn service_list(services: &[String]) -> String {
+    format!("[{}]", services.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(","))
+}
+
 /// Everything a command printed, stdout then stderr.
 pub fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -349,6 +365,18 @@ impl Load {
     /// `workers` clients, alternating PostgreSQL and Redis, each pausing `pause` between
     /// operations.
     pub fn start(stack: &DockerStack, workers: usize, pause: Duration) -> Load {
+        use hardstack::profile::Service;
+        Load::start_on(stack, &[Service::Postgres, Service::Redis], workers, pause)
+    }
+
+    /// `workers` clients, taking `services` in turn (PgBouncer: a new login through the pooler
+    /// each time), each pausing `pause` between operations.
+    pub fn start_on(
+        stack: &DockerStack,
+        services: &[hardstack::profile::Service],
+        workers: usize,
+        pause: Duration,
+    ) -> Load {
         let (profile, dir) = stack.library();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let running = Arc::new(AtomicBool::new(true));
@@ -356,11 +384,7 @@ impl Load {
         let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let mut clients = Vec::new();
         for worker in 0..workers {
-            let service = if worker % 2 == 0 {
-                hardstack::profile::Service::Postgres
-            } else {
-                hardstack::profile::Service::Redis
-            };
+            let service = services[worker % services.len()];
             let (profile, dir, running, ops, errors) =
                 (profile.clone(), dir.clone(), running.clone(), ops.clone(), errors.clone());
             clients.push(runtime.spawn(async move {

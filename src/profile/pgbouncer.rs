@@ -1,0 +1,60 @@
+//! PgBouncer's settings in the profile: pool mode and sizes.
+
+use serde::{Deserialize, Serialize};
+
+/// How PgBouncer shares server connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// A server connection per client connection, for its whole life.
+    Session,
+    /// A server connection per transaction: most clients per server connection; session state
+    /// (SET, advisory locks, LISTEN) does not survive a transaction.
+    Transaction,
+    /// A server connection per statement; multi-statement transactions are refused.
+    Statement,
+}
+
+impl PoolMode {
+    /// PgBouncer's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
+    }
+}
+
+/// PgBouncer settings. Each login of each application user is one pool to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgbouncerSettings {
+    /// `pool_mode`.
+    pub pool_mode: PoolMode,
+    /// Server connections per pool (`default_pool_size`): at most the login's
+    /// `postgres.connection_limit`, and all pools together fit in `max_connections`.
+    pub pool_size: u32,
+    /// Client connections PgBouncer accepts in all (`max_client_conn`).
+    pub max_client_connections: u32,
+    /// Protocol-level prepared statements kept per server connection
+    /// (`max_prepared_statements`; 0 turns their support off).
+    pub max_prepared_statements: u32,
+}
+
+impl Default for PgbouncerSettings {
+    fn default() -> Self {
+        PgbouncerSettings {
+            pool_mode: PoolMode::Transaction,
+            pool_size: 10,
+            max_client_connections: 500,
+            max_prepared_statements: 200,
+        }
+    }
+}
+
+impl PgbouncerSettings {
+    pub(super) fn is_default(&self) -> bool {
+        *self == PgbouncerSettings::default()
+    }
+}

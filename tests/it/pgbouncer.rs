@@ -1,0 +1,136 @@
+//! PgBouncer in front of PostgreSQL, against the real servers: verify-full logins through the
+//! pooler, what it must refuse, `env`'s URLs, and rotation through it under load.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{DockerStack, Load, docker_available, psql, text};
+
+/// A psql query against a URL; its answer, or the error psql printed.
+fn psql_at(url: &str, sql: &str) -> Result<String, String> {
+    let out =
+        std::process::Command::new("psql").args([url, "-w", "-tA", "-c", sql]).output().expect("psql is installed");
+    if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned()) } else { Err(text(&out)) }
+}
+
+#[test]
+fn pgbouncer_pools_verify_full_logins_and_refuses_plaintext_certless_clients_and_its_console() {
+    if !docker_available("pgbouncer_refusals") {
+        return;
+    }
+    // Mutual TLS: PostgreSQL accepts the pooler's one certificate for application logins only
+    // from the pooler's container (pg_hba.conf names it), and the pooler demands a certificate.
+    let stack =
+        DockerStack::new("pgbouncer_refusals").services(&["postgres", "pgbouncer"]).set("tls.client_certs=required");
+    let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    for id in [
+        "pgbouncer.tls_login",
+        "pgbouncer.plaintext_refused",
+        "pgbouncer.admin_console_refused",
+        "pgbouncer.no_client_cert_refused",
+        "pg.logins_declared",
+    ] {
+        assert_eq!(verdicts[id], "pass", "{id}: {verdicts:?}");
+    }
+
+    // psql, an independent client, through DATABASE_URL (the pooler) and beside it directly.
+    let pooled = stack.env("DATABASE_URL");
+    let direct = stack.env("DATABASE_DIRECT_URL");
+    assert_ne!(pooled, direct);
+    assert_eq!(psql(&stack, "SELECT current_user"), "app_owner");
+    let server_port = |url: &str| psql_at(url, "SELECT inet_server_port()").unwrap();
+    assert_eq!(server_port(&pooled), server_port(&direct), "both reach the same PostgreSQL");
+    // Protocol-level prepared statements (tokio-postgres names each one it prepares) through a
+    // transaction pool, from two clients at once, one holding a transaction open meanwhile.
+    let (profile, dir) = stack.library();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = hardstack::secrets::store::Store::open(&profile, &dir).await.unwrap();
+        let service = hardstack::profile::Service::Pgbouncer;
+        let target = hardstack::probe::app_target(&profile, &dir, &store, service).await.unwrap().unwrap();
+        let first = hardstack::probe::postgres_client(&target).await.unwrap();
+        let second = hardstack::probe::postgres_client(&target).await.unwrap();
+        let plus_one = first.prepare("SELECT $1::int + 1").await.unwrap();
+        let times_two = second.prepare("SELECT $1::int * 2").await.unwrap();
+        first.batch_execute("BEGIN").await.unwrap();
+        for n in 0..10i32 {
+            let row = second.query_one(&times_two, &[&n]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), n * 2);
+        }
+        first.batch_execute("COMMIT").await.unwrap();
+        second.batch_execute("BEGIN").await.unwrap();
+        for n in 0..10i32 {
+            let row = first.query_one(&plus_one, &[&n]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), n + 1);
+        }
+        second.batch_execute("COMMIT").await.unwrap();
+        first.close().await;
+        second.close().await;
+    });
+
+    // What the pooler refuses, each with its own message.
+    let plaintext = pooled.replace("sslmode=verify-full", "sslmode=disable");
+    assert!(psql_at(&plaintext, "SELECT 1").unwrap_err().contains("SSL required"));
+    let no_cert = pooled.split("&sslcert=").next().unwrap().to_owned();
+    let refused = psql_at(&no_cert, "SELECT 1").unwrap_err();
+    assert!(refused.contains("certificate"), "{refused}");
+    let console = pooled.replacen("/app?", "/pgbouncer?", 1);
+    assert!(psql_at(&console, "SHOW POOLS").unwrap_err().contains("not allowed"));
+
+    // The pooler's own PostgreSQL login cannot be used from the host: it takes PgBouncer's
+    // certificate, which never leaves the stack directory and the pooler's volume, and no
+    // other certificate (the application's, CN = app) stands in for it.
+    let own = direct.replacen("postgresql://app", "postgresql://pgbouncer", 1).replacen("/app?", "/postgres?", 1);
+    let refused = psql_at(&own, "SELECT 1").unwrap_err();
+    assert!(refused.contains("certificate authentication failed for user \"pgbouncer\""), "{refused}");
+    let without = own.split("&sslcert=").next().unwrap().to_owned();
+    let refused = psql_at(&without, "SELECT 1").unwrap_err();
+    assert!(refused.contains("connection requires a valid client certificate"), "{refused}");
+
+    // No secret in the container's environment, and the posture of the other services.
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{json .Config.Env}} {{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}",
+        ])
+        .arg(format!("{}-pgbouncer", stack.name))
+        .output()
+        .unwrap();
+    let inspected = String::from_utf8_lossy(&inspect.stdout).to_string();
+    assert!(inspected.ends_with("999:999 true [ALL]\n"), "{inspected}");
+    assert!(!inspected.to_lowercase().contains("password"), "{inspected}");
+}
+
+#[test]
+fn rotation_through_pgbouncer_under_traffic_has_zero_failed_operations() {
+    if !docker_available("pgbouncer_rotation") {
+        return;
+    }
+    let stack = DockerStack::new("pgbouncer_rotation").services(&["postgres", "pgbouncer"]);
+    let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // Every operation is a new TLS connection and SCRAM login through the pooler, with the
+    // credential read from the store just before.
+    let load = Load::start_on(&stack, &[hardstack::profile::Service::Pgbouncer], 4, Duration::ZERO);
+    let started = Instant::now();
+    let rounds = 2;
+    for _ in 0..rounds {
+        std::thread::sleep(Duration::from_secs(1));
+        let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (ops, errors) = load.stop();
+    println!(
+        "pgbouncer load test: {ops} operations, {} failures, over {:.1} s with {rounds} rotations",
+        errors.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert!(ops > 50, "too few operations to mean anything: {ops}");
+    assert_eq!(errors.len(), 0, "{:?}", errors.iter().take(5).collect::<Vec<_>>());
+}
