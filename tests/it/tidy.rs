@@ -174,6 +174,7 @@ fn only_layout_spells_stack_directory_paths() {
         "config/postgres",
         "config/redis",
         "config/qdrant",
+        "config/pgbouncer",
         "secrets/",
         "systemd/hardstack",
         "docker-compose.yml",
