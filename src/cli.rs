@@ -76,8 +76,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Stop and remove this stack's containers and network (by label); --volumes also its data.
     Down(DownArgs),
-    /// Each service's state, health, published port, certificate expiry and secret age.
-    Status,
+    /// Each service's state, health, published port, certificate expiry and secret age; with
+    /// --details its live numbers too (connections, pool clients, slowest statements, memory,
+    /// collections).
+    Status(StatusArgs),
     /// Prove the running stack is usable and closed: logins that must work, everything that
     /// must be refused, and the production checklist. Exit 1 when a check fails, 2 when the
     /// stack cannot be reached.
@@ -259,6 +261,19 @@ pub struct PlanArgs {
     /// Show what `up --prune` would drop.
     #[arg(long)]
     pub prune: bool,
+}
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also read each running service's live numbers: connections used and allowed and the
+    /// slowest statements (PostgreSQL), clients active and waiting (PgBouncer), memory used
+    /// against maxmemory and evictions (Redis), collections and points (Qdrant).
+    #[arg(long)]
+    pub details: bool,
+    /// Refresh the details in place every INTERVAL (2s when none is given) until interrupted.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = humantime::parse_duration)]
+    pub watch: Option<std::time::Duration>,
 }
 
 /// Options of `down`.

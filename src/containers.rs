@@ -318,6 +318,15 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
     // Where the server finds a delivered file.
     let at = |file: StackFile| layout::container_path(profile, service, &file).expect("the service receives the file");
     let deliveries = deliveries(profile, service);
+    // The healthcheck's client certificate in a libpq connection string, where servers demand one.
+    let libpq_client_cert = || match mutual {
+        true => format!(
+            " sslcert={} sslkey={}",
+            at(StackFile::ClientCert(layout::HEALTH.into())),
+            at(StackFile::ClientKey(layout::HEALTH.into()))
+        ),
+        false => String::new(),
+    };
     let (command, healthcheck) = match service {
         Service::Postgres => {
             let config = delivered_volume(profile, service, Volume::Config, true);
@@ -344,15 +353,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             if profile.backup.wal_archive {
                 binds.push(BindMount { source: archive_dir(profile), target: layout::backups::ARCHIVE_MOUNT.into() });
             }
-            let client = if mutual {
-                format!(
-                    " sslcert={} sslkey={}",
-                    at(StackFile::ClientCert(layout::HEALTH.into())),
-                    at(StackFile::ClientKey(layout::HEALTH.into()))
-                )
-            } else {
-                String::new()
-            };
+            let client = libpq_client_cert();
             // Over TCP with verify-full and a real query: the entrypoint's init server listens on the
             // socket only, so this cannot pass before the real server is up (pg_isready on the socket can).
             let health = format!(
@@ -400,15 +401,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         }
         Service::Pgbouncer => {
             volumes.push(delivered_volume(profile, service, Volume::Config, true));
-            let client = if mutual {
-                format!(
-                    " sslcert={} sslkey={}",
-                    at(StackFile::ClientCert(layout::HEALTH.into())),
-                    at(StackFile::ClientKey(layout::HEALTH.into()))
-                )
-            } else {
-                String::new()
-            };
+            let client = libpq_client_cert();
             // pg_isready: a TLS handshake verified against the stack CA, and an answer to a
             // startup packet (PgBouncer looks the login up in PostgreSQL first).
             let health = format!(

@@ -35,6 +35,8 @@ pub mod report;
 pub mod retry;
 pub mod verify;
 
+pub mod live;
+
 pub mod backup;
 pub mod converge;
 pub mod rotate;
@@ -61,7 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Up(args) => commands::up::run(global, args).await,
             Command::Plan(args) => commands::plan::run(global, args).await,
             Command::Down(args) => commands::down::run(global, args).await,
-            Command::Status => commands::status::run(global).await,
+            Command::Status(args) => commands::status::run(global, args).await,
             Command::Doctor => commands::doctor::run(global).await,
             Command::Backup(args) => commands::backup::run(global, args).await,
             Command::Restore(args) => commands::restore::run(global, args).await,

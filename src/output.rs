@@ -34,6 +34,15 @@ impl Output {
         }
     }
 
+    /// A screen for a person that replaces the one before (`status --watch`): the terminal is
+    /// cleared first.
+    pub fn redraw(&self, text: &str) {
+        if self.format == Format::Human {
+            print!("\x1b[2J\x1b[H{text}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+    }
+
     /// An error that does not end the command (a daemon's failed pass), on stderr.
     pub fn error(&self, text: impl AsRef<str>) {
         let _ = writeln!(std::io::stderr().lock(), "error: {}", text.as_ref());

@@ -1,30 +1,64 @@
 //! `hardstack status`: per service, the container's state and health, its published port, the
-//! server certificate's expiry and the age of the service's application secret.
+//! server certificate's expiry and the age of the service's application secret; with
+//! `--details` the live numbers of each running service (`live`), and with `--watch` the
+//! same again every interval until interrupted.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, StatusArgs};
 use crate::containers;
 use crate::layout::{self, StackFile};
 use crate::pki;
-use crate::profile::Service;
+use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
 use crate::secrets::store::{SecretStore as _, Stage, Store};
 use crate::settings;
 use crate::stackdir::StackDir;
 
 /// Runs `status`.
-pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
     let store = Store::open(&profile, &dir).await?;
     let engine = super::engine_for(&dir, &profile, false).await?;
+    let details = args.details || args.watch.is_some();
+    let Some(every) = args.watch else {
+        let (document, text) = report(&profile, &dir, &store, &engine, details).await?;
+        output.json(&document);
+        let inputs = crate::inputs::Inputs::read(&dir)?;
+        super::warn_accepted(&output, &inputs);
+        output.table(&text);
+        return Ok(ExitCode::SUCCESS);
+    };
+    // A schedule, not a wait for a condition: one report per tick until Ctrl-C.
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+        let (document, text) = report(&profile, &dir, &store, &engine, details).await?;
+        output.json(&document);
+        output.redraw(&format!("{text}(every {}s; Ctrl-C stops)\n", every.as_secs_f64()));
+    }
+}
+
+/// The status document and its text for a person.
+async fn report(
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+    engine: &Engine,
+    details: bool,
+) -> anyhow::Result<(Value, String)> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
-    for spec in containers::container_specs(&profile) {
+    for spec in containers::container_specs(profile) {
         let info = engine.inspect(&spec.name).await?;
         let state = info.as_ref().and_then(|i| i.state.as_ref());
         let status = state.and_then(|s| s.status).map(|s| s.to_string()).unwrap_or_else(|| "absent".into());
@@ -35,6 +69,8 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let user = profile.users.first().map(|u| u.name.clone()).unwrap_or_default();
         let secret = match spec.service {
             Service::Qdrant => layout::QDRANT_API_KEY.to_owned(),
+            // Clients log in through the pooler with their PostgreSQL password.
+            Service::Pgbouncer => layout::login_secret(Service::Postgres, &user),
             service => layout::login_secret(service, &user),
         };
         let age_days = store
@@ -42,7 +78,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .await?
             .and_then(|v| SystemTime::now().duration_since(v.created).ok())
             .map(|d| d.as_secs() / 86_400);
-        rows.push(json!({
+        let mut row = json!({
             "service": spec.service,
             "container": spec.name,
             "image": image,
@@ -52,9 +88,16 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             "certificate_expires_in_days": expires_in_days,
             "secret": secret,
             "secret_age_days": age_days,
-        }));
+        });
+        if details {
+            row["details"] = match status.as_str() {
+                "running" => crate::live::numbers(profile, dir, store, spec.service).await,
+                _ => json!({ "error": format!("the container is {status}") }),
+            };
+        }
+        rows.push(row);
     }
-    let backups = crate::backup::Backups::of(&profile, &dir);
+    let backups = crate::backup::Backups::of(profile, dir);
     let sets = backups.sets()?;
     let latest =
         sets.iter().rev().find(|s| s.complete).map(|set| crate::backup::read_manifest(&set.path)).transpose()?;
@@ -67,19 +110,20 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         "last_restore_test": test.as_ref().map(|t| json!({"set": t.set, "tested": t.tested, "passed": t.passed})),
         "last_successful_restore_test": test.as_ref().and_then(|t| t.last_pass.as_ref()).map(|p| json!({"set": p.set, "tested": p.tested})),
     });
-    let inputs = crate::inputs::Inputs::read(&dir)?;
-    let identity = crate::identity::Identity::read(&dir)?;
-    output.json(&json!({
+    let inputs = crate::inputs::Inputs::read(dir)?;
+    let identity = crate::identity::Identity::read(dir)?;
+    let document = json!({
         "schema": "hardstack.status/v1", "stack": profile.stack.name, "services": rows, "backup": backup,
         "identity": identity.as_ref().map(|i| &i.id), "templates": inputs.templates, "accepted_audit_rules": inputs.accepted,
-    }));
-    super::warn_accepted(&output, &inputs);
-    output.line(format!(
-        "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE",
+    });
+
+    let mut text = format!(
+        "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE\n",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"
-    ));
+    );
     for row in &rows {
-        output.line(format!(
+        let _ = writeln!(
+            text,
             "{:<9} {:<9} {:<10} {:<16} {:>9} {:>10}d  {}",
             row["service"].as_str().unwrap_or(""),
             row["state"].as_str().unwrap_or(""),
@@ -88,24 +132,85 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             row["certificate_expires_in_days"].as_i64().map(|d| d.to_string()).unwrap_or("-".into()),
             row["secret_age_days"].as_u64().map(|d| d.to_string()).unwrap_or("-".into()),
             row["image"].as_str().unwrap_or("-"),
-        ));
+        );
     }
-    output.line(match &latest {
-        Some(manifest) => format!(
-            "last backup: set {} (finished {}), {} complete set(s) in {}",
-            manifest.id,
-            manifest.finished,
-            sets.iter().filter(|s| s.complete).count(),
-            backups.root.display()
-        ),
-        None => format!("last backup: none in {} (`hardstack backup`)", backups.root.display()),
-    });
-    output.line(match test.as_ref().and_then(|t| t.last_pass.as_ref()) {
-        Some(pass) => format!("last successful restore test: set {} (tested {})", pass.set, pass.tested),
-        None => "last successful restore test: none (`hardstack backup --test`)".to_owned(),
-    });
+    if details {
+        text.push('\n');
+        for row in &rows {
+            let service = row["service"].as_str().unwrap_or("");
+            let _ = writeln!(text, "{service:<9} {}", describe(&row["details"]));
+            for statement in row["details"]["slowest_statements"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    text,
+                    "{:<9}   {:>9.2} ms x{:<6} {}",
+                    "",
+                    statement["mean_ms"].as_f64().unwrap_or(0.0),
+                    statement["calls"].as_i64().unwrap_or(0),
+                    statement["query"].as_str().unwrap_or("")
+                );
+            }
+        }
+        text.push('\n');
+    }
+    let _ = writeln!(
+        text,
+        "{}",
+        match &latest {
+            Some(manifest) => format!(
+                "last backup: set {} (finished {}), {} complete set(s) in {}",
+                manifest.id,
+                manifest.finished,
+                sets.iter().filter(|s| s.complete).count(),
+                backups.root.display()
+            ),
+            None => format!("last backup: none in {} (`hardstack backup`)", backups.root.display()),
+        }
+    );
+    let _ = writeln!(
+        text,
+        "{}",
+        match test.as_ref().and_then(|t| t.last_pass.as_ref()) {
+            Some(pass) => format!("last successful restore test: set {} (tested {})", pass.set, pass.tested),
+            None => "last successful restore test: none (`hardstack backup --test`)".to_owned(),
+        }
+    );
     if let Some(test) = test.as_ref().filter(|t| !t.passed) {
-        output.line(format!("last restore test FAILED: set {} (tested {})", test.set, test.tested));
+        let _ = writeln!(text, "last restore test FAILED: set {} (tested {})", test.set, test.tested);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok((document, text))
+}
+
+/// One line of a service's live numbers.
+fn describe(details: &Value) -> String {
+    if let Some(error) = details["error"].as_str() {
+        return format!("numbers unavailable: {error}");
+    }
+    let number = |key: &str| details[key].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    let mib = |key: &str| details[key].as_u64().map(|n| format!("{:.1} MiB", n as f64 / 1048576.0));
+    if details.get("max_connections").is_some() {
+        let statements = match details["slowest_statements"]["error"].as_str() {
+            Some(error) => format!("; {error}"),
+            None => "; slowest statements by mean time:".to_owned(),
+        };
+        return format!("connections {} of {}{statements}", number("connections"), number("max_connections"));
+    }
+    if details.get("waiting").is_some() {
+        return format!(
+            "clients {} active, {} waiting; {} server connections ({} pools of {})",
+            number("active"),
+            number("waiting"),
+            number("server_connections"),
+            details["pool_mode"].as_str().unwrap_or("-"),
+            number("pool_size")
+        );
+    }
+    if details.get("used_memory").is_some() {
+        return format!(
+            "memory {} of {} (maxmemory), {} evicted keys",
+            mib("used_memory").unwrap_or_else(|| "-".into()),
+            mib("maxmemory").unwrap_or_else(|| "-".into()),
+            number("evicted_keys")
+        );
+    }
+    format!("{} collections, {} points", number("collections"), number("points"))
 }

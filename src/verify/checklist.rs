@@ -213,28 +213,29 @@ pub fn server_checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let mut checks: Vec<CheckFuture<'_>> = Vec::new();
     if context.profile.runs(Service::Postgres) {
         checks.push(bounded("checklist.pooling".into(), async move {
-            from(
-                "checklist.pooling",
-                async {
-                    let values = super::postgres::show(context, &["max_connections"]).await?;
-                    let get =
-                        |k: &str| values.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
-                    let limit: i64 = get("rolconnlimit").parse().unwrap_or(-1);
-                    Ok((
-                        limit > 0,
-                        if limit > 0 {
-                            "max_connections sized for a pool, and the login role has a connection limit".into()
-                        } else {
-                            "the application role has no connection limit".into()
-                        },
-                        format!(
-                            "max_connections {}, role connection limit {limit}; examples/ show pooled clients",
-                            get("max_connections")
-                        ),
-                    ))
-                }
-                .await,
-            )
+            if !context.profile.runs(Service::Pgbouncer) {
+                return Check::not_applicable(
+                    "checklist.pooling",
+                    "the stack runs no pooler: add pgbouncer to stack.services, and applications connect through it",
+                );
+            }
+            // A pool that is deployed is not enough: a login through it must reach PostgreSQL.
+            match super::pgbouncer::login_through(context).await {
+                Ok(evidence) => Check::pass(
+                    "checklist.pooling",
+                    format!(
+                        "PgBouncer pools the application logins ({} mode, {} server connections per login)",
+                        context.profile.pgbouncer.pool_mode.as_str(),
+                        context.profile.pgbouncer.pool_size
+                    ),
+                    evidence,
+                ),
+                Err(err) => Check::fail(
+                    "checklist.pooling",
+                    "an application login through PgBouncer failed",
+                    format!("{err:#}"),
+                ),
+            }
         }));
         checks.push(bounded("checklist.monitoring".into(), async move {
             from(

@@ -2,83 +2,84 @@
 //! PostgreSQL, and the pooler refuses plaintext, a certificate-less client where the profile
 //! requires certificates, and its admin console to an application login.
 
+use anyhow::Context as _;
 use rustls::AlertDescription;
 
 use super::postgres::{Login, connect, current_login};
 use super::{CheckFuture, Context, Refusal, accepted, bounded, prepare, refused};
+use crate::probe::PgSession;
 use crate::profile::Service;
+use crate::report::Check;
 
 /// PgBouncer refuses a client it will not serve with a protocol-violation error: `SSL required`
 /// for plaintext, `not allowed` for the admin console (its src/client.c).
 const POOLER_REFUSES: Refusal = Refusal::Sqlstate(&["08P01"]);
 
-/// A login through the pooler as the first application user's current login.
-fn login<'a>(context: &Context, name: &'a str, database: &'a str, tls: bool, cert: bool) -> anyhow::Result<Login<'a>> {
-    let (_, password) = current_login(context, name)?;
-    Ok(Login {
+/// How an attempt through the pooler is made.
+#[derive(Clone, Copy)]
+struct Way {
+    tls: bool,
+    client_cert: bool,
+}
+
+/// A connection through the pooler as the first application user's current login (the login
+/// alternates with rotation: its password is that login's) to `database` (its own when
+/// `None`).
+async fn through(context: &Context, database: Option<&str>, way: Way) -> anyhow::Result<PgSession> {
+    let user = context.users().first().context("the profile has no application user")?;
+    let (name, password) = prepare(current_login(context, &user.name))?;
+    let tls = match way.tls {
+        true => Some(prepare(context.tls_for(&name, way.client_cert))?),
+        false => None,
+    };
+    let login = Login {
         via: Service::Pgbouncer,
-        user: name,
+        user: &name,
         password: Some(password),
-        database,
-        tls: if tls { Some(context.tls_for(name, cert)?) } else { None },
+        database: database.unwrap_or(&user.database),
+        tls,
         server_name: context.server_name(Service::Pgbouncer),
-    })
+    };
+    connect(context, login).await
+}
+
+/// The first application user's current login through the pooler over verify-full TLS, and a
+/// query that reaches PostgreSQL: what happened, or the error.
+pub(super) async fn login_through(context: &Context) -> anyhow::Result<String> {
+    let session = through(context, None, Way { tls: true, client_cert: context.mutual() }).await?;
+    let row = session.query_one("SELECT session_user::text, current_user::text, inet_server_port()", &[]).await?;
+    let (login, role, port): (String, String, Option<i32>) = (row.get(0), row.get(1), row.get(2));
+    session.close().await;
+    Ok(format!("{login} reached PostgreSQL (port {}) through PgBouncer as {role}", port.unwrap_or_default()))
 }
 
 /// Every PgBouncer check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let mut checks: Vec<CheckFuture<'_>> = Vec::new();
-    let Some(user) = context.users().first().cloned() else {
-        return checks;
-    };
     let mutual = context.mutual();
-    let login_of = {
-        let user = user.clone();
-        move || current_login(context, &user.name).map(|(name, _)| name).unwrap_or_else(|_| user.name.clone())
-    };
-    let (name, database) = (login_of(), user.database.clone());
     checks.push(bounded("pgbouncer.tls_login".into(), async move {
-        accepted("pgbouncer.tls_login", "an application login through PgBouncer over verify-full TLS", async {
-            let session = connect(context, prepare(login(context, &name, &database, true, mutual))?).await?;
-            let row = session.query_one("SELECT current_user::text, inet_server_port()", &[]).await?;
-            let (role, port): (String, Option<i32>) = (row.get(0), row.get(1));
-            session.close().await;
-            Ok(format!("{name} reached PostgreSQL (port {}) as {role}", port.unwrap_or_default()))
-        })
-        .await
+        let what = "an application login through PgBouncer over verify-full TLS";
+        accepted("pgbouncer.tls_login", what, login_through(context)).await
     }));
-    let (name, database) = (login_of(), user.database.clone());
     checks.push(bounded("pgbouncer.plaintext_refused".into(), async move {
-        refused("pgbouncer.plaintext_refused", "a plaintext connection to PgBouncer", POOLER_REFUSES, async {
-            connect(context, prepare(login(context, &name, &database, false, false))?).await
-        })
-        .await
+        let attempt = through(context, None, Way { tls: false, client_cert: false });
+        refused("pgbouncer.plaintext_refused", "a plaintext connection to PgBouncer", POOLER_REFUSES, attempt).await
     }));
-    let name = login_of();
     checks.push(bounded("pgbouncer.admin_console_refused".into(), async move {
-        refused("pgbouncer.admin_console_refused", "the admin console to an application login", POOLER_REFUSES, async {
-            connect(context, prepare(login(context, &name, "pgbouncer", true, mutual))?).await
-        })
-        .await
+        let attempt = through(context, Some("pgbouncer"), Way { tls: true, client_cert: mutual });
+        let what = "the admin console to an application login";
+        refused("pgbouncer.admin_console_refused", what, POOLER_REFUSES, attempt).await
     }));
-    let (name, database) = (login_of(), user.database.clone());
     checks.push(bounded("pgbouncer.no_client_cert_refused".into(), async move {
+        let id = "pgbouncer.no_client_cert_refused";
         if !mutual {
-            return crate::report::Check::not_applicable(
-                "pgbouncer.no_client_cert_refused",
-                "the profile does not require client certificates",
-            );
+            return Check::not_applicable(id, "the profile does not require client certificates");
         }
         // client_tls_sslmode=verify-ca: the handshake requires a certificate (TLS 1.3 says so with
         // certificate_required, TLS 1.2 with handshake_failure).
         let refusal = Refusal::TlsAlert(&[AlertDescription::CertificateRequired, AlertDescription::HandshakeFailure]);
-        refused(
-            "pgbouncer.no_client_cert_refused",
-            "a login through PgBouncer without a client certificate",
-            refusal,
-            async { connect(context, prepare(login(context, &name, &database, true, false))?).await },
-        )
-        .await
+        let attempt = through(context, None, Way { tls: true, client_cert: false });
+        refused(id, "a login through PgBouncer without a client certificate", refusal, attempt).await
     }));
     checks
 }

@@ -116,14 +116,9 @@ fn rotation_through_pgbouncer_under_traffic_has_zero_failed_operations() {
     // credential read from the store just before.
     let load = Load::start_on(&stack, &[hardstack::profile::Service::Pgbouncer], 4, Duration::ZERO);
     let started = Instant::now();
-    let rounds = 2;
-    for _ in 0..rounds {
-        std::thread::sleep(Duration::from_secs(1));
-        let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let (ops, errors) = load.stop();
+    // Odd: the alternate logins are the current ones at the end, for verify to use.
+    let rounds = 3;
+    let (ops, errors) = load.across_rotations(&stack, rounds);
     println!(
         "pgbouncer load test: {ops} operations, {} failures, over {:.1} s with {rounds} rotations",
         errors.len(),
@@ -133,4 +128,54 @@ fn rotation_through_pgbouncer_under_traffic_has_zero_failed_operations() {
     assert_eq!(code, 0, "{verdicts:?}");
     assert!(ops > 50, "too few operations to mean anything: {ops}");
     assert_eq!(errors.len(), 0, "{:?}", errors.iter().take(5).collect::<Vec<_>>());
+}
+
+#[test]
+fn status_details_shows_each_services_live_numbers_and_never_a_verifier() {
+    if !docker_available("status_details") {
+        return;
+    }
+    let stack = DockerStack::new("status_details").with("pgbouncer");
+    let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // A statement through the pooler, and a rotation (ALTER ROLE ... PASSWORD with a verifier).
+    assert_eq!(psql(&stack, "SELECT 20 + 22 AS status_details_marker"), "42");
+    let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = stack.cmd("status", &["--details", "-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!printed.contains("SCRAM-SHA-256$"), "a verifier in status: {printed}");
+    let report: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let details = |service: &str| {
+        report["services"].as_array().unwrap().iter().find(|s| s["service"] == service).unwrap()["details"].clone()
+    };
+    let postgres = details("postgres");
+    assert!(postgres["max_connections"].as_i64().unwrap() > 0, "{postgres}");
+    assert!(postgres["connections"].as_i64().unwrap() >= 1, "{postgres}");
+    let slowest = postgres["slowest_statements"].as_array().unwrap_or_else(|| panic!("{postgres}"));
+    assert!(!slowest.is_empty(), "{postgres}");
+    let pgbouncer = details("pgbouncer");
+    assert_eq!(pgbouncer["waiting"], 0, "{pgbouncer}");
+    assert!(pgbouncer["server_connections"].as_u64().unwrap() >= 1, "{pgbouncer}");
+    let redis = details("redis");
+    assert!(redis["used_memory"].as_u64().unwrap() > 0, "{redis}");
+    assert_eq!(redis["maxmemory"], 192 << 20, "{redis}");
+    assert_eq!(redis["evicted_keys"], 0, "{redis}");
+    // Nothing pg_stat_statements keeps holds a verifier (ALTER ROLE ... PASSWORD is a utility
+    // statement, which it is told not to track), whatever status shows of it.
+    let (profile, _) = stack.library();
+    let spec = hardstack::containers::container_spec(&profile, hardstack::profile::Service::Postgres);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kept = runtime
+        .block_on(async {
+            let engine = hardstack::runtime::connect().await?;
+            let sql = "SELECT count(*) FILTER (WHERE query LIKE '%SCRAM-SHA-256%') || ' of ' || count(*) FROM monitoring.pg_stat_statements;";
+            hardstack::superuser::sql(&engine, &spec, sql).await
+        })
+        .unwrap();
+    assert!(kept.trim().starts_with("0 of "), "{kept}");
+    let human = stack.cmd("status", &["--details"]).output().unwrap();
+    let human = String::from_utf8_lossy(&human.stdout).to_string();
+    assert!(human.contains("connections ") && human.contains(" waiting;") && human.contains("maxmemory"), "{human}");
 }

@@ -349,13 +349,7 @@ fn load_test_rotation_under_traffic_has_zero_failed_operations() {
     let load = Load::start(&stack, 4, Duration::ZERO);
     let started = Instant::now();
     let rounds = 3;
-    for _ in 0..rounds {
-        std::thread::sleep(Duration::from_secs(1));
-        let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let (ops, errors) = load.stop();
+    let (ops, errors) = load.across_rotations(&stack, rounds);
     let failures = errors.len();
     // The healthchecks, whose passwords rotated too, still pass.
     let (code, verdicts) = stack.verify();

@@ -406,6 +406,18 @@ impl Load {
         Load { runtime, running, ops, errors, clients }
     }
 
+    /// Forces `rounds` rotations of every credential a second apart while the clients run, then
+    /// stops them: the operations done, and the failures.
+    pub fn across_rotations(self, stack: &DockerStack, rounds: usize) -> (u64, Vec<String>) {
+        for _ in 0..rounds {
+            std::thread::sleep(Duration::from_secs(1));
+            let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        self.stop()
+    }
+
     /// Stops the clients: the operations done, and the failures.
     pub fn stop(self) -> (u64, Vec<String>) {
         self.running.store(false, Ordering::SeqCst);
