@@ -179,3 +179,33 @@ fn status_details_shows_each_services_live_numbers_and_never_a_verifier() {
     let human = String::from_utf8_lossy(&human.stdout).to_string();
     assert!(human.contains("connections ") && human.contains(" waiting;") && human.contains("maxmemory"), "{human}");
 }
+
+/// examples/postgres_pool, an application with a connection pool that reads the credential for
+/// each new connection, keeps working through the pooler across two forced rotations.
+#[test]
+fn the_pooled_example_rides_through_two_rotations() {
+    if !docker_available("pooled_example") {
+        return;
+    }
+    let stack = DockerStack::new("pooled_example").services(&["postgres", "pgbouncer"]);
+    let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
+    let example = std::process::Command::new(examples.join("postgres_pool"))
+        .arg(stack.sandbox.stack())
+        .arg("12")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(3));
+        let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = example.wait_with_output().unwrap();
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("through PgBouncer") && printed.contains(" 0 failed"), "{printed}");
+    println!("{printed}");
+}
