@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Benchmark: PostgreSQL directly against PgBouncer in front of it, on a dev stack (PostgreSQL +
+# PgBouncer from the local images), pgbench's select-only script over TLS verify-full as the
+# application login, alternating direct and pooled, medians of RUNS (default 7), min and max:
+#   - connection per operation (`pgbench -C`: a new TLS connection and SCRAM login per
+#     transaction), transactions per second;
+#   - simple-query latency on one connection per client, milliseconds;
+#   - PgBouncer's memory after the runs (`docker stats`).
+#   bench/pooling.sh [RUNS]    prints the README rows
+source "$(dirname "$0")/lib.sh"
+runs=${1:-7}
+stack_args=(--profile dev --set "stack.name=hs-bench-pool" --set 'stack.services=["postgres","pgbouncer"]'
+            --set images.postgres=hardstack-local/postgres:17
+            --set network.ports.postgres=25452 --set network.ports.pgbouncer=26452)
+cleanup() { "$bin" down --dir "$work/s" --volumes -q 2>/dev/null || true; rm -rf "$work"; }
+"$bin" up --dir "$work/s" -q "${stack_args[@]}"
+eval "$("$bin" env --dir "$work/s")"
+pooled=$DATABASE_URL direct=$DATABASE_DIRECT_URL
+echo 'SELECT 1;' > "$work/select.sql"
+# pgbench URL: its own options, then the connection string as the database name.
+bench() { # bench URL ARGS... -> the pgbench summary
+  pgbench -n -f "$work/select.sql" -T 5 -c 4 -j 2 "${@:2}" "$1" 2>&1
+}
+: > "$work/results"
+for run in $(seq "$runs"); do
+  for target in direct pooled; do
+    url=${!target}
+    tps=$(bench "$url" -C | awk '/^tps/ {print $3; exit}')
+    latency=$(bench "$url" | awk '/^latency average/ {print $4; exit}')
+    echo "$target $tps $latency" >> "$work/results"
+  done
+done
+memory=$(docker stats --no-stream --format '{{.MemUsage}}' hs-bench-pool-pgbouncer | cut -d/ -f1 | tr -d ' ')
+python3 - "$work/results" "$runs" "$memory" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+runs, memory = sys.argv[2], sys.argv[3]
+def of(target, column):
+    values = [float(r[column]) for r in rows if r[0] == target]
+    return statistics.median(values), min(values), max(values)
+def show(v, unit, fmt):
+    return f"{v[0]:{fmt}} {unit} (min {v[1]:{fmt}}, max {v[2]:{fmt}})"
+d_tps, p_tps = of("direct", 1), of("pooled", 1)
+d_lat, p_lat = of("direct", 2), of("pooled", 2)
+print(f"| connection per operation through PgBouncer (`pgbench -C`, `SELECT 1`, 4 clients, a new TLS verify-full connection and SCRAM login each), median of {runs}, alternating | {show(p_tps, 'tps', '.0f')} | directly to PostgreSQL: {show(d_tps, 'tps', '.0f')} | {p_tps[0] / d_tps[0]:.2f}x the throughput | `bench/pooling.sh` |")
+print(f"| simple-query latency through PgBouncer (`SELECT 1`, 4 clients on one connection each), median of {runs}, alternating | {show(p_lat, 'ms', '.3f')} | directly: {show(d_lat, 'ms', '.3f')} | {p_lat[0] / d_lat[0]:.2f} | `bench/pooling.sh` |")
+print(f"| memory PgBouncer adds (after the runs above) | {memory} | | | `bench/pooling.sh` |")
+PY
