@@ -44,6 +44,7 @@ pub async fn show(
         }
         services.push(converge::plan(&engine, profile, &spec, &contents, prune).await?);
     }
+    let removed = engine.undeclared_containers(profile).await?;
     let files: Vec<_> = preview.diff.changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
     let conflicts: Vec<_> =
         preview.diff.conflicts.iter().map(|c| json!({"path": c.path, "reason": conflict_reason(c.edited)})).collect();
@@ -55,6 +56,7 @@ pub async fn show(
         "conflicts": conflicts,
         "secrets": preview.plan.new_secrets.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "services": services.iter().map(ServicePlan::report).collect::<Vec<_>>(),
+        "removed_containers": removed,
         "templates": preview.inputs.templates,
         "audit_refused": preview.refused().map(|c| json!({"id": c.id, "evidence": c.evidence})).collect::<Vec<_>>(),
         "audit_accepted": preview.accepted().map(|c| json!({"id": c.id, "evidence": c.evidence})).collect::<Vec<_>>(),
@@ -90,6 +92,9 @@ pub async fn show(
     }
     for plan in &services {
         output.line(describe(plan));
+    }
+    for name in &removed {
+        output.line(format!("{name}: remove the container, its service is no longer in stack.services (volumes kept)"));
     }
     Ok(())
 }

@@ -177,6 +177,12 @@ pub async fn up(
             }
         }
     }
+    // A service taken out of stack.services: its container goes (its volumes stay, as `down`
+    // keeps them), so the running stack is the declared one.
+    for name in stack.engine.undeclared_containers(&profile).await? {
+        stack.engine.remove(&name).await?;
+        output.line(format!("{name}: removed, its service is no longer in stack.services (its volumes are kept)"));
+    }
     stack.network.clone().await.map_err(anyhow::Error::msg)?;
     let usable_after = started.elapsed().as_secs_f64();
     if !failures.is_empty() {

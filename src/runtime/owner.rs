@@ -180,6 +180,18 @@ impl Engine {
         Ok(Removed { containers, network, volumes: removed_volumes })
     }
 
+    /// The containers of services the profile no longer runs (by their names; one-offs and
+    /// helpers are not services), which this directory made.
+    pub async fn undeclared_containers(&self, profile: &crate::profile::Profile) -> anyhow::Result<Vec<String>> {
+        let existing = self.stack_containers(&profile.stack.name).await?;
+        Ok(crate::profile::Service::ALL
+            .into_iter()
+            .filter(|service| !profile.runs(*service))
+            .map(|service| crate::containers::container_name(profile, service))
+            .filter(|name| existing.contains(name))
+            .collect())
+    }
+
     /// Names of the containers that carry the stack's label.
     pub async fn stack_containers(&self, stack: &str) -> anyhow::Result<Vec<String>> {
         let filters = HashMap::from([("label".to_owned(), vec![format!("{STACK_LABEL}={stack}")])]);

@@ -209,3 +209,48 @@ fn the_pooled_example_rides_through_two_rotations() {
     assert!(printed.contains("through PgBouncer") && printed.contains(" 0 failed"), "{printed}");
     println!("{printed}");
 }
+
+/// Day two: the pooler added to a running stack and taken out again. PostgreSQL keeps its data
+/// and is reloaded, not restarted; the pooler's container goes with its declaration, and its
+/// PostgreSQL login is disabled.
+#[test]
+fn the_pooler_is_added_to_and_removed_from_a_running_stack() {
+    if !docker_available("pooler_day_two") {
+        return;
+    }
+    let stack = DockerStack::new("pooler_day_two").services(&["postgres"]);
+    let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    psql(&stack, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)");
+    let started = |stack: &DockerStack| {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "--format", "{{.State.StartedAt}}", &format!("{}-postgres", stack.name)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let before = started(&stack);
+
+    let with = ["--set", r#"stack.services=["postgres","pgbouncer"]"#];
+    let out = stack.cmd("up", &with).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(psql_at(&stack.env("DATABASE_URL"), "SELECT n FROM kept").unwrap(), "7");
+    assert_eq!(started(&stack), before, "PostgreSQL was restarted to add the pooler");
+
+    let without = ["--set", r#"stack.services=["postgres"]"#];
+    let plan = stack.cmd("plan", &without).output().unwrap();
+    let pooler = format!("{}-pgbouncer", stack.name);
+    assert!(text(&plan).contains(&format!("{pooler}: remove the container")), "{}", text(&plan));
+    let out = stack.cmd("up", &without).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name=^/{pooler}$")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "{pooler} is still there");
+    assert_eq!(psql(&stack, "SELECT n FROM kept"), "7");
+    // verify (run by up) found no undeclared login: the pooler's is disabled.
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts["pg.logins_declared"], "pass");
+}
