@@ -295,4 +295,28 @@ mod tests {
         profile.network.ports.redis = profile.network.ports.postgres;
         assert!(validate(&profile).iter().any(|p| p.key == "network.ports.redis"));
     }
+
+    #[test]
+    fn pools_must_fit_the_login_limit_and_max_connections() {
+        let mut profile = dev();
+        profile.stack.services.push(Service::Pgbouncer);
+        assert_eq!(validate(&profile), vec![]);
+        profile.pgbouncer.pool_size = profile.postgres.connection_limit + 1;
+        let problems = validate(&profile);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "pgbouncer.pool_size");
+        assert!(problems[0].message.contains("postgres.connection_limit"), "{}", problems[0].message);
+        // Two pools per user: ten users of ten connections each need 200 of max_connections 200.
+        profile.pgbouncer.pool_size = 10;
+        profile.postgres.max_connections = 200;
+        for n in 1..10 {
+            let mut user = profile.users[0].clone();
+            user.name = format!("user{n}");
+            user.database = format!("db{n}");
+            profile.users.push(user);
+        }
+        let problems = validate(&profile);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("need 200 server connections"), "{}", problems[0].message);
+    }
 }
