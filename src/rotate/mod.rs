@@ -245,6 +245,12 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
             crate::backup::postgres::check_login(&backup, &pending.value).await
         }
         (Credential::RedisUser { user }, Step::Set) => {
+            // A user has the current password and the previous one, no more (users.acl says
+            // so): the one before the previous leaves the store with this rotation, and the
+            // server now, even when its grace period has not passed.
+            if let Some(previous) = context.store.get(&name, Stage::Previous).await? {
+                redis::remove_password(context, user, &previous, &current).await?;
+            }
             redis::set(context, user, &current, &pending).await?;
             if user == layout::HEALTH {
                 // The healthcheck reads its password from a file in the container's volume.

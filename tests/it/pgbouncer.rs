@@ -180,34 +180,45 @@ fn status_details_shows_each_services_live_numbers_and_never_a_verifier() {
     assert!(human.contains("connections ") && human.contains(" waiting;") && human.contains("maxmemory"), "{human}");
 }
 
-/// examples/postgres_pool, an application with a connection pool that reads the credential for
-/// each new connection, keeps working through the pooler across two forced rotations.
+/// examples/postgres_pool (through the pooler) and examples/redis_manager, applications with
+/// connection pools that read the credential for each new connection, keep working across two
+/// forced rotations; Redis's previous password expires between them (`rotation.grace=2s`), so a
+/// client that kept the first password would fail.
 #[test]
-fn the_pooled_example_rides_through_two_rotations() {
-    if !docker_available("pooled_example") {
+fn the_pooled_examples_ride_through_two_rotations() {
+    if !docker_available("pooled_examples") {
         return;
     }
-    let stack = DockerStack::new("pooled_example").services(&["postgres", "pgbouncer"]);
+    let stack =
+        DockerStack::new("pooled_examples").services(&["postgres", "redis", "pgbouncer"]).set("rotation.grace=2s");
     let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
-    let example = std::process::Command::new(examples.join("postgres_pool"))
-        .arg(stack.sandbox.stack())
-        .arg("12")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running: Vec<_> = ["postgres_pool", "redis_manager"]
+        .into_iter()
+        .map(|example| {
+            let child = std::process::Command::new(examples.join(example))
+                .arg(stack.sandbox.stack())
+                .arg("12")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (example, child)
+        })
+        .collect();
     for _ in 0..2 {
         std::thread::sleep(Duration::from_secs(3));
         let out = stack.cmd("rotate", &["--force", "--no-verify"]).output().unwrap();
         assert!(out.status.success(), "{}", text(&out));
     }
-    let out = example.wait_with_output().unwrap();
-    let printed = text(&out);
-    assert!(out.status.success(), "{printed}");
-    assert!(printed.contains("through PgBouncer") && printed.contains(" 0 failed"), "{printed}");
-    println!("{printed}");
+    for (example, child) in running {
+        let out = child.wait_with_output().unwrap();
+        let printed = text(&out);
+        assert!(out.status.success(), "{example}: {printed}");
+        assert!(printed.contains(" 0 failed"), "{example}: {printed}");
+        println!("{printed}");
+    }
 }
 
 /// Day two: the pooler added to a running stack and taken out again. PostgreSQL keeps its data
