@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool::managed::{Metrics, Object, Pool, RecycleError, RecycleResult};
@@ -65,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Some(pooled) => ("PgBouncer", pooled.clone()),
         None => ("PostgreSQL directly", entry["postgres"].clone()),
     };
-    let seconds: Option<u64> = std::env::args().nth(2).map(|s| s.parse()).transpose().context("SECONDS")?;
+    let seconds = common::seconds()?;
     let pool: Pool<FreshLogin> = Pool::builder(FreshLogin { dir, entry }).max_size(4).build()?;
 
     pool.get()
@@ -73,32 +72,24 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .batch_execute("CREATE TABLE IF NOT EXISTS example_events (id bigserial PRIMARY KEY, note text)")
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
-    let (mut operations, mut failures) = (0u64, Vec::new());
-    loop {
-        let mut tasks = Vec::new();
-        for worker in 0..16 {
-            let pool = pool.clone();
-            tasks.push(tokio::spawn(async move {
-                let client = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                client.execute("INSERT INTO example_events (note) VALUES ($1)", &[&format!("worker {worker}")]).await?;
-                // Replace a connection now and then: its successor logs in afresh.
-                if worker % 4 == 0 {
-                    drop(Object::take(client));
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for task in tasks {
-            operations += 1;
-            if let Err(err) = task.await? {
-                failures.push(format!("{err:#}"));
-            }
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-    }
+    let (operations, failures) = common::rounds_until(seconds, || {
+        (0..16)
+            .map(|worker| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let client = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let note = format!("worker {worker}");
+                    client.execute("INSERT INTO example_events (note) VALUES ($1)", &[&note]).await?;
+                    // Replace a connection now and then: its successor logs in afresh.
+                    if worker % 4 == 0 {
+                        drop(Object::take(client));
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect()
+    })
+    .await?;
     let client = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let count: i64 = client.query_one("SELECT count(*) FROM example_events", &[]).await?.get(0);
     let owner: String = client

@@ -11,7 +11,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool::managed::{Metrics, Object, Pool, RecycleResult};
@@ -59,36 +58,27 @@ async fn main() -> anyhow::Result<()> {
     let (dir, entry) = common::connection("app")?;
     let r = entry["redis"].clone();
     let prefix = r["key_pattern"].as_str().context("key_pattern")?.trim_end_matches('*').to_owned();
-    let seconds: Option<u64> = std::env::args().nth(2).map(|s| s.parse()).transpose().context("SECONDS")?;
+    let seconds = common::seconds()?;
     let pool: Pool<FreshLogin> = Pool::builder(FreshLogin { dir, entry: r }).max_size(4).build()?;
 
-    let deadline = Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
-    let (mut operations, mut failures) = (0u64, Vec::new());
-    loop {
-        let mut tasks = Vec::new();
-        for i in 0..50 {
-            let pool = pool.clone();
-            let key = format!("{prefix}example:{i}");
-            tasks.push(tokio::spawn(async move {
-                let mut connection = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                connection.set_ex::<_, _, ()>(key, i, 60).await?;
-                // Replace a connection now and then: its successor logs in afresh.
-                if i % 10 == 0 {
-                    drop(Object::take(connection));
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for task in tasks {
-            operations += 1;
-            if let Err(err) = task.await? {
-                failures.push(format!("{err:#}"));
-            }
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-    }
+    let (operations, failures) = common::rounds_until(seconds, || {
+        (0..50)
+            .map(|i| {
+                let pool = pool.clone();
+                let key = format!("{prefix}example:{i}");
+                tokio::spawn(async move {
+                    let mut connection = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    connection.set_ex::<_, _, ()>(key, i, 60).await?;
+                    // Replace a connection now and then: its successor logs in afresh.
+                    if i % 10 == 0 {
+                        drop(Object::take(connection));
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect()
+    })
+    .await?;
     let mut connection = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let value: i64 = connection.get(format!("{prefix}example:49")).await?;
     // Outside its key pattern the ACL refuses, as it should.

@@ -71,3 +71,29 @@ pub fn tls_config(dir: &Path, entry: &Value, ca_key: &str, login: &str) -> anyho
         Ok(builder.with_no_client_auth())
     }
 }
+
+/// SECONDS, the optional second argument: how long to keep working.
+pub fn seconds() -> anyhow::Result<u64> {
+    Ok(std::env::args().nth(2).map(|s| s.parse()).transpose().context("SECONDS")?.unwrap_or(0))
+}
+
+/// Runs rounds of concurrent operations until `seconds` have passed (one round at least): each
+/// round is the tasks `round` spawns. The operations done, and the failures.
+pub async fn rounds_until(
+    seconds: u64,
+    mut round: impl FnMut() -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<(u64, Vec<String>)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let (mut operations, mut failures) = (0u64, Vec::new());
+    loop {
+        for task in round() {
+            operations += 1;
+            if let Err(err) = task.await? {
+                failures.push(format!("{err:#}"));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok((operations, failures));
+        }
+    }
+}
