@@ -97,6 +97,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Whether a file name is a temporary of [`write_atomic`] (`.<name>.tmp-<pid>`).
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.')
+        && name.rsplit_once(".tmp-").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the temporaries that writers killed between writing and renaming left in `root`,
+/// and in its subdirectories when `deep` (they may hold secrets). Called by whoever holds the
+/// stack directory's lock: no other writer is running then. Returns how many it removed.
+pub fn remove_stale_temporaries(root: &Path, deep: bool) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(root) else { return Ok(0) };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", root.display()))?;
+        let path = entry.path();
+        let kind = entry.file_type().with_context(|| format!("reading {}", path.display()))?;
+        if kind.is_dir() && deep {
+            removed += remove_stale_temporaries(&path, true)?;
+        } else if kind.is_file() && entry.file_name().to_str().is_some_and(is_temporary) {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Renames `from` over `to` (same directory, so atomic), keeping the mode `from` was written
 /// with.
 pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {

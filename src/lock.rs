@@ -103,6 +103,12 @@ impl StackLock {
                 wait.as_secs()
             );
         }
+        // A writer killed between writing a temporary and renaming it left it behind. Only
+        // where hardstack writes: a backup directory inside can hold thousands of files.
+        crate::fsio::remove_stale_temporaries(&dir.root, false)?;
+        for written in crate::layout::WRITTEN_DIRS {
+            crate::fsio::remove_stale_temporaries(&dir.root.join(written), true)?;
+        }
         let since = humantime::format_rfc3339_seconds(SystemTime::now());
         let record = format!("{command}\n{}\n{since}\n", std::process::id());
         file.set_len(0)
@@ -142,7 +148,10 @@ mod tests {
         assert!(format!("{err}").contains("locked by `hardstack rotate`"), "{err}");
         drop(held);
         assert!(!dir.root.exists(), "a run that wrote nothing leaves no directory");
+        std::fs::create_dir_all(dir.path("secrets/redis")).unwrap();
+        std::fs::write(dir.path("secrets/redis/.app.json.tmp-4242"), b"{}").unwrap();
         let held = StackLock::acquire(&dir, "up", Duration::ZERO, |_| panic!("released")).await.unwrap();
+        assert!(!dir.path("secrets/redis/.app.json.tmp-4242").exists(), "a killed writer's temporary is removed");
         std::fs::write(dir.path("kept"), b"").unwrap();
         drop(held);
         assert!(dir.root.join("kept").exists());

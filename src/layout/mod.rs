@@ -12,6 +12,10 @@ use crate::profile::{Profile, Service};
 /// The directory of the file secret store, relative to the stack directory.
 pub const SECRETS_DIR: &str = "secrets";
 
+/// The directories of the stack directory hardstack writes files into (besides its root), the
+/// backup directory aside.
+pub const WRITTEN_DIRS: &[&str] = &["ca", "certs", "config", SECRETS_DIR, "systemd", KUBERNETES_DIR, "templates"];
+
 /// Where PostgreSQL finds its delivered files (its config volume's mount point).
 pub const POSTGRES_DIR: &str = "/etc/hardstack";
 /// Where Redis finds its delivered files; writable, for ACL SAVE.
@@ -392,6 +396,22 @@ mod tests {
                 "{:?} is delivered but not rendered",
                 entry.file
             );
+        }
+    }
+
+    #[test]
+    fn every_file_is_at_the_root_or_in_a_written_directory() {
+        let profile = shipped("prod");
+        let mut all = files(&profile);
+        all.extend(Job::ALL.map(|job| StackFile::SystemdService(job, "s".into())));
+        all.extend(KubeFile::all().map(StackFile::Kubernetes));
+        all.push(StackFile::Template("postgres/pg_hba.conf.tera".into()));
+        for file in all {
+            let path = file.path();
+            match path.split_once('/') {
+                None => {}
+                Some((top, _)) => assert!(WRITTEN_DIRS.contains(&top), "{path}: {top} is not in WRITTEN_DIRS"),
+            }
         }
     }
 }
