@@ -7,7 +7,6 @@
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use crate::layout;
 use crate::probe;
 use crate::profile::{Profile, Service};
 use crate::secrets::store::Store;
@@ -33,16 +32,10 @@ pub async fn numbers(profile: &Profile, dir: &StackDir, store: &Store, service: 
     }
 }
 
-/// The admin login's target on a service (PgBouncer: its admin console, with PostgreSQL's
-/// admin password).
+/// The admin login's target on a service.
 async fn admin(profile: &Profile, dir: &StackDir, store: &Store, service: Service) -> anyhow::Result<probe::Target> {
-    let (secret_of, database) = match service {
-        Service::Postgres => (Service::Postgres, "postgres"),
-        Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
-        Service::Redis | Service::Qdrant => (service, ""),
-    };
-    let password = store.current(&layout::login_secret(secret_of, layout::ADMIN)).await?.value;
-    probe::login_target(profile, dir, service, layout::ADMIN, password, database)?
+    probe::admin_target(profile, dir, store, service)
+        .await?
         .with_context(|| format!("{service} is not published, so its numbers cannot be read from here"))
 }
 

@@ -208,6 +208,25 @@ pub async fn app_target(
     login_target(profile, dir, service, &login, version.value, &user.database)
 }
 
+/// The host-side target of hardstack's admin login on a service: PostgreSQL's `postgres`
+/// database; PgBouncer's admin console, which takes PostgreSQL's admin login. `None` when not
+/// published.
+pub async fn admin_target(
+    profile: &crate::profile::Profile,
+    dir: &crate::stackdir::StackDir,
+    store: &crate::secrets::store::Store,
+    service: crate::profile::Service,
+) -> anyhow::Result<Option<Target>> {
+    use crate::profile::Service;
+    let (secret_of, database) = match service {
+        Service::Postgres => (Service::Postgres, "postgres"),
+        Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
+        Service::Redis | Service::Qdrant => (service, ""),
+    };
+    let password = store.current(&layout::login_secret(secret_of, layout::ADMIN)).await?.value;
+    login_target(profile, dir, service, layout::ADMIN, password, database)
+}
+
 /// The host-side target of a service for one login and password, with the login's client
 /// certificate when the profile requires client certificates. `None` when not published.
 pub fn login_target(

@@ -414,6 +414,17 @@ pub enum RedisRole {
     Store,
 }
 
+impl PostgresSettings {
+    /// `max_connections` as the server gets it: the profile's, or pgtune's for the workload
+    /// when the profile says 0.
+    pub fn effective_max_connections(&self) -> u32 {
+        match self.max_connections {
+            0 => self.workload.default_max_connections(),
+            n => n,
+        }
+    }
+}
+
 /// Redis settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

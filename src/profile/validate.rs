@@ -100,10 +100,7 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     }
     if profile.runs(Service::Pgbouncer) {
         let pgbouncer = &profile.pgbouncer;
-        let max_connections = match profile.postgres.max_connections {
-            0 => profile.postgres.workload.default_max_connections(),
-            n => n,
-        };
+        let max_connections = profile.postgres.effective_max_connections();
         // Two pools per application user (its two logins), and room left for hardstack's own
         // logins (admin, health, backup, pgbouncer: 16) and the superuser's reserve (3).
         let pooled = 2 * profile.users.len() as u32 * pgbouncer.pool_size;

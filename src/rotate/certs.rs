@@ -140,20 +140,13 @@ fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn admin_target(context: &Context<'_>, service: Service) -> anyhow::Result<probe::Target> {
-    // PgBouncer's admin console takes PostgreSQL's admin login.
-    let (secret_of, database) = match service {
-        Service::Postgres => (Service::Postgres, "postgres"),
-        Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
-        Service::Redis | Service::Qdrant => (service, ""),
-    };
-    let password = context.store.current(&layout::login_secret(secret_of, layout::ADMIN)).await?.value;
-    probe::login_target(context.profile, context.dir, service, layout::ADMIN, password, database)?
+    probe::admin_target(context.profile, context.dir, context.store, service)
+        .await?
         .context("the service is not published, so rotation cannot reach it from here; set network.publish=true")
 }
 
 /// Makes the server load the certificate files again.
 async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
-    let target = admin_target(context, service).await?;
     match service {
         Service::Postgres => {
             // With the current password, or the pending one an unfinished rotation set.
@@ -161,6 +154,7 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
             client.query_one("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf()")?;
         }
         Service::Redis => {
+            let target = admin_target(context, service).await?;
             let mut connection = probe::redis_connection(&target).await.context("logging in to Redis as admin")?;
             let [crt, key] = pair(service)
                 .map(|file| layout::container_path(context.profile, service, &file).expect("Redis receives its pair"));
