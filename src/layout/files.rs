@@ -25,6 +25,8 @@ pub mod paths {
     pub const CONNECTIONS: &str = "connections.json";
     /// The lock of mutating runs (`lock`), the identity (`identity`) and render inputs (`inputs`).
     pub const LOCK: &str = ".hardstack.lock";
+    /// Held by the run that takes the lock next: waiters take turns (`lock`).
+    pub const LOCK_QUEUE: &str = ".hardstack.lock.next";
     pub const IDENTITY: &str = "identity.json";
     pub const INPUTS: &str = "inputs.json";
     /// The copy of the templates the stack was rendered with (`up --templates`).
@@ -72,6 +74,9 @@ pub enum StackFile {
     Kubernetes(KubeFile),
     /// The lock of mutating runs; holds who holds it.
     Lock,
+    /// Held by the waiter next in turn for the lock, so a run that keeps coming back (a
+    /// schedule of backups) cannot starve one that waits.
+    LockQueue,
     /// The stack's identity (`identity`), and its render inputs (`inputs`).
     Identity,
     Inputs,

@@ -184,6 +184,7 @@ pub const TABLE: &[Entry] = {
         Entry::rendered(StackFile::Compose, paths::COMPOSE, Public, Source::Template("docker-compose.yml.tera")),
         Entry::rendered(StackFile::Connections, paths::CONNECTIONS, Public, Source::Json("connections.json.tera")),
         Entry::kept(StackFile::Lock, paths::LOCK, Private),
+        Entry::kept(StackFile::LockQueue, paths::LOCK_QUEUE, Private),
         Entry::kept(StackFile::Identity, paths::IDENTITY, Public),
         Entry::kept(StackFile::Inputs, paths::INPUTS, Public),
     ]
