@@ -27,6 +27,7 @@ base_image=hardstack-local/debian-base:trixie
 pg_image=${HARDSTACK_POSTGRES_IMAGE:-hardstack-local/postgres:17}
 redis_image=${HARDSTACK_REDIS_IMAGE:-hardstack-local/redis:8}
 pgbouncer_image=${HARDSTACK_PGBOUNCER_IMAGE:-hardstack-local/pgbouncer:1.24}
+monitoring_image=${HARDSTACK_MONITORING_IMAGE:-hardstack-local/monitoring:trixie}
 force=
 qdrant_binary=
 qdrant_image=hardstack-local/qdrant:v1.18.3-unprivileged
@@ -83,7 +84,9 @@ echo "docker build $redis_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$redis_image" "$here/redis" >/dev/null
 echo "docker build $pgbouncer_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$pgbouncer_image" "$here/pgbouncer" >/dev/null
-built="$pg_image $redis_image $pgbouncer_image"
+echo "docker build $monitoring_image"
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$monitoring_image" "$here/monitoring" >/dev/null
+built="$pg_image $redis_image $pgbouncer_image $monitoring_image"
 if [ -n "$qdrant_binary" ]; then
   echo "docker build $qdrant_image from $qdrant_binary"
   context=$(mktemp -d /var/tmp/hardstack-qdrant.XXXXXX)

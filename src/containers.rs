@@ -15,6 +15,7 @@ pub fn local_image(service: Service) -> &'static str {
         Service::Redis => "hardstack-local/redis:8",
         Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
         Service::Pgbouncer => crate::profile::PGBOUNCER_LOCAL_IMAGE,
+        Service::PostgresExporter | Service::RedisExporter => crate::profile::MONITORING_LOCAL_IMAGE,
     }
 }
 
@@ -300,6 +301,16 @@ pub fn archive_dir(profile: &Profile) -> String {
     format!("{}/{}", profile.backup.dir.trim_end_matches('/'), layout::backups::ARCHIVE)
 }
 
+/// An exporter's healthcheck: its port open. A scrape needs a client certificate, and the
+/// upstream images have no client that presents one; verify scrapes it for real.
+fn exporter_health(service: Service) -> String {
+    format!(
+        "bash -c ':> /dev/tcp/127.0.0.1/{}' 2>/dev/null || nc -z 127.0.0.1 {}",
+        service.container_port(),
+        service.container_port()
+    )
+}
+
 /// The spec of every service the profile runs, in start order.
 pub fn container_specs(profile: &Profile) -> Vec<ContainerSpec> {
     Service::ALL.into_iter().filter(|s| profile.runs(*s)).map(|s| container_spec(profile, s)).collect()
@@ -411,6 +422,48 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             );
             (vec![at(StackFile::PgbouncerIni)], health)
         }
+        Service::PostgresExporter => {
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
+            entrypoint = Some(vec!["/bin/postgres_exporter".into()]);
+            // lib/pq's connection string: verify-full against the alias, the monitor login's
+            // certificate, its password from a file (never in the environment).
+            environment.push((
+                "DATA_SOURCE_URI".into(),
+                format!(
+                    "{}:{}/postgres?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+                    Service::Postgres.name(),
+                    Service::Postgres.container_port(),
+                    at(StackFile::CaCert),
+                    at(StackFile::ClientCert(layout::MONITOR.into())),
+                    at(StackFile::ClientKey(layout::MONITOR.into()))
+                ),
+            ));
+            environment.push(("DATA_SOURCE_USER".into(), layout::MONITOR.into()));
+            environment.push(("DATA_SOURCE_PASS_FILE".into(), at(StackFile::PostgresExporterPassword)));
+            let command = vec![
+                format!("--web.listen-address=:{}", service.container_port()),
+                format!("--web.config.file={}", at(StackFile::PostgresExporterWeb)),
+            ];
+            (command, exporter_health(service))
+        }
+        Service::RedisExporter => {
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
+            entrypoint = Some(vec!["/redis_exporter".into()]);
+            let command = vec![
+                format!("-redis.addr={}", layout::REDIS_EXPORTER_TARGET),
+                format!("-redis.user={}", layout::MONITOR),
+                format!("-redis.password-file={}", at(StackFile::RedisExporterPasswords)),
+                format!("-tls-ca-cert-file={}", at(StackFile::CaCert)),
+                format!("-tls-client-cert-file={}", at(StackFile::ClientCert(layout::MONITOR.into()))),
+                format!("-tls-client-key-file={}", at(StackFile::ClientKey(layout::MONITOR.into()))),
+                // Scrapes over TLS, from a client presenting a certificate of the stack CA.
+                format!("-tls-server-cert-file={}", at(StackFile::ServerCert(service))),
+                format!("-tls-server-key-file={}", at(StackFile::ServerKey(service))),
+                format!("-tls-server-ca-cert-file={}", at(StackFile::CaCert)),
+                format!("-web.listen-address=:{}", service.container_port()),
+            ];
+            (command, exporter_health(service))
+        }
     };
     let limits = profile.resources.of(service);
     ContainerSpec {
@@ -429,9 +482,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         memory_bytes: limits.memory.0,
         nano_cpus: (limits.cpus * 1e9) as u64,
         pids: limits.pids,
-        publish: profile
-            .network
-            .publish
+        publish: (profile.network.publish && !service.is_exporter())
             .then(|| (profile.network.bind_address.to_string(), profile.network.ports.of(service))),
         container_port: service.container_port(),
         healthcheck,

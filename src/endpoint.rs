@@ -40,7 +40,9 @@ pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> 
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         _ => bind,
     };
-    profile.network.publish.then(|| HostAddress { address, port: profile.network.ports.of(service) })
+    // An exporter is for scrapes on the stack network only.
+    (profile.network.publish && !service.is_exporter())
+        .then(|| HostAddress { address, port: profile.network.ports.of(service) })
 }
 
 /// The endpoint inside the stack network: the service's alias and its container port.

@@ -5,13 +5,14 @@ use serde_yaml_ng::Value as Yaml;
 
 use super::{Bundle, Outcome, Rule, absent, failures};
 use crate::layout::paths::COMPOSE;
+use crate::profile::Service;
 use Outcome::Fail;
 
 /// The rules of this kind of file, each with a stable id.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "audit.compose.non_root",
-        summary: "servers run as their image's unprivileged uid (postgres 999, redis 999, qdrant 1000)",
+        summary: "servers run as their image's unprivileged uid (postgres 999, redis 999, qdrant 1000, exporters 65534)",
         fix: "set user: \"999:999\" (postgres, redis) or \"1000:1000\" (qdrant)",
         check: compose_non_root,
     },
@@ -107,7 +108,8 @@ fn compose_non_root(bundle: &Bundle) -> Outcome {
         bundle,
         |doc| {
             for_each_server(doc, |name, service| {
-                let want = if name == "qdrant" { "1000:1000" } else { "999:999" };
+                let uid = Service::ALL.into_iter().find(|s| s.name() == name).map_or(999, |s| s.uid());
+                let want = format!("{uid}:{uid}");
                 let user = service["user"].as_str().unwrap_or("");
                 (user != want).then(|| format!("{name}: user is {:?}, expected {want}", user))
             })

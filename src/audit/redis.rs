@@ -227,8 +227,12 @@ fn acl_admin_health(bundle: &Bundle) -> Outcome {
     if !users.iter().any(|(_, name, _)| name == "admin") {
         problems.push("no admin user".to_owned());
     }
-    for (login, allowed) in [("health", &["+ping"][..]), ("backup", &["+replconf", "+sync"][..])] {
+    let monitor = ("monitor", crate::layout::REDIS_MONITOR_COMMANDS, false);
+    for (login, allowed, required) in
+        [("health", &["+ping"][..], true), ("backup", &["+replconf", "+sync"][..], true), monitor]
+    {
         match users.iter().find(|(_, name, _)| name == login) {
+            None if !required => {}
             None => problems.push(format!("no {login} user")),
             Some((line, _, rules)) => {
                 let after_reset = rules.iter().rposition(|r| r == "-@all").map(|i| &rules[i + 1..]);
@@ -243,14 +247,18 @@ fn acl_admin_health(bundle: &Bundle) -> Outcome {
             }
         }
     }
-    failures(USERS_ACL, problems, "admin present; health: -@all +ping; backup: -@all +replconf +sync")
+    failures(
+        USERS_ACL,
+        problems,
+        "admin present; health: -@all +ping; backup: -@all +replconf +sync; monitor, if any: -@all and what the exporter reads",
+    )
 }
 
 fn acl_app_users(bundle: &Bundle) -> Outcome {
     let Some(users) = acl(bundle) else { return absent(USERS_ACL) };
     let mut problems = Vec::new();
     for (line, name, rules) in
-        users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health" | "backup"))
+        users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health" | "backup" | "monitor"))
     {
         if rules.iter().any(|r| r == "~*" || r == "allkeys")
             || !rules.iter().any(|r| r.starts_with('~') || r.starts_with("%"))

@@ -268,7 +268,9 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
             Service::Postgres => postgres::backup(context, &part, &id).await,
             Service::Redis => redis::backup(context, &part).await,
             Service::Qdrant => qdrant::backup(context, &part).await,
-            Service::Pgbouncer => unreachable!("a service that holds no data is not backed up"),
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => {
+                unreachable!("a service that holds no data is not backed up")
+            }
         }
         .with_context(|| format!("backing up {service}"))?;
         // pg_verifybackup has just checked the files against the SHA-256 of PostgreSQL's own

@@ -52,7 +52,7 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
             Service::Postgres => profile.postgres.data,
             Service::Redis => profile.redis.data,
             Service::Qdrant => profile.qdrant.data,
-            Service::Pgbouncer => continue,
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => continue,
         };
         anyhow::ensure!(
             data == DataMode::Volume,
@@ -109,7 +109,7 @@ pub async fn fill(
         match part.service {
             Service::Postgres => postgres(engine, profile, dir, store, source, part, &spec).await?,
             Service::Redis => redis(engine, profile, source.set, &spec).await?,
-            Service::Qdrant | Service::Pgbouncer => {}
+            Service::Qdrant | Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => {}
         }
     }
     Ok(())

@@ -162,6 +162,8 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             Service::Redis => throwaway.network.ports.redis = port,
             Service::Qdrant => throwaway.network.ports.qdrant = port,
             Service::Pgbouncer => throwaway.network.ports.pgbouncer = port,
+            // Never published.
+            Service::PostgresExporter | Service::RedisExporter => {}
         }
     }
     throwaway.postgres.data = DataMode::Volume;

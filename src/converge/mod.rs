@@ -324,6 +324,11 @@ async fn server_actions(
                 Reach::Reload => found.reload.push(delivery.path.clone()),
                 Reach::Live | Reach::Nothing => {}
             },
+            // An exporter reads its web config and certificate afresh for each connection.
+            Service::PostgresExporter | Service::RedisExporter => match delivery.reach {
+                Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
+                Reach::Reload | Reach::Live | Reach::Nothing => {}
+            },
         }
     }
     let Found { reload, restart, mut actions } = found;

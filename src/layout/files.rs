@@ -21,6 +21,9 @@ pub mod paths {
     pub const REDIS_HEALTH_PASSWORD: &str = "config/redis/secrets/health.password";
     pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
     pub const PGBOUNCER_INI: &str = "config/pgbouncer/pgbouncer.ini";
+    pub const POSTGRES_EXPORTER_WEB: &str = "config/postgres-exporter/web.yml";
+    pub const POSTGRES_EXPORTER_PASSWORD: &str = "config/postgres-exporter/secrets/monitor.password";
+    pub const REDIS_EXPORTER_PASSWORDS: &str = "config/redis-exporter/secrets/passwords.json";
     pub const COMPOSE: &str = "docker-compose.yml";
     pub const CONNECTIONS: &str = "connections.json";
     /// The lock of mutating runs (`lock`), the identity (`identity`) and render inputs (`inputs`).
@@ -65,6 +68,12 @@ pub enum StackFile {
     QdrantConfig,
     /// PgBouncer's config; no secret (it looks verifiers up in PostgreSQL).
     PgbouncerIni,
+    /// postgres-exporter's web config (exporter-toolkit): TLS with client certificates.
+    PostgresExporterWeb,
+    /// postgres-exporter's password file (`DATA_SOURCE_PASS_FILE`): the monitor login's.
+    PostgresExporterPassword,
+    /// redis-exporter's password file (`--redis.password-file`): the monitor user's, by address.
+    RedisExporterPasswords,
     Compose,
     Connections,
     /// The systemd units of `init --systemd`, by job and stack name.

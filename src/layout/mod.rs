@@ -24,6 +24,26 @@ pub const REDIS_DIR: &str = "/usr/local/etc/redis";
 pub const QDRANT_DIR: &str = "/qdrant/hardstack";
 /// Where PgBouncer finds its delivered files.
 pub const PGBOUNCER_DIR: &str = "/etc/hardstack";
+/// Where an exporter finds its delivered files.
+pub const EXPORTER_DIR: &str = "/etc/hardstack";
+/// What the Redis monitor user may run: what redis_exporter reads (INFO, CONFIG GET, the slow
+/// log and latency), naming itself, and PING; no key, no channel, nothing that changes or
+/// ends anything (`+@connection` would allow CLIENT KILL).
+pub const REDIS_MONITOR_COMMANDS: &[&str] = &[
+    "+ping",
+    "+info",
+    "+config|get",
+    "+client|setname",
+    "+slowlog|get",
+    "+slowlog|len",
+    "+latency|latest",
+    "+latency|histogram",
+];
+/// The address redis-exporter reads Redis at: TLS, by the alias its certificate covers.
+pub const REDIS_EXPORTER_TARGET: &str = "rediss://redis:6379";
+/// The key of the monitor user's password in redis-exporter's password file: the address
+/// with the user (`--redis.user`) in it, as redis_exporter looks it up.
+pub const REDIS_EXPORTER_PASSWORD_KEY: &str = "rediss://monitor@redis:6379";
 /// Where the PostgreSQL image runs its init scripts from (the initdb volume's mount point).
 pub const POSTGRES_INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
 
@@ -36,6 +56,16 @@ pub const HEALTH: &str = "health";
 pub const BACKUP: &str = "backup";
 /// Logins that get a client certificate and a password besides the application users.
 pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH, BACKUP];
+/// The exporters' login, where the server's exporter runs: `pg_monitor` in PostgreSQL, what
+/// redis_exporter reads in Redis; a client certificate and a password.
+pub const MONITOR: &str = "monitor";
+
+/// hardstack's logins on `service` for a profile: [`SERVICE_LOGINS`], and [`MONITOR`] where
+/// the service's exporter runs.
+pub fn service_logins(profile: &Profile, service: Service) -> Vec<&'static str> {
+    let monitored = service.exporter_of().is_some_and(|exporter| profile.runs(exporter));
+    SERVICE_LOGINS.iter().copied().chain(monitored.then_some(MONITOR)).collect()
+}
 /// PostgreSQL's superuser: local socket only, used by the image's init.
 pub const POSTGRES_SUPERUSER: &str = "postgres";
 /// PgBouncer's own PostgreSQL login: by its client certificate only, to look up the SCRAM
@@ -78,13 +108,14 @@ pub fn owner_role(user: &str) -> String {
 /// verifier.
 pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
     let mut names = Vec::new();
-    let logins = || SERVICE_LOGINS.iter().copied().chain(profile.users.iter().map(|u| u.name.as_str()));
+    let logins =
+        |service| service_logins(profile, service).into_iter().chain(profile.users.iter().map(|u| u.name.as_str()));
     if profile.runs(Service::Postgres) {
         names.push((POSTGRES_SUPERUSER_SECRET.to_owned(), false));
-        names.extend(logins().map(|login| (login_secret(Service::Postgres, login), true)));
+        names.extend(logins(Service::Postgres).map(|login| (login_secret(Service::Postgres, login), true)));
     }
     if profile.runs(Service::Redis) {
-        names.extend(logins().map(|login| (login_secret(Service::Redis, login), false)));
+        names.extend(logins(Service::Redis).map(|login| (login_secret(Service::Redis, login), false)));
     }
     if profile.runs(Service::Qdrant) {
         names.push((QDRANT_API_KEY.to_owned(), false));
@@ -102,6 +133,7 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .map(|s| s.to_string())
         .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]))
         .chain(profile.runs(Service::Pgbouncer).then(|| POOLER.to_owned()))
+        .chain(Service::ALL.iter().any(|s| s.is_exporter() && profile.runs(*s)).then(|| MONITOR.to_owned()))
         .collect()
 }
 
@@ -205,6 +237,7 @@ pub fn config_dir(service: Service) -> &'static str {
         Service::Redis => REDIS_DIR,
         Service::Qdrant => QDRANT_DIR,
         Service::Pgbouncer => PGBOUNCER_DIR,
+        Service::PostgresExporter | Service::RedisExporter => EXPORTER_DIR,
     }
 }
 
@@ -297,8 +330,9 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     files.sort_by_key(|delivered| delivered.volume != Volume::Config);
     let config =
         |file: StackFile, path: &'static str, reach: Reach| Delivered { file, volume: Volume::Config, path, reach };
-    // Qdrant re-reads its own certificate, but not the CA it verifies clients with.
-    let ca = if service == Service::Qdrant { Restart } else { Reload };
+    // Qdrant re-reads its own certificate, but not the CA it verifies clients with; an
+    // exporter verifies its server with the CA it read at start.
+    let ca = if service == Service::Qdrant || service.is_exporter() { Restart } else { Reload };
     files.extend([
         config(StackFile::ServerCert(service), "tls/server.crt", Reload),
         config(StackFile::ServerKey(service), "tls/server.key", Reload),
@@ -309,7 +343,13 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         files.push(config(StackFile::ClientCert(POOLER.into()), "tls/pooler.crt", Reload));
         files.push(config(StackFile::ClientKey(POOLER.into()), "tls/pooler.key", Reload));
     }
-    if profile.mutual_tls() && service != Service::Qdrant {
+    if service.is_exporter() {
+        // The monitor login's certificate, which the exporter presents to its server.
+        files.push(config(StackFile::ClientCert(MONITOR.into()), "tls/monitor.crt", Restart));
+        files.push(config(StackFile::ClientKey(MONITOR.into()), "tls/monitor.key", Restart));
+    }
+    if profile.mutual_tls() && !matches!(service, Service::Qdrant | Service::PostgresExporter | Service::RedisExporter)
+    {
         // The healthcheck inside the container needs a client certificate too.
         files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));
         files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Live));

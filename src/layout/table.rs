@@ -3,7 +3,7 @@
 //! receives it. Adding such a file is one entry here, a variant of [`StackFile`] and a
 //! template.
 
-use super::{HEALTH, Mode, POSTGRES_SUPERUSER_SECRET, Reach, StackFile, Volume, login_secret, paths};
+use super::{HEALTH, MONITOR, Mode, POSTGRES_SUPERUSER_SECRET, Reach, StackFile, Volume, login_secret, paths};
 use crate::profile::Service;
 
 /// How the content of a rendered file is made.
@@ -18,6 +18,9 @@ pub enum Source {
     Password(SecretOf),
     /// A pgpass file: the secret as the health login's password for any host.
     Pgpass(SecretOf),
+    /// redis_exporter's password file: a JSON object of the secret by the address the
+    /// exporter reads (`redis.addr`).
+    PasswordByAddress(SecretOf, &'static str),
 }
 
 /// The secret a password file carries.
@@ -27,6 +30,8 @@ pub enum SecretOf {
     Superuser,
     /// The healthcheck login's on a service.
     Health(Service),
+    /// The exporters' login's on a service.
+    Monitor(Service),
 }
 
 impl SecretOf {
@@ -35,6 +40,7 @@ impl SecretOf {
         match self {
             SecretOf::Superuser => POSTGRES_SUPERUSER_SECRET.into(),
             SecretOf::Health(service) => login_secret(service, HEALTH),
+            SecretOf::Monitor(service) => login_secret(service, MONITOR),
         }
     }
 }
@@ -92,7 +98,7 @@ impl Entry {
 pub const TABLE: &[Entry] = {
     use Mode::{Private, Public};
     use Reach::{Live, Nothing, Reload, Restart};
-    use Service::{Pgbouncer, Postgres, Qdrant, Redis};
+    use Service::{Pgbouncer, Postgres, PostgresExporter, Qdrant, Redis, RedisExporter};
     use Volume::{Config, Initdb};
     &[
         Entry::kept(StackFile::Profile, paths::PROFILE, Public),
@@ -180,6 +186,29 @@ pub const TABLE: &[Entry] = {
             Public,
             Source::Template("pgbouncer/pgbouncer.ini.tera"),
             (Pgbouncer, Config, "pgbouncer.ini", Reload),
+        ),
+        // exporter-toolkit reads it again for each connection.
+        Entry::delivered(
+            StackFile::PostgresExporterWeb,
+            paths::POSTGRES_EXPORTER_WEB,
+            Public,
+            Source::Template("exporters/web.yml.tera"),
+            (PostgresExporter, Config, "web.yml", Live),
+        ),
+        // Read at start (DATA_SOURCE_PASS_FILE, --redis.password-file): a new one restarts it.
+        Entry::delivered(
+            StackFile::PostgresExporterPassword,
+            paths::POSTGRES_EXPORTER_PASSWORD,
+            Private,
+            Source::Password(SecretOf::Monitor(Postgres)),
+            (PostgresExporter, Config, "secrets/monitor.password", Restart),
+        ),
+        Entry::delivered(
+            StackFile::RedisExporterPasswords,
+            paths::REDIS_EXPORTER_PASSWORDS,
+            Private,
+            Source::PasswordByAddress(SecretOf::Monitor(Redis), super::REDIS_EXPORTER_PASSWORD_KEY),
+            (RedisExporter, Config, "secrets/passwords.json", Restart),
         ),
         Entry::rendered(StackFile::Compose, paths::COMPOSE, Public, Source::Template("docker-compose.yml.tera")),
         Entry::rendered(StackFile::Connections, paths::CONNECTIONS, Public, Source::Json("connections.json.tera")),

@@ -3,6 +3,8 @@
 //! happened. Used by `up` to decide a service is usable, and by the tests. Never exits, never
 //! prints: a probe returns `Ok` or the server's own error.
 
+pub mod scrape;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,6 +196,9 @@ pub async fn app_target(
     service: crate::profile::Service,
 ) -> anyhow::Result<Option<Target>> {
     use crate::profile::Service;
+    if crate::endpoint::host_address(profile, service).is_none() {
+        return Ok(None);
+    }
     let user = profile.users.first().context("the profile has no application user")?;
     let secret = match service {
         Service::Postgres | Service::Redis => layout::login_secret(service, &user.name),
@@ -201,6 +206,7 @@ pub async fn app_target(
         Service::Pgbouncer => layout::login_secret(Service::Postgres, &user.name),
         // For a user without Qdrant access, the read-write key proves the server usable.
         Service::Qdrant => layout::qdrant_key_secret(user.qdrant).unwrap_or(layout::QDRANT_API_KEY).to_owned(),
+        Service::PostgresExporter | Service::RedisExporter => return Ok(None),
     };
     let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
@@ -222,6 +228,8 @@ pub async fn admin_target(
         Service::Postgres => (Service::Postgres, "postgres"),
         Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
         Service::Redis | Service::Qdrant => (service, ""),
+        // Only the stack network reaches an exporter, and it has no login of its own.
+        Service::PostgresExporter | Service::RedisExporter => return Ok(None),
     };
     let password = store.current(&layout::login_secret(secret_of, layout::ADMIN)).await?.value;
     login_target(profile, dir, service, layout::ADMIN, password, database)
@@ -276,14 +284,27 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
         Service::Postgres | Service::Pgbouncer => postgres(target).await,
         Service::Redis => redis(target).await,
         Service::Qdrant => qdrant(target).await,
+        Service::PostgresExporter | Service::RedisExporter => {
+            anyhow::bail!("{service} is scraped on the stack network (probe::scrape), not logged in to")
+        }
     }
 }
 
 /// The certificate a server presents now (DER), after a handshake verified against the stack
 /// CA. For PostgreSQL the TLS handshake follows its SSLRequest.
 pub async fn served_certificate(target: &Target, postgres: bool) -> anyhow::Result<Vec<u8>> {
+    let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
+    served_certificate_on(stream, &target.host, &target.tls, postgres).await
+}
+
+/// The certificate a server presents on a connection made already, verified against `name`.
+pub async fn served_certificate_on(
+    mut stream: tokio::net::TcpStream,
+    name: &str,
+    tls: &ClientTls,
+    postgres: bool,
+) -> anyhow::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
     if postgres {
         // SSLRequest: length 8, code 80877103; the server answers 'S'.
         stream.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await?;
@@ -291,8 +312,8 @@ pub async fn served_certificate(target: &Target, postgres: bool) -> anyhow::Resu
         stream.read_exact(&mut answer).await?;
         anyhow::ensure!(answer[0] == b'S', "the server refused TLS");
     }
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(rustls_config(&target.tls)?));
-    let name = rustls::pki_types::ServerName::try_from(target.host.clone())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(rustls_config(tls)?));
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned())?;
     let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream)).await.context("timed out")??;
     let (_, session) = tls.get_ref();
     let chain = session.peer_certificates().context("the server sent no certificate")?;

@@ -7,10 +7,12 @@
 
 mod load;
 mod pgbouncer;
+mod service;
 mod validate;
 
 pub use load::{ProfileSource, ResolvedProfile, apply_override, load};
 pub use pgbouncer::{PgbouncerSettings, PoolMode};
+pub use service::{Images, MONITORING_LOCAL_IMAGE, PGBOUNCER_LOCAL_IMAGE, Ports, Resources, Service};
 pub use validate::{Invalid, validate};
 
 use std::time::Duration;
@@ -56,67 +58,6 @@ pub struct Profile {
     pub pgbouncer: PgbouncerSettings,
 }
 
-/// The services hardstack knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Service {
-    Postgres,
-    Redis,
-    Qdrant,
-    /// The connection pooler in front of PostgreSQL.
-    Pgbouncer,
-}
-
-impl Service {
-    /// Every service, in start-up and reporting order.
-    pub const ALL: [Service; 4] = [Service::Postgres, Service::Redis, Service::Qdrant, Service::Pgbouncer];
-
-    /// The service's name in files, containers and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Postgres => "postgres",
-            Service::Redis => "redis",
-            Service::Qdrant => "qdrant",
-            Service::Pgbouncer => "pgbouncer",
-        }
-    }
-
-    /// The port the server listens on inside the container.
-    pub fn container_port(self) -> u16 {
-        match self {
-            Service::Postgres => 5432,
-            Service::Redis => 6379,
-            Service::Qdrant => 6333,
-            Service::Pgbouncer => 6432,
-        }
-    }
-
-    /// The uid (and gid) the server runs as in its image: 999 in the official postgres and redis
-    /// images (docker-library/postgres 17/bookworm, redis/docker-library-redis debian/), 1000 in
-    /// `qdrant/qdrant:<version>-unprivileged` (built with `USER_ID=1000`, qdrant's
-    /// .github/workflows/docker-image.yml). PgBouncer runs as 999 too, set by hardstack, so one
-    /// uid owns PostgreSQL's and PgBouncer's keys alike.
-    pub fn uid(self) -> u32 {
-        match self {
-            Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
-            Service::Qdrant => 1000,
-        }
-    }
-}
-
-impl Service {
-    /// Whether the service keeps data of its own (backed up, restored, on a data volume).
-    pub fn holds_data(self) -> bool {
-        self != Service::Pgbouncer
-    }
-}
-
-impl std::fmt::Display for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Stack identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,43 +66,6 @@ pub struct StackSettings {
     pub name: String,
     /// The services this stack runs.
     pub services: Vec<Service>,
-}
-
-/// Image references.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Images {
-    pub postgres: String,
-    pub redis: String,
-    pub qdrant: String,
-    /// No official PgBouncer image exists; the default is the one images/build.sh makes from
-    /// Debian's package. Another must run pgbouncer as its entrypoint with the config's path as
-    /// its argument.
-    #[serde(default = "default_pgbouncer_image", skip_serializing_if = "is_default_pgbouncer_image")]
-    pub pgbouncer: String,
-}
-
-/// The image images/build.sh makes from Debian trixie's pgbouncer package.
-pub const PGBOUNCER_LOCAL_IMAGE: &str = "hardstack-local/pgbouncer:1.24";
-
-fn default_pgbouncer_image() -> String {
-    PGBOUNCER_LOCAL_IMAGE.into()
-}
-
-fn is_default_pgbouncer_image(image: &str) -> bool {
-    image == PGBOUNCER_LOCAL_IMAGE
-}
-
-impl Images {
-    /// The image of one service.
-    pub fn of(&self, service: Service) -> &str {
-        match service {
-            Service::Postgres => &self.postgres,
-            Service::Redis => &self.redis,
-            Service::Qdrant => &self.qdrant,
-            Service::Pgbouncer => &self.pgbouncer,
-        }
-    }
 }
 
 /// Publishing of ports on the host.
@@ -174,70 +78,6 @@ pub struct Network {
     pub bind_address: std::net::IpAddr,
     /// Host port per service.
     pub ports: Ports,
-}
-
-/// Host port per service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ports {
-    pub postgres: u16,
-    pub redis: u16,
-    pub qdrant: u16,
-    #[serde(default = "default_pgbouncer_port", skip_serializing_if = "is_default_pgbouncer_port")]
-    pub pgbouncer: u16,
-}
-
-fn default_pgbouncer_port() -> u16 {
-    6432
-}
-
-fn is_default_pgbouncer_port(port: &u16) -> bool {
-    *port == default_pgbouncer_port()
-}
-
-impl Ports {
-    /// The host port of one service.
-    pub fn of(&self, service: Service) -> u16 {
-        match service {
-            Service::Postgres => self.postgres,
-            Service::Redis => self.redis,
-            Service::Qdrant => self.qdrant,
-            Service::Pgbouncer => self.pgbouncer,
-        }
-    }
-}
-
-/// Limits per service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    pub postgres: Limits,
-    pub redis: Limits,
-    pub qdrant: Limits,
-    #[serde(default = "default_pgbouncer_limits", skip_serializing_if = "is_default_pgbouncer_limits")]
-    pub pgbouncer: Limits,
-}
-
-/// PgBouncer's limits unless the profile sets them: an event loop in one process, a few MiB
-/// per thousand clients.
-fn default_pgbouncer_limits() -> Limits {
-    Limits { memory: ByteSize(128 << 20), cpus: 0.5, pids: 32 }
-}
-
-fn is_default_pgbouncer_limits(limits: &Limits) -> bool {
-    *limits == default_pgbouncer_limits()
-}
-
-impl Resources {
-    /// The limits of one service.
-    pub fn of(&self, service: Service) -> &Limits {
-        match service {
-            Service::Postgres => &self.postgres,
-            Service::Redis => &self.redis,
-            Service::Qdrant => &self.qdrant,
-            Service::Pgbouncer => &self.pgbouncer,
-        }
-    }
 }
 
 /// Container limits; memory and CPUs are also the tuning input.
@@ -643,7 +483,7 @@ impl VolumeSizes {
             Service::Postgres => self.postgres,
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
-            Service::Pgbouncer => ByteSize(0),
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => ByteSize(0),
         }
     }
 }

@@ -149,6 +149,7 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
             }
             Source::Password(secret) => password_file(material.value(&secret.name())?),
             Source::Pgpass(secret) => health_pgpass(material.value(&secret.name())?),
+            Source::PasswordByAddress(secret, address) => password_by_address(address, material.value(&secret.name())?),
         };
         files.push(RenderedFile { path: entry.path.into(), content, mode: entry.mode.bits() });
     }
@@ -159,6 +160,11 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
 /// login's for its healthcheck).
 pub fn password_file(password: &Secret) -> String {
     format!("{}\n", password.expose())
+}
+
+/// redis_exporter's password file: the password by the address (with the user) it reads.
+pub fn password_by_address(address: &str, password: &Secret) -> String {
+    format!("{}\n", serde_json::json!({ address: password.expose() }))
 }
 
 /// The PostgreSQL healthcheck's pgpass file: the health login's password for any host.
@@ -310,6 +316,18 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "wal_archive": profile.backup.wal_archive,
             "archive_dir": layout::backups::ARCHIVE_MOUNT,
             "pooler": containers::pooler_host(profile),
+            "monitor": match profile.runs(Service::PostgresExporter) {
+                true => Some(material.verifier(&layout::login_secret(Service::Postgres, layout::MONITOR))?.expose()),
+                false => None,
+            },
+        });
+    }
+    if profile.runs(Service::PostgresExporter) {
+        let at = |file: StackFile| layout::container_path(profile, Service::PostgresExporter, &file);
+        context["exporter"] = json!({
+            "server_cert": at(StackFile::ServerCert(Service::PostgresExporter)),
+            "server_key": at(StackFile::ServerKey(Service::PostgresExporter)),
+            "ca": at(StackFile::CaCert),
         });
     }
     if profile.runs(Service::Pgbouncer) {
@@ -369,6 +387,11 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "admin_passwords": passwords(layout::ADMIN)?,
             "health_passwords": passwords(layout::HEALTH)?,
             "backup_passwords": passwords(layout::BACKUP)?,
+            "monitor_commands": layout::REDIS_MONITOR_COMMANDS.join(" "),
+            "monitor_passwords": match profile.runs(Service::RedisExporter) {
+                true => Some(passwords(layout::MONITOR)?),
+                false => None,
+            },
             "users": users,
         });
     }

@@ -107,6 +107,20 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
             probe::qdrant(&target).await
         }
+        Step::Test if service.is_exporter() => {
+            // An exporter reads its certificate for each connection; it requires a client
+            // certificate, and only the stack network reaches it.
+            let [crt_source, _] = sources(context, service);
+            let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
+            let name = containers::container_name(context.profile, service);
+            let network = containers::stack_names(context.profile).network;
+            let address = context.engine.address_on(&name, &network).await?;
+            let tls = probe::client_tls(context.dir, layout::ADMIN, true)?;
+            let stream = tokio::net::TcpStream::connect((address, service.container_port())).await?;
+            let served = probe::served_certificate_on(stream, service.name(), &tls, false).await?;
+            anyhow::ensure!(served == expected, "{service} still presents the old certificate");
+            Ok(())
+        }
         Step::Test => {
             reload(context, service).await?;
             let [crt_source, _] = sources(context, service);
@@ -175,6 +189,9 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
         Service::Pgbouncer => {
             let name = crate::containers::container_name(context.profile, service);
             context.engine.signal(&name, "HUP").await?;
+        }
+        Service::PostgresExporter | Service::RedisExporter => {
+            // An exporter reads its certificate afresh for each connection.
         }
     }
     Ok(())

@@ -17,6 +17,7 @@
 //!   TLS session.
 
 mod certs;
+mod monitor;
 mod postgres;
 mod qdrant;
 mod redis;
@@ -58,6 +59,9 @@ pub enum Credential {
     /// PostgreSQL's backup login (one replication-only role: a backup that meets the short
     /// window between set and finish retries with the pending password).
     PostgresBackup,
+    /// PostgreSQL's monitor login (one `pg_monitor` role), which postgres-exporter reads from a
+    /// delivered file at start: set, then the exporter restarts with the new password.
+    PostgresMonitor,
     /// A Redis user (dual passwords).
     RedisUser { user: String },
     /// A service's server certificate.
@@ -74,6 +78,7 @@ impl Credential {
             Credential::PostgresAdmin => layout::login_secret(Service::Postgres, layout::ADMIN),
             Credential::PostgresHealth => layout::login_secret(Service::Postgres, layout::HEALTH),
             Credential::PostgresBackup => layout::login_secret(Service::Postgres, layout::BACKUP),
+            Credential::PostgresMonitor => layout::login_secret(Service::Postgres, layout::MONITOR),
             Credential::RedisUser { user } => layout::login_secret(Service::Redis, user),
             Credential::Certificate { service } => format!("certificate/{service}"),
             Credential::QdrantApiKey => layout::QDRANT_API_KEY.into(),
@@ -94,10 +99,17 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
         all.push(Credential::PostgresAdmin);
         all.push(Credential::PostgresHealth);
         all.push(Credential::PostgresBackup);
+        if profile.runs(Service::PostgresExporter) {
+            all.push(Credential::PostgresMonitor);
+        }
     }
     if profile.runs(Service::Redis) {
         all.extend(profile.users.iter().map(|u| Credential::RedisUser { user: u.name.clone() }));
-        all.extend(layout::SERVICE_LOGINS.iter().map(|login| Credential::RedisUser { user: (*login).into() }));
+        all.extend(
+            layout::service_logins(profile, Service::Redis)
+                .into_iter()
+                .map(|login| Credential::RedisUser { user: login.into() }),
+        );
     }
     if profile.runs(Service::Qdrant) {
         all.push(Credential::QdrantApiKey);
@@ -244,6 +256,11 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
             };
             crate::backup::postgres::check_login(&backup, &pending.value).await
         }
+        (Credential::PostgresMonitor, Step::Set) => {
+            postgres::set_monitor(context, &pending).await?;
+            monitor::deliver(context, Service::PostgresExporter, &pending).await
+        }
+        (Credential::PostgresMonitor, Step::Test) => monitor::test_postgres(context, &pending).await,
         (Credential::RedisUser { user }, Step::Set) => {
             // A user has the current password and the previous one, no more (users.acl says
             // so): the one before the previous leaves the store with this rotation, and the
@@ -256,9 +273,18 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
                 // The healthcheck reads its password from a file in the container's volume.
                 redis::deliver_health_password(context, &pending).await?;
             }
+            if user == layout::MONITOR {
+                monitor::deliver(context, Service::RedisExporter, &pending).await?;
+            }
             Ok(())
         }
-        (Credential::RedisUser { user }, Step::Test) => redis::test(context, user, &pending).await,
+        (Credential::RedisUser { user }, Step::Test) => {
+            redis::test(context, user, &pending).await?;
+            if user == layout::MONITOR {
+                monitor::exporter_up(context, Service::RedisExporter).await?;
+            }
+            Ok(())
+        }
         (Credential::QdrantApiKey, Step::Set) => qdrant::reconfigure(context, &current.value).await,
         (Credential::QdrantApiKey, Step::Test) => qdrant::test(context, &pending.value).await,
         // Qdrant already accepts both keys, and keeps doing so until the next rotation: the
@@ -279,7 +305,10 @@ fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersio
             let login = if current.username.as_deref() == Some(alternate.as_str()) { user.clone() } else { alternate };
             (Some(login), Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }
-        Credential::PostgresAdmin | Credential::PostgresHealth | Credential::PostgresBackup => {
+        Credential::PostgresAdmin
+        | Credential::PostgresHealth
+        | Credential::PostgresBackup
+        | Credential::PostgresMonitor => {
             (None, Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }
         _ => (None, None),

@@ -96,6 +96,16 @@ pub async fn set_backup(context: &Context<'_>, pending: &SecretVersion) -> anyho
     Ok(())
 }
 
+/// Sets the monitor login's new password (postgres-exporter gets it next, and restarts).
+pub async fn set_monitor(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
+    let client = quiet_admin(context).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", layout::MONITOR, verifier(pending)?))
+        .await
+        .context("setting the monitor password")?;
+    Ok(())
+}
+
 /// Logs in with the pending version and runs a real query; for an application login, checks
 /// it acts as the owner role, so objects made through either login stay usable.
 pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str) -> anyhow::Result<()> {

@@ -278,6 +278,9 @@ impl Engine {
         let image = self.image_of(spec).await?;
         let config = Config {
             image: Some(image.as_str()),
+            // Never started, but the engine wants a command: the service's, where the image
+            // has none of its own (the monitoring image serves three entrypoints).
+            entrypoint: spec.entrypoint.as_ref().map(|e| e.iter().map(String::as_str).collect()),
             labels: Some(labels),
             network_disabled: Some(true),
             host_config: Some(HostConfig {
@@ -620,6 +623,12 @@ impl Engine {
             .with_context(|| format!("sending SIG{signal} to container {name}"))
     }
 
+    /// A container's address on a network (a local engine's host routes to it).
+    pub async fn address_on(&self, name: &str, network: &str) -> anyhow::Result<std::net::IpAddr> {
+        let info = self.inspect(name).await?.with_context(|| format!("container {name} does not exist"))?;
+        address_in(&info, network).with_context(|| format!("container {name} has no address on {network}"))
+    }
+
     /// Restarts a running container (a new process with the files now in its volumes).
     pub async fn restart(&self, name: &str) -> anyhow::Result<()> {
         self.docker
@@ -655,4 +664,12 @@ impl Engine {
             })
         })
     }
+}
+
+/// The address an inspected container has on a network.
+pub fn address_in(info: &ContainerInfo, network: &str) -> Option<std::net::IpAddr> {
+    info.network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref()?.get(network)?.ip_address.clone())
+        .and_then(|ip| ip.parse().ok())
 }

@@ -113,7 +113,7 @@ impl Store {
                 versions.postgres_previous.insert(name, previous);
             }
         }
-        for login in [layout::ADMIN, layout::HEALTH, layout::BACKUP] {
+        for login in layout::service_logins(profile, Service::Postgres) {
             let name = layout::login_secret(Service::Postgres, login);
             if profile.runs(Service::Postgres)
                 && let Some(pending) = self.get(&name, Stage::Pending).await?

@@ -237,9 +237,9 @@ pub fn server_checks(context: &Context) -> Vec<CheckFuture<'_>> {
                 ),
             }
         }));
-        checks.push(bounded("checklist.monitoring".into(), async move {
+        checks.push(bounded("checklist.logging".into(), async move {
             from(
-                "checklist.monitoring",
+                "checklist.logging",
                 async {
                     let values = super::postgres::show(
                         context,
@@ -271,6 +271,7 @@ pub fn server_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             )
         }));
     }
+    checks.push(bounded("checklist.monitoring".into(), super::monitoring::checklist(context)));
     checks
 }
 

@@ -72,6 +72,9 @@ fn declared_logins(context: &Context) -> Vec<(String, [bool; 5])> {
     if context.profile.runs(crate::profile::Service::Pgbouncer) {
         logins.push((layout::POOLER.to_owned(), none));
     }
+    if context.profile.runs(crate::profile::Service::PostgresExporter) {
+        logins.push((layout::MONITOR.to_owned(), none));
+    }
     logins
 }
 

@@ -7,6 +7,7 @@
 mod checklist;
 mod declared;
 pub mod inside;
+mod monitoring;
 mod pgbouncer;
 mod postgres;
 mod qdrant;
@@ -87,7 +88,7 @@ impl Context {
     pub async fn gather(profile: Profile, dir: StackDir, engine: &Engine, vantage: Vantage) -> anyhow::Result<Context> {
         let mut endpoints = std::collections::BTreeMap::new();
         if vantage == Vantage::Host {
-            for service in layout::services(&profile) {
+            for service in layout::services(&profile).filter(|s| !s.is_exporter()) {
                 let Some(crate::endpoint::HostAddress { address, port }) =
                     crate::endpoint::host_address(&profile, service)
                 else {
@@ -106,7 +107,18 @@ impl Context {
             let info = engine.inspect(&name).await?;
             let running = info.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
             match info {
-                Some(info) if running => containers.push((service, info)),
+                Some(info) if running => {
+                    if vantage == Vantage::Host && service.is_exporter() {
+                        // Never published: its address on the stack network, which a local
+                        // engine's host routes to, verified against its alias.
+                        let network = crate::containers::stack_names(&profile).network;
+                        let address = crate::runtime::address_in(&info, &network)
+                            .with_context(|| format!("container {name} has no address on {network}"))?;
+                        let addr = SocketAddr::new(address, service.container_port());
+                        endpoints.insert(service, (addr, service.name().to_owned()));
+                    }
+                    containers.push((service, info))
+                }
                 _ => {
                     return Err(
                         EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()
@@ -343,6 +355,7 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     if context.profile.runs(Service::Pgbouncer) {
         checks.extend(pgbouncer::checks(context));
     }
+    checks.extend(monitoring::checks(context));
     checks.extend(declared::checks(context));
     checks.extend(checklist::server_checks(context));
     futures_util::future::join_all(checks).await

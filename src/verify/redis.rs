@@ -30,7 +30,7 @@ async fn connection(client: &redis::Client) -> anyhow::Result<redis::aio::Multip
         .context("timed out")??)
 }
 
-async fn app_connection(
+pub(super) async fn app_connection(
     context: &Context,
     user: &str,
     client_cert: bool,

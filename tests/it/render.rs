@@ -172,7 +172,7 @@ fn every_embedded_template_is_named_by_the_layout_table_and_the_other_way_round(
         .iter()
         .filter_map(|entry| match entry.source? {
             Source::Template(name) | Source::Json(name) => Some(name),
-            Source::Password(_) | Source::Pgpass(_) => None,
+            Source::Password(_) | Source::Pgpass(_) | Source::PasswordByAddress(..) => None,
         })
         .chain([hardstack::render::SYSTEMD_SERVICE, hardstack::render::SYSTEMD_TIMER])
         .collect();

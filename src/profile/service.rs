@@ -1,0 +1,251 @@
+//! The services hardstack knows, and the per-service parts of the profile: images, host
+//! ports and limits. A service added later has serde defaults, so profiles written before it
+//! still load and round-trip unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ByteSize, Limits};
+
+/// The services hardstack knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Postgres,
+    Redis,
+    Qdrant,
+    /// The connection pooler in front of PostgreSQL.
+    Pgbouncer,
+    /// Prometheus's exporter of PostgreSQL's statistics, logging in as `monitor`.
+    #[serde(rename = "postgres-exporter")]
+    PostgresExporter,
+    /// Prometheus's exporter of Redis's INFO, logging in as `monitor`.
+    #[serde(rename = "redis-exporter")]
+    RedisExporter,
+}
+
+impl Service {
+    /// Every service, in start-up and reporting order.
+    pub const ALL: [Service; 6] = [
+        Service::Postgres,
+        Service::Redis,
+        Service::Qdrant,
+        Service::Pgbouncer,
+        Service::PostgresExporter,
+        Service::RedisExporter,
+    ];
+
+    /// The service's name in files, containers and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Postgres => "postgres",
+            Service::Redis => "redis",
+            Service::Qdrant => "qdrant",
+            Service::Pgbouncer => "pgbouncer",
+            Service::PostgresExporter => "postgres-exporter",
+            Service::RedisExporter => "redis-exporter",
+        }
+    }
+
+    /// The port the server listens on inside the container.
+    pub fn container_port(self) -> u16 {
+        match self {
+            Service::Postgres => 5432,
+            Service::Redis => 6379,
+            Service::Qdrant => 6333,
+            Service::Pgbouncer => 6432,
+            Service::PostgresExporter => 9187,
+            Service::RedisExporter => 9121,
+        }
+    }
+
+    /// The server an exporter reads, and the exporter of a server.
+    pub fn exporter_of(self) -> Option<Service> {
+        match self {
+            Service::Postgres => Some(Service::PostgresExporter),
+            Service::Redis => Some(Service::RedisExporter),
+            _ => None,
+        }
+    }
+
+    /// Whether the service is an exporter: never published, only for scrapes on the stack
+    /// network.
+    pub fn is_exporter(self) -> bool {
+        matches!(self, Service::PostgresExporter | Service::RedisExporter)
+    }
+
+    /// The uid (and gid) the server runs as in its image: 999 in the official postgres and redis
+    /// images (docker-library/postgres 17/bookworm, redis/docker-library-redis debian/), 1000 in
+    /// `qdrant/qdrant:<version>-unprivileged` (built with `USER_ID=1000`, qdrant's
+    /// .github/workflows/docker-image.yml). PgBouncer runs as 999 too, set by hardstack, so one
+    /// uid owns PostgreSQL's and PgBouncer's keys alike. The exporters run as nobody (65534),
+    /// as the upstream postgres-exporter image does.
+    pub fn uid(self) -> u32 {
+        match self {
+            Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
+            Service::Qdrant => 1000,
+            Service::PostgresExporter | Service::RedisExporter => 65534,
+        }
+    }
+}
+
+impl Service {
+    /// Whether the service keeps data of its own (backed up, restored, on a data volume).
+    pub fn holds_data(self) -> bool {
+        matches!(self, Service::Postgres | Service::Redis | Service::Qdrant)
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Image references.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    pub postgres: String,
+    pub redis: String,
+    pub qdrant: String,
+    /// No official PgBouncer image exists; the default is the one images/build.sh makes from
+    /// Debian's package. Another must run pgbouncer as its entrypoint with the config's path as
+    /// its argument.
+    #[serde(default = "default_pgbouncer_image", skip_serializing_if = "is_default_pgbouncer_image")]
+    pub pgbouncer: String,
+    /// The upstream image (its entrypoint `/bin/postgres_exporter`); without a registry, `up`
+    /// falls back to the one images/build.sh makes from Debian's package.
+    #[serde(default = "default_postgres_exporter_image", skip_serializing_if = "is_default_postgres_exporter_image")]
+    pub postgres_exporter: String,
+    /// The upstream image (its entrypoint `/redis_exporter`), with the same fallback.
+    #[serde(default = "default_redis_exporter_image", skip_serializing_if = "is_default_redis_exporter_image")]
+    pub redis_exporter: String,
+}
+
+/// The upstream exporter images, at the versions Debian trixie packages (the local fallback).
+pub const POSTGRES_EXPORTER_IMAGE: &str = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1";
+pub const REDIS_EXPORTER_IMAGE: &str = "oliver006/redis_exporter:v1.69.0";
+/// The image images/build.sh makes from Debian trixie's exporter and Prometheus packages.
+pub const MONITORING_LOCAL_IMAGE: &str = "hardstack-local/monitoring:trixie";
+
+fn default_postgres_exporter_image() -> String {
+    POSTGRES_EXPORTER_IMAGE.into()
+}
+
+fn is_default_postgres_exporter_image(image: &str) -> bool {
+    image == POSTGRES_EXPORTER_IMAGE
+}
+
+fn default_redis_exporter_image() -> String {
+    REDIS_EXPORTER_IMAGE.into()
+}
+
+fn is_default_redis_exporter_image(image: &str) -> bool {
+    image == REDIS_EXPORTER_IMAGE
+}
+
+/// The image images/build.sh makes from Debian trixie's pgbouncer package.
+pub const PGBOUNCER_LOCAL_IMAGE: &str = "hardstack-local/pgbouncer:1.24";
+
+fn default_pgbouncer_image() -> String {
+    PGBOUNCER_LOCAL_IMAGE.into()
+}
+
+fn is_default_pgbouncer_image(image: &str) -> bool {
+    image == PGBOUNCER_LOCAL_IMAGE
+}
+
+impl Images {
+    /// The image of one service.
+    pub fn of(&self, service: Service) -> &str {
+        match service {
+            Service::Postgres => &self.postgres,
+            Service::Redis => &self.redis,
+            Service::Qdrant => &self.qdrant,
+            Service::Pgbouncer => &self.pgbouncer,
+            Service::PostgresExporter => &self.postgres_exporter,
+            Service::RedisExporter => &self.redis_exporter,
+        }
+    }
+}
+
+/// Host port per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    pub postgres: u16,
+    pub redis: u16,
+    pub qdrant: u16,
+    #[serde(default = "default_pgbouncer_port", skip_serializing_if = "is_default_pgbouncer_port")]
+    pub pgbouncer: u16,
+}
+
+fn default_pgbouncer_port() -> u16 {
+    6432
+}
+
+fn is_default_pgbouncer_port(port: &u16) -> bool {
+    *port == default_pgbouncer_port()
+}
+
+impl Ports {
+    /// The host port of one service; an exporter is never published (its container port).
+    pub fn of(&self, service: Service) -> u16 {
+        match service {
+            Service::Postgres => self.postgres,
+            Service::Redis => self.redis,
+            Service::Qdrant => self.qdrant,
+            Service::Pgbouncer => self.pgbouncer,
+            Service::PostgresExporter | Service::RedisExporter => service.container_port(),
+        }
+    }
+}
+
+/// Limits per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub postgres: Limits,
+    pub redis: Limits,
+    pub qdrant: Limits,
+    #[serde(default = "default_pgbouncer_limits", skip_serializing_if = "is_default_pgbouncer_limits")]
+    pub pgbouncer: Limits,
+    #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
+    pub postgres_exporter: Limits,
+    #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
+    pub redis_exporter: Limits,
+}
+
+/// An exporter's limits unless the profile sets them: one Go process answering a scrape now
+/// and then.
+fn default_exporter_limits() -> Limits {
+    Limits { memory: ByteSize(64 << 20), cpus: 0.25, pids: 32 }
+}
+
+fn is_default_exporter_limits(limits: &Limits) -> bool {
+    *limits == default_exporter_limits()
+}
+
+/// PgBouncer's limits unless the profile sets them: an event loop in one process, a few MiB
+/// per thousand clients.
+fn default_pgbouncer_limits() -> Limits {
+    Limits { memory: ByteSize(128 << 20), cpus: 0.5, pids: 32 }
+}
+
+fn is_default_pgbouncer_limits(limits: &Limits) -> bool {
+    *limits == default_pgbouncer_limits()
+}
+
+impl Resources {
+    /// The limits of one service.
+    pub fn of(&self, service: Service) -> &Limits {
+        match service {
+            Service::Postgres => &self.postgres,
+            Service::Redis => &self.redis,
+            Service::Qdrant => &self.qdrant,
+            Service::Pgbouncer => &self.pgbouncer,
+            Service::PostgresExporter => &self.postgres_exporter,
+            Service::RedisExporter => &self.redis_exporter,
+        }
+    }
+}

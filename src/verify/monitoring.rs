@@ -1,0 +1,136 @@
+//! Monitoring checks: each exporter scraped over TLS with a client certificate of the stack,
+//! its scrape holding the series hardstack's alert rules read; a scrape without a client
+//! certificate refused; and the monitor logins refused anything but reading.
+
+use rustls::AlertDescription;
+
+use super::postgres::{Login, connect};
+use super::{CheckFuture, Context, Refusal, accepted, bounded, prepare, refused};
+use crate::layout;
+use crate::probe::scrape::{self, MetricsTarget};
+use crate::profile::Service;
+use crate::report::Check;
+
+/// The series of each exporter that the alert rules read (connections against
+/// `max_connections`, Redis memory against maxmemory and evictions), and the one that says the
+/// exporter reached its server (1).
+pub fn series(exporter: Service) -> (&'static str, &'static [&'static str]) {
+    match exporter {
+        Service::PostgresExporter => {
+            ("pg_up", &["pg_settings_max_connections", "pg_stat_activity_count", "pg_stat_database_xact_commit"])
+        }
+        Service::RedisExporter => (
+            "redis_up",
+            &[
+                "redis_memory_used_bytes",
+                "redis_memory_max_bytes",
+                "redis_evicted_keys_total",
+                "redis_connected_clients",
+            ],
+        ),
+        _ => ("", &[]),
+    }
+}
+
+/// Where the checks scrape an exporter, presenting `login`'s client certificate (or none).
+fn target(context: &Context, exporter: Service, login: Option<&str>) -> anyhow::Result<MetricsTarget> {
+    let tls = context.tls_for(login.unwrap_or(layout::ADMIN), login.is_some())?;
+    Ok(MetricsTarget { address: context.addr(exporter), name: context.server_name(exporter), tls })
+}
+
+/// A scrape of `exporter` as a holder of a stack client certificate: its up series is 1 and
+/// every series the alert rules read is there. What was found, or why not.
+pub(super) async fn scraped(context: &Context, exporter: Service) -> anyhow::Result<String> {
+    let metrics = scrape::scrape(&prepare(target(context, exporter, Some(layout::ADMIN)))?).await?;
+    let (up, needed) = series(exporter);
+    match scrape::sample(&metrics, up) {
+        Some(1.0) => {}
+        Some(value) => anyhow::bail!("{up} is {value}: the exporter does not reach its server"),
+        None => anyhow::bail!("the scrape has no {up}"),
+    }
+    let missing: Vec<&str> = needed.iter().copied().filter(|s| scrape::sample(&metrics, s).is_none()).collect();
+    anyhow::ensure!(missing.is_empty(), "the scrape lacks {}", missing.join(", "));
+    Ok(format!("{up} 1, and {}", needed.join(", ")))
+}
+
+/// Every monitoring check of the exporters the profile runs.
+pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
+    for exporter in [Service::PostgresExporter, Service::RedisExporter] {
+        if !context.profile.runs(exporter) {
+            continue;
+        }
+        let id = format!("{exporter}.tls_scrape");
+        checks.push(bounded(id.clone(), async move {
+            let what = format!("a scrape of {exporter} over TLS with a stack client certificate");
+            accepted(&id, &what, scraped(context, exporter)).await
+        }));
+        let id = format!("{exporter}.no_client_cert_refused");
+        checks.push(bounded(id.clone(), async move {
+            // Go's TLS server: certificate_required under TLS 1.3, bad_certificate under 1.2.
+            let refusal = Refusal::TlsAlert(&[AlertDescription::CertificateRequired, AlertDescription::BadCertificate]);
+            let attempt = async { scrape::scrape(&prepare(target(context, exporter, None))?).await };
+            refused(&id, &format!("a scrape of {exporter} without a client certificate"), refusal, attempt).await
+        }));
+    }
+    if context.profile.runs(Service::PostgresExporter) && context.profile.runs(Service::Postgres) {
+        checks.push(bounded("postgres.monitor_cannot_write".into(), async move {
+            let attempt = async {
+                let password = context.secret(&layout::login_secret(Service::Postgres, layout::MONITOR))?;
+                let login = Login {
+                    via: Service::Postgres,
+                    user: layout::MONITOR,
+                    password: Some(password),
+                    database: "postgres",
+                    tls: Some(prepare(context.tls_for(layout::MONITOR, true))?),
+                    server_name: context.server_name(Service::Postgres),
+                };
+                let session = prepare(connect(context, login).await)?;
+                let made = session.batch_execute("CREATE TABLE public.monitor_may_not_write (id int)").await;
+                session.close().await;
+                made.map_err(anyhow::Error::from)
+            };
+            let what = "a table made by the monitor login";
+            refused("postgres.monitor_cannot_write", what, Refusal::Sqlstate(&["42501"]), attempt).await
+        }));
+    }
+    if context.profile.runs(Service::RedisExporter) && context.profile.runs(Service::Redis) {
+        checks.push(bounded("redis.monitor_cannot_write".into(), async move {
+            let attempt = async {
+                let mut connection = prepare(super::redis::app_connection(context, layout::MONITOR, true).await)?;
+                redis::cmd("SET").arg("monitor-may-not-write").arg("1").query_async::<()>(&mut connection).await?;
+                anyhow::Ok(())
+            };
+            let what = "a key written by the monitor user";
+            refused("redis.monitor_cannot_write", what, Refusal::Redis(&["NOPERM"]), attempt).await
+        }));
+    }
+    checks
+}
+
+/// `checklist.monitoring`: every exporter answers with the series the alert rules read.
+pub(super) async fn checklist(context: &Context) -> Check {
+    let id = "checklist.monitoring";
+    let exporters: Vec<Service> =
+        Service::ALL.into_iter().filter(|s| s.is_exporter() && context.profile.runs(*s)).collect();
+    if exporters.is_empty() {
+        return Check::not_applicable(
+            id,
+            "the stack runs no exporter: add postgres-exporter and redis-exporter to stack.services",
+        );
+    }
+    let mut evidence = Vec::new();
+    for exporter in exporters {
+        match scraped(context, exporter).await {
+            Ok(found) => evidence.push(format!("{exporter}: {found}")),
+            Err(err) => {
+                return Check::fail(
+                    id,
+                    format!("{exporter} does not answer with the series the alerts read"),
+                    format!("{err:#}"),
+                );
+            }
+        }
+    }
+    Check::pass(id, "every exporter answers over TLS with the series the alert rules read", evidence.join("; "))
+}
