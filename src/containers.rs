@@ -15,9 +15,14 @@ pub fn local_image(service: Service) -> &'static str {
         Service::Redis => "hardstack-local/redis:8",
         Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
         Service::Pgbouncer => crate::profile::PGBOUNCER_LOCAL_IMAGE,
-        Service::PostgresExporter | Service::RedisExporter => crate::profile::MONITORING_LOCAL_IMAGE,
+        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+            crate::profile::MONITORING_LOCAL_IMAGE
+        }
     }
 }
+
+/// Where Prometheus's data volume is mounted.
+pub const PROMETHEUS_DATA_MOUNT: &str = "/prometheus";
 
 /// Where PostgreSQL's WAL volume is mounted.
 pub const POSTGRES_WAL_MOUNT: &str = "/var/lib/postgresql/wal";
@@ -301,7 +306,7 @@ pub fn archive_dir(profile: &Profile) -> String {
     format!("{}/{}", profile.backup.dir.trim_end_matches('/'), layout::backups::ARCHIVE)
 }
 
-/// An exporter's healthcheck: its port open. A scrape needs a client certificate, and the
+/// A monitoring service's healthcheck: its port open. A scrape needs a client certificate, and the
 /// upstream images have no client that presents one; verify scrapes it for real.
 fn exporter_health(service: Service) -> String {
     format!(
@@ -461,6 +466,23 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 format!("-tls-server-key-file={}", at(StackFile::ServerKey(service))),
                 format!("-tls-server-ca-cert-file={}", at(StackFile::CaCert)),
                 format!("-web.listen-address=:{}", service.container_port()),
+            ];
+            (command, exporter_health(service))
+        }
+        Service::Prometheus => {
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
+            // The TSDB in a directory of its own that Prometheus owns: the volume's root
+            // belongs to root.
+            let data = volume(profile, service, "data", PROMETHEUS_DATA_MOUNT, false);
+            directories.push(OwnedDir { volume: data.key.clone(), path: "tsdb".into(), uid });
+            volumes.push(data);
+            entrypoint = Some(vec!["/bin/prometheus".into()]);
+            let command = vec![
+                format!("--config.file={}", at(StackFile::PrometheusConfig)),
+                format!("--web.config.file={}", at(StackFile::PrometheusWeb)),
+                format!("--web.listen-address=:{}", service.container_port()),
+                format!("--storage.tsdb.path={PROMETHEUS_DATA_MOUNT}/tsdb"),
+                format!("--storage.tsdb.retention.time={}s", profile.prometheus.retention.0.as_secs()),
             ];
             (command, exporter_health(service))
         }

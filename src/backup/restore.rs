@@ -52,7 +52,7 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
             Service::Postgres => profile.postgres.data,
             Service::Redis => profile.redis.data,
             Service::Qdrant => profile.qdrant.data,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => continue,
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => continue,
         };
         anyhow::ensure!(
             data == DataMode::Volume,
@@ -109,7 +109,11 @@ pub async fn fill(
         match part.service {
             Service::Postgres => postgres(engine, profile, dir, store, source, part, &spec).await?,
             Service::Redis => redis(engine, profile, source.set, &spec).await?,
-            Service::Qdrant | Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => {}
+            Service::Qdrant
+            | Service::Pgbouncer
+            | Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::Prometheus => {}
         }
     }
     Ok(())

@@ -162,6 +162,7 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             Service::Redis => throwaway.network.ports.redis = port,
             Service::Qdrant => throwaway.network.ports.qdrant = port,
             Service::Pgbouncer => throwaway.network.ports.pgbouncer = port,
+            Service::Prometheus => throwaway.network.ports.prometheus = port,
             // Never published.
             Service::PostgresExporter | Service::RedisExporter => {}
         }

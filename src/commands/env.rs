@@ -99,6 +99,14 @@ pub async fn variables(
             vars.push(("REDIS_CLIENT_KEY".into(), key.clone()));
         }
     }
+    if profile.runs(Service::Prometheus) {
+        // Its API answers a client with a certificate of the stack CA only: the user's.
+        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Prometheus);
+        vars.push(("PROMETHEUS_URL".into(), format!("https://{host}:{port}")));
+        vars.push(("PROMETHEUS_CA_CERT".into(), ca.clone()));
+        vars.push(("PROMETHEUS_CLIENT_CERT".into(), cert.clone()));
+        vars.push(("PROMETHEUS_CLIENT_KEY".into(), key.clone()));
+    }
     if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
         let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Qdrant);
         vars.push(("QDRANT_URL".into(), format!("https://{host}:{port}")));

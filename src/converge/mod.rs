@@ -329,6 +329,12 @@ async fn server_actions(
                 Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
                 Reach::Reload | Reach::Live | Reach::Nothing => {}
             },
+            // Prometheus reads its configuration, rules and client certificate again on SIGHUP.
+            Service::Prometheus => match delivery.reach {
+                Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
+                Reach::Reload => found.reload.push(delivery.path.clone()),
+                Reach::Live | Reach::Nothing => {}
+            },
         }
     }
     let Found { reload, restart, mut actions } = found;
@@ -410,7 +416,9 @@ pub async fn apply(
             Action::UpdateLimits { .. } => {
                 engine.update_limits(&spec.name, spec.memory_bytes, spec.nano_cpus, spec.pids).await?
             }
-            Action::Reload { .. } if spec.service == Service::Pgbouncer => engine.signal(&spec.name, "HUP").await?,
+            Action::Reload { .. } if matches!(spec.service, Service::Pgbouncer | Service::Prometheus) => {
+                engine.signal(&spec.name, "HUP").await?
+            }
             Action::Reload { .. } => postgres::reload(engine, spec).await?,
             Action::ConfigSet { key, .. } => {
                 if let Err(err) = redis::live(profile, dir, redis_admin, action).await {

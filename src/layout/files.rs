@@ -24,6 +24,9 @@ pub mod paths {
     pub const POSTGRES_EXPORTER_WEB: &str = "config/postgres-exporter/web.yml";
     pub const POSTGRES_EXPORTER_PASSWORD: &str = "config/postgres-exporter/secrets/monitor.password";
     pub const REDIS_EXPORTER_PASSWORDS: &str = "config/redis-exporter/secrets/passwords.json";
+    pub const PROMETHEUS_CONFIG: &str = "config/prometheus/prometheus.yml";
+    pub const PROMETHEUS_RULES: &str = "config/prometheus/alerts.yml";
+    pub const PROMETHEUS_WEB: &str = "config/prometheus/web.yml";
     pub const COMPOSE: &str = "docker-compose.yml";
     pub const CONNECTIONS: &str = "connections.json";
     /// The lock of mutating runs (`lock`), the identity (`identity`) and render inputs (`inputs`).
@@ -74,6 +77,12 @@ pub enum StackFile {
     PostgresExporterPassword,
     /// redis-exporter's password file (`--redis.password-file`): the monitor user's, by address.
     RedisExporterPasswords,
+    /// Prometheus's scrape configuration; carries Qdrant's read-only key where Qdrant runs.
+    PrometheusConfig,
+    /// The alert rules hardstack renders.
+    PrometheusRules,
+    /// Prometheus's web config (exporter-toolkit): TLS with client certificates.
+    PrometheusWeb,
     Compose,
     Connections,
     /// The systemd units of `init --systemd`, by job and stack name.

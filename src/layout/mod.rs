@@ -56,6 +56,9 @@ pub const HEALTH: &str = "health";
 pub const BACKUP: &str = "backup";
 /// Logins that get a client certificate and a password besides the application users.
 pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH, BACKUP];
+/// Prometheus's client certificate (no password, no login anywhere): what it presents to the
+/// targets it scrapes.
+pub const SCRAPER: &str = "scraper";
 /// The exporters' login, where the server's exporter runs: `pg_monitor` in PostgreSQL, what
 /// redis_exporter reads in Redis; a client certificate and a password.
 pub const MONITOR: &str = "monitor";
@@ -134,6 +137,7 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .chain(profile.users.iter().flat_map(|u| [u.name.clone(), alternate_login(&u.name)]))
         .chain(profile.runs(Service::Pgbouncer).then(|| POOLER.to_owned()))
         .chain(Service::ALL.iter().any(|s| s.is_exporter() && profile.runs(*s)).then(|| MONITOR.to_owned()))
+        .chain(profile.runs(Service::Prometheus).then(|| SCRAPER.to_owned()))
         .collect()
 }
 
@@ -237,7 +241,7 @@ pub fn config_dir(service: Service) -> &'static str {
         Service::Redis => REDIS_DIR,
         Service::Qdrant => QDRANT_DIR,
         Service::Pgbouncer => PGBOUNCER_DIR,
-        Service::PostgresExporter | Service::RedisExporter => EXPORTER_DIR,
+        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => EXPORTER_DIR,
     }
 }
 
@@ -332,7 +336,7 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         |file: StackFile, path: &'static str, reach: Reach| Delivered { file, volume: Volume::Config, path, reach };
     // Qdrant re-reads its own certificate, but not the CA it verifies clients with; an
     // exporter verifies its server with the CA it read at start.
-    let ca = if service == Service::Qdrant || service.is_exporter() { Restart } else { Reload };
+    let ca = if service == Service::Qdrant || service.is_monitoring() { Restart } else { Reload };
     files.extend([
         config(StackFile::ServerCert(service), "tls/server.crt", Reload),
         config(StackFile::ServerKey(service), "tls/server.key", Reload),
@@ -348,8 +352,12 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         files.push(config(StackFile::ClientCert(MONITOR.into()), "tls/monitor.crt", Restart));
         files.push(config(StackFile::ClientKey(MONITOR.into()), "tls/monitor.key", Restart));
     }
-    if profile.mutual_tls() && !matches!(service, Service::Qdrant | Service::PostgresExporter | Service::RedisExporter)
-    {
+    if service == Service::Prometheus {
+        // The certificate Prometheus presents to the targets it scrapes.
+        files.push(config(StackFile::ClientCert(SCRAPER.into()), "tls/scraper.crt", Reload));
+        files.push(config(StackFile::ClientKey(SCRAPER.into()), "tls/scraper.key", Reload));
+    }
+    if profile.mutual_tls() && service != Service::Qdrant && !service.is_monitoring() {
         // The healthcheck inside the container needs a client certificate too.
         files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));
         files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Live));

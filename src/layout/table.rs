@@ -98,7 +98,7 @@ impl Entry {
 pub const TABLE: &[Entry] = {
     use Mode::{Private, Public};
     use Reach::{Live, Nothing, Reload, Restart};
-    use Service::{Pgbouncer, Postgres, PostgresExporter, Qdrant, Redis, RedisExporter};
+    use Service::{Pgbouncer, Postgres, PostgresExporter, Prometheus, Qdrant, Redis, RedisExporter};
     use Volume::{Config, Initdb};
     &[
         Entry::kept(StackFile::Profile, paths::PROFILE, Public),
@@ -209,6 +209,28 @@ pub const TABLE: &[Entry] = {
             Private,
             Source::PasswordByAddress(SecretOf::Monitor(Redis), super::REDIS_EXPORTER_PASSWORD_KEY),
             (RedisExporter, Config, "secrets/passwords.json", Restart),
+        ),
+        // Read again on SIGHUP; the web config for each connection.
+        Entry::delivered(
+            StackFile::PrometheusConfig,
+            paths::PROMETHEUS_CONFIG,
+            Private,
+            Source::Template("prometheus/prometheus.yml.tera"),
+            (Prometheus, Config, "prometheus.yml", Reload),
+        ),
+        Entry::delivered(
+            StackFile::PrometheusRules,
+            paths::PROMETHEUS_RULES,
+            Public,
+            Source::Template("prometheus/alerts.yml.tera"),
+            (Prometheus, Config, "alerts.yml", Reload),
+        ),
+        Entry::delivered(
+            StackFile::PrometheusWeb,
+            paths::PROMETHEUS_WEB,
+            Public,
+            Source::Template("prometheus/web.yml.tera"),
+            (Prometheus, Config, "web.yml", Live),
         ),
         Entry::rendered(StackFile::Compose, paths::COMPOSE, Public, Source::Template("docker-compose.yml.tera")),
         Entry::rendered(StackFile::Connections, paths::CONNECTIONS, Public, Source::Json("connections.json.tera")),

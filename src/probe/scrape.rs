@@ -21,13 +21,18 @@ pub struct MetricsTarget {
 
 /// The exporter's metrics, in Prometheus's text format.
 pub async fn scrape(target: &MetricsTarget) -> anyhow::Result<String> {
+    get(target, "/metrics").await
+}
+
+/// The body of `GET path` (Prometheus's API, an exporter's metrics).
+pub async fn get(target: &MetricsTarget, path: &str) -> anyhow::Result<String> {
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(rustls_config(&target.tls)?)
         .resolve(&target.name, target.address)
         .timeout(CONNECT_TIMEOUT)
         .build()
         .context("building the HTTPS client")?;
-    let url = format!("https://{}:{}/metrics", target.name, target.address.port());
+    let url = format!("https://{}:{}{path}", target.name, target.address.port());
     let response = client.get(&url).send().await.with_context(|| format!("GET {url}"))?;
     anyhow::ensure!(response.status().is_success(), "GET {url} answered {}", response.status());
     response.text().await.with_context(|| format!("reading {url}"))

@@ -11,7 +11,7 @@ mod service;
 mod validate;
 
 pub use load::{ProfileSource, ResolvedProfile, apply_override, load};
-pub use pgbouncer::{PgbouncerSettings, PoolMode};
+pub use pgbouncer::{PgbouncerSettings, PoolMode, PrometheusSettings};
 pub use service::{Images, MONITORING_LOCAL_IMAGE, PGBOUNCER_LOCAL_IMAGE, Ports, Resources, Service};
 pub use validate::{Invalid, validate};
 
@@ -56,6 +56,9 @@ pub struct Profile {
     /// The connection pooler, when `stack.services` lists `pgbouncer`.
     #[serde(default, skip_serializing_if = "PgbouncerSettings::is_default")]
     pub pgbouncer: PgbouncerSettings,
+    /// Prometheus, when `stack.services` lists `prometheus`.
+    #[serde(default, skip_serializing_if = "PrometheusSettings::is_default")]
+    pub prometheus: PrometheusSettings,
 }
 
 /// Stack identity.
@@ -483,7 +486,9 @@ impl VolumeSizes {
             Service::Postgres => self.postgres,
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => ByteSize(0),
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+                ByteSize(0)
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! PgBouncer's settings in the profile: pool mode and sizes.
+//! The settings of the pooling and monitoring services in the profile: PgBouncer's pool mode
+//! and sizes, Prometheus's scrape interval and retention.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,5 +57,31 @@ impl Default for PgbouncerSettings {
 impl PgbouncerSettings {
     pub(super) fn is_default(&self) -> bool {
         *self == PgbouncerSettings::default()
+    }
+}
+
+/// Prometheus settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusSettings {
+    /// How often every target is scraped and the rules evaluated; an alert fires once its
+    /// condition held for four of them.
+    pub scrape_interval: super::Span,
+    /// How long samples are kept (`--storage.tsdb.retention.time`).
+    pub retention: super::Span,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        PrometheusSettings {
+            scrape_interval: super::Span(std::time::Duration::from_secs(15)),
+            retention: super::Span(std::time::Duration::from_secs(15 * 86_400)),
+        }
+    }
+}
+
+impl PrometheusSettings {
+    pub fn is_default(&self) -> bool {
+        *self == PrometheusSettings::default()
     }
 }

@@ -21,17 +21,20 @@ pub enum Service {
     /// Prometheus's exporter of Redis's INFO, logging in as `monitor`.
     #[serde(rename = "redis-exporter")]
     RedisExporter,
+    /// Scrapes the exporters (and Qdrant) and evaluates the alert rules hardstack renders.
+    Prometheus,
 }
 
 impl Service {
     /// Every service, in start-up and reporting order.
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 7] = [
         Service::Postgres,
         Service::Redis,
         Service::Qdrant,
         Service::Pgbouncer,
         Service::PostgresExporter,
         Service::RedisExporter,
+        Service::Prometheus,
     ];
 
     /// The service's name in files, containers and messages.
@@ -43,6 +46,7 @@ impl Service {
             Service::Pgbouncer => "pgbouncer",
             Service::PostgresExporter => "postgres-exporter",
             Service::RedisExporter => "redis-exporter",
+            Service::Prometheus => "prometheus",
         }
     }
 
@@ -55,6 +59,7 @@ impl Service {
             Service::Pgbouncer => 6432,
             Service::PostgresExporter => 9187,
             Service::RedisExporter => 9121,
+            Service::Prometheus => 9090,
         }
     }
 
@@ -73,6 +78,12 @@ impl Service {
         matches!(self, Service::PostgresExporter | Service::RedisExporter)
     }
 
+    /// Whether the service is part of monitoring: an HTTPS server that answers only a client
+    /// presenting a certificate of the stack CA, and reads its certificate for each connection.
+    pub fn is_monitoring(self) -> bool {
+        self.is_exporter() || self == Service::Prometheus
+    }
+
     /// The uid (and gid) the server runs as in its image: 999 in the official postgres and redis
     /// images (docker-library/postgres 17/bookworm, redis/docker-library-redis debian/), 1000 in
     /// `qdrant/qdrant:<version>-unprivileged` (built with `USER_ID=1000`, qdrant's
@@ -83,7 +94,7 @@ impl Service {
         match self {
             Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
             Service::Qdrant => 1000,
-            Service::PostgresExporter | Service::RedisExporter => 65534,
+            Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => 65534,
         }
     }
 }
@@ -120,6 +131,20 @@ pub struct Images {
     /// The upstream image (its entrypoint `/redis_exporter`), with the same fallback.
     #[serde(default = "default_redis_exporter_image", skip_serializing_if = "is_default_redis_exporter_image")]
     pub redis_exporter: String,
+    /// The upstream image (its entrypoint `/bin/prometheus`), with the same fallback.
+    #[serde(default = "default_prometheus_image", skip_serializing_if = "is_default_prometheus_image")]
+    pub prometheus: String,
+}
+
+/// The upstream Prometheus image, at the version Debian trixie packages.
+pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.53.3";
+
+fn default_prometheus_image() -> String {
+    PROMETHEUS_IMAGE.into()
+}
+
+fn is_default_prometheus_image(image: &str) -> bool {
+    image == PROMETHEUS_IMAGE
 }
 
 /// The upstream exporter images, at the versions Debian trixie packages (the local fallback).
@@ -165,6 +190,7 @@ impl Images {
             Service::Pgbouncer => &self.pgbouncer,
             Service::PostgresExporter => &self.postgres_exporter,
             Service::RedisExporter => &self.redis_exporter,
+            Service::Prometheus => &self.prometheus,
         }
     }
 }
@@ -178,6 +204,16 @@ pub struct Ports {
     pub qdrant: u16,
     #[serde(default = "default_pgbouncer_port", skip_serializing_if = "is_default_pgbouncer_port")]
     pub pgbouncer: u16,
+    #[serde(default = "default_prometheus_port", skip_serializing_if = "is_default_prometheus_port")]
+    pub prometheus: u16,
+}
+
+fn default_prometheus_port() -> u16 {
+    9090
+}
+
+fn is_default_prometheus_port(port: &u16) -> bool {
+    *port == default_prometheus_port()
 }
 
 fn default_pgbouncer_port() -> u16 {
@@ -196,6 +232,7 @@ impl Ports {
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
             Service::Pgbouncer => self.pgbouncer,
+            Service::Prometheus => self.prometheus,
             Service::PostgresExporter | Service::RedisExporter => service.container_port(),
         }
     }
@@ -214,6 +251,17 @@ pub struct Resources {
     pub postgres_exporter: Limits,
     #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
     pub redis_exporter: Limits,
+    #[serde(default = "default_prometheus_limits", skip_serializing_if = "is_default_prometheus_limits")]
+    pub prometheus: Limits,
+}
+
+/// Prometheus's limits unless the profile sets them: a few targets, a few thousand series.
+fn default_prometheus_limits() -> Limits {
+    Limits { memory: ByteSize(512 << 20), cpus: 0.5, pids: 64 }
+}
+
+fn is_default_prometheus_limits(limits: &Limits) -> bool {
+    *limits == default_prometheus_limits()
 }
 
 /// An exporter's limits unless the profile sets them: one Go process answering a scrape now
@@ -246,6 +294,7 @@ impl Resources {
             Service::Pgbouncer => &self.pgbouncer,
             Service::PostgresExporter => &self.postgres_exporter,
             Service::RedisExporter => &self.redis_exporter,
+            Service::Prometheus => &self.prometheus,
         }
     }
 }

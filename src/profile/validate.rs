@@ -102,8 +102,10 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         let pgbouncer = &profile.pgbouncer;
         let max_connections = profile.postgres.effective_max_connections();
         // Two pools per application user (its two logins), and room left for hardstack's own
-        // logins (admin, health, backup, pgbouncer: 16) and the superuser's reserve (3).
+        // logins (admin, health, backup, pgbouncer: 16; monitor: 3 more) and the superuser's
+        // reserve (3).
         let pooled = 2 * profile.users.len() as u32 * pgbouncer.pool_size;
+        let reserved = if profile.runs(Service::PostgresExporter) { 22 } else { 19 };
         if pgbouncer.pool_size == 0 || pgbouncer.pool_size > profile.postgres.connection_limit {
             fail(
                 "pgbouncer.pool_size",
@@ -112,11 +114,11 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
                     pgbouncer.pool_size, profile.postgres.connection_limit
                 ),
             );
-        } else if pooled + 19 > max_connections {
+        } else if pooled + reserved > max_connections {
             fail(
                 "pgbouncer.pool_size",
                 format!(
-                    "{} pools of {} need {pooled} server connections, more than max_connections ({max_connections}) leaves after 19 for hardstack's logins; lower the pool size or raise postgres.max_connections",
+                    "{} pools of {} need {pooled} server connections, more than max_connections ({max_connections}) leaves after {reserved} for hardstack's logins; lower the pool size or raise postgres.max_connections",
                     2 * profile.users.len(),
                     pgbouncer.pool_size
                 ),

@@ -2,6 +2,7 @@
 //! context built from the profile and the secret material, and the list of files it yields.
 //! Pure: values in, file contents out; writing them is `init`'s job.
 
+mod prometheus;
 pub mod tuning;
 
 use std::collections::{BTreeMap, HashMap};
@@ -322,13 +323,19 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             },
         });
     }
-    if profile.runs(Service::PostgresExporter) {
-        let at = |file: StackFile| layout::container_path(profile, Service::PostgresExporter, &file);
-        context["exporter"] = json!({
-            "server_cert": at(StackFile::ServerCert(Service::PostgresExporter)),
-            "server_key": at(StackFile::ServerKey(Service::PostgresExporter)),
+    for service in [Service::PostgresExporter, Service::Prometheus] {
+        if !profile.runs(service) {
+            continue;
+        }
+        let at = |file: StackFile| layout::container_path(profile, service, &file);
+        context[if service == Service::Prometheus { "prometheus_web" } else { "exporter" }] = json!({
+            "server_cert": at(StackFile::ServerCert(service)),
+            "server_key": at(StackFile::ServerKey(service)),
             "ca": at(StackFile::CaCert),
         });
+    }
+    if profile.runs(Service::Prometheus) {
+        context["prometheus"] = prometheus::context(profile, material)?;
     }
     if profile.runs(Service::Pgbouncer) {
         let settings = &profile.pgbouncer;

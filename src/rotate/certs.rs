@@ -107,7 +107,7 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
             probe::qdrant(&target).await
         }
-        Step::Test if service.is_exporter() => {
+        Step::Test if service.is_monitoring() => {
             // An exporter reads its certificate for each connection; it requires a client
             // certificate, and only the stack network reaches it.
             let [crt_source, _] = sources(context, service);
@@ -190,8 +190,8 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
             let name = crate::containers::container_name(context.profile, service);
             context.engine.signal(&name, "HUP").await?;
         }
-        Service::PostgresExporter | Service::RedisExporter => {
-            // An exporter reads its certificate afresh for each connection.
+        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+            // A monitoring service reads its certificate afresh for each connection.
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! its scrape holding the series hardstack's alert rules read; a scrape without a client
 //! certificate refused; and the monitor logins refused anything but reading.
 
+use anyhow::Context as _;
 use rustls::AlertDescription;
 
 use super::postgres::{Login, connect};
@@ -53,24 +54,67 @@ pub(super) async fn scraped(context: &Context, exporter: Service) -> anyhow::Res
     Ok(format!("{up} 1, and {}", needed.join(", ")))
 }
 
-/// Every monitoring check of the exporters the profile runs.
+/// Prometheus's scrape targets, read from its API with a stack client certificate: each
+/// target's job and health, and the error of one that is down.
+pub(super) async fn targets(context: &Context) -> anyhow::Result<Vec<(String, String, String)>> {
+    let target = prepare(target(context, Service::Prometheus, Some(layout::ADMIN)))?;
+    let body = scrape::get(&target, "/api/v1/targets?state=active").await?;
+    let document: serde_json::Value = serde_json::from_str(&body).context("Prometheus's targets are not JSON")?;
+    let active = document["data"]["activeTargets"].as_array().context("Prometheus answered no activeTargets")?;
+    Ok(active
+        .iter()
+        .map(|t| {
+            let text = |key: &str| t[key].as_str().unwrap_or_default().to_owned();
+            (t["labels"]["job"].as_str().unwrap_or_default().to_owned(), text("health"), text("lastError"))
+        })
+        .collect())
+}
+
+/// Every target the profile's services make is scraped, and up.
+pub(super) async fn targets_up(context: &Context) -> anyhow::Result<String> {
+    let targets = targets(context).await?;
+    let mut expected: Vec<&str> = Service::ALL
+        .into_iter()
+        .filter(|s| context.profile.runs(*s) && (s.is_monitoring() || *s == Service::Qdrant))
+        .map(|s| s.name())
+        .collect();
+    expected.sort();
+    let mut jobs: Vec<&str> = targets.iter().map(|(job, _, _)| job.as_str()).collect();
+    jobs.sort();
+    anyhow::ensure!(jobs == expected, "Prometheus scrapes {jobs:?}, the stack runs {expected:?}");
+    let down: Vec<String> =
+        targets.iter().filter(|(_, health, _)| health != "up").map(|(job, h, e)| format!("{job} {h}: {e}")).collect();
+    anyhow::ensure!(down.is_empty(), "targets not up: {}", down.join("; "));
+    Ok(format!("{} targets up: {}", jobs.len(), jobs.join(", ")))
+}
+
+/// Every monitoring check of the exporters and Prometheus the profile runs.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     let mut checks: Vec<CheckFuture<'_>> = Vec::new();
-    for exporter in [Service::PostgresExporter, Service::RedisExporter] {
+    if context.profile.runs(Service::Prometheus) {
+        checks.push(bounded("prometheus.targets_up".into(), async move {
+            let what = "Prometheus's API over TLS with a stack client certificate, every target up";
+            accepted("prometheus.targets_up", what, targets_up(context)).await
+        }));
+    }
+    for exporter in [Service::PostgresExporter, Service::RedisExporter, Service::Prometheus] {
         if !context.profile.runs(exporter) {
+            continue;
+        }
+        let id = format!("{exporter}.no_client_cert_refused");
+        checks.push(bounded(id.clone(), async move {
+            // Go's TLS server: certificate_required under TLS 1.3, bad_certificate under 1.2.
+            let refusal = Refusal::TlsAlert(&[AlertDescription::CertificateRequired, AlertDescription::BadCertificate]);
+            let attempt = async { scrape::scrape(&prepare(target(context, exporter, None))?).await };
+            refused(&id, &format!("a request to {exporter} without a client certificate"), refusal, attempt).await
+        }));
+        if !exporter.is_exporter() {
             continue;
         }
         let id = format!("{exporter}.tls_scrape");
         checks.push(bounded(id.clone(), async move {
             let what = format!("a scrape of {exporter} over TLS with a stack client certificate");
             accepted(&id, &what, scraped(context, exporter)).await
-        }));
-        let id = format!("{exporter}.no_client_cert_refused");
-        checks.push(bounded(id.clone(), async move {
-            // Go's TLS server: certificate_required under TLS 1.3, bad_certificate under 1.2.
-            let refusal = Refusal::TlsAlert(&[AlertDescription::CertificateRequired, AlertDescription::BadCertificate]);
-            let attempt = async { scrape::scrape(&prepare(target(context, exporter, None))?).await };
-            refused(&id, &format!("a scrape of {exporter} without a client certificate"), refusal, attempt).await
         }));
     }
     if context.profile.runs(Service::PostgresExporter) && context.profile.runs(Service::Postgres) {
@@ -108,7 +152,8 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     checks
 }
 
-/// `checklist.monitoring`: every exporter answers with the series the alert rules read.
+/// `checklist.monitoring`: every exporter answers with the series the alert rules read and,
+/// where Prometheus runs, every target is up.
 pub(super) async fn checklist(context: &Context) -> Check {
     let id = "checklist.monitoring";
     let exporters: Vec<Service> =
@@ -120,6 +165,12 @@ pub(super) async fn checklist(context: &Context) -> Check {
         );
     }
     let mut evidence = Vec::new();
+    if context.profile.runs(Service::Prometheus) {
+        match targets_up(context).await {
+            Ok(found) => evidence.push(format!("prometheus: {found}")),
+            Err(err) => return Check::fail(id, "Prometheus does not see every target up", format!("{err:#}")),
+        }
+    }
     for exporter in exporters {
         match scraped(context, exporter).await {
             Ok(found) => evidence.push(format!("{exporter}: {found}")),
@@ -132,5 +183,11 @@ pub(super) async fn checklist(context: &Context) -> Check {
             }
         }
     }
-    Check::pass(id, "every exporter answers over TLS with the series the alert rules read", evidence.join("; "))
+    let what = match context.profile.runs(Service::Prometheus) {
+        true => {
+            "every exporter answers over TLS with the series the alert rules read, and Prometheus scrapes every target"
+        }
+        false => "every exporter answers over TLS with the series the alert rules read",
+    };
+    Check::pass(id, what, evidence.join("; "))
 }
