@@ -248,6 +248,9 @@ async fn verified(
         let failed: Vec<&str> =
             checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect();
         output.line(format!("verify failed after {what}: {}; stopping here", failed.join(", ")));
+        for check in checks.iter().filter(|c| c.verdict == report::Verdict::Fail) {
+            output.line(format!("  {}: {} ({})", check.id, check.reason, check.evidence));
+        }
         return Ok(false);
     }
     Ok(true)

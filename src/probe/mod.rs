@@ -56,12 +56,20 @@ pub fn install_crypto_provider() {
 
 /// A rustls client config that trusts only the stack CA and presents the client certificate.
 pub fn rustls_config(tls: &ClientTls) -> anyhow::Result<rustls::ClientConfig> {
+    rustls_config_with(tls, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`rustls_config`] offering only `versions`.
+pub fn rustls_config_with(
+    tls: &ClientTls,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &tls.ca_pem[..]) {
         roots.add(cert.context("reading the stack CA")?).context("adding the stack CA")?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .context("TLS versions")?
         .with_root_certificates(roots);
     Ok(match &tls.client {

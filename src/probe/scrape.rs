@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 
-use super::{CONNECT_TIMEOUT, ClientTls, rustls_config};
+use super::{CONNECT_TIMEOUT, ClientTls, rustls_config, rustls_config_with};
 
 /// Where an exporter is scraped.
 #[derive(Debug, Clone)]
@@ -26,8 +26,14 @@ pub async fn scrape(target: &MetricsTarget) -> anyhow::Result<String> {
 
 /// The body of `GET path` (Prometheus's API, an exporter's metrics).
 pub async fn get(target: &MetricsTarget, path: &str) -> anyhow::Result<String> {
+    // Without a client certificate, TLS 1.2: the server's refusal then ends the handshake,
+    // where under TLS 1.3 it arrives after the request was sent and races the client's report.
+    let config = match target.tls.client {
+        Some(_) => rustls_config(&target.tls)?,
+        None => rustls_config_with(&target.tls, &[&rustls::version::TLS12])?,
+    };
     let client = reqwest::Client::builder()
-        .use_preconfigured_tls(rustls_config(&target.tls)?)
+        .use_preconfigured_tls(config)
         .resolve(&target.name, target.address)
         .timeout(CONNECT_TIMEOUT)
         .build()

@@ -102,10 +102,10 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         let pgbouncer = &profile.pgbouncer;
         let max_connections = profile.postgres.effective_max_connections();
         // Two pools per application user (its two logins), and room left for hardstack's own
-        // logins (admin, health, backup, pgbouncer: 16; monitor: 3 more) and the superuser's
+        // logins (admin, health, backup, pgbouncer: 16; monitor: 5 more) and the superuser's
         // reserve (3).
         let pooled = 2 * profile.users.len() as u32 * pgbouncer.pool_size;
-        let reserved = if profile.runs(Service::PostgresExporter) { 22 } else { 19 };
+        let reserved = if profile.runs(Service::PostgresExporter) { 24 } else { 19 };
         if pgbouncer.pool_size == 0 || pgbouncer.pool_size > profile.postgres.connection_limit {
             fail(
                 "pgbouncer.pool_size",

@@ -271,7 +271,8 @@ pub fn server_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             )
         }));
     }
-    checks.push(bounded("checklist.monitoring".into(), super::monitoring::checklist(context)));
+    let within = super::monitoring::first_scrapes(context) + super::CHECK_TIMEOUT;
+    checks.push(super::bounded_within("checklist.monitoring".into(), within, super::monitoring::checklist(context)));
     checks
 }
 

@@ -232,14 +232,22 @@ pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Check> + Send + 'a>>;
 
 /// Wraps a check so a timeout or an internal error becomes a failed check with that evidence.
 pub fn bounded<'a>(id: String, check: impl Future<Output = Check> + Send + 'a) -> CheckFuture<'a> {
+    bounded_within(id, CHECK_TIMEOUT, check)
+}
+
+/// [`bounded`] with a time of its own, for a check that waits for something on a schedule of
+/// the profile's (Prometheus's first scrapes).
+pub fn bounded_within<'a>(
+    id: String,
+    within: Duration,
+    check: impl Future<Output = Check> + Send + 'a,
+) -> CheckFuture<'a> {
     Box::pin(async move {
-        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        match tokio::time::timeout(within, check).await {
             Ok(result) => result,
-            Err(_) => Check::fail(
-                id,
-                "the check did not finish in time",
-                format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
-            ),
+            Err(_) => {
+                Check::fail(id, "the check did not finish in time", format!("no answer within {}s", within.as_secs()))
+            }
         }
     })
 }

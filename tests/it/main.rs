@@ -18,6 +18,8 @@ mod converge;
 mod declared;
 // PgBouncer in front of PostgreSQL: logins through it, its refusals, rotation under load.
 mod pgbouncer;
+// Exporters and Prometheus: scrapes over TLS, the monitor logins, an alert that fires.
+mod monitoring;
 // The aws secret store against moto.
 mod aws;
 // Backups, restores, point-in-time recovery and the restore test (real engine).

@@ -120,6 +120,8 @@ pub fn has_image(image: &str) -> bool {
 /// The PostgreSQL and Redis images the Docker tests use: the local builds (images/build.sh).
 pub const POSTGRES_IMAGE: &str = "hardstack-local/postgres:17";
 pub const REDIS_IMAGE: &str = "hardstack-local/redis:8";
+/// The exporters' and Prometheus's local image (images/build.sh).
+pub const MONITORING_IMAGE: &str = "hardstack-local/monitoring:trixie";
 /// The Qdrant image of the shipped profiles; its tests run only where it is present.
 pub const QDRANT_IMAGE: &str = "qdrant/qdrant:v1.18.3-unprivileged";
 
@@ -185,6 +187,14 @@ impl DockerStack {
             format!("network.ports.qdrant={}", free_port()),
             "--set".to_owned(),
             format!("network.ports.pgbouncer={}", free_port()),
+            "--set".to_owned(),
+            format!("network.ports.prometheus={}", free_port()),
+            "--set".to_owned(),
+            format!("images.postgres_exporter={MONITORING_IMAGE}"),
+            "--set".to_owned(),
+            format!("images.redis_exporter={MONITORING_IMAGE}"),
+            "--set".to_owned(),
+            format!("images.prometheus={MONITORING_IMAGE}"),
         ]
         .to_vec();
         DockerStack { sandbox: Sandbox::new(), name, args, services }
