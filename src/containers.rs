@@ -242,13 +242,20 @@ pub fn container_name(profile: &Profile, service: Service) -> String {
     format!("{}-{}", profile.stack.name, service.name())
 }
 
-/// The name PostgreSQL sees PgBouncer's connections come from, when the stack runs it: the
-/// engine's DNS answers the container's address with `<container>.<network>` and that name
-/// with the address, which is how pg_hba.conf matches a host name. `None` without PgBouncer.
-pub fn pooler_host(profile: &Profile) -> Option<String> {
-    profile
-        .runs(Service::Pgbouncer)
-        .then(|| format!("{}.{}", container_name(profile, Service::Pgbouncer), stack_names(profile).network))
+/// The names PostgreSQL sees PgBouncer's connections come from, when the stack runs it, as
+/// pg_hba.conf matches a host name (the reverse lookup of the address, confirmed forward): the
+/// engine's DNS answers the container's address with `<container>.<network>`; in a cluster,
+/// the pod of the StatefulSet is `pgbouncer-0.pgbouncer-headless.<namespace>.svc.cluster.local`,
+/// matched by its suffix (a leading dot). Empty without PgBouncer.
+pub fn pooler_hosts(profile: &Profile) -> Vec<String> {
+    if !profile.runs(Service::Pgbouncer) {
+        return Vec::new();
+    }
+    let service = Service::Pgbouncer;
+    vec![
+        format!("{}.{}", container_name(profile, service), stack_names(profile).network),
+        format!(".{service}-headless.{}.svc.cluster.local", profile.kubernetes_namespace()),
+    ]
 }
 
 fn volume(profile: &Profile, service: Service, what: &str, target: &str, read_only: bool) -> VolumeMount {
@@ -304,6 +311,14 @@ fn data_mount(
 /// stack directory).
 pub fn archive_dir(profile: &Profile) -> String {
     format!("{}/{}", profile.backup.dir.trim_end_matches('/'), layout::backups::ARCHIVE)
+}
+
+impl ContainerSpec {
+    /// The port whose being open is the service's whole healthcheck (a monitoring service's):
+    /// the Kubernetes target makes it a `tcpSocket` probe, which needs no shell in the image.
+    pub fn port_check(&self) -> Option<u16> {
+        self.service.is_monitoring().then_some(self.container_port)
+    }
 }
 
 /// A monitoring service's healthcheck: its port open. A scrape needs a client certificate, and the

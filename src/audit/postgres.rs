@@ -409,9 +409,9 @@ fn hba_clientcert(bundle: &Bundle) -> Outcome {
     }
     // PgBouncer presents one certificate for every login it passes on: its lines, from its own
     // container only, check the certificate against the CA and the password by SCRAM.
-    let pooler = bundle.profile.as_ref().and_then(crate::containers::pooler_host);
+    let pooler = bundle.profile.as_ref().map(crate::containers::pooler_hosts).unwrap_or_default();
     let from_the_pooler = |l: &crate::audit::parse::HbaLine| {
-        Some(&l.address) == pooler.as_ref() && l.options.iter().any(|o| o == "clientcert=verify-ca")
+        pooler.contains(&l.address) && l.options.iter().any(|o| o == "clientcert=verify-ca")
     };
     let problems = lines
         .iter()

@@ -50,18 +50,6 @@ pub fn render(
     read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>,
     aws: Option<&[Substitution]>,
 ) -> anyhow::Result<Vec<Rendered>> {
-    // PgBouncer's pg_hba.conf rule for mutual TLS names its container by the engine's DNS, which
-    // a cluster does not have; its manifests are not made yet.
-    anyhow::ensure!(
-        !profile.runs(crate::profile::Service::Pgbouncer),
-        "the Kubernetes target does not render pgbouncer yet; leave it out of stack.services for `init --target kubernetes`"
-    );
-    let monitoring: Vec<&str> = profile.stack.services.iter().filter(|s| s.is_monitoring()).map(|s| s.name()).collect();
-    anyhow::ensure!(
-        monitoring.is_empty(),
-        "the Kubernetes target does not render {} yet; leave them out of stack.services for `init --target kubernetes`",
-        monitoring.join(", ")
-    );
     let namespace = profile.kubernetes_namespace().to_owned();
     let specs = containers::container_specs(profile);
     let mut files = Vec::new();

@@ -1,5 +1,6 @@
-//! The NetworkPolicies: default deny, DNS, and one allow per service for the clients the
-//! profile names.
+//! The NetworkPolicies: default deny, DNS, one allow per service for the clients the profile
+//! names (not for an exporter, which only Prometheus reads), and the stack's own connections:
+//! each service to the ones it connects to (`Service::upstreams`), both ways.
 
 use super::*;
 
@@ -45,18 +46,44 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
         }
         peers.push(peer);
     }
+    let pods = |spec: &ContainerSpec| json!({ "podSelector": { "matchLabels": selector(profile, spec.service) } });
     for spec in specs {
         let port = json!([{ "port": spec.container_port, "protocol": "TCP" }]);
-        policies.push(json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": policy_metadata(&format!("{}-clients", spec.alias)),
-            "spec": {
-                "podSelector": { "matchLabels": selector(profile, spec.service) },
-                "policyTypes": ["Ingress"],
-                "ingress": [{ "from": peers, "ports": port }],
-            },
-        }));
+        let exporter = spec.service.is_exporter();
+        let mut from = if exporter { Vec::new() } else { peers.clone() };
+        from.extend(specs.iter().filter(|d| d.service.upstreams().contains(&spec.service)).map(pods));
+        if !from.is_empty() {
+            policies.push(json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": policy_metadata(&format!("{}-clients", spec.alias)),
+                "spec": {
+                    "podSelector": { "matchLabels": selector(profile, spec.service) },
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{ "from": from, "ports": port }],
+                },
+            }));
+        }
+        let upstreams: Vec<Value> = specs
+            .iter()
+            .filter(|u| spec.service.upstreams().contains(&u.service))
+            .map(|u| json!({ "to": [pods(u)], "ports": [{ "port": u.container_port, "protocol": "TCP" }] }))
+            .collect();
+        if !upstreams.is_empty() {
+            policies.push(json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": policy_metadata(&format!("{}-upstreams", spec.alias)),
+                "spec": {
+                    "podSelector": { "matchLabels": selector(profile, spec.service) },
+                    "policyTypes": ["Egress"],
+                    "egress": upstreams,
+                },
+            }));
+        }
+        if exporter {
+            continue;
+        }
         // The namespace's own clients may reach it (their egress is denied by default too).
         policies.push(json!({
             "apiVersion": "networking.k8s.io/v1",

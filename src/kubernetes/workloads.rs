@@ -243,13 +243,18 @@ fn server_container(profile: &Profile, spec: &ContainerSpec, mounts: Vec<Value>)
         // The pod's own name resolves to its address (/etc/hosts); the Service's name does not.
         args.extend(["-c".to_owned(), format!("listen_addresses=localhost, {name}-0")]);
     }
+    // A monitoring service's healthcheck is its port open, which the kubelet checks itself
+    // (the upstream images have no shell that opens a socket).
+    let check = match spec.port_check() {
+        Some(port) => json!({ "tcpSocket": { "port": port } }),
+        None => json!({ "exec": { "command": ["/bin/sh", "-c", spec.healthcheck] } }),
+    };
     let probe = |period: u32, failures: u32| {
-        json!({
-            "exec": { "command": ["/bin/sh", "-c", spec.healthcheck] },
-            "periodSeconds": period,
-            "timeoutSeconds": 5,
-            "failureThreshold": failures,
-        })
+        let mut probe = check.clone();
+        probe["periodSeconds"] = json!(period);
+        probe["timeoutSeconds"] = json!(5);
+        probe["failureThreshold"] = json!(failures);
+        probe
     };
     let mut container = json!({
         "name": name,

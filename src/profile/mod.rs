@@ -464,7 +464,7 @@ impl Default for KubernetesSettings {
         KubernetesSettings {
             namespace: String::new(),
             storage_class: String::new(),
-            storage: VolumeSizes { postgres: gib(10), redis: gib(2), qdrant: gib(10) },
+            storage: VolumeSizes { postgres: gib(10), redis: gib(2), qdrant: gib(10), prometheus: gib(10) },
             clients: Vec::new(),
         }
     }
@@ -477,6 +477,17 @@ pub struct VolumeSizes {
     pub postgres: ByteSize,
     pub redis: ByteSize,
     pub qdrant: ByteSize,
+    /// Prometheus's TSDB, where it runs.
+    #[serde(default = "default_prometheus_storage", skip_serializing_if = "is_default_prometheus_storage")]
+    pub prometheus: ByteSize,
+}
+
+fn default_prometheus_storage() -> ByteSize {
+    ByteSize(10 << 30)
+}
+
+fn is_default_prometheus_storage(size: &ByteSize) -> bool {
+    *size == default_prometheus_storage()
 }
 
 impl VolumeSizes {
@@ -486,9 +497,8 @@ impl VolumeSizes {
             Service::Postgres => self.postgres,
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
-                ByteSize(0)
-            }
+            Service::Prometheus => self.prometheus,
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => ByteSize(0),
         }
     }
 }

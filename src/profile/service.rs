@@ -78,6 +78,19 @@ impl Service {
         matches!(self, Service::PostgresExporter | Service::RedisExporter)
     }
 
+    /// The services this one connects to: its server (the pooler's and an exporter's), what
+    /// Prometheus scrapes. The Kubernetes target's NetworkPolicies allow exactly these.
+    pub fn upstreams(self) -> &'static [Service] {
+        match self {
+            Service::Pgbouncer | Service::PostgresExporter => &[Service::Postgres],
+            Service::RedisExporter => &[Service::Redis],
+            Service::Prometheus => {
+                &[Service::PostgresExporter, Service::RedisExporter, Service::Qdrant, Service::Prometheus]
+            }
+            Service::Postgres | Service::Redis | Service::Qdrant => &[],
+        }
+    }
+
     /// Whether the service is part of monitoring: an HTTPS server that answers only a client
     /// presenting a certificate of the stack CA, and reads its certificate for each connection.
     pub fn is_monitoring(self) -> bool {

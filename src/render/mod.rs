@@ -316,7 +316,8 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "backup_verifier": material.verifier(&layout::login_secret(Service::Postgres, layout::BACKUP))?.expose(),
             "wal_archive": profile.backup.wal_archive,
             "archive_dir": layout::backups::ARCHIVE_MOUNT,
-            "pooler": containers::pooler_host(profile),
+            "pooler": profile.runs(Service::Pgbouncer),
+            "pooler_hosts": containers::pooler_hosts(profile),
             "monitor": match profile.runs(Service::PostgresExporter) {
                 true => Some(material.verifier(&layout::login_secret(Service::Postgres, layout::MONITOR))?.expose()),
                 false => None,

@@ -291,11 +291,22 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
                 "{at}"
             );
             for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
-                assert_eq!(
-                    strings(&container[probe]["exec"]["command"]),
-                    ["/bin/sh".to_owned(), "-c".to_owned(), spec.healthcheck.clone()],
-                    "{at}: {probe}"
-                );
+                match spec.port_check() {
+                    // The compose healthcheck opens the port; the kubelet does it itself.
+                    Some(port) => {
+                        assert!(spec.healthcheck.contains(&format!("/dev/tcp/127.0.0.1/{port}")), "{at}");
+                        assert_eq!(
+                            container[probe]["tcpSocket"]["port"].as_u64(),
+                            Some(u64::from(port)),
+                            "{at}: {probe}"
+                        );
+                    }
+                    None => assert_eq!(
+                        strings(&container[probe]["exec"]["command"]),
+                        ["/bin/sh".to_owned(), "-c".to_owned(), spec.healthcheck.clone()],
+                        "{at}: {probe}"
+                    ),
+                }
             }
             // And nothing of the pod's may reach the Kubernetes API.
             assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false), "{at}");
@@ -309,7 +320,7 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
 /// the fsGroup, the init container, then the server with the same user, arguments, environment,
 /// mounts and read-only root, under the pod's host name) and waits for its startup probe: the
 /// delivery, the arguments and the probe work with the real image.
-fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str) {
+fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str, network: &str) {
     let file = sandbox.stack().join(format!("kubernetes/{service}.yaml"));
     let docs = documents(&file);
     let statefulset = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
@@ -432,6 +443,8 @@ fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str) {
     let name = format!("{stack}-{service}-0");
     let mut run: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
     run.extend(["--hostname".into(), format!("{service}-0")]);
+    // The Service's name resolves to the pod, as the cluster's DNS has it.
+    run.extend(["--network".into(), network.into(), "--network-alias".into(), service.into()]);
     run.extend(posture(server));
     let command = strings(&server["command"]);
     if let Some(entrypoint) = command.first() {
@@ -441,7 +454,12 @@ fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str) {
     run.extend(command.iter().skip(1).cloned());
     run.extend(strings(&server["args"]));
     docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
-    let probe = strings(&server["startupProbe"]["exec"]["command"]);
+    // An exec probe runs its command in the container; a tcpSocket probe is the kubelet opening
+    // the port, done here from inside the pod's network namespace.
+    let probe = match server["startupProbe"]["tcpSocket"]["port"].as_u64() {
+        Some(port) => vec!["bash".to_owned(), "-c".to_owned(), format!(":> /dev/tcp/127.0.0.1/{port}")],
+        None => strings(&server["startupProbe"]["exec"]["command"]),
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let mut exec = vec!["exec".to_owned(), name.clone()];
@@ -468,6 +486,12 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
     if let Some(image) = crate::common::qdrant_image("kubernetes pods: Qdrant's pod") {
         services.push(("qdrant", image));
     }
+    // PgBouncer looks its logins up in PostgreSQL before it answers its probe; the exporters
+    // and Prometheus reach theirs by Service name.
+    services.push(("pgbouncer", hardstack::profile::PGBOUNCER_LOCAL_IMAGE));
+    for monitoring in ["postgres-exporter", "redis-exporter", "prometheus"] {
+        services.push((monitoring, crate::common::MONITORING_IMAGE));
+    }
     // The prod posture: mutual TLS, TLS 1.3, the WAL archive, pgAudit (the local image has it).
     let out = stack
         .sandbox
@@ -476,10 +500,19 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
         .args(["--set", &format!("images.postgres={}", crate::common::POSTGRES_IMAGE)])
         .args(["--set", &format!("images.redis={}", crate::common::REDIS_IMAGE)])
         .args(["--set", "resources.postgres.memory=1GiB", "--set", "resources.postgres.cpus=1"])
+        .args(["--set", &format!("images.postgres_exporter={}", crate::common::MONITORING_IMAGE)])
+        .args(["--set", &format!("images.redis_exporter={}", crate::common::MONITORING_IMAGE)])
+        .args(["--set", &format!("images.prometheus={}", crate::common::MONITORING_IMAGE)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let network = format!("{}-pods", stack.name);
+    let out = std::process::Command::new("docker")
+        .args(["network", "create", "--label", &format!("hardstack.stack={}", stack.name), &network])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     for (service, image) in services {
-        run_pod(&stack.sandbox, &stack.name, service, image);
+        run_pod(&stack.sandbox, &stack.name, service, image, &network);
     }
 }
