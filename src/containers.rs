@@ -15,7 +15,7 @@ pub fn local_image(service: Service) -> &'static str {
         Service::Redis => "hardstack-local/redis:8",
         Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
         Service::Pgbouncer => crate::profile::PGBOUNCER_LOCAL_IMAGE,
-        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             crate::profile::MONITORING_LOCAL_IMAGE
         }
     }
@@ -481,6 +481,29 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 format!("-tls-server-key-file={}", at(StackFile::ServerKey(service))),
                 format!("-tls-server-ca-cert-file={}", at(StackFile::CaCert)),
                 format!("-web.listen-address=:{}", service.container_port()),
+            ];
+            (command, exporter_health(service))
+        }
+        Service::PgbouncerExporter => {
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
+            entrypoint = Some(vec!["/bin/pgbouncer_exporter".into()]);
+            // lib/pq reads the monitor login's password from the pgpass file the environment
+            // names (a path, never the secret).
+            environment.push(("PGPASSFILE".into(), at(StackFile::PgbouncerExporterPgpass)));
+            let command = vec![
+                format!(
+                    "--pgBouncer.connectionString=postgres://{}@{}:{}/pgbouncer?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+                    layout::MONITOR,
+                    Service::Pgbouncer.name(),
+                    Service::Pgbouncer.container_port(),
+                    at(StackFile::CaCert),
+                    at(StackFile::ClientCert(layout::MONITOR.into())),
+                    at(StackFile::ClientKey(layout::MONITOR.into()))
+                ),
+                // PgBouncer's process is in another container: no process metrics.
+                "--pgBouncer.pid-file=".into(),
+                format!("--web.listen-address=:{}", service.container_port()),
+                format!("--web.config.file={}", at(StackFile::PgbouncerExporterWeb)),
             ];
             (command, exporter_health(service))
         }

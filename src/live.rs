@@ -24,7 +24,9 @@ pub async fn numbers(profile: &Profile, dir: &StackDir, store: &Store, service: 
             Service::Redis => redis(profile, dir, store).await,
             Service::Qdrant => qdrant(profile, dir, store).await,
             // Its numbers are its server's, above; verify scrapes it.
-            Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => Ok(json!({})),
+            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+                Ok(json!({}))
+            }
         }
     };
     match tokio::time::timeout(probe::CONNECT_TIMEOUT * 2, read).await {

@@ -268,7 +268,11 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
             Service::Postgres => postgres::backup(context, &part, &id).await,
             Service::Redis => redis::backup(context, &part).await,
             Service::Qdrant => qdrant::backup(context, &part).await,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+            Service::Pgbouncer
+            | Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::PgbouncerExporter
+            | Service::Prometheus => {
                 unreachable!("a service that holds no data is not backed up")
             }
         }

@@ -52,7 +52,11 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
             Service::Postgres => profile.postgres.data,
             Service::Redis => profile.redis.data,
             Service::Qdrant => profile.qdrant.data,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => continue,
+            Service::Pgbouncer
+            | Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::PgbouncerExporter
+            | Service::Prometheus => continue,
         };
         anyhow::ensure!(
             data == DataMode::Volume,
@@ -113,6 +117,7 @@ pub async fn fill(
             | Service::Pgbouncer
             | Service::PostgresExporter
             | Service::RedisExporter
+            | Service::PgbouncerExporter
             | Service::Prometheus => {}
         }
     }

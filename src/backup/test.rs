@@ -86,7 +86,11 @@ pub async fn compare(
             }
             Service::Redis => super::redis::contents(engine, profile, dir, store, Some(&part.contents)).await?,
             Service::Qdrant => super::qdrant::Api::connect(profile, dir, store).await?.contents().await?,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => continue,
+            Service::Pgbouncer
+            | Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::PgbouncerExporter
+            | Service::Prometheus => continue,
         };
         problems.extend(part.contents.differences(&restored).into_iter().map(|d| format!("{}: {d}", part.service)));
     }

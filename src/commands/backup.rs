@@ -164,7 +164,7 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             Service::Pgbouncer => throwaway.network.ports.pgbouncer = port,
             Service::Prometheus => throwaway.network.ports.prometheus = port,
             // Never published.
-            Service::PostgresExporter | Service::RedisExporter => {}
+            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {}
         }
     }
     throwaway.postgres.data = DataMode::Volume;

@@ -142,17 +142,49 @@ pub async fn up(
         prune,
         redis_admin,
     });
+    // A service starts once what it connects to is usable (an exporter that finds its server
+    // down at start exits); the others start at once, all in parallel.
+    let (mut senders, receivers): (std::collections::BTreeMap<_, _>, std::collections::BTreeMap<_, _>) = specs
+        .iter()
+        .map(|spec| {
+            let (sender, receiver) = tokio::sync::watch::channel(false);
+            ((spec.service, sender), (spec.service, receiver))
+        })
+        .unzip();
     let mut tasks = Vec::new();
     for spec in specs {
         let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
             Some(target) => Readiness::Probe(target),
             None => Readiness::Healthcheck,
         };
+        let waits: Vec<_> = spec
+            .service
+            .upstreams()
+            .iter()
+            .filter(|upstream| **upstream != spec.service)
+            .filter_map(|upstream| Some((*upstream, receivers.get(upstream)?.clone())))
+            .collect();
+        let done = senders.remove(&spec.service);
         let stack = stack.clone();
         tasks.push(tokio::spawn(async move {
             let service = spec.service;
             let progress = &stack.progress;
-            let result = bring_up(&stack, &spec, readiness).await;
+            let mut result = Ok(());
+            for (upstream, mut ready) in waits {
+                if ready.wait_for(|ready| *ready).await.is_err() {
+                    result = Err(anyhow::anyhow!("not started: {upstream}, which it connects to, is not usable"));
+                    break;
+                }
+            }
+            let result = match result {
+                Ok(()) => bring_up(&stack, &spec, readiness).await,
+                Err(err) => Err(err),
+            };
+            if result.is_ok()
+                && let Some(done) = done
+            {
+                let _ = done.send(true);
+            }
             match &result {
                 Ok((plan, elapsed)) => progress
                     .finish(service.name(), &format!("usable ({}, {:.1}s)", plan.change(), elapsed.as_secs_f64())),

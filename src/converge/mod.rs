@@ -325,7 +325,7 @@ async fn server_actions(
                 Reach::Live | Reach::Nothing => {}
             },
             // An exporter reads its web config and certificate afresh for each connection.
-            Service::PostgresExporter | Service::RedisExporter => match delivery.reach {
+            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => match delivery.reach {
                 Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
                 Reach::Reload | Reach::Live | Reach::Nothing => {}
             },

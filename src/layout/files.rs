@@ -24,6 +24,8 @@ pub mod paths {
     pub const POSTGRES_EXPORTER_WEB: &str = "config/postgres-exporter/web.yml";
     pub const POSTGRES_EXPORTER_PASSWORD: &str = "config/postgres-exporter/secrets/monitor.password";
     pub const REDIS_EXPORTER_PASSWORDS: &str = "config/redis-exporter/secrets/passwords.json";
+    pub const PGBOUNCER_EXPORTER_WEB: &str = "config/pgbouncer-exporter/web.yml";
+    pub const PGBOUNCER_EXPORTER_PGPASS: &str = "config/pgbouncer-exporter/secrets/monitor.pgpass";
     pub const PROMETHEUS_CONFIG: &str = "config/prometheus/prometheus.yml";
     pub const PROMETHEUS_RULES: &str = "config/prometheus/alerts.yml";
     pub const PROMETHEUS_WEB: &str = "config/prometheus/web.yml";
@@ -77,6 +79,10 @@ pub enum StackFile {
     PostgresExporterPassword,
     /// redis-exporter's password file (`--redis.password-file`): the monitor user's, by address.
     RedisExporterPasswords,
+    /// pgbouncer-exporter's web config, as postgres-exporter's.
+    PgbouncerExporterWeb,
+    /// pgbouncer-exporter's pgpass file (`PGPASSFILE`): the monitor login's password.
+    PgbouncerExporterPgpass,
     /// Prometheus's scrape configuration; carries Qdrant's read-only key where Qdrant runs.
     PrometheusConfig,
     /// The alert rules hardstack renders.

@@ -66,7 +66,7 @@ pub const MONITOR: &str = "monitor";
 /// hardstack's logins on `service` for a profile: [`SERVICE_LOGINS`], and [`MONITOR`] where
 /// the service's exporter runs.
 pub fn service_logins(profile: &Profile, service: Service) -> Vec<&'static str> {
-    let monitored = service.exporter_of().is_some_and(|exporter| profile.runs(exporter));
+    let monitored = Service::ALL.into_iter().any(|e| e.login_of() == Some(service) && profile.runs(e));
     SERVICE_LOGINS.iter().copied().chain(monitored.then_some(MONITOR)).collect()
 }
 /// PostgreSQL's superuser: local socket only, used by the image's init.
@@ -241,7 +241,9 @@ pub fn config_dir(service: Service) -> &'static str {
         Service::Redis => REDIS_DIR,
         Service::Qdrant => QDRANT_DIR,
         Service::Pgbouncer => PGBOUNCER_DIR,
-        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => EXPORTER_DIR,
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+            EXPORTER_DIR
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Source {
     Password(SecretOf),
     /// A pgpass file: the secret as the health login's password for any host.
     Pgpass(SecretOf),
+    /// A pgpass file for the secret's login, any host, port and database.
+    LoginPgpass(SecretOf),
     /// redis_exporter's password file: a JSON object of the secret by the address the
     /// exporter reads (`redis.addr`).
     PasswordByAddress(SecretOf, &'static str),
@@ -35,6 +37,15 @@ pub enum SecretOf {
 }
 
 impl SecretOf {
+    /// The login the secret is the password of.
+    pub fn login(self) -> &'static str {
+        match self {
+            SecretOf::Superuser => super::POSTGRES_SUPERUSER,
+            SecretOf::Health(_) => HEALTH,
+            SecretOf::Monitor(_) => MONITOR,
+        }
+    }
+
     /// The secret's name in the store.
     pub fn name(self) -> String {
         match self {
@@ -98,7 +109,7 @@ impl Entry {
 pub const TABLE: &[Entry] = {
     use Mode::{Private, Public};
     use Reach::{Live, Nothing, Reload, Restart};
-    use Service::{Pgbouncer, Postgres, PostgresExporter, Prometheus, Qdrant, Redis, RedisExporter};
+    use Service::{Pgbouncer, PgbouncerExporter, Postgres, PostgresExporter, Prometheus, Qdrant, Redis, RedisExporter};
     use Volume::{Config, Initdb};
     &[
         Entry::kept(StackFile::Profile, paths::PROFILE, Public),
@@ -209,6 +220,20 @@ pub const TABLE: &[Entry] = {
             Private,
             Source::PasswordByAddress(SecretOf::Monitor(Redis), super::REDIS_EXPORTER_PASSWORD_KEY),
             (RedisExporter, Config, "secrets/passwords.json", Restart),
+        ),
+        Entry::delivered(
+            StackFile::PgbouncerExporterWeb,
+            paths::PGBOUNCER_EXPORTER_WEB,
+            Public,
+            Source::Template("exporters/web.yml.tera"),
+            (PgbouncerExporter, Config, "web.yml", Live),
+        ),
+        Entry::delivered(
+            StackFile::PgbouncerExporterPgpass,
+            paths::PGBOUNCER_EXPORTER_PGPASS,
+            Private,
+            Source::LoginPgpass(SecretOf::Monitor(Postgres)),
+            (PgbouncerExporter, Config, "secrets/monitor.pgpass", Restart),
         ),
         // Read again on SIGHUP; the web config for each connection.
         Entry::delivered(

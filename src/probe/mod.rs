@@ -214,7 +214,9 @@ pub async fn app_target(
         Service::Pgbouncer => layout::login_secret(Service::Postgres, &user.name),
         // For a user without Qdrant access, the read-write key proves the server usable.
         Service::Qdrant => layout::qdrant_key_secret(user.qdrant).unwrap_or(layout::QDRANT_API_KEY).to_owned(),
-        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => return Ok(None),
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+            return Ok(None);
+        }
     };
     let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
@@ -237,7 +239,9 @@ pub async fn admin_target(
         Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
         Service::Redis | Service::Qdrant => (service, ""),
         // Only the stack network reaches an exporter, and it has no login of its own.
-        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => return Ok(None),
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+            return Ok(None);
+        }
     };
     let password = store.current(&layout::login_secret(secret_of, layout::ADMIN)).await?.value;
     login_target(profile, dir, service, layout::ADMIN, password, database)
@@ -292,7 +296,7 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
         Service::Postgres | Service::Pgbouncer => postgres(target).await,
         Service::Redis => redis(target).await,
         Service::Qdrant => qdrant(target).await,
-        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             anyhow::bail!("{service} is read over HTTPS with a client certificate (probe::scrape), not logged in to")
         }
     }

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 
+use crate::profile::Service;
+
 use super::{CONNECT_TIMEOUT, ClientTls, rustls_config, rustls_config_with};
 
 /// Where an exporter is scraped.
@@ -57,6 +59,23 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         };
         value.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// The series of each exporter that the alert rules read (connections against
+/// `max_connections`, Redis memory against maxmemory and evictions), and the one that says the
+/// exporter reached its server (1).
+pub fn series(exporter: Service) -> (&'static str, &'static [&'static str]) {
+    match exporter {
+        Service::PostgresExporter => ("pg_up", &["pg_settings_max_connections", "pg_stat_activity_count"]),
+        Service::RedisExporter => {
+            ("redis_up", &["redis_memory_used_bytes", "redis_memory_max_bytes", "redis_evicted_keys_total"])
+        }
+        Service::PgbouncerExporter => (
+            "pgbouncer_up",
+            &["pgbouncer_pools_client_waiting_connections", "pgbouncer_pools_client_active_connections"],
+        ),
+        _ => ("", &[]),
+    }
 }
 
 #[cfg(test)]

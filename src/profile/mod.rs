@@ -498,7 +498,9 @@ impl VolumeSizes {
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
             Service::Prometheus => self.prometheus,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter => ByteSize(0),
+            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {
+                ByteSize(0)
+            }
         }
     }
 }

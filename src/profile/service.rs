@@ -21,19 +21,24 @@ pub enum Service {
     /// Prometheus's exporter of Redis's INFO, logging in as `monitor`.
     #[serde(rename = "redis-exporter")]
     RedisExporter,
+    /// Prometheus's exporter of PgBouncer's pools and stats (its admin console), logging in
+    /// as `monitor`.
+    #[serde(rename = "pgbouncer-exporter")]
+    PgbouncerExporter,
     /// Scrapes the exporters (and Qdrant) and evaluates the alert rules hardstack renders.
     Prometheus,
 }
 
 impl Service {
     /// Every service, in start-up and reporting order.
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 8] = [
         Service::Postgres,
         Service::Redis,
         Service::Qdrant,
         Service::Pgbouncer,
         Service::PostgresExporter,
         Service::RedisExporter,
+        Service::PgbouncerExporter,
         Service::Prometheus,
     ];
 
@@ -46,6 +51,7 @@ impl Service {
             Service::Pgbouncer => "pgbouncer",
             Service::PostgresExporter => "postgres-exporter",
             Service::RedisExporter => "redis-exporter",
+            Service::PgbouncerExporter => "pgbouncer-exporter",
             Service::Prometheus => "prometheus",
         }
     }
@@ -59,15 +65,17 @@ impl Service {
             Service::Pgbouncer => 6432,
             Service::PostgresExporter => 9187,
             Service::RedisExporter => 9121,
+            Service::PgbouncerExporter => 9127,
             Service::Prometheus => 9090,
         }
     }
 
-    /// The server an exporter reads, and the exporter of a server.
-    pub fn exporter_of(self) -> Option<Service> {
+    /// The server whose login an exporter logs in with (`monitor`): PgBouncer's exporter reads
+    /// its admin console with PostgreSQL's login, which PgBouncer looks up there.
+    pub fn login_of(self) -> Option<Service> {
         match self {
-            Service::Postgres => Some(Service::PostgresExporter),
-            Service::Redis => Some(Service::RedisExporter),
+            Service::PostgresExporter | Service::PgbouncerExporter => Some(Service::Postgres),
+            Service::RedisExporter => Some(Service::Redis),
             _ => None,
         }
     }
@@ -75,7 +83,7 @@ impl Service {
     /// Whether the service is an exporter: never published, only for scrapes on the stack
     /// network.
     pub fn is_exporter(self) -> bool {
-        matches!(self, Service::PostgresExporter | Service::RedisExporter)
+        matches!(self, Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter)
     }
 
     /// The services this one connects to: its server (the pooler's and an exporter's), what
@@ -84,9 +92,14 @@ impl Service {
         match self {
             Service::Pgbouncer | Service::PostgresExporter => &[Service::Postgres],
             Service::RedisExporter => &[Service::Redis],
-            Service::Prometheus => {
-                &[Service::PostgresExporter, Service::RedisExporter, Service::Qdrant, Service::Prometheus]
-            }
+            Service::PgbouncerExporter => &[Service::Pgbouncer],
+            Service::Prometheus => &[
+                Service::PostgresExporter,
+                Service::RedisExporter,
+                Service::PgbouncerExporter,
+                Service::Qdrant,
+                Service::Prometheus,
+            ],
             Service::Postgres | Service::Redis | Service::Qdrant => &[],
         }
     }
@@ -107,7 +120,9 @@ impl Service {
         match self {
             Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
             Service::Qdrant => 1000,
-            Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => 65534,
+            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+                65534
+            }
         }
     }
 }
@@ -144,9 +159,23 @@ pub struct Images {
     /// The upstream image (its entrypoint `/redis_exporter`), with the same fallback.
     #[serde(default = "default_redis_exporter_image", skip_serializing_if = "is_default_redis_exporter_image")]
     pub redis_exporter: String,
+    /// The upstream image (its entrypoint `/bin/pgbouncer_exporter`), with the same fallback.
+    #[serde(default = "default_pgbouncer_exporter_image", skip_serializing_if = "is_default_pgbouncer_exporter_image")]
+    pub pgbouncer_exporter: String,
     /// The upstream image (its entrypoint `/bin/prometheus`), with the same fallback.
     #[serde(default = "default_prometheus_image", skip_serializing_if = "is_default_prometheus_image")]
     pub prometheus: String,
+}
+
+/// The upstream PgBouncer exporter image, at the version Debian trixie packages.
+pub const PGBOUNCER_EXPORTER_IMAGE: &str = "prometheuscommunity/pgbouncer-exporter:v0.10.2";
+
+fn default_pgbouncer_exporter_image() -> String {
+    PGBOUNCER_EXPORTER_IMAGE.into()
+}
+
+fn is_default_pgbouncer_exporter_image(image: &str) -> bool {
+    image == PGBOUNCER_EXPORTER_IMAGE
 }
 
 /// The upstream Prometheus image, at the version Debian trixie packages.
@@ -203,6 +232,7 @@ impl Images {
             Service::Pgbouncer => &self.pgbouncer,
             Service::PostgresExporter => &self.postgres_exporter,
             Service::RedisExporter => &self.redis_exporter,
+            Service::PgbouncerExporter => &self.pgbouncer_exporter,
             Service::Prometheus => &self.prometheus,
         }
     }
@@ -246,7 +276,7 @@ impl Ports {
             Service::Qdrant => self.qdrant,
             Service::Pgbouncer => self.pgbouncer,
             Service::Prometheus => self.prometheus,
-            Service::PostgresExporter | Service::RedisExporter => service.container_port(),
+            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => service.container_port(),
         }
     }
 }
@@ -264,6 +294,8 @@ pub struct Resources {
     pub postgres_exporter: Limits,
     #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
     pub redis_exporter: Limits,
+    #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
+    pub pgbouncer_exporter: Limits,
     #[serde(default = "default_prometheus_limits", skip_serializing_if = "is_default_prometheus_limits")]
     pub prometheus: Limits,
 }
@@ -307,6 +339,7 @@ impl Resources {
             Service::Pgbouncer => &self.pgbouncer,
             Service::PostgresExporter => &self.postgres_exporter,
             Service::RedisExporter => &self.redis_exporter,
+            Service::PgbouncerExporter => &self.pgbouncer_exporter,
             Service::Prometheus => &self.prometheus,
         }
     }

@@ -150,6 +150,7 @@ pub fn render_all(tera: &tera::Tera, profile: &Profile, material: &Material) -> 
             }
             Source::Password(secret) => password_file(material.value(&secret.name())?),
             Source::Pgpass(secret) => health_pgpass(material.value(&secret.name())?),
+            Source::LoginPgpass(secret) => login_pgpass(secret.login(), material.value(&secret.name())?),
             Source::PasswordByAddress(secret, address) => password_by_address(address, material.value(&secret.name())?),
         };
         files.push(RenderedFile { path: entry.path.into(), content, mode: entry.mode.bits() });
@@ -166,6 +167,12 @@ pub fn password_file(password: &Secret) -> String {
 /// redis_exporter's password file: the password by the address (with the user) it reads.
 pub fn password_by_address(address: &str, password: &Secret) -> String {
     format!("{}\n", serde_json::json!({ address: password.expose() }))
+}
+
+/// A pgpass file: `login`'s password for any host, port and database (`:` and `\` escaped).
+pub fn login_pgpass(login: &str, password: &Secret) -> String {
+    let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:*:{login}:{escaped}\n")
 }
 
 /// The PostgreSQL healthcheck's pgpass file: the health login's password for any host.
@@ -318,16 +325,15 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "archive_dir": layout::backups::ARCHIVE_MOUNT,
             "pooler": profile.runs(Service::Pgbouncer),
             "pooler_hosts": containers::pooler_hosts(profile),
-            "monitor": match profile.runs(Service::PostgresExporter) {
+            "monitor": match layout::service_logins(profile, Service::Postgres).contains(&layout::MONITOR) {
                 true => Some(material.verifier(&layout::login_secret(Service::Postgres, layout::MONITOR))?.expose()),
                 false => None,
             },
         });
     }
-    for service in [Service::PostgresExporter, Service::Prometheus] {
-        if !profile.runs(service) {
-            continue;
-        }
+    // The exporters' web configs name the same paths: each mounts its files at the same place.
+    let exporter = Service::ALL.into_iter().find(|s| s.is_exporter() && profile.runs(*s));
+    for service in exporter.into_iter().chain(profile.runs(Service::Prometheus).then_some(Service::Prometheus)) {
         let at = |file: StackFile| layout::container_path(profile, service, &file);
         context[if service == Service::Prometheus { "prometheus_web" } else { "exporter" }] = json!({
             "server_cert": at(StackFile::ServerCert(service)),
@@ -348,6 +354,10 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "port": Service::Pgbouncer.container_port(),
             "auth_user": layout::POOLER,
             "admin": layout::ADMIN,
+            "stats_users": match profile.runs(Service::PgbouncerExporter) {
+                true => format!("{}, {}", layout::ADMIN, layout::MONITOR),
+                false => layout::ADMIN.to_owned(),
+            },
             "pool_mode": settings.pool_mode.as_str(),
             "pool_size": settings.pool_size,
             "max_client_connections": settings.max_client_connections,

@@ -38,6 +38,7 @@ pub(super) fn context(profile: &Profile, material: &Material) -> anyhow::Result<
         "exporters": exporters,
         "postgres": profile.runs(Service::PostgresExporter),
         "redis": profile.runs(Service::RedisExporter),
+        "pgbouncer": profile.runs(Service::PgbouncerExporter),
         "qdrant": qdrant,
         "renew_days": profile.rotation.cert_renew_before.0.as_secs() / 86_400,
     }))

@@ -190,7 +190,7 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
             let name = crate::containers::container_name(context.profile, service);
             context.engine.signal(&name, "HUP").await?;
         }
-        Service::PostgresExporter | Service::RedisExporter | Service::Prometheus => {
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             // A monitoring service reads its certificate afresh for each connection.
         }
     }

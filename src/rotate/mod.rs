@@ -99,7 +99,7 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
         all.push(Credential::PostgresAdmin);
         all.push(Credential::PostgresHealth);
         all.push(Credential::PostgresBackup);
-        if profile.runs(Service::PostgresExporter) {
+        if layout::service_logins(profile, Service::Postgres).contains(&layout::MONITOR) {
             all.push(Credential::PostgresMonitor);
         }
     }
@@ -258,7 +258,8 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         }
         (Credential::PostgresMonitor, Step::Set) => {
             postgres::set_monitor(context, &pending).await?;
-            monitor::deliver(context, Service::PostgresExporter, &pending).await
+            monitor::deliver(context, Service::PostgresExporter, &pending).await?;
+            monitor::deliver(context, Service::PgbouncerExporter, &pending).await
         }
         (Credential::PostgresMonitor, Step::Test) => monitor::test_postgres(context, &pending).await,
         (Credential::RedisUser { user }, Step::Set) => {

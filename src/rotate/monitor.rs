@@ -22,6 +22,9 @@ pub async fn deliver(context: &Context<'_>, exporter: Service, pending: &SecretV
         Service::PostgresExporter => {
             (StackFile::PostgresExporterPassword, crate::render::password_file(&pending.value))
         }
+        Service::PgbouncerExporter => {
+            (StackFile::PgbouncerExporterPgpass, crate::render::login_pgpass(layout::MONITOR, &pending.value))
+        }
         _ => (
             StackFile::RedisExporterPasswords,
             crate::render::password_by_address(layout::REDIS_EXPORTER_PASSWORD_KEY, &pending.value),
@@ -33,7 +36,8 @@ pub async fn deliver(context: &Context<'_>, exporter: Service, pending: &SecretV
 }
 
 /// Logs in to PostgreSQL as monitor with the pending password (a client certificate always:
-/// pg_hba.conf asks monitor for one), then waits for the exporter to reach PostgreSQL.
+/// pg_hba.conf asks monitor for one), then waits for the exporters to reach PostgreSQL and
+/// PgBouncer's console.
 pub async fn test_postgres(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
     let mut target = probe::login_target(
         context.profile,
@@ -48,7 +52,8 @@ pub async fn test_postgres(context: &Context<'_>, pending: &SecretVersion) -> an
     let session = probe::postgres_client(&target).await.context("logging in to PostgreSQL as monitor")?;
     session.query_one("SELECT 1", &[]).await.context("a query as monitor")?;
     session.close().await;
-    exporter_up(context, Service::PostgresExporter).await
+    exporter_up(context, Service::PostgresExporter).await?;
+    exporter_up(context, Service::PgbouncerExporter).await
 }
 
 /// Waits until `exporter`, restarted with the new password, says it reaches its server (its
@@ -67,7 +72,7 @@ pub async fn exporter_up(context: &Context<'_>, exporter: Service) -> anyhow::Re
         name: exporter.name().to_owned(),
         tls: probe::client_tls(context.dir, layout::ADMIN, true)?,
     };
-    let up = if exporter == Service::PostgresExporter { "pg_up" } else { "redis_up" };
+    let (up, _) = scrape::series(exporter);
     let poll = std::time::Duration::from_millis(250);
     crate::retry::Backoff::every(poll, 120 * poll)
         .run(|| async {

@@ -12,19 +12,6 @@ use crate::probe::scrape::{self, MetricsTarget};
 use crate::profile::Service;
 use crate::report::Check;
 
-/// The series of each exporter that the alert rules read (connections against
-/// `max_connections`, Redis memory against maxmemory and evictions), and the one that says the
-/// exporter reached its server (1).
-pub fn series(exporter: Service) -> (&'static str, &'static [&'static str]) {
-    match exporter {
-        Service::PostgresExporter => ("pg_up", &["pg_settings_max_connections", "pg_stat_activity_count"]),
-        Service::RedisExporter => {
-            ("redis_up", &["redis_memory_used_bytes", "redis_memory_max_bytes", "redis_evicted_keys_total"])
-        }
-        _ => ("", &[]),
-    }
-}
-
 /// Where the checks scrape an exporter, presenting `login`'s client certificate (or none).
 fn target(context: &Context, exporter: Service, login: Option<&str>) -> anyhow::Result<MetricsTarget> {
     let tls = context.tls_for(login.unwrap_or(layout::ADMIN), login.is_some())?;
@@ -35,7 +22,7 @@ fn target(context: &Context, exporter: Service, login: Option<&str>) -> anyhow::
 /// every series the alert rules read is there. What was found, or why not.
 pub(super) async fn scraped(context: &Context, exporter: Service) -> anyhow::Result<String> {
     let metrics = scrape::scrape(&prepare(target(context, exporter, Some(layout::ADMIN)))?).await?;
-    let (up, needed) = series(exporter);
+    let (up, needed) = scrape::series(exporter);
     match scrape::sample(&metrics, up) {
         Some(1.0) => {}
         Some(value) => anyhow::bail!("{up} is {value}: the exporter does not reach its server"),
@@ -116,7 +103,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             accepted("prometheus.targets_up", what, targets_up(context)).await
         }));
     }
-    for exporter in [Service::PostgresExporter, Service::RedisExporter, Service::Prometheus] {
+    for exporter in Service::ALL.into_iter().filter(|s| s.is_monitoring()) {
         if !context.profile.runs(exporter) {
             continue;
         }
@@ -137,7 +124,9 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
             accepted(&id, &what, scraped(context, exporter)).await
         }));
     }
-    if context.profile.runs(Service::PostgresExporter) && context.profile.runs(Service::Postgres) {
+    if context.profile.runs(Service::Postgres)
+        && layout::service_logins(&context.profile, Service::Postgres).contains(&layout::MONITOR)
+    {
         checks.push(bounded("postgres.monitor_cannot_write".into(), async move {
             let attempt = async {
                 let password = context.secret(&layout::login_secret(Service::Postgres, layout::MONITOR))?;

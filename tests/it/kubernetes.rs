@@ -489,7 +489,7 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
     // PgBouncer looks its logins up in PostgreSQL before it answers its probe; the exporters
     // and Prometheus reach theirs by Service name.
     services.push(("pgbouncer", hardstack::profile::PGBOUNCER_LOCAL_IMAGE));
-    for monitoring in ["postgres-exporter", "redis-exporter", "prometheus"] {
+    for monitoring in ["postgres-exporter", "redis-exporter", "pgbouncer-exporter", "prometheus"] {
         services.push((monitoring, crate::common::MONITORING_IMAGE));
     }
     // The prod posture: mutual TLS, TLS 1.3, the WAL archive, pgAudit (the local image has it).
@@ -502,6 +502,7 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
         .args(["--set", "resources.postgres.memory=1GiB", "--set", "resources.postgres.cpus=1"])
         .args(["--set", &format!("images.postgres_exporter={}", crate::common::MONITORING_IMAGE)])
         .args(["--set", &format!("images.redis_exporter={}", crate::common::MONITORING_IMAGE)])
+        .args(["--set", &format!("images.pgbouncer_exporter={}", crate::common::MONITORING_IMAGE)])
         .args(["--set", &format!("images.prometheus={}", crate::common::MONITORING_IMAGE)])
         .output()
         .unwrap();

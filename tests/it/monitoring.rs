@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{DockerStack, MONITORING_IMAGE, Sandbox, docker_available, redis, text};
 
-const MONITORED: &[&str] = &["postgres", "redis", "postgres-exporter", "redis-exporter", "prometheus"];
+const MONITORED: &[&str] =
+    &["postgres", "redis", "pgbouncer", "postgres-exporter", "redis-exporter", "pgbouncer-exporter", "prometheus"];
 
 /// curl with the stack CA, presenting the admin client certificate unless `certless`. Without
 /// one, over TLS 1.2: the server's refusal (bad_certificate) then ends the handshake, where
@@ -81,6 +82,8 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
         "postgres-exporter.no_client_cert_refused",
         "redis-exporter.tls_scrape",
         "redis-exporter.no_client_cert_refused",
+        "pgbouncer-exporter.tls_scrape",
+        "pgbouncer-exporter.no_client_cert_refused",
         "prometheus.targets_up",
         "prometheus.no_client_cert_refused",
         "postgres.monitor_cannot_write",
@@ -100,6 +103,12 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
             9121,
             "redis_up",
             &["redis_memory_used_bytes", "redis_memory_max_bytes", "redis_evicted_keys_total"][..],
+        ),
+        (
+            "pgbouncer-exporter",
+            9127,
+            "pgbouncer_up",
+            &["pgbouncer_pools_client_waiting_connections", "pgbouncer_pools_client_active_connections"][..],
         ),
     ] {
         let out = scrape(&stack, exporter, port, false);
@@ -126,7 +135,9 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
 
     // psql and redis-cli as the monitor logins: reading is all they may do.
     let dir = stack.sandbox.stack();
-    let port = stack.env("DATABASE_URL").split('@').nth(1).unwrap().split(['/', ':']).nth(1).unwrap().to_owned();
+    // PostgreSQL itself: monitor is no login through the pooler.
+    let direct = stack.env("DATABASE_DIRECT_URL");
+    let port = direct.split('@').nth(1).unwrap().split(['/', ':']).nth(1).unwrap().to_owned();
     let monitor_url = |password: &str| {
         format!(
             "postgresql://monitor:{password}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
@@ -158,7 +169,9 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
     assert_ne!(before.1, current(&stack, "redis/monitor"));
     let old = Command::new("psql").args([&monitor_url(&before.0), "-w", "-tA", "-c", "SELECT 1"]).output().unwrap();
     assert!(text(&old).contains("password authentication failed"), "{}", text(&old));
-    assert!(served("postgres-exporter", 9187) > 0 && served("redis-exporter", 9121) > 0);
+    for (exporter, port) in [("postgres-exporter", 9187), ("redis-exporter", 9121), ("pgbouncer-exporter", 9127)] {
+        assert!(served(exporter, port) > 0, "{exporter} answers after the rotation");
+    }
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "after the rotation: {verdicts:?}");
     assert_eq!(verdicts["checklist.monitoring"], "pass");
@@ -195,8 +208,7 @@ fn the_rendered_rules_and_configuration_pass_promtool() {
     }
     for profile in ["dev", "test", "prod"] {
         let sandbox = Sandbox::new();
-        let services =
-            r#"stack.services=["postgres","redis","qdrant","postgres-exporter","redis-exporter","prometheus"]"#;
+        let services = r#"stack.services=["postgres","redis","qdrant","pgbouncer","postgres-exporter","redis-exporter","pgbouncer-exporter","prometheus"]"#;
         sandbox.init(&["--profile", profile, "--set", services]);
         for (file, check) in
             [("config/prometheus/alerts.yml", "rules"), ("config/prometheus/prometheus.yml", "config --syntax-only")]

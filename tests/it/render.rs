@@ -73,8 +73,8 @@ fn test_bundle_renders() {
 
 #[test]
 fn prod_bundle_renders() {
-    // The pooler's config, the exporters' web config and password files, Prometheus's three.
-    snapshot_profile("prod", 20);
+    // The pooler's config, the exporters' web configs and password files, Prometheus's three.
+    snapshot_profile("prod", 22);
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn every_embedded_template_is_named_by_the_layout_table_and_the_other_way_round(
         .iter()
         .filter_map(|entry| match entry.source? {
             Source::Template(name) | Source::Json(name) => Some(name),
-            Source::Password(_) | Source::Pgpass(_) | Source::PasswordByAddress(..) => None,
+            Source::Password(_) | Source::Pgpass(_) | Source::LoginPgpass(_) | Source::PasswordByAddress(..) => None,
         })
         .chain([hardstack::render::SYSTEMD_SERVICE, hardstack::render::SYSTEMD_TIMER])
         .collect();

@@ -194,6 +194,8 @@ impl DockerStack {
             "--set".to_owned(),
             format!("images.redis_exporter={MONITORING_IMAGE}"),
             "--set".to_owned(),
+            format!("images.pgbouncer_exporter={MONITORING_IMAGE}"),
+            "--set".to_owned(),
             format!("images.prometheus={MONITORING_IMAGE}"),
         ]
         .to_vec();
