@@ -463,6 +463,8 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             let command = vec![
                 format!("--web.listen-address=:{}", service.container_port()),
                 format!("--web.config.file={}", at(StackFile::PostgresExporterWeb)),
+                // 0.17 has no archiver collector; the query is its own (deprecated, still read).
+                format!("--extend.query-path={}", at(StackFile::PostgresExporterQueries)),
             ];
             (command, exporter_health(service))
         }

@@ -254,8 +254,18 @@ fn probes(_: &Bundle, manifests: &Manifests) -> Outcome {
     let mut problems = Vec::new();
     for (file, document) in manifests.of_kind("StatefulSet") {
         for container in document["spec"]["template"]["spec"]["containers"].as_sequence().into_iter().flatten() {
+            // A command, or the container's own port opened by the kubelet (the monitoring
+            // services, whose images have no client).
+            let ports: Vec<u64> = container["ports"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["containerPort"].as_u64())
+                .collect();
             for probe in ["readinessProbe", "livenessProbe"] {
-                if container[probe]["exec"]["command"].as_sequence().is_none_or(|c| c.is_empty()) {
+                let command = container[probe]["exec"]["command"].as_sequence().is_some_and(|c| !c.is_empty());
+                let port = container[probe]["tcpSocket"]["port"].as_u64().is_some_and(|p| ports.contains(&p));
+                if !command && !port {
                     let name = container["name"].as_str().unwrap_or("?");
                     problems.push(format!("{file}: container {name} has no {probe} that runs a check"));
                 }

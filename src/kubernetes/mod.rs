@@ -235,7 +235,18 @@ mod tests {
         let policies = network_policies(&profile, &specs, "hardstack-prod");
         let postgres = policies.iter().find(|p| p["metadata"]["name"] == "postgres-clients").unwrap();
         let peers = postgres["spec"]["ingress"][0]["from"].as_array().unwrap();
-        assert_eq!(peers.len(), 3, "{peers:?}");
+        // The profile's clients, then the stack's own: the pooler and the exporter.
+        assert_eq!(peers.len(), 5, "{peers:?}");
+        for (peer, service) in peers[3..].iter().zip([Service::Pgbouncer, Service::PostgresExporter]) {
+            assert_eq!(peer["podSelector"]["matchLabels"], selector(&profile, service));
+        }
+        // An exporter takes no client: Prometheus only.
+        let exporter = policies.iter().find(|p| p["metadata"]["name"] == "postgres-exporter-clients").unwrap();
+        assert_eq!(
+            exporter["spec"]["ingress"][0]["from"],
+            json!([{ "podSelector": { "matchLabels": selector(&profile, Service::Prometheus) } }])
+        );
+        assert!(!policies.iter().any(|p| p["metadata"]["name"] == "postgres-exporter-from-clients"));
         assert_eq!(peers[0], json!({ "podSelector": { "matchLabels": { CLIENT_LABEL: "true" } } }));
         assert_eq!(
             peers[1],

@@ -22,6 +22,7 @@ pub mod paths {
     pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
     pub const PGBOUNCER_INI: &str = "config/pgbouncer/pgbouncer.ini";
     pub const POSTGRES_EXPORTER_WEB: &str = "config/postgres-exporter/web.yml";
+    pub const POSTGRES_EXPORTER_QUERIES: &str = "config/postgres-exporter/queries.yml";
     pub const POSTGRES_EXPORTER_PASSWORD: &str = "config/postgres-exporter/secrets/monitor.password";
     pub const REDIS_EXPORTER_PASSWORDS: &str = "config/redis-exporter/secrets/passwords.json";
     pub const PGBOUNCER_EXPORTER_WEB: &str = "config/pgbouncer-exporter/web.yml";
@@ -75,6 +76,8 @@ pub enum StackFile {
     PgbouncerIni,
     /// postgres-exporter's web config (exporter-toolkit): TLS with client certificates.
     PostgresExporterWeb,
+    /// postgres-exporter's own queries (`--extend.query-path`): the WAL archiver's counters.
+    PostgresExporterQueries,
     /// postgres-exporter's password file (`DATA_SOURCE_PASS_FILE`): the monitor login's.
     PostgresExporterPassword,
     /// redis-exporter's password file (`--redis.password-file`): the monitor user's, by address.

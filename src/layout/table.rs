@@ -206,6 +206,13 @@ pub const TABLE: &[Entry] = {
             Source::Template("exporters/web.yml.tera"),
             (PostgresExporter, Config, "web.yml", Live),
         ),
+        Entry::delivered(
+            StackFile::PostgresExporterQueries,
+            paths::POSTGRES_EXPORTER_QUERIES,
+            Public,
+            Source::Template("exporters/queries.yml.tera"),
+            (PostgresExporter, Config, "queries.yml", Restart),
+        ),
         // Read at start (DATA_SOURCE_PASS_FILE, --redis.password-file): a new one restarts it.
         Entry::delivered(
             StackFile::PostgresExporterPassword,

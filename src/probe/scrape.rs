@@ -66,7 +66,9 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
 /// exporter reached its server (1).
 pub fn series(exporter: Service) -> (&'static str, &'static [&'static str]) {
     match exporter {
-        Service::PostgresExporter => ("pg_up", &["pg_settings_max_connections", "pg_stat_activity_count"]),
+        Service::PostgresExporter => {
+            ("pg_up", &["pg_settings_max_connections", "pg_stat_activity_count", "pg_stat_archiver_failed_count"])
+        }
         Service::RedisExporter => {
             ("redis_up", &["redis_memory_used_bytes", "redis_memory_max_bytes", "redis_evicted_keys_total"])
         }

@@ -37,6 +37,7 @@ pub(super) fn context(profile: &Profile, material: &Material) -> anyhow::Result<
         "itself": address(Service::Prometheus),
         "exporters": exporters,
         "postgres": profile.runs(Service::PostgresExporter),
+        "wal_archive": profile.runs(Service::PostgresExporter) && profile.backup.wal_archive,
         "redis": profile.runs(Service::RedisExporter),
         "pgbouncer": profile.runs(Service::PgbouncerExporter),
         "qdrant": qdrant,

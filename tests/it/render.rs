@@ -73,8 +73,8 @@ fn test_bundle_renders() {
 
 #[test]
 fn prod_bundle_renders() {
-    // The pooler's config, the exporters' web configs and password files, Prometheus's three.
-    snapshot_profile("prod", 22);
+    // The pooler's config, the exporters' web configs, queries and password files, Prometheus's three.
+    snapshot_profile("prod", 23);
 }
 
 #[test]
