@@ -1,5 +1,7 @@
 //! An application's Qdrant access: one pooled HTTPS client (reqwest) verified against the stack
-//! CA, the API key from the secret store; create a collection, upsert, search, clean up.
+//! CA, the API key read from the secret store for each request (so a rotated key is in use at
+//! once; Qdrant accepts the previous one as `alt_api_key` meanwhile); create a collection,
+//! upsert, search, clean up.
 //! Qdrant's gRPC port is off in hardstack's config (its TLS cannot verify client certificates),
 //! so the REST API is the client interface.
 //!
@@ -18,12 +20,12 @@ async fn main() -> anyhow::Result<()> {
         println!("SKIPPED: this stack runs no qdrant");
         return Ok(());
     }
-    let key = common::resolve_secret(&dir, &q["api_key"])?;
     let client = reqwest::Client::builder().use_preconfigured_tls(common::tls_config(&dir, q, "ca", "app")?).build()?;
     let base = q["url"].as_str().context("url")?;
     let collection = format!("{base}/collections/hardstack_example");
     let send = |request: reqwest::RequestBuilder| async {
-        let response = request.header("api-key", &key).send().await?;
+        let key = common::resolve_secret(&dir, &q["api_key"])?;
+        let response = request.header("api-key", key).send().await?;
         anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
         anyhow::Ok(response.json::<serde_json::Value>().await?)
     };

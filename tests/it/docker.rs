@@ -511,7 +511,10 @@ fn up_makes_each_container_exactly_as_its_spec_says() {
     if !docker_available("containers_are_their_specs") {
         return;
     }
-    let stack = DockerStack::new("containers_are_their_specs").with("pgbouncer");
+    // Every service hardstack knows (Qdrant where its image is).
+    let stack = ["pgbouncer", "postgres-exporter", "redis-exporter", "pgbouncer-exporter", "prometheus"]
+        .into_iter()
+        .fold(DockerStack::new("containers_are_their_specs"), DockerStack::with);
     stack.cmd("up", &["-q", "--no-verify"]).assert().success();
     let (profile, _) = stack.library();
     let identity: serde_json::Value = serde_json::from_slice(&stack.sandbox.read("identity.json")).unwrap();

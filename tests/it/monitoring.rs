@@ -197,6 +197,24 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
     assert!(out.status.success(), "{}", text(&out));
     let (code, verdicts) = stack.verify();
     assert_eq!((code, verdicts["checklist.monitoring"].as_str()), (0, "pass"), "{verdicts:?}");
+
+    // An exporter that runs but no longer reaches its server (its user turned off by hand)
+    // fails checklist.monitoring, and RedisDown fires.
+    assert_eq!(redis(&stack, "admin", "redis/admin", &["ACL", "SETUSER", "monitor", "off"]), "OK");
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 1, "{verdicts:?}");
+    for id in ["redis-exporter.tls_scrape", "checklist.monitoring"] {
+        assert_eq!(verdicts[id], "fail", "{id}: {verdicts:?}");
+    }
+    let started = Instant::now();
+    let down = ("RedisDown".to_owned(), "redis-exporter".to_owned(), "firing".to_owned());
+    while !alerts(&stack).contains(&down) {
+        assert!(started.elapsed() < Duration::from_secs(120), "RedisDown never fired: {:?}", alerts(&stack));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(redis(&stack, "admin", "redis/admin", &["ACL", "SETUSER", "monitor", "on"]), "OK");
+    let (code, verdicts) = stack.verify();
+    assert_eq!((code, verdicts["checklist.monitoring"].as_str()), (0, "pass"), "{verdicts:?}");
 }
 
 /// The alert rules and the scrape configuration of every shipped profile, with every
