@@ -140,6 +140,20 @@ impl std::fmt::Display for Service {
     }
 }
 
+/// An image field's serde default and the test that leaves it out of `hardstack.toml` while it
+/// keeps it, from the image's constant.
+macro_rules! default_image {
+    ($default:ident, $is_default:ident, $image:ident) => {
+        fn $default() -> String {
+            $image.into()
+        }
+
+        fn $is_default(image: &str) -> bool {
+            image == $image
+        }
+    };
+}
+
 /// Image references.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,24 +184,12 @@ pub struct Images {
 /// The upstream PgBouncer exporter image, at the version Debian trixie packages.
 pub const PGBOUNCER_EXPORTER_IMAGE: &str = "prometheuscommunity/pgbouncer-exporter:v0.10.2";
 
-fn default_pgbouncer_exporter_image() -> String {
-    PGBOUNCER_EXPORTER_IMAGE.into()
-}
-
-fn is_default_pgbouncer_exporter_image(image: &str) -> bool {
-    image == PGBOUNCER_EXPORTER_IMAGE
-}
+default_image!(default_pgbouncer_exporter_image, is_default_pgbouncer_exporter_image, PGBOUNCER_EXPORTER_IMAGE);
 
 /// The upstream Prometheus image, at the version Debian trixie packages.
 pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.53.3";
 
-fn default_prometheus_image() -> String {
-    PROMETHEUS_IMAGE.into()
-}
-
-fn is_default_prometheus_image(image: &str) -> bool {
-    image == PROMETHEUS_IMAGE
-}
+default_image!(default_prometheus_image, is_default_prometheus_image, PROMETHEUS_IMAGE);
 
 /// The upstream exporter images, at the versions Debian trixie packages (the local fallback).
 pub const POSTGRES_EXPORTER_IMAGE: &str = "quay.io/prometheuscommunity/postgres-exporter:v0.17.1";
@@ -195,32 +197,14 @@ pub const REDIS_EXPORTER_IMAGE: &str = "oliver006/redis_exporter:v1.69.0";
 /// The image images/build.sh makes from Debian trixie's exporter and Prometheus packages.
 pub const MONITORING_LOCAL_IMAGE: &str = "hardstack-local/monitoring:trixie";
 
-fn default_postgres_exporter_image() -> String {
-    POSTGRES_EXPORTER_IMAGE.into()
-}
+default_image!(default_postgres_exporter_image, is_default_postgres_exporter_image, POSTGRES_EXPORTER_IMAGE);
 
-fn is_default_postgres_exporter_image(image: &str) -> bool {
-    image == POSTGRES_EXPORTER_IMAGE
-}
-
-fn default_redis_exporter_image() -> String {
-    REDIS_EXPORTER_IMAGE.into()
-}
-
-fn is_default_redis_exporter_image(image: &str) -> bool {
-    image == REDIS_EXPORTER_IMAGE
-}
+default_image!(default_redis_exporter_image, is_default_redis_exporter_image, REDIS_EXPORTER_IMAGE);
 
 /// The image images/build.sh makes from Debian trixie's pgbouncer package.
 pub const PGBOUNCER_LOCAL_IMAGE: &str = "hardstack-local/pgbouncer:1.24";
 
-fn default_pgbouncer_image() -> String {
-    PGBOUNCER_LOCAL_IMAGE.into()
-}
-
-fn is_default_pgbouncer_image(image: &str) -> bool {
-    image == PGBOUNCER_LOCAL_IMAGE
-}
+default_image!(default_pgbouncer_image, is_default_pgbouncer_image, PGBOUNCER_LOCAL_IMAGE);
 
 impl Images {
     /// The image of one service.

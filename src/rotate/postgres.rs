@@ -88,22 +88,22 @@ pub async fn set_admin(context: &Context<'_>, _current: &SecretVersion, pending:
 /// Sets the backup login's new password. A backup running keeps its session; one starting
 /// before the finish retries with the pending password when the current one is refused.
 pub async fn set_backup(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
+    set_service_login(context, layout::BACKUP, pending).await
+}
+
+/// Sets the pending password of one of hardstack's own single-role logins, as admin.
+async fn set_service_login(context: &Context<'_>, login: &str, pending: &SecretVersion) -> anyhow::Result<()> {
     let client = quiet_admin(context).await?;
     client
-        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", layout::BACKUP, verifier(pending)?))
+        .batch_execute(&format!("ALTER ROLE {login} PASSWORD '{}'", verifier(pending)?))
         .await
-        .context("setting the backup password")?;
+        .with_context(|| format!("setting the {login} password"))?;
     Ok(())
 }
 
 /// Sets the monitor login's new password (postgres-exporter gets it next, and restarts).
 pub async fn set_monitor(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
-    let client = quiet_admin(context).await?;
-    client
-        .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", layout::MONITOR, verifier(pending)?))
-        .await
-        .context("setting the monitor password")?;
-    Ok(())
+    set_service_login(context, layout::MONITOR, pending).await
 }
 
 /// Logs in with the pending version and runs a real query; for an application login, checks
@@ -123,11 +123,7 @@ pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str
 /// Sets the health login's new password and hands the container's healthcheck the new pgpass
 /// file at once (one role, one password: the healthcheck may miss one beat, and retries).
 pub async fn set_health(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
-    let client = quiet_admin(context).await?;
-    client
-        .batch_execute(&format!("ALTER ROLE health PASSWORD '{}'", verifier(pending)?))
-        .await
-        .context("setting the health password")?;
+    set_service_login(context, layout::HEALTH, pending).await?;
     let content = crate::render::health_pgpass(&pending.value);
     context.deliver_content(Service::Postgres, &StackFile::HealthPgpass, content.as_bytes()).await
 }
