@@ -108,19 +108,27 @@ pub fn plan(
         ),
     };
 
-    // Certificates: kept when both files exist, issued under the CA otherwise.
+    // Certificates: kept when both files exist, issued under the CA otherwise. The servers'
+    // expiry goes to the render (Prometheus's rules).
+    let mut material = Material::default();
     for cert in cert_files(profile) {
-        if dir.file(&cert.cert).exists() && dir.file(&cert.key).exists() {
-            continue;
+        let pem = match (dir.read(&cert.cert.path())?, dir.file(&cert.key).exists()) {
+            (Some(pem), true) => text(pem, &cert.cert.path())?,
+            _ => {
+                let issued = pki::issue(&ca, profile.tls.key_algorithm, &cert.spec)?;
+                files.push(PlannedFile::of(cert.cert.clone(), issued.cert_pem.clone().into_bytes()));
+                files.push(PlannedFile::of(cert.key, issued.key_pem.expose().as_bytes().to_vec()));
+                issued.cert_pem
+            }
+        };
+        if let StackFile::ServerCert(service) = cert.cert {
+            let expires = pki::not_after(&pem).with_context(|| format!("reading {}", cert.cert.path()))?;
+            material.certificates.insert(service, expires);
         }
-        let issued = pki::issue(&ca, profile.tls.key_algorithm, &cert.spec)?;
-        files.push(PlannedFile::of(cert.cert, issued.cert_pem.into_bytes()));
-        files.push(PlannedFile::of(cert.key, issued.key_pem.expose().as_bytes().to_vec()));
     }
 
     // Secrets: the current version is kept; a missing one is generated. New secrets of the
     // file store are files of the plan; the caller creates them in any other store.
-    let mut material = Material::default();
     let mut new_secrets = Vec::new();
     for (name, scram) in layout::secret_names(profile) {
         let current = match existing.current.get(&name) {

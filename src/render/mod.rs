@@ -71,6 +71,8 @@ pub struct Material {
     /// The previous version of each PostgreSQL application password, by secret name: its login
     /// and SCRAM verifier.
     pub postgres_previous: BTreeMap<String, (String, Secret)>,
+    /// When each server certificate expires (Unix seconds), by service.
+    pub certificates: BTreeMap<Service, i64>,
 }
 
 impl Material {

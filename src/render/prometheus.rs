@@ -41,6 +41,11 @@ pub(super) fn context(profile: &Profile, material: &Material) -> anyhow::Result<
         "redis": profile.runs(Service::RedisExporter),
         "pgbouncer": profile.runs(Service::PgbouncerExporter),
         "qdrant": qdrant,
-        "renew_days": profile.rotation.cert_renew_before.0.as_secs() / 86_400,
+        "renew_before_seconds": profile.rotation.cert_renew_before.0.as_secs(),
+        "certificates": material
+            .certificates
+            .iter()
+            .map(|(service, expires)| json!({ "service": service.name(), "expires": expires }))
+            .collect::<Vec<_>>(),
     }))
 }

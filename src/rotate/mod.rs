@@ -384,6 +384,30 @@ pub async fn deliver_rotated_files(
             crate::converge::deliver(engine, &profile.stack.name, &spec, files).await?;
         }
     }
+    deliver_rules(engine, profile, dir).await
+}
+
+/// Prometheus's rules carry each server certificate's expiry: after a certificate's renewal,
+/// the re-rendered rules are delivered and read again (SIGHUP), so the renewal alert follows.
+async fn deliver_rules(engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<()> {
+    if !profile.runs(Service::Prometheus) {
+        return Ok(());
+    }
+    let spec = crate::containers::container_spec(profile, Service::Prometheus);
+    let Some(record) = crate::converge::read_record(engine, &spec).await? else { return Ok(()) };
+    let Some(delivery) = spec.deliveries.iter().find(|d| d.file == StackFile::PrometheusRules) else {
+        return Ok(());
+    };
+    let source = delivery.file.path();
+    let content = std::fs::read(dir.file(&delivery.file)).with_context(|| format!("reading {source}"))?;
+    if record.files.get(&source) == Some(&crate::stackdir::digest(&content)) {
+        return Ok(());
+    }
+    crate::converge::deliver(engine, &profile.stack.name, &spec, vec![(delivery.clone(), content)]).await?;
+    let running = engine.inspect(&spec.name).await?.and_then(|info| info.state?.running).unwrap_or(false);
+    if running {
+        engine.signal(&spec.name, "HUP").await?;
+    }
     Ok(())
 }
 

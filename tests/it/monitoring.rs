@@ -51,6 +51,32 @@ fn current(stack: &DockerStack, secret: &str) -> String {
     current["value"].as_str().unwrap().to_owned()
 }
 
+/// The value of an instant query to Prometheus's API, if it has a sample.
+fn query(stack: &DockerStack, promql: &str) -> Option<f64> {
+    let url = format!("{}/api/v1/query", stack.env("PROMETHEUS_URL"));
+    let dir = stack.sandbox.stack();
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10", "--get", "--data-urlencode", &format!("query={promql}")])
+        .arg("--cacert")
+        .arg(dir.join("ca/ca.crt"))
+        .arg("--cert")
+        .arg(dir.join("certs/clients/admin/client.crt"))
+        .arg("--key")
+        .arg(dir.join("certs/clients/admin/client.key"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    document["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok())
+}
+
+/// When a server certificate of the stack directory expires (Unix seconds).
+fn expiry(stack: &DockerStack, service: &str) -> f64 {
+    let pem = String::from_utf8(stack.sandbox.read(&format!("certs/{service}/server.crt"))).unwrap();
+    hardstack::pki::not_after(&pem).unwrap() as f64
+}
+
 /// Prometheus's alerts, as its API lists them: name, job label and state.
 fn alerts(stack: &DockerStack) -> Vec<(String, String, String)> {
     let out = curl(stack, &format!("{}/api/v1/alerts", stack.env("PROMETHEUS_URL")), None, false);
@@ -174,6 +200,18 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
     }
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "after the rotation: {verdicts:?}");
+    // Prometheus's rules follow the renewed certificates.
+    let started = Instant::now();
+    let series = r#"hardstack_certificate_expiry_timestamp_seconds{certificate="postgres"}"#;
+    while query(&stack, series) != Some(expiry(&stack, "postgres")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?} != {}",
+            query(&stack, series),
+            expiry(&stack, "postgres")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(verdicts["checklist.monitoring"], "pass");
 
     // An alert, for real: redis-exporter stopped, TargetDown fires for its job (four scrape
@@ -215,6 +253,34 @@ fn exporters_and_prometheus_answer_over_tls_only_rotate_and_an_alert_fires() {
     assert_eq!(redis(&stack, "admin", "redis/admin", &["ACL", "SETUSER", "monitor", "on"]), "OK");
     let (code, verdicts) = stack.verify();
     assert_eq!((code, verdicts["checklist.monitoring"].as_str()), (0, "pass"), "{verdicts:?}");
+}
+
+/// A server certificate left inside `rotation.cert_renew_before` (no rotation runs) fires
+/// CertificateRenewalOverdue; here the window is all but the certificate's first ten seconds.
+#[test]
+fn a_certificate_left_inside_its_renewal_window_fires_its_alert() {
+    if !docker_available("certificate_alert") {
+        return;
+    }
+    let stack = DockerStack::new("certificate_alert")
+        .services(&["postgres", "postgres-exporter", "prometheus"])
+        .set("prometheus.scrape_interval=1s")
+        .set("tls.server_lifetime=7days")
+        .set("rotation.cert_renew_before=6days 23h 59m 50s");
+    let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let series = r#"hardstack_certificate_expiry_timestamp_seconds{certificate="prometheus"}"#;
+    let started = Instant::now();
+    loop {
+        let overdue =
+            alerts(&stack).iter().any(|(name, _, state)| name == "CertificateRenewalOverdue" && state == "firing");
+        if overdue {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "never fired: {:?}", alerts(&stack));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(query(&stack, series), Some(expiry(&stack, "prometheus")));
 }
 
 /// The alert rules and the scrape configuration of every shipped profile, with every
