@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             checks.push(Check::pass(
                 "doctor.engine",
                 "the Docker engine answers with API 1.41 or newer",
-                format!("engine {} (API {})", engine.server_version, engine.api_version),
+                format!("engine {} (API {}) at {}", engine.server_version, engine.api_version, engine.endpoint),
             ));
             Some(engine)
         }

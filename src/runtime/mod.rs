@@ -3,6 +3,7 @@
 //! what to do; this module does one engine operation at a time and says what failed.
 
 pub mod deliver;
+pub mod endpoint;
 mod owner;
 
 pub use owner::{NotOurs, Owner};
@@ -47,6 +48,8 @@ pub struct Engine {
     pub api_version: String,
     /// The engine's own version.
     pub server_version: String,
+    /// Where it was reached, and why there.
+    pub endpoint: endpoint::Endpoint,
     /// The stack directory this engine acts for (`Engine::acting_for`): what it creates carries
     /// its labels, and what it lists, removes or reuses must carry them.
     owner: Option<Owner>,
@@ -60,13 +63,35 @@ fn parse_version(text: &str) -> (u32, u32) {
 /// Connects to the engine (`DOCKER_HOST` or the local socket), negotiates the API version and
 /// checks it is at least 1.41.
 pub async fn connect() -> anyhow::Result<Engine> {
-    let where_ = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let unreachable = |err: &dyn std::fmt::Display| {
-        anyhow::Error::new(EnvironmentError(format!(
-            "the Docker engine at {where_} does not answer ({err}); start it (dockerd, or .ci/setup) or set DOCKER_HOST"
-        )))
+    let endpoint = endpoint::find().map_err(|e| EnvironmentError(format!("{e:#}")))?;
+    let where_ = endpoint.to_string();
+    let unreachable = |err: &bollard::errors::Error| {
+        let denied = std::iter::successors(Some(err as &dyn std::error::Error), |e| e.source()).any(|e| {
+            e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+                || e.to_string().contains("Permission denied")
+        });
+        anyhow::Error::new(EnvironmentError(match denied {
+            true => format!(
+                "permission denied on the Docker socket {where_}: add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), or run hardstack with sudo"
+            ),
+            false => format!(
+                "the Docker engine at {where_} does not answer ({err}); start it (dockerd, or .ci/setup), or set DOCKER_HOST or DOCKER_CONTEXT"
+            ),
+        }))
     };
-    let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(&e))?;
+    let docker = match endpoint.host.strip_prefix("unix://") {
+        Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION),
+        None if endpoint.host.starts_with("tcp://") || endpoint.host.starts_with("http://") => {
+            Docker::connect_with_http(&endpoint.host, 120, bollard::API_DEFAULT_VERSION)
+        }
+        None => {
+            return Err(EnvironmentError(format!(
+                "the Docker engine at {where_}: hardstack reaches engines over unix:// and tcp:// only"
+            ))
+            .into());
+        }
+    }
+    .map_err(|e| unreachable(&e))?;
     let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
     let version = docker.version().await.map_err(|e| unreachable(&e))?;
     let api_version = version.api_version.unwrap_or_default();
@@ -76,7 +101,7 @@ pub async fn connect() -> anyhow::Result<Engine> {
         ))
         .into());
     }
-    Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default(), owner: None })
+    Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default(), endpoint, owner: None })
 }
 
 /// What a command run in a container did.

@@ -3,7 +3,7 @@
 
 use predicates::prelude::*;
 
-use crate::common::{DockerStack, docker_available};
+use crate::common::{DockerStack, docker_available, text};
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -584,4 +584,69 @@ fn up_makes_each_container_exactly_as_its_spec_says() {
         }
         assert_eq!(mounts.len(), spec.volumes.len() + spec.binds.len(), "{at}: {mounts:?}");
     }
+}
+
+/// The engine is found as the docker CLI finds it (the current context, `DOCKER_CONTEXT` over
+/// it), doctor says which endpoint it used, and a socket the user may not open is named with
+/// the two ways to fix it.
+#[test]
+fn the_engine_is_found_as_the_docker_cli_finds_it_and_a_denied_socket_says_how_to_fix_it() {
+    if !docker_available("docker_access") {
+        return;
+    }
+    let sandbox = crate::common::Sandbox::new();
+    // A context the CLI would use, its endpoint a socket no engine listens on.
+    let config = sandbox.root().join("docker-config");
+    use sha2::Digest as _;
+    let meta = config.join("contexts/meta").join(hex::encode(sha2::Sha256::digest(b"elsewhere")));
+    std::fs::create_dir_all(&meta).unwrap();
+    let socket = sandbox.root().join("no-engine.sock");
+    let meta_json = serde_json::json!({
+        "Name": "elsewhere",
+        "Endpoints": { "docker": { "Host": format!("unix://{}", socket.display()), "SkipTLSVerify": false } },
+    });
+    std::fs::write(meta.join("meta.json"), meta_json.to_string()).unwrap();
+    std::fs::write(config.join("config.json"), r#"{"currentContext":"elsewhere"}"#).unwrap();
+    let out = sandbox.cmd().arg("doctor").env("DOCKER_CONFIG", &config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&format!("unix://{} (context elsewhere)", socket.display())), "{}", text(&out));
+    // DOCKER_CONTEXT over the current one: `default` is the local engine, and doctor says so.
+    let out = sandbox
+        .cmd()
+        .args(["doctor", "-o", "json"])
+        .env("DOCKER_CONFIG", &config)
+        .env("DOCKER_CONTEXT", "default")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let engine = report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "doctor.engine").unwrap();
+    assert_eq!(engine["verdict"], "pass", "{engine}");
+    assert!(engine["evidence"].as_str().unwrap().ends_with("at unix:///var/run/docker.sock (default)"), "{engine}");
+
+    // A user outside the docker group (nobody, made so by setpriv, which needs root).
+    // /proc/self belongs to the process's effective user.
+    use std::os::unix::fs::MetadataExt as _;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        crate::common::skipped("docker_access: the permission-denied part runs as root (setpriv)");
+        return;
+    }
+    let bin = sandbox.root().join("hardstack");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("hardstack"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(sandbox.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .arg("doctor")
+        .current_dir(sandbox.root())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("permission denied on the Docker socket unix:///var/run/docker.sock"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("docker group") && text(&out).contains("sudo"), "{}", text(&out));
 }
