@@ -184,6 +184,16 @@ pub async fn qdrant(target: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prometheus: ready to serve queries (`/-/ready` answers 200 once its storage is loaded; 503
+/// before), over TLS with a client certificate.
+pub async fn prometheus(target: &Target) -> anyhow::Result<()> {
+    let client = qdrant_client(&target.tls)?;
+    let url = format!("https://{}:{}/-/ready", target.host, target.port);
+    let response = client.get(&url).send().await?;
+    anyhow::ensure!(response.status().is_success(), "GET /-/ready answered {}", response.status());
+    Ok(())
+}
+
 /// An HTTPS client that trusts only the stack CA, with the client certificate if any.
 pub fn qdrant_client(tls: &ClientTls) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -214,9 +224,15 @@ pub async fn app_target(
         Service::Pgbouncer => layout::login_secret(Service::Postgres, &user.name),
         // For a user without Qdrant access, the read-write key proves the server usable.
         Service::Qdrant => layout::qdrant_key_secret(user.qdrant).unwrap_or(layout::QDRANT_API_KEY).to_owned(),
-        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
-            return Ok(None);
+        // Prometheus's API answers the user's client certificate, no password.
+        Service::Prometheus => {
+            let Some(mut target) = login_target(profile, dir, service, &user.name, Secret::new(""), "")? else {
+                return Ok(None);
+            };
+            target.tls = client_tls(dir, &user.name, true)?;
+            return Ok(Some(target));
         }
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => return Ok(None),
     };
     let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
@@ -296,8 +312,9 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
         Service::Postgres | Service::Pgbouncer => postgres(target).await,
         Service::Redis => redis(target).await,
         Service::Qdrant => qdrant(target).await,
-        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
-            anyhow::bail!("{service} is read over HTTPS with a client certificate (probe::scrape), not logged in to")
+        Service::Prometheus => prometheus(target).await,
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {
+            anyhow::bail!("{service} is scraped on the stack network (probe::scrape), not logged in to")
         }
     }
 }
