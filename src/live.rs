@@ -23,9 +23,9 @@ pub async fn numbers(profile: &Profile, dir: &StackDir, store: &Store, service: 
             Service::Pgbouncer => pgbouncer(profile, dir, store).await,
             Service::Redis => redis(profile, dir, store).await,
             Service::Qdrant => qdrant(profile, dir, store).await,
-            // Its numbers are its server's, above; verify scrapes it.
+            // `status` asks none: a monitoring service's numbers are its servers'.
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
-                Ok(json!({}))
+                Err(anyhow::anyhow!("{service} has no numbers of its own: its servers' are theirs"))
             }
         }
     };

@@ -89,7 +89,8 @@ async fn report(
             "secret": secret,
             "secret_age_days": age_days,
         });
-        if details && !spec.service.is_exporter() {
+        // A monitoring service's numbers are its servers'.
+        if details && !spec.service.is_monitoring() {
             row["details"] = match status.as_str() {
                 "running" => crate::live::numbers(profile, dir, store, spec.service).await,
                 _ => json!({ "error": format!("the container is {status}") }),

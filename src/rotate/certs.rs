@@ -112,12 +112,9 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             // certificate, and only the stack network reaches it.
             let [crt_source, _] = sources(context, service);
             let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
-            let name = containers::container_name(context.profile, service);
-            let network = containers::stack_names(context.profile).network;
-            let address = context.engine.address_on(&name, &network).await?;
-            let tls = probe::client_tls(context.dir, layout::ADMIN, true)?;
-            let stream = tokio::net::TcpStream::connect((address, service.container_port())).await?;
-            let served = probe::served_certificate_on(stream, service.name(), &tls, false).await?;
+            let target = context.monitoring_target(service).await?;
+            let stream = tokio::net::TcpStream::connect(target.address).await?;
+            let served = probe::served_certificate_on(stream, &target.name, &target.tls, false).await?;
             anyhow::ensure!(served == expected, "{service} still presents the old certificate");
             Ok(())
         }

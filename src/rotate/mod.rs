@@ -133,6 +133,20 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Where rotation reaches a monitoring service from the host: its address on the stack
+    /// network (a local engine routes its bridge), verified against its alias, presenting the
+    /// admin's client certificate.
+    pub async fn monitoring_target(&self, service: Service) -> anyhow::Result<crate::probe::scrape::MetricsTarget> {
+        let name = crate::containers::container_name(self.profile, service);
+        let network = crate::containers::stack_names(self.profile).network;
+        let address = self.engine.address_on(&name, &network).await?;
+        Ok(crate::probe::scrape::MetricsTarget {
+            address: std::net::SocketAddr::new(address, service.container_port()),
+            name: service.name().to_owned(),
+            tls: crate::probe::client_tls(self.dir, layout::ADMIN, true)?,
+        })
+    }
+
     /// Hands a running container new content for one of the files it is delivered, with that
     /// delivery's owner and mode; nothing is written on the host.
     pub async fn deliver_content(&self, service: Service, file: &StackFile, content: &[u8]) -> anyhow::Result<()> {

@@ -25,10 +25,11 @@ pub async fn deliver(context: &Context<'_>, exporter: Service, pending: &SecretV
         Service::PgbouncerExporter => {
             (StackFile::PgbouncerExporterPgpass, crate::render::login_pgpass(layout::MONITOR, &pending.value))
         }
-        _ => (
+        Service::RedisExporter => (
             StackFile::RedisExporterPasswords,
             crate::render::password_by_address(layout::REDIS_EXPORTER_PASSWORD_KEY, &pending.value),
         ),
+        other => anyhow::bail!("{other} reads no monitor password"),
     };
     context.deliver_content(exporter, &file, content.as_bytes()).await?;
     let name = crate::containers::container_name(context.profile, exporter);
@@ -62,16 +63,7 @@ pub async fn exporter_up(context: &Context<'_>, exporter: Service) -> anyhow::Re
     if !context.profile.runs(exporter) {
         return Ok(());
     }
-    let name = crate::containers::container_name(context.profile, exporter);
-    let network = crate::containers::stack_names(context.profile).network;
-    let target = scrape::MetricsTarget {
-        address: std::net::SocketAddr::new(
-            context.engine.address_on(&name, &network).await?,
-            exporter.container_port(),
-        ),
-        name: exporter.name().to_owned(),
-        tls: probe::client_tls(context.dir, layout::ADMIN, true)?,
-    };
+    let target = context.monitoring_target(exporter).await?;
     let (up, _) = scrape::series(exporter);
     let poll = std::time::Duration::from_millis(250);
     crate::retry::Backoff::every(poll, 120 * poll)

@@ -271,14 +271,13 @@ pub fn server_checks(context: &Context) -> Vec<CheckFuture<'_>> {
             )
         }));
     }
-    let within = super::monitoring::first_scrapes(context) + super::CHECK_TIMEOUT;
-    checks.push(super::bounded_within("checklist.monitoring".into(), within, super::monitoring::checklist(context)));
     checks
 }
 
 /// Checklist items that summarise other checks.
 pub fn derived(context: &Context, results: &[Check]) -> Vec<Check> {
     let mut checks = groups(results);
+    checks.push(super::monitoring::checklist(context, results));
     checks.push(backups(context));
     checks
 }

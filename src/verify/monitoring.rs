@@ -54,37 +54,33 @@ pub(super) async fn targets(context: &Context) -> anyhow::Result<Vec<(String, St
 /// interval, and a target that was restarted (an exporter given a new password) is down until
 /// its next scrape: a target not up is waited for, briefly, then named.
 pub(super) async fn targets_up(context: &Context) -> anyhow::Result<String> {
-    let last = std::sync::Mutex::new(Vec::new());
-    let waited = crate::retry::Backoff::every(std::time::Duration::from_millis(250), first_scrapes(context))
-        .run(|| async {
-            match targets(context).await {
-                Ok(targets) if targets.is_empty() || targets.iter().any(|(_, health, _)| health != "up") => {
-                    *last.lock().expect("not poisoned") = targets;
-                    crate::retry::Attempt::Retry(anyhow::anyhow!("Prometheus does not see every target up yet"))
-                }
-                Ok(targets) => crate::retry::Attempt::Done(targets),
-                Err(err) => crate::retry::Attempt::Fail(err),
-            }
-        })
-        .await;
-    let targets = match waited {
-        Ok(targets) => targets,
-        Err(err) if err.downcast_ref::<crate::retry::Exhausted>().is_some() => last.into_inner().expect("not poisoned"),
-        Err(err) => return Err(err),
-    };
     let mut expected: Vec<&str> = Service::ALL
         .into_iter()
         .filter(|s| context.profile.runs(*s) && (s.is_monitoring() || *s == Service::Qdrant))
         .map(|s| s.name())
         .collect();
     expected.sort();
-    let mut jobs: Vec<&str> = targets.iter().map(|(job, _, _)| job.as_str()).collect();
-    jobs.sort();
-    anyhow::ensure!(jobs == expected, "Prometheus scrapes {jobs:?}, the stack runs {expected:?}");
-    let down: Vec<String> =
-        targets.iter().filter(|(_, health, _)| health != "up").map(|(job, h, e)| format!("{job} {h}: {e}")).collect();
-    anyhow::ensure!(down.is_empty(), "targets not up: {}", down.join("; "));
-    Ok(format!("{} targets up: {}", jobs.len(), jobs.join(", ")))
+    let judge = |targets: Vec<(String, String, String)>| -> anyhow::Result<String> {
+        let mut jobs: Vec<&str> = targets.iter().map(|(job, _, _)| job.as_str()).collect();
+        jobs.sort();
+        anyhow::ensure!(jobs == expected, "Prometheus scrapes {jobs:?}, the stack runs {expected:?}");
+        let down: Vec<String> = targets
+            .iter()
+            .filter(|(_, health, _)| health != "up")
+            .map(|(job, health, error)| format!("{job} {health}: {error}"))
+            .collect();
+        anyhow::ensure!(down.is_empty(), "targets not up: {}", down.join("; "));
+        Ok(format!("{} targets up: {}", jobs.len(), jobs.join(", ")))
+    };
+    crate::retry::Backoff::every(std::time::Duration::from_millis(250), first_scrapes(context))
+        .run(|| async {
+            match targets(context).await.map(judge) {
+                Ok(Ok(found)) => crate::retry::Attempt::Done(found),
+                Ok(Err(not_yet)) => crate::retry::Attempt::Retry(not_yet),
+                Err(err) => crate::retry::Attempt::Fail(err),
+            }
+        })
+        .await
 }
 
 /// How long a Prometheus just started may take to scrape every target once: its first
@@ -161,38 +157,36 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     checks
 }
 
-/// `checklist.monitoring`: every exporter answers with the series the alert rules read and,
-/// where Prometheus runs, every target is up.
-pub(super) async fn checklist(context: &Context) -> Check {
+/// `checklist.monitoring`, from the checks that ran: every exporter answered with the series
+/// the alert rules read (`<exporter>.tls_scrape`) and, where Prometheus runs, it saw every
+/// target up (`prometheus.targets_up`). No scrape of its own: those checks made them.
+pub(super) fn checklist(context: &Context, results: &[Check]) -> Check {
     let id = "checklist.monitoring";
-    let exporters: Vec<Service> =
-        Service::ALL.into_iter().filter(|s| s.is_exporter() && context.profile.runs(*s)).collect();
+    let runs = |s: &Service| context.profile.runs(*s);
+    let exporters: Vec<Service> = Service::ALL.into_iter().filter(|s| s.is_exporter() && runs(s)).collect();
     if exporters.is_empty() {
         return Check::not_applicable(
             id,
             "the stack runs no exporter: add postgres-exporter and redis-exporter to stack.services",
         );
     }
+    let mut members: Vec<String> = exporters.iter().map(|e| format!("{e}.tls_scrape")).collect();
+    if runs(&Service::Prometheus) {
+        members.insert(0, "prometheus.targets_up".into());
+    }
     let mut evidence = Vec::new();
-    if context.profile.runs(Service::Prometheus) {
-        match targets_up(context).await {
-            Ok(found) => evidence.push(format!("prometheus: {found}")),
-            Err(err) => return Check::fail(id, "Prometheus does not see every target up", format!("{err:#}")),
-        }
-    }
-    for exporter in exporters {
-        match scraped(context, exporter).await {
-            Ok(found) => evidence.push(format!("{exporter}: {found}")),
-            Err(err) => {
-                return Check::fail(
-                    id,
-                    format!("{exporter} does not answer with the series the alerts read"),
-                    format!("{err:#}"),
-                );
+    for member in &members {
+        match results.iter().find(|c| c.id == *member) {
+            Some(check) if check.verdict == crate::report::Verdict::Pass => {
+                evidence.push(format!("{member}: {}", check.evidence))
             }
+            Some(check) => {
+                return Check::fail(id, format!("failing: {member}: {}", check.reason), check.evidence.clone());
+            }
+            None => return Check::fail(id, format!("{member} did not run"), "the checklist has nothing to summarise"),
         }
     }
-    let what = match context.profile.runs(Service::Prometheus) {
+    let what = match runs(&Service::Prometheus) {
         true => {
             "every exporter answers over TLS with the series the alert rules read, and Prometheus scrapes every target"
         }
