@@ -29,15 +29,30 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
     let _lock = super::lock(global, if args.test { "backup --test" } else { "backup" }).await?;
     let engine = super::engine_for(&dir, &profile, true).await?;
     if args.test {
-        return test(&output, &engine, &profile, &dir).await;
+        let (passed, document) = test(&output, &engine, &profile, &dir).await?;
+        output.json(&document);
+        return Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    let store = Store::open(&profile, &dir).await?;
+    let document = take(&output, &engine, &profile, &dir).await?;
+    output.json(&document);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Takes a set of the running stack (the caller holds the lock): its lines for a person, and its
+/// `hardstack.backup/v1` document.
+pub async fn take(
+    output: &Output,
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+) -> anyhow::Result<serde_json::Value> {
+    let store = Store::open(profile, dir).await?;
     let started = Instant::now();
-    let context = backup::Context { profile: &profile, dir: &dir, store: &store, engine: &engine };
+    let context = backup::Context { profile, dir, store: &store, engine };
     let taken = backup::take(&context).await?;
     let seconds = started.elapsed().as_secs_f64();
     let size: u64 = taken.manifest.services.iter().flat_map(|s| &s.files).map(|f| f.size).sum();
-    output.json(&json!({
+    let document = json!({
         "schema": "hardstack.backup/v1",
         "stack": profile.stack.name,
         "set": taken.set,
@@ -53,7 +68,7 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
         })).collect::<Vec<_>>(),
         "removed": taken.removed,
         "incomplete_removed": taken.incomplete_removed,
-    }));
+    });
     for id in &taken.incomplete_removed {
         output.line(format!("removed incomplete set {id} (a backup that did not finish)"));
     }
@@ -75,11 +90,17 @@ pub async fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitC
         seconds,
         if taken.removed.is_empty() { String::new() } else { format!("; removed {} old set(s)", taken.removed.len()) }
     ));
-    Ok(ExitCode::SUCCESS)
+    Ok(document)
 }
 
-/// The restore test of the latest set.
-async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<ExitCode> {
+/// The restore test of the latest set (the caller holds the lock): whether it passed, and its
+/// `hardstack.backup-test/v1` document.
+pub async fn test(
+    output: &Output,
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+) -> anyhow::Result<(bool, serde_json::Value)> {
     let backups = Backups::of(profile, dir);
     let set = backups.latest()?.with_context(|| {
         format!("no complete backup set in {}: run `hardstack backup` first", backups.root.display())
@@ -126,14 +147,14 @@ async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDi
     let seconds = started.elapsed().as_secs_f64();
     let record = backup::test::record(&backups, &manifest, seconds, problems)?;
     removed.context("removing the throwaway stack")?;
-    output.json(&json!({
+    let document = json!({
         "schema": "hardstack.backup-test/v1",
         "stack": profile.stack.name,
         "set": record.set,
         "passed": record.passed,
         "seconds": seconds,
         "problems": record.problems,
-    }));
+    });
     for problem in &record.problems {
         output.line(format!("  {problem}"));
     }
@@ -143,7 +164,7 @@ async fn test(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDi
         if record.passed { "passed: the restored stack holds what was backed up" } else { "FAILED" },
         seconds
     ));
-    Ok(if record.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok((record.passed, document))
 }
 
 /// The throwaway stack: the profile under another name, with the set's services, data in
@@ -173,6 +194,8 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
     throwaway.secrets.store = StoreKind::File;
     throwaway.rotation.enabled = false;
     throwaway.backup.wal_archive = false;
+    // It holds restored data, never a first backup of its own (see `up`).
+    throwaway.backup.required = false;
     let cpus = engine.cpus().await? as f64;
     for limits in [&mut throwaway.resources.postgres, &mut throwaway.resources.redis, &mut throwaway.resources.qdrant] {
         limits.cpus = limits.cpus.min(cpus);

@@ -125,6 +125,10 @@ pub async fn up(
         async move { task.await.map_err(|e| format!("creating the network: {e}"))? }.boxed().shared()
     };
 
+    // A stack whose data volumes this run creates holds no data yet: where backups are required,
+    // its first backup and restore test are taken here, so a new stack ends its first `up`
+    // verified (no stack can have a tested set before it exists).
+    let first_backup = profile.backup.required && !args.no_verify && holds_no_data(&engine, &profile).await?;
     let store = crate::secrets::store::Store::open(&profile, &dir).await?;
     let redis_admin = match profile.runs(Service::Redis) {
         true => Some(store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?.value),
@@ -225,6 +229,10 @@ pub async fn up(
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
     // A rotation an earlier run left half done is finished before anything relies on a login.
     let resumed = super::rotate::finish_in_progress(output, &profile, &stack.dir, &stack.engine).await?;
+    let first_backup = match first_backup {
+        true => Some(take_first_backup(output, &profile, &stack).await?),
+        false => None,
+    };
     let verified = if args.no_verify { None } else { Some(verify(output, &profile, &stack).await?) };
     let (verify_json, failed) = match &verified {
         None => (json!(null), Vec::new()),
@@ -241,6 +249,7 @@ pub async fn up(
         "schema": "hardstack.up/v1",
         "stack": profile.stack.name, "services": report, "usable": true, "seconds": usable_after,
         "verify": verify_json, "verified_seconds": started.elapsed().as_secs_f64(), "resumed_rotations": resumed,
+        "first_backup": first_backup,
     }));
     if !failed.is_empty() {
         anyhow::bail!(
@@ -271,6 +280,31 @@ async fn verify(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Re
         ));
     }
     Ok((vantage, checks))
+}
+
+/// Whether the stack has data volumes and none of them exists yet (this run creates them all).
+async fn holds_no_data(engine: &Engine, profile: &Profile) -> anyhow::Result<bool> {
+    let data: Vec<String> = containers::container_specs(profile)
+        .into_iter()
+        .flat_map(|spec| spec.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
+        .collect();
+    let existing = engine.stack_volumes(&profile.stack.name).await?;
+    Ok(!data.is_empty() && data.iter().all(|volume| !existing.contains(volume)))
+}
+
+/// The first backup of a new stack and its restore test, as `backup` and `backup --test` take
+/// them (`up` holds the lock): both documents. A failed restore test is reported by verify's
+/// `checklist.backups`; a backup that cannot be taken ends `up`.
+async fn take_first_backup(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Result<serde_json::Value> {
+    output.line("a new stack with backup.required: taking its first backup and its restore test");
+    let taken = super::backup::take(output, &stack.engine, profile, &stack.dir)
+        .await
+        .context("the stack is usable, but its first backup failed; `hardstack backup` takes it again")?;
+    // Boxed: the restore test brings up a throwaway stack through `up`.
+    let (_, tested) = Box::pin(super::backup::test(output, &stack.engine, profile, &stack.dir))
+        .await
+        .context("the stack is usable, but the restore test of its first backup failed to run; `hardstack backup --test` runs it again")?;
+    Ok(json!({ "backup": taken, "restore_test": tested }))
 }
 
 /// The first failed pre-flight check as an environment failure (exit 2): its reason says what

@@ -418,7 +418,8 @@ pub struct BackupSettings {
     /// `checklist.backups` passes only when a restore test of a set younger than this passed.
     pub max_age: Span,
     /// Whether the stack must be backed up: `checklist.backups` fails without a recent passed
-    /// restore test (prod), rather than being not applicable (dev).
+    /// restore test (prod), rather than being not applicable (dev). The first `up` of a new
+    /// stack (its data volumes made by that run) takes the first backup and its restore test.
     pub required: bool,
     /// Continuous WAL archiving into the backup directory, for `restore --to-time`.
     pub wal_archive: bool,

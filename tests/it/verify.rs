@@ -224,16 +224,32 @@ fn a_prod_stack_that_publishes_nothing_is_verified_from_inside_its_network() {
     if !docker_available("prod_inside") {
         return;
     }
-    // The profile's image cannot be had here: up runs the local one, and the checks from inside
-    // run in the image the stack runs.
-    let stack = prod("prod_inside").set("images.postgres=absent-registry.invalid/postgres:17");
+    // prod as shipped, backups required. The profile's image cannot be had here: up runs the
+    // local one, and the checks from inside run in the image the stack runs.
+    let stack = DockerStack::new("prod_inside")
+        .profile("prod")
+        .services(&["postgres", "redis"])
+        .set("resources.postgres.cpus=1")
+        .set("resources.redis.cpus=1")
+        .set("images.postgres=absent-registry.invalid/postgres:17");
     let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["verify"]["vantage"], "network", "{report}");
     assert_eq!(report["verify"]["summary"]["fail"], 0, "{report}");
+    // A new stack: its first up took the first backup and proved it restores.
+    let first = &report["first_backup"];
+    assert_eq!(first["backup"]["schema"], "hardstack.backup/v1", "{report}");
+    assert_eq!(first["restore_test"]["set"], first["backup"]["set"], "{report}");
+    assert_eq!(first["restore_test"]["passed"], true, "{report}");
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts["checklist.backups"], "pass", "{verdicts:?}");
+    // The stack now holds data: a later up takes no backup of its own.
+    let again = stack.cmd("up", &["-o", "json", "--no-verify"]).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["first_backup"], serde_json::Value::Null, "{again}");
     for id in [
         "pg.plaintext_refused",
         "pg.superuser_network_refused",
