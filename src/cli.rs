@@ -52,11 +52,16 @@ pub struct GlobalArgs {
     pub lock_wait: std::time::Duration,
 }
 
-/// Human tables or JSON.
+/// Human tables, one JSON document, or (for `env`) dotenv lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// Lines and tables for a person.
     Human,
+    /// Exactly one JSON document on stdout, its `schema` naming it and its version; errors as
+    /// one JSON document on stderr.
     Json,
+    /// `env`'s variables as `NAME=value` lines (as `env --format dotenv`); `env` only.
+    Env,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +111,48 @@ pub enum Command {
     /// Print a completion script for a shell: `hardstack completions bash >
     /// /etc/bash_completion.d/hardstack`, or `source <(hardstack completions bash)`.
     Completions(CompletionsArgs),
+    /// Open a client on a service of the stack as its application user (or --user, --admin),
+    /// TLS verified against the stack CA: psql for postgres and pgbouncer, redis-cli for redis,
+    /// curl for qdrant. Arguments after `--` go to the client, and standard input passes
+    /// through: `echo 'select 1' | hardstack connect postgres -- -At`. No secret is put on a
+    /// command line. When the client is not installed here, or the stack publishes nothing, it
+    /// runs from the stack's own image on the stack network.
+    Connect(ConnectArgs),
+}
+
+/// Options of `connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The service to connect to.
+    pub service: ConnectService,
+    /// The application user to connect as. Default: the profile's first user.
+    #[arg(long, conflicts_with = "admin")]
+    pub user: Option<String>,
+    /// Connect as hardstack's admin login (PostgreSQL's `postgres` database, PgBouncer's
+    /// console, Redis's admin user, Qdrant's read-write key).
+    #[arg(long)]
+    pub admin: bool,
+    /// Where the client runs: here, on the published port, or in a one-off container on the
+    /// stack network. Default: here when the service is published and the client is installed.
+    #[arg(long, value_enum)]
+    pub from: Option<VantageArg>,
+    /// Be the HTTPS client inside the stack network (what `--from network` runs for qdrant,
+    /// whose image has no curl).
+    #[arg(long, hide = true)]
+    pub inside: bool,
+    /// Arguments for the client (after `--`). For curl, an argument that starts with `/` is a
+    /// path on the Qdrant server; without one, `/` is asked.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+/// The services `connect` opens a client on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConnectService {
+    Postgres,
+    Pgbouncer,
+    Redis,
+    Qdrant,
 }
 
 /// Options of `backup`.
@@ -177,6 +224,14 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Parses the process's arguments, with `footer` (the exit codes) at the end of every help
+/// screen. `--help` and `--version` come back as an error that is not one (`use_stderr` false).
+pub fn parse(footer: &'static str) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let command = Cli::command().after_help(footer).mut_subcommands(|sub| sub.after_help(footer));
+    Cli::from_arg_matches(&command.try_get_matches()?)
 }
 
 /// The completion script of hardstack's command line for `shell`.

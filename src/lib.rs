@@ -56,7 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     probe::install_crypto_provider();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let global = &cli.global;
-    runtime.block_on(async {
+    commands::check_usage(global, &cli.command)?;
+    let result = runtime.block_on(async {
         match &cli.command {
             Command::Init(args) => commands::init::run(global, args).await,
             Command::Env(args) => commands::env::run(global, args).await,
@@ -70,10 +71,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Audit(args) => commands::audit::run(global, args),
             Command::Verify(args) => commands::verify::run(global, args).await,
             Command::Rotate(args) => commands::rotate::run(global, args).await,
-            Command::Completions(args) => {
-                output::raw_stdout(&cli::completion_script(args.shell))?;
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Completions(args) => commands::completions(global, args),
+            Command::Connect(args) => commands::connect::run(global, args).await,
         }
-    })
+    });
+    // A read of standard input still blocked (a client that ended before its input did) is
+    // not waited for.
+    runtime.shutdown_background();
+    result
 }

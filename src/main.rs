@@ -1,31 +1,57 @@
-//! The hardstack binary: parse, run, print the error chain, map to an exit code.
+//! The hardstack binary: parse, run, print the error chain, map to an exit code
+//! (`hardstack::error::EXIT_CODES`).
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use hardstack::error;
 
 fn main() -> ExitCode {
-    let cli = hardstack::cli::Cli::parse();
-    let json = cli.global.output == hardstack::cli::OutputFormat::Json;
+    let json = asks_for_json(std::env::args());
+    let cli = match hardstack::cli::parse(error::EXIT_CODES) {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed.
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            if json {
+                let message = err.to_string();
+                let message = message.strip_prefix("error: ").unwrap_or(&message);
+                print_json_error(message, error::USAGE, "usage: the command line is wrong");
+            } else {
+                let _ = err.print();
+            }
+            return ExitCode::from(error::USAGE);
+        }
+    };
     match hardstack::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            // Exit 2 when the environment failed (engine, image, port), 1 for wrong input or a
-            // failed check.
-            let environment = err.chain().any(|cause| cause.is::<hardstack::error::EnvironmentError>());
-            let code = if environment { 2 } else { 1 };
+            let (code, meaning) = error::exit_code(&err);
             if json {
-                let document = serde_json::json!({
-                    "schema": "hardstack.error/v1",
-                    "error": format!("{err:#}"),
-                    "exit_code": code,
-                    "meaning": if environment { "the environment failed (engine, image, port, store)" } else { "wrong input, or a check failed" },
-                });
-                eprintln!("{}", serde_json::to_string_pretty(&document).expect("JSON values serialize"));
+                print_json_error(&format!("{err:#}"), code, meaning);
             } else {
                 eprintln!("error: {err:#}");
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether the command line asks for JSON, read before (or without) a successful parse.
+fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().enumerate().any(|(i, arg)| {
+        matches!(arg.as_str(), "-ojson" | "--output=json" | "-o=json")
+            || (matches!(arg.as_str(), "-o" | "--output") && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
+}
+
+/// One JSON document on stderr.
+fn print_json_error(message: &str, code: u8, meaning: &str) {
+    let document = serde_json::json!({
+        "schema": "hardstack.error/v1",
+        "error": message.trim_end(),
+        "exit_code": code,
+        "meaning": meaning,
+    });
+    eprintln!("{}", serde_json::to_string_pretty(&document).expect("JSON values serialize"));
 }

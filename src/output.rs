@@ -138,3 +138,44 @@ impl Progress {
         }
     }
 }
+
+/// The process's own streams, for a client it attaches (`connect`).
+pub fn streams() -> (tokio::io::Stdin, tokio::io::Stdout, tokio::io::Stderr) {
+    (tokio::io::stdin(), tokio::io::stdout(), tokio::io::stderr())
+}
+
+/// The terminal's size (columns, rows) when a person types at one: standard input and output
+/// are both terminals.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    Some((size.ws_col, size.ws_row))
+}
+
+/// The terminal in raw mode while it lives (keys go to a container's terminal as they are
+/// typed, Ctrl-C included); restored when dropped.
+pub struct RawTerminal {
+    saved: rustix::termios::Termios,
+}
+
+impl RawTerminal {
+    /// Raw mode on standard input's terminal.
+    pub fn enable() -> anyhow::Result<RawTerminal> {
+        use rustix::termios::{OptionalActions, tcgetattr, tcsetattr};
+        let saved = tcgetattr(std::io::stdin()).map_err(|e| anyhow::anyhow!("reading the terminal's mode: {e}"))?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        tcsetattr(std::io::stdin(), OptionalActions::Now, &raw)
+            .map_err(|e| anyhow::anyhow!("setting the terminal's mode: {e}"))?;
+        Ok(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, &self.saved);
+    }
+}

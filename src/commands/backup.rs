@@ -132,8 +132,10 @@ pub async fn test(
         let quiet = Output { format: Format::Human, quiet: true, ..*output };
         let archive = set.path.parent().unwrap_or(&backups.root).join(layout::backups::ARCHIVE);
         let source = backup::restore::Source { set: &set.path, manifest: &manifest, to_time: None, archive: &archive };
-        let code = super::restore::restore_into(&quiet, engine, &throwaway, &throwaway_dir, &source, &up).await?;
-        anyhow::ensure!(code == ExitCode::SUCCESS, "the restored stack did not come up");
+        let brought = super::restore::restore_into(&quiet, engine, &throwaway, &throwaway_dir, &source, &up).await?;
+        if let Some(failure) = brought.failure {
+            anyhow::bail!("the restored stack did not come up: {failure}");
+        }
         let store = Store::open(&throwaway, &throwaway_dir).await?;
         backup::test::compare(engine, &throwaway, &throwaway_dir, &store, &manifest).await
     }

@@ -34,7 +34,11 @@ pub async fn run(global: &GlobalArgs, args: &EnvArgs) -> anyhow::Result<ExitCode
         output::secret_stdout(&format!("{}\n", serde_json::to_string_pretty(&document)?))?;
         return Ok(ExitCode::SUCCESS);
     }
-    output::secret_stdout(&format_variables(&variables, args.format))?;
+    let format = match global.output {
+        crate::cli::OutputFormat::Env => EnvFormat::Dotenv,
+        _ => args.format,
+    };
+    output::secret_stdout(&format_variables(&variables, format))?;
     Ok(ExitCode::SUCCESS)
 }
 

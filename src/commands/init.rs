@@ -22,13 +22,19 @@ pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCod
     let _lock = super::lock(global, "init").await?;
     crate::identity::Identity::ensure(&StackDir::new(&global.dir))?;
     let given = bundle::Given { templates: args.templates.as_deref(), accept: args.accept.as_deref() };
-    let resolved = ensure(global, given, args.force, false, &output).await?;
+    let (resolved, mut changed) = ensure_changes(global, given, args.force, false, &output).await?;
     if args.systemd {
-        write_systemd_units(global, args, &resolved, &output)?;
+        changed.extend(write_systemd_units(global, args, &resolved, &output)?);
     }
     if args.target == crate::cli::Target::Kubernetes {
-        write_kubernetes(global, args, &resolved, &output).await?;
+        changed.extend(write_kubernetes(global, args, &resolved, &output).await?);
     }
+    output.json(&json!({
+        "schema": "hardstack.init/v1",
+        "dir": global.dir,
+        "profile": resolved.profile.name,
+        "changed": changed.iter().map(|(p, c)| json!({"path": p, "change": c})).collect::<Vec<_>>(),
+    }));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -38,7 +44,7 @@ fn write_systemd_units(
     args: &InitArgs,
     resolved: &ResolvedProfile,
     output: &Output,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, Change)>> {
     let dir = StackDir::new(&global.dir);
     let binary = std::env::current_exe().context("finding the hardstack binary")?;
     let root = std::path::absolute(&dir.root).with_context(|| format!("resolving {}", dir.root.display()))?;
@@ -57,7 +63,7 @@ async fn write_kubernetes(
     args: &InitArgs,
     resolved: &ResolvedProfile,
     output: &Output,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, Change)>> {
     let dir = StackDir::new(&global.dir);
     let read = |path: &str| -> anyhow::Result<Vec<u8>> {
         dir.read(path)?.with_context(|| format!("{} has no {path}: run init again", dir.root.display()))
@@ -78,23 +84,24 @@ async fn write_kubernetes(
 }
 
 /// Writes files beyond the bundle (systemd units, Kubernetes manifests) through the manifest:
-/// a foreign or edited file is refused without --force; says what changed.
+/// a foreign or edited file is refused without --force; says and returns what changed.
 fn apply_extra_files(
     dir: &StackDir,
     args: &InitArgs,
     files: &[stackdir::PlannedFile],
     output: &Output,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, Change)>> {
     let mut manifest = dir.manifest()?;
     let stackdir::Diff { changes, conflicts } = stackdir::diff(dir, &manifest, files)?;
     if !conflicts.is_empty() && !args.force {
         bail!("refusing to overwrite {}: not written by hardstack; rerun with --force", conflicts[0].path);
     }
     stackdir::apply(dir, &mut manifest, files, &changes)?;
-    for (path, change) in changes.iter().filter(|(_, c)| *c != Change::Unchanged) {
+    let changed: Vec<(String, Change)> = changes.into_iter().filter(|(_, c)| *c != Change::Unchanged).collect();
+    for (path, change) in &changed {
         output.line(format!("{}: {path}", format!("{change:?}").to_lowercase()));
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Brings the stack directory in line with the profile (what `init` does, and `up` first),
@@ -110,6 +117,17 @@ pub async fn ensure(
     audited: bool,
     output: &Output,
 ) -> anyhow::Result<ResolvedProfile> {
+    Ok(ensure_changes(global, given, force, audited, output).await?.0)
+}
+
+/// `ensure`, and the files it changed.
+async fn ensure_changes(
+    global: &GlobalArgs,
+    given: bundle::Given<'_>,
+    force: bool,
+    audited: bool,
+    output: &Output,
+) -> anyhow::Result<(ResolvedProfile, Vec<(String, Change)>)> {
     let resolved = settings::resolve_profile(global)?;
     let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
@@ -121,12 +139,6 @@ pub async fn ensure(
         output.detail(format!("  created  secret {name} in the {:?} store", profile.secrets.store).to_lowercase());
     }
     let changed: Vec<&(String, Change)> = written.changed().collect();
-    output.json(&json!({
-        "schema": "hardstack.init/v1",
-        "dir": dir.root,
-        "profile": profile.name,
-        "changed": changed.iter().map(|(p, c)| json!({"path": p, "change": c})).collect::<Vec<_>>(),
-    }));
     if written.is_empty() {
         output.line(format!("{} is up to date (profile {}): nothing written", dir.root.display(), profile.name));
     } else {
@@ -142,5 +154,6 @@ pub async fn ensure(
             output.detail(format!("  {:<8} {path}", format!("{change:?}").to_lowercase()));
         }
     }
-    Ok(resolved)
+    let changed = changed.into_iter().cloned().collect();
+    Ok((resolved, changed))
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod connect;
 pub mod doctor;
 pub mod down;
 pub mod env;
@@ -59,8 +60,40 @@ pub async fn lock(global: &GlobalArgs, command: &str) -> anyhow::Result<crate::l
 /// Where a command's messages go, from the global flags.
 pub fn output(global: &GlobalArgs) -> Output {
     let format = match global.output {
-        OutputFormat::Human => Format::Human,
+        OutputFormat::Human | OutputFormat::Env => Format::Human,
         OutputFormat::Json => Format::Json,
     };
     Output { format, quiet: global.quiet, verbose: global.verbose }
+}
+
+/// What the command line asks that no run can give, as a usage error (exit 64): checked before
+/// anything runs.
+pub fn check_usage(global: &GlobalArgs, command: &crate::cli::Command) -> anyhow::Result<()> {
+    use crate::cli::Command;
+    let refuse = |message: &str| Err(crate::error::UsageError(message.to_owned()).into());
+    match (global.output, command) {
+        (OutputFormat::Env, Command::Env(_)) => Ok(()),
+        (OutputFormat::Env, _) => refuse("-o env is `hardstack env`'s dotenv form; other commands print human or json"),
+        (OutputFormat::Json, Command::Status(args)) if args.watch.is_some() => refuse(
+            "status --watch redraws a screen for a person; -o json prints one document: drop --watch and run status on a schedule",
+        ),
+        (OutputFormat::Json, Command::Rotate(args)) if args.daemon => refuse(
+            "rotate --daemon runs until stopped and speaks in lines; -o json prints one document per run: drop --daemon and run rotate from a timer",
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `hardstack completions SHELL`: the script, or with -o json one document that holds it.
+pub fn completions(global: &GlobalArgs, args: &crate::cli::CompletionsArgs) -> anyhow::Result<std::process::ExitCode> {
+    let script = crate::cli::completion_script(args.shell);
+    match output(global).format {
+        Format::Json => output(global).json(&serde_json::json!({
+            "schema": "hardstack.completions/v1",
+            "shell": args.shell.to_string(),
+            "script": String::from_utf8_lossy(&script),
+        })),
+        Format::Human => crate::output::raw_stdout(&script)?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -64,14 +64,18 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
         prune: false,
     };
     let source = backup::restore::Source { set: &set.path, manifest: &manifest, to_time, archive: &archive };
-    let code = restore_into(&output, &engine, &profile, &dir, &source, &up).await?;
+    let brought = restore_into(&output, &engine, &profile, &dir, &source, &up).await?;
     output.json(&json!({
         "schema": "hardstack.restore/v1",
         "stack": profile.stack.name,
         "set": manifest.id,
         "to_time": to_time.map(backup::rfc3339),
         "seconds": started.elapsed().as_secs_f64(),
+        "up": brought.document,
     }));
+    if brought.failure.is_some() {
+        return brought.into_result();
+    }
     output.line(format!(
         "restored set {} into stack {}{} ({:.1} s)",
         manifest.id,
@@ -79,7 +83,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
         to_time.map(|t| format!(" at {}", backup::rfc3339(t))).unwrap_or_default(),
         started.elapsed().as_secs_f64()
     ));
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Removes a stack's containers, network and volumes (by label), as `down --volumes` does.
@@ -87,7 +91,8 @@ pub async fn remove_stack(engine: &Engine, profile: &Profile) -> anyhow::Result<
     engine.remove_stack(&crate::containers::stack_names(profile), true).await.map(|_| ())
 }
 
-/// Fills a stack that has no data from a checked set, brings it up, uploads Qdrant's snapshots.
+/// Fills a stack that has no data from a checked set, brings it up, uploads Qdrant's snapshots;
+/// what `up` did, its document for the caller's.
 pub async fn restore_into(
     output: &Output,
     engine: &Engine,
@@ -95,14 +100,15 @@ pub async fn restore_into(
     dir: &StackDir,
     source: &backup::restore::Source<'_>,
     up: &UpArgs,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<super::up::Brought> {
     let store = crate::secrets::store::Store::open(profile, dir).await?;
     let manifest = source.manifest;
     output.line(format!("restoring set {} ({} service(s))", manifest.id, manifest.services.len()));
     backup::restore::fill(engine, profile, dir, &store, source).await?;
-    // One JSON document per command: up's stays unprinted.
-    let up_output = Output { quiet: output.quiet || output.format == Format::Json, ..*output };
-    let code = super::up::up(&up_output, engine.clone(), profile.clone(), dir.clone(), up).await?;
+    let brought = super::up::up(output, engine.clone(), profile.clone(), dir.clone(), up).await?;
+    if !brought.usable {
+        return Ok(brought);
+    }
     backup::restore::upload_snapshots(profile, dir, &store, source.set, manifest).await?;
-    Ok(code)
+    Ok(brought)
 }

@@ -66,7 +66,28 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let resolved =
         init::ensure(global, given(args.templates.as_deref(), args.accept.as_deref()), args.force, true, &init_output)
             .await?;
-    up(&output, engine, resolved.profile, StackDir::new(&global.dir), args).await
+    let brought = up(&output, engine, resolved.profile, StackDir::new(&global.dir), args).await?;
+    output.json(&brought.document);
+    brought.into_result()
+}
+
+/// What `up` did: its `hardstack.up/v1` document, and why the command fails when it does (a
+/// service not usable, a check of verify failed): printed first, then failed.
+pub struct Brought {
+    pub document: serde_json::Value,
+    /// Every service answered as an application would (verify may still have failed).
+    pub usable: bool,
+    pub failure: Option<String>,
+}
+
+impl Brought {
+    /// Success, or the failure as the command's error (exit 1).
+    pub fn into_result(self) -> anyhow::Result<ExitCode> {
+        match self.failure {
+            None => Ok(ExitCode::SUCCESS),
+            Some(failure) => Err(anyhow::anyhow!(failure)),
+        }
+    }
 }
 
 /// The render inputs the command line gave.
@@ -75,14 +96,15 @@ fn given<'a>(templates: Option<&'a std::path::Path>, accept: Option<&'a [String]
 }
 
 /// Brings the stack of `dir` up with `engine`, acting for that directory (`engine_for`, whose
-/// claim check the caller made).
+/// claim check the caller made). Prints lines for a person; the document is the caller's to
+/// print (or to hold in its own).
 pub async fn up(
     output: &Output,
     engine: Engine,
     profile: Profile,
     dir: StackDir,
     args: &UpArgs,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Brought> {
     let timeout = args.timeout;
     let started = Instant::now();
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
@@ -222,9 +244,11 @@ pub async fn up(
     stack.network.clone().await.map_err(anyhow::Error::msg)?;
     let usable_after = started.elapsed().as_secs_f64();
     if !failures.is_empty() {
-        output
-            .json(&json!({"schema": "hardstack.up/v1", "stack": profile.stack.name, "services": report, "usable": false, "seconds": usable_after}));
-        anyhow::bail!("the stack is not usable:\n{}", failures.join("\n"));
+        return Ok(Brought {
+            document: json!({"schema": "hardstack.up/v1", "stack": profile.stack.name, "services": report, "usable": false, "seconds": usable_after}),
+            usable: false,
+            failure: Some(format!("the stack is not usable:\n{}", failures.join("\n"))),
+        });
     }
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
     // A rotation an earlier run left half done is finished before anything relies on a login.
@@ -245,20 +269,20 @@ pub async fn up(
             checks.iter().filter(|c| c.verdict == report::Verdict::Fail).map(|c| c.id.as_str()).collect(),
         ),
     };
-    output.json(&json!({
+    let document = json!({
         "schema": "hardstack.up/v1",
         "stack": profile.stack.name, "services": report, "usable": true, "seconds": usable_after,
         "verify": verify_json, "verified_seconds": started.elapsed().as_secs_f64(), "resumed_rotations": resumed,
         "first_backup": first_backup,
-    }));
-    if !failed.is_empty() {
-        anyhow::bail!(
+    });
+    let failure = (!failed.is_empty()).then(|| {
+        format!(
             "the stack is up, but {} of verify's checks failed: {}; `hardstack verify -v` shows the evidence",
             failed.len(),
             failed.join(", ")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        )
+    });
+    Ok(Brought { document, usable: true, failure })
 }
 
 /// `verify`'s checks once the stack is usable, from where they reach the services (inside the

@@ -21,6 +21,18 @@ use crate::secrets::store::{SecretVersion, Stage};
 /// Where the files go in the container.
 const ROOT: &str = "hardstack-verify";
 
+/// The running executable itself (Linux keeps it readable there even when a rebuild replaced
+/// the file), else the file it was started from: what a one-off container runs.
+pub fn executable() -> anyhow::Result<Vec<u8>> {
+    match std::fs::read("/proc/self/exe") {
+        Ok(bytes) => Ok(bytes),
+        Err(_) => {
+            let binary = std::env::current_exe().context("finding the hardstack binary")?;
+            std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))
+        }
+    }
+}
+
 /// Runs the server checks inside the stack network and returns them.
 pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check>> {
     let profile = &context.profile;
@@ -29,16 +41,7 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     let image = engine.image_of(&spec).await?;
     let uid: u32 = spec.service.uid();
     let mut files = Vec::new();
-    // The running executable itself (Linux keeps it readable there even when a rebuild replaced
-    // the file), else the file it was started from.
-    let executable = match std::fs::read("/proc/self/exe") {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let binary = std::env::current_exe().context("finding the hardstack binary")?;
-            std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?
-        }
-    };
-    files.push((format!("{ROOT}/hardstack"), uid, 0o755, executable));
+    files.push((format!("{ROOT}/hardstack"), uid, 0o755, executable()?));
     // The resolved profile, reading its secrets from the files given along.
     let mut inside = profile.clone();
     inside.secrets.store = StoreKind::File;
