@@ -7,6 +7,8 @@ mod common;
 mod cli;
 // Against the real Docker engine: up, down, compose parity, failures.
 mod docker;
+// connect: the clients against a running stack.
+mod connect;
 // verify against running stacks, hardened and weakened.
 mod verify;
 // rotate against running stacks, and the load test.
