@@ -248,7 +248,7 @@ fn a_prod_stack_that_publishes_nothing_is_verified_from_inside_its_network() {
     // connect needs no flag: nothing is published, so psql runs from the stack's image on its
     // network.
     let out = stack.cmd("connect", &["postgres", "--", "-At"]).write_stdin("select 1").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", crate::common::text(&out));
     // The stack now holds data: a later up takes no backup of its own.
     let again = stack.cmd("up", &["-o", "json", "--no-verify"]).output().unwrap();
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
