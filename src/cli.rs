@@ -118,6 +118,38 @@ pub enum Command {
     /// command line. When the client is not installed here, or the stack publishes nothing, it
     /// runs from the stack's own image on the stack network.
     Connect(ConnectArgs),
+    /// The profile: `profile schema` prints its JSON Schema (generated from the model hardstack
+    /// reads it with); `profile show [NAME] [--explain]` the effective profile (extends and
+    /// --set applied), with --explain each key's meaning, allowed values and default.
+    Profile(ProfileArgs),
+}
+
+/// Options of `profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(subcommand)]
+    pub command: ProfileCommand,
+}
+
+/// What `profile` prints.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// The JSON Schema of a resolved profile: every key, its type, meaning, allowed values and
+    /// default.
+    Schema,
+    /// The effective profile as TOML: a shipped one (dev, test, prod), a file, or by default
+    /// the stack directory's (else dev), with --set and --services applied.
+    Show(ProfileShowArgs),
+}
+
+/// Options of `profile show`.
+#[derive(Debug, Args)]
+pub struct ProfileShowArgs {
+    /// A shipped profile or the path of a TOML profile (as --profile).
+    pub name: Option<String>,
+    /// Comment every key with its meaning, allowed values and default.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Options of `connect`.

@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Rotate(args) => commands::rotate::run(global, args).await,
             Command::Completions(args) => commands::completions(global, args),
             Command::Connect(args) => commands::connect::run(global, args).await,
+            Command::Profile(args) => commands::profile::run(global, args).await,
         }
     });
     // A read of standard input still blocked (a client that ended before its input did) is

@@ -9,8 +9,14 @@ use crate::stackdir::StackDir;
 /// The profile for this invocation: `--profile` if given, else the stack directory's
 /// `hardstack.toml`, else `dev`; then the `--set` overrides.
 pub fn resolve_profile(global: &GlobalArgs) -> anyhow::Result<ResolvedProfile> {
+    resolve_named(global, global.profile.as_deref())
+}
+
+/// The profile `name` names (a shipped one or a path) instead of --profile, with the same
+/// default, overrides and services.
+pub fn resolve_named(global: &GlobalArgs, name: Option<&str>) -> anyhow::Result<ResolvedProfile> {
     let dir = StackDir::new(&global.dir);
-    let source = match &global.profile {
+    let source = match name {
         Some(text) => ProfileSource::parse(text),
         None if dir.file(&StackFile::Profile).exists() => ProfileSource::File(dir.file(&StackFile::Profile)),
         None => ProfileSource::Shipped("dev".into()),

@@ -9,6 +9,7 @@ pub mod down;
 pub mod env;
 pub mod init;
 pub mod plan;
+pub mod profile;
 pub mod restore;
 pub mod rotate;
 pub mod status;

@@ -208,7 +208,8 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 }
 
 /// Applies one `key.path=value` override. The value is read as TOML (`5433`, `true`,
-/// `["a", "b"]`) and otherwise taken as a string. The key must already exist.
+/// `["a", "b"]`) and otherwise taken as a string. The key must be one the model has (see
+/// `schema`), whether or not the file spells it.
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
     let Some((key, raw)) = assignment.split_once('=') else {
         bail!("--set {assignment}: expected key.path=value, for example --set network.ports.postgres=5433");
@@ -218,22 +219,44 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-
-    let unknown = || anyhow!("--set {assignment}: unknown key {key}; see profiles/dev.toml for every key");
-    let mut parts = key.split('.');
-    let first = parts.next().expect("split always yields one part");
-    let mut slot = table.get_mut(first).ok_or_else(unknown)?;
-    for part in parts {
-        slot = step(slot, part).ok_or_else(unknown)?;
+    let schema = super::schema::schema();
+    let refuse =
+        |message: String| anyhow!("--set {assignment}: {message}; `hardstack profile show --explain` lists every key");
+    let found =
+        super::schema::lookup(&schema, key).map_err(|message| refuse(format!("unknown key {key}: {message}")))?;
+    if found.table {
+        return Err(refuse(format!("{key} is a table: set one of its keys ({})", found.keys.join(", "))));
     }
-    *slot = value;
-    Ok(())
+    let parts: Vec<&str> = key.split('.').collect();
+    insert(table, &parts, value, "").map_err(refuse)
 }
 
-fn step<'a>(value: &'a mut toml::Value, part: &str) -> Option<&'a mut toml::Value> {
-    match value {
-        toml::Value::Table(table) => table.get_mut(part),
-        toml::Value::Array(array) => array.get_mut(part.parse::<usize>().ok()?),
-        _ => None,
+/// Puts `value` at `parts` under `table`, making the tables the file does not spell.
+fn insert(table: &mut toml::Table, parts: &[&str], value: toml::Value, above: &str) -> Result<(), String> {
+    let (first, rest) = parts.split_first().expect("a key has a part");
+    let here = if above.is_empty() { (*first).to_owned() } else { format!("{above}.{first}") };
+    if rest.is_empty() {
+        table.insert((*first).to_owned(), value);
+        return Ok(());
+    }
+    let slot = table.entry((*first).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match slot {
+        toml::Value::Table(inner) => insert(inner, rest, value, &here),
+        toml::Value::Array(entries) => {
+            let count = entries.len();
+            let index: usize = rest[0].parse().map_err(|_| format!("{here} is a list: its entries are {here}.0, …"))?;
+            let entry = entries.get_mut(index).ok_or_else(|| {
+                format!("{here} has {count} entries ({here}.0 to {here}.{})", count.saturating_sub(1))
+            })?;
+            match (entry, rest.len()) {
+                (entry, 1) => {
+                    *entry = value;
+                    Ok(())
+                }
+                (toml::Value::Table(inner), _) => insert(inner, &rest[1..], value, &format!("{here}.{index}")),
+                _ => Err(format!("{here}.{index} is not a table")),
+            }
+        }
+        _ => Err(format!("{here} is a value, not a table")),
     }
 }

@@ -5,8 +5,10 @@
 //! silently ignored setting. This module parses and validates; it never touches the disk
 //! except through `load` (reading the user's file) and never generates anything.
 
+pub mod explain;
 mod load;
 mod pgbouncer;
+pub mod schema;
 mod service;
 mod validate;
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// A fully resolved profile: the single source of truth for everything `init` generates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Profile name (`dev`, `test`, `prod` or the user's own).
@@ -55,14 +57,16 @@ pub struct Profile {
     pub kubernetes: KubernetesSettings,
     /// The connection pooler, when `stack.services` lists `pgbouncer`.
     #[serde(default, skip_serializing_if = "PgbouncerSettings::is_default")]
+    #[schemars(extend("default" = PgbouncerSettings::default()))]
     pub pgbouncer: PgbouncerSettings,
     /// Prometheus, when `stack.services` lists `prometheus`.
     #[serde(default, skip_serializing_if = "PrometheusSettings::is_default")]
+    #[schemars(extend("default" = PrometheusSettings::default()))]
     pub prometheus: PrometheusSettings,
 }
 
 /// Stack identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StackSettings {
     /// Prefix of every container, network and volume name; the value of the `hardstack.stack` label.
@@ -72,7 +76,7 @@ pub struct StackSettings {
 }
 
 /// Publishing of ports on the host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// Publish the services' ports on the host at all.
@@ -84,7 +88,7 @@ pub struct Network {
 }
 
 /// Container limits; memory and CPUs are also the tuning input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Memory limit, for example `"1GiB"` or `"512MiB"`.
@@ -132,6 +136,20 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A size: a number and a unit, like \"512MiB\" or \"2GiB\".",
+            "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([KMGTP]i?B|[kKmMgGtTpP]|B)?\\s*$"
+        })
+    }
+}
+
 /// A duration written as a human span (`"90d"`, `"5m"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(pub Duration);
@@ -158,8 +176,22 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+impl schemars::JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Span".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: numbers and units, like \"90days\", \"12h\" or \"1h 30m\".",
+            "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]+\\s*)+$"
+        })
+    }
+}
+
 /// pgtune's workload types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
     Web,
@@ -183,7 +215,7 @@ impl Workload {
 }
 
 /// pgtune's storage types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Storage {
     Ssd,
@@ -193,7 +225,7 @@ pub enum Storage {
 }
 
 /// Where a service keeps its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DataMode {
     /// A named volume that survives container recreation.
@@ -203,7 +235,7 @@ pub enum DataMode {
 }
 
 /// TLS protocol floor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TlsVersion {
     #[serde(rename = "TLSv1.2")]
     V12,
@@ -222,7 +254,7 @@ impl TlsVersion {
 }
 
 /// PostgreSQL settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSettings {
     /// pgtune workload type.
@@ -248,7 +280,7 @@ pub struct PostgresSettings {
 }
 
 /// How Redis is used; decides the eviction policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisRole {
     /// Evict least recently used keys when full (`allkeys-lru`).
@@ -269,7 +301,7 @@ impl PostgresSettings {
 }
 
 /// Redis settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// Cache or store.
@@ -285,7 +317,7 @@ pub struct RedisSettings {
 }
 
 /// Qdrant settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QdrantSettings {
     /// Serve the web UI at `/dashboard`.
@@ -297,7 +329,7 @@ pub struct QdrantSettings {
 }
 
 /// The key algorithm of every certificate of the stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyAlgorithm {
     EcdsaP256,
@@ -306,7 +338,7 @@ pub enum KeyAlgorithm {
 }
 
 /// Whether servers demand a client certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientCerts {
     /// Client certificates are issued and accepted, passwords suffice.
@@ -316,7 +348,7 @@ pub enum ClientCerts {
 }
 
 /// Certificate settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// Key algorithm of the CA and every certificate.
@@ -334,7 +366,7 @@ pub struct TlsSettings {
 }
 
 /// Qdrant access of an application user; Qdrant has one read-write and one read-only key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QdrantAccess {
     ReadWrite,
@@ -343,7 +375,7 @@ pub enum QdrantAccess {
 }
 
 /// An application user and its rights.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppUser {
     /// Login name in PostgreSQL and Redis, and the CN of its client certificate.
@@ -357,7 +389,7 @@ pub struct AppUser {
 }
 
 /// Which secret store holds the credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// The stack directory's `secrets/`.
@@ -367,7 +399,7 @@ pub enum StoreKind {
 }
 
 /// Secret store settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSettings {
     /// `file` or `aws`.
@@ -377,7 +409,7 @@ pub struct SecretSettings {
 }
 
 /// AWS Secrets Manager settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSettings {
     /// Region.
@@ -389,7 +421,7 @@ pub struct AwsSettings {
 }
 
 /// Rotation policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotationPolicy {
     /// Whether `rotate` does anything.
@@ -407,7 +439,7 @@ pub struct RotationPolicy {
 }
 
 /// Backups (`hardstack backup`, `restore`, `backup --test`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupSettings {
     /// Where backup sets and the WAL archive go, on the engine's host; a relative path is
@@ -444,7 +476,7 @@ impl Default for BackupSettings {
 }
 
 /// The Kubernetes target (`init --target kubernetes`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesSettings {
     /// The namespace of every resource; empty: the stack's name.
@@ -472,14 +504,18 @@ impl Default for KubernetesSettings {
 }
 
 /// A volume size per service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeSizes {
+    /// PostgreSQL's data volume.
     pub postgres: ByteSize,
+    /// Redis's data volume.
     pub redis: ByteSize,
+    /// Qdrant's storage volume.
     pub qdrant: ByteSize,
     /// Prometheus's TSDB, where it runs.
     #[serde(default = "default_prometheus_storage", skip_serializing_if = "is_default_prometheus_storage")]
+    #[schemars(extend("default" = default_prometheus_storage()))]
     pub prometheus: ByteSize,
 }
 
@@ -507,7 +543,7 @@ impl VolumeSizes {
 }
 
 /// Clients of another namespace that may connect.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesClient {
     /// The namespace's name.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How PgBouncer shares server connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolMode {
     /// A server connection per client connection, for its whole life.
@@ -28,10 +28,11 @@ impl PoolMode {
 }
 
 /// PgBouncer settings. Each login of each application user is one pool to PostgreSQL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PgbouncerSettings {
-    /// `pool_mode`.
+    /// How server connections are shared among clients (`pool_mode`): `transaction` serves the
+    /// most clients; `session` keeps session state (SET, advisory locks, LISTEN).
     pub pool_mode: PoolMode,
     /// Server connections per pool (`default_pool_size`): at most the login's
     /// `postgres.connection_limit`, and all pools together fit in `max_connections`.
@@ -61,7 +62,7 @@ impl PgbouncerSettings {
 }
 
 /// Prometheus settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusSettings {
     /// How often every target is scraped and the rules evaluated; an alert fires once its

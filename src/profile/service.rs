@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ByteSize, Limits};
 
 /// The services hardstack knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
     Postgres,
@@ -155,29 +155,38 @@ macro_rules! default_image {
 }
 
 /// Image references.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Images {
+    /// PostgreSQL 17 (the official image, or one with its entrypoint and pgAudit); without a
+    /// registry, `up` falls back to the one images/build.sh makes.
     pub postgres: String,
+    /// Redis (the official image or one like it), with the same fallback.
     pub redis: String,
+    /// Qdrant (the official `-unprivileged` image or one like it), with the same fallback.
     pub qdrant: String,
-    /// No official PgBouncer image exists; the default is the one images/build.sh makes from
+    /// PgBouncer. No official PgBouncer image exists; the default is the one images/build.sh makes from
     /// Debian's package. Another must run pgbouncer as its entrypoint with the config's path as
     /// its argument.
     #[serde(default = "default_pgbouncer_image", skip_serializing_if = "is_default_pgbouncer_image")]
+    #[schemars(extend("default" = default_pgbouncer_image()))]
     pub pgbouncer: String,
     /// The upstream image (its entrypoint `/bin/postgres_exporter`); without a registry, `up`
     /// falls back to the one images/build.sh makes from Debian's package.
     #[serde(default = "default_postgres_exporter_image", skip_serializing_if = "is_default_postgres_exporter_image")]
+    #[schemars(extend("default" = default_postgres_exporter_image()))]
     pub postgres_exporter: String,
     /// The upstream image (its entrypoint `/redis_exporter`), with the same fallback.
     #[serde(default = "default_redis_exporter_image", skip_serializing_if = "is_default_redis_exporter_image")]
+    #[schemars(extend("default" = default_redis_exporter_image()))]
     pub redis_exporter: String,
     /// The upstream image (its entrypoint `/bin/pgbouncer_exporter`), with the same fallback.
     #[serde(default = "default_pgbouncer_exporter_image", skip_serializing_if = "is_default_pgbouncer_exporter_image")]
+    #[schemars(extend("default" = default_pgbouncer_exporter_image()))]
     pub pgbouncer_exporter: String,
     /// The upstream image (its entrypoint `/bin/prometheus`), with the same fallback.
     #[serde(default = "default_prometheus_image", skip_serializing_if = "is_default_prometheus_image")]
+    #[schemars(extend("default" = default_prometheus_image()))]
     pub prometheus: String,
 }
 
@@ -223,15 +232,22 @@ impl Images {
 }
 
 /// Host port per service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
+    /// PostgreSQL's host port.
     pub postgres: u16,
+    /// Redis's host port.
     pub redis: u16,
+    /// Qdrant's host port (its HTTPS API).
     pub qdrant: u16,
+    /// PgBouncer's host port.
     #[serde(default = "default_pgbouncer_port", skip_serializing_if = "is_default_pgbouncer_port")]
+    #[schemars(extend("default" = default_pgbouncer_port()))]
     pub pgbouncer: u16,
+    /// Prometheus's host port (its HTTPS API, a client certificate required).
     #[serde(default = "default_prometheus_port", skip_serializing_if = "is_default_prometheus_port")]
+    #[schemars(extend("default" = default_prometheus_port()))]
     pub prometheus: u16,
 }
 
@@ -266,21 +282,34 @@ impl Ports {
 }
 
 /// Limits per service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
+    /// PostgreSQL's limits; memory and CPUs are pgtune's input.
     pub postgres: Limits,
+    /// Redis's limits; `redis.maxmemory` must fit in its memory.
     pub redis: Limits,
+    /// Qdrant's limits.
     pub qdrant: Limits,
+    /// PgBouncer's limits.
     #[serde(default = "default_pgbouncer_limits", skip_serializing_if = "is_default_pgbouncer_limits")]
+    #[schemars(extend("default" = default_pgbouncer_limits()))]
     pub pgbouncer: Limits,
+    /// The PostgreSQL exporter's limits.
     #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
+    #[schemars(extend("default" = default_exporter_limits()))]
     pub postgres_exporter: Limits,
+    /// The Redis exporter's limits.
     #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
+    #[schemars(extend("default" = default_exporter_limits()))]
     pub redis_exporter: Limits,
+    /// The PgBouncer exporter's limits.
     #[serde(default = "default_exporter_limits", skip_serializing_if = "is_default_exporter_limits")]
+    #[schemars(extend("default" = default_exporter_limits()))]
     pub pgbouncer_exporter: Limits,
+    /// Prometheus's limits.
     #[serde(default = "default_prometheus_limits", skip_serializing_if = "is_default_prometheus_limits")]
+    #[schemars(extend("default" = default_prometheus_limits()))]
     pub prometheus: Limits,
 }
 

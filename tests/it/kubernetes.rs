@@ -17,7 +17,7 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
 
 /// A validator from .ci/setup's virtualenv, or from PATH; `None` (and a loud skip, or a failure
 /// under CI) when it is not installed.
-fn validator(name: &str) -> Option<PathBuf> {
+pub fn validator(name: &str) -> Option<PathBuf> {
     let installed = Path::new("/opt/hardstack-k8s/bin").join(name);
     if installed.is_file() {
         return Some(installed);

@@ -7,6 +7,8 @@ mod common;
 mod cli;
 // Against the real Docker engine: up, down, compose parity, failures.
 mod docker;
+// profile schema and show.
+mod profile;
 // connect: the clients against a running stack.
 mod connect;
 // verify against running stacks, hardened and weakened.
