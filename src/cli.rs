@@ -116,7 +116,7 @@ pub enum Command {
     /// curl for qdrant. Arguments after `--` go to the client, and standard input passes
     /// through: `echo 'select 1' | hardstack connect postgres -- -At`. No secret is put on a
     /// command line. When the client is not installed here, or the stack publishes nothing, it
-    /// runs from the stack's own image on the stack network.
+    /// runs from the stack's own image on the stack network. Exits with the client's exit code.
     Connect(ConnectArgs),
     /// The profile: `profile schema` prints its JSON Schema (generated from the model hardstack
     /// reads it with); `profile show [NAME] [--explain]` the effective profile (extends and

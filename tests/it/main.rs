@@ -7,6 +7,8 @@ mod common;
 mod cli;
 // Against the real Docker engine: up, down, compose parity, failures.
 mod docker;
+// The JSON contract and the exit codes, command by command.
+mod contract;
 // profile schema and show.
 mod profile;
 // connect: the clients against a running stack.
