@@ -1,50 +1,40 @@
 //! An application's Redis access over TLS verified against the stack CA, as an ACL user
-//! confined to its keys: a deadpool pool of multiplexed connections, each new one logging in
-//! with the password current when it is made, so the pool rides through rotation (the old
-//! password keeps working for `rotation.grace`, the connections made since use the new one).
+//! confined to its keys: a deadpool pool of multiplexed connections. Each new connection asks
+//! `hardstack env` for REDIS_URL again (`FreshLogin::create`), so the pool rides through
+//! rotation (the old password keeps working for `rotation.grace`, the connections made since
+//! use the new one).
 //!
-//!     cargo run --example redis_manager -- stack [SECONDS]
+//!     HARDSTACK_DIR=stack cargo run --example redis_manager -- --seconds 30
 //!
-//! With SECONDS it keeps writing for that long, replacing a connection every few operations,
-//! and fails when any operation failed.
+//! It replaces a connection every few operations, and ends with `N operations, F failures`
+//! (exit 1 when F > 0).
 
 mod common;
 
-use std::path::PathBuf;
-
-use anyhow::Context as _;
 use deadpool::managed::{Metrics, Object, Pool, RecycleResult};
 use redis::AsyncCommands as _;
-use serde_json::Value;
 
 /// Makes connections with the password current when each is made.
-struct FreshLogin {
-    dir: PathBuf,
-    /// The `redis` entry of connections.json.
-    entry: Value,
-}
+struct FreshLogin;
 
 impl deadpool::managed::Manager for FreshLogin {
     type Type = redis::aio::MultiplexedConnection;
     type Error = anyhow::Error;
 
     async fn create(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        let r = &self.entry;
-        let password = common::resolve_secret(&self.dir, &r["password"])?;
-        let url = format!(
-            "rediss://{}:{password}@{}:{}/0",
-            r["user"].as_str().context("user")?,
-            r["host"].as_str().context("host")?,
-            r["port"].as_u64().context("port")?
-        );
-        let read = |key: &str| std::fs::read(self.dir.join(r[key].as_str().unwrap_or_default()));
-        let client_tls = if r["client_certificate_required"] == true {
-            Some(redis::ClientTlsConfig { client_cert: read("cert")?, client_key: read("key")? })
-        } else {
-            None
+        let credentials = common::credentials()?;
+        let read = |name: &str| -> anyhow::Result<Vec<u8>> {
+            let path = common::variable(&credentials, name)?;
+            Ok(std::fs::read(path)?)
         };
-        let client =
-            redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert: Some(read("ca")?) })?;
+        let client_tls = match (read("REDIS_CLIENT_CERT"), read("REDIS_CLIENT_KEY")) {
+            (Ok(client_cert), Ok(client_key)) => Some(redis::ClientTlsConfig { client_cert, client_key }),
+            _ => None,
+        };
+        let client = redis::Client::build_with_tls(
+            common::variable(&credentials, "REDIS_URL")?,
+            redis::TlsCertificates { client_tls, root_cert: Some(read("REDIS_CA_CERT")?) },
+        )?;
         Ok(client.get_multiplexed_async_connection().await?)
     }
 
@@ -54,18 +44,16 @@ impl deadpool::managed::Manager for FreshLogin {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let (dir, entry) = common::connection("app")?;
-    let r = entry["redis"].clone();
-    let prefix = r["key_pattern"].as_str().context("key_pattern")?.trim_end_matches('*').to_owned();
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let seconds = common::seconds()?;
-    let pool: Pool<FreshLogin> = Pool::builder(FreshLogin { dir, entry: r }).max_size(4).build()?;
-
+    let pool: Pool<FreshLogin> = Pool::builder(FreshLogin).max_size(4).build()?;
+    // The application user's keys are `app:*` in the shipped profiles.
+    let prefix = "app:example:rust";
     let (operations, failures) = common::rounds_until(seconds, || {
         (0..50)
             .map(|i| {
                 let pool = pool.clone();
-                let key = format!("{prefix}example:{i}");
+                let key = format!("{prefix}:{i}");
                 tokio::spawn(async move {
                     let mut connection = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
                     connection.set_ex::<_, _, ()>(key, i, 60).await?;
@@ -80,15 +68,13 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let mut connection = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let value: i64 = connection.get(format!("{prefix}example:49")).await?;
+    let value: i64 = connection.get(format!("{prefix}:49")).await?;
     // Outside its key pattern the ACL refuses, as it should.
     let refused = connection.get::<_, Option<String>>("not-mine").await.is_err();
     println!(
-        "redis: 50 concurrent SETs at a time through a pool of {} connections, {operations} operations, {} failed; read back {value}; other keys refused: {refused}",
-        pool.status().size,
-        failures.len()
+        "redis: 50 concurrent SETs at a time through a pool of {} connections; read back {value}; other keys refused: {refused}",
+        pool.status().size
     );
     anyhow::ensure!(refused, "the ACL let the app read outside its key pattern");
-    anyhow::ensure!(failures.is_empty(), "{} operations failed, the first: {}", failures.len(), failures[0]);
-    Ok(())
+    Ok(common::finish(operations, &failures))
 }

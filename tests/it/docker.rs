@@ -260,35 +260,6 @@ fn compose_brings_up_an_equally_usable_stack() {
     assert_eq!(stack.objects(), Vec::<String>::new());
 }
 
-/// The examples/ programs (built by `cargo test`) connect to a running stack as applications.
-#[test]
-fn examples_connect_to_the_running_stack() {
-    if !docker_available("examples") {
-        return;
-    }
-    let stack = DockerStack::new("examples");
-    stack.cmd("up", &["-q"]).assert().success();
-    let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
-    for (example, expected) in [
-        ("postgres_pool", "postgres: 16 concurrent inserts"),
-        ("redis_manager", "other keys refused: true"),
-        ("qdrant_rest", "qdrant"),
-    ] {
-        let out = std::process::Command::new(examples.join(example))
-            .arg(stack.sandbox.stack())
-            .output()
-            .unwrap_or_else(|e| panic!("{example}: {e}"));
-        assert!(out.status.success(), "{example}: {}", String::from_utf8_lossy(&out.stderr));
-        let printed = stdout(&out);
-        // The example's own word for a service the stack does not run.
-        if printed.starts_with("SKIPPED") {
-            eprintln!("{example}: {printed}");
-            continue;
-        }
-        assert!(printed.contains(expected), "{example}: {printed}");
-    }
-}
-
 /// The delivery helper is made from the service's image, whose `VOLUME` gets an anonymous
 /// volume (the helper mounts only the volumes it fills). Removing the helper must remove that
 /// volume too, or every `up` leaves one behind that no label can find.
