@@ -7,7 +7,7 @@
 #   - `pg_dump -Fc` of the app database streamed to the host, and `pg_restore` of it into the
 #     same server's app database, dropped and made again;
 #   - `pg_basebackup` run by hand in a container of the same image, as the backup login.
-# Then `hardstack backup --test`. Prints the README rows.
+# Then `hardstack backup --test`. Prints the rows of docs/benchmarks.md.
 #   bench/backup.sh
 source "$(dirname "$0")/lib.sh"
 dev_stack_args hs-bench-backup 25442 26389

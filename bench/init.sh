@@ -2,7 +2,7 @@
 # Benchmark: wall time of `hardstack init` for the dev bundle against the same cryptographic
 # artefacts made with the openssl command line (bench/openssl-bundle.sh). hyperfine alternates
 # nothing here, so both run back to back on the same machine; medians of 30 runs each.
-#   bench/init.sh            prints the README row
+#   bench/init.sh            prints the row of docs/benchmarks.md
 source "$(dirname "$0")/lib.sh"
 command -v hyperfine >/dev/null || { echo "hyperfine is missing: apt-get install hyperfine" >&2; exit 2; }
 hyperfine -N --warmup 3 --runs 30 --export-json "$work/result.json" \

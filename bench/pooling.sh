@@ -7,7 +7,7 @@
 #   - simple-query latency on one connection per client, milliseconds;
 #   - PgBouncer's memory after the runs, and the exporters' and Prometheus's (scraping every
 #     15 s all the while) beside the servers' (`docker stats`).
-#   bench/pooling.sh [RUNS]    prints the README rows
+#   bench/pooling.sh [RUNS]    prints the rows of docs/benchmarks.md
 source "$(dirname "$0")/lib.sh"
 runs=${1:-7}
 stack_args=(--profile dev --set "stack.name=hs-bench-pool"

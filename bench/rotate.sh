@@ -3,7 +3,7 @@
 # follows), median of RUNS forced rotations on a running dev stack (PostgreSQL + Redis, local
 # images); then the load test: clients connecting and querying while every password and
 # certificate rotates three times, with its operation and failure counts.
-#   bench/rotate.sh [RUNS]    prints the README rows (default 5)
+#   bench/rotate.sh [RUNS]    prints the rows of docs/benchmarks.md (default 5)
 runs=${1:-5}
 source "$(dirname "$0")/lib.sh"
 up_dev_stack hs-bench-rotate 25452 26399

@@ -5,7 +5,7 @@
 # images (the local builds), same machine, runs alternating, stack removed with its volumes
 # after each run. A third column times `up` with its closing `verify` (verify's 40 checks), which compose
 # has no counterpart for.
-#   bench/up.sh [RUNS]     prints the README rows (default 7 runs each)
+#   bench/up.sh [RUNS]     prints the rows of docs/benchmarks.md (default 7 runs each)
 runs=${1:-7}
 source "$(dirname "$0")/lib.sh"
 cleanup() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: wall time of `hardstack verify` (every check) on a running dev stack (PostgreSQL +
 # Redis from the local images), median of 20 runs with hyperfine.
-#   bench/verify.sh     prints the README row
+#   bench/verify.sh     prints the row of docs/benchmarks.md
 source "$(dirname "$0")/lib.sh"
 up_dev_stack hs-bench-verify 25442 26389
 "$bin" verify --dir "$work/s" -q >/dev/null

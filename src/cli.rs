@@ -72,6 +72,13 @@ pub enum Command {
     /// Print what an application needs to connect, for one application user. Prints secrets:
     /// it is meant for `eval "$(hardstack env)"` or a file of mode 0600.
     Env(EnvArgs),
+    /// Open a client on a service of the stack as its application user (or --user, --admin),
+    /// TLS verified against the stack CA: psql for postgres and pgbouncer, redis-cli for redis,
+    /// curl for qdrant. Arguments after `--` go to the client, and standard input passes
+    /// through: `echo 'select 1' | hardstack connect postgres -- -At`. No secret is put on a
+    /// command line. When the client is not installed here, or the stack publishes nothing, it
+    /// runs from the stack's own image on the stack network. Exits with the client's exit code.
+    Connect(ConnectArgs),
     /// Run `init` if needed, then bring the stack up through the Docker Engine API, wait until
     /// every service is usable (verified TLS, login, a real query), and run `verify`. Idempotent.
     Up(UpArgs),
@@ -108,20 +115,13 @@ pub enum Command {
     /// directory), to its end or to a point in time, then bring the stack up with its current
     /// credentials and verify it. A set that does not match its manifest is refused.
     Restore(RestoreArgs),
-    /// Print a completion script for a shell: `hardstack completions bash >
-    /// /etc/bash_completion.d/hardstack`, or `source <(hardstack completions bash)`.
-    Completions(CompletionsArgs),
-    /// Open a client on a service of the stack as its application user (or --user, --admin),
-    /// TLS verified against the stack CA: psql for postgres and pgbouncer, redis-cli for redis,
-    /// curl for qdrant. Arguments after `--` go to the client, and standard input passes
-    /// through: `echo 'select 1' | hardstack connect postgres -- -At`. No secret is put on a
-    /// command line. When the client is not installed here, or the stack publishes nothing, it
-    /// runs from the stack's own image on the stack network. Exits with the client's exit code.
-    Connect(ConnectArgs),
     /// The profile: `profile schema` prints its JSON Schema (generated from the model hardstack
     /// reads it with); `profile show [NAME] [--explain]` the effective profile (extends and
     /// --set applied), with --explain each key's meaning, allowed values and default.
     Profile(ProfileArgs),
+    /// Print a completion script for a shell: `hardstack completions bash >
+    /// /etc/bash_completion.d/hardstack`, or `source <(hardstack completions bash)`.
+    Completions(CompletionsArgs),
 }
 
 /// Options of `profile`.

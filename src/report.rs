@@ -1,6 +1,6 @@
 //! Check results shared by `verify` and `audit`: a stable id, a verdict, a one-line reason and
 //! the evidence; and the report's two forms, a table and a JSON document with a stable schema
-//! (`hardstack.checks/v1`, documented in the README).
+//! (`hardstack.checks/v1`, documented in docs/json.md).
 
 use serde::{Deserialize, Serialize};
 

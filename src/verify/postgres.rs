@@ -373,7 +373,7 @@ fn cis<'a>(
 }
 
 /// The CIS PostgreSQL 17 items a running server shows (the rest are audit rules, or do not
-/// apply to a container: README, security).
+/// apply to a container: docs/security.md).
 pub fn cis_checks(context: &Context) -> Vec<CheckFuture<'_>> {
     use crate::audit::cis;
     let pgaudit = if context.profile.postgres.pgaudit {

@@ -385,3 +385,49 @@ fn version_names_the_commit() {
     let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
     assert_eq!(version, format!("hardstack {} ({head})", env!("CARGO_PKG_VERSION")));
 }
+
+/// docs/commands.md is every command's `--help`, as the binary prints it. After a change to the
+/// help, `HARDSTACK_UPDATE_DOCS=1 cargo test --test it -- cli::docs_commands` writes it again.
+#[test]
+fn docs_commands_is_the_help_of_every_command() {
+    let sandbox = Sandbox::new();
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["up"],
+        &["plan"],
+        &["status"],
+        &["env"],
+        &["connect"],
+        &["verify"],
+        &["audit"],
+        &["doctor"],
+        &["rotate"],
+        &["backup"],
+        &["restore"],
+        &["down"],
+        &["profile", "show"],
+        &["profile", "schema"],
+        &["completions"],
+    ];
+    let mut expected = String::from(
+        "# Commands\n\nEvery command's `--help`, as the binary prints it (a test keeps this page equal to it).\nThe exit codes are in [json.md](json.md); every help screen ends with them.\n",
+    );
+    for command in commands {
+        let out = sandbox.cmd().args(*command).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{command:?}: {}", crate::common::text(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let help = help.split("\nExit codes:").next().unwrap().trim_end();
+        let name = if command.is_empty() { "hardstack".to_owned() } else { format!("hardstack {}", command.join(" ")) };
+        expected.push_str(&format!("\n## {name}\n\n```text\n{help}\n```\n"));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md");
+    if std::env::var_os("HARDSTACK_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &expected).unwrap();
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "docs/commands.md differs from the help; HARDSTACK_UPDATE_DOCS=1 cargo test --test it -- cli::docs_commands writes it"
+    );
+}

@@ -66,6 +66,11 @@ fn usage_errors_exit_64_and_every_offline_command_prints_one_document() {
     let error = failed(&run(&["-o", "json", "init", "--set", "network.ports.redis=eighty"]), "bad input", 1);
     assert!(error["error"].as_str().unwrap().contains("--set network.ports.redis=eighty"), "{error}");
     assert!(!sandbox.stack().exists());
+    let error = failed(&run(&["-o", "json", "verify", "--dir", "nowhere"]), "no stack directory", 1);
+    assert!(error["error"].as_str().unwrap().contains("nowhere"), "{error}");
+    // The environment failed: 2.
+    let out = sandbox.cmd().args(["-o", "json", "up"]).env("DOCKER_HOST", "unix:///nonexistent.sock").output().unwrap();
+    failed(&out, "an unreachable engine", 2);
 
     // init lists every file it wrote, the systemd units and the Kubernetes manifests too.
     let init =

@@ -398,50 +398,6 @@ fn build_sh_makes_a_qdrant_image_with_the_unprivileged_contract() {
     }
 }
 
-/// Every command speaks JSON with `-o json`: one document with its schema name on stdout, and an
-/// error is a JSON document too, on stderr, with the exit code and its meaning.
-#[test]
-fn every_command_prints_a_json_document_with_its_schema() {
-    if !docker_available("json_everywhere") {
-        return;
-    }
-    let stack = DockerStack::new("json_everywhere").services(&["postgres", "redis"]);
-    let document = |command: &str, extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["-o", "json"];
-        args.extend(extra);
-        let out = stack.cmd(command, &args).output().unwrap();
-        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {}", stdout(&out)))
-    };
-    for (command, extra, schema) in [
-        ("init", vec![], "hardstack.init/v1"),
-        ("plan", vec![], "hardstack.plan/v1"),
-        ("up", vec![], "hardstack.up/v1"),
-        ("status", vec![], "hardstack.status/v1"),
-        ("env", vec![], "hardstack.env/v1"),
-        ("verify", vec![], "hardstack.checks/v1"),
-        ("audit", vec![], "hardstack.checks/v1"),
-        ("rotate", vec!["--only", "redis/app", "--force"], "hardstack.rotate/v1"),
-        ("down", vec!["--volumes"], "hardstack.down/v1"),
-    ] {
-        assert_eq!(document(command, &extra)["schema"], schema, "{command}");
-    }
-    // Errors: wrong input (exit 1), and an unreachable engine (exit 2).
-    let out = stack.sandbox.cmd().args(["verify", "-o", "json", "--dir", "nowhere"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(
-        (error["schema"].as_str(), error["exit_code"].as_i64()),
-        (Some("hardstack.error/v1"), Some(1)),
-        "{error}"
-    );
-    assert!(error["error"].as_str().unwrap().contains("nowhere"), "{error}");
-    let out = stack.cmd("up", &["-o", "json"]).env("DOCKER_HOST", "unix:///nonexistent.sock").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(error["exit_code"], 2, "{error}");
-}
-
 #[test]
 fn doctor_names_what_up_would_trip_on() {
     if !docker_available("doctor") {
