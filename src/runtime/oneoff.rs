@@ -30,17 +30,12 @@ pub struct OneOff {
     pub cap_add: Vec<String>,
 }
 
-/// What runs, and what it is given.
+/// A one-off a client's streams are attached to: what runs (no mounts, no capability), the
+/// variables it gets, and whether it gets a terminal.
 pub struct Attached {
-    pub image: String,
-    /// `uid:gid`.
-    pub user: String,
-    /// The program and its arguments.
-    pub command: Vec<String>,
-    /// Variables that hold no secret (a secret goes in `archive`, as a file).
+    pub run: OneOff,
+    /// Variables that hold no secret (a secret goes in the archive, as a file).
     pub env: Vec<String>,
-    /// A tar of the files it needs, unpacked at `/`.
-    pub archive: Vec<u8>,
     /// The terminal's size (columns, rows) when a person's terminal is attached: the container
     /// gets a terminal of its own; otherwise plain streams.
     pub tty: Option<(u16, u16)>,
@@ -70,29 +65,7 @@ impl Engine {
         let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
         // A one-off a killed caller left (never started, or exited) is gone with the next run.
         self.remove_one_offs(stack, role, &["created", "exited"]).await?;
-        let mut labels = self.labels(stack);
-        labels.insert(SERVICE_LABEL.to_owned(), role.to_owned());
-        let config = Config {
-            image: Some(run.image.clone()),
-            user: Some(run.user.clone()),
-            entrypoint: Some(run.command.clone()),
-            labels: Some(labels),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            host_config: Some(HostConfig {
-                network_mode: Some(network.to_owned()),
-                binds: Some(run.mounts.clone()),
-                cap_drop: Some(vec!["ALL".into()]),
-                cap_add: Some(run.cap_add.clone()),
-                security_opt: Some(vec!["no-new-privileges:true".into()]),
-                memory: Some(256 * 1024 * 1024),
-                pids_limit: Some(256),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = Some(CreateContainerOptions { name: name.clone(), platform: None });
-        self.docker.create_container(options, config).await.with_context(|| format!("creating container {name}"))?;
+        self.create_one_off(stack, network, role, &name, &run, Config::default()).await?;
         let work = async {
             let upload = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
             self.docker
@@ -148,6 +121,44 @@ impl Engine {
         result
     }
 
+    /// Creates the one-off `name` of `run` on the stack's network, labelled as the stack's with
+    /// `role` as its service, with the posture of every one-off (no capability but those asked
+    /// for, no privilege escalation, limits), and `streaming`'s stdin, terminal and variables.
+    async fn create_one_off(
+        &self,
+        stack: &str,
+        network: &str,
+        role: &str,
+        name: &str,
+        run: &OneOff,
+        streaming: Config<String>,
+    ) -> anyhow::Result<()> {
+        let mut labels = self.labels(stack);
+        labels.insert(SERVICE_LABEL.to_owned(), role.to_owned());
+        let config = Config {
+            image: Some(run.image.clone()),
+            user: Some(run.user.clone()),
+            entrypoint: Some(run.command.clone()),
+            labels: Some(labels),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.to_owned()),
+                binds: Some(run.mounts.clone()),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(run.cap_add.clone()),
+                security_opt: Some(vec!["no-new-privileges:true".into()]),
+                memory: Some(256 * 1024 * 1024),
+                pids_limit: Some(256),
+                ..Default::default()
+            }),
+            ..streaming
+        };
+        let options = Some(CreateContainerOptions { name: name.to_owned(), platform: None });
+        self.docker.create_container(options, config).await.with_context(|| format!("creating container {name}"))?;
+        Ok(())
+    }
+
     /// Runs `run` on the stack's network with `streams` attached; its exit code.
     pub async fn run_attached<I, O, E>(
         &self,
@@ -164,33 +175,16 @@ impl Engine {
     {
         let name = format!("{stack}-{role}-{}", std::process::id());
         self.remove_one_offs(stack, role, &["created", "exited"]).await?;
-        let mut labels = self.labels(stack);
-        labels.insert(SERVICE_LABEL.to_owned(), role.to_owned());
-        let config = Config {
-            image: Some(run.image.clone()),
-            user: Some(run.user.clone()),
-            entrypoint: Some(run.command.clone()),
+        let streaming = Config {
             env: Some(run.env.clone()),
-            labels: Some(labels),
             tty: Some(run.tty.is_some()),
             open_stdin: Some(true),
             stdin_once: Some(true),
             attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            host_config: Some(HostConfig {
-                network_mode: Some(network.to_owned()),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges:true".into()]),
-                memory: Some(256 * 1024 * 1024),
-                pids_limit: Some(64),
-                ..Default::default()
-            }),
             ..Default::default()
         };
-        let options = Some(CreateContainerOptions { name: name.clone(), platform: None });
-        self.docker.create_container(options, config).await.with_context(|| format!("creating container {name}"))?;
-        let result = self.talk(&name, run.archive, run.tty, streams).await;
+        self.create_one_off(stack, network, role, &name, &run.run, streaming).await?;
+        let result = self.talk(&name, run.run.archive, run.tty, streams).await;
         let _ = self.force_remove(&name).await;
         result
     }

@@ -11,7 +11,7 @@ use crate::error::EnvironmentError;
 use crate::layout::StackFile;
 use crate::output;
 use crate::profile::{Profile, Service};
-use crate::runtime::{Attached, Engine, Streams, deliver};
+use crate::runtime::{Attached, Engine, OneOff, Streams, deliver};
 use crate::stackdir::StackDir;
 
 /// Where the files go in a one-off container.
@@ -247,11 +247,15 @@ pub async fn run_in_network(
     env.extend(["PSQL_HISTORY=/dev/null".to_owned(), "REDISCLI_HISTFILE=/dev/null".to_owned()]);
     let tty = if captured { None } else { output::terminal_size() };
     let run = Attached {
-        image,
-        user: format!("{uid}:{uid}"),
-        command,
+        run: OneOff {
+            image,
+            user: format!("{uid}:{uid}"),
+            command,
+            archive: deliver::archive_of_files(&files)?,
+            mounts: Vec::new(),
+            cap_add: Vec::new(),
+        },
         env,
-        archive: deliver::archive_of_files(&files)?,
         tty,
     };
     let names = containers::stack_names(profile);
