@@ -180,6 +180,27 @@ fn status_details_shows_each_services_live_numbers_and_never_a_verifier() {
     let human = stack.cmd("status", &["--details"]).output().unwrap();
     let human = String::from_utf8_lossy(&human.stdout).to_string();
     assert!(human.contains("connections ") && human.contains(" waiting;") && human.contains("maxmemory"), "{human}");
+    // --watch redraws the same screen on its schedule until Ctrl-C, which ends it with success.
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hardstack"))
+        .current_dir(stack.sandbox.root())
+        .env_remove("HARDSTACK_DIR")
+        .env_remove("HARDSTACK_PROFILE")
+        .args(["status", "--watch", "1s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    let interrupted = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let screens = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<&str> = screens.split("\x1b[2J\x1b[H").filter(|f| !f.is_empty()).collect();
+    assert!(frames.len() >= 2, "{} screens: {screens}", frames.len());
+    for frame in frames {
+        assert!(frame.contains("maxmemory") && frame.contains("(every 1s; Ctrl-C stops)"), "{frame}");
+    }
 }
 
 /// The examples in three languages (Rust: postgres_pool through the pooler, redis_manager,
