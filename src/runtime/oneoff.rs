@@ -65,13 +65,8 @@ impl Engine {
         let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
         // A one-off a killed caller left (never started, or exited) is gone with the next run.
         self.remove_one_offs(stack, role, &["created", "exited"]).await?;
-        self.create_one_off(stack, network, role, &name, &run, Config::default()).await?;
         let work = async {
-            let upload = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
-            self.docker
-                .upload_to_container(&name, Some(upload), run.archive.into())
-                .await
-                .with_context(|| format!("copying files into {name}"))?;
+            self.create_one_off(stack, network, role, &name, run, Config::default()).await?;
             let attach = AttachContainerOptions::<String> {
                 stdout: Some(true),
                 stderr: Some(true),
@@ -123,14 +118,15 @@ impl Engine {
 
     /// Creates the one-off `name` of `run` on the stack's network, labelled as the stack's with
     /// `role` as its service, with the posture of every one-off (no capability but those asked
-    /// for, no privilege escalation, limits), and `streaming`'s stdin, terminal and variables.
+    /// for, no privilege escalation, limits), and `streaming`'s stdin, terminal and variables;
+    /// then copies its files in.
     async fn create_one_off(
         &self,
         stack: &str,
         network: &str,
         role: &str,
         name: &str,
-        run: &OneOff,
+        run: OneOff,
         streaming: Config<String>,
     ) -> anyhow::Result<()> {
         let mut labels = self.labels(stack);
@@ -156,7 +152,11 @@ impl Engine {
         };
         let options = Some(CreateContainerOptions { name: name.to_owned(), platform: None });
         self.docker.create_container(options, config).await.with_context(|| format!("creating container {name}"))?;
-        Ok(())
+        let upload = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
+        self.docker
+            .upload_to_container(name, Some(upload), run.archive.into())
+            .await
+            .with_context(|| format!("copying files into {name}"))
     }
 
     /// Runs `run` on the stack's network with `streams` attached; its exit code.
@@ -183,30 +183,21 @@ impl Engine {
             attach_stdin: Some(true),
             ..Default::default()
         };
-        self.create_one_off(stack, network, role, &name, &run.run, streaming).await?;
-        let result = self.talk(&name, run.run.archive, run.tty, streams).await;
+        let result = match self.create_one_off(stack, network, role, &name, run.run, streaming).await {
+            Ok(()) => self.talk(&name, run.tty, streams).await,
+            Err(err) => Err(err),
+        };
         let _ = self.force_remove(&name).await;
         result
     }
 
-    async fn talk<I, O, E>(
-        &self,
-        name: &str,
-        archive: Vec<u8>,
-        tty: Option<(u16, u16)>,
-        streams: Streams<I, O, E>,
-    ) -> anyhow::Result<i64>
+    async fn talk<I, O, E>(&self, name: &str, tty: Option<(u16, u16)>, streams: Streams<I, O, E>) -> anyhow::Result<i64>
     where
         I: AsyncRead + Unpin + Send + 'static,
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
         let Streams { mut stdin, mut stdout, mut stderr } = streams;
-        let upload = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
-        self.docker
-            .upload_to_container(name, Some(upload), archive.into())
-            .await
-            .with_context(|| format!("copying files into {name}"))?;
         let attach = AttachContainerOptions::<String> {
             stdin: Some(true),
             stdout: Some(true),
