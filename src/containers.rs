@@ -228,6 +228,14 @@ pub struct StackNames {
     pub internal: bool,
 }
 
+/// The names of the stack's data volumes (WAL and configuration aside): what a backup holds.
+pub fn data_volumes(profile: &Profile) -> Vec<String> {
+    container_specs(profile)
+        .into_iter()
+        .flat_map(|spec| spec.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
+        .collect()
+}
+
 /// Names of the stack's network.
 pub fn stack_names(profile: &Profile) -> StackNames {
     StackNames {

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 use hardstack::error;
 
 fn main() -> ExitCode {
-    let json = asks_for_json(std::env::args());
     let cli = match hardstack::cli::parse(error::EXIT_CODES) {
         Ok(cli) => cli,
         // --help and --version print to stdout and succeed.
         Err(err) if !err.use_stderr() => err.exit(),
         Err(err) => {
-            if json {
+            if asks_for_json(std::env::args()) {
                 let message = err.to_string();
                 let message = message.strip_prefix("error: ").unwrap_or(&message);
                 print_json_error(message, error::USAGE, "usage: the command line is wrong");
@@ -22,6 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::from(error::USAGE);
         }
     };
+    let json = cli.global.output == hardstack::cli::OutputFormat::Json;
     match hardstack::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -36,9 +36,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether the command line asks for JSON, read before (or without) a successful parse.
+/// Whether a command line that did not parse asks for JSON (up to `--`, after which the
+/// arguments are a client's).
 fn asks_for_json(args: impl Iterator<Item = String>) -> bool {
-    let args: Vec<String> = args.collect();
+    let args: Vec<String> = args.take_while(|arg| arg != "--").collect();
     args.iter().enumerate().any(|(i, arg)| {
         matches!(arg.as_str(), "-ojson" | "--output=json" | "-o=json")
             || (matches!(arg.as_str(), "-o" | "--output") && args.get(i + 1).is_some_and(|v| v == "json"))

@@ -53,13 +53,7 @@ pub async fn variables(
     store: &Store,
     user: Option<&str>,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let user = match user {
-        Some(name) => profile.users.iter().find(|u| u.name == name).with_context(|| {
-            let names: Vec<_> = profile.users.iter().map(|u| u.name.as_str()).collect();
-            format!("no application user `{name}` in the profile; pick one of: {}", names.join(", "))
-        })?,
-        None => profile.users.first().context("the profile has no application user")?,
-    };
+    let user = profile.user(user)?;
     let path = |file: StackFile| root.join(file.path()).display().to_string();
     let ca = path(StackFile::CaCert);
     let cert = path(StackFile::ClientCert(user.name.clone()));

@@ -18,7 +18,7 @@ pub async fn run(global: &GlobalArgs, args: &ProfileArgs) -> anyhow::Result<Exit
         ProfileCommand::Schema => {
             let schema = schema::schema();
             match output.format {
-                Format::Json => output.json(&schema),
+                Format::Json => output.json(schema),
                 Format::Human => {
                     output::raw_stdout(format!("{}\n", serde_json::to_string_pretty(&schema)?).as_bytes())?
                 }

@@ -308,10 +308,7 @@ async fn verify(output: &Output, profile: &Profile, stack: &Stack) -> anyhow::Re
 
 /// Whether the stack has data volumes and none of them exists yet (this run creates them all).
 async fn holds_no_data(engine: &Engine, profile: &Profile) -> anyhow::Result<bool> {
-    let data: Vec<String> = containers::container_specs(profile)
-        .into_iter()
-        .flat_map(|spec| spec.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
-        .collect();
+    let data = containers::data_volumes(profile);
     let existing = engine.stack_volumes(&profile.stack.name).await?;
     Ok(!data.is_empty() && data.iter().all(|volume| !existing.contains(volume)))
 }

@@ -25,8 +25,7 @@ pub fn explain(profile: &Profile) -> anyhow::Result<(String, Vec<Explained>)> {
     let text = toml::to_string(profile)?;
     let mut document: toml_edit::DocumentMut = text.parse()?;
     let mut keys = Vec::new();
-    let profile = serde_json::to_value(profile)?;
-    let context = Context { schema: &schema, dev: &dev, profile: &profile };
+    let context = Context { schema, dev: &dev };
     context.table(document.as_table_mut(), "", &mut keys)?;
     renumber(document.as_table_mut(), &mut 1);
     Ok((document.to_string().trim_start().to_owned(), keys))
@@ -35,7 +34,6 @@ pub fn explain(profile: &Profile) -> anyhow::Result<(String, Vec<Explained>)> {
 struct Context<'a> {
     schema: &'a Value,
     dev: &'a Value,
-    profile: &'a Value,
 }
 
 impl Context<'_> {
@@ -66,10 +64,13 @@ impl Context<'_> {
                         self.table(entry, &format!("{path}.{index}"), keys)?;
                     }
                 }
-                toml_edit::Item::Value(_) => {
+                toml_edit::Item::Value(value) => {
                     let dev = if key.default.is_none() { pointer(self.dev, &path).cloned() } else { None };
                     name.leaf_decor_mut().set_prefix(comment(&key, dev.as_ref()));
-                    let value = pointer(self.profile, &path).cloned().unwrap_or(Value::Null);
+                    // From the document, which holds the keys serialization leaves out too.
+                    use serde::Deserialize as _;
+                    use serde::de::IntoDeserializer as _;
+                    let value = Value::deserialize(value.clone().into_deserializer())?;
                     keys.push(Explained { key, value, dev });
                 }
                 toml_edit::Item::None => {}
@@ -131,6 +132,12 @@ mod tests {
         assert!(text.contains("# default: 7\nkeep = 7\n"), "{text}");
         let workload = keys.iter().find(|k| k.key.path == "postgres.workload").unwrap();
         assert_eq!(workload.dev, Some(serde_json::json!("web")));
+        assert_eq!(workload.value, serde_json::json!(serde_json::to_value(prod.postgres.workload).unwrap()));
+        // A key the profile's serialization leaves out (it keeps its default) has its value too.
+        let dev = load(&ProfileSource::Shipped("dev".into()), &[]).unwrap().profile;
+        let (_, keys) = explain(&dev).unwrap();
+        let memory = keys.iter().find(|k| k.key.path == "resources.pgbouncer.memory").unwrap();
+        assert_eq!(memory.value, serde_json::json!(dev.resources.pgbouncer.memory.to_string()));
         // What it prints is the same profile.
         let again: Profile = toml::from_str(&text).unwrap();
         assert_eq!(again, prod);

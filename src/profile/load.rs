@@ -223,7 +223,7 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
     let refuse =
         |message: String| anyhow!("--set {assignment}: {message}; `hardstack profile show --explain` lists every key");
     let found =
-        super::schema::lookup(&schema, key).map_err(|message| refuse(format!("unknown key {key}: {message}")))?;
+        super::schema::lookup(schema, key).map_err(|message| refuse(format!("unknown key {key}: {message}")))?;
     if found.table {
         return Err(refuse(format!("{key} is a table: set one of its keys ({})", found.keys.join(", "))));
     }

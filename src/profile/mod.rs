@@ -554,6 +554,19 @@ pub struct KubernetesClient {
 }
 
 impl Profile {
+    /// The application user `name`, or the first one; an unknown name is refused with the
+    /// names the profile has.
+    pub fn user(&self, name: Option<&str>) -> anyhow::Result<&AppUser> {
+        use anyhow::Context as _;
+        match name {
+            Some(name) => self.users.iter().find(|u| u.name == name).with_context(|| {
+                let names: Vec<_> = self.users.iter().map(|u| u.name.as_str()).collect();
+                format!("no application user `{name}` in the profile; pick one of: {}", names.join(", "))
+            }),
+            None => self.users.first().context("the profile has no application user"),
+        }
+    }
+
     /// The namespace of the Kubernetes manifests.
     pub fn kubernetes_namespace(&self) -> &str {
         if self.kubernetes.namespace.is_empty() { &self.stack.name } else { &self.kubernetes.namespace }

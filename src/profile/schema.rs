@@ -9,11 +9,15 @@ use super::Profile;
 /// The schema's id: its name and version.
 pub const ID: &str = "hardstack.profile/v1";
 
-/// The JSON Schema of a profile (after `extends`: every key a resolved profile has).
-pub fn schema() -> Value {
-    let mut value = schemars::schema_for!(Profile).to_value();
-    value["$id"] = Value::String(ID.to_owned());
-    value
+/// The JSON Schema of a profile (after `extends`: every key a resolved profile has), made once
+/// per process.
+pub fn schema() -> &'static Value {
+    static SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        let mut value = schemars::schema_for!(Profile).to_value();
+        value["$id"] = Value::String(ID.to_owned());
+        value
+    });
+    &SCHEMA
 }
 
 /// What the model says about one key of the profile.
@@ -134,14 +138,14 @@ mod tests {
     #[test]
     fn a_key_has_its_meaning_its_values_and_its_default_and_a_wrong_one_names_what_there_is() {
         let schema = schema();
-        let key = lookup(&schema, "postgres.workload").unwrap();
+        let key = lookup(schema, "postgres.workload").unwrap();
         assert_eq!(key.description.as_deref(), Some("pgtune workload type."));
         assert_eq!(key.allowed, ["web", "oltp", "dw", "desktop", "mixed"]);
-        let key = lookup(&schema, "backup.keep").unwrap();
+        let key = lookup(schema, "backup.keep").unwrap();
         assert_eq!(key.default, Some(serde_json::json!(7)));
-        assert!(lookup(&schema, "users.0.qdrant").unwrap().allowed.contains(&"read-only".to_owned()));
-        assert!(lookup(&schema, "network.ports").unwrap().table);
-        let err = lookup(&schema, "network.port.postgres").unwrap_err();
+        assert!(lookup(schema, "users.0.qdrant").unwrap().allowed.contains(&"read-only".to_owned()));
+        assert!(lookup(schema, "network.ports").unwrap().table);
+        let err = lookup(schema, "network.port.postgres").unwrap_err();
         assert_eq!(err, "network has no key port; it has: bind_address, ports, publish");
     }
 }
@@ -166,7 +170,7 @@ mod every_key {
     fn every_key_of_the_model_says_what_it_means() {
         let schema = schema();
         let silent: Vec<String> =
-            properties(&schema).into_iter().filter(|(_, p)| p.get("description").is_none()).map(|(k, _)| k).collect();
+            properties(schema).into_iter().filter(|(_, p)| p.get("description").is_none()).map(|(k, _)| k).collect();
         assert!(silent.is_empty(), "keys without a doc comment: {silent:?}");
     }
 }

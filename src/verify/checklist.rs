@@ -346,11 +346,7 @@ fn groups(results: &[Check]) -> Vec<Check> {
 /// elsewhere (and where the data lives in memory).
 fn backups(context: &Context) -> Check {
     let id = "checklist.backups";
-    let volumes: Vec<String> = crate::containers::container_specs(&context.profile)
-        .into_iter()
-        .flat_map(|s| s.volumes.into_iter().filter(|v| v.key.ends_with("-data")).map(|v| v.name))
-        .collect();
-    if volumes.is_empty() {
+    if crate::containers::data_volumes(&context.profile).is_empty() {
         return Check::not_applicable(id, "the data lives in tmpfs by design (test profile); nothing to back up");
     }
     let backups = crate::backup::Backups::of(&context.profile, &context.dir);

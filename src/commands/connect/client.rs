@@ -150,7 +150,9 @@ pub async fn run_here(
     (invocation, private): &(Invocation, tempfile::TempDir),
     captured: bool,
 ) -> anyhow::Result<(i64, Vec<u8>)> {
-    for (name, content) in &invocation.files {
+    // A secret the client takes from its environment needs no file here.
+    let from_environment = invocation.auth_from.map(|(_, file)| file);
+    for (name, content) in invocation.files.iter().filter(|(name, _)| Some(name.as_str()) != from_environment) {
         crate::fsio::write_atomic(&private.path().join(name), content, 0o600)?;
     }
     let mut command = tokio::process::Command::new(&invocation.program);

@@ -23,8 +23,6 @@ use crate::secrets::store::Store;
 use crate::settings;
 use crate::stackdir::StackDir;
 
-pub use client::Invocation;
-
 /// Runs `connect`.
 pub async fn run(global: &GlobalArgs, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.inside {
@@ -62,7 +60,7 @@ pub async fn run(global: &GlobalArgs, args: &ConnectArgs) -> anyhow::Result<Exit
         (None, _) => VantageArg::Network,
     };
     let captured = output.format == Format::Json;
-    let code = match from {
+    let (code, stdout) = match from {
         VantageArg::Host => {
             let address = published.context("a published service has an address")?;
             let invocation = client::host(&profile, &dir, service, &login, address, &args.args)?;
@@ -73,7 +71,6 @@ pub async fn run(global: &GlobalArgs, args: &ConnectArgs) -> anyhow::Result<Exit
             client::run_in_network(&engine, &profile, &dir, service, &login, &args.args, captured).await?
         }
     };
-    let (code, stdout) = code;
     output.json(&json!({
         "schema": "hardstack.connect/v1",
         "stack": profile.stack.name,
@@ -109,13 +106,7 @@ fn service_of(service: ConnectService) -> Service {
 
 /// The application user's login (or the admin's) and its current secret from the store.
 async fn login(profile: &Profile, store: &Store, service: Service, args: &ConnectArgs) -> anyhow::Result<Login> {
-    let user = match &args.user {
-        Some(name) => profile.users.iter().find(|u| &u.name == name).with_context(|| {
-            let names: Vec<_> = profile.users.iter().map(|u| u.name.as_str()).collect();
-            format!("no application user `{name}` in the profile; pick one of: {}", names.join(", "))
-        })?,
-        None => profile.users.first().context("the profile has no application user; --admin connects as admin")?,
-    };
+    let user = profile.user(args.user.as_deref())?;
     let (name, secret) = match service {
         Service::Postgres | Service::Pgbouncer => {
             let of = if args.admin { layout::ADMIN } else { &user.name };
@@ -146,8 +137,13 @@ async fn login(profile: &Profile, store: &Store, service: Service, args: &Connec
         (Service::Postgres | Service::Pgbouncer, false) => user.database.clone(),
         _ => String::new(),
     };
-    let certificate = if args.admin { layout::ADMIN.to_owned() } else { name.clone() };
-    let certificate = if service == Service::Qdrant && !args.admin { user.name.clone() } else { certificate };
+    // Each login has its certificate (PostgreSQL's alternating logins one each); Qdrant has no
+    // login, so the user's.
+    let certificate = match (args.admin, service) {
+        (true, _) => layout::ADMIN.to_owned(),
+        (false, Service::Qdrant) => user.name.clone(),
+        (false, _) => name.clone(),
+    };
     Ok(Login { name, certificate, database, secret })
 }
 
