@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::probe;
 use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
 use crate::secrets::store::Store;
 use crate::stackdir::StackDir;
 
@@ -16,13 +17,13 @@ use crate::stackdir::StackDir;
 pub const SLOWEST: i64 = 5;
 
 /// The numbers of one service: its own fields, or `{"error": why}`.
-pub async fn numbers(profile: &Profile, dir: &StackDir, store: &Store, service: Service) -> Value {
+pub async fn numbers(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store, service: Service) -> Value {
     let read = async {
         match service {
-            Service::Postgres => postgres(profile, dir, store).await,
-            Service::Pgbouncer => pgbouncer(profile, dir, store).await,
-            Service::Redis => redis(profile, dir, store).await,
-            Service::Qdrant => qdrant(profile, dir, store).await,
+            Service::Postgres => postgres(engine, profile, dir, store).await,
+            Service::Pgbouncer => pgbouncer(engine, profile, dir, store).await,
+            Service::Redis => redis(engine, profile, dir, store).await,
+            Service::Qdrant => qdrant(engine, profile, dir, store).await,
             // `status` asks none: a monitoring service's numbers are its servers'.
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
                 Err(anyhow::anyhow!("{service} has no numbers of its own: its servers' are theirs"))
@@ -36,15 +37,30 @@ pub async fn numbers(profile: &Profile, dir: &StackDir, store: &Store, service: 
     }
 }
 
-/// The admin login's target on a service.
-async fn admin(profile: &Profile, dir: &StackDir, store: &Store, service: Service) -> anyhow::Result<probe::Target> {
-    probe::admin_target(profile, dir, store, service)
-        .await?
-        .with_context(|| format!("{service} is not published, so its numbers cannot be read from here"))
+/// The admin login's target on a service: its published port, or else PostgreSQL's and
+/// PgBouncer's address on the stack network. Redis's client verifies the name it dials, so an
+/// unpublished Redis is not read from here.
+async fn admin(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+    service: Service,
+) -> anyhow::Result<probe::Target> {
+    if let Some(target) = probe::admin_target(profile, dir, store, service).await? {
+        return Ok(target);
+    }
+    let database = match service {
+        Service::Postgres => "postgres",
+        Service::Pgbouncer => "pgbouncer",
+        _ => anyhow::bail!("{service} is not published, so its numbers cannot be read from here"),
+    };
+    let password = store.current(&crate::layout::login_secret(Service::Postgres, crate::layout::ADMIN)).await?.value;
+    probe::reach(engine, profile, dir, service, crate::layout::ADMIN, password, database).await
 }
 
-async fn postgres(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
-    let session = probe::postgres_client(&admin(profile, dir, store, Service::Postgres).await?).await?;
+async fn postgres(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
+    let session = probe::postgres_client(&admin(engine, profile, dir, store, Service::Postgres).await?).await?;
     let row = session
         .query_one(
             "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::bigint,
@@ -72,8 +88,8 @@ async fn postgres(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::R
     Ok(json!({ "connections": used, "max_connections": allowed, "slowest_statements": slowest }))
 }
 
-async fn pgbouncer(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
-    let session = probe::postgres_client(&admin(profile, dir, store, Service::Pgbouncer).await?).await?;
+async fn pgbouncer(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
+    let session = probe::postgres_client(&admin(engine, profile, dir, store, Service::Pgbouncer).await?).await?;
     // The admin console speaks the simple protocol only, and answers in text.
     let messages = session.simple_query("SHOW POOLS").await.context("SHOW POOLS")?;
     session.close().await;
@@ -97,8 +113,8 @@ async fn pgbouncer(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::
     }))
 }
 
-async fn redis(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
-    let mut connection = probe::redis_connection(&admin(profile, dir, store, Service::Redis).await?).await?;
+async fn redis(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
+    let mut connection = probe::redis_connection(&admin(engine, profile, dir, store, Service::Redis).await?).await?;
     let info: String = ::redis::cmd("INFO").arg("memory").arg("stats").query_async(&mut connection).await?;
     let field = |name: &str| {
         info.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).and_then(|v| v.trim().parse::<u64>().ok())
@@ -108,8 +124,8 @@ async fn redis(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Resu
     }))
 }
 
-async fn qdrant(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
-    let contents = crate::backup::qdrant::Api::connect(profile, dir, store).await?.contents().await?;
+async fn qdrant(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Value> {
+    let contents = crate::backup::qdrant::Api::connect(engine, profile, dir, store).await?.contents().await?;
     Ok(json!({
         "collections": contents.counts.len(),
         "points": contents.counts.values().sum::<u64>(),

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use super::{Contents, Context, ServiceSet};
 use crate::layout;
 use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
 use crate::secrets::store::Store;
 use crate::stackdir::StackDir;
 
@@ -25,17 +26,13 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn connect(profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Api> {
+    /// Qdrant where this machine reaches it: its published port, or its address on the stack
+    /// network when the stack publishes nothing.
+    pub async fn connect(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Api> {
         let login = profile.users.first().context("the profile has no application user")?.name.clone();
         let key = store.current(layout::QDRANT_API_KEY).await?.value;
-        let target = crate::probe::login_target(profile, dir, Service::Qdrant, &login, key.clone(), "")?.context(
-            "Qdrant is not published, so its snapshot API cannot be reached from here; set network.publish=true",
-        )?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(crate::probe::rustls_config(&target.tls)?)
-            .timeout(TRANSFER_TIMEOUT)
-            .build()
-            .context("building the HTTPS client")?;
+        let target = crate::probe::reach(engine, profile, dir, Service::Qdrant, &login, key.clone(), "").await?;
+        let client = crate::probe::https_client(&target, TRANSFER_TIMEOUT)?;
         Ok(Api { client, base: format!("https://{}:{}", target.host, target.port), key })
     }
 
@@ -127,7 +124,7 @@ impl Api {
 
 /// A snapshot of every collection into `part`.
 pub async fn backup(context: &Context<'_>, part: &Path) -> anyhow::Result<ServiceSet> {
-    let api = Api::connect(context.profile, context.dir, context.store).await?;
+    let api = Api::connect(context.engine, context.profile, context.dir, context.store).await?;
     for collection in api.collections().await? {
         api.snapshot(&collection, &part.join(format!("{collection}.snapshot"))).await?;
     }

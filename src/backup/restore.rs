@@ -311,6 +311,7 @@ async fn redis(engine: &Engine, profile: &Profile, set: &Path, spec: &ContainerS
 
 /// Uploads each collection's snapshot of the set to the running Qdrant.
 pub async fn upload_snapshots(
+    engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
     store: &Store,
@@ -318,7 +319,7 @@ pub async fn upload_snapshots(
     manifest: &Manifest,
 ) -> anyhow::Result<()> {
     let Some(part) = manifest.services.iter().find(|s| s.service == Service::Qdrant) else { return Ok(()) };
-    let api = super::qdrant::Api::connect(profile, dir, store).await?;
+    let api = super::qdrant::Api::connect(engine, profile, dir, store).await?;
     for file in &part.files {
         let path = set.join(&file.path);
         let collection = path

@@ -85,7 +85,7 @@ pub async fn compare(
                 super::postgres::contents_of(engine, &spec).await?
             }
             Service::Redis => super::redis::contents(engine, profile, dir, store, Some(&part.contents)).await?,
-            Service::Qdrant => super::qdrant::Api::connect(profile, dir, store).await?.contents().await?,
+            Service::Qdrant => super::qdrant::Api::connect(engine, profile, dir, store).await?.contents().await?,
             Service::Pgbouncer
             | Service::PostgresExporter
             | Service::RedisExporter

@@ -109,6 +109,6 @@ pub async fn restore_into(
     if !brought.usable {
         return Ok(brought);
     }
-    backup::restore::upload_snapshots(profile, dir, &store, source.set, manifest).await?;
+    backup::restore::upload_snapshots(engine, profile, dir, &store, source.set, manifest).await?;
     Ok(brought)
 }

@@ -24,6 +24,7 @@ use crate::stackdir::StackDir;
 pub async fn run(global: &GlobalArgs, args: &RotateArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
+    check_only(&profile, &args.only)?;
     let stop = Arc::new(AtomicBool::new(false));
     // Wakes the daemon's wait between passes (a permit is kept if it is not waiting yet).
     let signalled = Arc::new(tokio::sync::Notify::new());
@@ -159,6 +160,21 @@ async fn finish(
         finished.push((name, outcome));
     }
     Ok(finished)
+}
+
+/// Refuses an `--only` that names no credential of the stack, listing the names there are.
+fn check_only(profile: &Profile, only: &[String]) -> anyhow::Result<()> {
+    let names: Vec<String> = rotate::credentials(profile).iter().map(rotate::Credential::name).collect();
+    for given in only {
+        if !names.iter().any(|name| name == given || name.starts_with(&format!("{given}/"))) {
+            return Err(crate::error::UsageError(format!(
+                "--only {given} names no credential of this stack; its credentials: {}",
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The protocol step `--until` names.

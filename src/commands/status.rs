@@ -92,7 +92,7 @@ async fn report(
         // A monitoring service's numbers are its servers'.
         if details && !spec.service.is_monitoring() {
             row["details"] = match status.as_str() {
-                "running" => crate::live::numbers(profile, dir, store, spec.service).await,
+                "running" => crate::live::numbers(engine, profile, dir, store, spec.service).await,
                 _ => json!({ "error": format!("the container is {status}") }),
             };
         }

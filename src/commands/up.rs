@@ -34,7 +34,7 @@ type Network = Shared<BoxFuture<'static, Result<(), String>>>;
 #[derive(Debug, Clone)]
 pub enum Readiness {
     /// Connect from the host as an application would: TLS verified, login, a real query.
-    Probe(Target),
+    Probe(Box<Target>),
     /// Nothing is published, so only the stack network reaches the service: the container's
     /// healthcheck, which runs the same kind of query inside the container, passes.
     Healthcheck,
@@ -180,7 +180,7 @@ pub async fn up(
     let mut tasks = Vec::new();
     for spec in specs {
         let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
-            Some(target) => Readiness::Probe(target),
+            Some(target) => Readiness::Probe(Box::new(target)),
             None => Readiness::Healthcheck,
         };
         let waits: Vec<_> = spec

@@ -42,6 +42,9 @@ pub struct Target {
     /// PostgreSQL database.
     pub database: String,
     pub tls: ClientTls,
+    /// Where to connect when `host` is a name only the stack network resolves (its alias):
+    /// the container's address there, which a local engine routes from the host.
+    pub address: Option<std::net::SocketAddr>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -141,6 +144,9 @@ pub async fn postgres_client(target: &Target) -> anyhow::Result<PgSession> {
         .application_name("hardstack")
         .ssl_mode(tokio_postgres::config::SslMode::Require)
         .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(address) = target.address {
+        config.hostaddr(address.ip());
+    }
     let (client, connection) = config.connect(connector).await?;
     Ok(PgSession::spawn(client, connection))
 }
@@ -163,6 +169,8 @@ pub async fn redis_connection(target: &Target) -> anyhow::Result<redis::aio::Mul
 
 /// A Redis client for `target` (rediss://, the stack CA, the client certificate if any).
 pub fn redis_client(target: &Target) -> anyhow::Result<redis::Client> {
+    // The redis crate verifies the name it connects to: it cannot take an address beside it.
+    anyhow::ensure!(target.address.is_none(), "Redis is reached from here only where it is published");
     let url = format!("rediss://{}:{}@{}:{}/0", target.user, target.password.expose(), target.host, target.port);
     let client_tls = target.tls.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
         client_cert: cert.clone(),
@@ -177,7 +185,7 @@ pub fn redis_client(target: &Target) -> anyhow::Result<redis::Client> {
 
 /// Qdrant: HTTPS verified against the stack CA, the API key, listing collections.
 pub async fn qdrant(target: &Target) -> anyhow::Result<()> {
-    let client = qdrant_client(&target.tls)?;
+    let client = https_client(target, CONNECT_TIMEOUT)?;
     let url = format!("https://{}:{}/collections", target.host, target.port);
     let response = client.get(&url).header("api-key", target.password.expose()).send().await?;
     anyhow::ensure!(response.status().is_success(), "GET /collections answered {}", response.status());
@@ -187,11 +195,21 @@ pub async fn qdrant(target: &Target) -> anyhow::Result<()> {
 /// Prometheus: ready to serve queries (`/-/ready` answers 200 once its storage is loaded; 503
 /// before), over TLS with a client certificate.
 pub async fn prometheus(target: &Target) -> anyhow::Result<()> {
-    let client = qdrant_client(&target.tls)?;
+    let client = https_client(target, CONNECT_TIMEOUT)?;
     let url = format!("https://{}:{}/-/ready", target.host, target.port);
     let response = client.get(&url).send().await?;
     anyhow::ensure!(response.status().is_success(), "GET /-/ready answered {}", response.status());
     Ok(())
+}
+
+/// An HTTPS client for one target: it trusts only the stack CA, presents the client
+/// certificate if any, and connects to the target's address where it has one.
+pub fn https_client(target: &Target, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().use_preconfigured_tls(rustls_config(&target.tls)?).timeout(timeout);
+    if let Some(address) = target.address {
+        builder = builder.resolve(&target.host, address);
+    }
+    builder.build().context("building the HTTPS client")
 }
 
 /// An HTTPS client that trusts only the stack CA, with the client certificate if any.
@@ -283,7 +301,38 @@ pub fn login_target(
         password,
         database: database.to_owned(),
         tls: client_tls(dir, login, profile.mutual_tls())?,
+        address: None,
     }))
+}
+
+/// Where hardstack reaches a service from this machine for one login: its published port, or,
+/// when the stack publishes nothing, the container's address on the stack network (a local
+/// engine routes its bridge) with the server certificate verified against the service's alias.
+pub async fn reach(
+    engine: &crate::runtime::Engine,
+    profile: &crate::profile::Profile,
+    dir: &crate::stackdir::StackDir,
+    service: crate::profile::Service,
+    login: &str,
+    password: Secret,
+    database: &str,
+) -> anyhow::Result<Target> {
+    if let Some(target) = login_target(profile, dir, service, login, password.clone(), database)? {
+        return Ok(target);
+    }
+    let name = crate::containers::container_name(profile, service);
+    let network = crate::containers::stack_names(profile).network;
+    let address = engine.address_on(&name, &network).await?;
+    let endpoint = crate::endpoint::network_endpoint(service);
+    Ok(Target {
+        address: Some(std::net::SocketAddr::new(address, endpoint.port)),
+        host: endpoint.host,
+        port: endpoint.port,
+        user: login.to_owned(),
+        password,
+        database: database.to_owned(),
+        tls: client_tls(dir, login, profile.mutual_tls())?,
+    })
 }
 
 /// TLS material for `login` from the stack directory: the stack CA, and the login's client

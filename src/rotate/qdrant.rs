@@ -42,8 +42,9 @@ async fn wait(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
 
 /// A real request with `key`: list the collections.
 pub async fn test(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
-    let target = probe::login_target(context.profile, context.dir, Service::Qdrant, &login(context)?, key.clone(), "")?
-        .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
+    let login = login(context)?;
+    let target =
+        probe::reach(context.engine, context.profile, context.dir, Service::Qdrant, &login, key.clone(), "").await?;
     probe::qdrant(&target).await
 }
 

@@ -81,6 +81,9 @@ fn usage_errors_exit_64_and_every_offline_command_prints_one_document() {
     {
         assert!(paths.contains(&expected), "init -o json lacks {expected}: {paths:?}");
     }
+    // An --only that names no credential of the stack is refused before anything is reached.
+    let error = failed(&run(&["-o", "json", "rotate", "--only", "qdrant-api-key"]), "rotate --only nothing", 64);
+    assert!(error["error"].as_str().unwrap().contains("its credentials: postgres/app"), "{error}");
     // A no-op prints its document too.
     let again = succeeded(&run(&["-o", "json", "init"]), "init again", "hardstack.init/v1");
     assert_eq!(again["changed"], serde_json::json!([]), "{again}");

@@ -225,10 +225,13 @@ fn a_prod_stack_that_publishes_nothing_is_verified_from_inside_its_network() {
         return;
     }
     // prod as shipped, backups required. The profile's image cannot be had here: up runs the
-    // local one, and the checks from inside run in the image the stack runs.
+    // local one, and the checks from inside run in the image the stack runs. With a Qdrant
+    // image, Qdrant too: hardstack reaches its API at its address on the stack network.
+    let with_qdrant = crate::common::qdrant_image("prod_inside's Qdrant part").is_some();
+    let services: &[&str] = if with_qdrant { &["postgres", "redis", "qdrant"] } else { &["postgres", "redis"] };
     let stack = DockerStack::new("prod_inside")
         .profile("prod")
-        .services(&["postgres", "redis"])
+        .services(services)
         .set("resources.postgres.cpus=1")
         .set("resources.redis.cpus=1")
         .set("images.postgres=absent-registry.invalid/postgres:17");
@@ -242,6 +245,19 @@ fn a_prod_stack_that_publishes_nothing_is_verified_from_inside_its_network() {
     assert_eq!(first["backup"]["schema"], "hardstack.backup/v1", "{report}");
     assert_eq!(first["restore_test"]["set"], first["backup"]["set"], "{report}");
     assert_eq!(first["restore_test"]["passed"], true, "{report}");
+    let backed_up: Vec<&str> =
+        first["backup"]["services"].as_array().unwrap().iter().filter_map(|s| s["service"].as_str()).collect();
+    assert_eq!(backed_up, services, "{report}");
+    if with_qdrant {
+        // Its key rotates through the same address: two restarts, each waited for with the
+        // key it must accept.
+        let out = stack.cmd("rotate", &["--force", "--only", "qdrant/api-key", "-o", "json"]).output().unwrap();
+        assert!(out.status.success(), "{}", crate::common::text(&out));
+        let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rotated["credentials"][0]["credential"], "qdrant/api-key", "{rotated}");
+        assert_eq!(rotated["credentials"][0]["outcome"]["state"], "rotated", "{rotated}");
+        assert_eq!(rotated["verify_failed"], false, "{rotated}");
+    }
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
     assert_eq!(verdicts["checklist.backups"], "pass", "{verdicts:?}");
