@@ -179,6 +179,9 @@ pub fn plan(
         }
         _ => {}
     }
+    for (name, version) in existing.front_pending.iter().chain(&existing.front_previous) {
+        material.front_other_keys.entry(name.clone()).or_default().push(version.value.clone());
+    }
     material.redis_previous = existing.redis_previous.iter().map(|(name, v)| (name.clone(), v.value.clone())).collect();
     for (name, previous) in &existing.postgres_previous {
         if let (Some(login), Some(verifier)) = (&previous.username, &previous.verifier) {

@@ -15,6 +15,7 @@ pub fn local_image(service: Service) -> &'static str {
         Service::Redis => "hardstack-local/redis:8",
         Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
         Service::Pgbouncer => crate::profile::PGBOUNCER_LOCAL_IMAGE,
+        Service::QdrantFront => crate::profile::QDRANT_FRONT_LOCAL_IMAGE,
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             crate::profile::MONITORING_LOCAL_IMAGE
         }
@@ -145,6 +146,10 @@ pub struct ContainerSpec {
     /// Host port binding, when published.
     pub publish: Option<(String, u16)>,
     pub container_port: u16,
+    /// Ports beyond the first (the front's gRPC port), each with its host binding when
+    /// published. Left out of the config hash when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_ports: Vec<ExtraPort>,
     /// Healthcheck command (CMD-SHELL).
     pub healthcheck: String,
     pub deliveries: Vec<Delivery>,
@@ -156,6 +161,16 @@ pub struct ContainerSpec {
     /// Read-only root, capabilities dropped, no new privileges, seccomp, restart, healthcheck
     /// timing.
     pub posture: Posture,
+}
+
+/// A port beyond a container's first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtraPort {
+    /// What it serves (`grpc`): the port's name in Kubernetes.
+    pub name: String,
+    pub container_port: u16,
+    /// Host binding, when published.
+    pub publish: Option<(String, u16)>,
 }
 
 /// The hardening of a container beyond its user, mounts and limits; `up`, the compose file and
@@ -339,6 +354,9 @@ fn exporter_health(service: Service) -> String {
     )
 }
 
+/// Qdrant's gRPC port, in its container and in the front's.
+pub const QDRANT_GRPC_PORT: u16 = 6334;
+
 /// The spec of every service the profile runs, in start order.
 pub fn container_specs(profile: &Profile) -> Vec<ContainerSpec> {
     Service::ALL.into_iter().filter(|s| profile.runs(*s)).map(|s| container_spec(profile, s)).collect()
@@ -437,6 +455,14 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             // only see the port open.
             let health = "bash -c ':> /dev/tcp/127.0.0.1/6333'".to_owned();
             (vec!["--config-path".into(), at(StackFile::QdrantConfig)], health)
+        }
+        Service::QdrantFront => {
+            volumes.push(delivered_volume(profile, service, Volume::Config, true));
+            entrypoint = Some(vec!["haproxy".into()]);
+            // HAProxy's images have no HTTP client: the healthcheck sees the REST port open;
+            // `up` and verify go through it with a key.
+            let health = format!("bash -c ':> /dev/tcp/127.0.0.1/{}'", service.container_port());
+            (vec!["-W".into(), "-db".into(), "-f".into(), at(StackFile::FrontConfig)], health)
         }
         Service::Pgbouncer => {
             volumes.push(delivered_volume(profile, service, Volume::Config, true));
@@ -552,9 +578,18 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         memory_bytes: limits.memory.0,
         nano_cpus: (limits.cpus * 1e9) as u64,
         pids: limits.pids,
-        publish: (profile.network.publish && !service.is_exporter())
+        publish: crate::endpoint::publishes(profile, service)
             .then(|| (profile.network.bind_address.to_string(), profile.network.ports.of(service))),
         container_port: service.container_port(),
+        extra_ports: match service {
+            Service::QdrantFront => vec![ExtraPort {
+                name: "grpc".into(),
+                container_port: QDRANT_GRPC_PORT,
+                publish: crate::endpoint::publishes(profile, service)
+                    .then(|| (profile.network.bind_address.to_string(), profile.network.ports.qdrant_grpc)),
+            }],
+            _ => Vec::new(),
+        },
         healthcheck,
         deliveries,
         directories,

@@ -40,9 +40,17 @@ pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> 
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         _ => bind,
     };
-    // An exporter is for scrapes on the stack network only.
-    (profile.network.publish && !service.is_exporter())
-        .then(|| HostAddress { address, port: profile.network.ports.of(service) })
+    // An exporter is for scrapes on the stack network only; Qdrant behind a front is reached
+    // through it.
+    publishes(profile, service).then(|| HostAddress { address, port: profile.network.ports.of(service) })
+}
+
+/// Whether a service's ports are bound on the host: where the stack publishes, never an
+/// exporter's, and not Qdrant's own behind a front (the front publishes its ports).
+pub fn publishes(profile: &Profile, service: Service) -> bool {
+    profile.network.publish
+        && !service.is_exporter()
+        && !(service == Service::Qdrant && profile.runs(Service::QdrantFront))
 }
 
 /// The endpoint inside the stack network: the service's alias and its container port.

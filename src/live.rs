@@ -24,8 +24,13 @@ pub async fn numbers(engine: &Engine, profile: &Profile, dir: &StackDir, store: 
             Service::Pgbouncer => pgbouncer(engine, profile, dir, store).await,
             Service::Redis => redis(engine, profile, dir, store).await,
             Service::Qdrant => qdrant(engine, profile, dir, store).await,
-            // `status` asks none: a monitoring service's numbers are its servers'.
-            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+            // `status` asks none: a monitoring service's numbers are its servers', the front's
+            // Qdrant's.
+            Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::PgbouncerExporter
+            | Service::Prometheus
+            | Service::QdrantFront => {
                 Err(anyhow::anyhow!("{service} has no numbers of its own: its servers' are theirs"))
             }
         }

@@ -272,7 +272,8 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
             | Service::PostgresExporter
             | Service::RedisExporter
             | Service::PgbouncerExporter
-            | Service::Prometheus => {
+            | Service::Prometheus
+            | Service::QdrantFront => {
                 unreachable!("a service that holds no data is not backed up")
             }
         }

@@ -56,17 +56,12 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
             | Service::PostgresExporter
             | Service::RedisExporter
             | Service::PgbouncerExporter
-            | Service::Prometheus => continue,
+            | Service::Prometheus
+            | Service::QdrantFront => continue,
         };
         anyhow::ensure!(
             data == DataMode::Volume,
             "{service} keeps its data in memory ({service}.data = \"tmpfs\"): a restore needs {service}.data = \"volume\""
-        );
-    }
-    if manifest.services.iter().any(|s| s.service == Service::Qdrant) {
-        anyhow::ensure!(
-            crate::endpoint::host_address(profile, Service::Qdrant).is_some(),
-            "the set has Qdrant, whose snapshots are uploaded through its API from here, and the profile publishes nothing (network.publish = false): publish it for the restore, or leave Qdrant out with --services"
         );
     }
     if let Some(time) = to_time {
@@ -118,7 +113,8 @@ pub async fn fill(
             | Service::PostgresExporter
             | Service::RedisExporter
             | Service::PgbouncerExporter
-            | Service::Prometheus => {}
+            | Service::Prometheus
+            | Service::QdrantFront => {}
         }
     }
     Ok(())

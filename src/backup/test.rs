@@ -90,7 +90,8 @@ pub async fn compare(
             | Service::PostgresExporter
             | Service::RedisExporter
             | Service::PgbouncerExporter
-            | Service::Prometheus => continue,
+            | Service::Prometheus
+            | Service::QdrantFront => continue,
         };
         problems.extend(part.contents.differences(&restored).into_iter().map(|d| format!("{}: {d}", part.service)));
     }

@@ -186,6 +186,8 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             Service::Qdrant => throwaway.network.ports.qdrant = port,
             Service::Pgbouncer => throwaway.network.ports.pgbouncer = port,
             Service::Prometheus => throwaway.network.ports.prometheus = port,
+            // The front takes Qdrant's REST port, and its gRPC port.
+            Service::QdrantFront => throwaway.network.ports.qdrant_grpc = port,
             // Never published.
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {}
         }

@@ -317,7 +317,7 @@ async fn server_actions(
         match spec.service {
             Service::Postgres => postgres::file_actions(&change, &mut found).await?,
             Service::Redis => redis::file_actions(&change, &mut found).await?,
-            Service::Qdrant | Service::Pgbouncer => match delivery.reach {
+            Service::Qdrant | Service::Pgbouncer | Service::QdrantFront => match delivery.reach {
                 Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
                 // PgBouncer reads its configuration and certificates again on SIGHUP; a changed
                 // TLS setting makes it reconnect to the server by itself.
@@ -419,6 +419,9 @@ pub async fn apply(
             Action::Reload { .. } if matches!(spec.service, Service::Pgbouncer | Service::Prometheus) => {
                 engine.signal(&spec.name, "HUP").await?
             }
+            // HAProxy's master starts a new worker on the new files; the old one finishes its
+            // connections.
+            Action::Reload { .. } if spec.service == Service::QdrantFront => engine.signal(&spec.name, "USR2").await?,
             Action::Reload { .. } => postgres::reload(engine, spec).await?,
             Action::ConfigSet { key, .. } => {
                 if let Err(err) = redis::live(profile, dir, redis_admin, action).await {

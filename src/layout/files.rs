@@ -21,6 +21,9 @@ pub mod paths {
     pub const REDIS_HEALTH_PASSWORD: &str = "config/redis/secrets/health.password";
     pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
     pub const PGBOUNCER_INI: &str = "config/pgbouncer/pgbouncer.ini";
+    pub const FRONT_CONFIG: &str = "config/qdrant-front/haproxy.cfg";
+    pub const FRONT_USERS: &str = "config/qdrant-front/users.map";
+    pub const FRONT_ROLES: &str = "config/qdrant-front/roles.map";
     pub const POSTGRES_EXPORTER_WEB: &str = "config/postgres-exporter/web.yml";
     pub const POSTGRES_EXPORTER_QUERIES: &str = "config/postgres-exporter/queries.yml";
     pub const POSTGRES_EXPORTER_PASSWORD: &str = "config/postgres-exporter/secrets/monitor.password";
@@ -74,6 +77,13 @@ pub enum StackFile {
     QdrantConfig,
     /// PgBouncer's config; no secret (it looks verifiers up in PostgreSQL).
     PgbouncerIni,
+    /// The Qdrant front's HAProxy configuration.
+    FrontConfig,
+    /// The front's key map: the SHA-256 of each valid application key (current, pending,
+    /// previous) and the access it gives (`rw`, `ro`).
+    FrontUsers,
+    /// The front's role map: Qdrant's own key for each access; what no application holds.
+    FrontRoles,
     /// postgres-exporter's web config (exporter-toolkit): TLS with client certificates.
     PostgresExporterWeb,
     /// postgres-exporter's own queries (`--extend.query-path`): the WAL archiver's counters.

@@ -26,6 +26,8 @@ pub const QDRANT_DIR: &str = "/qdrant/hardstack";
 pub const PGBOUNCER_DIR: &str = "/etc/hardstack";
 /// Where an exporter finds its delivered files.
 pub const EXPORTER_DIR: &str = "/etc/hardstack";
+/// Where the Qdrant front's files are (the official haproxy image's configuration directory).
+pub const FRONT_DIR: &str = "/usr/local/etc/haproxy";
 /// What the Redis monitor user may run: what redis_exporter reads (INFO, CONFIG GET, the slow
 /// log and latency), naming itself, and PING; no key, no channel, nothing that changes or
 /// ends anything (`+@connection` would allow CLIENT KILL).
@@ -59,6 +61,8 @@ pub const SERVICE_LOGINS: &[&str] = &[ADMIN, HEALTH, BACKUP];
 /// Prometheus's client certificate (no password, no login anywhere): what it presents to the
 /// targets it scrapes.
 pub const SCRAPER: &str = "scraper";
+/// The Qdrant front's client certificate (no password, no login): what it presents to Qdrant.
+pub const FRONT: &str = "front";
 /// The exporters' login, where the server's exporter runs: `pg_monitor` in PostgreSQL, what
 /// redis_exporter reads in Redis; a client certificate and a password.
 pub const MONITOR: &str = "monitor";
@@ -124,7 +128,15 @@ pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
         names.push((QDRANT_API_KEY.to_owned(), false));
         names.push((QDRANT_READ_ONLY_API_KEY.to_owned(), false));
     }
+    if profile.runs(Service::QdrantFront) {
+        names.extend(front_key_users(profile).map(|user| (login_secret(Service::QdrantFront, &user.name), false)));
+    }
     names
+}
+
+/// The application users with a key of their own at the Qdrant front: those with Qdrant access.
+pub fn front_key_users(profile: &Profile) -> impl Iterator<Item = &crate::profile::AppUser> {
+    profile.users.iter().filter(|u| u.qdrant != crate::profile::QdrantAccess::None)
 }
 
 /// Every login that gets a client certificate, which is every PostgreSQL login hardstack
@@ -138,6 +150,7 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .chain(profile.runs(Service::Pgbouncer).then(|| POOLER.to_owned()))
         .chain(Service::ALL.iter().any(|s| s.is_exporter() && profile.runs(*s)).then(|| MONITOR.to_owned()))
         .chain(profile.runs(Service::Prometheus).then(|| SCRAPER.to_owned()))
+        .chain(profile.runs(Service::QdrantFront).then(|| FRONT.to_owned()))
         .collect()
 }
 
@@ -241,6 +254,7 @@ pub fn config_dir(service: Service) -> &'static str {
         Service::Redis => REDIS_DIR,
         Service::Qdrant => QDRANT_DIR,
         Service::Pgbouncer => PGBOUNCER_DIR,
+        Service::QdrantFront => FRONT_DIR,
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             EXPORTER_DIR
         }
@@ -354,12 +368,17 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         files.push(config(StackFile::ClientCert(MONITOR.into()), "tls/monitor.crt", Restart));
         files.push(config(StackFile::ClientKey(MONITOR.into()), "tls/monitor.key", Restart));
     }
+    if service == Service::QdrantFront {
+        // The certificate the front presents to Qdrant.
+        files.push(config(StackFile::ClientCert(FRONT.into()), "tls/front.crt", Reload));
+        files.push(config(StackFile::ClientKey(FRONT.into()), "tls/front.key", Reload));
+    }
     if service == Service::Prometheus {
         // The certificate Prometheus presents to the targets it scrapes.
         files.push(config(StackFile::ClientCert(SCRAPER.into()), "tls/scraper.crt", Reload));
         files.push(config(StackFile::ClientKey(SCRAPER.into()), "tls/scraper.key", Reload));
     }
-    if profile.mutual_tls() && service != Service::Qdrant && !service.is_monitoring() {
+    if profile.mutual_tls() && !matches!(service, Service::Qdrant | Service::QdrantFront) && !service.is_monitoring() {
         // The healthcheck inside the container needs a client certificate too.
         files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));
         files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Live));

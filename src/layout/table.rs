@@ -109,7 +109,9 @@ impl Entry {
 pub const TABLE: &[Entry] = {
     use Mode::{Private, Public};
     use Reach::{Live, Nothing, Reload, Restart};
-    use Service::{Pgbouncer, PgbouncerExporter, Postgres, PostgresExporter, Prometheus, Qdrant, Redis, RedisExporter};
+    use Service::{
+        Pgbouncer, PgbouncerExporter, Postgres, PostgresExporter, Prometheus, Qdrant, QdrantFront, Redis, RedisExporter,
+    };
     use Volume::{Config, Initdb};
     &[
         Entry::kept(StackFile::Profile, paths::PROFILE, Public),
@@ -190,6 +192,29 @@ pub const TABLE: &[Entry] = {
             Private,
             Source::Template("qdrant/config.yaml.tera"),
             (Qdrant, Config, "config.yaml", Restart),
+        ),
+        // HAProxy reads its files again on a graceful reload (SIGUSR2 to its master); rotation
+        // also changes the key map in place through its admin socket.
+        Entry::delivered(
+            StackFile::FrontConfig,
+            paths::FRONT_CONFIG,
+            Public,
+            Source::Template("qdrant-front/haproxy.cfg.tera"),
+            (QdrantFront, Config, "haproxy.cfg", Reload),
+        ),
+        Entry::delivered(
+            StackFile::FrontUsers,
+            paths::FRONT_USERS,
+            Private,
+            Source::Template("qdrant-front/users.map.tera"),
+            (QdrantFront, Config, "users.map", Reload),
+        ),
+        Entry::delivered(
+            StackFile::FrontRoles,
+            paths::FRONT_ROLES,
+            Private,
+            Source::Template("qdrant-front/roles.map.tera"),
+            (QdrantFront, Config, "roles.map", Reload),
         ),
         Entry::delivered(
             StackFile::PgbouncerIni,

@@ -250,6 +250,14 @@ pub async fn app_target(
             target.tls = client_tls(dir, &user.name, true)?;
             return Ok(Some(target));
         }
+        // Through the front, with the user's own key.
+        Service::QdrantFront => match layout::front_key_users(profile).next() {
+            Some(user) => {
+                let key = store.current(&layout::login_secret(Service::QdrantFront, &user.name)).await?.value;
+                return login_target(profile, dir, service, &user.name, key, "");
+            }
+            None => return Ok(None),
+        },
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => return Ok(None),
     };
     let version = store.current(&secret).await?;
@@ -272,8 +280,13 @@ pub async fn admin_target(
         Service::Postgres => (Service::Postgres, "postgres"),
         Service::Pgbouncer => (Service::Postgres, "pgbouncer"),
         Service::Redis | Service::Qdrant => (service, ""),
-        // Only the stack network reaches an exporter, and it has no login of its own.
-        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
+        // Only the stack network reaches an exporter, and it has no login of its own; the
+        // front's keys are the application users'.
+        Service::PostgresExporter
+        | Service::RedisExporter
+        | Service::PgbouncerExporter
+        | Service::Prometheus
+        | Service::QdrantFront => {
             return Ok(None);
         }
     };
@@ -324,6 +337,9 @@ pub async fn reach(
     let network = crate::containers::stack_names(profile).network;
     let address = engine.address_on(&name, &network).await?;
     let endpoint = crate::endpoint::network_endpoint(service);
+    // Behind its front, Qdrant answers only a certificate of the stack CA.
+    let with_cert = profile.mutual_tls()
+        || (service == crate::profile::Service::Qdrant && profile.runs(crate::profile::Service::QdrantFront));
     Ok(Target {
         address: Some(std::net::SocketAddr::new(address, endpoint.port)),
         host: endpoint.host,
@@ -331,7 +347,7 @@ pub async fn reach(
         user: login.to_owned(),
         password,
         database: database.to_owned(),
-        tls: client_tls(dir, login, profile.mutual_tls())?,
+        tls: client_tls(dir, login, with_cert)?,
     })
 }
 
@@ -360,7 +376,7 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
         // PgBouncer speaks PostgreSQL's protocol: the login and query reach PostgreSQL through it.
         Service::Postgres | Service::Pgbouncer => postgres(target).await,
         Service::Redis => redis(target).await,
-        Service::Qdrant => qdrant(target).await,
+        Service::Qdrant | Service::QdrantFront => qdrant(target).await,
         Service::Prometheus => prometheus(target).await,
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {
             anyhow::bail!("{service} is scraped on the stack network (probe::scrape), not logged in to")

@@ -14,7 +14,9 @@ mod validate;
 
 pub use load::{ProfileSource, ResolvedProfile, apply_override, load};
 pub use pgbouncer::{PgbouncerSettings, PoolMode, PrometheusSettings};
-pub use service::{Images, MONITORING_LOCAL_IMAGE, PGBOUNCER_LOCAL_IMAGE, Ports, Resources, Service};
+pub use service::{
+    Images, MONITORING_LOCAL_IMAGE, PGBOUNCER_LOCAL_IMAGE, Ports, QDRANT_FRONT_LOCAL_IMAGE, Resources, Service,
+};
 pub use validate::{Invalid, validate};
 
 use std::time::Duration;
@@ -326,6 +328,18 @@ pub struct QdrantSettings {
     pub data: DataMode,
     /// Seconds after which the REST server reloads its certificate from disk.
     pub cert_ttl_secs: u32,
+    /// The lowest TLS version the Qdrant front (`qdrant-front`) accepts, on REST and gRPC.
+    #[serde(default = "default_front_tls_min", skip_serializing_if = "is_default_front_tls_min")]
+    #[schemars(extend("default" = default_front_tls_min()))]
+    pub tls_min_version: TlsVersion,
+}
+
+fn default_front_tls_min() -> TlsVersion {
+    TlsVersion::V12
+}
+
+fn is_default_front_tls_min(version: &TlsVersion) -> bool {
+    *version == default_front_tls_min()
 }
 
 /// The key algorithm of every certificate of the stack.
@@ -535,9 +549,11 @@ impl VolumeSizes {
             Service::Redis => self.redis,
             Service::Qdrant => self.qdrant,
             Service::Prometheus => self.prometheus,
-            Service::Pgbouncer | Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {
-                ByteSize(0)
-            }
+            Service::Pgbouncer
+            | Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::PgbouncerExporter
+            | Service::QdrantFront => ByteSize(0),
         }
     }
 }

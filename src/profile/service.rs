@@ -27,14 +27,19 @@ pub enum Service {
     PgbouncerExporter,
     /// Scrapes the exporters (and Qdrant) and evaluates the alert rules hardstack renders.
     Prometheus,
+    /// HAProxy in front of Qdrant: TLS for REST and gRPC, each application user's own key,
+    /// Qdrant's keys towards Qdrant, which then listens on the stack network only.
+    #[serde(rename = "qdrant-front")]
+    QdrantFront,
 }
 
 impl Service {
     /// Every service, in start-up and reporting order.
-    pub const ALL: [Service; 8] = [
+    pub const ALL: [Service; 9] = [
         Service::Postgres,
         Service::Redis,
         Service::Qdrant,
+        Service::QdrantFront,
         Service::Pgbouncer,
         Service::PostgresExporter,
         Service::RedisExporter,
@@ -53,6 +58,7 @@ impl Service {
             Service::RedisExporter => "redis-exporter",
             Service::PgbouncerExporter => "pgbouncer-exporter",
             Service::Prometheus => "prometheus",
+            Service::QdrantFront => "qdrant-front",
         }
     }
 
@@ -67,6 +73,7 @@ impl Service {
             Service::RedisExporter => 9121,
             Service::PgbouncerExporter => 9127,
             Service::Prometheus => 9090,
+            Service::QdrantFront => 6333,
         }
     }
 
@@ -93,6 +100,7 @@ impl Service {
             Service::Pgbouncer | Service::PostgresExporter => &[Service::Postgres],
             Service::RedisExporter => &[Service::Redis],
             Service::PgbouncerExporter => &[Service::Pgbouncer],
+            Service::QdrantFront => &[Service::Qdrant],
             Service::Prometheus => &[
                 Service::PostgresExporter,
                 Service::RedisExporter,
@@ -120,6 +128,8 @@ impl Service {
         match self {
             Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
             Service::Qdrant => 1000,
+            // The official haproxy image's `haproxy` user.
+            Service::QdrantFront => 99,
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
                 65534
             }
@@ -188,7 +198,19 @@ pub struct Images {
     #[serde(default = "default_prometheus_image", skip_serializing_if = "is_default_prometheus_image")]
     #[schemars(extend("default" = default_prometheus_image()))]
     pub prometheus: String,
+    /// The official HAProxy image (runs as uid 99, `haproxy -W -db -f FILE`), with the same
+    /// fallback (Debian trixie's package).
+    #[serde(default = "default_qdrant_front_image", skip_serializing_if = "is_default_qdrant_front_image")]
+    #[schemars(extend("default" = default_qdrant_front_image()))]
+    pub qdrant_front: String,
 }
+
+/// The official HAProxy image, at the LTS branch Debian trixie packages.
+pub const QDRANT_FRONT_IMAGE: &str = "haproxy:3.0";
+/// The image images/build.sh makes from Debian trixie's haproxy package.
+pub const QDRANT_FRONT_LOCAL_IMAGE: &str = "hardstack-local/haproxy:3.0";
+
+default_image!(default_qdrant_front_image, is_default_qdrant_front_image, QDRANT_FRONT_IMAGE);
 
 /// The upstream PgBouncer exporter image, at the version Debian trixie packages.
 pub const PGBOUNCER_EXPORTER_IMAGE: &str = "prometheuscommunity/pgbouncer-exporter:v0.10.2";
@@ -227,6 +249,7 @@ impl Images {
             Service::RedisExporter => &self.redis_exporter,
             Service::PgbouncerExporter => &self.pgbouncer_exporter,
             Service::Prometheus => &self.prometheus,
+            Service::QdrantFront => &self.qdrant_front,
         }
     }
 }
@@ -249,6 +272,18 @@ pub struct Ports {
     #[serde(default = "default_prometheus_port", skip_serializing_if = "is_default_prometheus_port")]
     #[schemars(extend("default" = default_prometheus_port()))]
     pub prometheus: u16,
+    /// Qdrant's gRPC host port, served by `qdrant-front` (`qdrant.port` is its REST port then).
+    #[serde(default = "default_qdrant_grpc_port", skip_serializing_if = "is_default_qdrant_grpc_port")]
+    #[schemars(extend("default" = default_qdrant_grpc_port()))]
+    pub qdrant_grpc: u16,
+}
+
+fn default_qdrant_grpc_port() -> u16 {
+    6334
+}
+
+fn is_default_qdrant_grpc_port(port: &u16) -> bool {
+    *port == default_qdrant_grpc_port()
 }
 
 fn default_prometheus_port() -> u16 {
@@ -273,7 +308,8 @@ impl Ports {
         match service {
             Service::Postgres => self.postgres,
             Service::Redis => self.redis,
-            Service::Qdrant => self.qdrant,
+            // The front takes Qdrant's REST port; Qdrant is then published by it alone.
+            Service::Qdrant | Service::QdrantFront => self.qdrant,
             Service::Pgbouncer => self.pgbouncer,
             Service::Prometheus => self.prometheus,
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => service.container_port(),
@@ -311,6 +347,20 @@ pub struct Resources {
     #[serde(default = "default_prometheus_limits", skip_serializing_if = "is_default_prometheus_limits")]
     #[schemars(extend("default" = default_prometheus_limits()))]
     pub prometheus: Limits,
+    /// The Qdrant front's limits.
+    #[serde(default = "default_front_limits", skip_serializing_if = "is_default_front_limits")]
+    #[schemars(extend("default" = default_front_limits()))]
+    pub qdrant_front: Limits,
+}
+
+/// The Qdrant front's limits unless the profile sets them: one HAProxy process with a thread
+/// per CPU.
+fn default_front_limits() -> Limits {
+    Limits { memory: ByteSize(128 << 20), cpus: 0.5, pids: 64 }
+}
+
+fn is_default_front_limits(limits: &Limits) -> bool {
+    *limits == default_front_limits()
 }
 
 /// Prometheus's limits unless the profile sets them: a few targets, a few thousand series.
@@ -354,6 +404,7 @@ impl Resources {
             Service::RedisExporter => &self.redis_exporter,
             Service::PgbouncerExporter => &self.pgbouncer_exporter,
             Service::Prometheus => &self.prometheus,
+            Service::QdrantFront => &self.qdrant_front,
         }
     }
 }

@@ -68,8 +68,10 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         let port = profile.network.ports.of(service);
         if port == 0 {
             fail(&format!("network.ports.{service}"), "port 0 is not a port; pick one from 1024 to 65535".into());
-        } else if profile.network.publish && !seen_ports.insert(port) {
-            fail(&format!("network.ports.{service}"), format!("port {port} is already used by another service"));
+        } else if crate::endpoint::publishes(profile, service) && !seen_ports.insert(port) {
+            // The front publishes Qdrant's port: the key is Qdrant's.
+            let key = if service == Service::QdrantFront { Service::Qdrant } else { service };
+            fail(&format!("network.ports.{key}"), format!("port {port} is already used by another service"));
         }
         let limits = profile.resources.of(service);
         if limits.memory.0 < 64 * 1024 * 1024 {
@@ -91,6 +93,15 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
             "redis.maxmemory",
             "must be below resources.redis.memory, or the container is killed before Redis evicts".into(),
         );
+    }
+    if profile.runs(Service::QdrantFront) && !profile.runs(Service::Qdrant) {
+        fail("stack.services", "qdrant-front is in front of Qdrant: list qdrant too, or drop qdrant-front".into());
+    }
+    if crate::endpoint::publishes(profile, Service::QdrantFront)
+        && !seen_ports.insert(profile.network.ports.qdrant_grpc)
+    {
+        let port = profile.network.ports.qdrant_grpc;
+        fail("network.ports.qdrant_grpc", format!("port {port} is already used by another service"));
     }
     if profile.postgres.max_connections > 10_000 {
         fail("postgres.max_connections", "above 10000; put a pooler in front instead".into());

@@ -2,6 +2,7 @@
 //! context built from the profile and the secret material, and the list of files it yields.
 //! Pure: values in, file contents out; writing them is `init`'s job.
 
+pub mod front;
 mod prometheus;
 pub mod tuning;
 
@@ -71,6 +72,9 @@ pub struct Material {
     /// The previous version of each PostgreSQL application password, by secret name: its login
     /// and SCRAM verifier.
     pub postgres_previous: BTreeMap<String, (String, Secret)>,
+    /// The keys the Qdrant front accepts beside the current ones (pending, previous within the
+    /// grace period), by secret name.
+    pub front_other_keys: BTreeMap<String, Vec<Secret>>,
     /// When each server certificate expires (Unix seconds), by service.
     pub certificates: BTreeMap<Service, i64>,
 }
@@ -424,10 +428,17 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             },
             "read_only_api_key": material.value(layout::QDRANT_READ_ONLY_API_KEY)?.expose(),
             "alt_api_key": material.qdrant_alt_api_key.as_ref().map(|k| k.expose().to_owned()),
-            "verify_client": profile.mutual_tls(),
+            // Behind the front, Qdrant answers only clients with a certificate of the stack CA
+            // (the front, and hardstack's own requests).
+            "verify_client": profile.mutual_tls() || profile.runs(Service::QdrantFront),
+            "front": profile.runs(Service::QdrantFront),
+            "grpc_port": containers::QDRANT_GRPC_PORT,
             "web_ui": profile.qdrant.web_ui,
             "cert_ttl": profile.qdrant.cert_ttl_secs,
         });
+    }
+    if profile.runs(Service::QdrantFront) {
+        context["front"] = front::context(profile, material)?;
     }
     let specs: Vec<ContainerSpec> = containers::container_specs(profile);
     let deliveries: Vec<_> = specs.iter().flat_map(|s| s.deliveries.clone()).collect();

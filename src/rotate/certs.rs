@@ -187,6 +187,12 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
             let name = crate::containers::container_name(context.profile, service);
             context.engine.signal(&name, "HUP").await?;
         }
+        Service::QdrantFront => {
+            // A graceful reload: a new worker with the new pair, the old one finishes its
+            // connections.
+            let name = crate::containers::container_name(context.profile, service);
+            context.engine.signal(&name, "USR2").await?;
+        }
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             // A monitoring service reads its certificate afresh for each connection.
         }

@@ -349,13 +349,20 @@ impl Engine {
         config_hash: &str,
         stack_dir: &std::path::Path,
     ) -> anyhow::Result<()> {
-        let port_key = format!("{}/tcp", spec.container_port);
-        let port_bindings = spec.publish.as_ref().map(|(address, port)| {
-            HashMap::from([(
-                port_key.clone(),
-                Some(vec![PortBinding { host_ip: Some(address.clone()), host_port: Some(port.to_string()) }]),
-            )])
-        });
+        // The first port, then any others (the front's gRPC port), each bound where published.
+        let ports: Vec<(String, Option<&(String, u16)>)> =
+            std::iter::once((format!("{}/tcp", spec.container_port), spec.publish.as_ref()))
+                .chain(spec.extra_ports.iter().map(|p| (format!("{}/tcp", p.container_port), p.publish.as_ref())))
+                .collect();
+        let bindings: HashMap<String, Option<Vec<PortBinding>>> = ports
+            .iter()
+            .filter_map(|(key, publish)| {
+                let (address, port) = (*publish)?;
+                let binding = PortBinding { host_ip: Some(address.clone()), host_port: Some(port.to_string()) };
+                Some((key.clone(), Some(vec![binding])))
+            })
+            .collect();
+        let port_bindings = (!bindings.is_empty()).then_some(bindings);
         let volumes = spec.volumes.iter().map(|v| Mount {
             target: Some(v.target.clone()),
             source: Some(v.name.clone()),
@@ -413,7 +420,7 @@ impl Engine {
             cmd: Some(spec.command.clone()),
             env: Some(spec.environment.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
-            exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
+            exposed_ports: Some(ports.into_iter().map(|(key, _)| (key, HashMap::new())).collect()),
             healthcheck: Some(HealthConfig {
                 test: Some(vec!["CMD-SHELL".into(), spec.healthcheck.clone()]),
                 interval: Some(i64::from(posture.health.interval) * second),

@@ -79,6 +79,11 @@ pub struct Versions {
     /// The pending version of each one-role PostgreSQL login (admin, health, backup) during a
     /// rotation: once it is set, the server accepts only it.
     pub postgres_pending: BTreeMap<String, SecretVersion>,
+    /// Each application user's key at the Qdrant front, by secret name: its pending version
+    /// during a rotation, and its previous one within the grace period. The front accepts
+    /// them beside the current one.
+    pub front_pending: BTreeMap<String, SecretVersion>,
+    pub front_previous: BTreeMap<String, SecretVersion>,
 }
 
 /// The store a profile names.
@@ -119,6 +124,22 @@ impl Store {
                 && let Some(pending) = self.get(&name, Stage::Pending).await?
             {
                 versions.postgres_pending.insert(name, pending);
+            }
+        }
+        let front = format!("{}/", Service::QdrantFront);
+        for (name, current) in &versions.current {
+            if !name.starts_with(&front) {
+                continue;
+            }
+            if let Some(pending) = self.get(name, Stage::Pending).await? {
+                versions.front_pending.insert(name.clone(), pending);
+            }
+            let age = SystemTime::now().duration_since(current.created).unwrap_or_default();
+            if age < profile.rotation.grace.0
+                && let Some(previous) = self.get(name, Stage::Previous).await?
+                && previous.value != current.value
+            {
+                versions.front_previous.insert(name.clone(), previous);
             }
         }
         for (name, current) in &versions.current {
