@@ -18,6 +18,8 @@
 # redis:    WORKDIR /data, CMD ["redis-server"], a first argument ending in .conf runs redis-server, uid/gid 999.
 # pgbouncer: ENTRYPOINT ["/usr/sbin/pgbouncer"], CMD the config's path, uid/gid 999 (psql beside it
 #           for the healthcheck).
+# haproxy:  as the official haproxy:3.0 image: uid/gid 99, the configuration in /usr/local/etc/haproxy
+#           (the Qdrant front).
 # The Debian mirror is read from this machine's apt sources; no host is written here.
 set -euo pipefail
 
@@ -28,6 +30,7 @@ pg_image=${HARDSTACK_POSTGRES_IMAGE:-hardstack-local/postgres:17}
 redis_image=${HARDSTACK_REDIS_IMAGE:-hardstack-local/redis:8}
 pgbouncer_image=${HARDSTACK_PGBOUNCER_IMAGE:-hardstack-local/pgbouncer:1.24}
 monitoring_image=${HARDSTACK_MONITORING_IMAGE:-hardstack-local/monitoring:trixie}
+haproxy_image=${HARDSTACK_HAPROXY_IMAGE:-hardstack-local/haproxy:3.0}
 force=
 qdrant_binary=
 qdrant_image=hardstack-local/qdrant:v1.18.3-unprivileged
@@ -86,7 +89,9 @@ echo "docker build $pgbouncer_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$pgbouncer_image" "$here/pgbouncer" >/dev/null
 echo "docker build $monitoring_image"
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$monitoring_image" "$here/monitoring" >/dev/null
-built="$pg_image $redis_image $pgbouncer_image $monitoring_image"
+echo "docker build $haproxy_image"
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base_image" -t "$haproxy_image" "$here/haproxy" >/dev/null
+built="$pg_image $redis_image $pgbouncer_image $monitoring_image $haproxy_image"
 if [ -n "$qdrant_binary" ]; then
   echo "docker build $qdrant_image from $qdrant_binary"
   context=$(mktemp -d /var/tmp/hardstack-qdrant.XXXXXX)

@@ -355,7 +355,7 @@ fn exporter_health(service: Service) -> String {
 }
 
 /// Qdrant's gRPC port, in its container and in the front's.
-pub const QDRANT_GRPC_PORT: u16 = 6334;
+pub use crate::endpoint::QDRANT_GRPC_PORT;
 
 /// The spec of every service the profile runs, in start order.
 pub fn container_specs(profile: &Profile) -> Vec<ContainerSpec> {

@@ -53,6 +53,18 @@ pub fn publishes(profile: &Profile, service: Service) -> bool {
         && !(service == Service::Qdrant && profile.runs(Service::QdrantFront))
 }
 
+/// Where an application reaches the Qdrant front's gRPC port: the host's where the stack
+/// publishes, the stack network's otherwise.
+pub fn front_grpc_endpoint(profile: &Profile) -> Endpoint {
+    match host_endpoint(profile, Service::QdrantFront) {
+        Some(Endpoint { host, .. }) => Endpoint { host, port: profile.network.ports.qdrant_grpc },
+        None => Endpoint { host: Service::QdrantFront.name().to_owned(), port: QDRANT_GRPC_PORT },
+    }
+}
+
+/// Qdrant's gRPC port, in its container and in the front's.
+pub const QDRANT_GRPC_PORT: u16 = 6334;
+
 /// The endpoint inside the stack network: the service's alias and its container port.
 pub fn network_endpoint(service: Service) -> Endpoint {
     Endpoint { host: service.name().to_owned(), port: service.container_port() }

@@ -105,10 +105,14 @@ pub async fn variables(
         vars.push(("PROMETHEUS_CLIENT_CERT".into(), cert.clone()));
         vars.push(("PROMETHEUS_CLIENT_KEY".into(), key.clone()));
     }
-    if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
-        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Qdrant);
+    if let Some((secret, server)) = layout::qdrant_client_key(profile, user) {
+        let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, server);
         vars.push(("QDRANT_URL".into(), format!("https://{host}:{port}")));
-        vars.push(("QDRANT_API_KEY".into(), current(store, secret).await?.expose().to_owned()));
+        if server == Service::QdrantFront {
+            let grpc = crate::endpoint::front_grpc_endpoint(profile);
+            vars.push(("QDRANT_GRPC_URL".into(), format!("https://{}:{}", grpc.host, grpc.port)));
+        }
+        vars.push(("QDRANT_API_KEY".into(), current(store, &secret).await?.expose().to_owned()));
         vars.push(("QDRANT_CA_CERT".into(), ca.clone()));
         if mutual {
             vars.push(("QDRANT_CLIENT_CERT".into(), cert));

@@ -101,6 +101,19 @@ pub fn qdrant_key_secret(access: crate::profile::QdrantAccess) -> Option<&'stati
     }
 }
 
+/// The Qdrant key an application user holds and where it is served: its own key at the front
+/// where the stack runs one, else Qdrant's key for its access; `None` without access or Qdrant.
+pub fn qdrant_client_key(profile: &Profile, user: &crate::profile::AppUser) -> Option<(String, Service)> {
+    if !profile.runs(Service::Qdrant) {
+        return None;
+    }
+    let secret = qdrant_key_secret(user.qdrant)?;
+    Some(match profile.runs(Service::QdrantFront) {
+        true => (login_secret(Service::QdrantFront, &user.name), Service::QdrantFront),
+        false => (secret.to_owned(), Service::Qdrant),
+    })
+}
+
 /// The second PostgreSQL login of an application user; rotation alternates between the two.
 pub fn alternate_login(user: &str) -> String {
     format!("{user}_alt")

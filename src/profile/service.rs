@@ -272,7 +272,7 @@ pub struct Ports {
     #[serde(default = "default_prometheus_port", skip_serializing_if = "is_default_prometheus_port")]
     #[schemars(extend("default" = default_prometheus_port()))]
     pub prometheus: u16,
-    /// Qdrant's gRPC host port, served by `qdrant-front` (`qdrant.port` is its REST port then).
+    /// Qdrant's gRPC host port, served by `qdrant-front` (which serves REST on `network.ports.qdrant`).
     #[serde(default = "default_qdrant_grpc_port", skip_serializing_if = "is_default_qdrant_grpc_port")]
     #[schemars(extend("default" = default_qdrant_grpc_port()))]
     pub qdrant_grpc: u16,

@@ -513,8 +513,8 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
                 }),
             );
         }
-        if let Some(secret) = layout::qdrant_key_secret(user.qdrant).filter(|_| profile.runs(Service::Qdrant)) {
-            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, Service::Qdrant);
+        if let Some((secret, server)) = layout::qdrant_client_key(profile, user) {
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::client_endpoint(profile, server);
             entry.insert(
                 "qdrant".into(),
                 json!({

@@ -6,6 +6,7 @@
 
 mod checklist;
 mod declared;
+mod front;
 pub mod inside;
 mod monitoring;
 mod pgbouncer;
@@ -88,7 +89,7 @@ impl Context {
     pub async fn gather(profile: Profile, dir: StackDir, engine: &Engine, vantage: Vantage) -> anyhow::Result<Context> {
         let mut endpoints = std::collections::BTreeMap::new();
         if vantage == Vantage::Host {
-            for service in layout::services(&profile).filter(|s| !s.is_exporter()) {
+            for service in layout::services(&profile).filter(|s| !hidden(&profile, *s)) {
                 let Some(crate::endpoint::HostAddress { address, port }) =
                     crate::endpoint::host_address(&profile, service)
                 else {
@@ -108,7 +109,7 @@ impl Context {
             let running = info.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
             match info {
                 Some(info) if running => {
-                    if vantage == Vantage::Host && service.is_exporter() {
+                    if vantage == Vantage::Host && hidden(&profile, service) {
                         // Never published: its address on the stack network, which a local
                         // engine's host routes to, verified against its alias.
                         let network = crate::containers::stack_names(&profile).network;
@@ -225,6 +226,12 @@ impl Context {
     pub fn users(&self) -> &[AppUser] {
         &self.profile.users
     }
+}
+
+/// Whether a service is never published by design: an exporter, Qdrant behind its front. From
+/// the host, the checks reach it at its address on the stack network.
+fn hidden(profile: &Profile, service: Service) -> bool {
+    service.is_exporter() || (service == Service::Qdrant && profile.runs(Service::QdrantFront))
 }
 
 /// A check in flight.
@@ -359,6 +366,9 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     }
     if context.profile.runs(Service::Qdrant) {
         checks.extend(qdrant::checks(context));
+    }
+    if context.profile.runs(Service::QdrantFront) {
+        checks.extend(front::checks(context));
     }
     if context.profile.runs(Service::Pgbouncer) {
         checks.extend(pgbouncer::checks(context));

@@ -49,7 +49,8 @@ fn raw_get(context: &Context, name: &str, path: &str) -> Vec<u8> {
 
 /// Every Qdrant check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
-    let mutual = context.mutual();
+    // Behind its front, Qdrant answers only a certificate of the stack CA.
+    let mutual = context.mutual() || context.profile.runs(Service::QdrantFront);
     let name = context.server_name(Service::Qdrant);
     let login = context.users().first().map(|u| u.name.clone()).unwrap_or_default();
     let tls = move || prepare(context.tls_for(&login, mutual));
@@ -109,7 +110,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         if !mutual {
             return Check::not_applicable(
                 "qdrant.foreign_client_cert_refused",
-                "the profile does not require client certificates, so Qdrant asks for none",
+                "the profile does not require client certificates and Qdrant has no front, so it asks for none",
             );
         }
         let refusal = Refusal::TlsAlert(&[AlertDescription::UnknownCA, AlertDescription::BadCertificate]);

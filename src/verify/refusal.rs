@@ -25,6 +25,9 @@ pub enum Refusal {
     RedisErr(&'static str),
     /// The HTTP server answers with one of these statuses.
     Http(&'static [u16]),
+    /// A gRPC server answers with one of these status codes (16 UNAUTHENTICATED, 7
+    /// PERMISSION_DENIED).
+    Grpc(&'static [u32]),
     /// The server ends the TLS session with one of these alerts (`unknown_ca` for a certificate
     /// from another CA, `certificate_required` for none).
     TlsAlert(&'static [AlertDescription]),
@@ -45,6 +48,10 @@ impl fmt::Display for Refusal {
             Refusal::Http(statuses) => {
                 let statuses: Vec<String> = statuses.iter().map(u16::to_string).collect();
                 write!(f, "HTTP {}", statuses.join(" or "))
+            }
+            Refusal::Grpc(codes) => {
+                let codes: Vec<String> = codes.iter().map(u32::to_string).collect();
+                write!(f, "gRPC status {}", codes.join(" or "))
             }
             Refusal::TlsAlert(alerts) => {
                 let alerts: Vec<String> = alerts.iter().map(|a| format!("{a:?}")).collect();
@@ -71,6 +78,11 @@ pub fn prepare<T>(result: anyhow::Result<T>) -> anyhow::Result<T> {
 #[derive(Debug, thiserror::Error)]
 #[error("answered {0}")]
 pub struct HttpStatus(pub u16);
+
+/// A gRPC answer whose status is not OK (0).
+#[derive(Debug, thiserror::Error)]
+#[error("gRPC status {0}")]
+pub struct GrpcStatus(pub u32);
 
 /// A plaintext request that got no plaintext answer (what the server did instead).
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +133,7 @@ impl Refusal {
                 e.kind() == redis::ErrorKind::ResponseError && e.detail().is_some_and(|d| d.starts_with(text))
             }),
             Refusal::Http(statuses) => cause.downcast_ref::<HttpStatus>().is_some_and(|s| statuses.contains(&s.0)),
+            Refusal::Grpc(codes) => cause.downcast_ref::<GrpcStatus>().is_some_and(|s| codes.contains(&s.0)),
             Refusal::TlsAlert(alerts) => matches!(
                 cause.downcast_ref::<rustls::Error>(),
                 Some(rustls::Error::AlertReceived(alert)) if alerts.contains(alert)
@@ -141,12 +154,13 @@ mod tests {
     use super::*;
 
     /// One refusal of every kind.
-    const KINDS: [Refusal; 8] = [
+    const KINDS: [Refusal; 9] = [
         Refusal::Sqlstate(&["28000", "28P01", "42501"]),
         Refusal::PasswordDemanded,
         Refusal::Redis(&["NOPERM", "WRONGPASS", "NOAUTH"]),
         Refusal::RedisErr("DEBUG command not allowed"),
         Refusal::Http(&[401, 403]),
+        Refusal::Grpc(&[16, 7]),
         Refusal::TlsAlert(&[AlertDescription::UnknownCA, AlertDescription::CertificateRequired]),
         Refusal::NameNotCovered,
         Refusal::NoPlaintextAnswer,
@@ -156,6 +170,7 @@ mod tests {
     fn genuine(kind: Refusal) -> Option<anyhow::Error> {
         Some(match kind {
             Refusal::Http(_) => HttpStatus(401).into(),
+            Refusal::Grpc(_) => GrpcStatus(16).into(),
             Refusal::TlsAlert(_) => {
                 std::io::Error::other(rustls::Error::AlertReceived(AlertDescription::UnknownCA)).into()
             }

@@ -24,6 +24,8 @@ mod converge;
 mod declared;
 // PgBouncer in front of PostgreSQL: logins through it, its refusals, rotation under load.
 mod pgbouncer;
+// The Qdrant front: REST and gRPC with each user's own key.
+mod front;
 // Exporters and Prometheus: scrapes over TLS, the monitor logins, an alert that fires.
 mod monitoring;
 // The aws secret store against moto.

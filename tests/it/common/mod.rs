@@ -186,6 +186,8 @@ impl DockerStack {
             "--set".to_owned(),
             format!("network.ports.qdrant={}", free_port()),
             "--set".to_owned(),
+            format!("network.ports.qdrant_grpc={}", free_port()),
+            "--set".to_owned(),
             format!("network.ports.pgbouncer={}", free_port()),
             "--set".to_owned(),
             format!("network.ports.prometheus={}", free_port()),
