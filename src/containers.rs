@@ -337,6 +337,14 @@ pub fn archive_dir(profile: &Profile) -> String {
 }
 
 impl ContainerSpec {
+    /// Every port the container serves, each with its name: the first (named as the service),
+    /// then the others (the gRPC port of Qdrant and its front).
+    pub fn ports(&self) -> Vec<(String, u16)> {
+        std::iter::once((self.alias.clone(), self.container_port))
+            .chain(self.extra_ports.iter().map(|p| (p.name.clone(), p.container_port)))
+            .collect()
+    }
+
     /// The port whose being open is the service's whole healthcheck (a monitoring service's):
     /// the Kubernetes target makes it a `tcpSocket` probe, which needs no shell in the image.
     pub fn port_check(&self) -> Option<u16> {
@@ -582,6 +590,10 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             .then(|| (profile.network.bind_address.to_string(), profile.network.ports.of(service))),
         container_port: service.container_port(),
         extra_ports: match service {
+            // Behind a front, Qdrant serves gRPC to it on the stack network.
+            Service::Qdrant if profile.runs(Service::QdrantFront) => {
+                vec![ExtraPort { name: "grpc".into(), container_port: QDRANT_GRPC_PORT, publish: None }]
+            }
             Service::QdrantFront => vec![ExtraPort {
                 name: "grpc".into(),
                 container_port: QDRANT_GRPC_PORT,

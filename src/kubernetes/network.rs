@@ -48,9 +48,13 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
     }
     let pods = |spec: &ContainerSpec| json!({ "podSelector": { "matchLabels": selector(profile, spec.service) } });
     for spec in specs {
-        let port = json!([{ "port": spec.container_port, "protocol": "TCP" }]);
-        let exporter = spec.service.is_exporter();
-        let mut from = if exporter { Vec::new() } else { peers.clone() };
+        let port: Vec<Value> =
+            spec.ports().into_iter().map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect();
+        // An exporter is for Prometheus only; Qdrant behind its front for the front (and
+        // Prometheus) only.
+        let hidden = spec.service.is_exporter()
+            || (spec.service == Service::Qdrant && specs.iter().any(|s| s.service == Service::QdrantFront));
+        let mut from = if hidden { Vec::new() } else { peers.clone() };
         from.extend(specs.iter().filter(|d| d.service.upstreams().contains(&spec.service)).map(pods));
         if !from.is_empty() {
             policies.push(json!({
@@ -67,7 +71,11 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
         let upstreams: Vec<Value> = specs
             .iter()
             .filter(|u| spec.service.upstreams().contains(&u.service))
-            .map(|u| json!({ "to": [pods(u)], "ports": [{ "port": u.container_port, "protocol": "TCP" }] }))
+            .map(|u| {
+                let ports: Vec<Value> =
+                    u.ports().into_iter().map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect();
+                json!({ "to": [pods(u)], "ports": ports })
+            })
             .collect();
         if !upstreams.is_empty() {
             policies.push(json!({
@@ -81,7 +89,7 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
                 },
             }));
         }
-        if exporter {
+        if hidden {
             continue;
         }
         // The namespace's own clients may reach it (their egress is denied by default too).

@@ -49,7 +49,11 @@ pub(super) fn service_resources(
 ) -> Vec<Value> {
     let service = spec.service;
     let name = spec.alias.as_str();
-    let port = spec.container_port;
+    let ports: Vec<Value> = spec
+        .ports()
+        .into_iter()
+        .map(|(name, port)| json!({ "name": name, "port": port, "targetPort": port, "protocol": "TCP" }))
+        .collect();
     let text = |files: &Files| -> serde_json::Map<String, Value> {
         files.iter().map(|(k, v)| (k.clone(), Value::String(String::from_utf8_lossy(v).into_owned()))).collect()
     };
@@ -73,7 +77,7 @@ pub(super) fn service_resources(
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector(profile, service),
-                "ports": [{ "name": name, "port": port, "targetPort": port, "protocol": "TCP" }],
+                "ports": ports,
             },
         }),
         json!({
@@ -83,7 +87,7 @@ pub(super) fn service_resources(
             "spec": {
                 "clusterIP": "None",
                 "selector": selector(profile, service),
-                "ports": [{ "name": name, "port": port, "targetPort": port, "protocol": "TCP" }],
+                "ports": ports,
             },
         }),
         statefulset(profile, spec, namespace, public, external),
@@ -262,7 +266,7 @@ fn server_container(profile: &Profile, spec: &ContainerSpec, mounts: Vec<Value>)
         "imagePullPolicy": "Always",
         "args": args,
         "env": environment,
-        "ports": [{ "name": name, "containerPort": spec.container_port, "protocol": "TCP" }],
+        "ports": spec.ports().into_iter().map(|(name, port)| json!({ "name": name, "containerPort": port, "protocol": "TCP" })).collect::<Vec<_>>(),
         "resources": resources,
         "securityContext": container_security(&spec.posture),
         "volumeMounts": mounts,

@@ -387,7 +387,10 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
 /// The certificate a server presents now (DER), after a handshake verified against the stack
 /// CA. For PostgreSQL the TLS handshake follows its SSLRequest.
 pub async fn served_certificate(target: &Target, postgres: bool) -> anyhow::Result<Vec<u8>> {
-    let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?;
+    let stream = match target.address {
+        Some(address) => tokio::net::TcpStream::connect(address).await?,
+        None => tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?,
+    };
     served_certificate_on(stream, &target.host, &target.tls, postgres).await
 }
 

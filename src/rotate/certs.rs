@@ -96,15 +96,8 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             // presents the old one, which chains to the same CA. The test is a verified
             // handshake and a real request.
             let key = context.store.current(layout::QDRANT_API_KEY).await?.value;
-            let target = probe::login_target(
-                context.profile,
-                context.dir,
-                service,
-                &super::qdrant::login(context)?,
-                key,
-                "",
-            )?
-            .context("Qdrant is not published, so rotation cannot reach it from here; set network.publish=true")?;
+            let login = super::qdrant::login(context)?;
+            let target = probe::reach(context.engine, context.profile, context.dir, service, &login, key, "").await?;
             probe::qdrant(&target).await
         }
         Step::Test if service.is_monitoring() => {
@@ -122,7 +115,15 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             reload(context, service).await?;
             let [crt_source, _] = sources(context, service);
             let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
-            let target = admin_target(context, service).await?;
+            let target = match service {
+                // The front has no admin login: a user's key reaches it.
+                Service::QdrantFront => {
+                    let user = layout::front_key_users(context.profile).next().context("no user has Qdrant access")?;
+                    let key = context.store.current(&layout::login_secret(service, &user.name)).await?.value;
+                    probe::reach(context.engine, context.profile, context.dir, service, &user.name, key, "").await?
+                }
+                _ => admin_target(context, service).await?,
+            };
             // The reload is asynchronous in PostgreSQL (a signal to the postmaster): poll briefly.
             let poll = std::time::Duration::from_millis(100);
             crate::retry::Backoff::every(poll, 50 * poll)

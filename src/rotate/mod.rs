@@ -17,6 +17,7 @@
 //!   TLS session.
 
 mod certs;
+mod front;
 mod monitor;
 mod postgres;
 mod qdrant;
@@ -68,6 +69,9 @@ pub enum Credential {
     Certificate { service: Service },
     /// Qdrant's read-write API key (`alt_api_key`).
     QdrantApiKey,
+    /// An application user's own key at the Qdrant front (the front's key map, changed in
+    /// place).
+    FrontKey { user: String },
 }
 
 impl Credential {
@@ -82,6 +86,7 @@ impl Credential {
             Credential::RedisUser { user } => layout::login_secret(Service::Redis, user),
             Credential::Certificate { service } => format!("certificate/{service}"),
             Credential::QdrantApiKey => layout::QDRANT_API_KEY.into(),
+            Credential::FrontKey { user } => layout::login_secret(Service::QdrantFront, user),
         }
     }
 }
@@ -113,6 +118,9 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
     }
     if profile.runs(Service::Qdrant) {
         all.push(Credential::QdrantApiKey);
+    }
+    if profile.runs(Service::QdrantFront) {
+        all.extend(layout::front_key_users(profile).map(|u| Credential::FrontKey { user: u.name.clone() }));
     }
     for service in Service::ALL {
         if profile.runs(service) {
@@ -196,7 +204,7 @@ pub async fn due(context: &Context<'_>, credential: &Credential, force: bool) ->
         }
     };
     let max = match credential {
-        Credential::QdrantApiKey => context.profile.rotation.api_key_max_age.0,
+        Credential::QdrantApiKey | Credential::FrontKey { .. } => context.profile.rotation.api_key_max_age.0,
         _ => context.profile.rotation.password_max_age.0,
     };
     Ok(if force || age >= max { None } else { Some(age.as_secs() / 86_400) })
@@ -304,7 +312,17 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::QdrantApiKey, Step::Test) => qdrant::test(context, &pending.value).await,
         // Qdrant already accepts both keys, and keeps doing so until the next rotation: the
         // config rendered after the finish names the same two (previous, current).
-        (Credential::QdrantApiKey, Step::Finish) => context.store.finish(&name, &pending.id).await,
+        (Credential::QdrantApiKey, Step::Finish) => {
+            context.store.finish(&name, &pending.id).await?;
+            // The front sends Qdrant's current key, which Qdrant accepts beside the previous.
+            if context.profile.runs(Service::QdrantFront) {
+                front::apply(context, StackFile::FrontRoles).await?;
+            }
+            Ok(())
+        }
+        // The map gets the pending key beside the current and previous ones, in place.
+        (Credential::FrontKey { .. }, Step::Set) => front::apply(context, StackFile::FrontUsers).await.map(|_| ()),
+        (Credential::FrontKey { user }, Step::Test) => front::test(context, user, &pending.value).await,
         (_, Step::Finish) => context.store.finish(&name, &pending.id).await,
         _ => Ok(()),
     }
@@ -339,7 +357,8 @@ fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersio
     }
 }
 
-/// Removes the previous Redis passwords whose grace period has passed. Idempotent.
+/// Removes the previous Redis passwords and front keys whose grace period has passed.
+/// Idempotent.
 pub async fn expire_previous(context: &Context<'_>) -> anyhow::Result<Vec<String>> {
     let mut expired = Vec::new();
     for credential in credentials(context.profile) {
@@ -358,13 +377,20 @@ pub async fn expire_previous(context: &Context<'_>) -> anyhow::Result<Vec<String
             }
         }
     }
+    expired.extend(front::expire(context).await?);
     Ok(expired)
 }
 
 /// The files whose content follows the secrets: rotation changes what they say on the
 /// running server by commands, and records them as delivered once it re-rendered them.
-const SECRET_FILES: [StackFile; 4] =
-    [StackFile::UsersAcl, StackFile::InitSql, StackFile::HealthPgpass, StackFile::RedisHealthPassword];
+const SECRET_FILES: [StackFile; 6] = [
+    StackFile::UsersAcl,
+    StackFile::InitSql,
+    StackFile::HealthPgpass,
+    StackFile::RedisHealthPassword,
+    StackFile::FrontUsers,
+    StackFile::FrontRoles,
+];
 
 /// After a rotation re-rendered the stack directory: delivers each file that follows the
 /// secrets and changed only because of the rotation (rendered with the versions of `before`,

@@ -33,12 +33,90 @@ fn curl_status(env: &serde_json::Value, method: &str, path: &str, key: &str) -> 
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs examples/python/vectors.py (qdrant-client) as the writer and the reader, over REST and
+/// gRPC; a loud skip where the examples' virtualenv lacks it (CI must have it).
+fn python_client(stack: &DockerStack) {
+    let python = std::path::Path::new("/opt/hardstack-examples/bin/python");
+    let ready = python.is_file()
+        && Command::new(python).args(["-c", "import qdrant_client"]).output().is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(std::env::var_os("CI").is_none(), "qdrant-client is missing from /opt/hardstack-examples");
+        skipped("the Python Qdrant client: /opt/hardstack-examples lacks qdrant-client (.ci/setup installs it)");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/vectors.py");
+    for (user, grpc, expected) in [
+        ("app", false, "3 points found, nearest 5"),
+        ("app", true, "3 points found, nearest 5"),
+        ("reader", false, "write refused\n3 points found, nearest 5"),
+        ("reader", true, "write refused\n3 points found, nearest 5"),
+    ] {
+        let mut run = Command::new(python);
+        run.arg(&script).args(["--user", user]);
+        if grpc {
+            run.arg("--grpc");
+        }
+        if user == "reader" {
+            run.arg("--read-only");
+        }
+        let out = run
+            .env("HARDSTACK_DIR", stack.sandbox.stack())
+            .env("HARDSTACK", assert_cmd::cargo::cargo_bin("hardstack"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{user} grpc={grpc}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{user} grpc={grpc}");
+    }
+}
+
+/// The image .ci/setup builds from trixie's testssl.sh package.
+const TESTSSL_IMAGE: &str = "hardstack-local/testssl:trixie";
+
+/// testssl.sh against one port on loopback, trusting the stack CA: its findings of severity
+/// MEDIUM or higher, revocation aside (a private CA publishes no CRL or OCSP responder).
+/// Nothing where the image is missing (a loud skip; CI must have it).
+fn testssl(stack: &DockerStack, port: u16) -> (u16, Vec<String>) {
+    if !has_image(TESTSSL_IMAGE) {
+        assert!(std::env::var_os("CI").is_none(), "no {TESTSSL_IMAGE}: .ci/setup builds it");
+        skipped(&format!("testssl: no {TESTSSL_IMAGE} (.ci/setup builds it)"));
+        return (port, Vec::new());
+    }
+    let out = stack.sandbox.root().join(format!("testssl-{port}"));
+    std::fs::create_dir_all(&out).unwrap();
+    let ca = stack.sandbox.stack().join("ca/ca.crt");
+    let run = Command::new("docker")
+        .args(["run", "--rm", "--network", "host"])
+        .args(["-v", &format!("{}:/ca.crt:ro", ca.display()), "-v", &format!("{}:/out", out.display())])
+        .args([TESTSSL_IMAGE, "--quiet", "--color", "0", "--warnings", "off", "--add-ca", "/ca.crt"])
+        .args(["--severity", "MEDIUM", "--jsonfile", "/out/findings.json", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let json =
+        std::fs::read(out.join("findings.json")).unwrap_or_else(|e| panic!("testssl on {port}: {e}: {}", text(&run)));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+    let serious = findings
+        .iter()
+        .filter(|f| matches!(f["severity"].as_str(), Some("MEDIUM" | "HIGH" | "CRITICAL")))
+        .filter(|f| {
+            let id = f["id"].as_str().unwrap_or_default().to_lowercase();
+            !(id.contains("revocation") || id.contains("crl") || id.contains("ocsp"))
+        })
+        .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
+        .collect();
+    (port, serious)
+}
+
 #[test]
 fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest() {
     if !docker_available("qdrant front") || crate::common::qdrant_image("qdrant front").is_none() {
         return;
     }
-    let stack = DockerStack::new("qdrant front").services(&["postgres", "qdrant", "qdrant-front"]);
+    // Certificates for 90 days, as a production stack's (the test profile's 7 days are a finding
+    // of testssl's: it warns within 30 days of the end).
+    let stack = DockerStack::new("qdrant front")
+        .services(&["postgres", "qdrant", "qdrant-front"])
+        .set("tls.ca_lifetime=365days")
+        .set("tls.server_lifetime=90days");
     stack.sandbox.write("two-users.toml", TWO_USERS);
     let stack = stack.profile("two-users.toml");
     let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
@@ -90,6 +168,20 @@ fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest()
     let internal = record["versions"][0]["value"].as_str().unwrap();
     assert_eq!(curl_status(&app, "GET", "/collections", internal), "401");
 
+    // The official Python client, over REST and over gRPC (`prefer_grpc`), verified TLS: the
+    // writer writes and searches, the reader searches and its write is refused by Qdrant.
+    python_client(&stack);
+
+    // testssl.sh against both ports: nothing of severity MEDIUM or higher.
+    let audited = &stack;
+    std::thread::scope(|scope| {
+        let audits: Vec<_> = [rest, grpc].into_iter().map(|port| scope.spawn(move || testssl(audited, port))).collect();
+        for audit in audits {
+            let (port, findings) = audit.join().unwrap();
+            assert!(findings.is_empty(), "testssl on {port}: {findings:#?}");
+        }
+    });
+
     // Qdrant publishes nothing; the front publishes REST and gRPC.
     let ports = |container: &str| {
         let out = Command::new("docker").args(["port", container]).output().unwrap();
@@ -99,4 +191,109 @@ fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest()
     let front = ports(&format!("{}-qdrant-front", stack.name));
     assert!(front.contains(&format!("6333/tcp -> 127.0.0.1:{rest}")), "{front}");
     assert!(front.contains(&format!("6334/tcp -> 127.0.0.1:{grpc}")), "{front}");
+}
+
+/// One request as a client that re-reads its key first and retries nothing: over REST with
+/// curl, or over gRPC (`Collections/List`, HTTP/2) with curl. Whether it succeeded.
+fn one_request(stack: &DockerStack, user: &str, grpc: bool) -> bool {
+    let env = env_of(stack, user);
+    let (key, ca) = (env["QDRANT_API_KEY"].as_str().unwrap(), env["QDRANT_CA_CERT"].as_str().unwrap());
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--cacert", ca, "-H", &format!("api-key: {key}")]);
+    if grpc {
+        let url = format!("{}/qdrant.Collections/List", env["QDRANT_GRPC_URL"].as_str().unwrap());
+        curl.args(["--http2", "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-"]);
+        curl.args(["-o", "/dev/null", "-D", "-", &url]).stdin(std::process::Stdio::piped());
+        curl.stdout(std::process::Stdio::piped());
+        let mut child = curl.spawn().unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(&[0, 0, 0, 0, 0]).unwrap();
+        let out = child.wait_with_output().unwrap();
+        // OK is `grpc-status: 0`, in the trailers, which curl prints after the headers.
+        let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        let statuses: Vec<&str> =
+            headers.lines().filter_map(|l| l.strip_prefix("grpc-status:")).map(str::trim).collect();
+        out.status.success() && statuses == ["0"]
+    } else {
+        let url = format!("{}/collections", env["QDRANT_URL"].as_str().unwrap());
+        let out = curl.args(["-o", "/dev/null", "-w", "%{http_code}", &url]).output().unwrap();
+        out.status.success() && out.stdout == b"200"
+    }
+}
+
+fn started_at(stack: &DockerStack, service: &str) -> String {
+    let name = format!("{}-{service}", stack.name);
+    let out = Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", &name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn every_users_key_rotates_in_place_with_no_failed_request_and_the_previous_one_expires() {
+    if !docker_available("front rotation") || crate::common::qdrant_image("front rotation").is_none() {
+        return;
+    }
+    let stack = DockerStack::new("front rotation").services(&["qdrant", "qdrant-front"]).set("rotation.grace=3s");
+    stack.sandbox.write("two-users.toml", TWO_USERS);
+    let stack = stack.profile("two-users.toml");
+    let out = stack.cmd("up", &["--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let started = (started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front"));
+    let old_key = env_of(&stack, "app")["QDRANT_API_KEY"].as_str().unwrap().to_owned();
+
+    // Two clients (REST and gRPC) run through the rotation of every user's key.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (results, rotated) = std::thread::scope(|scope| {
+        let clients: Vec<_> = [false, true]
+            .into_iter()
+            .map(|grpc| {
+                let (stack, stop) = (&stack, &stop);
+                scope.spawn(move || {
+                    let (mut ok, mut failed) = (0u32, 0u32);
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        if one_request(stack, if grpc { "reader" } else { "app" }, grpc) {
+                            ok += 1
+                        } else {
+                            failed += 1
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        let out = stack.cmd("rotate", &["--force", "--only", "qdrant-front", "-o", "json"]).output().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let results: Vec<(u32, u32)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        (results, out)
+    });
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let document: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let states: Vec<(&str, &str)> = document["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["credential"].as_str().unwrap(), c["outcome"]["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("qdrant-front/app", "rotated"), ("qdrant-front/reader", "rotated")], "{document}");
+    for (ok, failed) in &results {
+        assert_eq!(*failed, 0, "failed requests during the rotation: {results:?}");
+        assert!(*ok > 0, "{results:?}");
+    }
+    // Neither Qdrant nor the front restarted.
+    assert_eq!((started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front")), started);
+
+    // The new key works; the old one too, through the grace period, then no more.
+    let env = env_of(&stack, "app");
+    let new_key = env["QDRANT_API_KEY"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, old_key);
+    assert_eq!(curl_status(&env, "GET", "/collections", &new_key), "200");
+    assert_eq!(curl_status(&env, "GET", "/collections", &old_key), "200");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = stack.cmd("rotate", &["-o", "json", "--set", "rotation.enabled=true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expired = document["expired_previous"].as_array().unwrap();
+    assert!(expired.iter().any(|e| e == "qdrant-front/app"), "{document}");
+    assert_eq!(curl_status(&env, "GET", "/collections", &old_key), "401");
+    assert_eq!(curl_status(&env, "GET", "/collections", &new_key), "200");
+    assert_eq!((started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front")), started);
 }

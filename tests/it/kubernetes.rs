@@ -62,6 +62,27 @@ fn every_shipped_profile_passes_kubernetes_validate_checkov_and_yamllint() {
     }
 }
 
+#[test]
+fn prod_with_the_qdrant_front_passes_the_validators_and_only_the_front_reaches_qdrant() {
+    let sandbox = Sandbox::new();
+    let services = r#"stack.services=["postgres","redis","qdrant","qdrant-front","pgbouncer"]"#;
+    sandbox.init(&["--profile", "prod", "--target", "kubernetes", "--set", services]);
+    let dir = sandbox.stack().join("kubernetes");
+    // The front's Service serves REST and gRPC.
+    let front = documents(&dir.join("qdrant-front.yaml"));
+    let service = front.iter().find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "qdrant-front").unwrap();
+    let ports: Vec<u64> =
+        service["spec"]["ports"].as_sequence().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
+    assert_eq!(ports, [6333, 6334], "{service:?}");
+    // Qdrant's ingress comes from its front and Prometheus's scrapes only, not from clients.
+    let policies = documents(&dir.join("network-policies.yaml"));
+    let qdrant = policies.iter().find(|p| p["metadata"]["name"] == "qdrant-clients").unwrap();
+    let from = serde_yaml_ng::to_string(&qdrant["spec"]["ingress"][0]["from"]).unwrap();
+    assert!(from.contains("qdrant-front") && !from.contains("namespaceSelector"), "{from}");
+    assert!(!policies.iter().any(|p| p["metadata"]["name"] == "qdrant-from-clients"), "clients may reach Qdrant");
+    validate_directory(&dir, "prod with qdrant-front");
+}
+
 /// Runs the three validators over a rendered directory; `false` when they are not installed
 /// (a loud skip, or a failure under CI). kubernetes-validate reads the resources of Kubernetes
 /// itself: External Secrets Operator's resources are its CRDs, whose schemas it does not ship.
