@@ -35,20 +35,21 @@ def credentials(user):
 def client(found, use_grpc):
     """A client of the front: the CA, the client certificate if any, the user's key."""
     cert, key = found.get("QDRANT_CLIENT_CERT"), found.get("QDRANT_CLIENT_KEY")
-    if use_grpc:
-        grpc_url = urlsplit(found["QDRANT_GRPC_URL"])
-        options = {"root_certificates": open(found["QDRANT_CA_CERT"], "rb").read()}
-        if cert:
-            options["certificate_chain"] = open(cert, "rb").read()
-            options["private_key"] = open(key, "rb").read()
-        return QdrantClient(
-            host=grpc_url.hostname, grpc_port=grpc_url.port, https=True, prefer_grpc=True,
-            api_key=found["QDRANT_API_KEY"], grpc_options=options,
-        )
-    return QdrantClient(
-        url=found["QDRANT_URL"], api_key=found["QDRANT_API_KEY"],
-        verify=found["QDRANT_CA_CERT"], cert=(cert, key) if cert else None,
-    )
+    # REST (and, with gRPC, the client's version check) through httpx: the CA and certificate.
+    rest = dict(url=found["QDRANT_URL"], api_key=found["QDRANT_API_KEY"], verify=found["QDRANT_CA_CERT"])
+    # The client's own version check makes a request of its own that ignores `verify` (it trusts
+    # the system's CAs only) and fails; the pinned client is of the server's minor version.
+    rest["check_compatibility"] = False
+    if cert:
+        rest["cert"] = (cert, key)
+    if not use_grpc:
+        return QdrantClient(**rest)
+    options = {"root_certificates": open(found["QDRANT_CA_CERT"], "rb").read()}
+    if cert:
+        options["certificate_chain"] = open(cert, "rb").read()
+        options["private_key"] = open(key, "rb").read()
+    grpc_port = urlsplit(found["QDRANT_GRPC_URL"]).port
+    return QdrantClient(**rest, grpc_port=grpc_port, prefer_grpc=True, grpc_options=options)
 
 
 def refused(err):

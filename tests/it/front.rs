@@ -171,6 +171,15 @@ fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest()
     // The official Python client, over REST and over gRPC (`prefer_grpc`), verified TLS: the
     // writer writes and searches, the reader searches and its write is refused by Qdrant.
     python_client(&stack);
+    // The official Rust client, gRPC only, trusting the stack CA through SSL_CERT_FILE.
+    let example = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/qdrant_grpc");
+    let out = Command::new(&example)
+        .env("HARDSTACK_DIR", stack.sandbox.stack())
+        .env("HARDSTACK", assert_cmd::cargo::cargo_bin("hardstack"))
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 points found, nearest 5", "{}", text(&out));
 
     // testssl.sh against both ports: nothing of severity MEDIUM or higher.
     let audited = &stack;
