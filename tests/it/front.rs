@@ -168,6 +168,25 @@ fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest()
     let internal = record["versions"][0]["value"].as_str().unwrap();
     assert_eq!(curl_status(&app, "GET", "/collections", internal), "401");
 
+    // connect qdrant goes through the front as the user, here (curl) and from the stack network
+    // (this binary's client in Qdrant's image); --admin reaches Qdrant itself, on the network.
+    for args in [&["qdrant", "--", "/collections"][..], &["qdrant", "--from", "network", "--", "/collections"]] {
+        let out = stack.cmd("connect", args).output().unwrap();
+        assert!(out.status.success(), "connect {args:?}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("front_test"), "connect {args:?}: {}", text(&out));
+    }
+    for (args, server) in [
+        (&["qdrant", "--user", "reader", "-o", "json", "--", "/collections"][..], "qdrant-front"),
+        (&["qdrant", "--admin", "-o", "json", "--", "/collections"], "qdrant"),
+    ] {
+        let out = stack.cmd("connect", args).output().unwrap();
+        assert!(out.status.success(), "connect {args:?}: {}", text(&out));
+        let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(document["service"], server, "{document}");
+        assert_eq!(document["exit_code"], 0, "{document}");
+        assert!(document["stdout"].as_str().unwrap().contains("front_test"), "{document}");
+    }
+
     // The official Python client, over REST and over gRPC (`prefer_grpc`), verified TLS: the
     // writer writes and searches, the reader searches and its write is refused by Qdrant.
     python_client(&stack);

@@ -45,7 +45,7 @@ struct Place {
 pub fn program(service: Service) -> &'static str {
     match service {
         Service::Redis => "redis-cli",
-        Service::Qdrant => "curl",
+        Service::Qdrant | Service::QdrantFront => "curl",
         _ => "psql",
     }
 }
@@ -69,7 +69,7 @@ fn invocation(service: Service, login: &Login, place: &Place, args: &[String]) -
             files.push(("password".to_owned(), login.secret.expose().as_bytes().to_vec()));
             auth_from = Some(("REDISCLI_AUTH", "password"));
         }
-        Service::Qdrant => {
+        Service::Qdrant | Service::QdrantFront => {
             let base = format!("https://{}:{}", place.host, place.port);
             full.extend(["-sS".to_owned(), "--cacert".to_owned(), place.ca.clone()]);
             if let Some((cert, key)) = &place.certificate {
@@ -133,7 +133,7 @@ pub fn host(
         host: address.address.to_string(),
         port: address.port,
         ca: path(StackFile::CaCert),
-        certificate: profile.mutual_tls().then(|| {
+        certificate: super::presents_certificate(profile, service).then(|| {
             (
                 path(StackFile::ClientCert(login.certificate.clone())),
                 path(StackFile::ClientKey(login.certificate.clone())),
@@ -191,7 +191,13 @@ pub async fn run_in_network(
     if !running {
         return Err(EnvironmentError(format!("{} is not running; `hardstack up` starts it", target.name)).into());
     }
-    let has_client = if service == Service::Pgbouncer { Service::Postgres } else { service };
+    let has_client = match service {
+        Service::Pgbouncer => Service::Postgres,
+        // This binary is the HTTPS client, run in Qdrant's image.
+        Service::QdrantFront => Service::Qdrant,
+        other => other,
+    };
+    let with_certificate = super::presents_certificate(profile, service);
     let spec = specs.iter().find(|s| s.service == has_client).context("the stack runs the client's service")?;
     let image = engine.image_of(spec).await?;
     let uid = spec.service.uid();
@@ -200,7 +206,7 @@ pub async fn run_in_network(
         host: endpoint.host,
         port: endpoint.port,
         ca: format!("{ROOT}/ca.crt"),
-        certificate: profile.mutual_tls().then(|| (format!("{ROOT}/client.crt"), format!("{ROOT}/client.key"))),
+        certificate: with_certificate.then(|| (format!("{ROOT}/client.crt"), format!("{ROOT}/client.key"))),
         dir: ROOT.to_owned(),
     };
     let mut invocation = invocation(service, login, &place, args);
@@ -210,7 +216,7 @@ pub async fn run_in_network(
     };
     let root = ROOT.trim_start_matches('/');
     let mut files = vec![(format!("{root}/ca.crt"), uid, 0o644, read(StackFile::CaCert)?)];
-    if profile.mutual_tls() {
+    if with_certificate {
         files.push((format!("{root}/client.crt"), uid, 0o644, read(StackFile::ClientCert(login.certificate.clone()))?));
         files.push((format!("{root}/client.key"), uid, 0o600, read(StackFile::ClientKey(login.certificate.clone()))?));
     }
@@ -218,7 +224,7 @@ pub async fn run_in_network(
         files.push((format!("{root}/{name}"), uid, 0o600, content.clone()));
     }
     let mut command = match service {
-        Service::Qdrant => {
+        Service::Qdrant | Service::QdrantFront => {
             // The HTTPS client is this binary's; it reads the URL and its files from here.
             files.push((format!("{root}/hardstack"), uid, 0o755, crate::verify::inside::executable()?));
             invocation.env.push(("HARDSTACK_CONNECT_URL".to_owned(), format!("https://{}:{}", place.host, place.port)));
@@ -241,7 +247,7 @@ pub async fn run_in_network(
             None => vec![invocation.program.clone()],
         },
     };
-    if service != Service::Qdrant {
+    if !matches!(service, Service::Qdrant | Service::QdrantFront) {
         command.extend(invocation.args.iter().cloned());
     }
     let mut env: Vec<String> = invocation.env.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalArgs, args: &ConnectArgs) -> anyhow::Result<Exit
     let output = super::output(global);
     let profile = settings::stack_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
-    let service = service_of(args.service);
+    let service = service_of(&profile, args);
     anyhow::ensure!(
         profile.runs(service),
         "stack {} does not run {service} (stack.services); `hardstack status` lists what it runs",
@@ -95,13 +95,22 @@ pub struct Login {
     pub secret: Secret,
 }
 
-fn service_of(service: ConnectService) -> Service {
-    match service {
+/// The server a client connects to: Qdrant's front where the stack runs one (an application
+/// user's key opens it), Qdrant itself for `--admin` (Qdrant's own key, which the front refuses).
+fn service_of(profile: &Profile, args: &ConnectArgs) -> Service {
+    match args.service {
         ConnectService::Postgres => Service::Postgres,
         ConnectService::Pgbouncer => Service::Pgbouncer,
         ConnectService::Redis => Service::Redis,
+        ConnectService::Qdrant if profile.runs(Service::QdrantFront) && !args.admin => Service::QdrantFront,
         ConnectService::Qdrant => Service::Qdrant,
     }
+}
+
+/// Whether the client presents a certificate: where the profile requires one, and to Qdrant
+/// behind its front, which answers only certificates of the stack CA.
+pub fn presents_certificate(profile: &Profile, service: Service) -> bool {
+    profile.mutual_tls() || (service == Service::Qdrant && profile.runs(Service::QdrantFront))
 }
 
 /// The application user's login (or the admin's) and its current secret from the store.
@@ -129,6 +138,15 @@ async fn login(profile: &Profile, store: &Store, service: Service, args: &Connec
             let name = if args.admin { layout::ADMIN.to_owned() } else { user.name.clone() };
             (name, store.current(secret).await?.value)
         }
+        Service::QdrantFront => {
+            let (secret, _) = layout::qdrant_client_key(profile, user).with_context(|| {
+                format!(
+                    "user {} has no Qdrant access (users.qdrant = \"none\"); --admin connects to Qdrant with its own key",
+                    user.name
+                )
+            })?;
+            (user.name.clone(), store.current(&secret).await?.value)
+        }
         other => anyhow::bail!("connect opens postgres, pgbouncer, redis or qdrant, not {other}"),
     };
     let database = match (service, args.admin) {
@@ -141,7 +159,7 @@ async fn login(profile: &Profile, store: &Store, service: Service, args: &Connec
     // login, so the user's.
     let certificate = match (args.admin, service) {
         (true, _) => layout::ADMIN.to_owned(),
-        (false, Service::Qdrant) => user.name.clone(),
+        (false, Service::Qdrant | Service::QdrantFront) => user.name.clone(),
         (false, _) => name.clone(),
     };
     Ok(Login { name, certificate, database, secret })
