@@ -72,28 +72,56 @@ fn python_client(stack: &DockerStack) {
 /// The image .ci/setup builds from trixie's testssl.sh package.
 const TESTSSL_IMAGE: &str = "hardstack-local/testssl:trixie";
 
-/// testssl.sh against one port on loopback, trusting the stack CA: its findings of severity
-/// MEDIUM or higher, revocation aside (a private CA publishes no CRL or OCSP responder).
-/// Nothing where the image is missing (a loud skip; CI must have it).
-fn testssl(stack: &DockerStack, port: u16) -> (u16, Vec<String>) {
+/// Where testssl.sh reaches a port: on loopback, or on the stack network by name (a stack that
+/// publishes nothing), presenting a client certificate where the stack requires one.
+struct Audited<'a> {
+    stack: &'a DockerStack,
+    network: Option<String>,
+    host: &'a str,
+    mtls: Option<std::path::PathBuf>,
+    /// The front accepts TLS 1.3 only (`qdrant.tls_min_version`, prod).
+    tls13_only: bool,
+}
+
+/// testssl.sh against one port, trusting the stack CA: its findings of severity MEDIUM or
+/// higher, revocation aside (a private CA publishes no CRL or OCSP responder). Nothing where
+/// the image is missing (a loud skip; CI must have it).
+fn testssl(audited: &Audited, port: u16) -> (u16, Vec<String>) {
     if !has_image(TESTSSL_IMAGE) {
         assert!(std::env::var_os("CI").is_none(), "no {TESTSSL_IMAGE}: .ci/setup builds it");
         skipped(&format!("testssl: no {TESTSSL_IMAGE} (.ci/setup builds it)"));
         return (port, Vec::new());
     }
-    let out = stack.sandbox.root().join(format!("testssl-{port}"));
+    let out = audited.stack.sandbox.root().join(format!("testssl-{port}"));
     std::fs::create_dir_all(&out).unwrap();
-    let ca = stack.sandbox.stack().join("ca/ca.crt");
-    let run = Command::new("docker")
-        .args(["run", "--rm", "--network", "host"])
-        .args(["-v", &format!("{}:/ca.crt:ro", ca.display()), "-v", &format!("{}:/out", out.display())])
-        .args([TESTSSL_IMAGE, "--quiet", "--color", "0", "--warnings", "off", "--add-ca", "/ca.crt"])
-        .args(["--severity", "MEDIUM", "--jsonfile", "/out/findings.json", &format!("127.0.0.1:{port}")])
-        .output()
-        .unwrap();
+    let ca = audited.stack.sandbox.stack().join("ca/ca.crt");
+    let mut run = Command::new("docker");
+    run.args(["run", "--rm", "--network", audited.network.as_deref().unwrap_or("host")]);
+    run.args(["-v", &format!("{}:/ca.crt:ro", ca.display()), "-v", &format!("{}:/out", out.display())]);
+    if let Some(pem) = &audited.mtls {
+        run.args(["-v", &format!("{}:/client.pem:ro", pem.display())]);
+    }
+    run.args([TESTSSL_IMAGE, "--quiet", "--color", "0", "--warnings", "off", "--add-ca", "/ca.crt"]);
+    if audited.mtls.is_some() {
+        run.args(["--mtls", "/client.pem"]);
+    }
+    let run = run.args(["--jsonfile", "/out/findings.json", &format!("{}:{port}", audited.host)]).output().unwrap();
     let json =
         std::fs::read(out.join("findings.json")).unwrap_or_else(|e| panic!("testssl on {port}: {e}: {}", text(&run)));
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+    // The scan happened: it negotiated the protocols the front offers, and met no problem.
+    let finding = |id: &str| {
+        findings.iter().find(|f| f["id"] == id).and_then(|f| f["finding"].as_str()).unwrap_or("absent").to_owned()
+    };
+    assert!(
+        finding("TLS1_3").starts_with("offered"),
+        "testssl on {port}: TLS1_3 {}: {}",
+        finding("TLS1_3"),
+        text(&run)
+    );
+    let tls12 = finding("TLS1_2");
+    assert_eq!(tls12.starts_with("offered"), !audited.tls13_only, "testssl on {port}: TLS1_2 {tls12}");
+    assert_eq!(finding("scanProblem"), "absent", "testssl on {port}");
     let serious = findings
         .iter()
         .filter(|f| matches!(f["severity"].as_str(), Some("MEDIUM" | "HIGH" | "CRITICAL")))
@@ -104,6 +132,17 @@ fn testssl(stack: &DockerStack, port: u16) -> (u16, Vec<String>) {
         .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
         .collect();
     (port, serious)
+}
+
+/// testssl.sh against the front's two ports at once; fails on any finding.
+fn audit_both(audited: &Audited, ports: [u16; 2]) {
+    std::thread::scope(|scope| {
+        let audits: Vec<_> = ports.into_iter().map(|port| scope.spawn(move || testssl(audited, port))).collect();
+        for audit in audits {
+            let (port, findings) = audit.join().unwrap();
+            assert!(findings.is_empty(), "testssl on {port}: {findings:#?}");
+        }
+    });
 }
 
 #[test]
@@ -201,14 +240,8 @@ fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest()
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 points found, nearest 5", "{}", text(&out));
 
     // testssl.sh against both ports: nothing of severity MEDIUM or higher.
-    let audited = &stack;
-    std::thread::scope(|scope| {
-        let audits: Vec<_> = [rest, grpc].into_iter().map(|port| scope.spawn(move || testssl(audited, port))).collect();
-        for audit in audits {
-            let (port, findings) = audit.join().unwrap();
-            assert!(findings.is_empty(), "testssl on {port}: {findings:#?}");
-        }
-    });
+    let audited = Audited { stack: &stack, network: None, host: "127.0.0.1", mtls: None, tls13_only: false };
+    audit_both(&audited, [rest, grpc]);
 
     // Qdrant publishes nothing; the front publishes REST and gRPC.
     let ports = |container: &str| {
@@ -249,6 +282,59 @@ fn one_request(stack: &DockerStack, user: &str, grpc: bool) -> bool {
     }
 }
 
+/// What a client saw while a rotation ran.
+#[derive(Debug)]
+struct Seen {
+    ok: u32,
+    failed: u32,
+    /// From the first failure of a run to the next success, the longest.
+    longest_failure: std::time::Duration,
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {} failed", self.failed, self.ok + self.failed)?;
+        if self.failed > 0 {
+            write!(f, ", the longest run of failures {} ms", self.longest_failure.as_millis())?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `rotate --force --only ONLY` under two clients that re-read their key before each
+/// request and retry nothing: REST as the writer, gRPC as the reader.
+fn under_clients(stack: &DockerStack, only: &str) -> (Vec<Seen>, std::process::Output) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = [false, true]
+            .into_iter()
+            .map(|grpc| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut seen = Seen { ok: 0, failed: 0, longest_failure: std::time::Duration::ZERO };
+                    let mut failing_since = None;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let at = std::time::Instant::now();
+                        if one_request(stack, if grpc { "reader" } else { "app" }, grpc) {
+                            seen.ok += 1;
+                            if let Some(since) = failing_since.take() {
+                                seen.longest_failure = seen.longest_failure.max(at.duration_since(since));
+                            }
+                        } else {
+                            seen.failed += 1;
+                            failing_since.get_or_insert(at);
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let out = stack.cmd("rotate", &["--force", "--only", only, "-o", "json"]).output().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (clients.into_iter().map(|c| c.join().unwrap()).collect(), out)
+    })
+}
+
 fn started_at(stack: &DockerStack, service: &str) -> String {
     let name = format!("{}-{service}", stack.name);
     let out = Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", &name]).output().unwrap();
@@ -269,30 +355,7 @@ fn every_users_key_rotates_in_place_with_no_failed_request_and_the_previous_one_
     let old_key = env_of(&stack, "app")["QDRANT_API_KEY"].as_str().unwrap().to_owned();
 
     // Two clients (REST and gRPC) run through the rotation of every user's key.
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (results, rotated) = std::thread::scope(|scope| {
-        let clients: Vec<_> = [false, true]
-            .into_iter()
-            .map(|grpc| {
-                let (stack, stop) = (&stack, &stop);
-                scope.spawn(move || {
-                    let (mut ok, mut failed) = (0u32, 0u32);
-                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        if one_request(stack, if grpc { "reader" } else { "app" }, grpc) {
-                            ok += 1
-                        } else {
-                            failed += 1
-                        }
-                    }
-                    (ok, failed)
-                })
-            })
-            .collect();
-        let out = stack.cmd("rotate", &["--force", "--only", "qdrant-front", "-o", "json"]).output().unwrap();
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let results: Vec<(u32, u32)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-        (results, out)
-    });
+    let (results, rotated) = under_clients(&stack, "qdrant-front");
     assert!(rotated.status.success(), "{}", text(&rotated));
     let document: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
     let states: Vec<(&str, &str)> = document["credentials"]
@@ -302,9 +365,9 @@ fn every_users_key_rotates_in_place_with_no_failed_request_and_the_previous_one_
         .map(|c| (c["credential"].as_str().unwrap(), c["outcome"]["state"].as_str().unwrap()))
         .collect();
     assert_eq!(states, [("qdrant-front/app", "rotated"), ("qdrant-front/reader", "rotated")], "{document}");
-    for (ok, failed) in &results {
-        assert_eq!(*failed, 0, "failed requests during the rotation: {results:?}");
-        assert!(*ok > 0, "{results:?}");
+    for run in &results {
+        assert_eq!(run.failed, 0, "failed requests during the rotation: {results:?}");
+        assert!(run.ok > 0, "{results:?}");
     }
     // Neither Qdrant nor the front restarted.
     assert_eq!((started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front")), started);
@@ -324,4 +387,41 @@ fn every_users_key_rotates_in_place_with_no_failed_request_and_the_previous_one_
     assert_eq!(curl_status(&env, "GET", "/collections", &old_key), "401");
     assert_eq!(curl_status(&env, "GET", "/collections", &new_key), "200");
     assert_eq!((started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front")), started);
+
+    // Qdrant's own key, between the front and Qdrant: Qdrant reads it at start, so it restarts
+    // (twice), and the front then sends the new key. Its cost is what the clients see.
+    let (internal, rotated) = under_clients(&stack, "qdrant/api-key");
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    assert_eq!(curl_status(&env, "GET", "/collections", &new_key), "200");
+    println!(
+        "front rotation: every user's key, REST {} and gRPC {}, no restart; Qdrant's own key, REST {} and gRPC {}",
+        results[0], results[1], internal[0], internal[1]
+    );
+}
+
+#[test]
+fn a_prod_front_requires_client_certificates_and_passes_testssl_on_the_stack_network() {
+    if !docker_available("prod front") || crate::common::qdrant_image("prod front").is_none() {
+        return;
+    }
+    // prod as shipped (nothing published, client certificates, TLS 1.3 at the front), Qdrant
+    // and its front only.
+    let stack = DockerStack::new("prod front").profile("prod").services(&["qdrant", "qdrant-front"]);
+    let out = stack.cmd("up", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verify"]["summary"]["fail"], 0, "{report}");
+    // testssl.sh from inside the stack network, presenting the application user's certificate.
+    let dir = stack.sandbox.stack();
+    let pem = [
+        std::fs::read(dir.join("certs/clients/app/client.crt")).unwrap(),
+        std::fs::read(dir.join("certs/clients/app/client.key")).unwrap(),
+    ]
+    .concat();
+    let mtls = stack.sandbox.root().join("client.pem");
+    std::fs::write(&mtls, pem).unwrap();
+    let network = format!("{}-net", stack.name);
+    let audited =
+        Audited { stack: &stack, network: Some(network), host: "qdrant-front", mtls: Some(mtls), tls13_only: true };
+    audit_both(&audited, [6333, 6334]);
 }
