@@ -25,34 +25,72 @@ pub async fn for_up(engine: &Engine, profile: &Profile, specs: &[ContainerSpec])
     checks
 }
 
-/// A published port is free, or held by this stack's own container.
+/// Every published port of a service is free, or held by this stack's own container, or by the
+/// container of a service it waits for whose new spec gives the port up (the Qdrant front takes
+/// Qdrant's port: Qdrant is recreated without it before the front starts).
 pub async fn port(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> Check {
     let id = format!("doctor.port.{}", spec.service);
-    let Some((address, port)) = &spec.publish else {
+    // Each published port with the key that sets it.
+    let mut published: Vec<(&String, u16, String)> = Vec::new();
+    if let Some((address, port)) = &spec.publish {
+        let key = if spec.service == Service::QdrantFront { Service::Qdrant } else { spec.service };
+        published.push((address, *port, format!("network.ports.{key}")));
+    }
+    for extra in &spec.extra_ports {
+        if let Some((address, port)) = &extra.publish {
+            published.push((address, *port, "network.ports.qdrant_grpc".to_owned()));
+        }
+    }
+    if published.is_empty() {
         return Check::not_applicable(id, "the stack publishes no port");
-    };
-    if let Ok(Some(info)) = engine.inspect(&spec.name).await
-        && info.config.and_then(|c| c.labels).and_then(|l| l.get(containers::STACK_LABEL).cloned()).as_deref()
-            == Some(profile.stack.name.as_str())
-    {
-        return Check::pass(id, "the port is this stack's own", format!("{address}:{port}"));
     }
-    let free = address.parse::<IpAddr>().is_ok_and(|ip| TcpListener::bind(SocketAddr::new(ip, *port)).is_ok());
-    if free {
-        return Check::pass(id, "the port is free", format!("{address}:{port}"));
-    }
-    let holder = match engine.container_publishing(*port).await {
-        Some(container) => format!("container {container}"),
-        None => process_listening(*port).unwrap_or_else(|| "another process".into()),
+    let own = async |name: &str| {
+        engine
+            .inspect(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|i| i.config)
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get(containers::STACK_LABEL).cloned())
+            == Some(profile.stack.name.clone())
     };
-    let service = spec.service;
-    Check::fail(
-        id,
-        format!(
-            "port {port} on {address} is taken by {holder}; set network.ports.{service} to a free port (--set network.ports.{service}=N) or stop it"
-        ),
-        format!("{address}:{port} held by {holder}"),
-    )
+    if own(&spec.name).await {
+        let ports: Vec<String> = published.iter().map(|(a, p, _)| format!("{a}:{p}")).collect();
+        return Check::pass(id, "the ports are this stack's own", ports.join(", "));
+    }
+    let mut evidence = Vec::new();
+    for (address, port, key) in published {
+        let free = address.parse::<IpAddr>().is_ok_and(|ip| TcpListener::bind(SocketAddr::new(ip, port)).is_ok());
+        if free {
+            evidence.push(format!("{address}:{port} free"));
+            continue;
+        }
+        let container = engine.container_publishing(port).await;
+        // Held by a service this one waits for, which gives the port up when it is brought up.
+        let handed_over = spec.service.upstreams().iter().find(|upstream| {
+            container.as_deref() == Some(containers::container_name(profile, **upstream).as_str())
+                && containers::container_spec(profile, **upstream).publish.is_none_or(|(_, p)| p != port)
+        });
+        if let Some(upstream) = handed_over
+            && own(&containers::container_name(profile, *upstream)).await
+        {
+            evidence.push(format!("{address}:{port} from {upstream}, which gives it up first"));
+            continue;
+        }
+        let holder = match container {
+            Some(container) => format!("container {container}"),
+            None => process_listening(port).unwrap_or_else(|| "another process".into()),
+        };
+        return Check::fail(
+            id,
+            format!(
+                "port {port} on {address} is taken by {holder}; set {key} to a free port (--set {key}=N) or stop it"
+            ),
+            format!("{address}:{port} held by {holder}"),
+        );
+    }
+    Check::pass(id, "the ports are free", evidence.join(", "))
 }
 
 /// Every CPU limit fits the engine's CPUs (the engine refuses a container whose limit does not).

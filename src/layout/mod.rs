@@ -444,7 +444,11 @@ mod tests {
                 || path.contains("secrets/")
                 || matches!(
                     file,
-                    StackFile::UsersAcl | StackFile::QdrantConfig | StackFile::InitSql | StackFile::Manifest
+                    StackFile::UsersAcl
+                        | StackFile::QdrantConfig
+                        | StackFile::FrontRoles
+                        | StackFile::InitSql
+                        | StackFile::Manifest
                 );
             assert_eq!(file.mode() == Mode::Private, holds_secret, "{path}");
         }

@@ -205,7 +205,8 @@ pub const TABLE: &[Entry] = {
         Entry::delivered(
             StackFile::FrontUsers,
             paths::FRONT_USERS,
-            Private,
+            // The SHA-256 of each key, never a key.
+            Public,
             Source::Template("qdrant-front/users.map.tera"),
             (QdrantFront, Config, "users.map", Reload),
         ),

@@ -221,9 +221,18 @@ mod tests {
             ("prod", "redis", "9f37d917fcfd294290053dda9d2466aba7f63749ec6555ace3c65aeae795a1bc"),
             ("prod", "qdrant", "6295bbc47cd640348fbcbe8b5f73b1d839c24bf7f8bcb6cc7f47deeaf04b8a3d"),
         ];
+        // A stack's hardstack.toml lists its services: those made before the Qdrant front keep
+        // the lists the shipped profiles had then, and their Qdrant is the one pinned here.
+        let before_the_front = |name: &str| match name {
+            "prod" => {
+                r#"stack.services=["postgres","redis","qdrant","pgbouncer","postgres-exporter","redis-exporter","pgbouncer-exporter","prometheus"]"#
+            }
+            _ => r#"stack.services=["postgres","redis","qdrant"]"#,
+        };
         for (name, service, hash) in pinned {
             let source = crate::profile::ProfileSource::Shipped(name.into());
-            let profile = crate::profile::load(&source, &[]).unwrap().profile;
+            let overrides = [before_the_front(name).to_owned()];
+            let profile = crate::profile::load(&source, &overrides).unwrap().profile;
             let spec = crate::containers::container_specs(&profile)
                 .into_iter()
                 .find(|spec| spec.service.name() == service)

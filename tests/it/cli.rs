@@ -51,8 +51,8 @@ fn init_prints_no_secret() {
     assert!(printed.contains("secrets/postgres/app.json"), "-v lists the files it wrote: {printed}");
     let secrets = files_under(&sandbox.stack().join("secrets"));
     // The dev profile's secrets: PostgreSQL's superuser, admin, health, backup and app; Redis's
-    // admin, health, backup and app; Qdrant's two keys.
-    assert_eq!(secrets.len(), 11, "{secrets:?}");
+    // admin, health, backup and app; Qdrant's two keys; the app user's key at the Qdrant front.
+    assert_eq!(secrets.len(), 12, "{secrets:?}");
     for file in secrets {
         let record: serde_json::Value = serde_json::from_slice(&sandbox.read(&format!("secrets/{file}"))).unwrap();
         let value = record["versions"][0]["value"].as_str().unwrap();

@@ -28,8 +28,11 @@ fn shell_format_has_verify_full_urls_and_the_current_secrets() {
     );
     let redis = current(&sandbox, "redis/app");
     assert!(out.contains(&format!("export REDIS_URL='rediss://app:{redis}@localhost:6379/0'")), "{out}");
-    assert!(out.contains("export QDRANT_URL='https://localhost:6333'"));
-    assert!(out.contains(&format!("export QDRANT_API_KEY='{}'", current(&sandbox, "qdrant/api-key"))));
+    // Qdrant through its front: REST and gRPC, with the user's own key.
+    assert!(out.contains("export QDRANT_URL='https://localhost:6333'"), "{out}");
+    assert!(out.contains("export QDRANT_GRPC_URL='https://localhost:6334'"), "{out}");
+    assert!(out.contains(&format!("export QDRANT_API_KEY='{}'", current(&sandbox, "qdrant-front/app"))));
+    assert!(!out.contains(&current(&sandbox, "qdrant/api-key")), "Qdrant's own key is the front's, no application's");
     assert!(!out.contains("sslcert="), "dev does not require client certificates");
 }
 

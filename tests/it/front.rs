@@ -425,3 +425,33 @@ fn a_prod_front_requires_client_certificates_and_passes_testssl_on_the_stack_net
         Audited { stack: &stack, network: Some(network), host: "qdrant-front", mtls: Some(mtls), tls13_only: true };
     audit_both(&audited, [6333, 6334]);
 }
+
+#[test]
+fn the_front_is_added_to_a_running_stack_and_qdrant_keeps_its_data() {
+    if !docker_available("front day two") || crate::common::qdrant_image("front day two").is_none() {
+        return;
+    }
+    // A stack made before the front: Qdrant published, one collection in it.
+    let stack = DockerStack::new("front day two").services(&["qdrant"]).set("qdrant.data=volume");
+    let out = stack.cmd("up", &["--no-verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let before = env_of(&stack, "app");
+    let key = before["QDRANT_API_KEY"].as_str().unwrap().to_owned();
+    assert_eq!(curl_status(&before, "PUT", "/collections/kept", &key), "200");
+
+    // plan shows the change; up applies it.
+    let with_front = stack.services(&["qdrant", "qdrant-front"]);
+    let plan = with_front.cmd("plan", &["-o", "json"]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(plan.contains("qdrant-front"), "{plan}");
+    let out = with_front.cmd("up", &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // Through the front, with the user's own key: the collection is still there; the shared key
+    // the application had is no longer accepted there.
+    let after = env_of(&with_front, "app");
+    let own = after["QDRANT_API_KEY"].as_str().unwrap().to_owned();
+    assert_ne!(own, key);
+    assert_eq!(curl_status(&after, "GET", "/collections/kept", &own), "200");
+    assert_eq!(curl_status(&after, "GET", "/collections/kept", &key), "401");
+}

@@ -257,9 +257,16 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
             // The network, and the published port.
             assert_eq!(strings(&service["networks"]["stack"]["aliases"]), std::slice::from_ref(&spec.alias), "{at}");
             assert_eq!(compose["networks"]["stack"]["name"].as_str(), Some(spec.network.as_str()), "{at}");
-            let published =
-                spec.publish.as_ref().map(|(address, port)| format!("{address}:{port}:{}", spec.container_port));
-            assert_eq!(strings(&service["ports"]), published.into_iter().collect::<Vec<_>>(), "{at}");
+            let mut published: Vec<String> = spec
+                .publish
+                .iter()
+                .map(|(address, port)| format!("{address}:{port}:{}", spec.container_port))
+                .collect();
+            published.extend(spec.extra_ports.iter().filter_map(|extra| {
+                let (address, port) = extra.publish.as_ref()?;
+                Some(format!("{address}:{port}:{}", extra.container_port))
+            }));
+            assert_eq!(strings(&service["ports"]), published, "{at}");
 
             // Limits.
             let limits = &container["resources"]["limits"];

@@ -65,18 +65,18 @@ fn snapshot_profile(name: &str, files: usize) {
 
 #[test]
 fn dev_bundle_renders() {
-    snapshot_profile("dev", 13);
+    snapshot_profile("dev", 16);
 }
 
 #[test]
 fn test_bundle_renders() {
-    snapshot_profile("test", 13);
+    snapshot_profile("test", 16);
 }
 
 #[test]
 fn prod_bundle_renders() {
     // The pooler's config, the exporters' web configs, queries and password files, Prometheus's three.
-    snapshot_profile("prod", 23);
+    snapshot_profile("prod", 26);
 }
 
 #[test]
