@@ -14,6 +14,7 @@ of `hardstack env` when the client is made.
 import argparse
 import json
 import os
+import ssl
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -35,13 +36,15 @@ def credentials(user):
 def client(found, use_grpc):
     """A client of the front: the CA, the client certificate if any, the user's key."""
     cert, key = found.get("QDRANT_CLIENT_CERT"), found.get("QDRANT_CLIENT_KEY")
-    # REST (and, with gRPC, the client's version check) through httpx: the CA and certificate.
-    rest = dict(url=found["QDRANT_URL"], api_key=found["QDRANT_API_KEY"], verify=found["QDRANT_CA_CERT"])
+    # REST through httpx, with an SSL context of its own: the stack CA only, and the client
+    # certificate (httpx 0.28 ignores `cert=` beside a `verify=` path).
+    context = ssl.create_default_context(cafile=found["QDRANT_CA_CERT"])
+    if cert:
+        context.load_cert_chain(cert, key)
+    rest = dict(url=found["QDRANT_URL"], api_key=found["QDRANT_API_KEY"], verify=context)
     # The client's own version check makes a request of its own that ignores `verify` (it trusts
     # the system's CAs only) and fails; the pinned client is of the server's minor version.
     rest["check_compatibility"] = False
-    if cert:
-        rest["cert"] = (cert, key)
     if not use_grpc:
         return QdrantClient(**rest)
     options = {"root_certificates": open(found["QDRANT_CA_CERT"], "rb").read()}

@@ -35,14 +35,20 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitC
         output.table(&text);
         return Ok(ExitCode::SUCCESS);
     };
-    // A schedule, not a wait for a condition: one report per tick until Ctrl-C.
+    // A schedule, not a wait for a condition: one report per tick until Ctrl-C. The stream is
+    // made once, so a Ctrl-C that comes while a report is being read is kept, not lost.
     let mut ticks = tokio::time::interval(every);
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|err| anyhow::anyhow!("listening for Ctrl-C: {err}"))?;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = interrupt.recv() => return Ok(ExitCode::SUCCESS),
         }
-        let (document, text) = report(&profile, &dir, &store, &engine, details).await?;
+        let (document, text) = tokio::select! {
+            reported = report(&profile, &dir, &store, &engine, details) => reported?,
+            _ = interrupt.recv() => return Ok(ExitCode::SUCCESS),
+        };
         output.json(&document);
         output.redraw(&format!("{text}(every {}s; Ctrl-C stops)\n", every.as_secs_f64()));
     }

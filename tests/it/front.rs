@@ -388,6 +388,29 @@ fn every_users_key_rotates_in_place_with_no_failed_request_and_the_previous_one_
     assert_eq!(curl_status(&env, "GET", "/collections", &new_key), "200");
     assert_eq!((started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front")), started);
 
+    // The front's certificate: re-issued, delivered, a graceful reload; no request fails and the
+    // container is not restarted; the front serves the new certificate.
+    let served = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect 127.0.0.1:{} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial",
+                env["QDRANT_URL"].as_str().unwrap().rsplit(':').next().unwrap()
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let serial = served();
+    assert!(serial.starts_with("serial="), "{serial}");
+    let (renewed, rotated) = under_clients(&stack, "certificate/qdrant-front");
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    for run in &renewed {
+        assert_eq!(run.failed, 0, "failed requests during the certificate's rotation: {renewed:?}");
+    }
+    assert_ne!(served(), serial, "the front still serves the old certificate");
+    assert_eq!((started_at(&stack, "qdrant"), started_at(&stack, "qdrant-front")), started);
+
     // Qdrant's own key, between the front and Qdrant: Qdrant reads it at start, so it restarts
     // (twice), and the front then sends the new key. Its cost is what the clients see.
     let (internal, rotated) = under_clients(&stack, "qdrant/api-key");
@@ -454,4 +477,44 @@ fn the_front_is_added_to_a_running_stack_and_qdrant_keeps_its_data() {
     assert_ne!(own, key);
     assert_eq!(curl_status(&after, "GET", "/collections/kept", &own), "200");
     assert_eq!(curl_status(&after, "GET", "/collections/kept", &key), "401");
+}
+
+#[test]
+fn with_client_certificates_required_the_python_client_connects_and_a_removed_user_is_refused() {
+    if !docker_available("front mutual") || crate::common::qdrant_image("front mutual").is_none() {
+        return;
+    }
+    let stack = DockerStack::new("front mutual").services(&["qdrant", "qdrant-front"]).set("tls.client_certs=required");
+    stack.sandbox.write("two-users.toml", TWO_USERS);
+    let stack = stack.profile("two-users.toml");
+    let out = stack.cmd("up", &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // The Python client presents the user's certificate, over REST and gRPC.
+    python_client(&stack);
+    let reader = env_of(&stack, "reader");
+    let key = reader["QDRANT_API_KEY"].as_str().unwrap().to_owned();
+    let status = |key: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                reader["QDRANT_CA_CERT"].as_str().unwrap(),
+            ])
+            .args(["--cert", reader["QDRANT_CLIENT_CERT"].as_str().unwrap()])
+            .args(["--key", reader["QDRANT_CLIENT_KEY"].as_str().unwrap(), "-H", &format!("api-key: {key}")])
+            .arg(format!("{}/collections", reader["QDRANT_URL"].as_str().unwrap()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&key), "200");
+    // The reader leaves the profile: the next up takes its key out of the front.
+    stack.sandbox.write("two-users.toml", &TWO_USERS[..TWO_USERS.find("\n\n[[users]]\nname = \"reader\"").unwrap()]);
+    let out = stack.cmd("up", &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(status(&key), "401");
 }
