@@ -1,10 +1,12 @@
 //! Qdrant over gRPC with the official Rust client, `qdrant-client`, through the stack's front
 //! (`qdrant-front`): the user's own key from `hardstack env`, TLS verified against the stack CA.
 //!
-//! qdrant-client trusts the platform's certificate store and nothing else (tonic's native
-//! roots, read through rustls-native-certs, which honours `SSL_CERT_FILE`): the example names
-//! the stack CA there for its own process. It cannot present a client certificate (the
-//! client's issue #272), so it runs against stacks that do not require one (dev, test).
+//! qdrant-client's builder (`Qdrant::from_url`) trusts the platform's certificate store and
+//! cannot present a client certificate (the client's issue #272). So: without a client
+//! certificate (dev, test), the builder, with `SSL_CERT_FILE` naming the stack CA for this
+//! process (tonic's native roots read it); where the stack requires one (prod), the client's
+//! own gRPC services (`collections_client`, `points_client`) over a tonic channel that trusts
+//! the stack CA and presents the user's certificate.
 //!
 //!     HARDSTACK_DIR=stack cargo run --example qdrant_grpc
 //!
@@ -14,9 +16,12 @@
 mod common;
 
 use qdrant_client::Qdrant;
+use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::point_id::PointIdOptions;
+use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::{
-    CreateCollectionBuilder, Distance, PointStruct, QueryPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    CreateCollectionBuilder, Distance, PointStruct, QueryPointsBuilder, ScoredPoint, UpsertPointsBuilder,
+    VectorParamsBuilder,
 };
 
 const COLLECTION: &str = "examples_grpc";
@@ -27,33 +32,68 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         println!("SKIPPED: this stack has no Qdrant front (gRPC is served by qdrant-front)");
         return Ok(std::process::ExitCode::SUCCESS);
     };
-    anyhow::ensure!(
-        !credentials.contains_key("QDRANT_CLIENT_CERT"),
-        "this stack requires client certificates, which qdrant-client cannot present (its issue #272)"
-    );
-    // SAFETY: no other thread runs yet; the runtime is built below.
-    unsafe { std::env::set_var("SSL_CERT_FILE", common::variable(&credentials, "QDRANT_CA_CERT")?) };
     let key = common::variable(&credentials, "QDRANT_API_KEY")?.to_owned();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let client = Qdrant::from_url(&url).api_key(key).build()?;
-        if !client.collection_exists(COLLECTION).await? {
-            client
-                .create_collection(
-                    CreateCollectionBuilder::new(COLLECTION)
-                        .vectors_config(VectorParamsBuilder::new(2, Distance::Cosine)),
-                )
-                .await?;
+    let ca = common::variable(&credentials, "QDRANT_CA_CERT")?.to_owned();
+    let client_cert = credentials.get("QDRANT_CLIENT_CERT").cloned().zip(credentials.get("QDRANT_CLIENT_KEY").cloned());
+    if client_cert.is_none() {
+        // SAFETY: no other thread runs yet; the runtime is built below.
+        unsafe { std::env::set_var("SSL_CERT_FILE", &ca) };
+    }
+    let points: Vec<PointStruct> =
+        (1..=5u64).map(|i| PointStruct::new(i, vec![i as f32, 1.0], [("n", (i as i64).into())])).collect();
+    let create = CreateCollectionBuilder::new(COLLECTION).vectors_config(VectorParamsBuilder::new(2, Distance::Cosine));
+    let upsert = UpsertPointsBuilder::new(COLLECTION, points).wait(true);
+    let query = QueryPointsBuilder::new(COLLECTION).query(vec![5.0, 1.0]).limit(3);
+    let found = tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        match client_cert {
+            None => {
+                let client = Qdrant::from_url(&url).api_key(key).build()?;
+                if !client.collection_exists(COLLECTION).await? {
+                    client.create_collection(create).await?;
+                }
+                client.upsert_points(upsert).await?;
+                anyhow::Ok(client.query(query).await?.result)
+            }
+            Some((cert, private_key)) => {
+                let read = |path: &str| std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {path}: {e}"));
+                let tls = tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(read(&ca)?))
+                    .identity(tonic::transport::Identity::from_pem(read(&cert)?, read(&private_key)?));
+                let channel = tonic::transport::Channel::from_shared(url)?.tls_config(tls)?.connect().await?;
+                let key: tonic::metadata::MetadataValue<_> = key.parse()?;
+                // The signature is tonic's (an interceptor's error is a `Status`).
+                #[allow(clippy::result_large_err)]
+                let with_key = move |mut request: tonic::Request<()>| {
+                    request.metadata_mut().insert("api-key", key.clone());
+                    Ok(request)
+                };
+                let mut collections = CollectionsClient::with_interceptor(channel.clone(), with_key.clone());
+                let exists = collections
+                    .collection_exists(qdrant_client::qdrant::CollectionExistsRequest {
+                        collection_name: COLLECTION.into(),
+                    })
+                    .await?
+                    .into_inner()
+                    .result
+                    .is_some_and(|r| r.exists);
+                if !exists {
+                    collections.create(create.build()).await?;
+                }
+                let mut points = PointsClient::with_interceptor(channel, with_key);
+                points.upsert(upsert.build()).await?;
+                anyhow::Ok(points.query(query.build()).await?.into_inner().result)
+            }
         }
-        let points: Vec<PointStruct> =
-            (1..=5u64).map(|i| PointStruct::new(i, vec![i as f32, 1.0], [("n", (i as i64).into())])).collect();
-        client.upsert_points(UpsertPointsBuilder::new(COLLECTION, points).wait(true)).await?;
-        let found = client.query(QueryPointsBuilder::new(COLLECTION).query(vec![5.0, 1.0]).limit(3)).await?;
-        let nearest = match found.result.first().and_then(|p| p.id.clone()).and_then(|id| id.point_id_options) {
-            Some(PointIdOptions::Num(n)) => n.to_string(),
-            Some(PointIdOptions::Uuid(uuid)) => uuid,
-            None => "none".to_owned(),
-        };
-        println!("{} points found, nearest {nearest}", found.result.len());
-        anyhow::Ok(std::process::ExitCode::SUCCESS)
-    })
+    })?;
+    println!("{} points found, nearest {}", found.len(), nearest(&found));
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The id of the nearest point.
+fn nearest(found: &[ScoredPoint]) -> String {
+    match found.first().and_then(|p| p.id.clone()).and_then(|id| id.point_id_options) {
+        Some(PointIdOptions::Num(n)) => n.to_string(),
+        Some(PointIdOptions::Uuid(uuid)) => uuid,
+        None => "none".to_owned(),
+    }
 }

@@ -188,12 +188,8 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
             let name = crate::containers::container_name(context.profile, service);
             context.engine.signal(&name, "HUP").await?;
         }
-        Service::QdrantFront => {
-            // A graceful reload: a new worker with the new pair, the old one finishes its
-            // connections.
-            let name = crate::containers::container_name(context.profile, service);
-            context.engine.signal(&name, "USR2").await?;
-        }
+        // In place through its admin socket: no reload, no connection closed.
+        Service::QdrantFront => super::front::replace_certificate(context).await?,
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             // A monitoring service reads its certificate afresh for each connection.
         }

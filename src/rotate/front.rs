@@ -2,8 +2,9 @@
 //! front sends on. HAProxy changes a map in place through its admin socket (`add map`,
 //! `set map`, `del map`), so a key is added, switched or removed with no reload and no restart:
 //! the re-rendered map file is delivered into the front's volume, and a script in the front's
-//! container makes the running map equal to it. The values travel through the socket only,
-//! never on a command line.
+//! container makes the running map equal to it. A renewed certificate is replaced the same way
+//! (`set ssl cert`, `commit ssl cert`). The values travel through the socket only, never on a
+//! command line.
 
 use anyhow::Context as _;
 
@@ -35,6 +36,45 @@ for my $k (sort keys %want) {
 for my $k (sort keys %have) { run("del map $file $k", "del map") unless exists $want{$k} }
 print "$changed\n";
 "#;
+
+/// Replaces the certificate the front serves through the admin socket (`set ssl cert` with the
+/// delivered pair, then `commit ssl cert`): no reload, no connection closed. The key travels
+/// through the socket only. `ARGV`: the socket, the certificate's path (its name in HAProxy's
+/// store), the key's path.
+const SET_CERTIFICATE: &str = r#"
+use strict; use warnings; use IO::Socket::UNIX;
+my ($socket, $crt, $key) = @ARGV;
+sub cli {
+  my $s = IO::Socket::UNIX->new(Peer => $socket) or die "the admin socket $socket: $!\n";
+  print $s $_[0]; local $/; my $answer = <$s>; return defined $answer ? $answer : "";
+}
+sub slurp { open(my $f, "<", $_[0]) or die "$_[0]: $!\n"; local $/; my $text = <$f>; $text =~ s/\s+$//; return $text; }
+my $pem = slurp($crt) . "\n" . slurp($key);
+my $answer = cli("set ssl cert $crt <<\n$pem\n\n");
+die "set ssl cert: $answer" unless $answer =~ /Transaction (created|updated)/;
+$answer = cli("commit ssl cert $crt\n");
+die "commit ssl cert: $answer" unless $answer =~ /Success/;
+print "committed\n";
+"#;
+
+/// Makes the front serve the certificate delivered into its volume, in place.
+pub async fn replace_certificate(context: &Context<'_>) -> anyhow::Result<()> {
+    let spec = crate::containers::container_spec(context.profile, Service::QdrantFront);
+    let at = |file: StackFile| {
+        layout::container_path(context.profile, Service::QdrantFront, &file).context("the front receives its pair")
+    };
+    let command = vec![
+        "perl".to_owned(),
+        "-e".to_owned(),
+        SET_CERTIFICATE.to_owned(),
+        crate::render::front::FRONT_ADMIN_SOCKET.to_owned(),
+        at(StackFile::ServerCert(Service::QdrantFront))?,
+        at(StackFile::ServerKey(Service::QdrantFront))?,
+    ];
+    let ran = context.engine.exec(&spec.name, &spec.user, command).await?;
+    anyhow::ensure!(ran.code == 0, "replacing the front's certificate: {}", ran.output.trim());
+    Ok(())
+}
 
 /// Re-renders the front's maps from the store, delivers `file` into the front's volume and
 /// makes the running map equal to it; how many entries changed.

@@ -69,6 +69,18 @@ fn python_client(stack: &DockerStack) {
     }
 }
 
+/// Runs examples/qdrant_grpc.rs (qdrant-client over gRPC) as the stack's first user.
+fn rust_client(stack: &DockerStack) {
+    let example = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/qdrant_grpc");
+    let out = Command::new(&example)
+        .env("HARDSTACK_DIR", stack.sandbox.stack())
+        .env("HARDSTACK", assert_cmd::cargo::cargo_bin("hardstack"))
+        .output()
+        .unwrap_or_else(|e| panic!("{} (cargo test builds the examples): {e}", example.display()));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 points found, nearest 5", "{}", text(&out));
+}
+
 /// The image .ci/setup builds from trixie's testssl.sh package.
 const TESTSSL_IMAGE: &str = "hardstack-local/testssl:trixie";
 
@@ -230,14 +242,7 @@ fn the_front_serves_rest_and_grpc_with_each_users_own_key_and_refuses_the_rest()
     // writer writes and searches, the reader searches and its write is refused by Qdrant.
     python_client(&stack);
     // The official Rust client, gRPC only, trusting the stack CA through SSL_CERT_FILE.
-    let example = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/qdrant_grpc");
-    let out = Command::new(&example)
-        .env("HARDSTACK_DIR", stack.sandbox.stack())
-        .env("HARDSTACK", assert_cmd::cargo::cargo_bin("hardstack"))
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 points found, nearest 5", "{}", text(&out));
+    rust_client(&stack);
 
     // testssl.sh against both ports: nothing of severity MEDIUM or higher.
     let audited = Audited { stack: &stack, network: None, host: "127.0.0.1", mtls: None, tls13_only: false };
@@ -489,8 +494,10 @@ fn with_client_certificates_required_the_python_client_connects_and_a_removed_us
     let stack = stack.profile("two-users.toml");
     let out = stack.cmd("up", &[]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    // The Python client presents the user's certificate, over REST and gRPC.
+    // The Python client presents the user's certificate, over REST and gRPC; the Rust one over
+    // gRPC (a tonic channel with the certificate, the client's own services).
     python_client(&stack);
+    rust_client(&stack);
     let reader = env_of(&stack, "reader");
     let key = reader["QDRANT_API_KEY"].as_str().unwrap().to_owned();
     let status = |key: &str| {
@@ -512,6 +519,16 @@ fn with_client_certificates_required_the_python_client_connects_and_a_removed_us
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert_eq!(status(&key), "200");
+    // Without a certificate, both ports end the handshake (TLS 1.3's certificate_required).
+    for url in [reader["QDRANT_URL"].as_str().unwrap(), reader["QDRANT_GRPC_URL"].as_str().unwrap()] {
+        let out = Command::new("curl")
+            .args(["-sS", "--http2", "--cacert", reader["QDRANT_CA_CERT"].as_str().unwrap(), "-H"])
+            .args([&format!("api-key: {key}"), &format!("{url}/collections")])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url} answered without a client certificate");
+        assert!(text(&out).contains("certificate required"), "{url}: {}", text(&out));
+    }
     // The reader leaves the profile: the next up takes its key out of the front.
     stack.sandbox.write("two-users.toml", &TWO_USERS[..TWO_USERS.find("\n\n[[users]]\nname = \"reader\"").unwrap()]);
     let out = stack.cmd("up", &[]).output().unwrap();
