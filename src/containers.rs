@@ -591,7 +591,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         container_port: service.container_port(),
         extra_ports: match service {
             // Behind a front, Qdrant serves gRPC to it on the stack network.
-            Service::Qdrant if profile.runs(Service::QdrantFront) => {
+            Service::Qdrant if profile.fronted(service) => {
                 vec![ExtraPort { name: "grpc".into(), container_port: QDRANT_GRPC_PORT, publish: None }]
             }
             Service::QdrantFront => vec![ExtraPort {

@@ -48,9 +48,7 @@ pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> 
 /// Whether a service's ports are bound on the host: where the stack publishes, never an
 /// exporter's, and not Qdrant's own behind a front (the front publishes its ports).
 pub fn publishes(profile: &Profile, service: Service) -> bool {
-    profile.network.publish
-        && !service.is_exporter()
-        && !(service == Service::Qdrant && profile.runs(Service::QdrantFront))
+    profile.network.publish && !service.is_exporter() && !profile.fronted(service)
 }
 
 /// Where an application reaches the Qdrant front's gRPC port: the host's where the stack

@@ -337,9 +337,6 @@ pub async fn reach(
     let network = crate::containers::stack_names(profile).network;
     let address = engine.address_on(&name, &network).await?;
     let endpoint = crate::endpoint::network_endpoint(service);
-    // Behind its front, Qdrant answers only a certificate of the stack CA.
-    let with_cert = profile.mutual_tls()
-        || (service == crate::profile::Service::Qdrant && profile.runs(crate::profile::Service::QdrantFront));
     Ok(Target {
         address: Some(std::net::SocketAddr::new(address, endpoint.port)),
         host: endpoint.host,
@@ -347,7 +344,7 @@ pub async fn reach(
         user: login.to_owned(),
         password,
         database: database.to_owned(),
-        tls: client_tls(dir, login, with_cert)?,
+        tls: client_tls(dir, login, profile.demands_client_cert(service))?,
     })
 }
 

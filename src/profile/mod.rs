@@ -597,4 +597,16 @@ impl Profile {
     pub fn mutual_tls(&self) -> bool {
         self.tls.client_certs == ClientCerts::Required
     }
+
+    /// Whether a service sits behind a front of its own (Qdrant behind `qdrant-front`): never
+    /// published, reached by clients through the front.
+    pub fn fronted(&self, service: Service) -> bool {
+        service == Service::Qdrant && self.runs(Service::QdrantFront)
+    }
+
+    /// Whether a service demands a client certificate of the stack CA: every server where the
+    /// profile requires them, and a fronted one always (it answers its front and hardstack).
+    pub fn demands_client_cert(&self, service: Service) -> bool {
+        self.mutual_tls() || self.fronted(service)
+    }
 }

@@ -430,7 +430,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "alt_api_key": material.qdrant_alt_api_key.as_ref().map(|k| k.expose().to_owned()),
             // Behind the front, Qdrant answers only clients with a certificate of the stack CA
             // (the front, and hardstack's own requests).
-            "verify_client": profile.mutual_tls() || profile.runs(Service::QdrantFront),
+            "verify_client": profile.demands_client_cert(Service::Qdrant),
             "front": profile.runs(Service::QdrantFront),
             "grpc_port": containers::QDRANT_GRPC_PORT,
             "web_ui": profile.qdrant.web_ui,

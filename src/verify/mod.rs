@@ -231,7 +231,7 @@ impl Context {
 /// Whether a service is never published by design: an exporter, Qdrant behind its front. From
 /// the host, the checks reach it at its address on the stack network.
 fn hidden(profile: &Profile, service: Service) -> bool {
-    service.is_exporter() || (service == Service::Qdrant && profile.runs(Service::QdrantFront))
+    service.is_exporter() || profile.fronted(service)
 }
 
 /// A check in flight.

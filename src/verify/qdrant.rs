@@ -50,7 +50,7 @@ fn raw_get(context: &Context, name: &str, path: &str) -> Vec<u8> {
 /// Every Qdrant check.
 pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     // Behind its front, Qdrant answers only a certificate of the stack CA.
-    let mutual = context.mutual() || context.profile.runs(Service::QdrantFront);
+    let mutual = context.profile.demands_client_cert(Service::Qdrant);
     let name = context.server_name(Service::Qdrant);
     let login = context.users().first().map(|u| u.name.clone()).unwrap_or_default();
     let tls = move || prepare(context.tls_for(&login, mutual));

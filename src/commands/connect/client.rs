@@ -133,7 +133,7 @@ pub fn host(
         host: address.address.to_string(),
         port: address.port,
         ca: path(StackFile::CaCert),
-        certificate: super::presents_certificate(profile, service).then(|| {
+        certificate: profile.demands_client_cert(service).then(|| {
             (
                 path(StackFile::ClientCert(login.certificate.clone())),
                 path(StackFile::ClientKey(login.certificate.clone())),
@@ -197,7 +197,7 @@ pub async fn run_in_network(
         Service::QdrantFront => Service::Qdrant,
         other => other,
     };
-    let with_certificate = super::presents_certificate(profile, service);
+    let with_certificate = profile.demands_client_cert(service);
     let spec = specs.iter().find(|s| s.service == has_client).context("the stack runs the client's service")?;
     let image = engine.image_of(spec).await?;
     let uid = spec.service.uid();

@@ -107,12 +107,6 @@ fn service_of(profile: &Profile, args: &ConnectArgs) -> Service {
     }
 }
 
-/// Whether the client presents a certificate: where the profile requires one, and to Qdrant
-/// behind its front, which answers only certificates of the stack CA.
-pub fn presents_certificate(profile: &Profile, service: Service) -> bool {
-    profile.mutual_tls() || (service == Service::Qdrant && profile.runs(Service::QdrantFront))
-}
-
 /// The application user's login (or the admin's) and its current secret from the store.
 async fn login(profile: &Profile, store: &Store, service: Service, args: &ConnectArgs) -> anyhow::Result<Login> {
     let user = profile.user(args.user.as_deref())?;
