@@ -157,7 +157,11 @@ fn weakenings() -> Vec<Weakening> {
             "dev",
             INIT_SQL,
             Box::new(|t: &str| {
-                t.replacen("REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\\connect postgres", "\\connect postgres", 1)
+                t.replacen(
+                    "\\connect template1\nSET log_statement = 'none';\nREVOKE ALL ON SCHEMA public FROM PUBLIC;\n",
+                    "\\connect template1\nSET log_statement = 'none';\n",
+                    1,
+                )
             }),
         ),
         (

@@ -278,13 +278,14 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
             }
         }
         .with_context(|| format!("backing up {service}"))?;
-        // pg_verifybackup has just checked the files against the SHA-256 of PostgreSQL's own
-        // backup manifest: those digests are taken as they are, the rest are computed.
-        let known = match service {
-            Service::Postgres => postgres::manifest_digests(&path, &part)?,
-            _ => BTreeMap::new(),
-        };
-        set.files = files_of_with(&path, &part, &known)?;
+        // The set's own digests, read once: for PostgreSQL the same pass checks every file
+        // against the CRC-32C the server put in its backup manifest (pg_verifybackup checked
+        // the rest: the file list, the sizes, the WAL).
+        let hashed = hash_files(&path, &part)?;
+        if service == Service::Postgres {
+            postgres::check_manifest_checksums(&part, &hashed)?;
+        }
+        set.files = hashed.into_iter().map(|h| h.entry).collect();
         services.push(set);
     }
     let manifest = Manifest {
@@ -337,10 +338,10 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
     let manifest = read_manifest(set)?;
     let mut listed = std::collections::BTreeSet::new();
     for part in &manifest.services {
-        for file in &part.files {
+        let paths: Vec<PathBuf> = part.files.iter().map(|file| set.join(&file.path)).collect();
+        for (file, path) in part.files.iter().zip(&paths) {
             listed.insert(file.path.clone());
-            let path = set.join(&file.path);
-            let metadata = std::fs::metadata(&path)
+            let metadata = std::fs::metadata(path)
                 .with_context(|| format!("{}: missing from the set (the manifest lists it)", path.display()))?;
             anyhow::ensure!(
                 metadata.len() == file.size,
@@ -349,8 +350,10 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
                 metadata.len(),
                 file.size
             );
+        }
+        for ((file, path), digest) in part.files.iter().zip(&paths).zip(digest_files(&paths)?) {
             anyhow::ensure!(
-                sha256_file(&path)? == file.sha256,
+                digest.sha256 == file.sha256,
                 "{}: its SHA-256 differs from the manifest's: the set is damaged",
                 path.display()
             );
@@ -370,13 +373,18 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
 /// Every file under `dir` with its size and SHA-256, relative to `set`, after making the
 /// modes private (0600 files, 0700 directories).
 fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
-    files_of_with(set, dir, &BTreeMap::new())
+    Ok(hash_files(set, dir)?.into_iter().map(|h| h.entry).collect())
 }
 
-/// The same, taking the digest of a file from `known` (by path relative to `set`) when its size
-/// is the one known.
-fn files_of_with(set: &Path, dir: &Path, known: &BTreeMap<String, (u64, String)>) -> anyhow::Result<Vec<FileEntry>> {
-    let mut files = Vec::new();
+/// A file of a set as read: its entry, and its CRC-32C (what PostgreSQL's backup manifest holds).
+pub struct HashedFile {
+    pub entry: FileEntry,
+    pub crc32c: u32,
+}
+
+/// [`files_of`], with each file's CRC-32C; the files are hashed on every core.
+fn hash_files(set: &Path, dir: &Path) -> anyhow::Result<Vec<HashedFile>> {
+    let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
         let entries = match std::fs::read_dir(&current) {
@@ -393,34 +401,81 @@ fn files_of_with(set: &Path, dir: &Path, known: &BTreeMap<String, (u64, String)>
                 pending.push(path);
             } else if kind.is_file() {
                 crate::fsio::make_private(&path, false)?;
-                let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
-                let size = entry.metadata()?.len();
-                let sha256 = match known.get(&relative) {
-                    Some((known_size, digest)) if *known_size == size => digest.clone(),
-                    _ => sha256_file(&path)?,
-                };
-                files.push(FileEntry { path: relative, size, sha256 });
+                found.push(path);
             }
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let digests = digest_files(&found)?;
+    let mut files: Vec<HashedFile> = found
+        .iter()
+        .zip(digests)
+        .map(|(path, digest)| {
+            let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
+            HashedFile {
+                entry: FileEntry { path: relative, size: digest.size, sha256: digest.sha256 },
+                crc32c: digest.crc32c,
+            }
+        })
+        .collect();
+    files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
     Ok(files)
 }
 
-/// The SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
+/// What one read of a file gives.
+struct Digest {
+    size: u64,
+    sha256: String,
+    crc32c: u32,
+}
+
+/// The size, SHA-256 and CRC-32C of each file, in order, read by as many threads as there are
+/// cores (a base backup is a thousand files; hashing, not the disk, is what takes the time).
+fn digest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<Digest>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut digests: Vec<(usize, anyhow::Result<Digest>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(index) else { break done };
+                        done.push((index, digest_file(path)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().expect("a hashing thread does not panic")).collect()
+    });
+    digests.sort_by_key(|(index, _)| *index);
+    digests.into_iter().map(|(_, digest)| digest).collect()
+}
+
+/// Reads a file once: its size as read, SHA-256 and CRC-32C.
+fn digest_file(path: &Path) -> anyhow::Result<Digest> {
+    use sha2::{Digest as _, Sha256};
     let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut hasher = Sha256::new();
+    let mut crc = 0u32;
     let mut buffer = vec![0u8; 1 << 16];
+    let mut size = 0u64;
     loop {
         let read = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
         if read == 0 {
             break;
         }
+        size += read as u64;
         hasher.update(&buffer[..read]);
+        crc = crc32c::crc32c_append(crc, &buffer[..read]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(Digest { size, sha256: hex::encode(hasher.finalize()), crc32c: crc })
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    Ok(digest_file(path)?.sha256)
 }
 
 /// The image a service runs now (the profile's, or the local one `up` fell back to): tools

@@ -82,7 +82,7 @@ pub async fn compare(
         let restored = match part.service {
             Service::Postgres => {
                 let spec = crate::containers::container_spec(profile, Service::Postgres);
-                super::postgres::contents_of(engine, &spec).await?
+                super::postgres::contents_of(engine, &spec, super::postgres::Reading::RowsAndChecksums).await?
             }
             Service::Redis => super::redis::contents(engine, profile, dir, store, Some(&part.contents)).await?,
             Service::Qdrant => super::qdrant::Api::connect(engine, profile, dir, store).await?.contents().await?,

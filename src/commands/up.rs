@@ -177,6 +177,10 @@ pub async fn up(
             ((spec.service, sender), (spec.service, receiver))
         })
         .unzip();
+    output.detail(format!(
+        "pre-flight (ports, CPUs, images), the network started, the secrets read: {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
     let mut tasks = Vec::new();
     for spec in specs {
         let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
@@ -212,8 +216,10 @@ pub async fn up(
                 let _ = done.send(true);
             }
             match &result {
-                Ok((plan, elapsed)) => progress
-                    .finish(service.name(), &format!("usable ({}, {:.1}s)", plan.change(), elapsed.as_secs_f64())),
+                Ok((plan, timings)) => progress.finish(
+                    service.name(),
+                    &format!("usable ({}, {:.1}s)", plan.change(), timings.total().as_secs_f64()),
+                ),
                 Err(_) => progress.finish(service.name(), "failed"),
             }
             (service, result)
@@ -224,9 +230,10 @@ pub async fn up(
     for task in tasks {
         let (service, result) = task.await.context("a service task panicked")?;
         match result {
-            Ok((plan, elapsed)) => {
+            Ok((plan, timings)) => {
+                output.detail(format!("{service}: {}", timings.describe(service)));
                 let mut entry = plan.report();
-                entry["seconds"] = json!(elapsed.as_secs_f64());
+                entry["seconds"] = json!(timings.total().as_secs_f64());
                 report.push(entry)
             }
             Err(err) => {
@@ -352,14 +359,48 @@ struct Stack {
     redis_admin: Option<crate::secrets::Secret>,
 }
 
+/// Where a service's time went in `up` (`up -v` prints it).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    /// Planning, then the volumes, the files delivered and the container created (or the
+    /// changes applied to a running one).
+    prepare: Duration,
+    /// The engine starting the container (namespaces, mounts, the network, published ports).
+    start: Duration,
+    /// From the start until an application's login and query succeed: the image's own first
+    /// start (PostgreSQL: initdb, the init SQL in a temporary server, the final start).
+    usable: Duration,
+}
+
+impl Timings {
+    fn total(&self) -> Duration {
+        self.prepare + self.start + self.usable
+    }
+
+    fn describe(&self, service: Service) -> String {
+        let own = match service {
+            Service::Postgres => " (on a new data volume: initdb, the init SQL in a temporary server, the final start)",
+            _ => "",
+        };
+        format!(
+            "{:.2}s = {:.2}s plan, volumes, files and container + {:.2}s the engine's start + {:.2}s from start to usable{own}",
+            self.total().as_secs_f64(),
+            self.prepare.as_secs_f64(),
+            self.start.as_secs_f64(),
+            self.usable.as_secs_f64()
+        )
+    }
+}
+
 /// Converges one service on the stack directory with the least disruption (see `converge`),
 /// then waits until it is usable.
 async fn bring_up(
     stack: &Stack,
     spec: &ContainerSpec,
     readiness: Readiness,
-) -> anyhow::Result<(converge::ServicePlan, Duration)> {
+) -> anyhow::Result<(converge::ServicePlan, Timings)> {
     let started = Instant::now();
+    let mut timings = Timings::default();
     let (engine, progress) = (&stack.engine, &stack.progress);
     let service = spec.service.name();
     let contents = |file: &layout::StackFile| -> anyhow::Result<Vec<u8>> {
@@ -373,7 +414,9 @@ async fn bring_up(
                 progress.stage(service, "recreating");
                 engine.remove(&spec.name).await?;
             }
-            (Some(create_and_start(stack, spec, &contents).await?), plan)
+            let (helper, start) = create_and_start(stack, spec, &contents).await?;
+            timings.start = start;
+            (Some(helper), plan)
         }
         converge::ContainerStep::Keep | converge::ContainerStep::Start => {
             if !plan.actions.is_empty() || plan.container == converge::ContainerStep::Start {
@@ -392,10 +435,13 @@ async fn bring_up(
             None => Ok(()),
         }
     };
+    timings.prepare = started.elapsed() - timings.start;
+    let waiting = Instant::now();
     let (usable, removed) = tokio::join!(wait_until_usable(engine, spec, &readiness, stack.timeout), cleanup);
+    timings.usable = waiting.elapsed();
     usable?;
     removed?;
-    Ok((plan, started.elapsed()))
+    Ok((plan, timings))
 }
 
 /// Volumes, then the files delivered into them (with a fresh record of what was delivered)
@@ -406,7 +452,7 @@ async fn create_and_start(
     stack: &Stack,
     spec: &ContainerSpec,
     contents: converge::Contents<'_>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Duration)> {
     let (engine, names) = (&stack.engine, &stack.names);
     stack.progress.stage(spec.service.name(), "creating");
     engine.ensure_volumes(&names.stack, spec).await?;
@@ -435,10 +481,11 @@ async fn create_and_start(
     let started = async {
         created?;
         stack.progress.stage(spec.service.name(), "starting");
-        engine.start(&spec.name).await
+        let starting = Instant::now();
+        engine.start(&spec.name).await.map(|()| starting.elapsed())
     };
     match started.await {
-        Ok(()) => Ok(helper),
+        Ok(start) => Ok((helper, start)),
         Err(err) => {
             let _ = engine.force_remove(&helper).await;
             Err(err)

@@ -37,6 +37,22 @@ pub fn archives_of_contents(
     by_volume.into_iter().map(|(key, archive)| Ok((key.to_owned(), archive.finish()?))).collect()
 }
 
+/// The archives of several volumes as one, each entry under its volume's key (the directory
+/// the helper mounts that volume on); the volumes' own roots are left as the engine made them.
+pub fn under_volume_keys(archives: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (key, bytes) in archives {
+        let mut archive = tar::Archive::new(&bytes[..]);
+        for entry in archive.entries()? {
+            let entry = entry?;
+            let path = format!("{key}/{}", entry.path()?.display());
+            let mut header = entry.header().clone();
+            builder.append_data(&mut header, path, entry)?;
+        }
+    }
+    Ok(builder.into_inner()?)
+}
+
 /// A tar archive of files given by path (relative, without a leading slash), owner, mode and
 /// content; each parent directory once, 0700.
 pub fn archive_of_files(files: &[(String, u32, u32, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
@@ -201,6 +217,39 @@ mod tests {
                 ("tls/".to_owned(), 999, 0o700),
                 ("tls/server.key".to_owned(), 999, 0o600),
                 ("tls/server.crt".to_owned(), 999, 0o644)
+            ]
+        );
+    }
+
+    #[test]
+    fn archives_of_several_volumes_become_one_under_their_keys() {
+        let file = |volume: &str, path: &str| Placement {
+            volume: volume.into(),
+            path: path.into(),
+            uid: 999,
+            mode: "0600".into(),
+        };
+        let archives = archives_of_contents(
+            &[(file("config", "tls/server.key"), b"key".to_vec()), (file("initdb", "a.sql"), b"sql".to_vec())],
+            &[],
+        )
+        .unwrap();
+        let bytes = under_volume_keys(&archives).unwrap();
+        let mut reader = tar::Archive::new(&bytes[..]);
+        let entries: Vec<(String, u64, u32)> = reader
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().mode().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("config/tls/".to_owned(), 999, 0o700),
+                ("config/tls/server.key".to_owned(), 999, 0o600),
+                ("initdb/a.sql".to_owned(), 999, 0o600)
             ]
         );
     }

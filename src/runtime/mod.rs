@@ -313,17 +313,16 @@ impl Engine {
         Ok(name)
     }
 
-    /// Unpacks each archive into its volume through the helper container (all at once).
+    /// Unpacks the archives into their volumes through the helper container, as one archive:
+    /// the engine mounts the helper's volumes for each upload, so one upload costs one mount.
     async fn upload(&self, helper: &str, archives: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
-        let uploads = archives.iter().map(|(key, tar)| async move {
-            let options = UploadToContainerOptions { path: format!("/dst/{key}"), ..Default::default() };
-            self.docker
-                .upload_to_container(helper, Some(options), tar.clone().into())
-                .await
-                .with_context(|| format!("copying files into volume {key}"))
-        });
-        futures_util::future::try_join_all(uploads).await?;
-        Ok(())
+        let tar = deliver::under_volume_keys(archives)?;
+        let options = UploadToContainerOptions { path: "/dst".to_owned(), ..Default::default() };
+        let keys: Vec<&str> = archives.iter().map(|(key, _)| key.as_str()).collect();
+        self.docker
+            .upload_to_container(helper, Some(options), tar.into())
+            .await
+            .with_context(|| format!("copying files into volumes {}", keys.join(", ")))
     }
 
     /// Removes a container without stopping it first (a helper of `deliver`, which never runs),
