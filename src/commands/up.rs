@@ -27,8 +27,37 @@ use crate::runtime::{self, Engine, deliver};
 use crate::stackdir::StackDir;
 use crate::verify;
 
-/// The stack network's creation, awaited by every service that creates a container.
-type Network = Shared<BoxFuture<'static, Result<(), String>>>;
+/// The stack network's creation, started before the directory is written and the pre-flight
+/// runs, and awaited by every service that creates a container. A run that stops before it
+/// creates any container removes the network again if it made it (`undo`).
+#[derive(Clone)]
+pub struct Network {
+    made: Shared<BoxFuture<'static, Result<bool, String>>>,
+    names: containers::StackNames,
+}
+
+impl Network {
+    /// Starts making the stack's network (an existing one is kept as it is).
+    pub fn start(engine: &Engine, profile: &Profile) -> Network {
+        let names = containers::stack_names(profile);
+        let (engine, for_task) = (engine.clone(), names.clone());
+        let task = tokio::spawn(async move { engine.make_network(&for_task).await.map_err(|e| format!("{e:#}")) });
+        let made = async move { task.await.map_err(|e| format!("creating the network: {e}"))? }.boxed().shared();
+        Network { made, names }
+    }
+
+    /// Waits until the network exists.
+    async fn ready(&self) -> anyhow::Result<()> {
+        self.made.clone().await.map(|_| ()).map_err(anyhow::Error::msg)
+    }
+
+    /// For a run that stops before creating a container: removes the network if this run made it.
+    pub async fn undo(&self, engine: &Engine) {
+        if let Ok(true) = self.made.clone().await {
+            let _ = engine.remove_network(&self.names).await;
+        }
+    }
+}
 
 /// How `up` decides a service is usable.
 #[derive(Debug, Clone)]
@@ -63,10 +92,24 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
-    let resolved =
-        init::ensure(global, given(args.templates.as_deref(), args.accept.as_deref()), args.force, true, &init_output)
-            .await?;
-    let brought = up(&output, engine, resolved.profile, StackDir::new(&global.dir), args).await?;
+    // The network is made while init writes the directory and the pre-flight runs.
+    let network = Network::start(&engine, &profile);
+    let resolved = match init::ensure(
+        global,
+        given(args.templates.as_deref(), args.accept.as_deref()),
+        args.force,
+        true,
+        &init_output,
+    )
+    .await
+    {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            network.undo(&engine).await;
+            return Err(err);
+        }
+    };
+    let brought = up(&output, engine, resolved.profile, StackDir::new(&global.dir), args, Some(network)).await?;
     output.json(&brought.document);
     brought.into_result()
 }
@@ -96,14 +139,38 @@ fn given<'a>(templates: Option<&'a std::path::Path>, accept: Option<&'a [String]
 }
 
 /// Brings the stack of `dir` up with `engine`, acting for that directory (`engine_for`, whose
-/// claim check the caller made). Prints lines for a person; the document is the caller's to
-/// print (or to hold in its own).
+/// claim check the caller made), with the network the caller started making, or made here.
+/// Prints lines for a person; the document is the caller's to print (or to hold in its own).
 pub async fn up(
     output: &Output,
     engine: Engine,
     profile: Profile,
     dir: StackDir,
     args: &UpArgs,
+    network: Option<Network>,
+) -> anyhow::Result<Brought> {
+    let network = network.unwrap_or_else(|| Network::start(&engine, &profile));
+    match up_with(output, engine.clone(), profile, dir, args, network.clone()).await {
+        Err(err) if !network_used(&engine, &network).await => {
+            network.undo(&engine).await;
+            Err(err)
+        }
+        brought => brought,
+    }
+}
+
+/// Whether the stack has a container (then its network stays, whoever made it).
+async fn network_used(engine: &Engine, network: &Network) -> bool {
+    engine.stack_containers(&network.names.stack).await.map_or(true, |containers| !containers.is_empty())
+}
+
+async fn up_with(
+    output: &Output,
+    engine: Engine,
+    profile: Profile,
+    dir: StackDir,
+    args: &UpArgs,
+    network: Network,
 ) -> anyhow::Result<Brought> {
     let timeout = args.timeout;
     let started = Instant::now();
@@ -139,13 +206,6 @@ pub async fn up(
         stop_at_a_failure(&[preflight::pgaudit(&engine, &profile, &spec.image).await])?;
     }
     let names = containers::stack_names(&profile);
-    // The network is made while the services make their volumes and deliver their files; each
-    // awaits it only to create its container.
-    let network: Network = {
-        let (engine, names) = (engine.clone(), names.clone());
-        let task = tokio::spawn(async move { engine.ensure_network(&names).await.map_err(|e| format!("{e:#}")) });
-        async move { task.await.map_err(|e| format!("creating the network: {e}"))? }.boxed().shared()
-    };
 
     // A stack whose data volumes this run creates holds no data yet: where backups are required,
     // its first backup and restore test are taken here, so a new stack ends its first `up`
@@ -248,7 +308,7 @@ pub async fn up(
         stack.engine.remove(&name).await?;
         output.line(format!("{name}: removed, its service is no longer in stack.services (its volumes are kept)"));
     }
-    stack.network.clone().await.map_err(anyhow::Error::msg)?;
+    stack.network.ready().await?;
     let usable_after = started.elapsed().as_secs_f64();
     if !failures.is_empty() {
         return Ok(Brought {
@@ -463,7 +523,7 @@ async fn create_and_start(
         spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.file)?))).collect::<anyhow::Result<Vec<_>>>()?;
     let hash = deliver::config_hash(spec)?;
     let creating = async {
-        stack.network.clone().await.map_err(anyhow::Error::msg)?;
+        stack.network.ready().await?;
         engine.create(&names.stack, spec, &hash, &stack.dir.absolute()).await
     };
     let delivering =

@@ -196,8 +196,13 @@ impl Engine {
 
     /// Creates the stack's network unless it exists.
     pub async fn ensure_network(&self, names: &StackNames) -> anyhow::Result<()> {
+        self.make_network(names).await.map(|_| ())
+    }
+
+    /// [`Engine::ensure_network`], saying whether it made the network (it did not exist).
+    pub async fn make_network(&self, names: &StackNames) -> anyhow::Result<bool> {
         if self.docker.inspect_network::<String>(&names.network, None).await.is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let labels = self.labels(&names.stack);
         let labels = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -211,7 +216,7 @@ impl Engine {
             })
             .await
             .with_context(|| format!("creating network {}", names.network))?;
-        Ok(())
+        Ok(true)
     }
 
     /// Creates every named volume of a spec that does not exist, labelled for the stack (the

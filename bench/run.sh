@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# Every benchmark of hardstack, each against its baseline measured in the same run, alternating
+# (baseline, hardstack, baseline, ...), medians of RUNS (default 7) with min and max. Prints the
+# rows of the README's table, after a line saying when and on what machine. Nothing is typed in
+# by hand: every number in a row is measured here, or read from the stack (auth_delay).
+#
+#   bench/run.sh [NAME...]      NAME: up-postgres up-dev verify backup restore rotate memory init pooling
+#   RUNS=9 bench/run.sh up-postgres
+#   BASELINE_BIN=/path/to/an/older/hardstack bench/run.sh restore   (restore and backup --test
+#                               against an older build; without it those rows show no baseline)
+#
+# Needs the engine and the local images (.ci/setup), psql, redis-cli, curl, python3; `init`
+# needs hyperfine and openssl, `pooling` pgbench. Uses ports 25400-29100 on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-7}
+all=(up-postgres up-dev verify backup restore rotate memory init pooling)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=("${all[@]}")
+for name in "${names[@]}"; do
+  [[ " ${all[*]} " == *" $name "* ]] || { echo "unknown benchmark $name; one of: ${all[*]}" >&2; exit 64; }
+done
+
+cargo build --release -q
+bin=$PWD/target/release/hardstack
+work=$(mktemp -d)
+stacks=()
+cleanup() {
+  for dir in "${stacks[@]}"; do "$bin" down --dir "$dir" --volumes -q >/dev/null 2>&1 || true; done
+  docker rm -f -v hs-bench-floor-postgres hs-bench-floor-redis hs-bench-floor-qdrant hs-bench-basebackup >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The local images (what `up` falls back to where no registry answers), and Qdrant's where built.
+pg_image=hardstack-local/postgres:17
+redis_image=hardstack-local/redis:8
+qdrant_image=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep -m1 -E '(^|/)qdrant' || true)
+images=(--set images.postgres=$pg_image --set images.redis=$redis_image)
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# stats VALUES...: "median min max" (milliseconds in, as given).
+stats() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(statistics.median(v), min(v), max(v))' "$@"; }
+# seconds "median min max" -> "1.23 s (1.10-1.40)"
+seconds() { python3 -c 'import sys; m,a,b=(float(x)/1000 for x in sys.argv[1:4]); print(f"{m:.2f} s ({a:.2f}-{b:.2f})")' $1; }
+millis() { python3 -c 'import sys; m,a,b=(float(x) for x in sys.argv[1:4]); print(f"{m:.0f} ms ({a:.0f}-{b:.0f})")' $1; }
+ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1].split()[0]) / float(sys.argv[2].split()[0]):.2f}")' "$1" "$2"; }
+row() { echo "| $1 | $2 | $3 | $4 | $5 |"; }
+# A stack directory removed (with its volumes) on exit.
+stack_dir() { local dir=$work/$1; stacks+=("$dir"); echo "$dir"; }
+
+# --- the floor: an image started alone, as `docker run` would, until it answers over TCP -----
+
+# floor_postgres CONTAINER: starts the image alone with the CPU limit and initdb arguments
+# CONTAINER (made by hardstack) has, until `select 1` over TCP succeeds; prints milliseconds.
+floor_postgres() {
+  local cpus initdb port=25400 t0 t1
+  cpus=$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")
+  initdb=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" | sed -n 's/^POSTGRES_INITDB_ARGS=//p')
+  t0=$(now_ms)
+  docker run -d --name hs-bench-floor-postgres --cpus "$(python3 -c "print($cpus / 1e9)")" \
+    -e POSTGRES_PASSWORD=bench-floor -e POSTGRES_INITDB_ARGS="$initdb" -p 127.0.0.1:$port:5432 \
+    "$pg_image" postgres -c listen_addresses='*' >/dev/null
+  until PGPASSWORD=bench-floor psql -w -tA -h 127.0.0.1 -p $port -U postgres -c 'select 1' >/dev/null 2>&1; do sleep 0.01; done
+  t1=$(now_ms)
+  docker rm -f -v hs-bench-floor-postgres >/dev/null; sync
+  echo $((t1 - t0))
+}
+
+# floor_redis CONTAINER: the image alone (same CPU limit) until PING answers over TCP.
+floor_redis() {
+  local cpus port=25401 t0 t1
+  cpus=$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")
+  t0=$(now_ms)
+  docker run -d --name hs-bench-floor-redis --cpus "$(python3 -c "print($cpus / 1e9)")" -p 127.0.0.1:$port:6379 \
+    "$redis_image" redis-server --protected-mode no >/dev/null
+  until [ "$(redis-cli -p $port PING 2>/dev/null)" = PONG ]; do sleep 0.01; done
+  t1=$(now_ms)
+  docker rm -f -v hs-bench-floor-redis >/dev/null; sync
+  echo $((t1 - t0))
+}
+
+# floor_qdrant CONTAINER: the image alone (same CPU limit) until its REST API lists collections.
+floor_qdrant() {
+  local cpus port=25402 t0 t1
+  cpus=$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")
+  t0=$(now_ms)
+  docker run -d --name hs-bench-floor-qdrant --cpus "$(python3 -c "print($cpus / 1e9)")" -p 127.0.0.1:$port:6333 \
+    "$qdrant_image" >/dev/null
+  until curl -fs http://127.0.0.1:$port/collections >/dev/null 2>&1; do sleep 0.01; done
+  t1=$(now_ms)
+  docker rm -f -v hs-bench-floor-qdrant >/dev/null; sync
+  echo $((t1 - t0))
+}
+
+# hardstack_up DIR ARGS...: one `up --no-verify` from a fresh directory, in milliseconds; the
+# stack stays up (the floor reads its containers), `down_stack` removes it.
+hardstack_up() {
+  local dir=$1 t0 t1; shift
+  rm -rf "$dir"
+  t0=$(now_ms); "$bin" up --dir "$dir" -q --no-verify "$@"; t1=$(now_ms)
+  echo $((t1 - t0))
+}
+down_stack() { "$bin" down --dir "$1" --volumes -q; sync; }
+
+bench_up_postgres() {
+  local dir hs=() floor=()
+  dir=$(stack_dir up-postgres)
+  local args=(--set stack.name=hs-bench-up --set 'stack.services=["postgres"]' --set network.ports.postgres=25410 "${images[@]}")
+  for _ in $(seq "$runs"); do
+    hs+=("$(hardstack_up "$dir" "${args[@]}")")
+    floor+=("$(floor_postgres hs-bench-up-postgres)")
+    down_stack "$dir"
+  done
+  local h f
+  h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
+  row "\`up --no-verify\`, dev, PostgreSQL only: to an application's TLS login and query, median of $runs (min-max), alternating" \
+    "$(seconds "$h")" "the same image alone (\`docker run\`, same CPU limit and initdb arguments) to \`select 1\` over TCP: $(seconds "$f")" \
+    "$(ratio "$h" "$f")" "≤ 1.2"
+}
+
+bench_up_dev() {
+  local dir hs=() floor=() services='"postgres","redis"'
+  [ -n "$qdrant_image" ] && services='"postgres","redis","qdrant","qdrant-front"'
+  dir=$(stack_dir up-dev)
+  local args=(--set stack.name=hs-bench-dev --set "stack.services=[$services]" --set network.ports.postgres=25420
+              --set network.ports.redis=25421 --set network.ports.qdrant=25422 --set network.ports.qdrant_grpc=25423 "${images[@]}")
+  [ -n "$qdrant_image" ] && args+=(--set "images.qdrant=$qdrant_image" --set images.qdrant_front=hardstack-local/haproxy:3.0)
+  for _ in $(seq "$runs"); do
+    hs+=("$(hardstack_up "$dir" "${args[@]}")")
+    # The slowest of the images, each started alone the same way.
+    local alone=("$(floor_postgres hs-bench-dev-postgres)" "$(floor_redis hs-bench-dev-redis)")
+    [ -n "$qdrant_image" ] && alone+=("$(floor_qdrant hs-bench-dev-qdrant)")
+    floor+=("$(printf '%s\n' "${alone[@]}" | sort -n | tail -1)")
+    down_stack "$dir"
+  done
+  local h f what=${services//\"/}
+  h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
+  row "\`up --no-verify\`, dev, every service ($what): each usable as an application would use it, median of $runs (min-max), alternating" \
+    "$(seconds "$h")" "the slowest of the images alone, each started the same way: $(seconds "$f")" "$(ratio "$h" "$f")" "≤ 1.2"
+}
+
+bench_verify() {
+  local dir times=() t0 t1 checks delay
+  dir=$(stack_dir verify)
+  "$bin" up --dir "$dir" -q --set stack.name=hs-bench-verify --set 'stack.services=["postgres","redis"]' \
+    --set network.ports.postgres=25430 --set network.ports.redis=25431 "${images[@]}"
+  checks=$("$bin" verify --dir "$dir" -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["checks"]))')
+  delay=$(sed -n 's/^auth_delay.milliseconds = //p' "$dir/config/postgres/postgresql.conf")
+  for _ in $(seq "$runs"); do
+    t0=$(now_ms); "$bin" verify --dir "$dir" -q >/dev/null; t1=$(now_ms); times+=($((t1 - t0)))
+  done
+  local v; v=$(stats "${times[@]}")
+  row "\`verify\`, running dev stack (PostgreSQL, Redis), $checks checks, median of $runs (min-max)" "$(millis "$v")" \
+    "PostgreSQL's auth_delay ($delay ms, paid by the refused logins) + 100 ms: $((delay + 100)) ms" \
+    "$(python3 -c "print(f'{${v%% *} / $((delay + 100)):.2f}')")" "≤ 1"
+}
+
+# A dev stack with PostgreSQL only, data in volumes, pgbench scale 50 in the app database.
+pgbench_stack() {
+  local dir=$1 name=$2 port=$3
+  "$bin" up --dir "$dir" -q --no-verify --set "stack.name=$name" --set 'stack.services=["postgres"]' \
+    --set postgres.data=volume --set "network.ports.postgres=$port" "${images[@]}"
+  docker exec "$name-postgres" sh -c 'PGPASSWORD=$(cat /etc/hardstack/secrets/superuser.password) exec pgbench -q -i -s 50 -h /var/run/postgresql -U postgres app' >/dev/null 2>&1
+}
+
+# basebackup_by_hand DIR NAME: pg_basebackup -Fp -X stream in a container of the same image on
+# the stack network, as the backup login (its certificate and password); milliseconds.
+basebackup_by_hand() {
+  local dir=$1 name=$2 login=$work/login out=$work/by-hand t0 t1
+  if [ ! -d "$login" ]; then
+    mkdir -p "$login"
+    cp "$dir/ca/ca.crt" "$dir/certs/clients/backup/client.crt" "$dir/certs/clients/backup/client.key" "$login/"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("*:*:*:backup:" + next(v["value"] for v in r["versions"] if "current" in v["stages"]))' \
+      "$dir/secrets/postgres/backup.json" >"$login/pgpass"
+    chmod 600 "$login"/*
+  fi
+  rm -rf "$out"; mkdir -p "$out"; sync
+  t0=$(now_ms)
+  docker run --rm --name hs-bench-basebackup --network "$name-net" -v "$login:/login:ro" -v "$out:/bb" \
+    -e PGPASSFILE=/login/pgpass --entrypoint pg_basebackup "$pg_image" \
+    -d 'host=postgres user=backup sslmode=verify-full sslrootcert=/login/ca.crt sslcert=/login/client.crt sslkey=/login/client.key' \
+    -D /bb/base -Fp -X stream -c fast >/dev/null
+  t1=$(now_ms)
+  rm -rf "$out"
+  echo $((t1 - t0))
+}
+
+bench_backup() {
+  local dir hs=() by_hand=() t0 t1 size
+  dir=$(stack_dir backup)
+  pgbench_stack "$dir" hs-bench-backup 25440
+  for _ in $(seq "$runs"); do
+    by_hand+=("$(basebackup_by_hand "$dir" hs-bench-backup)")
+    sync; t0=$(now_ms); "$bin" backup --dir "$dir" -q; t1=$(now_ms); hs+=($((t1 - t0)))
+  done
+  size=$(du -sb "$(ls -d "$dir"/backups/2*Z | tail -1)" | cut -f1)
+  local h b
+  h=$(stats "${hs[@]}"); b=$(stats "${by_hand[@]}")
+  row "\`backup\`, pgbench scale 50 ($((size / 1000000)) MB): base backup, checked against the server's manifest, SHA-256 of every file, rows counted, median of $runs (min-max), alternating" \
+    "$(seconds "$h")" "\`pg_basebackup -Fp -X stream\` by hand, same image, same login: $(seconds "$b")" "$(ratio "$h" "$b")" "≤ 1.3"
+}
+
+# restore and backup --test of one set, this build against BASELINE_BIN when given.
+bench_restore() {
+  local dir restore=() test=() old_restore=() old_test=() t0 t1
+  dir=$(stack_dir restore)
+  pgbench_stack "$dir" hs-bench-restore 25450
+  "$bin" backup --dir "$dir" -q
+  local builds=("$bin"); [ -n "${BASELINE_BIN:-}" ] && builds=("$BASELINE_BIN" "$bin")
+  for _ in $(seq "$runs"); do
+    for build in "${builds[@]}"; do
+      "$bin" down --dir "$dir" --volumes -q; sync
+      t0=$(now_ms); "$build" restore --dir "$dir" -q latest; t1=$(now_ms)
+      local r=$((t1 - t0))
+      sync; t0=$(now_ms); "$build" backup --dir "$dir" --test -q; t1=$(now_ms)
+      local t=$((t1 - t0))
+      if [ "$build" = "$bin" ]; then restore+=("$r"); test+=("$t"); else old_restore+=("$r"); old_test+=("$t"); fi
+    done
+  done
+  local r t baseline_r="" baseline_t="" ratio_r="" ratio_t=""
+  r=$(stats "${restore[@]}"); t=$(stats "${test[@]}")
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    local version; version=$("$BASELINE_BIN" --version | cut -d' ' -f2-)
+    local orr ott; orr=$(stats "${old_restore[@]}"); ott=$(stats "${old_test[@]}")
+    baseline_r="hardstack $version: $(seconds "$orr")"; ratio_r=$(ratio "$r" "$orr")
+    baseline_t="hardstack $version: $(seconds "$ott")"; ratio_t=$(ratio "$t" "$ott")
+  fi
+  row "\`restore\` of that set after \`down --volumes\` (set checked, copy, recovery, current credentials, up, verify), median of $runs (min-max)" \
+    "$(seconds "$r")" "$baseline_r" "$ratio_r" "≤ 1 (no slower)"
+  row "\`backup --test\` of that set (throwaway stack, restore, every table's rows and checksum, remove), median of $runs (min-max)" \
+    "$(seconds "$t")" "$baseline_t" "$ratio_t" "≤ 1 (no slower)"
+}
+
+bench_rotate() {
+  local line
+  line=$(cargo test --release -q --test it rotate::load_test -- --nocapture 2>/dev/null | grep -m1 'load test:' || true)
+  row "rotation of every password and certificate, three rounds, under load (4 clients, a new TLS connection and login per operation)" \
+    "${line#load test: }" "" "" "0 failures"
+  if [ -n "$qdrant_image" ]; then
+    line=$(HARDSTACK_REQUIRE_QDRANT=1 cargo test --release -q --test it front::every_users_key_rotates -- --nocapture 2>/dev/null | grep -m1 'front rotation:' || true)
+    row "Qdrant keys behind the front: REST and gRPC clients that re-read their key before each request" "${line#front rotation: }" "" "" "0 failures"
+  fi
+}
+
+# Peak resident memory of every command on a dev stack (GNU time's maximum RSS).
+bench_memory() {
+  local dir peaks=()
+  dir=$(stack_dir memory)
+  local args=(--set stack.name=hs-bench-memory --set 'stack.services=["postgres","redis"]' --set postgres.data=volume
+              --set network.ports.postgres=25460 --set network.ports.redis=25461 "${images[@]}")
+  peak() { # peak LABEL COMMAND...
+    local label=$1; shift
+    /usr/bin/time -f '%M' -o "$work/rss" "$@" >/dev/null 2>&1 || { echo "$label failed" >&2; return 1; }
+    peaks+=("$label $(cat "$work/rss")")
+  }
+  peak init "$bin" init --dir "$dir" -q "${args[@]}"
+  peak up "$bin" up --dir "$dir" -q
+  peak plan "$bin" plan --dir "$dir"
+  peak status "$bin" status --dir "$dir" --details
+  peak env "$bin" env --dir "$dir"
+  peak verify "$bin" verify --dir "$dir" -q
+  peak audit "$bin" audit --dir "$dir"
+  peak doctor "$bin" doctor --dir "$dir"
+  peak rotate "$bin" rotate --dir "$dir" --force -q
+  peak backup "$bin" backup --dir "$dir" -q
+  peak "backup --test" "$bin" backup --dir "$dir" --test -q
+  "$bin" down --dir "$dir" --volumes -q
+  peak restore "$bin" restore --dir "$dir" -q latest
+  peak down "$bin" down --dir "$dir" --volumes -q
+  local most listed
+  most=$(printf '%s\n' "${peaks[@]}" | awk '{print $NF}' | sort -n | tail -1)
+  listed=$(printf '%s\n' "${peaks[@]}" | awk '{kb=$NF; $NF=""; printf "%s%s %.1f", sep, $0, kb/1024; sep="; "} END {print ""}' | sed 's/  / /g')
+  row "peak memory of every command (MB, maximum resident set)" "$listed" "" "" "largest $(python3 -c "print(f'{$most / 1024:.1f}')") MB, target < 40"
+}
+
+bench_init() {
+  command -v hyperfine >/dev/null || { echo "init: hyperfine is missing (apt-get install hyperfine)" >&2; return 1; }
+  hyperfine -N --warmup 3 --runs "$((runs * 4))" --export-json "$work/init.json" --prepare "rm -rf $work/h $work/o" \
+    -n hardstack "$bin init --dir $work/h --quiet" -n openssl "bash bench/openssl-bundle.sh $work/o" >/dev/null
+  python3 - "$work/init.json" "$((runs * 4))" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+h, o = r["hardstack"], r["openssl"]
+ms = lambda x: f'{x["median"] * 1000:.1f} ms ({min(x["times"]) * 1000:.1f}-{max(x["times"]) * 1000:.1f})'
+print(f'| `init`, dev bundle (CA, certificates, secrets, every configuration), median of {sys.argv[2]} (min-max) | {ms(h)} | the certificates and secrets alone with the openssl command line (`bench/openssl-bundle.sh`): {ms(o)} | {h["median"] / o["median"]:.2f} | |')
+PY
+}
+
+bench_pooling() {
+  local dir
+  dir=$(stack_dir pooling)
+  "$bin" up --dir "$dir" -q --set stack.name=hs-bench-pool \
+    --set 'stack.services=["postgres","pgbouncer"]' --set images.pgbouncer=hardstack-local/pgbouncer:1.24 \
+    --set network.ports.postgres=25470 --set network.ports.pgbouncer=25471 "${images[@]}"
+  eval "$("$bin" env --dir "$dir")"
+  echo 'SELECT 1;' >"$work/select.sql"
+  local direct=() pooled=()
+  for _ in $(seq "$runs"); do
+    direct+=("$(pgbench -n -f "$work/select.sql" -T 5 -c 4 -j 2 -C "$DATABASE_DIRECT_URL" 2>&1 | awk '/^tps/ {print $3; exit}')")
+    pooled+=("$(pgbench -n -f "$work/select.sql" -T 5 -c 4 -j 2 -C "$DATABASE_URL" 2>&1 | awk '/^tps/ {print $3; exit}')")
+  done
+  local d p
+  d=$(stats "${direct[@]}"); p=$(stats "${pooled[@]}")
+  tps() { python3 -c 'import sys; m,a,b=(float(x) for x in sys.argv[1:4]); print(f"{m:.0f} tps ({a:.0f}-{b:.0f})")' $1; }
+  row "a new TLS connection and SCRAM login per \`SELECT 1\` through PgBouncer (\`pgbench -C\`, 4 clients), median of $runs (min-max), alternating" \
+    "$(tps "$p")" "directly to PostgreSQL: $(tps "$d")" "$(ratio "$p" "$d")x the throughput" ""
+}
+
+echo "Measured $(date -u +%Y-%m-%d) by \`bench/run.sh\` on $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, Debian $(cut -d. -f1 /etc/debian_version), Docker Engine $(docker version -f '{{.Server.Version}}'), $(git rev-parse --short HEAD):"
+echo
+row "benchmark" "hardstack" "baseline, measured in the same run" "ratio" "target"
+row "---" "---" "---" "---" "---"
+for name in "${names[@]}"; do
+  "bench_${name//-/_}"
+done
