@@ -51,12 +51,17 @@ stack_dir() { local dir=$work/$1; stacks+=("$dir"); echo "$dir"; }
 
 # --- the floor: an image started alone, as `docker run` would, until it answers over TCP -----
 
-# floor_postgres CONTAINER: starts the image alone with the CPU limit and initdb arguments
-# CONTAINER (made by hardstack) has, until `select 1` over TCP succeeds; prints milliseconds.
+# limits_of CONTAINER: "NANO_CPUS INITDB_ARGS" of a container hardstack made.
+limits_of() {
+  echo "$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")" \
+    "$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" | sed -n 's/^POSTGRES_INITDB_ARGS=//p')"
+}
+
+# floor_postgres "NANO_CPUS INITDB_ARGS": starts the image alone with that CPU limit and those
+# initdb arguments (limits_of the container hardstack made), until `select 1` over TCP
+# succeeds; prints milliseconds.
 floor_postgres() {
-  local cpus initdb port=25400 t0 t1
-  cpus=$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")
-  initdb=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" | sed -n 's/^POSTGRES_INITDB_ARGS=//p')
+  local cpus=${1%% *} initdb=${1#* } port=25400 t0 t1
   t0=$(now_ms)
   docker run -d --name hs-bench-floor-postgres --cpus "$(python3 -c "print($cpus / 1e9)")" \
     -e POSTGRES_PASSWORD=bench-floor -e POSTGRES_INITDB_ARGS="$initdb" -p 127.0.0.1:$port:5432 \
@@ -67,10 +72,9 @@ floor_postgres() {
   echo $((t1 - t0))
 }
 
-# floor_redis CONTAINER: the image alone (same CPU limit) until PING answers over TCP.
+# floor_redis "NANO_CPUS": the image alone (same CPU limit) until PING answers over TCP.
 floor_redis() {
-  local cpus port=25401 t0 t1
-  cpus=$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")
+  local cpus=${1%% *} port=25401 t0 t1
   t0=$(now_ms)
   docker run -d --name hs-bench-floor-redis --cpus "$(python3 -c "print($cpus / 1e9)")" -p 127.0.0.1:$port:6379 \
     "$redis_image" redis-server --protected-mode no >/dev/null
@@ -80,10 +84,9 @@ floor_redis() {
   echo $((t1 - t0))
 }
 
-# floor_qdrant CONTAINER: the image alone (same CPU limit) until its REST API lists collections.
+# floor_qdrant "NANO_CPUS": the image alone (same CPU limit) until its REST API lists collections.
 floor_qdrant() {
-  local cpus port=25402 t0 t1
-  cpus=$(docker inspect -f '{{.HostConfig.NanoCpus}}' "$1")
+  local cpus=${1%% *} port=25402 t0 t1
   t0=$(now_ms)
   docker run -d --name hs-bench-floor-qdrant --cpus "$(python3 -c "print($cpus / 1e9)")" -p 127.0.0.1:$port:6333 \
     "$qdrant_image" >/dev/null
@@ -93,8 +96,8 @@ floor_qdrant() {
   echo $((t1 - t0))
 }
 
-# hardstack_up DIR ARGS...: one `up --no-verify` from a fresh directory, in milliseconds; the
-# stack stays up (the floor reads its containers), `down_stack` removes it.
+# hardstack_up DIR ARGS...: one `up --no-verify` from a fresh directory, in milliseconds; then
+# `down_stack` removes it. Each run of either side starts after a removal and a sync.
 hardstack_up() {
   local dir=$1 t0 t1; shift
   rm -rf "$dir"
@@ -107,9 +110,13 @@ bench_up_postgres() {
   local dir hs=() floor=()
   dir=$(stack_dir up-postgres)
   local args=(--set stack.name=hs-bench-up --set 'stack.services=["postgres"]' --set network.ports.postgres=25410 "${images[@]}")
+  # A first run, not counted, warms the caches and gives the container's limits.
+  hardstack_up "$dir" "${args[@]}" >/dev/null
+  local limits; limits=$(limits_of hs-bench-up-postgres)
+  down_stack "$dir"
   for _ in $(seq "$runs"); do
+    floor+=("$(floor_postgres "$limits")")
     hs+=("$(hardstack_up "$dir" "${args[@]}")")
-    floor+=("$(floor_postgres hs-bench-up-postgres)")
     down_stack "$dir"
   done
   local h f
@@ -126,12 +133,17 @@ bench_up_dev() {
   local args=(--set stack.name=hs-bench-dev --set "stack.services=[$services]" --set network.ports.postgres=25420
               --set network.ports.redis=25421 --set network.ports.qdrant=25422 --set network.ports.qdrant_grpc=25423 "${images[@]}")
   [ -n "$qdrant_image" ] && args+=(--set "images.qdrant=$qdrant_image" --set images.qdrant_front=hardstack-local/haproxy:3.0)
+  hardstack_up "$dir" "${args[@]}" >/dev/null
+  local pg redis qdrant=""
+  pg=$(limits_of hs-bench-dev-postgres); redis=$(limits_of hs-bench-dev-redis)
+  [ -n "$qdrant_image" ] && qdrant=$(limits_of hs-bench-dev-qdrant)
+  down_stack "$dir"
   for _ in $(seq "$runs"); do
-    hs+=("$(hardstack_up "$dir" "${args[@]}")")
     # The slowest of the images, each started alone the same way.
-    local alone=("$(floor_postgres hs-bench-dev-postgres)" "$(floor_redis hs-bench-dev-redis)")
-    [ -n "$qdrant_image" ] && alone+=("$(floor_qdrant hs-bench-dev-qdrant)")
+    local alone=("$(floor_postgres "$pg")" "$(floor_redis "$redis")")
+    [ -n "$qdrant_image" ] && alone+=("$(floor_qdrant "$qdrant")")
     floor+=("$(printf '%s\n' "${alone[@]}" | sort -n | tail -1)")
+    hs+=("$(hardstack_up "$dir" "${args[@]}")")
     down_stack "$dir"
   done
   local h f what=${services//\"/}

@@ -227,6 +227,7 @@ async fn up_with(
         profile: profile.clone(),
         prune,
         redis_admin,
+        first_started: tokio::sync::watch::channel(!specs.iter().any(|s| s.service == Service::Postgres)).0,
     });
     // A service starts once what it connects to is usable (an exporter that finds its server
     // down at start exits); the others start at once, all in parallel.
@@ -417,6 +418,19 @@ struct Stack {
     prune: bool,
     /// Redis's admin password, for live changes.
     redis_admin: Option<crate::secrets::Secret>,
+    /// Set once PostgreSQL's container has started (or will not be created): the engine's work
+    /// for the other new containers waits for it (see `bring_up`).
+    first_started: tokio::sync::watch::Sender<bool>,
+}
+
+/// Sets `Stack::first_started` when dropped: PostgreSQL's bring-up releases the others however
+/// it ends (started, kept, failed).
+struct FirstStarted<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl Drop for FirstStarted<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// Where a service's time went in `up` (`up -v` prints it).
@@ -467,7 +481,20 @@ async fn bring_up(
         let path = stack.dir.file(file);
         std::fs::read(&path).with_context(|| format!("reading {}; run `hardstack init` to restore it", path.display()))
     };
+    // PostgreSQL's first start (initdb, the init SQL) is the longest: its container goes to the
+    // engine first, and the other new containers once it has started, so the engine's work for
+    // them (files, creation, start) runs beside initdb instead of delaying it. The flag is set
+    // however PostgreSQL's bring-up goes on from here, and at once when it creates nothing.
+    let _first = (spec.service == Service::Postgres).then(|| FirstStarted(&stack.first_started));
     let plan = converge::plan(engine, &stack.profile, spec, &contents, stack.prune).await?;
+    let creates = matches!(plan.container, converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. });
+    if spec.service == Service::Postgres && !creates {
+        stack.first_started.send_replace(true);
+    }
+    if creates && spec.service != Service::Postgres {
+        let mut started = stack.first_started.subscribe();
+        let _ = started.wait_for(|started| *started).await;
+    }
     let (helper, plan) = match &plan.container {
         converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. } => {
             if matches!(plan.container, converge::ContainerStep::Recreate { .. }) {
@@ -475,6 +502,9 @@ async fn bring_up(
                 engine.remove(&spec.name).await?;
             }
             let (helper, start) = create_and_start(stack, spec, &contents).await?;
+            if spec.service == Service::Postgres {
+                stack.first_started.send_replace(true);
+            }
             timings.start = start;
             (Some(helper), plan)
         }
