@@ -69,6 +69,9 @@ pub async fn take(
         "removed": taken.removed,
         "incomplete_removed": taken.incomplete_removed,
     });
+    for phase in &taken.phases {
+        output.detail(phase);
+    }
     for id in &taken.incomplete_removed {
         output.line(format!("removed incomplete set {id} (a backup that did not finish)"));
     }
