@@ -46,8 +46,8 @@ seconds() { python3 -c 'import sys; m,a,b=(float(x)/1000 for x in sys.argv[1:4])
 millis() { python3 -c 'import sys; m,a,b=(float(x) for x in sys.argv[1:4]); print(f"{m:.0f} ms ({a:.0f}-{b:.0f})")' $1; }
 ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1].split()[0]) / float(sys.argv[2].split()[0]):.2f}")' "$1" "$2"; }
 row() { echo "| $1 | $2 | $3 | $4 | $5 |"; }
-# A stack directory removed (with its volumes) on exit.
-stack_dir() { local dir=$work/$1; stacks+=("$dir"); echo "$dir"; }
+# stack_dir NAME: sets the caller's `dir` to a stack directory removed (with its stack) on exit.
+stack_dir() { dir=$work/$1; stacks+=("$dir"); }
 
 # --- the floor: an image started alone, as `docker run` would, until it answers over TCP -----
 
@@ -108,7 +108,7 @@ down_stack() { "$bin" down --dir "$1" --volumes -q; sync; }
 
 bench_up_postgres() {
   local dir hs=() floor=()
-  dir=$(stack_dir up-postgres)
+  stack_dir up-postgres
   local args=(--set stack.name=hs-bench-up --set 'stack.services=["postgres"]' --set network.ports.postgres=25410 "${images[@]}")
   # A first run, not counted, warms the caches and gives the container's limits.
   hardstack_up "$dir" "${args[@]}" >/dev/null
@@ -129,7 +129,7 @@ bench_up_postgres() {
 bench_up_dev() {
   local dir hs=() floor=() services='"postgres","redis"'
   [ -n "$qdrant_image" ] && services='"postgres","redis","qdrant","qdrant-front"'
-  dir=$(stack_dir up-dev)
+  stack_dir up-dev
   local args=(--set stack.name=hs-bench-dev --set "stack.services=[$services]" --set network.ports.postgres=25420
               --set network.ports.redis=25421 --set network.ports.qdrant=25422 --set network.ports.qdrant_grpc=25423 "${images[@]}")
   [ -n "$qdrant_image" ] && args+=(--set "images.qdrant=$qdrant_image" --set images.qdrant_front=hardstack-local/haproxy:3.0)
@@ -154,7 +154,7 @@ bench_up_dev() {
 
 bench_verify() {
   local dir times=() t0 t1 checks delay
-  dir=$(stack_dir verify)
+  stack_dir verify
   "$bin" up --dir "$dir" -q --set stack.name=hs-bench-verify --set 'stack.services=["postgres","redis"]' \
     --set network.ports.postgres=25430 --set network.ports.redis=25431 "${images[@]}"
   checks=$("$bin" verify --dir "$dir" -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["checks"]))')
@@ -200,7 +200,7 @@ basebackup_by_hand() {
 
 bench_backup() {
   local dir hs=() by_hand=() t0 t1 size
-  dir=$(stack_dir backup)
+  stack_dir backup
   pgbench_stack "$dir" hs-bench-backup 25440
   for _ in $(seq "$runs"); do
     by_hand+=("$(basebackup_by_hand "$dir" hs-bench-backup)")
@@ -216,7 +216,7 @@ bench_backup() {
 # restore and backup --test of one set, this build against BASELINE_BIN when given.
 bench_restore() {
   local dir restore=() test=() old_restore=() old_test=() t0 t1
-  dir=$(stack_dir restore)
+  stack_dir restore
   pgbench_stack "$dir" hs-bench-restore 25450
   "$bin" backup --dir "$dir" -q
   local builds=("$bin"); [ -n "${BASELINE_BIN:-}" ] && builds=("$BASELINE_BIN" "$bin")
@@ -258,7 +258,7 @@ bench_rotate() {
 # Peak resident memory of every command on a dev stack (GNU time's maximum RSS).
 bench_memory() {
   local dir peaks=()
-  dir=$(stack_dir memory)
+  stack_dir memory
   local args=(--set stack.name=hs-bench-memory --set 'stack.services=["postgres","redis"]' --set postgres.data=volume
               --set network.ports.postgres=25460 --set network.ports.redis=25461 "${images[@]}")
   peak() { # peak LABEL COMMAND...
@@ -301,7 +301,7 @@ PY
 
 bench_pooling() {
   local dir
-  dir=$(stack_dir pooling)
+  stack_dir pooling
   "$bin" up --dir "$dir" -q --set stack.name=hs-bench-pool \
     --set 'stack.services=["postgres","pgbouncer"]' --set images.pgbouncer=hardstack-local/pgbouncer:1.24 \
     --set network.ports.postgres=25470 --set network.ports.pgbouncer=25471 "${images[@]}"
