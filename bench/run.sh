@@ -57,43 +57,38 @@ limits_of() {
     "$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" | sed -n 's/^POSTGRES_INITDB_ARGS=//p')"
 }
 
-# floor_postgres "NANO_CPUS INITDB_ARGS": starts the image alone with that CPU limit and those
-# initdb arguments (limits_of the container hardstack made), until `select 1` over TCP
-# succeeds; prints milliseconds.
-floor_postgres() {
-  local cpus=${1%% *} initdb=${1#* } port=25400 t0 t1
+# floor NAME NANO_CPUS READY -- DOCKER_RUN_ARGS...: starts a container of that name alone with
+# that CPU limit, runs the function READY every 10 ms until it succeeds, removes the container;
+# prints the milliseconds from `docker run` to READY.
+floor() {
+  local name=$1 cpus=$2 ready=$3 t0 t1; shift 4
   t0=$(now_ms)
-  docker run -d --name hs-bench-floor-postgres --cpus "$(python3 -c "print($cpus / 1e9)")" \
-    -e POSTGRES_PASSWORD=bench-floor -e POSTGRES_INITDB_ARGS="$initdb" -p 127.0.0.1:$port:5432 \
-    "$pg_image" postgres -c listen_addresses='*' >/dev/null
-  until PGPASSWORD=bench-floor psql -w -tA -h 127.0.0.1 -p $port -U postgres -c 'select 1' >/dev/null 2>&1; do sleep 0.01; done
+  docker run -d --name "$name" --cpus "$(python3 -c "print($cpus / 1e9)")" "$@" >/dev/null
+  until "$ready" >/dev/null 2>&1; do sleep 0.01; done
   t1=$(now_ms)
-  docker rm -f -v hs-bench-floor-postgres >/dev/null; sync
+  docker rm -f -v "$name" >/dev/null; sync
   echo $((t1 - t0))
+}
+
+# floor_postgres "NANO_CPUS INITDB_ARGS": the image alone with that CPU limit and those initdb
+# arguments (limits_of the container hardstack made), until `select 1` over TCP succeeds.
+postgres_answers() { PGPASSWORD=bench-floor psql -w -tA -h 127.0.0.1 -p 25400 -U postgres -c 'select 1'; }
+floor_postgres() {
+  floor hs-bench-floor-postgres "${1%% *}" postgres_answers -- \
+    -e POSTGRES_PASSWORD=bench-floor -e POSTGRES_INITDB_ARGS="${1#* }" -p 127.0.0.1:25400:5432 \
+    "$pg_image" postgres -c listen_addresses='*'
 }
 
 # floor_redis "NANO_CPUS": the image alone (same CPU limit) until PING answers over TCP.
+redis_answers() { [ "$(redis-cli -p 25401 PING)" = PONG ]; }
 floor_redis() {
-  local cpus=${1%% *} port=25401 t0 t1
-  t0=$(now_ms)
-  docker run -d --name hs-bench-floor-redis --cpus "$(python3 -c "print($cpus / 1e9)")" -p 127.0.0.1:$port:6379 \
-    "$redis_image" redis-server --protected-mode no >/dev/null
-  until [ "$(redis-cli -p $port PING 2>/dev/null)" = PONG ]; do sleep 0.01; done
-  t1=$(now_ms)
-  docker rm -f -v hs-bench-floor-redis >/dev/null; sync
-  echo $((t1 - t0))
+  floor hs-bench-floor-redis "${1%% *}" redis_answers -- -p 127.0.0.1:25401:6379 "$redis_image" redis-server --protected-mode no
 }
 
 # floor_qdrant "NANO_CPUS": the image alone (same CPU limit) until its REST API lists collections.
+qdrant_answers() { curl -fs http://127.0.0.1:25402/collections; }
 floor_qdrant() {
-  local cpus=${1%% *} port=25402 t0 t1
-  t0=$(now_ms)
-  docker run -d --name hs-bench-floor-qdrant --cpus "$(python3 -c "print($cpus / 1e9)")" -p 127.0.0.1:$port:6333 \
-    "$qdrant_image" >/dev/null
-  until curl -fs http://127.0.0.1:$port/collections >/dev/null 2>&1; do sleep 0.01; done
-  t1=$(now_ms)
-  docker rm -f -v hs-bench-floor-qdrant >/dev/null; sync
-  echo $((t1 - t0))
+  floor hs-bench-floor-qdrant "${1%% *}" qdrant_answers -- -p 127.0.0.1:25402:6333 "$qdrant_image"
 }
 
 # hardstack_up DIR ARGS...: one `up --no-verify` from a fresh directory, in milliseconds; then

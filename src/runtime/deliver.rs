@@ -189,6 +189,18 @@ struct Hashed<'a> {
 mod tests {
     use super::*;
 
+    /// Each entry of an archive: path, owner, mode.
+    fn entries_of(bytes: &[u8]) -> Vec<(String, u64, u32)> {
+        tar::Archive::new(bytes)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().mode().unwrap())
+            })
+            .collect()
+    }
+
     #[test]
     fn archives_carry_owner_and_mode_and_each_parent_once() {
         let key = Placement {
@@ -202,15 +214,7 @@ mod tests {
         archive.add(&key, b"key").unwrap();
         archive.add(&cert, b"cert").unwrap();
         let bytes = archive.finish().unwrap();
-        let mut reader = tar::Archive::new(&bytes[..]);
-        let entries: Vec<(String, u64, u32)> = reader
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().mode().unwrap())
-            })
-            .collect();
+        let entries = entries_of(&bytes);
         assert_eq!(
             entries,
             [
@@ -235,15 +239,7 @@ mod tests {
         )
         .unwrap();
         let bytes = under_volume_keys(&archives).unwrap();
-        let mut reader = tar::Archive::new(&bytes[..]);
-        let entries: Vec<(String, u64, u32)> = reader
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().uid().unwrap(), e.header().mode().unwrap())
-            })
-            .collect();
+        let entries = entries_of(&bytes);
         assert_eq!(
             entries,
             [
