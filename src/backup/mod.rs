@@ -10,6 +10,7 @@
 //! network, as the backup logins (replication only; the RDB transfer only); Qdrant's snapshot
 //! API over verified TLS.
 
+mod digest;
 pub mod postgres;
 pub mod qdrant;
 pub mod redis;
@@ -17,12 +18,15 @@ pub mod restore;
 pub mod test;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+
+pub use digest::Digest;
+pub use digest::sha256_file;
+use digest::{ReadEarly, Watch};
 
 use crate::layout;
 use crate::profile::{Profile, Service};
@@ -269,7 +273,13 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
         let part = path.join(layout::backups::service_dir(service));
         crate::fsio::ensure_dir(&part)?;
         let taking = std::time::Instant::now();
-        let mut set = match service {
+        // The set's own digests: each file read while the tool writes it, the rest after.
+        let follows: digest::Follows = match service {
+            Service::Postgres => postgres::read_as_written(&part),
+            _ => Box::new(|_| false),
+        };
+        let watch = Watch::start(&part, follows)?;
+        let set = match service {
             Service::Postgres => postgres::backup(context, &part, &id).await,
             Service::Redis => redis::backup(context, &part).await,
             Service::Qdrant => qdrant::backup(context, &part).await,
@@ -282,19 +292,21 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
                 unreachable!("a service that holds no data is not backed up")
             }
         }
-        .with_context(|| format!("backing up {service}"))?;
-        // The set's own digests, read once: for PostgreSQL the same pass checks every file
-        // against the CRC-32C the server put in its backup manifest (pg_verifybackup checked
-        // the rest: the file list, the sizes, the WAL).
+        .with_context(|| format!("backing up {service}"));
+        let early = watch.finish();
+        let mut set = set?;
+        // Every file read once: for PostgreSQL the same pass checks every file against the
+        // CRC-32C the server put in its backup manifest (pg_verifybackup checked the rest: the
+        // file list, the sizes, the WAL).
         let taken = taking.elapsed();
         let hashing = std::time::Instant::now();
-        let hashed = hash_files(&path, &part)?;
+        let mut hashed = hash_files(&path, &part, early)?;
         if service == Service::Postgres {
-            postgres::check_manifest_checksums(&part, &hashed)?;
+            postgres::check_manifest_checksums(&path, &part, &mut hashed)?;
         }
         set.files = hashed.into_iter().map(|h| h.entry).collect();
         phases.push(format!(
-            "{service}: {:.2}s copied and checked by its tool (PostgreSQL's rows counted meanwhile), {:.2}s every file read for its digests",
+            "{service}: {:.2}s copied and checked by its tool (PostgreSQL's rows counted and files read meanwhile), {:.2}s the rest of the files read for their digests",
             taken.as_secs_f64(),
             hashing.elapsed().as_secs_f64()
         ));
@@ -363,7 +375,9 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
                 file.size
             );
         }
-        for ((file, path), digest) in part.files.iter().zip(&paths).zip(digest_files(&paths)?) {
+        for ((file, path), digest) in
+            part.files.iter().zip(&paths).zip(digest::digest_files(&paths, ReadEarly::default())?)
+        {
             anyhow::ensure!(
                 digest.sha256 == file.sha256,
                 "{}: its SHA-256 differs from the manifest's: the set is damaged",
@@ -385,7 +399,7 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
 /// Every file under `dir` with its size and SHA-256, relative to `set`, after making the
 /// modes private (0600 files, 0700 directories).
 fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
-    Ok(hash_files(set, dir)?.into_iter().map(|h| h.entry).collect())
+    Ok(hash_files(set, dir, ReadEarly::default())?.into_iter().map(|h| h.entry).collect())
 }
 
 /// A file of a set as read: its entry, and its CRC-32C (what PostgreSQL's backup manifest holds).
@@ -394,8 +408,8 @@ pub struct HashedFile {
     pub crc32c: u32,
 }
 
-/// [`files_of`], with each file's CRC-32C; the files are hashed on every core.
-fn hash_files(set: &Path, dir: &Path) -> anyhow::Result<Vec<HashedFile>> {
+/// [`files_of`], with each file's CRC-32C; the files `early` did not read are read on every core.
+fn hash_files(set: &Path, dir: &Path, early: ReadEarly) -> anyhow::Result<Vec<HashedFile>> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -417,7 +431,7 @@ fn hash_files(set: &Path, dir: &Path) -> anyhow::Result<Vec<HashedFile>> {
             }
         }
     }
-    let digests = digest_files(&found)?;
+    let digests = digest::digest_files(&found, early)?;
     let mut files: Vec<HashedFile> = found
         .iter()
         .zip(digests)
@@ -431,66 +445,6 @@ fn hash_files(set: &Path, dir: &Path) -> anyhow::Result<Vec<HashedFile>> {
         .collect();
     files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
     Ok(files)
-}
-
-/// What one read of a file gives.
-struct Digest {
-    size: u64,
-    sha256: String,
-    crc32c: u32,
-}
-
-/// The size, SHA-256 and CRC-32C of each file, in order, read by as many threads as there are
-/// cores (a base backup is a thousand files; hashing, not the disk, is what takes the time),
-/// the largest first: a table's 1 GB segment hashed last would keep one thread busy alone.
-fn digest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<Digest>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
-    let mut order: Vec<usize> = (0..paths.len()).collect();
-    let size = |index: &usize| std::fs::metadata(&paths[*index]).map_or(0, |m| m.len());
-    order.sort_by_cached_key(|index| std::cmp::Reverse(size(index)));
-    let next = AtomicUsize::new(0);
-    let mut digests: Vec<(usize, anyhow::Result<Digest>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let Some(&index) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { break done };
-                        done.push((index, digest_file(&paths[index])));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|worker| worker.join().expect("a hashing thread does not panic")).collect()
-    });
-    digests.sort_by_key(|(index, _)| *index);
-    digests.into_iter().map(|(_, digest)| digest).collect()
-}
-
-/// Reads a file once: its size as read, SHA-256 and CRC-32C.
-fn digest_file(path: &Path) -> anyhow::Result<Digest> {
-    use sha2::{Digest as _, Sha256};
-    let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut crc = 0u32;
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let read = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        size += read as u64;
-        hasher.update(&buffer[..read]);
-        crc = crc32c::crc32c_append(crc, &buffer[..read]);
-    }
-    Ok(Digest { size, sha256: hex::encode(hasher.finalize()), crc32c: crc })
-}
-
-/// The SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    Ok(digest_file(path)?.sha256)
 }
 
 /// The image a service runs now (the profile's, or the local one `up` fell back to): tools

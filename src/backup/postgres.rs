@@ -213,10 +213,26 @@ pub async fn contents_of(
     Ok(contents)
 }
 
+/// The files of a base backup that may be read as pg_basebackup writes them (start to end):
+/// those its backup manifest lists with the server's CRC-32C, which
+/// [`check_manifest_checksums`] checks. Not the streamed WAL (written over its zero padding)
+/// nor the manifest itself.
+pub fn read_as_written(part: &Path) -> super::digest::Follows {
+    let base = part.join("base");
+    let wal = base.join("pg_wal");
+    Box::new(move |path| {
+        path.starts_with(&base)
+            && !path.starts_with(&wal)
+            && !path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("backup_manifest"))
+    })
+}
+
 /// Checks every file PostgreSQL's backup manifest lists against the checksum the server wrote
 /// (CRC-32C, pg_basebackup's default), from the pass that hashed the set: what
-/// `pg_verifybackup` does without `--skip-checksums`. The error names the file.
-pub fn check_manifest_checksums(part: &Path, hashed: &[super::HashedFile]) -> anyhow::Result<()> {
+/// `pg_verifybackup` does without `--skip-checksums`. A file read as it was written that
+/// differs is read once more (its digests replaced) before it counts as damaged; the error
+/// names the file.
+pub fn check_manifest_checksums(set: &Path, part: &Path, hashed: &mut [super::HashedFile]) -> anyhow::Result<()> {
     #[derive(serde::Deserialize)]
     struct BackupManifest {
         #[serde(rename = "Files")]
@@ -236,18 +252,27 @@ pub fn check_manifest_checksums(part: &Path, hashed: &[super::HashedFile]) -> an
     let manifest: BackupManifest =
         serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
     // The set's paths are `<service>/base/<path the manifest lists>`.
-    let copied: std::collections::HashMap<&str, &super::HashedFile> =
-        hashed.iter().filter_map(|file| Some((file.entry.path.split_once("/base/")?.1, file))).collect();
+    let copied: std::collections::HashMap<String, usize> = hashed
+        .iter()
+        .enumerate()
+        .filter_map(|(index, file)| Some((file.entry.path.split_once("/base/")?.1.to_owned(), index)))
+        .collect();
     for listed in &manifest.files {
         let (Some("CRC32C"), Some(checksum)) = (listed.algorithm.as_deref(), &listed.checksum) else {
             anyhow::bail!("{}: {} has no CRC-32C checksum", path.display(), listed.path);
         };
-        let file = copied
+        let index = *copied
             .get(listed.path.as_str())
             .with_context(|| format!("{}: the backup manifest lists it, the copy lacks it", listed.path))?;
         // PostgreSQL writes the CRC's bytes as they lie in memory: little-endian.
+        let matches = |crc32c: u32| hex::encode(crc32c.to_le_bytes()) == *checksum;
+        let file = &mut hashed[index];
+        if !matches(file.crc32c) {
+            let again = super::digest::digest_file(&set.join(&file.entry.path))?;
+            (file.crc32c, file.entry.size, file.entry.sha256) = (again.crc32c, again.size, again.sha256);
+        }
         anyhow::ensure!(
-            hex::encode(file.crc32c.to_le_bytes()) == *checksum,
+            matches(file.crc32c),
             "{}: its CRC-32C differs from the one the server sent in its backup manifest: the copy is damaged",
             file.entry.path
         );
@@ -292,17 +317,26 @@ mod tests {
     /// the copy's: CRC-32C("123456789") is 0xE3069283.
     #[test]
     fn every_listed_file_is_checked_against_the_servers_crc() {
-        let part = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(part.path().join("base")).unwrap();
+        let set = tempfile::tempdir().unwrap();
+        let part = set.path().join("postgres");
+        std::fs::create_dir_all(part.join("base/global")).unwrap();
         let manifest = r#"{"Files": [{"Path": "global/pg_control", "Size": 9, "Checksum-Algorithm": "CRC32C", "Checksum": "839206e3"}]}"#;
-        std::fs::write(part.path().join("base/backup_manifest"), manifest).unwrap();
+        std::fs::write(part.join("base/backup_manifest"), manifest).unwrap();
+        let control = part.join("base/global/pg_control");
+        std::fs::write(&control, b"123456789").unwrap();
         assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
-        let good = [copied("postgres/base/global/pg_control", 0xE306_9283)];
-        check_manifest_checksums(part.path(), &good).unwrap();
-        let damaged = [copied("postgres/base/global/pg_control", 0xE306_9284)];
-        let err = check_manifest_checksums(part.path(), &damaged).unwrap_err();
+        let mut good = [copied("postgres/base/global/pg_control", 0xE306_9283)];
+        check_manifest_checksums(set.path(), &part, &mut good).unwrap();
+        // Read while it was written, and wrongly: read again, and the digests are the file's.
+        let mut stale = [copied("postgres/base/global/pg_control", 0xE306_9284)];
+        check_manifest_checksums(set.path(), &part, &mut stale).unwrap();
+        assert_eq!(stale[0].crc32c, 0xE306_9283);
+        assert_eq!(stale[0].entry.sha256, super::super::sha256_file(&control).unwrap());
+        std::fs::write(&control, b"123456780").unwrap();
+        let mut damaged = [copied("postgres/base/global/pg_control", 0xE306_9284)];
+        let err = check_manifest_checksums(set.path(), &part, &mut damaged).unwrap_err();
         assert!(format!("{err:#}").contains("postgres/base/global/pg_control: its CRC-32C differs"), "{err:#}");
-        let missing = check_manifest_checksums(part.path(), &[]).unwrap_err();
+        let missing = check_manifest_checksums(set.path(), &part, &mut []).unwrap_err();
         assert!(format!("{missing:#}").contains("global/pg_control: the backup manifest lists it, the copy lacks it"));
     }
 }
