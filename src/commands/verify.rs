@@ -30,8 +30,10 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<ExitC
         Some(VantageArg::Network) => Vantage::Network,
         None => Vantage::reaching(&profile),
     };
+    // What needs no engine first: the longest check starts while the engine is reached.
+    let mut context = Context::prepare(profile.clone(), dir.clone(), vantage).await?;
     let engine = super::engine_for(&dir, &profile, false).await?;
-    let context = Context::gather(profile, dir, &engine, vantage).await?;
+    context.attach(&engine).await?;
     let checks = verify::verify(&context, &engine).await?;
     let inputs = crate::inputs::Inputs::read(&context.dir)?;
     let mut document = report::to_json("verify", &stack, &checks);

@@ -65,8 +65,14 @@ impl Engine {
         let mut signals = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
         // A one-off a killed caller left (never started, or exited) is gone with the next run.
         self.remove_one_offs(stack, role, &["created", "exited"]).await?;
+        // Made before the race below: an interruption while the engine makes it would leave a
+        // container made after its removal was asked for. A signal that arrives meanwhile waits
+        // in `signals` and is seen at once.
+        if let Err(err) = self.create_one_off(stack, network, role, &name, run, Config::default()).await {
+            let _ = self.force_remove(&name).await;
+            return Err(err);
+        }
         let work = async {
-            self.create_one_off(stack, network, role, &name, run, Config::default()).await?;
             let attach = AttachContainerOptions::<String> {
                 stdout: Some(true),
                 stderr: Some(true),

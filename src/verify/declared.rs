@@ -131,15 +131,14 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         checks.push(bounded("pg.logins_declared".into(), async move {
             let id = "pg.logins_declared";
             let found: anyhow::Result<(Vec<String>, usize)> = async {
-                let _turn = context.admin_turn.acquire().await?;
-                let client = super::postgres::admin_login(context).await?;
-                let rows = client
+                let rows = context
+                    .admin()
+                    .await?
                     .query(
                         "SELECT rolname::text, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolcanlogin OR rolsuper ORDER BY 1",
                         &[],
                     )
                     .await?;
-                client.close().await;
                 let live: Vec<(String, [bool; 5])> =
                     rows.iter().map(|r| (r.get(0), [r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)])).collect();
                 Ok((role_excess(&declared_logins(context), &live), live.len()))

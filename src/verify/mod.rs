@@ -78,15 +78,30 @@ pub struct Context {
     /// The engine's view of each service's container, read once on the host (the checklist
     /// reads it); empty inside the stack network, where there is no engine.
     pub containers: Vec<(Service, crate::runtime::ContainerInfo)>,
-    /// Checks that log in as PostgreSQL's admin take turns (its connection limit is small).
-    pub admin_turn: tokio::sync::Semaphore,
+    /// PostgreSQL's admin session, made by the first check that needs it and shared by all
+    /// (admin's connection limit is small; the checks' queries are pipelined on it).
+    admin: tokio::sync::OnceCell<Result<crate::probe::PgSession, String>>,
+    /// The checks started before the engine was reached (`prepare`), running, then their
+    /// results: a refused password waits out the server's `auth_delay`, the longest wait of a
+    /// verify, so it starts before the other checks compete with it for the machine.
+    early_task: std::sync::Mutex<Option<tokio::task::JoinHandle<Vec<Check>>>>,
+    early: tokio::sync::OnceCell<Vec<Check>>,
 }
 
 impl Context {
     /// Gathers the context on the host, for service checks from `vantage`; `EnvironmentError`
     /// when the stack cannot be reached (a container not running, or nothing published for
-    /// checks from the host).
+    /// checks from the host). [`Context::prepare`], then [`Context::attach`].
     pub async fn gather(profile: Profile, dir: StackDir, engine: &Engine, vantage: Vantage) -> anyhow::Result<Context> {
+        let mut context = Context::prepare(profile, dir, vantage).await?;
+        context.attach(engine).await?;
+        Ok(context)
+    }
+
+    /// What needs no engine: the published endpoints, the CA, the secrets. From the host, the
+    /// checks that wait out PostgreSQL's `auth_delay` start here (see `early`), while the
+    /// caller reaches the engine.
+    pub async fn prepare(profile: Profile, dir: StackDir, vantage: Vantage) -> anyhow::Result<Context> {
         let mut endpoints = std::collections::BTreeMap::new();
         if vantage == Vantage::Host {
             for service in layout::services(&profile).filter(|s| !hidden(&profile, *s)) {
@@ -102,23 +117,47 @@ impl Context {
                 endpoints.insert(service, (SocketAddr::new(address, port), address.to_string()));
             }
         }
-        let mut containers = Vec::new();
-        for service in layout::services(&profile) {
-            let name = crate::containers::container_name(&profile, service);
+        let context = Context::common(profile, dir, vantage, endpoints).await?;
+        if vantage == Vantage::Host && context.profile.runs(Service::Postgres) {
+            let copy = context.copy();
+            let task = tokio::spawn(async move {
+                let checks = postgres::waiting_out_auth_delay(&copy);
+                futures_util::future::join_all(checks).await
+            });
+            *context.early_task.lock().expect("never poisoned") = Some(task);
+        }
+        Ok(context)
+    }
+
+    /// Reads each service's container from the engine (every one must be running) and the
+    /// addresses of the services never published.
+    pub async fn attach(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        let attached = self.inspect(engine).await;
+        if attached.is_err()
+            && let Some(task) = self.early_task.lock().expect("never poisoned").take()
+        {
+            task.abort();
+        }
+        attached
+    }
+
+    async fn inspect(&mut self, engine: &Engine) -> anyhow::Result<()> {
+        for service in layout::services(&self.profile) {
+            let name = crate::containers::container_name(&self.profile, service);
             let info = engine.inspect(&name).await?;
             let running = info.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
             match info {
                 Some(info) if running => {
-                    if vantage == Vantage::Host && hidden(&profile, service) {
+                    if self.vantage == Vantage::Host && hidden(&self.profile, service) {
                         // Never published: its address on the stack network, which a local
                         // engine's host routes to, verified against its alias.
-                        let network = crate::containers::stack_names(&profile).network;
+                        let network = crate::containers::stack_names(&self.profile).network;
                         let address = crate::runtime::address_in(&info, &network)
                             .with_context(|| format!("container {name} has no address on {network}"))?;
                         let addr = SocketAddr::new(address, service.container_port());
-                        endpoints.insert(service, (addr, service.name().to_owned()));
+                        self.endpoints.insert(service, (addr, service.name().to_owned()));
                     }
-                    containers.push((service, info))
+                    self.containers.push((service, info))
                 }
                 _ => {
                     return Err(
@@ -127,9 +166,45 @@ impl Context {
                 }
             }
         }
-        let mut context = Context::common(profile, dir, vantage, endpoints).await?;
-        context.containers = containers;
-        Ok(context)
+        Ok(())
+    }
+
+    /// The same context without the engine's view, for the checks started early.
+    fn copy(&self) -> Context {
+        Context {
+            profile: self.profile.clone(),
+            dir: self.dir.clone(),
+            vantage: self.vantage,
+            endpoints: self.endpoints.clone(),
+            ca_pem: self.ca_pem.clone(),
+            foreign_client: self.foreign_client.clone(),
+            secrets: self.secrets.clone(),
+            file_store: self.file_store,
+            containers: Vec::new(),
+            admin: tokio::sync::OnceCell::new(),
+            early_task: std::sync::Mutex::new(None),
+            early: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The check `id` if it was started early (its result, once it is done), else `otherwise`.
+    pub fn started_early<'a>(&'a self, id: &'static str, otherwise: CheckFuture<'a>) -> CheckFuture<'a> {
+        Box::pin(async move {
+            let early = self
+                .early
+                .get_or_init(|| async {
+                    let task = self.early_task.lock().expect("never poisoned").take();
+                    match task {
+                        Some(task) => task.await.unwrap_or_default(),
+                        None => Vec::new(),
+                    }
+                })
+                .await;
+            match early.iter().find(|check| check.id == id) {
+                Some(check) => check.clone(),
+                None => otherwise.await,
+            }
+        })
     }
 
     /// Gathers the context inside the stack network: each service by its alias (the stack
@@ -176,7 +251,9 @@ impl Context {
             secrets,
             file_store,
             containers: Vec::new(),
-            admin_turn: tokio::sync::Semaphore::new(1),
+            admin: tokio::sync::OnceCell::new(),
+            early_task: std::sync::Mutex::new(None),
+            early: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -225,6 +302,13 @@ impl Context {
     /// The application users.
     pub fn users(&self) -> &[AppUser] {
         &self.profile.users
+    }
+
+    /// PostgreSQL's admin session (see `admin`): logged in once, the first time it is asked for.
+    pub async fn admin(&self) -> anyhow::Result<&crate::probe::PgSession> {
+        let session =
+            self.admin.get_or_init(|| async { postgres::admin_login(self).await.map_err(|err| format!("{err:#}")) });
+        session.await.as_ref().map_err(|err| anyhow::anyhow!("{err}"))
     }
 }
 

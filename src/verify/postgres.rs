@@ -200,22 +200,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         })
         .await
     }));
-    let (user, database) = first.clone();
-    checks.push(bounded("pg.wrong_password_refused".into(), async move {
-        refused("pg.wrong_password_refused", "a wrong password", Refusal::Sqlstate(&["28P01"]), async {
-            let tls = prepare(context.tls_for(&user, mutual))?;
-            let login = Login {
-                via: Service::Postgres,
-                user: &user,
-                password: Some(Secret::new("wrong-password-0000000000")),
-                database: &database,
-                tls: Some(tls),
-                server_name: context.server_name(Service::Postgres),
-            };
-            connect(context, login).await
-        })
-        .await
-    }));
+    checks.push(context.started_early("pg.wrong_password_refused", wrong_password_refused(context)));
     let (user, database) = first.clone();
     checks.push(bounded("pg.no_password_refused".into(), async move {
         refused("pg.no_password_refused", "a login without a password", Refusal::PasswordDemanded, async {
@@ -323,6 +308,31 @@ pub async fn show(context: &Context, settings: &[&str]) -> anyhow::Result<Vec<(S
     Ok(values)
 }
 
+/// The checks a refused password makes wait out the server's `auth_delay` (see
+/// `Context::started_early`).
+pub(super) fn waiting_out_auth_delay(context: &Context) -> Vec<CheckFuture<'_>> {
+    vec![wrong_password_refused(context)]
+}
+
+fn wrong_password_refused(context: &Context) -> CheckFuture<'_> {
+    let (user, database) = context.users().first().map(|u| (u.name.clone(), u.database.clone())).unwrap_or_default();
+    bounded("pg.wrong_password_refused".into(), async move {
+        refused("pg.wrong_password_refused", "a wrong password", Refusal::Sqlstate(&["28P01"]), async {
+            let tls = prepare(context.tls_for(&user, context.mutual()))?;
+            let login = Login {
+                via: Service::Postgres,
+                user: &user,
+                password: Some(Secret::new("wrong-password-0000000000")),
+                database: &database,
+                tls: Some(tls),
+                server_name: context.server_name(Service::Postgres),
+            };
+            connect(context, login).await
+        })
+        .await
+    })
+}
+
 /// An admin session in the `postgres` database, for what only it may read: with the current
 /// password, or the pending one when a rotation in progress already set it (the server then
 /// accepts only that one).
@@ -356,11 +366,7 @@ fn cis<'a>(
 ) -> CheckFuture<'a> {
     bounded(id.into(), async move {
         let value: anyhow::Result<String> = async {
-            // admin has a connection limit of its own: the CIS checks take turns.
-            let _turn = context.admin_turn.acquire().await?;
-            let client = admin_login(context).await?;
-            let value: String = client.query_one(query, &[]).await?.get(0);
-            client.close().await;
+            let value: String = context.admin().await?.query_one(query, &[]).await?.get(0);
             Ok(value)
         }
         .await;
