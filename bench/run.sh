@@ -204,7 +204,7 @@ bench_backup() {
   size=$(du -sb "$(ls -d "$dir"/backups/2*Z | tail -1)" | cut -f1)
   local h b
   h=$(stats "${hs[@]}"); b=$(stats "${by_hand[@]}")
-  row "\`backup\`, pgbench scale 50 ($((size / 1000000)) MB): base backup, checked against the server's manifest, SHA-256 of every file, rows counted, median of $runs (min-max), alternating" \
+  row "\`backup\`, pgbench scale 50 ($((size / 1000000)) MB): base backup, checked against the server's manifest, BLAKE3 of every file, rows counted, median of $runs (min-max), alternating" \
     "$(seconds "$h")" "\`pg_basebackup -Fp -X stream\` by hand, same image, same login: $(seconds "$b")" "$(ratio "$h" "$b")" "≤ 1.3"
 }
 

@@ -1,5 +1,6 @@
-//! What a set's files are, each read once: size, SHA-256 and CRC-32C (what PostgreSQL's backup
-//! manifest holds), on every core. While a tool writes a set, [`Watch`] reads each file as soon
+//! What a set's files are, each read once: size, BLAKE3 (the set's digest: as strong as SHA-256,
+//! and about three times faster on this machine kind, where the reading shares two cores with the
+//! copy) and CRC-32C (what PostgreSQL's backup manifest holds), on every core. While a tool writes a set, [`Watch`] reads each file as soon
 //! as its writer closes it, so the reading overlaps the copy; what it did not read (or what
 //! changed after it read it) is read once the copy is done.
 
@@ -15,7 +16,7 @@ use anyhow::Context as _;
 /// What one read of a file gives.
 pub struct Digest {
     pub size: u64,
-    pub sha256: String,
+    pub blake3: String,
     pub crc32c: u32,
 }
 
@@ -46,22 +47,25 @@ pub struct ReadEarly {
     digests: HashMap<PathBuf, (Identity, Digest)>,
 }
 
-/// Reads a file once: its size as read, SHA-256 and CRC-32C.
+/// Reads a file once: its size as read, BLAKE3 and CRC-32C.
 pub fn digest_file(path: &Path) -> anyhow::Result<Digest> {
     Ok(read_file(path)?.1)
 }
 
-/// The SHA-256 of a file, hex.
+/// The SHA-256 of a file, hex (Qdrant's snapshot checksums, and sets of schema v1).
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    Ok(digest_file(path)?.sha256)
+    use sha2::{Digest as _, Sha256};
+    let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Reads a file, and the identity it kept while it was read (None when it changed meanwhile).
 fn read_file(path: &Path) -> anyhow::Result<(Option<Identity>, Digest)> {
-    use sha2::{Digest as _, Sha256};
     let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let before = Identity::of(&file.metadata().with_context(|| format!("reading {}", path.display()))?);
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut crc = 0u32;
     let mut buffer = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -76,7 +80,7 @@ fn read_file(path: &Path) -> anyhow::Result<(Option<Identity>, Digest)> {
     }
     let after = Identity::of(&file.metadata().with_context(|| format!("reading {}", path.display()))?);
     let kept = (before == after && after.size == size).then_some(after);
-    Ok((kept, Digest { size, sha256: hex::encode(hasher.finalize()), crc32c: crc }))
+    Ok((kept, Digest { size, blake3: hasher.finalize().to_hex().to_string(), crc32c: crc }))
 }
 
 /// The digest of each of `paths`, in order: from `early` where the file is still the one read
@@ -222,9 +226,8 @@ fn read_closed(path: &Path, shared: &Shared) {
 /// Reads a file as it grows, until its writer closed it (or the tool is done) and every byte
 /// was read.
 fn follow(path: &Path, shared: &Shared) {
-    use sha2::{Digest as _, Sha256};
     let Ok(mut file) = std::fs::File::open(path) else { return };
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let (mut crc, mut size) = (0u32, 0u64);
     let mut buffer = vec![0u8; 1 << 16];
     loop {
@@ -247,7 +250,7 @@ fn follow(path: &Path, shared: &Shared) {
     let Ok(metadata) = file.metadata() else { return };
     let identity = Identity::of(&metadata);
     if identity.size == size {
-        let digest = Digest { size, sha256: hex::encode(hasher.finalize()), crc32c: crc };
+        let digest = Digest { size, blake3: hasher.finalize().to_hex().to_string(), crc32c: crc };
         lock(&shared.read).digests.insert(path.to_path_buf(), (identity, digest));
     }
 }
@@ -336,9 +339,8 @@ fn watch(
 mod tests {
     use super::*;
 
-    fn sha256(bytes: &[u8]) -> String {
-        use sha2::Digest as _;
-        hex::encode(sha2::Sha256::digest(bytes))
+    fn blake3(bytes: &[u8]) -> String {
+        blake3::hash(bytes).to_hex().to_string()
     }
 
     /// Writes `content` to `path` and closes it, as a tool writing a set does.
@@ -366,8 +368,8 @@ mod tests {
         // file system's clock tick would not be seen, which is why only files closed once count).
         write(&changed, b"second, longer");
         let digests = digest_files(&[table.clone(), changed.clone()], early).unwrap();
-        assert_eq!(digests[0].sha256, sha256(b"rows"));
-        assert_eq!(digests[1].sha256, sha256(b"second, longer"), "changed after it was read: read again");
+        assert_eq!(digests[0].blake3, blake3(b"rows"));
+        assert_eq!(digests[1].blake3, blake3(b"second, longer"), "changed after it was read: read again");
         assert_eq!(digests[1].size, 14);
     }
 
@@ -382,6 +384,6 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let early = watch.finish();
         let digests = digest_files(std::slice::from_ref(&segment), early).unwrap();
-        assert_eq!(digests[0].sha256, sha256(b"padded, then written"));
+        assert_eq!(digests[0].blake3, blake3(b"padded, then written"));
     }
 }

@@ -35,7 +35,9 @@ use crate::secrets::store::Store;
 use crate::stackdir::StackDir;
 
 /// The schema of a set's manifest.
-pub const SCHEMA: &str = "hardstack.backup-set/v1";
+pub const SCHEMA: &str = "hardstack.backup-set/v2";
+/// The schema of sets made before v2: the same, with a SHA-256 per file instead of a BLAKE3.
+const SCHEMA_V1: &str = "hardstack.backup-set/v1";
 
 /// What a backup works with.
 pub struct Context<'a> {
@@ -82,12 +84,15 @@ pub struct ServiceSet {
     pub wal: Option<WalStart>,
 }
 
-/// A file of a set.
+/// A file of a set: its BLAKE3 (sets of schema v2), or its SHA-256 (v1, read still).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
-    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Counts and checksums of what a server holds: PostgreSQL rows and a checksum per table
@@ -352,12 +357,18 @@ pub fn read_manifest(set: &Path) -> anyhow::Result<Manifest> {
         format!("{} has no manifest: the backup that wrote it did not finish, so it is not a set", set.display())
     })?;
     let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(manifest.schema == SCHEMA, "{} is a {} document, not {SCHEMA}", path.display(), manifest.schema);
+    anyhow::ensure!(
+        manifest.schema == SCHEMA || manifest.schema == SCHEMA_V1,
+        "{} is a {} document, not {SCHEMA}",
+        path.display(),
+        manifest.schema
+    );
     Ok(manifest)
 }
 
-/// Checks every file of a set against its manifest (present, same size, same SHA-256) and that
-/// the set holds no file the manifest does not list; the error names the file.
+/// Checks every file of a set against its manifest (present, same size, same digest: BLAKE3,
+/// or SHA-256 in a set of schema v1) and that the set holds no file the manifest does not list;
+/// the error names the file.
 pub fn check(set: &Path) -> anyhow::Result<Manifest> {
     let manifest = read_manifest(set)?;
     let mut listed = std::collections::BTreeSet::new();
@@ -375,41 +386,36 @@ pub fn check(set: &Path) -> anyhow::Result<Manifest> {
                 file.size
             );
         }
-        for ((file, path), digest) in
-            part.files.iter().zip(&paths).zip(digest::digest_files(&paths, ReadEarly::default())?)
-        {
+        let (current, v1): (Vec<_>, Vec<_>) =
+            part.files.iter().zip(&paths).partition(|(file, _)| file.blake3.is_some());
+        let read: Vec<PathBuf> = current.iter().map(|(_, path)| (*path).clone()).collect();
+        for ((file, path), digest) in current.iter().zip(digest::digest_files(&read, ReadEarly::default())?) {
             anyhow::ensure!(
-                digest.sha256 == file.sha256,
+                file.blake3.as_ref() == Some(&digest.blake3),
+                "{}: its BLAKE3 differs from the manifest's: the set is damaged",
+                path.display()
+            );
+        }
+        for (file, path) in v1 {
+            let listed_sha256 =
+                file.sha256.as_ref().with_context(|| format!("{}: the manifest gives no digest", path.display()))?;
+            anyhow::ensure!(
+                sha256_file(path)? == *listed_sha256,
                 "{}: its SHA-256 differs from the manifest's: the set is damaged",
                 path.display()
             );
         }
         let part_dir = set.join(layout::backups::service_dir(part.service));
-        for file in files_of(set, &part_dir)? {
-            anyhow::ensure!(
-                listed.contains(&file.path),
-                "{}: not in the manifest: the set was altered",
-                set.join(&file.path).display()
-            );
+        for path in files_under(&part_dir)? {
+            let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
+            anyhow::ensure!(listed.contains(&relative), "{}: not in the manifest: the set was altered", path.display());
         }
     }
     Ok(manifest)
 }
 
-/// Every file under `dir` with its size and SHA-256, relative to `set`, after making the
-/// modes private (0600 files, 0700 directories).
-fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
-    Ok(hash_files(set, dir, ReadEarly::default())?.into_iter().map(|h| h.entry).collect())
-}
-
-/// A file of a set as read: its entry, and its CRC-32C (what PostgreSQL's backup manifest holds).
-pub struct HashedFile {
-    pub entry: FileEntry,
-    pub crc32c: u32,
-}
-
-/// [`files_of`], with each file's CRC-32C; the files `early` did not read are read on every core.
-fn hash_files(set: &Path, dir: &Path, early: ReadEarly) -> anyhow::Result<Vec<HashedFile>> {
+/// Every file under `dir`, after making the modes private (0600 files, 0700 directories).
+fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -431,6 +437,25 @@ fn hash_files(set: &Path, dir: &Path, early: ReadEarly) -> anyhow::Result<Vec<Ha
             }
         }
     }
+    Ok(found)
+}
+
+/// Every file under `dir` with its size and BLAKE3, relative to `set`, modes made private.
+#[cfg(test)]
+fn files_of(set: &Path, dir: &Path) -> anyhow::Result<Vec<FileEntry>> {
+    Ok(hash_files(set, dir, ReadEarly::default())?.into_iter().map(|h| h.entry).collect())
+}
+
+/// A file of a set as read: its entry, and its CRC-32C (what PostgreSQL's backup manifest holds).
+pub struct HashedFile {
+    pub entry: FileEntry,
+    pub crc32c: u32,
+}
+
+/// Every file under `dir` with its size, BLAKE3 and CRC-32C, relative to `set`, modes made
+/// private; the files `early` did not read are read on every core.
+fn hash_files(set: &Path, dir: &Path, early: ReadEarly) -> anyhow::Result<Vec<HashedFile>> {
+    let found = files_under(dir)?;
     let digests = digest::digest_files(&found, early)?;
     let mut files: Vec<HashedFile> = found
         .iter()
@@ -438,7 +463,7 @@ fn hash_files(set: &Path, dir: &Path, early: ReadEarly) -> anyhow::Result<Vec<Ha
         .map(|(path, digest)| {
             let relative = path.strip_prefix(set).expect("under the set").to_string_lossy().into_owned();
             HashedFile {
-                entry: FileEntry { path: relative, size: digest.size, sha256: digest.sha256 },
+                entry: FileEntry { path: relative, size: digest.size, blake3: Some(digest.blake3), sha256: None },
                 crc32c: digest.crc32c,
             }
         })
@@ -533,13 +558,31 @@ mod tests {
         check(&set).expect("an intact set passes");
         crate::fsio::write_atomic(&file, b"REDIS0011 dat4", 0o600).unwrap();
         let err = format!("{:#}", check(&set).unwrap_err());
-        assert!(err.contains(&format!("{}: its SHA-256 differs", file.display())), "{err}");
+        assert!(err.contains(&format!("{}: its BLAKE3 differs", file.display())), "{err}");
         crate::fsio::write_atomic(&file, b"REDIS", 0o600).unwrap();
         let err = format!("{:#}", check(&set).unwrap_err());
         assert!(err.contains("5 bytes, the manifest says 14"), "{err}");
         std::fs::remove_file(&file).unwrap();
         let err = format!("{:#}", check(&set).unwrap_err());
         assert!(err.contains("missing from the set"), "{err}");
+    }
+
+    /// A set of schema v1 (SHA-256 per file) is still checked, by its SHA-256.
+    #[test]
+    fn a_set_of_schema_v1_is_checked_by_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let (set, file) = set_with_one_file(dir.path());
+        let path = set.join(layout::backups::SET_MANIFEST);
+        let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["schema"] = SCHEMA_V1.into();
+        let entry = &mut manifest["services"][0]["files"][0];
+        entry.as_object_mut().unwrap().remove("blake3");
+        entry["sha256"] = sha256_file(&file).unwrap().into();
+        crate::fsio::write_atomic(&path, &serde_json::to_vec(&manifest).unwrap(), 0o600).unwrap();
+        check(&set).expect("an intact v1 set passes");
+        crate::fsio::write_atomic(&file, b"REDIS0011 dat4", 0o600).unwrap();
+        let err = format!("{:#}", check(&set).unwrap_err());
+        assert!(err.contains(&format!("{}: its SHA-256 differs", file.display())), "{err}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn backup(context: &Context<'_>, part: &Path, id: &str) -> anyhow::Res
     let image = super::running_image(context.engine, context.profile, Service::Postgres).await?;
     // The manifest's checksums are the server's CRC-32C (pg_basebackup's default; SHA-256 in
     // the server costs a third more time). pg_verifybackup checks the file list, the sizes and
-    // the WAL; the files' checksums are checked in the pass that computes the set's SHA-256
+    // the WAL; the files' checksums are checked in the pass that computes the set's BLAKE3
     // (`check_manifest_checksums`), so every file is read once.
     let script = format!(
         "set -e; umask 077\n\
@@ -269,7 +269,7 @@ pub fn check_manifest_checksums(set: &Path, part: &Path, hashed: &mut [super::Ha
         let file = &mut hashed[index];
         if !matches(file.crc32c) {
             let again = super::digest::digest_file(&set.join(&file.entry.path))?;
-            (file.crc32c, file.entry.size, file.entry.sha256) = (again.crc32c, again.size, again.sha256);
+            (file.crc32c, file.entry.size, file.entry.blake3) = (again.crc32c, again.size, Some(again.blake3));
         }
         anyhow::ensure!(
             matches(file.crc32c),
@@ -310,7 +310,7 @@ mod tests {
     use crate::backup::{FileEntry, HashedFile};
 
     fn copied(path: &str, crc32c: u32) -> HashedFile {
-        HashedFile { entry: FileEntry { path: path.into(), size: 9, sha256: String::new() }, crc32c }
+        HashedFile { entry: FileEntry { path: path.into(), size: 9, blake3: None, sha256: None }, crc32c }
     }
 
     /// The manifest's CRC-32C as PostgreSQL writes it (the CRC's bytes in memory order) against
@@ -331,7 +331,7 @@ mod tests {
         let mut stale = [copied("postgres/base/global/pg_control", 0xE306_9284)];
         check_manifest_checksums(set.path(), &part, &mut stale).unwrap();
         assert_eq!(stale[0].crc32c, 0xE306_9283);
-        assert_eq!(stale[0].entry.sha256, super::super::sha256_file(&control).unwrap());
+        assert_eq!(stale[0].entry.blake3, Some(blake3::hash(b"123456789").to_hex().to_string()));
         std::fs::write(&control, b"123456780").unwrap();
         let mut damaged = [copied("postgres/base/global/pg_control", 0xE306_9284)];
         let err = check_manifest_checksums(set.path(), &part, &mut damaged).unwrap_err();

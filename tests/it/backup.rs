@@ -86,7 +86,7 @@ fn a_set_restores_its_data_into_a_new_stack_with_that_stacks_credentials() {
     let set = backup(&stack);
     assert_private(&set);
     let manifest: Value = serde_json::from_slice(&std::fs::read(set.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["schema"], "hardstack.backup-set/v1");
+    assert_eq!(manifest["schema"], "hardstack.backup-set/v2");
     let postgres = manifest["services"].as_array().unwrap().iter().find(|s| s["service"] == "postgres").unwrap();
     assert!(postgres["server_version"].as_str().unwrap().contains("PostgreSQL) 17"), "{postgres}");
     assert_eq!(postgres["contents"]["counts"]["app.public.orders"], 5000);
@@ -100,7 +100,7 @@ fn a_set_restores_its_data_into_a_new_stack_with_that_stacks_credentials() {
         Some(64),
         "{redis_part}"
     );
-    assert_eq!(redis_part["files"][0]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(redis_part["files"][0]["blake3"].as_str().unwrap().len(), 64);
 
     // A new stack directory: new secrets, a new name; the set given by its path.
     let other = DockerStack::new("backup round trip target").services(services).set("qdrant.data=volume");
@@ -269,7 +269,7 @@ fn a_tampered_set_is_refused_naming_the_file_and_the_stack_is_untouched() {
     let last = altered.len() - 1;
     altered[last] ^= 0xff;
     std::fs::write(&rdb, &altered).unwrap();
-    refuse(&format!("{}: its SHA-256 differs", rdb.display()));
+    refuse(&format!("{}: its BLAKE3 differs", rdb.display()));
     // Truncated.
     std::fs::write(&rdb, &original[..original.len() / 2]).unwrap();
     refuse(&format!("{}: {} bytes, the manifest says {}", rdb.display(), original.len() / 2, original.len()));
