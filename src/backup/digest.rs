@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -143,11 +143,14 @@ pub type Follows = Box<dyn Fn(&Path) -> bool + Send>;
 
 /// What the watching thread and the readers share.
 struct Shared {
-    stop: AtomicBool,
+    /// Set when the tool is done writing; the watching thread waits on it between batches.
+    stop: (Mutex<bool>, std::sync::Condvar),
     /// Files whose writer closed them at least once.
     closed: Mutex<HashSet<PathBuf>>,
     jobs: Mutex<std::sync::mpsc::Receiver<Job>>,
     read: Mutex<ReadEarly>,
+    /// How many batches of events the watching thread took: followers wait for the next one.
+    batches: (Mutex<u64>, std::sync::Condvar),
 }
 
 enum Job {
@@ -166,10 +169,11 @@ impl Watch {
         add_watches(&inotify, dir, &mut watched)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
+            stop: (Mutex::new(false), std::sync::Condvar::new()),
             closed: Mutex::default(),
             jobs: Mutex::new(queue),
             read: Mutex::default(),
+            batches: (Mutex::new(0), std::sync::Condvar::new()),
         });
         let readers = (1..cores().max(2)).map(|_| spawn_reader(&shared)).collect();
         let watching = shared.clone();
@@ -180,13 +184,44 @@ impl Watch {
     /// Stops watching (the tool is done writing), finishes reading what was closed on every
     /// core, and returns what was read.
     pub fn finish(mut self) -> ReadEarly {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        *lock(&self.shared.stop.0) = true;
+        self.shared.stop.1.notify_all();
+        self.shared.batches.1.notify_all();
         self.watcher.join().expect("the watching thread does not panic");
         self.readers.push(spawn_reader(&self.shared));
         for reader in self.readers {
             reader.join().expect("a reading thread does not panic");
         }
         std::mem::take(&mut *lock(&self.shared.read))
+    }
+}
+
+impl Shared {
+    /// Until the watching thread takes its next batch of events (a write to a followed file is
+    /// one), or a few milliseconds.
+    fn wait_for_events(&self) {
+        let (count, taken) = &self.batches;
+        let seen = *lock(count);
+        let _ = taken
+            .wait_timeout_while(lock(count), std::time::Duration::from_millis(5), |now| *now == seen)
+            .expect("never poisoned");
+    }
+
+    fn stopped(&self) -> bool {
+        *lock(&self.stop.0)
+    }
+
+    /// Until the stop, or `most`: between two batches of events, so that a file's writes
+    /// arrive as one event (inotify merges an event with the same one still unread).
+    fn wait_for_stop(&self, most: std::time::Duration) {
+        let (stopped, told) = &self.stop;
+        let _ = told.wait_timeout_while(lock(stopped), most, |stopped| !*stopped).expect("never poisoned");
+    }
+
+    fn took_events(&self) {
+        let (count, taken) = &self.batches;
+        *lock(count) += 1;
+        taken.notify_all();
     }
 }
 
@@ -232,7 +267,7 @@ fn follow(path: &Path, shared: &Shared) {
     let mut buffer = vec![0u8; 1 << 16];
     loop {
         // Closed before this read to the end: the end is the file's last byte.
-        let written = shared.stop.load(Ordering::Relaxed) || lock(&shared.closed).contains(path);
+        let written = shared.stopped() || lock(&shared.closed).contains(path);
         loop {
             let Ok(read) = file.read(&mut buffer) else { return };
             if read == 0 {
@@ -245,7 +280,7 @@ fn follow(path: &Path, shared: &Shared) {
         if written {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        shared.wait_for_events();
     }
     let Ok(metadata) = file.metadata() else { return };
     let identity = Identity::of(&metadata);
@@ -295,7 +330,7 @@ fn watch(
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         // Events that came before the stop are still taken: one more read after it.
-        let stopping = shared.stop.load(Ordering::Relaxed);
+        let stopping = shared.stopped();
         let events: Vec<(EventMask, PathBuf)> = match inotify.read_events(&mut buffer) {
             Ok(events) => {
                 events.filter_map(|event| Some((event.mask, watched.get(&event.wd)?.join(event.name?)))).collect()
@@ -304,7 +339,7 @@ fn watch(
                 if stopping {
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                shared.wait_for_stop(std::time::Duration::from_millis(1));
                 continue;
             }
             // The watch is only a speed-up: whatever it did not read is read afterwards.
@@ -332,6 +367,8 @@ fn watch(
                 }
             }
         }
+        shared.took_events();
+        shared.wait_for_stop(std::time::Duration::from_millis(1));
     }
 }
 
