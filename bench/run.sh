@@ -165,8 +165,8 @@ bench_verify() {
 
 # A dev stack with PostgreSQL only, data in volumes, pgbench scale 50 in the app database.
 pgbench_stack() {
-  local dir=$1 name=$2 port=$3
-  "$bin" up --dir "$dir" -q --no-verify --set "stack.name=$name" --set 'stack.services=["postgres"]' \
+  local dir=$1 name=$2 port=$3 build=${4:-$bin}
+  "$build" up --dir "$dir" -q --no-verify --set "stack.name=$name" --set 'stack.services=["postgres"]' \
     --set postgres.data=volume --set "network.ports.postgres=$port" "${images[@]}"
   docker exec "$name-postgres" sh -c 'PGPASSWORD=$(cat /etc/hardstack/secrets/superuser.password) exec pgbench -q -i -s 50 -h /var/run/postgresql -U postgres app' >/dev/null 2>&1
 }
@@ -212,15 +212,24 @@ bench_backup() {
 bench_restore() {
   local dir restore=() test=() old_restore=() old_test=() t0 t1
   stack_dir restore
+  local dirs=("$dir") builds=("$bin")
   pgbench_stack "$dir" hs-bench-restore 25450
   "$bin" backup --dir "$dir" -q
-  local builds=("$bin"); [ -n "${BASELINE_BIN:-}" ] && builds=("$BASELINE_BIN" "$bin")
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    # The baseline restores and tests a set it made, of a stack it made (a set's format is a
+    # build's own: an older build need not read a newer one's).
+    stack_dir restore-baseline
+    dirs=("$dir" "${dirs[@]}"); builds=("$BASELINE_BIN" "${builds[@]}")
+    pgbench_stack "$dir" hs-bench-restore-baseline 25452 "$BASELINE_BIN"
+    "$BASELINE_BIN" backup --dir "$dir" -q
+  fi
   for _ in $(seq "$runs"); do
-    for build in "${builds[@]}"; do
-      "$bin" down --dir "$dir" --volumes -q; sync
-      t0=$(now_ms); "$build" restore --dir "$dir" -q latest; t1=$(now_ms)
+    for i in "${!builds[@]}"; do
+      local build=${builds[$i]} d=${dirs[$i]}
+      "$build" down --dir "$d" --volumes -q; sync
+      t0=$(now_ms); "$build" restore --dir "$d" -q latest; t1=$(now_ms)
       local r=$((t1 - t0))
-      sync; t0=$(now_ms); "$build" backup --dir "$dir" --test -q; t1=$(now_ms)
+      sync; t0=$(now_ms); "$build" backup --dir "$d" --test -q; t1=$(now_ms)
       local t=$((t1 - t0))
       if [ "$build" = "$bin" ]; then restore+=("$r"); test+=("$t"); else old_restore+=("$r"); old_test+=("$t"); fi
     done
