@@ -208,7 +208,8 @@ bench_backup() {
     "$(seconds "$h")" "\`pg_basebackup -Fp -X stream\` by hand, same image, same login: $(seconds "$b")" "$(ratio "$h" "$b")" "≤ 1.3"
 }
 
-# restore and backup --test of one set, this build against BASELINE_BIN when given.
+# restore and backup --test of a set, this build against BASELINE_BIN when given (each of a
+# set it made).
 bench_restore() {
   local dir restore=() test=() old_restore=() old_test=() t0 t1
   stack_dir restore

@@ -1,8 +1,9 @@
 //! What a set's files are, each read once: size, BLAKE3 (the set's digest: as strong as SHA-256,
 //! and about three times faster on this machine kind, where the reading shares two cores with the
-//! copy) and CRC-32C (what PostgreSQL's backup manifest holds), on every core. While a tool writes a set, [`Watch`] reads each file as soon
-//! as its writer closes it, so the reading overlaps the copy; what it did not read (or what
-//! changed after it read it) is read once the copy is done.
+//! copy) and CRC-32C (what PostgreSQL's backup manifest holds), on every core. While a tool
+//! writes a set, [`Watch`] reads each file as it is written or closed, so the reading overlaps
+//! the copy; what it did not read (or what changed after it read it) is read once the copy is
+//! done.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
@@ -18,6 +19,37 @@ pub struct Digest {
     pub size: u64,
     pub blake3: String,
     pub crc32c: u32,
+}
+
+/// A digest being computed, one piece of the file after the other.
+struct Hashing {
+    blake3: blake3::Hasher,
+    crc32c: u32,
+    size: u64,
+}
+
+impl Hashing {
+    fn new() -> Hashing {
+        Hashing { blake3: blake3::Hasher::new(), crc32c: 0, size: 0 }
+    }
+
+    /// Reads `file` from where it stands to its current end.
+    fn read_to_end(&mut self, file: &mut std::fs::File) -> std::io::Result<()> {
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(());
+            }
+            self.size += read as u64;
+            self.blake3.update(&buffer[..read]);
+            self.crc32c = crc32c::crc32c_append(self.crc32c, &buffer[..read]);
+        }
+    }
+
+    fn finish(&self) -> Digest {
+        Digest { size: self.size, blake3: self.blake3.finalize().to_hex().to_string(), crc32c: self.crc32c }
+    }
 }
 
 /// Which file a path was, and in what state: a file whose identity changed after it was read is
@@ -65,22 +97,11 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
 fn read_file(path: &Path) -> anyhow::Result<(Option<Identity>, Digest)> {
     let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let before = Identity::of(&file.metadata().with_context(|| format!("reading {}", path.display()))?);
-    let mut hasher = blake3::Hasher::new();
-    let mut crc = 0u32;
-    let mut buffer = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let read = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
-        if read == 0 {
-            break;
-        }
-        size += read as u64;
-        hasher.update(&buffer[..read]);
-        crc = crc32c::crc32c_append(crc, &buffer[..read]);
-    }
+    let mut hashing = Hashing::new();
+    hashing.read_to_end(&mut file).with_context(|| format!("reading {}", path.display()))?;
     let after = Identity::of(&file.metadata().with_context(|| format!("reading {}", path.display()))?);
-    let kept = (before == after && after.size == size).then_some(after);
-    Ok((kept, Digest { size, blake3: hasher.finalize().to_hex().to_string(), crc32c: crc }))
+    let kept = (before == after && after.size == hashing.size).then_some(after);
+    Ok((kept, hashing.finish()))
 }
 
 /// The digest of each of `paths`, in order: from `early` where the file is still the one read
@@ -103,7 +124,7 @@ pub fn digest_files(paths: &[PathBuf], mut early: ReadEarly) -> anyhow::Result<V
         }
     }
     left.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(left.len().max(1));
+    let threads = cores().min(left.len().max(1));
     let next = AtomicUsize::new(0);
     let read: Vec<(usize, anyhow::Result<Digest>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -262,20 +283,12 @@ fn read_closed(path: &Path, shared: &Shared) {
 /// was read.
 fn follow(path: &Path, shared: &Shared) {
     let Ok(mut file) = std::fs::File::open(path) else { return };
-    let mut hasher = blake3::Hasher::new();
-    let (mut crc, mut size) = (0u32, 0u64);
-    let mut buffer = vec![0u8; 1 << 16];
+    let mut hashing = Hashing::new();
     loop {
         // Closed before this read to the end: the end is the file's last byte.
         let written = shared.stopped() || lock(&shared.closed).contains(path);
-        loop {
-            let Ok(read) = file.read(&mut buffer) else { return };
-            if read == 0 {
-                break;
-            }
-            size += read as u64;
-            hasher.update(&buffer[..read]);
-            crc = crc32c::crc32c_append(crc, &buffer[..read]);
+        if hashing.read_to_end(&mut file).is_err() {
+            return;
         }
         if written {
             break;
@@ -284,9 +297,8 @@ fn follow(path: &Path, shared: &Shared) {
     }
     let Ok(metadata) = file.metadata() else { return };
     let identity = Identity::of(&metadata);
-    if identity.size == size {
-        let digest = Digest { size, blake3: hasher.finalize().to_hex().to_string(), crc32c: crc };
-        lock(&shared.read).digests.insert(path.to_path_buf(), (identity, digest));
+    if identity.size == hashing.size {
+        lock(&shared.read).digests.insert(path.to_path_buf(), (identity, hashing.finish()));
     }
 }
 

@@ -24,7 +24,6 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-pub use digest::Digest;
 pub use digest::sha256_file;
 use digest::{ReadEarly, Watch};
 
@@ -307,7 +306,7 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
         let hashing = std::time::Instant::now();
         let mut hashed = hash_files(&path, &part, early)?;
         if service == Service::Postgres {
-            postgres::check_manifest_checksums(&path, &part, &mut hashed)?;
+            postgres::check_manifest_checksums(&part, &mut hashed)?;
         }
         set.files = hashed.into_iter().map(|h| h.entry).collect();
         phases.push(format!(

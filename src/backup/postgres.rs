@@ -232,7 +232,7 @@ pub fn read_as_written(part: &Path) -> super::digest::Follows {
 /// `pg_verifybackup` does without `--skip-checksums`. A file read as it was written that
 /// differs is read once more (its digests replaced) before it counts as damaged; the error
 /// names the file.
-pub fn check_manifest_checksums(set: &Path, part: &Path, hashed: &mut [super::HashedFile]) -> anyhow::Result<()> {
+pub fn check_manifest_checksums(part: &Path, hashed: &mut [super::HashedFile]) -> anyhow::Result<()> {
     #[derive(serde::Deserialize)]
     struct BackupManifest {
         #[serde(rename = "Files")]
@@ -268,6 +268,8 @@ pub fn check_manifest_checksums(set: &Path, part: &Path, hashed: &mut [super::Ha
         let matches = |crc32c: u32| hex::encode(crc32c.to_le_bytes()) == *checksum;
         let file = &mut hashed[index];
         if !matches(file.crc32c) {
+            // The entry's path is relative to the set, which holds `part`.
+            let set = part.parent().context("a service's part of a set is inside the set")?;
             let again = super::digest::digest_file(&set.join(&file.entry.path))?;
             (file.crc32c, file.entry.size, file.entry.blake3) = (again.crc32c, again.size, Some(again.blake3));
         }
@@ -326,17 +328,17 @@ mod tests {
         std::fs::write(&control, b"123456789").unwrap();
         assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
         let mut good = [copied("postgres/base/global/pg_control", 0xE306_9283)];
-        check_manifest_checksums(set.path(), &part, &mut good).unwrap();
+        check_manifest_checksums(&part, &mut good).unwrap();
         // Read while it was written, and wrongly: read again, and the digests are the file's.
         let mut stale = [copied("postgres/base/global/pg_control", 0xE306_9284)];
-        check_manifest_checksums(set.path(), &part, &mut stale).unwrap();
+        check_manifest_checksums(&part, &mut stale).unwrap();
         assert_eq!(stale[0].crc32c, 0xE306_9283);
         assert_eq!(stale[0].entry.blake3, Some(blake3::hash(b"123456789").to_hex().to_string()));
         std::fs::write(&control, b"123456780").unwrap();
         let mut damaged = [copied("postgres/base/global/pg_control", 0xE306_9284)];
-        let err = check_manifest_checksums(set.path(), &part, &mut damaged).unwrap_err();
+        let err = check_manifest_checksums(&part, &mut damaged).unwrap_err();
         assert!(format!("{err:#}").contains("postgres/base/global/pg_control: its CRC-32C differs"), "{err:#}");
-        let missing = check_manifest_checksums(set.path(), &part, &mut []).unwrap_err();
+        let missing = check_manifest_checksums(&part, &mut []).unwrap_err();
         assert!(format!("{missing:#}").contains("global/pg_control: the backup manifest lists it, the copy lacks it"));
     }
 }
