@@ -35,6 +35,10 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
         // The names a Kubernetes client uses too (`init --target kubernetes`).
         let mut extra = layout::kubernetes_names(profile, service);
         extra.extend(profile.tls.extra_sans.iter().cloned());
+        // The replicas present PostgreSQL's certificate, under their own aliases too.
+        if service == Service::Postgres {
+            extra.extend(profile.postgres.replica_nodes().map(crate::endpoint::replica_alias));
+        }
         certs.push(CertFiles {
             spec: CertSpec {
                 common_name: service.name().into(),
@@ -112,9 +116,22 @@ pub fn plan(
     // expiry goes to the render (Prometheus's rules).
     let mut material = Material::default();
     for cert in cert_files(profile) {
-        let pem = match (dir.read(&cert.cert.path())?, dir.file(&cert.key).exists()) {
-            (Some(pem), true) => text(pem, &cert.cert.path())?,
-            _ => {
+        let kept = match (dir.read(&cert.cert.path())?, dir.file(&cert.key).exists()) {
+            (Some(pem), true) => Some(text(pem, &cert.cert.path())?),
+            _ => None,
+        };
+        // A replica added to the stack needs its alias in PostgreSQL's certificate: one that
+        // lacks it is issued again (the servers reload it).
+        let kept = kept.filter(|pem| match cert.cert {
+            StackFile::ServerCert(Service::Postgres) => {
+                let names = pki::dns_names(pem).unwrap_or_default();
+                profile.postgres.replica_nodes().all(|node| names.contains(&crate::endpoint::replica_alias(node)))
+            }
+            _ => true,
+        });
+        let pem = match kept {
+            Some(pem) => pem,
+            None => {
                 let issued = pki::issue(&ca, profile.tls.key_algorithm, &cert.spec)?;
                 files.push(PlannedFile::of(cert.cert.clone(), issued.cert_pem.clone().into_bytes()));
                 files.push(PlannedFile::of(cert.key, issued.key_pem.expose().as_bytes().to_vec()));

@@ -74,6 +74,28 @@ pub fn client_endpoint(profile: &Profile, service: Service) -> Endpoint {
     host_endpoint(profile, service).unwrap_or_else(|| network_endpoint(service))
 }
 
+/// A PostgreSQL replica's alias on the stack network and in its certificate (`postgres-1`).
+pub fn replica_alias(node: u8) -> String {
+    format!("{}-{node}", Service::Postgres.name())
+}
+
+/// Where an application reaches PostgreSQL's replica `node`: its published port on the host
+/// where the stack publishes, its alias on the stack network otherwise.
+pub fn replica_client_endpoint(profile: &Profile, node: u8) -> Endpoint {
+    let port = profile.network.ports.postgres_replica(node);
+    match host_endpoint(profile, Service::Postgres) {
+        Some(Endpoint { host, .. }) => Endpoint { host, port },
+        None => Endpoint { host: replica_alias(node), port: Service::Postgres.container_port() },
+    }
+}
+
+/// The address and port hardstack's own checks dial for replica `node` on the host; `None`
+/// when nothing is published.
+pub fn replica_host_address(profile: &Profile, node: u8) -> Option<HostAddress> {
+    host_address(profile, Service::Postgres)
+        .map(|address| HostAddress { port: profile.network.ports.postgres_replica(node), ..address })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

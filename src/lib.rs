@@ -14,6 +14,7 @@ pub mod profile;
 
 pub mod bundle;
 pub mod containers;
+pub mod replica;
 pub mod kubernetes;
 pub mod pki;
 pub mod render;

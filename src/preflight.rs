@@ -29,11 +29,15 @@ pub async fn for_up(engine: &Engine, profile: &Profile, specs: &[ContainerSpec])
 /// container of a service it waits for whose new spec gives the port up (the Qdrant front takes
 /// Qdrant's port: Qdrant is recreated without it before the front starts).
 pub async fn port(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> Check {
-    let id = format!("doctor.port.{}", spec.service);
+    let id = format!("doctor.port.{}", spec.alias);
     // Each published port with the key that sets it.
     let mut published: Vec<(&String, u16, String)> = Vec::new();
     if let Some((address, port)) = &spec.publish {
-        let key = if spec.service == Service::QdrantFront { Service::Qdrant } else { spec.service };
+        let key = match spec.service {
+            _ if crate::replica::node(spec).is_some() => "postgres_replicas".to_owned(),
+            Service::QdrantFront => Service::Qdrant.to_string(),
+            service => service.to_string(),
+        };
         published.push((address, *port, format!("network.ports.{key}")));
     }
     for extra in &spec.extra_ports {

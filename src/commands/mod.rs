@@ -29,7 +29,8 @@ pub async fn engine_for(
 ) -> anyhow::Result<crate::runtime::Engine> {
     let identity = if record { crate::identity::Identity::ensure(dir)? } else { crate::identity::Identity::of(dir)? };
     let engine = crate::runtime::connect().await?.acting_for(identity.owner(&profile.stack.name, dir));
-    let specs = crate::containers::container_specs(profile);
+    let mut specs = crate::containers::container_specs(profile);
+    specs.extend(crate::replica::specs(profile));
     engine.check_claim(&crate::containers::stack_names(profile), &specs).await?;
     Ok(engine)
 }

@@ -176,7 +176,9 @@ async fn up_with(
     let started = Instant::now();
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
     let mut specs = containers::container_specs(&profile);
-    let names: Vec<&str> = specs.iter().map(|s| s.service.name()).collect();
+    // PostgreSQL's replicas come up once the primary is usable (their copy is made from it).
+    let mut replicas = crate::replica::specs(&profile);
+    let names: Vec<&str> = specs.iter().chain(&replicas).map(|s| s.alias.as_str()).collect();
     let progress = Progress::new(output, &names);
 
     let images = async {
@@ -190,7 +192,8 @@ async fn up_with(
         }
         anyhow::Ok(images)
     };
-    let checks = async { anyhow::Ok(preflight::for_up(&engine, &profile, &specs).await) };
+    let every: Vec<ContainerSpec> = specs.iter().chain(&replicas).cloned().collect();
+    let checks = async { anyhow::Ok(preflight::for_up(&engine, &profile, &every).await) };
     let (checks, images) = tokio::try_join!(checks, images)?;
     stop_at_a_failure(&checks)?;
     for (spec, source) in specs.iter_mut().zip(images) {
@@ -204,6 +207,7 @@ async fn up_with(
     }
     if let Some(spec) = specs.iter().find(|s| s.service == Service::Postgres) {
         stop_at_a_failure(&[preflight::pgaudit(&engine, &profile, &spec.image).await])?;
+        replicas.iter_mut().for_each(|replica| replica.image = spec.image.clone());
     }
     let names = containers::stack_names(&profile);
 
@@ -243,22 +247,30 @@ async fn up_with(
         started.elapsed().as_secs_f64()
     ));
     let mut tasks = Vec::new();
-    for spec in specs {
-        let readiness = match probe::app_target(&profile, &stack.dir, &store, spec.service).await? {
+    for spec in specs.into_iter().chain(replicas) {
+        let replica = crate::replica::node(&spec);
+        let target = match replica {
+            Some(node) => probe::replica_target(&profile, &stack.dir, &store, node).await?,
+            None => probe::app_target(&profile, &stack.dir, &store, spec.service).await?,
+        };
+        let readiness = match target {
             Some(target) => Readiness::Probe(Box::new(target)),
             None => Readiness::Healthcheck,
         };
-        let waits: Vec<_> = spec
-            .service
-            .upstreams()
+        // A replica waits for its primary; a service, for what it connects to.
+        let upstreams = match replica {
+            Some(_) => &[Service::Postgres][..],
+            None => spec.service.upstreams(),
+        };
+        let waits: Vec<_> = upstreams
             .iter()
-            .filter(|upstream| **upstream != spec.service)
+            .filter(|upstream| replica.is_some() || **upstream != spec.service)
             .filter_map(|upstream| Some((*upstream, receivers.get(upstream)?.clone())))
             .collect();
-        let done = senders.remove(&spec.service);
+        let done = if replica.is_some() { None } else { senders.remove(&spec.service) };
         let stack = stack.clone();
         tasks.push(tokio::spawn(async move {
-            let service = spec.service;
+            let (service, alias) = (spec.service, spec.alias.clone());
             let progress = &stack.progress;
             let mut result = Ok(());
             for (upstream, mut ready) in waits {
@@ -278,28 +290,29 @@ async fn up_with(
             }
             match &result {
                 Ok((plan, timings)) => progress.finish(
-                    service.name(),
+                    &alias,
                     &format!("usable ({}, {:.1}s)", plan.change(), timings.total().as_secs_f64()),
                 ),
-                Err(_) => progress.finish(service.name(), "failed"),
+                Err(_) => progress.finish(&alias, "failed"),
             }
-            (service, result)
+            (service, alias, result)
         }));
     }
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for task in tasks {
-        let (service, result) = task.await.context("a service task panicked")?;
+        let (service, alias, result) = task.await.context("a service task panicked")?;
         match result {
             Ok((plan, timings)) => {
-                output.detail(format!("{service}: {}", timings.describe(service)));
+                output.detail(format!("{alias}: {}", timings.describe(service, alias != service.name())));
                 let mut entry = plan.report();
+                entry["service"] = json!(alias);
                 entry["seconds"] = json!(timings.total().as_secs_f64());
                 report.push(entry)
             }
             Err(err) => {
-                report.push(json!({"service": service, "error": format!("{err:#}")}));
-                failures.push(format!("{service}: {err:#}"));
+                report.push(json!({"service": alias, "error": format!("{err:#}")}));
+                failures.push(format!("{alias}: {err:#}"));
             }
         }
     }
@@ -451,8 +464,9 @@ impl Timings {
         self.prepare + self.start + self.usable
     }
 
-    fn describe(&self, service: Service) -> String {
+    fn describe(&self, service: Service, replica: bool) -> String {
         let own = match service {
+            Service::Postgres if replica => " (a new replica: its copy of the primary is made before the start)",
             Service::Postgres => " (on a new data volume: initdb, the init SQL in a temporary server, the final start)",
             _ => "",
         };
@@ -476,7 +490,7 @@ async fn bring_up(
     let started = Instant::now();
     let mut timings = Timings::default();
     let (engine, progress) = (&stack.engine, &stack.progress);
-    let service = spec.service.name();
+    let service = spec.alias.as_str();
     let contents = |file: &layout::StackFile| -> anyhow::Result<Vec<u8>> {
         let path = stack.dir.file(file);
         std::fs::read(&path).with_context(|| format!("reading {}; run `hardstack init` to restore it", path.display()))
@@ -544,7 +558,7 @@ async fn create_and_start(
     contents: converge::Contents<'_>,
 ) -> anyhow::Result<(String, Duration)> {
     let (engine, names) = (&stack.engine, &stack.names);
-    stack.progress.stage(spec.service.name(), "creating");
+    stack.progress.stage(&spec.alias, "creating");
     engine.ensure_volumes(&names.stack, spec).await?;
     for bind in &spec.binds {
         crate::fsio::ensure_owned_dir(&bind.host_path(&stack.dir.absolute()), spec.service.uid())?;
@@ -570,7 +584,15 @@ async fn create_and_start(
     };
     let started = async {
         created?;
-        stack.progress.stage(spec.service.name(), "starting");
+        // A replica's data is a copy of the primary's, made before its first start.
+        if let Some(node) = crate::replica::node(spec) {
+            stack.progress.stage(&spec.alias, "copying the primary");
+            if let Err(err) = converge::replica::copy(engine, &names.stack, &names.network, spec, node).await {
+                let _ = engine.force_remove(&spec.name).await;
+                return Err(err.context(format!("copying the primary into {}", spec.alias)));
+            }
+        }
+        stack.progress.stage(&spec.alias, "starting");
         let starting = Instant::now();
         engine.start(&spec.name).await.map(|()| starting.elapsed())
     };

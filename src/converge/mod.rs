@@ -11,6 +11,7 @@
 
 mod postgres;
 mod redis;
+pub mod replica;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -16,6 +16,7 @@ pub mod paths {
     pub const INIT_SQL: &str = "config/postgres/initdb/10-hardstack.sql";
     pub const SUPERUSER_PASSWORD: &str = "config/postgres/secrets/superuser.password";
     pub const HEALTH_PGPASS: &str = "config/postgres/secrets/health.pgpass";
+    pub const REPLICATION_PGPASS: &str = "config/postgres/secrets/streaming_replica.pgpass";
     pub const REDIS_CONF: &str = "config/redis/redis.conf";
     pub const USERS_ACL: &str = "config/redis/users.acl";
     pub const REDIS_HEALTH_PASSWORD: &str = "config/redis/secrets/health.password";
@@ -69,6 +70,9 @@ pub enum StackFile {
     SuperuserPassword,
     /// The PostgreSQL healthcheck's password file.
     HealthPgpass,
+    /// The replication login's pgpass file (`primary_conninfo`'s `passfile`), where the stack
+    /// runs replicas.
+    ReplicationPgpass,
     RedisConf,
     UsersAcl,
     /// The Redis healthcheck's password file.

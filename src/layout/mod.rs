@@ -73,6 +73,15 @@ pub fn service_logins(profile: &Profile, service: Service) -> Vec<&'static str> 
     let monitored = Service::ALL.into_iter().any(|e| e.login_of() == Some(service) && profile.runs(e));
     SERVICE_LOGINS.iter().copied().chain(monitored.then_some(MONITOR)).collect()
 }
+/// PostgreSQL's replication login, where the stack runs replicas: the replication protocol
+/// only, by client certificate and password (CloudNativePG's name for it).
+pub const REPLICATION: &str = "streaming_replica";
+
+/// The physical replication slot of PostgreSQL's replica `node` (`postgres_1`).
+pub fn replica_slot(node: u8) -> String {
+    format!("{}_{node}", Service::Postgres.name())
+}
+
 /// PostgreSQL's superuser: local socket only, used by the image's init.
 pub const POSTGRES_SUPERUSER: &str = "postgres";
 /// PgBouncer's own PostgreSQL login: by its client certificate only, to look up the SCRAM
@@ -133,6 +142,9 @@ pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
     if profile.runs(Service::Postgres) {
         names.push((POSTGRES_SUPERUSER_SECRET.to_owned(), false));
         names.extend(logins(Service::Postgres).map(|login| (login_secret(Service::Postgres, login), true)));
+        if profile.postgres.replicas > 0 {
+            names.push((login_secret(Service::Postgres, REPLICATION), true));
+        }
     }
     if profile.runs(Service::Redis) {
         names.extend(logins(Service::Redis).map(|login| (login_secret(Service::Redis, login), false)));
@@ -164,6 +176,7 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .chain(Service::ALL.iter().any(|s| s.is_exporter() && profile.runs(*s)).then(|| MONITOR.to_owned()))
         .chain(profile.runs(Service::Prometheus).then(|| SCRAPER.to_owned()))
         .chain(profile.runs(Service::QdrantFront).then(|| FRONT.to_owned()))
+        .chain((profile.postgres.replicas > 0).then(|| REPLICATION.to_owned()))
         .collect()
 }
 
@@ -321,7 +334,11 @@ pub fn files(profile: &Profile) -> Vec<StackFile> {
 
 /// The entries of the files rendered for a profile, in rendering order.
 pub fn rendered(profile: &Profile) -> impl Iterator<Item = &'static Entry> + '_ {
-    TABLE.iter().filter(|entry| entry.source.is_some() && entry.service.is_none_or(|s| profile.runs(s)))
+    TABLE.iter().filter(|entry| {
+        entry.source.is_some()
+            && entry.service.is_none_or(|s| profile.runs(s))
+            && (!entry.replicas_only || profile.postgres.replicas > 0)
+    })
 }
 
 /// The services a profile runs, in start order.
@@ -355,6 +372,7 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     let mut files: Vec<Delivered> = TABLE
         .iter()
         .filter(|entry| entry.service == Some(service))
+        .filter(|entry| !entry.replicas_only || profile.postgres.replicas > 0)
         .filter_map(|entry| {
             let Destination { volume, path, reach } = entry.destination?;
             Some(Delivered { file: entry.file.clone(), volume, path, reach })
@@ -390,6 +408,12 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         // The certificate Prometheus presents to the targets it scrapes.
         files.push(config(StackFile::ClientCert(SCRAPER.into()), "tls/scraper.crt", Reload));
         files.push(config(StackFile::ClientKey(SCRAPER.into()), "tls/scraper.key", Reload));
+    }
+    if service == Service::Postgres && profile.postgres.replicas > 0 {
+        // What a replica presents to the primary (`primary_conninfo`); every node has it, as
+        // any node may follow another.
+        files.push(config(StackFile::ClientCert(REPLICATION.into()), "tls/replication.crt", Live));
+        files.push(config(StackFile::ClientKey(REPLICATION.into()), "tls/replication.key", Live));
     }
     if profile.mutual_tls() && !matches!(service, Service::Qdrant | Service::QdrantFront) && !service.is_monitoring() {
         // The healthcheck inside the container needs a client certificate too.

@@ -3,7 +3,9 @@
 //! receives it. Adding such a file is one entry here, a variant of [`StackFile`] and a
 //! template.
 
-use super::{HEALTH, MONITOR, Mode, POSTGRES_SUPERUSER_SECRET, Reach, StackFile, Volume, login_secret, paths};
+use super::{
+    HEALTH, MONITOR, Mode, POSTGRES_SUPERUSER_SECRET, REPLICATION, Reach, StackFile, Volume, login_secret, paths,
+};
 use crate::profile::Service;
 
 /// How the content of a rendered file is made.
@@ -34,6 +36,8 @@ pub enum SecretOf {
     Health(Service),
     /// The exporters' login's on a service.
     Monitor(Service),
+    /// PostgreSQL's replication login's.
+    Replication,
 }
 
 impl SecretOf {
@@ -43,6 +47,7 @@ impl SecretOf {
             SecretOf::Superuser => super::POSTGRES_SUPERUSER,
             SecretOf::Health(_) => HEALTH,
             SecretOf::Monitor(_) => MONITOR,
+            SecretOf::Replication => REPLICATION,
         }
     }
 
@@ -52,6 +57,7 @@ impl SecretOf {
             SecretOf::Superuser => POSTGRES_SUPERUSER_SECRET.into(),
             SecretOf::Health(service) => login_secret(service, HEALTH),
             SecretOf::Monitor(service) => login_secret(service, MONITOR),
+            SecretOf::Replication => login_secret(Service::Postgres, REPLICATION),
         }
     }
 }
@@ -76,17 +82,19 @@ pub struct Entry {
     pub service: Option<Service>,
     pub source: Option<Source>,
     pub destination: Option<Destination>,
+    /// Rendered only where the stack runs PostgreSQL replicas (`postgres.replicas`).
+    pub replicas_only: bool,
 }
 
 impl Entry {
     /// A file hardstack keeps in the stack directory without rendering it.
     const fn kept(file: StackFile, path: &'static str, mode: Mode) -> Entry {
-        Entry { file, path, mode, service: None, source: None, destination: None }
+        Entry { file, path, mode, service: None, source: None, destination: None, replicas_only: false }
     }
 
     /// A file rendered in every stack.
     const fn rendered(file: StackFile, path: &'static str, mode: Mode, source: Source) -> Entry {
-        Entry { file, path, mode, service: None, source: Some(source), destination: None }
+        Entry { file, path, mode, service: None, source: Some(source), destination: None, replicas_only: false }
     }
 
     /// A file rendered when the profile runs `service`, which receives it in `volume` at `at`.
@@ -98,7 +106,29 @@ impl Entry {
         (service, volume, at, reach): (Service, Volume, &'static str, Reach),
     ) -> Entry {
         let destination = Destination { volume, path: at, reach };
-        Entry { file, path, mode, service: Some(service), source: Some(source), destination: Some(destination) }
+        Entry {
+            file,
+            path,
+            mode,
+            service: Some(service),
+            source: Some(source),
+            destination: Some(destination),
+            replicas_only: false,
+        }
+    }
+
+    /// A file [`Entry::delivered`] to PostgreSQL where the stack runs replicas.
+    const fn for_replicas(file: StackFile, path: &'static str, mode: Mode, source: Source, at: &'static str) -> Entry {
+        let destination = Destination { volume: Volume::Config, path: at, reach: Reach::Live };
+        Entry {
+            file,
+            path,
+            mode,
+            service: Some(Service::Postgres),
+            source: Some(source),
+            destination: Some(destination),
+            replicas_only: true,
+        }
     }
 }
 
@@ -161,6 +191,14 @@ pub const TABLE: &[Entry] = {
             Private,
             Source::Pgpass(SecretOf::Health(Postgres)),
             (Postgres, Config, "secrets/health.pgpass", Live),
+        ),
+        // Read by the replica's WAL receiver at each connection to the primary.
+        Entry::for_replicas(
+            StackFile::ReplicationPgpass,
+            paths::REPLICATION_PGPASS,
+            Private,
+            Source::LoginPgpass(SecretOf::Replication),
+            "secrets/streaming_replica.pgpass",
         ),
         Entry::delivered(
             StackFile::RedisConf,

@@ -173,6 +173,25 @@ pub fn not_after(cert_pem: &str) -> anyhow::Result<i64> {
     Ok(cert.validity().not_after.timestamp())
 }
 
+/// The DNS names a certificate's subjectAltName carries.
+pub fn dns_names(cert_pem: &str) -> anyhow::Result<Vec<String>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).context("not a PEM certificate")?;
+    let cert = pem.parse_x509().context("not an X.509 certificate")?;
+    let names = match cert.subject_alternative_name().context("reading its subjectAltName")? {
+        Some(san) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,6 +266,21 @@ pub async fn app_target(
     login_target(profile, dir, service, &login, version.value, &user.database)
 }
 
+/// The host-side target of PostgreSQL's replica `node` for the first application user, as
+/// [`app_target`] gives the primary's. `None` when nothing is published.
+pub async fn replica_target(
+    profile: &crate::profile::Profile,
+    dir: &crate::stackdir::StackDir,
+    store: &crate::secrets::store::Store,
+    node: u8,
+) -> anyhow::Result<Option<Target>> {
+    let Some(address) = crate::endpoint::replica_host_address(profile, node) else {
+        return Ok(None);
+    };
+    let target = app_target(profile, dir, store, crate::profile::Service::Postgres).await?;
+    Ok(target.map(|target| Target { port: address.port, ..target }))
+}
+
 /// The host-side target of hardstack's admin login on a service: PostgreSQL's `postgres`
 /// database; PgBouncer's admin console, which takes PostgreSQL's admin login. `None` when not
 /// published.

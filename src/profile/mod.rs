@@ -279,6 +279,15 @@ pub struct PostgresSettings {
     /// `hardstack.pgaudit` label); the local image does, the official one does not.
     #[serde(default)]
     pub pgaudit: bool,
+    /// Streaming replicas of the primary (`postgres-1` ... `postgres-N`): each a copy made by a
+    /// base backup over a physical replication slot, on volumes of its own, streaming over TLS
+    /// as `streaming_replica` (client certificate and password), read-only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replicas: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// How Redis is used; decides the eviction policy.
@@ -292,6 +301,11 @@ pub enum RedisRole {
 }
 
 impl PostgresSettings {
+    /// The replicas' node numbers, 1 to `replicas`.
+    pub fn replica_nodes(&self) -> impl Iterator<Item = u8> + use<> {
+        1..=self.replicas
+    }
+
     /// `max_connections` as the server gets it: the profile's, or pgtune's for the workload
     /// when the profile says 0.
     pub fn effective_max_connections(&self) -> u32 {

@@ -276,6 +276,14 @@ pub struct Ports {
     #[serde(default = "default_qdrant_grpc_port", skip_serializing_if = "is_default_qdrant_grpc_port")]
     #[schemars(extend("default" = default_qdrant_grpc_port()))]
     pub qdrant_grpc: u16,
+    /// The host port of PostgreSQL's first replica (`postgres.replicas`); replica N takes this
+    /// port + N - 1. 0: the ports after PostgreSQL's.
+    #[serde(default, skip_serializing_if = "is_zero_port")]
+    pub postgres_replicas: u16,
+}
+
+fn is_zero_port(port: &u16) -> bool {
+    *port == 0
 }
 
 fn default_qdrant_grpc_port() -> u16 {
@@ -304,6 +312,15 @@ fn is_default_pgbouncer_port(port: &u16) -> bool {
 
 impl Ports {
     /// The host port of one service; an exporter is never published (its container port).
+    /// The host port of PostgreSQL's replica `node` (1-based).
+    pub fn postgres_replica(&self, node: u8) -> u16 {
+        let first = match self.postgres_replicas {
+            0 => self.postgres.saturating_add(1),
+            port => port,
+        };
+        first.saturating_add(u16::from(node) - 1)
+    }
+
     pub fn of(&self, service: Service) -> u16 {
         match service {
             Service::Postgres => self.postgres,

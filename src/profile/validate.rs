@@ -59,6 +59,8 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         fail("stack.services", "a service is listed twice".into());
     }
 
+    /// Replicas beyond this are a cluster of their own, not a dev stack's read copies.
+    const MAX_REPLICAS: u8 = 5;
     let mut seen_ports = HashSet::new();
     for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
         let image = profile.images.of(service);
@@ -93,6 +95,27 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
             "redis.maxmemory",
             "must be below resources.redis.memory, or the container is killed before Redis evicts".into(),
         );
+    }
+    let replicas = profile.postgres.replicas;
+    if replicas > 0 && !profile.runs(Service::Postgres) {
+        fail("postgres.replicas", "replicas copy PostgreSQL: list postgres in stack.services, or set 0".into());
+    } else if replicas > MAX_REPLICAS {
+        fail("postgres.replicas", format!("{replicas} is more than {MAX_REPLICAS}; use 0 to {MAX_REPLICAS}"));
+    } else if replicas > 0 && profile.postgres.workload == super::Workload::Desktop {
+        fail("postgres.replicas", "the desktop workload turns WAL streaming off (wal_level = minimal); pick another postgres.workload, or set 0".into());
+    } else if replicas > 0 && profile.postgres.data != super::DataMode::Volume {
+        fail("postgres.replicas", "a replica is made by a base backup into volumes: set postgres.data = \"volume\"".into());
+    } else if replicas > 0 && crate::endpoint::publishes(profile, Service::Postgres) {
+        for node in profile.postgres.replica_nodes() {
+            let port = profile.network.ports.postgres_replica(node);
+            if port < 1024 || !seen_ports.insert(port) {
+                fail(
+                    "network.ports.postgres_replicas",
+                    format!("replica {node}'s port {port} is taken or below 1024; pick a first port with {replicas} free after it"),
+                );
+                break;
+            }
+        }
     }
     if profile.runs(Service::QdrantFront) && !profile.runs(Service::Qdrant) {
         fail("stack.services", "qdrant-front is in front of Qdrant: list qdrant too, or drop qdrant-front".into());

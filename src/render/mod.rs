@@ -306,7 +306,37 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             names.join(",")
         };
         let logins: Vec<String> = layout::client_logins(profile).iter().map(|l| format!("'{l}'")).collect();
+        let replicas = match profile.postgres.replicas {
+            0 => None,
+            n => {
+                let at = |file: StackFile| layout::container_path(profile, Service::Postgres, &file);
+                let slots: Vec<String> = profile.postgres.replica_nodes().map(layout::replica_slot).collect();
+                let verifier = material.verifier(&layout::login_secret(Service::Postgres, layout::REPLICATION))?;
+                // libpq's keywords; no secret: the password is in the passfile.
+                let conninfo = format!(
+                    "host={} port={} user={} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} passfile={} ssl_min_protocol_version={}",
+                    Service::Postgres.name(),
+                    Service::Postgres.container_port(),
+                    layout::REPLICATION,
+                    at(StackFile::CaCert).unwrap_or_default(),
+                    at(StackFile::ClientCert(layout::REPLICATION.into())).unwrap_or_default(),
+                    at(StackFile::ClientKey(layout::REPLICATION.into())).unwrap_or_default(),
+                    at(StackFile::ReplicationPgpass).unwrap_or_default(),
+                    profile.postgres.tls_min_version.as_str(),
+                );
+                Some(json!({
+                    "login": layout::REPLICATION,
+                    "verifier": verifier.expose(),
+                    // Each replica's stream, and room for a copy being made beside it.
+                    "connection_limit": u32::from(n) + 2,
+                    "slots_quoted": slots.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "),
+                    "slots": slots,
+                    "conninfo": conninfo,
+                }))
+            }
+        };
         context["pg"] = json!({
+            "replicas": replicas,
             "dir": layout::POSTGRES_DIR,
             "alias": Service::Postgres.name(),
             "pgaudit": profile.postgres.pgaudit,

@@ -184,11 +184,21 @@ impl Engine {
     /// helpers are not services), which this directory made.
     pub async fn undeclared_containers(&self, profile: &crate::profile::Profile) -> anyhow::Result<Vec<String>> {
         let existing = self.stack_containers(&profile.stack.name).await?;
+        let declared = match profile.runs(crate::profile::Service::Postgres) {
+            true => profile.postgres.replicas,
+            false => 0,
+        };
+        // PostgreSQL's replicas beyond postgres.replicas.
+        let replicas = existing
+            .iter()
+            .filter(|name| crate::replica::node_of(profile, name).is_some_and(|node| node > declared))
+            .cloned();
         Ok(crate::profile::Service::ALL
             .into_iter()
             .filter(|service| !profile.runs(*service))
             .map(|service| crate::containers::container_name(profile, service))
             .filter(|name| existing.contains(name))
+            .chain(replicas)
             .collect())
     }
 

@@ -72,6 +72,9 @@ fn declared_logins(context: &Context) -> Vec<(String, [bool; 5])> {
     if context.profile.runs(crate::profile::Service::Pgbouncer) {
         logins.push((layout::POOLER.to_owned(), none));
     }
+    if context.profile.postgres.replicas > 0 {
+        logins.push((layout::REPLICATION.to_owned(), [false, false, false, true, false]));
+    }
     if layout::service_logins(&context.profile, crate::profile::Service::Postgres).contains(&layout::MONITOR) {
         logins.push((layout::MONITOR.to_owned(), none));
     }

@@ -1,0 +1,75 @@
+//! A PostgreSQL replica's first copy: a base backup from the primary into the replica's own
+//! volumes, made before its container first starts (the image's entrypoint then finds a data
+//! directory and starts the server, which `standby.signal` keeps in recovery, following the
+//! primary by `primary_conninfo`). The copy runs in a one-off container of the stack's image on
+//! its network, as the server's uid, with the replica's volumes mounted where the replica has
+//! them: its config volume (already delivered) gives the replication login's certificate and
+//! pgpass file, so no secret passes through the one-off's command or environment.
+
+use crate::containers::ContainerSpec;
+use crate::layout;
+use crate::runtime::{Engine, OneOff};
+
+/// Where the replica's WAL volume is mounted: the copy marks itself there while it runs.
+const WAL_MOUNT: &str = crate::containers::POSTGRES_WAL_MOUNT;
+
+/// Makes replica `node`'s data directory a copy of the primary's, unless it holds a complete
+/// one already (a replica whose container was removed, its volumes kept). A copy that did not
+/// finish (its mark is still there) is wiped and made again.
+pub async fn copy(engine: &Engine, stack: &str, network: &str, spec: &ContainerSpec, node: u8) -> anyhow::Result<()> {
+    let conninfo = format!("{} replication=true application_name={}", conninfo(spec)?, spec.alias);
+    let data = "/var/lib/postgresql/data";
+    let wal = format!("{WAL_MOUNT}/pg/pg_wal");
+    let mark = format!("{WAL_MOUNT}/pg/copying");
+    let slot = layout::replica_slot(node);
+    // SECURITY: the password is read from the pgpass file of the config volume (passfile=).
+    let script = format!(
+        "set -eu\n\
+         if [ -s {data}/PG_VERSION ] && [ ! -e {mark} ]; then echo kept; exit 0; fi\n\
+         touch {mark}\n\
+         find {data} -mindepth 1 -delete\n\
+         rm -rf {wal}\n\
+         pg_basebackup -d \"{conninfo}\" -D {data} --waldir={wal} -X stream -S {slot} -c fast --no-password --no-manifest\n\
+         touch {data}/standby.signal\n\
+         sync -f {data}\n\
+         rm {mark}\n\
+         echo copied\n"
+    );
+    let mounts = spec
+        .volumes
+        .iter()
+        .map(|v| format!("{}:{}{}", v.name, v.target, if v.read_only { ":ro" } else { "" }))
+        .collect();
+    let run = OneOff {
+        image: spec.image.clone(),
+        user: spec.user.clone(),
+        command: vec!["/bin/sh".into(), "-c".into(), script],
+        archive: Vec::new(),
+        mounts,
+        cap_add: Vec::new(),
+    };
+    let role = format!("{}-copy", spec.alias);
+    engine.run_once(stack, network, &role, run).await.map(|_| ())
+}
+
+/// The replication connection the replica itself makes (`primary_conninfo`), from the
+/// command-line-free part of the rendered settings: the same keywords, the same files.
+fn conninfo(spec: &ContainerSpec) -> anyhow::Result<String> {
+    let at = |file: &layout::StackFile| {
+        spec.deliveries
+            .iter()
+            .find(|d| d.file == *file)
+            .map(|d| d.container_path(spec))
+            .ok_or_else(|| anyhow::anyhow!("{} does not receive {}", spec.name, file.path()))
+    };
+    Ok(format!(
+        "host={} port={} user={} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} passfile={}",
+        crate::profile::Service::Postgres.name(),
+        crate::profile::Service::Postgres.container_port(),
+        layout::REPLICATION,
+        at(&layout::StackFile::CaCert)?,
+        at(&layout::StackFile::ClientCert(layout::REPLICATION.into()))?,
+        at(&layout::StackFile::ClientKey(layout::REPLICATION.into()))?,
+        at(&layout::StackFile::ReplicationPgpass)?,
+    ))
+}
