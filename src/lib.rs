@@ -14,10 +14,10 @@ pub mod profile;
 
 pub mod bundle;
 pub mod containers;
-pub mod replica;
 pub mod kubernetes;
 pub mod pki;
 pub mod render;
+pub mod replica;
 pub mod secrets;
 
 pub mod fsio;

@@ -104,7 +104,10 @@ mod tests {
         assert!(!second.deliveries.iter().any(|d| d.file == StackFile::InitSql));
         assert_eq!(second.publish.as_ref().map(|p| p.1), Some(profile.network.ports.postgres + 2));
         assert!(second.command.contains(&"primary_slot_name=postgres_2".to_owned()));
-        assert_eq!((&second.posture, second.memory_bytes, &second.user), (&primary.posture, primary.memory_bytes, &primary.user));
+        assert_eq!(
+            (&second.posture, second.memory_bytes, &second.user),
+            (&primary.posture, primary.memory_bytes, &primary.user)
+        );
         assert_eq!(node_of(&profile, "t-postgres-2"), Some(2));
         assert_eq!(node_of(&profile, "t-postgres-exporter"), None);
     }

@@ -64,11 +64,12 @@ pub async fn variables(
         // The login alternates with rotation; each login has its own client certificate.
         let version = store.current(&layout::login_secret(Service::Postgres, &user.name)).await?;
         let login = version.username.clone().unwrap_or_else(|| user.name.clone());
-        let url = |service: Service| {
-            let Endpoint { host, port } = crate::endpoint::client_endpoint(profile, service);
+        let at = |endpoints: &[Endpoint]| {
+            let hosts: Vec<String> = endpoints.iter().map(|Endpoint { host, port }| format!("{host}:{port}")).collect();
             let mut url = format!(
-                "postgresql://{login}:{}@{host}:{port}/{}?sslmode=verify-full&sslrootcert={ca}",
+                "postgresql://{login}:{}@{}/{}?sslmode=verify-full&sslrootcert={ca}",
                 version.value.expose(),
+                hosts.join(","),
                 user.database
             );
             if mutual {
@@ -78,6 +79,7 @@ pub async fn variables(
             }
             url
         };
+        let url = |service: Service| at(&[crate::endpoint::client_endpoint(profile, service)]);
         // With a pooler, applications go through it; the direct URL is for what a pool in
         // transaction mode cannot carry (session state, LISTEN, migrations that take locks).
         if profile.runs(Service::Pgbouncer) {
@@ -85,6 +87,20 @@ pub async fn variables(
             vars.push(("DATABASE_DIRECT_URL".to_owned(), url(Service::Postgres)));
         } else {
             vars.push(("DATABASE_URL".to_owned(), url(Service::Postgres)));
+        }
+        // The replicas, read-only: libpq's multi-host form, a standby only (a replica that has
+        // been promoted is skipped), spread over them.
+        if profile.postgres.replicas > 0 {
+            let replicas: Vec<Endpoint> = profile
+                .postgres
+                .replica_nodes()
+                .map(|node| crate::endpoint::replica_client_endpoint(profile, node))
+                .collect();
+            let spread = if replicas.len() > 1 { "&load_balance_hosts=random" } else { "" };
+            vars.push((
+                "DATABASE_READ_URL".to_owned(),
+                format!("{}&target_session_attrs=standby{spread}", at(&replicas)),
+            ));
         }
     }
     if profile.runs(Service::Redis) {

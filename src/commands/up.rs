@@ -289,10 +289,8 @@ async fn up_with(
                 let _ = done.send(true);
             }
             match &result {
-                Ok((plan, timings)) => progress.finish(
-                    &alias,
-                    &format!("usable ({}, {:.1}s)", plan.change(), timings.total().as_secs_f64()),
-                ),
+                Ok((plan, timings)) => progress
+                    .finish(&alias, &format!("usable ({}, {:.1}s)", plan.change(), timings.total().as_secs_f64())),
                 Err(_) => progress.finish(&alias, "failed"),
             }
             (service, alias, result)

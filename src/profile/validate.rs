@@ -104,14 +104,19 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     } else if replicas > 0 && profile.postgres.workload == super::Workload::Desktop {
         fail("postgres.replicas", "the desktop workload turns WAL streaming off (wal_level = minimal); pick another postgres.workload, or set 0".into());
     } else if replicas > 0 && profile.postgres.data != super::DataMode::Volume {
-        fail("postgres.replicas", "a replica is made by a base backup into volumes: set postgres.data = \"volume\"".into());
+        fail(
+            "postgres.replicas",
+            "a replica is made by a base backup into volumes: set postgres.data = \"volume\"".into(),
+        );
     } else if replicas > 0 && crate::endpoint::publishes(profile, Service::Postgres) {
         for node in profile.postgres.replica_nodes() {
             let port = profile.network.ports.postgres_replica(node);
             if port < 1024 || !seen_ports.insert(port) {
                 fail(
                     "network.ports.postgres_replicas",
-                    format!("replica {node}'s port {port} is taken or below 1024; pick a first port with {replicas} free after it"),
+                    format!(
+                        "replica {node}'s port {port} is taken or below 1024; pick a first port with {replicas} free after it"
+                    ),
                 );
                 break;
             }

@@ -14,6 +14,7 @@ mod postgres;
 mod qdrant;
 mod redis;
 pub mod refusal;
+mod replica;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,6 +68,8 @@ pub struct Context {
     pub vantage: Vantage,
     /// Each service's address and the name its certificate is verified against.
     endpoints: std::collections::BTreeMap<Service, (SocketAddr, String)>,
+    /// PostgreSQL's replicas, node 1 first: the address and the name verified, as `endpoints`.
+    replicas: Vec<(SocketAddr, String)>,
     /// The stack CA only.
     pub ca_pem: Vec<u8>,
     /// A client certificate for `app` (CN = app) from a CA the stack does not know.
@@ -176,6 +179,7 @@ impl Context {
             dir: self.dir.clone(),
             vantage: self.vantage,
             endpoints: self.endpoints.clone(),
+            replicas: self.replicas.clone(),
             ca_pem: self.ca_pem.clone(),
             foreign_client: self.foreign_client.clone(),
             secrets: self.secrets.clone(),
@@ -241,11 +245,31 @@ impl Context {
         let store = crate::secrets::store::Store::open(&profile, &dir).await?;
         let secrets = store.versions(&profile).await?;
         let file_store = matches!(store, crate::secrets::store::Store::File(_));
+        let mut replicas = Vec::new();
+        for node in profile.postgres.replica_nodes().filter(|_| profile.runs(Service::Postgres)) {
+            replicas.push(match vantage {
+                Vantage::Host => {
+                    let address = crate::endpoint::replica_host_address(&profile, node)
+                        .context("the stack publishes no port for its replicas")?;
+                    (SocketAddr::new(address.address, address.port), address.address.to_string())
+                }
+                Vantage::Network => {
+                    let alias = crate::endpoint::replica_alias(node);
+                    let address = tokio::net::lookup_host((alias.as_str(), Service::Postgres.container_port()))
+                        .await
+                        .with_context(|| format!("resolving {alias} on the stack network"))?
+                        .next()
+                        .with_context(|| format!("{alias} has no address on the stack network"))?;
+                    (address, alias)
+                }
+            });
+        }
         Ok(Context {
             profile,
             dir,
             vantage,
             endpoints,
+            replicas,
             ca_pem,
             foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
             secrets,
@@ -270,6 +294,11 @@ impl Context {
     /// Where the checks reach a service.
     pub fn addr(&self, service: Service) -> SocketAddr {
         self.endpoints.get(&service).map(|(addr, _)| *addr).unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
+    }
+
+    /// Where the checks reach PostgreSQL's replica `node`, and the name they verify.
+    pub fn replica(&self, node: u8) -> Option<&(SocketAddr, String)> {
+        self.replicas.get(usize::from(node).checked_sub(1)?)
     }
 
     /// The port the checks reach a service at.
@@ -444,6 +473,7 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     if context.profile.runs(Service::Postgres) {
         checks.extend(postgres::checks(context));
         checks.extend(postgres::cis_checks(context));
+        checks.extend(replica::checks(context));
     }
     if context.profile.runs(Service::Redis) {
         checks.extend(redis::checks(context));

@@ -25,11 +25,16 @@ pub(super) struct Login<'a> {
 }
 
 pub(super) async fn connect(context: &Context, login: Login<'_>) -> anyhow::Result<PgSession> {
+    connect_at(context.addr(login.via), login).await
+}
+
+/// [`connect`] to `address` (a replica's).
+pub(super) async fn connect_at(address: std::net::SocketAddr, login: Login<'_>) -> anyhow::Result<PgSession> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&login.server_name)
-        .hostaddr(context.addr(login.via).ip())
-        .port(context.port(login.via))
+        .hostaddr(address.ip())
+        .port(address.port())
         .user(login.user)
         .dbname(login.database)
         .application_name("hardstack verify")

@@ -114,10 +114,15 @@ impl Refusal {
             }
         }
         match self {
-            Refusal::Sqlstate(codes) => cause
-                .downcast_ref::<tokio_postgres::Error>()
-                .and_then(tokio_postgres::Error::code)
-                .is_some_and(|state| codes.contains(&state.code())),
+            Refusal::Sqlstate(codes) => {
+                let replication = cause.downcast_ref::<crate::probe::replication::ServerError>();
+                cause
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .and_then(tokio_postgres::Error::code)
+                    .map(|state| state.code())
+                    .or(replication.map(|e| e.code.as_str()))
+                    .is_some_and(|code| codes.contains(&code))
+            }
             // tokio-postgres raises its configuration error "password missing" only when the
             // server's authentication request asks for a password (connect_raw.rs).
             Refusal::PasswordDemanded => cause.downcast_ref::<tokio_postgres::Error>().is_some_and(|e| {

@@ -1,0 +1,160 @@
+//! PostgreSQL's replicas (`postgres.replicas`): each streams from the primary (a row written
+//! there is read back on the replica, within a bound, and the primary's view of the stream
+//! gives the lag), each refuses writes (SQLSTATE 25006), and the replication login is refused
+//! without its client certificate (SQLSTATE 28000) and accepted with it.
+
+use std::time::{Duration, Instant};
+
+use super::postgres::{Login, connect_at, current_login};
+use super::{CheckFuture, Context, Refusal, accepted, bounded, prepare, refused};
+use crate::layout;
+use crate::probe::replication;
+use crate::profile::Service;
+
+/// How long a row written on the primary may take to be readable on a replica.
+pub const VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+
+/// A write in a read-only transaction: what a replica answers to any write.
+const READ_ONLY: Refusal = Refusal::Sqlstate(&["25006"]);
+/// pg_hba.conf's clientcert=verify-full without a certificate.
+const NO_CERTIFICATE: Refusal = Refusal::Sqlstate(&["28000"]);
+
+/// Every replica check.
+pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
+    let mut checks: Vec<CheckFuture<'_>> = Vec::new();
+    if context.profile.postgres.replicas == 0 {
+        return checks;
+    }
+    for node in context.profile.postgres.replica_nodes() {
+        let id = format!("pg.replica.{node}.streams");
+        checks.push(bounded(id.clone(), async move {
+            let what = format!("a row written on the primary is read on postgres-{node} within {VISIBLE_WITHIN:?}");
+            accepted(&id, &what, streams(context, node)).await
+        }));
+        let id = format!("pg.replica.{node}.lag");
+        checks.push(bounded(id.clone(), async move {
+            accepted(&id, "the primary streams to it (pg_stat_replication), with this lag", lag(context, node)).await
+        }));
+        let id = format!("pg.replica.{node}.write_refused");
+        checks.push(bounded(id.clone(), async move {
+            let user = context.users().first().map(|u| (u.name.clone(), u.database.clone()));
+            refused(&id, &format!("a write by the application on postgres-{node}"), READ_ONLY, async {
+                let (name, database) = prepare(user.ok_or_else(|| anyhow::anyhow!("the profile has no user")))?;
+                let (login, password) = prepare(current_login(context, &name))?;
+                let session = on_replica(context, node, &login, password, &database).await?;
+                session.batch_execute("CREATE TABLE hardstack_verify_write_refused (x int)").await?;
+                anyhow::Ok(())
+            })
+            .await
+        }));
+    }
+    let id = "pg.replication_login".to_owned();
+    checks.push(bounded(id.clone(), async move {
+        accepted(&id, "the replicas' login over the replication protocol, with its certificate", async {
+            replication_login(context, true).await?;
+            Ok(format!("{} with {} and its password", layout::REPLICATION, client_cert()))
+        })
+        .await
+    }));
+    let id = "pg.replication_without_certificate_refused".to_owned();
+    checks.push(bounded(id.clone(), async move {
+        let what = format!("a replication login as {} with its password but no certificate", layout::REPLICATION);
+        refused(&id, &what, NO_CERTIFICATE, replication_login(context, false)).await
+    }));
+    checks
+}
+
+fn client_cert() -> String {
+    layout::StackFile::ClientCert(layout::REPLICATION.into()).path()
+}
+
+async fn replication_login(context: &Context, with_certificate: bool) -> anyhow::Result<()> {
+    let password = prepare(context.secret(&layout::login_secret(Service::Postgres, layout::REPLICATION)))?;
+    let tls = prepare(context.tls_for(layout::REPLICATION, with_certificate))?;
+    let address = context.addr(Service::Postgres);
+    replication::login(address, &context.server_name(Service::Postgres), &tls, layout::REPLICATION, &password).await
+}
+
+/// A session on replica `node` as `login`.
+async fn on_replica(
+    context: &Context,
+    node: u8,
+    login: &str,
+    password: crate::secrets::Secret,
+    database: &str,
+) -> anyhow::Result<crate::probe::PgSession> {
+    let (address, name) = prepare(context.replica(node).cloned().ok_or_else(|| anyhow::anyhow!("no replica {node}")))?;
+    let tls = prepare(context.tls_for(login, context.mutual()))?;
+    let login = Login {
+        via: Service::Postgres,
+        user: login,
+        password: Some(password),
+        database,
+        tls: Some(tls),
+        server_name: name,
+    };
+    connect_at(address, login).await
+}
+
+/// Writes a fresh token for the node on the primary (as admin), then reads it on the replica
+/// until it arrives: the evidence is how long it took.
+async fn streams(context: &Context, node: u8) -> anyhow::Result<String> {
+    let alias = crate::endpoint::replica_alias(node);
+    let token = crate::secrets::generate(&mut rand::thread_rng()).expose().chars().take(16).collect::<String>();
+    let admin = context.admin().await?;
+    let password = prepare(context.secret(&layout::login_secret(Service::Postgres, layout::ADMIN)))?;
+    let replica = on_replica(context, node, layout::ADMIN, password, "postgres").await?;
+    admin
+        .execute(
+            "INSERT INTO monitoring.replication_check (node, token, at) VALUES ($1, $2, now()) \
+             ON CONFLICT (node) DO UPDATE SET token = excluded.token, at = excluded.at",
+            &[&alias, &token],
+        )
+        .await?;
+    let written = Instant::now();
+    let backoff = crate::retry::Backoff {
+        first: Duration::from_millis(2),
+        most: Duration::from_millis(50),
+        deadline: VISIBLE_WITHIN,
+    };
+    backoff
+        .run(|| async {
+            let row =
+                replica.query_opt("SELECT token FROM monitoring.replication_check WHERE node = $1", &[&alias]).await;
+            match row {
+                Ok(Some(row)) if row.get::<_, String>(0) == token => crate::retry::Attempt::Done(()),
+                Ok(_) => crate::retry::Attempt::Retry(anyhow::anyhow!("the row has not arrived on {alias}")),
+                Err(err) => crate::retry::Attempt::Fail(err.into()),
+            }
+        })
+        .await?;
+    let seen = written.elapsed();
+    replica.close().await;
+    Ok(format!(
+        "written as admin on the primary, read on {alias} after {} ms (bound {} ms)",
+        seen.as_millis(),
+        VISIBLE_WITHIN.as_millis()
+    ))
+}
+
+/// The primary's view of the replica's stream: its state and how far behind it is.
+async fn lag(context: &Context, node: u8) -> anyhow::Result<String> {
+    let alias = crate::endpoint::replica_alias(node);
+    let admin = context.admin().await?;
+    let row = admin
+        .query_opt(
+            "SELECT r.state, s.active, \
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint, \
+                    coalesce(extract(epoch FROM r.replay_lag) * 1000, 0)::float8 \
+               FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid \
+              WHERE r.application_name = $1",
+            &[&alias],
+        )
+        .await?;
+    let Some(row) = row else { anyhow::bail!("{alias} is not among the primary's streams (pg_stat_replication)") };
+    let (state, slot, bytes, millis): (String, Option<bool>, i64, f64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    anyhow::ensure!(state == "streaming", "{alias}'s stream is {state}, not streaming");
+    anyhow::ensure!(slot == Some(true), "{alias} streams without its slot {}", layout::replica_slot(node));
+    Ok(format!("{alias}: streaming over slot {}, replay lag {bytes} bytes, {millis:.0} ms", layout::replica_slot(node)))
+}
