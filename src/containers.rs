@@ -298,19 +298,21 @@ fn delivered_volume(profile: &Profile, service: Service, kind: Volume, read_only
 
 /// The deliveries of a service, from the layout, with the server's owner.
 fn deliveries(profile: &Profile, service: Service) -> Vec<Delivery> {
-    layout::deliveries(profile, service)
-        .into_iter()
-        .map(|delivered| Delivery {
-            file: delivered.file,
-            volume: delivered.volume.key(service),
-            path: delivered.path.into(),
-            uid: service.uid(),
-            // SECURITY: 0600 and owned by the server's uid: PostgreSQL refuses a key group or
-            // others can read.
-            mode: "0600".into(),
-            reach: delivered.reach,
-        })
-        .collect()
+    layout::deliveries(profile, service).into_iter().map(|delivered| delivery(service, delivered)).collect()
+}
+
+/// One file of the layout as `service`'s container receives it, owned by the server.
+pub fn delivery(service: Service, delivered: layout::Delivered) -> Delivery {
+    Delivery {
+        file: delivered.file,
+        volume: delivered.volume.key(service),
+        path: delivered.path.into(),
+        uid: service.uid(),
+        // SECURITY: 0600 and owned by the server's uid: PostgreSQL refuses a key group or
+        // others can read.
+        mode: "0600".into(),
+        reach: delivered.reach,
+    }
 }
 
 fn data_mount(

@@ -6,7 +6,7 @@
 
 use crate::containers::{self, ContainerSpec};
 use crate::endpoint;
-use crate::layout::{self, StackFile};
+use crate::layout;
 use crate::profile::{Profile, Service};
 
 /// The spec of every replica the profile declares, node 1 first.
@@ -58,11 +58,10 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
             containers::VolumeMount { name: format!("{}-{key}", profile.stack.name), key, ..v.clone() }
         })
         .collect();
-    spec.deliveries = primary
-        .deliveries
-        .iter()
-        .filter(|d| d.file != StackFile::InitSql)
-        .map(|d| containers::Delivery { volume: key(&d.volume), ..d.clone() })
+    spec.deliveries = layout::replica_deliveries(profile)
+        .into_iter()
+        .map(|d| containers::delivery(Service::Postgres, d))
+        .map(|d| containers::Delivery { volume: key(&d.volume), ..d })
         .collect();
     spec.directories =
         primary.directories.iter().map(|d| containers::OwnedDir { volume: key(&d.volume), ..d.clone() }).collect();
@@ -86,6 +85,7 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::StackFile;
     use crate::profile::{ProfileSource, load};
 
     #[test]

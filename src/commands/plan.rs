@@ -36,7 +36,7 @@ pub async fn show(
     let engine = super::engine_for(dir, profile, false).await?;
     let contents = |file: &crate::layout::StackFile| preview.content(dir, &file.path());
     let mut services = Vec::new();
-    for mut spec in containers::container_specs(profile) {
+    for mut spec in containers::container_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
         // The image `up` would run: the local one where the profile's is absent (nothing pulled).
         let local = containers::local_image(spec.service);
         if !engine.has_image(&spec.image).await && engine.has_image(local).await {
@@ -105,8 +105,11 @@ fn conflict_reason(edited: bool) -> &'static str {
 
 /// A service's plan in a few lines.
 fn describe(plan: &ServicePlan) -> String {
-    let mut lines = vec![format!("{}: {}", plan.service, plan.change())];
+    let mut lines = vec![format!("{}: {}", plan.name, plan.change())];
     match &plan.container {
+        ContainerStep::Create if plan.name != plan.service.name() => {
+            lines.push("  create the replica: a base backup of the primary over its slot, then the container".into())
+        }
         ContainerStep::Create => lines.push("  create the container".into()),
         ContainerStep::Recreate { reason } => lines.push(format!("  recreate the container: {reason}")),
         ContainerStep::Start => lines.push("  start the stopped container".into()),

@@ -304,7 +304,6 @@ async fn up_with(
             Ok((plan, timings)) => {
                 output.detail(format!("{alias}: {}", timings.describe(service, alias != service.name())));
                 let mut entry = plan.report();
-                entry["service"] = json!(alias);
                 entry["seconds"] = json!(timings.total().as_secs_f64());
                 report.push(entry)
             }

@@ -101,6 +101,8 @@ impl Action {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServicePlan {
     pub service: Service,
+    /// The container's alias: the service's name, or a replica's (`postgres-1`).
+    pub name: String,
     pub container: ContainerStep,
     pub actions: Vec<Action>,
     /// What the plan read and [`apply`] delivers: the record found in the volume, and the
@@ -115,7 +117,7 @@ impl ServicePlan {
     /// The plan as `up` and `plan` report it.
     pub fn report(&self) -> serde_json::Value {
         serde_json::json!({
-            "service": self.service, "change": self.change(), "disruption": self.disruption(),
+            "service": self.name, "change": self.change(), "disruption": self.disruption(),
             "container": self.container, "actions": self.actions,
         })
     }
@@ -224,7 +226,14 @@ pub async fn plan(
 ) -> anyhow::Result<ServicePlan> {
     let empty = |container| {
         let (record, changed) = (DeliveryRecord::default(), Vec::new());
-        Ok(ServicePlan { service: spec.service, container, actions: Vec::new(), record, changed })
+        Ok(ServicePlan {
+            service: spec.service,
+            name: spec.alias.clone(),
+            container,
+            actions: Vec::new(),
+            record,
+            changed,
+        })
     };
     let Some(info) = engine.inspect(&spec.name).await? else {
         return empty(ContainerStep::Create);
@@ -254,7 +263,14 @@ pub async fn plan(
     if !running {
         // It reads everything when it starts.
         let container = ContainerStep::Start;
-        return Ok(ServicePlan { service: spec.service, container, actions, record, changed });
+        return Ok(ServicePlan {
+            service: spec.service,
+            name: spec.alias.clone(),
+            container,
+            actions,
+            record,
+            changed,
+        });
     }
     actions.extend(server_actions(engine, profile, spec, &changed).await?);
     if prune && spec.service == Service::Postgres {
@@ -268,7 +284,14 @@ pub async fn plan(
         // (Not the init SQL: no start runs it on a data directory that is not empty.)
         actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad { .. }));
     }
-    Ok(ServicePlan { service: spec.service, container: ContainerStep::Keep, actions, record, changed })
+    Ok(ServicePlan {
+        service: spec.service,
+        name: spec.alias.clone(),
+        container: ContainerStep::Keep,
+        actions,
+        record,
+        changed,
+    })
 }
 
 /// Why a container's spec differs, as far as the engine shows it.

@@ -371,8 +371,7 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     use Reach::{Live, Reload, Restart};
     let mut files: Vec<Delivered> = TABLE
         .iter()
-        .filter(|entry| entry.service == Some(service))
-        .filter(|entry| !entry.replicas_only || profile.postgres.replicas > 0)
+        .filter(|entry| entry.service == Some(service) && !entry.replicas_only)
         .filter_map(|entry| {
             let Destination { volume, path, reach } = entry.destination?;
             Some(Delivered { file: entry.file.clone(), volume, path, reach })
@@ -409,17 +408,30 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         files.push(config(StackFile::ClientCert(SCRAPER.into()), "tls/scraper.crt", Reload));
         files.push(config(StackFile::ClientKey(SCRAPER.into()), "tls/scraper.key", Reload));
     }
-    if service == Service::Postgres && profile.postgres.replicas > 0 {
-        // What a replica presents to the primary (`primary_conninfo`); every node has it, as
-        // any node may follow another.
-        files.push(config(StackFile::ClientCert(REPLICATION.into()), "tls/replication.crt", Live));
-        files.push(config(StackFile::ClientKey(REPLICATION.into()), "tls/replication.key", Live));
-    }
     if profile.mutual_tls() && !matches!(service, Service::Qdrant | Service::QdrantFront) && !service.is_monitoring() {
         // The healthcheck inside the container needs a client certificate too.
         files.push(config(StackFile::ClientCert(HEALTH.into()), "tls/health.crt", Live));
         files.push(config(StackFile::ClientKey(HEALTH.into()), "tls/health.key", Live));
     }
+    files
+}
+
+/// Every file a PostgreSQL replica receives, in its own config volume at the same paths as the
+/// primary's: the primary's files but the init scripts (a replica is a copy, never initdb'd),
+/// then the replication login's pgpass file and client certificate, which it presents to the
+/// primary (`primary_conninfo`). The primary does not receive these: adding a replica changes
+/// no delivery of the primary's (its container stays).
+pub fn replica_deliveries(profile: &Profile) -> Vec<Delivered> {
+    let config =
+        |file: StackFile, path: &'static str| Delivered { file, volume: Volume::Config, path, reach: Reach::Live };
+    let mut files: Vec<Delivered> =
+        deliveries(profile, Service::Postgres).into_iter().filter(|d| d.volume != Volume::Initdb).collect();
+    files.extend(TABLE.iter().filter(|entry| entry.replicas_only).filter_map(|entry| {
+        let Destination { volume, path, reach } = entry.destination?;
+        Some(Delivered { file: entry.file.clone(), volume, path, reach })
+    }));
+    files.push(config(StackFile::ClientCert(REPLICATION.into()), "tls/replication.crt"));
+    files.push(config(StackFile::ClientKey(REPLICATION.into()), "tls/replication.key"));
     files
 }
 

@@ -309,7 +309,10 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         let replicas = match profile.postgres.replicas {
             0 => None,
             n => {
-                let at = |file: StackFile| layout::container_path(profile, Service::Postgres, &file);
+                let delivered = layout::replica_deliveries(profile);
+                let at = |file: StackFile| {
+                    delivered.iter().find(|d| d.file == file).map(|d| d.container_path(Service::Postgres))
+                };
                 let slots: Vec<String> = profile.postgres.replica_nodes().map(layout::replica_slot).collect();
                 let verifier = material.verifier(&layout::login_secret(Service::Postgres, layout::REPLICATION))?;
                 // libpq's keywords; no secret: the password is in the passfile.

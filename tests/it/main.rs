@@ -38,6 +38,8 @@ mod env;
 mod pki;
 // The Kubernetes target: validators, GitOps safety, the posture of compose and up.
 mod kubernetes;
+// PostgreSQL replicas: streaming, read-only, the replication login, added on day two.
+mod replicas;
 // Snapshots of every rendered file of every shipped profile.
 mod render;
 // The boundaries of ARCHITECTURE.md, read off src/.

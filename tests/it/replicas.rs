@@ -1,0 +1,147 @@
+//! PostgreSQL's streaming replicas (`postgres.replicas`) against the real engine: made by a
+//! base backup, streaming over TLS as `streaming_replica`, read-only, reached through
+//! `DATABASE_READ_URL` by psql; verify's replica checks; a replica added to a running stack
+//! without touching the primary.
+
+use std::process::Command;
+
+use crate::common::{DockerStack, docker_available, free_port, text};
+
+fn with_replica(test: &str) -> DockerStack {
+    DockerStack::new(test)
+        .services(&["postgres"])
+        .set("postgres.replicas=1")
+        .set(&format!("network.ports.postgres_replicas={}", free_port()))
+}
+
+/// psql with `url` running `sql`, errors verbose (their SQLSTATE).
+fn psql(url: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([url, "-w", "-tA", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-c", sql])
+        .output()
+        .expect("psql is installed")
+}
+
+/// The row `token` written through DATABASE_URL, read back through DATABASE_READ_URL: psql
+/// asks until it is there (at most 100 tries).
+fn arrives(read_url: &str, token: &str) -> bool {
+    let query = format!("SELECT count(*) FROM replicated WHERE token = '{token}'");
+    (0..100).any(|_| {
+        let out = psql(read_url, &query);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1"
+    })
+}
+
+/// Whether the engine has a container of that name.
+fn exists(container: &str) -> bool {
+    Command::new("docker").args(["inspect", container]).output().unwrap().status.success()
+}
+
+#[test]
+fn a_replica_streams_refuses_writes_and_its_login_needs_a_certificate() {
+    if !docker_available("replicas") {
+        return;
+    }
+    let stack = with_replica("replicas");
+    let up = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    for id in [
+        "pg.replica.1.streams",
+        "pg.replica.1.lag",
+        "pg.replica.1.write_refused",
+        "pg.replication_login",
+        "pg.replication_without_certificate_refused",
+        "pg.logins_declared",
+    ] {
+        assert_eq!(verdicts.get(id).map(String::as_str), Some("pass"), "{id}: {verdicts:?}");
+    }
+
+    // psql, an independent client: the primary takes writes, the replica shows them and
+    // refuses its own (SQLSTATE 25006).
+    let (url, read_url) = (stack.env("DATABASE_URL"), stack.env("DATABASE_READ_URL"));
+    assert!(read_url.contains("target_session_attrs=standby"), "{read_url}");
+    let written = psql(&url, "CREATE TABLE replicated (token text); INSERT INTO replicated VALUES ('first')");
+    assert!(written.status.success(), "{}", text(&written));
+    assert!(arrives(&read_url, "first"), "the row never reached the replica");
+    let recovery = psql(&read_url, "SELECT pg_is_in_recovery()");
+    assert_eq!(String::from_utf8_lossy(&recovery.stdout).trim(), "t", "{}", text(&recovery));
+    let refused = psql(&read_url, "INSERT INTO replicated VALUES ('on the replica')");
+    assert!(!refused.status.success(), "a replica took a write: {}", text(&refused));
+    assert!(text(&refused).contains("25006"), "{}", text(&refused));
+
+    // The replication login over psql: accepted with its certificate, refused without it.
+    let record: serde_json::Value =
+        serde_json::from_slice(&stack.sandbox.read("secrets/postgres/streaming_replica.json")).unwrap();
+    let current = record["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == "current"))
+        .unwrap();
+    let password = current["value"].as_str().expect("the password in the file store").to_owned();
+    let port = stack.env("DATABASE_URL").split(['@', '/']).nth(3).unwrap().split(':').nth(1).unwrap().to_owned();
+    let root = stack.sandbox.stack();
+    let login = |cert: bool| {
+        let mut conninfo = format!(
+            "host=localhost port={port} user=streaming_replica replication=true sslmode=verify-full sslrootcert={}",
+            root.join("ca/ca.crt").display()
+        );
+        if cert {
+            let dir = root.join("certs/clients/streaming_replica");
+            conninfo +=
+                &format!(" sslcert={} sslkey={}", dir.join("client.crt").display(), dir.join("client.key").display());
+        }
+        Command::new("psql")
+            .args([conninfo.as_str(), "-w", "-tA", "-c", "IDENTIFY_SYSTEM"])
+            .env("PGPASSWORD", &password)
+            .output()
+            .unwrap()
+    };
+    let with = login(true);
+    assert!(with.status.success(), "{}", text(&with));
+    let without = login(false);
+    assert!(!without.status.success(), "{}", text(&without));
+    assert!(text(&without).contains("connection requires a valid client certificate"), "{}", text(&without));
+
+    // The replica survives its container: removed and brought back, it keeps its copy.
+    let replica = format!("{}-postgres-1", stack.name);
+    assert!(exists(&replica));
+    assert!(Command::new("docker").args(["rm", "-f", &replica]).status().unwrap().success());
+    let again = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    let written = psql(&url, "INSERT INTO replicated VALUES ('second')");
+    assert!(written.status.success(), "{}", text(&written));
+    assert!(arrives(&read_url, "first") && arrives(&read_url, "second"));
+
+    stack.cmd("down", &["-q"]).assert().success();
+    assert!(!exists(&replica), "down left {replica}");
+}
+
+#[test]
+fn a_replica_added_to_a_running_stack_leaves_the_primary_running() {
+    if !docker_available("replica_added") {
+        return;
+    }
+    let stack = DockerStack::new("replica_added").services(&["postgres"]);
+    stack.cmd("up", &["-q", "--no-verify"]).assert().success();
+    let primary = format!("{}-postgres", stack.name);
+    let started = |name: &str| {
+        let out =
+            Command::new("docker").args(["inspect", "-f", "{{.Id}} {{.State.StartedAt}}", name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let before = started(&primary);
+    let stack = stack.set("postgres.replicas=1").set(&format!("network.ports.postgres_replicas={}", free_port()));
+    let plan = stack.cmd("plan", &[]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(text(&plan).contains("postgres-1: created"), "{}", text(&plan));
+    assert!(text(&plan).contains("base backup of the primary"), "{}", text(&plan));
+    let up = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    assert_eq!(started(&primary), before, "the primary was restarted or recreated");
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts["pg.replica.1.streams"], "pass");
+}
