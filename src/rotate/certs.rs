@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 
 use super::{Context, Step};
-use crate::containers;
 use crate::fsio;
 use crate::layout::{self, StackFile};
 use crate::pki;
@@ -81,15 +80,19 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
         Step::Set => {
             // The pending pair goes where the pair goes, recorded under the pair's names: once
             // finished, the stack directory holds exactly what the server has.
-            let spec = containers::container_spec(context.profile, service);
-            let mut files = Vec::new();
-            for (file, source) in [crt, key].iter().zip(sources(context, service)) {
-                let content = std::fs::read(context.dir.path(&source)).with_context(|| format!("reading {source}"))?;
-                let delivery =
-                    spec.deliveries.iter().find(|d| d.file == *file).context("the service receives its pair")?;
-                files.push((delivery.clone(), content));
+            // PostgreSQL's replicas present its certificate too.
+            for spec in super::receivers(context.engine, context.profile, service).await? {
+                let mut files = Vec::new();
+                for (file, source) in [&crt, &key].into_iter().zip(sources(context, service)) {
+                    let content =
+                        std::fs::read(context.dir.path(&source)).with_context(|| format!("reading {source}"))?;
+                    let delivery =
+                        spec.deliveries.iter().find(|d| d.file == *file).context("the service receives its pair")?;
+                    files.push((delivery.clone(), content));
+                }
+                crate::converge::deliver(context.engine, &context.profile.stack.name, &spec, files).await?;
             }
-            crate::converge::deliver(context.engine, &context.profile.stack.name, &spec, files).await
+            Ok(())
         }
         Step::Test if service == Service::Qdrant => {
             // Qdrant re-reads its certificate by itself every tls.cert_ttl seconds; until then it
@@ -139,11 +142,45 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
                     }
                 })
                 .await
-                .with_context(|| format!("after the reload, {service}"))
+                .with_context(|| format!("after the reload, {service}"))?;
+            if service == Service::Postgres {
+                replicas_serve(context, &expected).await?;
+            }
+            Ok(())
         }
         // The pending pair replaces the old one, and the manifest records it.
         Step::Finish => crate::stackdir::promote_pending(context.dir, &[key, crt]),
     }
+}
+
+/// Each replica reloads its files (over its socket, as the superuser: a replica takes no
+/// writes, and a reload is none) and then presents the certificate `expected`.
+async fn replicas_serve(context: &Context<'_>, expected: &[u8]) -> anyhow::Result<()> {
+    let replicas = super::receivers(context.engine, context.profile, Service::Postgres).await?;
+    for (spec, node) in replicas.iter().filter_map(|spec| Some((spec, crate::replica::node(spec)?))) {
+        crate::superuser::sql(context.engine, spec, "SELECT pg_reload_conf()").await?;
+        let Some(mut target) =
+            probe::admin_target(context.profile, context.dir, context.store, Service::Postgres).await?
+        else {
+            continue;
+        };
+        let Some(address) = crate::endpoint::replica_host_address(context.profile, node) else { continue };
+        target.port = address.port;
+        let poll = std::time::Duration::from_millis(100);
+        crate::retry::Backoff::every(poll, 50 * poll)
+            .run(|| async {
+                match probe::served_certificate(&target, true).await {
+                    Ok(served) if served == expected => crate::retry::Attempt::Done(()),
+                    Ok(_) => {
+                        crate::retry::Attempt::Retry(anyhow::anyhow!("the replica still presents the old certificate"))
+                    }
+                    Err(err) => crate::retry::Attempt::Retry(err),
+                }
+            })
+            .await
+            .with_context(|| format!("after the reload, {}", spec.alias))?;
+    }
+    Ok(())
 }
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {

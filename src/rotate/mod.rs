@@ -158,15 +158,35 @@ impl Context<'_> {
     /// Hands a running container new content for one of the files it is delivered, with that
     /// delivery's owner and mode; nothing is written on the host.
     pub async fn deliver_content(&self, service: Service, file: &StackFile, content: &[u8]) -> anyhow::Result<()> {
-        let spec = crate::containers::container_spec(self.profile, service);
-        let delivery = spec
-            .deliveries
-            .iter()
-            .find(|d| d.file == *file)
-            .with_context(|| format!("{service} delivers {}", file.path()))?;
-        let files = vec![(delivery.clone(), content.to_vec())];
-        crate::converge::deliver(self.engine, &self.profile.stack.name, &spec, files).await
+        for spec in receivers(self.engine, self.profile, service).await? {
+            let delivery = spec
+                .deliveries
+                .iter()
+                .find(|d| d.file == *file)
+                .with_context(|| format!("{} delivers {}", spec.alias, file.path()))?;
+            let files = vec![(delivery.clone(), content.to_vec())];
+            crate::converge::deliver(self.engine, &self.profile.stack.name, &spec, files).await?;
+        }
+        Ok(())
     }
+}
+
+/// The containers that receive a service's files: its own, and for PostgreSQL each replica
+/// whose container exists (a replica made later gets the current files then).
+pub async fn receivers(
+    engine: &Engine,
+    profile: &Profile,
+    service: Service,
+) -> anyhow::Result<Vec<crate::containers::ContainerSpec>> {
+    let mut specs = vec![crate::containers::container_spec(profile, service)];
+    if service == Service::Postgres {
+        for replica in crate::replica::specs(profile) {
+            if engine.inspect(&replica.name).await?.is_some() {
+                specs.push(replica);
+            }
+        }
+    }
+    Ok(specs)
 }
 
 /// How a credential's rotation ended.
@@ -405,7 +425,11 @@ pub async fn deliver_rotated_files(
 ) -> anyhow::Result<()> {
     let tera = crate::inputs::resolve(dir, None, None)?.tera;
     let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
-    for spec in crate::containers::container_specs(profile) {
+    let mut specs = crate::containers::container_specs(profile);
+    if profile.runs(Service::Postgres) {
+        specs.extend(receivers(engine, profile, Service::Postgres).await?.into_iter().skip(1));
+    }
+    for spec in specs {
         let Some(record) = crate::converge::read_record(engine, &spec).await? else { continue };
         let mut files = Vec::new();
         for delivery in &spec.deliveries {

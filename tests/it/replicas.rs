@@ -145,3 +145,60 @@ fn a_replica_added_to_a_running_stack_leaves_the_primary_running() {
     assert_eq!(code, 0, "{verdicts:?}");
     assert_eq!(verdicts["pg.replica.1.streams"], "pass");
 }
+
+/// The SHA-256 fingerprint of the certificate a PostgreSQL server presents on `port`
+/// (openssl's STARTTLS for PostgreSQL), or of a PEM file.
+fn fingerprint(source: Result<u16, &std::path::Path>) -> String {
+    let pem = match source {
+        Ok(port) => {
+            let out = Command::new("sh")
+                .args(["-c", &format!("openssl s_client -starttls postgres -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509")])
+                .output()
+                .unwrap();
+            out.stdout
+        }
+        Err(path) => std::fs::read(path).unwrap(),
+    };
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(&pem).unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).trim().to_owned()
+}
+
+#[test]
+fn rotation_reaches_the_replicas() {
+    if !docker_available("replica_rotation") {
+        return;
+    }
+    let replica_port = free_port();
+    let stack = DockerStack::new("replica_rotation")
+        .services(&["postgres"])
+        .set("postgres.replicas=1")
+        .set(&format!("network.ports.postgres_replicas={replica_port}"));
+    stack.cmd("up", &["-q", "--no-verify"]).assert().success();
+    let certificate = stack.sandbox.stack().join("certs/postgres/server.crt");
+    let before = fingerprint(Err(&certificate));
+    assert_eq!(fingerprint(Ok(replica_port)), before);
+    let rotated = stack
+        .cmd("rotate", &["--force", "--only", "certificate/postgres", "--only", "postgres/health", "-q"])
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let after = fingerprint(Err(&certificate));
+    assert_ne!(after, before, "the certificate was not renewed");
+    assert_eq!(fingerprint(Ok(replica_port)), after, "the replica still presents the old certificate");
+    // The replica's healthcheck reads the health login's password file it was given.
+    let replica = format!("{}-postgres-1", stack.name);
+    let delivered = Command::new("docker")
+        .args(["exec", &replica, "cat", "/etc/hardstack/secrets/health.pgpass"])
+        .output()
+        .unwrap();
+    assert_eq!(delivered.stdout, stack.sandbox.read("config/postgres/secrets/health.pgpass"));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+}
