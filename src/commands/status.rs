@@ -64,7 +64,8 @@ async fn report(
 ) -> anyhow::Result<(Value, String)> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
-    for spec in containers::container_specs(profile) {
+    for spec in containers::container_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
+        let replica = crate::replica::node(&spec).is_some();
         let info = engine.inspect(&spec.name).await?;
         let state = info.as_ref().and_then(|i| i.state.as_ref());
         let status = state.and_then(|s| s.status).map(|s| s.to_string()).unwrap_or_else(|| "absent".into());
@@ -85,7 +86,7 @@ async fn report(
             .and_then(|v| SystemTime::now().duration_since(v.created).ok())
             .map(|d| d.as_secs() / 86_400);
         let mut row = json!({
-            "service": spec.service,
+            "service": spec.alias,
             "container": spec.name,
             "image": image,
             "state": status,
@@ -95,8 +96,11 @@ async fn report(
             "secret": secret,
             "secret_age_days": age_days,
         });
-        // A monitoring service's numbers are its servers'.
-        if details && !spec.service.is_monitoring() {
+        if replica {
+            row["replica_of"] = json!(Service::Postgres);
+        }
+        // A monitoring service's numbers are its servers'; a replica's are its primary's.
+        if details && !spec.service.is_monitoring() && !replica {
             row["details"] = match status.as_str() {
                 "running" => crate::live::numbers(engine, profile, dir, store, spec.service).await,
                 _ => json!({ "error": format!("the container is {status}") }),
@@ -124,14 +128,16 @@ async fn report(
         "identity": identity.as_ref().map(|i| &i.id), "templates": inputs.templates, "accepted_audit_rules": inputs.accepted,
     });
 
+    // The widest name sets the first column (`postgres-exporter`, a replica's `postgres-1`).
+    let w = rows.iter().filter_map(|r| r["service"].as_str()).map(str::len).max().unwrap_or(0).max(9);
     let mut text = format!(
-        "{:<9} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE\n",
+        "{:<w$} {:<9} {:<10} {:<16} {:>9} {:>11}  IMAGE\n",
         "SERVICE", "STATE", "HEALTH", "PUBLISHED", "CERT DAYS", "SECRET AGE"
     );
     for row in &rows {
         let _ = writeln!(
             text,
-            "{:<9} {:<9} {:<10} {:<16} {:>9} {:>10}d  {}",
+            "{:<w$} {:<9} {:<10} {:<16} {:>9} {:>10}d  {}",
             row["service"].as_str().unwrap_or(""),
             row["state"].as_str().unwrap_or(""),
             row["health"].as_str().unwrap_or(""),

@@ -80,7 +80,8 @@ pub struct Context {
     pub file_store: bool,
     /// The engine's view of each service's container, read once on the host (the checklist
     /// reads it); empty inside the stack network, where there is no engine.
-    pub containers: Vec<(Service, crate::runtime::ContainerInfo)>,
+    /// Each is named by its alias (`postgres`, a replica's `postgres-1`).
+    pub containers: Vec<(String, crate::runtime::ContainerInfo)>,
     /// PostgreSQL's admin session, made by the first check that needs it and shared by all
     /// (admin's connection limit is small; the checks' queries are pipelined on it).
     admin: tokio::sync::OnceCell<Result<crate::probe::PgSession, String>>,
@@ -160,12 +161,28 @@ impl Context {
                         let addr = SocketAddr::new(address, service.container_port());
                         self.endpoints.insert(service, (addr, service.name().to_owned()));
                     }
-                    self.containers.push((service, info))
+                    self.containers.push((service.name().to_owned(), info))
                 }
                 _ => {
                     return Err(
                         EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()
                     );
+                }
+            }
+        }
+        // PostgreSQL's replicas: their posture is checked as every server's.
+        for spec in crate::replica::specs(&self.profile) {
+            let info = engine.inspect(&spec.name).await?;
+            match info {
+                Some(info) if info.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
+                    self.containers.push((spec.alias, info))
+                }
+                _ => {
+                    return Err(EnvironmentError(format!(
+                        "container {} is not running; run `hardstack up` first",
+                        spec.name
+                    ))
+                    .into());
                 }
             }
         }
