@@ -89,7 +89,7 @@ pub async fn variables(
             vars.push(("DATABASE_URL".to_owned(), url(Service::Postgres)));
         }
         // The replicas, read-only: libpq's multi-host form, a standby only (a replica that has
-        // been promoted is skipped), spread over them.
+        // been promoted is skipped). Not load_balance_hosts: libpq before 16 refuses the URL.
         if profile.postgres.replicas > 0 {
             let replicas: Vec<Endpoint> = profile
                 .postgres
