@@ -63,6 +63,9 @@ pub enum Credential {
     /// PostgreSQL's monitor login (one `pg_monitor` role), which postgres-exporter reads from a
     /// delivered file at start: set, then the exporter restarts with the new password.
     PostgresMonitor,
+    /// PostgreSQL's replication login (`streaming_replica`, one role), which the replicas read
+    /// from a delivered pgpass file at each connection to the primary.
+    PostgresReplication,
     /// A Redis user (dual passwords).
     RedisUser { user: String },
     /// A service's server certificate.
@@ -83,6 +86,7 @@ impl Credential {
             Credential::PostgresHealth => layout::login_secret(Service::Postgres, layout::HEALTH),
             Credential::PostgresBackup => layout::login_secret(Service::Postgres, layout::BACKUP),
             Credential::PostgresMonitor => layout::login_secret(Service::Postgres, layout::MONITOR),
+            Credential::PostgresReplication => layout::login_secret(Service::Postgres, layout::REPLICATION),
             Credential::RedisUser { user } => layout::login_secret(Service::Redis, user),
             Credential::Certificate { service } => format!("certificate/{service}"),
             Credential::QdrantApiKey => layout::QDRANT_API_KEY.into(),
@@ -106,6 +110,9 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
         all.push(Credential::PostgresBackup);
         if layout::service_logins(profile, Service::Postgres).contains(&layout::MONITOR) {
             all.push(Credential::PostgresMonitor);
+        }
+        if profile.postgres.replicas > 0 {
+            all.push(Credential::PostgresReplication);
         }
     }
     if profile.runs(Service::Redis) {
@@ -158,15 +165,19 @@ impl Context<'_> {
     /// Hands a running container new content for one of the files it is delivered, with that
     /// delivery's owner and mode; nothing is written on the host.
     pub async fn deliver_content(&self, service: Service, file: &StackFile, content: &[u8]) -> anyhow::Result<()> {
+        let mut delivered = false;
         for spec in receivers(self.engine, self.profile, service).await? {
-            let delivery = spec
-                .deliveries
-                .iter()
-                .find(|d| d.file == *file)
-                .with_context(|| format!("{} delivers {}", spec.alias, file.path()))?;
+            // The replicas' own files (their login's pgpass) are not the primary's.
+            let Some(delivery) = spec.deliveries.iter().find(|d| d.file == *file) else { continue };
             let files = vec![(delivery.clone(), content.to_vec())];
             crate::converge::deliver(self.engine, &self.profile.stack.name, &spec, files).await?;
+            delivered = true;
         }
+        anyhow::ensure!(
+            delivered || file == &StackFile::ReplicationPgpass,
+            "no container of {service} receives {}",
+            file.path()
+        );
         Ok(())
     }
 }
@@ -304,6 +315,8 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
             monitor::deliver(context, Service::PgbouncerExporter, &pending).await
         }
         (Credential::PostgresMonitor, Step::Test) => monitor::test_postgres(context, &pending).await,
+        (Credential::PostgresReplication, Step::Set) => postgres::set_replication(context, &pending).await,
+        (Credential::PostgresReplication, Step::Test) => postgres::test_replication(context, &pending).await,
         (Credential::RedisUser { user }, Step::Set) => {
             // A user has the current password and the previous one, no more (users.acl says
             // so): the one before the previous leaves the store with this rotation, and the
@@ -361,7 +374,8 @@ fn new_version(credential: &Credential, current: &SecretVersion) -> SecretVersio
         Credential::PostgresAdmin
         | Credential::PostgresHealth
         | Credential::PostgresBackup
-        | Credential::PostgresMonitor => {
+        | Credential::PostgresMonitor
+        | Credential::PostgresReplication => {
             (None, Some(crate::secrets::Secret::new(crate::secrets::scram_verifier(&value))))
         }
         _ => (None, None),

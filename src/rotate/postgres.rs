@@ -106,6 +106,65 @@ pub async fn set_monitor(context: &Context<'_>, pending: &SecretVersion) -> anyh
     set_service_login(context, layout::MONITOR, pending).await
 }
 
+/// Sets the replication login's new password, then hands each replica its new pgpass file:
+/// a stream keeps its session; a replica that reconnects in between retries (its WAL
+/// receiver does, every few seconds) and gets in with the file it then has.
+pub async fn set_replication(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
+    set_service_login(context, layout::REPLICATION, pending).await?;
+    let content = crate::render::login_pgpass(layout::REPLICATION, &pending.value);
+    context.deliver_content(Service::Postgres, &StackFile::ReplicationPgpass, content.as_bytes()).await
+}
+
+/// The new password over the replication protocol (with the login's certificate), then every
+/// replica made to connect again (its stream ended by the superuser on the primary) and seen
+/// streaming again: each has the new password in hand, not only at some later reconnection.
+pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
+    let address = crate::endpoint::host_address(context.profile, Service::Postgres)
+        .context("PostgreSQL is not published, so rotation cannot reach it from here; set network.publish=true")?;
+    let tls = crate::probe::ClientTls {
+        ca_pem: std::fs::read(context.dir.file(&StackFile::CaCert))?,
+        client: Some(crate::probe::client_cert(context.dir, layout::REPLICATION)?),
+    };
+    let socket = std::net::SocketAddr::new(address.address, address.port);
+    crate::probe::replication::login(socket, &address.address.to_string(), &tls, layout::REPLICATION, &pending.value)
+        .await
+        .context("the new password over the replication protocol")?;
+    let primary = crate::containers::container_spec(context.profile, Service::Postgres);
+    let replicas: Vec<String> = super::receivers(context.engine, context.profile, Service::Postgres)
+        .await?
+        .iter()
+        .skip(1)
+        .map(|spec| spec.alias.clone())
+        .collect();
+    crate::superuser::sql(
+        context.engine,
+        &primary,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE usename = '{}'", layout::REPLICATION),
+    )
+    .await?;
+    let names = replicas.iter().map(|r| format!("'{r}'")).collect::<Vec<_>>().join(",");
+    if names.is_empty() {
+        return Ok(());
+    }
+    let query = format!(
+        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name IN ({names})            AND backend_start > now() - interval '1 minute'"
+    );
+    let poll = std::time::Duration::from_millis(200);
+    crate::retry::Backoff::every(poll, 30 * std::time::Duration::from_secs(1))
+        .run(|| async {
+            match crate::superuser::sql(context.engine, &primary, &query).await {
+                Ok(count) if count.trim() == replicas.len().to_string() => crate::retry::Attempt::Done(()),
+                Ok(count) => crate::retry::Attempt::Retry(anyhow::anyhow!(
+                    "{} of {} replicas stream again with the new password",
+                    count.trim(),
+                    replicas.len()
+                )),
+                Err(err) => crate::retry::Attempt::Retry(err),
+            }
+        })
+        .await
+}
+
 /// Logs in with the pending version and runs a real query; for an application login, checks
 /// it acts as the owner role, so objects made through either login stay usable.
 pub async fn test(context: &Context<'_>, pending: &SecretVersion, database: &str) -> anyhow::Result<()> {

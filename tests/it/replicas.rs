@@ -185,7 +185,19 @@ fn rotation_reaches_the_replicas() {
     let before = fingerprint(Err(&certificate));
     assert_eq!(fingerprint(Ok(replica_port)), before);
     let rotated = stack
-        .cmd("rotate", &["--force", "--only", "certificate/postgres", "--only", "postgres/health", "-q"])
+        .cmd(
+            "rotate",
+            &[
+                "--force",
+                "--only",
+                "certificate/postgres",
+                "--only",
+                "postgres/health",
+                "--only",
+                "postgres/streaming_replica",
+                "-q",
+            ],
+        )
         .output()
         .unwrap();
     assert!(rotated.status.success(), "{}", text(&rotated));
@@ -199,6 +211,16 @@ fn rotation_reaches_the_replicas() {
         .output()
         .unwrap();
     assert_eq!(delivered.stdout, stack.sandbox.read("config/postgres/secrets/health.pgpass"));
+    // The replica streams with the new password, from the file it was handed.
+    let record: serde_json::Value =
+        serde_json::from_slice(&stack.sandbox.read("secrets/postgres/streaming_replica.json")).unwrap();
+    assert!(record["versions"].as_array().unwrap().len() >= 2, "the replication password was not rotated: {record}");
+    let pgpass = Command::new("docker")
+        .args(["exec", &replica, "cat", "/etc/hardstack/secrets/streaming_replica.pgpass"])
+        .output()
+        .unwrap();
+    assert_eq!(pgpass.stdout, stack.sandbox.read("config/postgres/secrets/streaming_replica.pgpass"));
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts["pg.replica.1.lag"], "pass");
 }
