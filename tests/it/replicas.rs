@@ -224,3 +224,22 @@ fn rotation_reaches_the_replicas() {
     assert_eq!(code, 0, "{verdicts:?}");
     assert_eq!(verdicts["pg.replica.1.lag"], "pass");
 }
+
+#[test]
+fn rotation_with_replicas_fails_no_client_operation() {
+    if !docker_available("replica_load") {
+        return;
+    }
+    let stack = with_replica("replica_load");
+    stack.cmd("up", &["-q", "--no-verify"]).assert().success();
+    // Writers on the primary and readers on the replica, each a new TLS login per operation
+    // with the credentials the store has at that moment.
+    use hardstack::profile::Service;
+    let load =
+        crate::common::Load::start_reading(&stack, &[Service::Postgres], &[1], 4, std::time::Duration::from_millis(20));
+    let (ops, failures) = load.across_rotations(&stack, 2);
+    assert!(ops > 50, "only {ops} operations ran");
+    assert!(failures.is_empty(), "{} of {ops} operations failed: {failures:?}", failures.len());
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+}

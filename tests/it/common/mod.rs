@@ -391,6 +391,23 @@ impl Load {
         workers: usize,
         pause: Duration,
     ) -> Load {
+        Load::start_reading(stack, services, &[], workers, pause)
+    }
+
+    /// As [`Load::start_on`], with PostgreSQL's replicas `replicas` (their node numbers) taken
+    /// in turn after the services: an application login and a query on the replica each time.
+    pub fn start_reading(
+        stack: &DockerStack,
+        services: &[hardstack::profile::Service],
+        replicas: &[u8],
+        workers: usize,
+        pause: Duration,
+    ) -> Load {
+        let nodes: Vec<(hardstack::profile::Service, Option<u8>)> = services
+            .iter()
+            .map(|s| (*s, None))
+            .chain(replicas.iter().map(|n| (hardstack::profile::Service::Postgres, Some(*n))))
+            .collect();
         let (profile, dir) = stack.library();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let running = Arc::new(AtomicBool::new(true));
@@ -398,20 +415,25 @@ impl Load {
         let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let mut clients = Vec::new();
         for worker in 0..workers {
-            let service = services[worker % services.len()];
+            let (service, replica) = nodes[worker % nodes.len()];
             let (profile, dir, running, ops, errors) =
                 (profile.clone(), dir.clone(), running.clone(), ops.clone(), errors.clone());
             clients.push(runtime.spawn(async move {
                 while running.load(Ordering::SeqCst) {
                     let result: anyhow::Result<()> = async {
                         let store = hardstack::secrets::store::Store::open(&profile, &dir).await?;
-                        let target = hardstack::probe::app_target(&profile, &dir, &store, service).await?.unwrap();
+                        let target = match replica {
+                            Some(node) => hardstack::probe::replica_target(&profile, &dir, &store, node).await?,
+                            None => hardstack::probe::app_target(&profile, &dir, &store, service).await?,
+                        };
+                        let target = target.unwrap();
                         hardstack::probe::probe(service, &target).await
                     }
                     .await;
                     ops.fetch_add(1, Ordering::SeqCst);
                     if let Err(err) = result {
-                        errors.lock().unwrap().push(format!("{service}: {err:#}"));
+                        let name = replica.map(|n| format!("{service}-{n}")).unwrap_or(service.to_string());
+                        errors.lock().unwrap().push(format!("{name}: {err:#}"));
                     }
                     tokio::time::sleep(pause).await;
                 }
