@@ -174,7 +174,7 @@ pub async fn test(
 
 /// The throwaway stack: the profile under another name, with the set's services, data in
 /// volumes, ports published on loopback where nothing listens, a file store of its own, no
-/// archive, and no more CPUs than the engine has.
+/// archive, no replica, and no more CPUs than the engine has.
 async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup::Manifest) -> anyhow::Result<Profile> {
     let mut throwaway = profile.clone();
     throwaway.stack.name = format!("{}-restore-test", profile.stack.name);
@@ -195,6 +195,8 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {}
         }
     }
+    // What is compared is the primary's data: the throwaway runs no replica.
+    throwaway.postgres.replicas = 0;
     throwaway.postgres.data = DataMode::Volume;
     throwaway.redis.data = DataMode::Volume;
     throwaway.qdrant.data = DataMode::Volume;
