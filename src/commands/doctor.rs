@@ -47,8 +47,14 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 postgres_image = Some(image);
             }
         }
-        checks.push(preflight::cpus(engine, &specs).await);
-        checks.push(preflight::memory(engine, &specs).await);
+        // PostgreSQL's replicas: their ports, and their share of the CPUs and memory.
+        let replicas = crate::replica::specs(&profile);
+        for spec in &replicas {
+            checks.push(preflight::port(engine, &profile, spec).await);
+        }
+        let every: Vec<_> = specs.iter().chain(&replicas).cloned().collect();
+        checks.push(preflight::cpus(engine, &every).await);
+        checks.push(preflight::memory(engine, &every).await);
         if let Some(image) = postgres_image {
             checks.push(preflight::pgaudit(engine, &profile, &image).await);
         }

@@ -119,14 +119,24 @@ pub async fn set_replication(context: &Context<'_>, pending: &SecretVersion) -> 
 /// replica made to connect again (its stream ended by the superuser on the primary) and seen
 /// streaming again: each has the new password in hand, not only at some later reconnection.
 pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
-    let address = crate::endpoint::host_address(context.profile, Service::Postgres)
-        .context("PostgreSQL is not published, so rotation cannot reach it from here; set network.publish=true")?;
+    // Its published port, or else its address on the stack network (verified as its alias).
+    let (socket, name) = match crate::endpoint::host_address(context.profile, Service::Postgres) {
+        Some(address) => (std::net::SocketAddr::new(address.address, address.port), address.address.to_string()),
+        None => {
+            let container = crate::containers::container_name(context.profile, Service::Postgres);
+            let network = crate::containers::stack_names(context.profile).network;
+            let address = context.engine.address_on(&container, &network).await?;
+            (
+                std::net::SocketAddr::new(address, Service::Postgres.container_port()),
+                Service::Postgres.name().to_owned(),
+            )
+        }
+    };
     let tls = crate::probe::ClientTls {
         ca_pem: std::fs::read(context.dir.file(&StackFile::CaCert))?,
         client: Some(crate::probe::client_cert(context.dir, layout::REPLICATION)?),
     };
-    let socket = std::net::SocketAddr::new(address.address, address.port);
-    crate::probe::replication::login(socket, &address.address.to_string(), &tls, layout::REPLICATION, &pending.value)
+    crate::probe::replication::login(socket, &name, &tls, layout::REPLICATION, &pending.value)
         .await
         .context("the new password over the replication protocol")?;
     let primary = crate::containers::container_spec(context.profile, Service::Postgres);

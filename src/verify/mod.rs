@@ -121,7 +121,16 @@ impl Context {
                 endpoints.insert(service, (SocketAddr::new(address, port), address.to_string()));
             }
         }
-        let context = Context::common(profile, dir, vantage, endpoints).await?;
+        // PostgreSQL's replicas at their published ports.
+        let mut replicas = Vec::new();
+        for node in
+            profile.postgres.replica_nodes().filter(|_| vantage == Vantage::Host && profile.runs(Service::Postgres))
+        {
+            let address = crate::endpoint::replica_host_address(&profile, node)
+                .context("the stack publishes no port for its replicas")?;
+            replicas.push((SocketAddr::new(address.address, address.port), address.address.to_string()));
+        }
+        let context = Context::common(profile, dir, vantage, endpoints, replicas).await?;
         if vantage == Vantage::Host && context.profile.runs(Service::Postgres) {
             let copy = context.copy();
             let task = tokio::spawn(async move {
@@ -242,7 +251,17 @@ impl Context {
                 .with_context(|| format!("{host} has no address on the stack network"))?;
             endpoints.insert(service, (address, host));
         }
-        Context::common(profile, dir, Vantage::Network, endpoints).await
+        let mut replicas = Vec::new();
+        for node in profile.postgres.replica_nodes().filter(|_| profile.runs(Service::Postgres)) {
+            let alias = crate::endpoint::replica_alias(node);
+            let address = tokio::net::lookup_host((alias.as_str(), Service::Postgres.container_port()))
+                .await
+                .with_context(|| format!("resolving {alias} on the stack network"))?
+                .next()
+                .with_context(|| format!("{alias} has no address on the stack network"))?;
+            replicas.push((address, alias));
+        }
+        Context::common(profile, dir, Vantage::Network, endpoints, replicas).await
     }
 
     async fn common(
@@ -250,6 +269,7 @@ impl Context {
         dir: StackDir,
         vantage: Vantage,
         endpoints: std::collections::BTreeMap<Service, (SocketAddr, String)>,
+        replicas: Vec<(SocketAddr, String)>,
     ) -> anyhow::Result<Context> {
         let ca = dir.file(&StackFile::CaCert);
         let ca_pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
@@ -262,25 +282,6 @@ impl Context {
         let store = crate::secrets::store::Store::open(&profile, &dir).await?;
         let secrets = store.versions(&profile).await?;
         let file_store = matches!(store, crate::secrets::store::Store::File(_));
-        let mut replicas = Vec::new();
-        for node in profile.postgres.replica_nodes().filter(|_| profile.runs(Service::Postgres)) {
-            replicas.push(match vantage {
-                Vantage::Host => {
-                    let address = crate::endpoint::replica_host_address(&profile, node)
-                        .context("the stack publishes no port for its replicas")?;
-                    (SocketAddr::new(address.address, address.port), address.address.to_string())
-                }
-                Vantage::Network => {
-                    let alias = crate::endpoint::replica_alias(node);
-                    let address = tokio::net::lookup_host((alias.as_str(), Service::Postgres.container_port()))
-                        .await
-                        .with_context(|| format!("resolving {alias} on the stack network"))?
-                        .next()
-                        .with_context(|| format!("{alias} has no address on the stack network"))?;
-                    (address, alias)
-                }
-            });
-        }
         Ok(Context {
             profile,
             dir,

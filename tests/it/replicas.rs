@@ -243,3 +243,22 @@ fn rotation_with_replicas_fails_no_client_operation() {
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
 }
+
+#[test]
+fn replicas_of_a_stack_that_publishes_nothing_are_verified_from_inside_its_network() {
+    if !docker_available("replica_inside") {
+        return;
+    }
+    let stack = with_replica("replica_inside").set("network.publish=false");
+    let up = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let out = stack.cmd("verify", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(document["vantage"], "network", "{document}");
+    let verdict =
+        |id: &str| document["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).map(|c| c["verdict"].clone());
+    for id in ["pg.replica.1.streams", "pg.replica.1.write_refused", "pg.replication_without_certificate_refused"] {
+        assert_eq!(verdict(id), Some(serde_json::json!("pass")), "{id}: {document}");
+    }
+}
