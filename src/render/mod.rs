@@ -525,6 +525,25 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
         };
         if profile.runs(Service::Postgres) {
             entry.insert("postgres".into(), postgres(Service::Postgres));
+            // The replicas, read-only (`DATABASE_READ_URL` in `env`): each as the primary's entry.
+            if profile.postgres.replicas > 0 {
+                let replicas: Vec<serde_json::Value> = profile
+                    .postgres
+                    .replica_nodes()
+                    .map(|node| {
+                        let crate::endpoint::Endpoint { host, port } =
+                            crate::endpoint::replica_client_endpoint(profile, node);
+                        let mut replica = postgres(Service::Postgres);
+                        replica["url"] = json!(format!(
+                            "postgresql://{}@{host}:{port}/{}?sslmode=verify-full&target_session_attrs=standby",
+                            user.name, user.database
+                        ));
+                        (replica["host"], replica["port"]) = (json!(host), json!(port));
+                        replica
+                    })
+                    .collect();
+                entry.insert("postgres_replicas".into(), json!(replicas));
+            }
         }
         // Through the pooler: what applications should use (`DATABASE_URL` in `env`).
         if profile.runs(Service::Pgbouncer) {
