@@ -94,7 +94,11 @@ pub async fn show(
         output.line(describe(plan));
     }
     for name in &removed {
-        output.line(format!("{name}: remove the container, its service is no longer in stack.services (volumes kept)"));
+        let why = match crate::replica::node_of(profile, name) {
+            Some(_) => "a replica beyond postgres.replicas",
+            None => "its service is no longer in stack.services",
+        };
+        output.line(format!("{name}: remove the container, {why} (volumes kept)"));
     }
     Ok(())
 }

@@ -317,7 +317,16 @@ async fn up_with(
     // keeps them), so the running stack is the declared one.
     for name in stack.engine.undeclared_containers(&profile).await? {
         stack.engine.remove(&name).await?;
-        output.line(format!("{name}: removed, its service is no longer in stack.services (its volumes are kept)"));
+        let why = match crate::replica::node_of(&profile, &name) {
+            Some(node) if profile.runs(Service::Postgres) => {
+                let primary = containers::container_spec(&profile, Service::Postgres);
+                converge::replica::forget(&stack.engine, &primary, node).await?;
+                "a replica beyond postgres.replicas; its slot on the primary is dropped"
+            }
+            Some(_) => "a replica beyond postgres.replicas",
+            None => "its service is no longer in stack.services",
+        };
+        output.line(format!("{name}: removed, {why} (its volumes are kept)"));
     }
     stack.network.ready().await?;
     let usable_after = started.elapsed().as_secs_f64();

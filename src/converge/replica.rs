@@ -73,3 +73,32 @@ fn conninfo(spec: &ContainerSpec) -> anyhow::Result<String> {
         at(&layout::StackFile::ReplicationPgpass)?,
     ))
 }
+
+/// A replica taken out of the profile (its container already removed): its slot on the primary
+/// goes, so the primary stops keeping WAL for it. Its stream may outlive the container until
+/// the primary notices: it is ended first. Nothing to do without a running primary.
+pub async fn forget(engine: &Engine, primary: &ContainerSpec, node: u8) -> anyhow::Result<()> {
+    let running = engine.inspect(&primary.name).await?.and_then(|i| i.state?.running).unwrap_or(false);
+    if !running {
+        return Ok(());
+    }
+    let slot = layout::replica_slot(node);
+    let end = format!(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active"
+    );
+    crate::superuser::sql(engine, primary, &end).await?;
+    let drop = format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT active;\n\
+         SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    );
+    let poll = std::time::Duration::from_millis(100);
+    crate::retry::Backoff::every(poll, std::time::Duration::from_secs(15))
+        .run(|| async {
+            match crate::superuser::sql(engine, primary, &drop).await {
+                Ok(left) if left.trim().ends_with('0') => crate::retry::Attempt::Done(()),
+                Ok(_) => crate::retry::Attempt::Retry(anyhow::anyhow!("slot {slot} is still in use")),
+                Err(err) => crate::retry::Attempt::Retry(err),
+            }
+        })
+        .await
+}

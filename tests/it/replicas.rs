@@ -144,6 +144,19 @@ fn a_replica_added_to_a_running_stack_leaves_the_primary_running() {
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
     assert_eq!(verdicts["pg.replica.1.streams"], "pass");
+
+    // Taken out again: its container goes, and its slot, which would keep WAL for it.
+    let stack = stack.set("postgres.replicas=0");
+    let up = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(!exists(&format!("{}-postgres-1", stack.name)));
+    let slots = stack
+        .cmd("connect", &["postgres", "--admin", "--", "-tAc", "SELECT count(*) FROM pg_replication_slots"])
+        .output()
+        .unwrap();
+    assert!(slots.status.success(), "{}", text(&slots));
+    assert_eq!(String::from_utf8_lossy(&slots.stdout).trim(), "0", "{}", text(&slots));
+    assert_eq!(started(&primary), before, "the primary was restarted or recreated");
 }
 
 /// The SHA-256 fingerprint of the certificate a PostgreSQL server presents on `port`
