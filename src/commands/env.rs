@@ -96,11 +96,7 @@ pub async fn variables(
                 .replica_nodes()
                 .map(|node| crate::endpoint::replica_client_endpoint(profile, node))
                 .collect();
-            let spread = if replicas.len() > 1 { "&load_balance_hosts=random" } else { "" };
-            vars.push((
-                "DATABASE_READ_URL".to_owned(),
-                format!("{}&target_session_attrs=standby{spread}", at(&replicas)),
-            ));
+            vars.push(("DATABASE_READ_URL".to_owned(), format!("{}&target_session_attrs=standby", at(&replicas))));
         }
     }
     if profile.runs(Service::Redis) {

@@ -76,3 +76,18 @@ fn unknown_user_and_missing_stack_are_clear_errors() {
         .code(1)
         .stderr(predicate::str::contains("no application user `bob`").and(predicate::str::contains("app")));
 }
+
+#[test]
+fn the_read_url_names_every_replica_and_an_older_libpq_reads_it() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&["--set", "postgres.replicas=2"]);
+    let out = env(&sandbox, &["--format", "dotenv"]);
+    let line = out.lines().find(|l| l.starts_with("DATABASE_READ_URL=")).unwrap_or_else(|| panic!("{out}"));
+    let url = line.trim_start_matches("DATABASE_READ_URL=").trim_matches('"');
+    assert!(url.contains("@localhost:5433,localhost:5434/app?"), "{url}");
+    assert!(url.ends_with("&target_session_attrs=standby"), "{url}");
+    // libpq (this machine's, 15 on Debian 12) parses the URL: pg_isready exits 3 on a URL it
+    // refuses (load_balance_hosts before 16), 2 when the URL is fine and nothing answers.
+    let ready = std::process::Command::new("pg_isready").args(["-d", url, "-t", "1"]).output().expect("pg_isready is installed");
+    assert_eq!(ready.status.code(), Some(2), "{}", String::from_utf8_lossy(&ready.stdout));
+}
