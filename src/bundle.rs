@@ -122,13 +122,15 @@ pub fn plan(
         };
         // A replica added to the stack needs its alias in PostgreSQL's certificate: one that
         // lacks it is issued again (the servers reload it).
-        let kept = kept.filter(|pem| match cert.cert {
-            StackFile::ServerCert(Service::Postgres) => {
-                let names = pki::dns_names(pem).unwrap_or_default();
-                profile.postgres.replica_nodes().all(|node| names.contains(&crate::endpoint::replica_alias(node)))
+        let kept = match (kept, &cert.cert) {
+            (Some(pem), StackFile::ServerCert(Service::Postgres)) if profile.postgres.replicas > 0 => {
+                let names = pki::dns_names(&pem).with_context(|| format!("reading {}", cert.cert.path()))?;
+                let covered =
+                    profile.postgres.replica_nodes().all(|node| names.contains(&crate::endpoint::replica_alias(node)));
+                covered.then_some(pem)
             }
-            _ => true,
-        });
+            (kept, _) => kept,
+        };
         let pem = match kept {
             Some(pem) => pem,
             None => {

@@ -6,7 +6,7 @@
 
 use crate::containers::{self, ContainerSpec};
 use crate::endpoint;
-use crate::layout;
+use crate::layout::{self, StackFile};
 use crate::profile::{Profile, Service};
 
 /// The spec of every replica the profile declares, node 1 first.
@@ -26,6 +26,28 @@ pub fn container_name(profile: &Profile, node: u8) -> String {
 pub fn node_of(profile: &Profile, container: &str) -> Option<u8> {
     let prefix = format!("{}-{}-", profile.stack.name, Service::Postgres.name());
     container.strip_prefix(&prefix)?.parse().ok().filter(|node| *node > 0)
+}
+
+/// The replication connection a replica makes to the primary (`primary_conninfo`, and the
+/// first copy's): libpq's keywords, verify-full TLS at least at the profile's minimum, the
+/// replication login's certificate and pgpass file where a replica receives them. No secret:
+/// the password is in the pgpass file.
+pub fn conninfo(profile: &Profile) -> String {
+    let delivered = layout::replica_deliveries(profile);
+    let at = |file: StackFile| {
+        delivered.iter().find(|d| d.file == file).map(|d| d.container_path(Service::Postgres)).unwrap_or_default()
+    };
+    format!(
+        "host={} port={} user={} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} passfile={} ssl_min_protocol_version={}",
+        Service::Postgres.name(),
+        Service::Postgres.container_port(),
+        layout::REPLICATION,
+        at(StackFile::CaCert),
+        at(StackFile::ClientCert(layout::REPLICATION.into())),
+        at(StackFile::ClientKey(layout::REPLICATION.into())),
+        at(StackFile::ReplicationPgpass),
+        profile.postgres.tls_min_version.as_str(),
+    )
 }
 
 /// The node number of a replica's spec; `None` for every other spec (the primary's included).
@@ -85,7 +107,6 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::StackFile;
     use crate::profile::{ProfileSource, load};
 
     #[test]

@@ -593,7 +593,7 @@ async fn create_and_start(
         // A replica's data is a copy of the primary's, made before its first start.
         if let Some(node) = crate::replica::node(spec) {
             stack.progress.stage(&spec.alias, "copying the primary");
-            if let Err(err) = converge::replica::copy(engine, &names.stack, &names.network, spec, node).await {
+            if let Err(err) = converge::replica::copy(engine, &stack.profile, spec, node).await {
                 let _ = engine.force_remove(&spec.name).await;
                 return Err(err.context(format!("copying the primary into {}", spec.alias)));
             }

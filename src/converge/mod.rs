@@ -114,6 +114,16 @@ pub struct ServicePlan {
 }
 
 impl ServicePlan {
+    fn of(
+        spec: &ContainerSpec,
+        container: ContainerStep,
+        actions: Vec<Action>,
+        record: DeliveryRecord,
+        changed: Vec<(Delivery, Vec<u8>)>,
+    ) -> ServicePlan {
+        ServicePlan { service: spec.service, name: spec.alias.clone(), container, actions, record, changed }
+    }
+
     /// The plan as `up` and `plan` report it.
     pub fn report(&self) -> serde_json::Value {
         serde_json::json!({
@@ -226,14 +236,7 @@ pub async fn plan(
 ) -> anyhow::Result<ServicePlan> {
     let empty = |container| {
         let (record, changed) = (DeliveryRecord::default(), Vec::new());
-        Ok(ServicePlan {
-            service: spec.service,
-            name: spec.alias.clone(),
-            container,
-            actions: Vec::new(),
-            record,
-            changed,
-        })
+        Ok(ServicePlan::of(spec, container, Vec::new(), record, changed))
     };
     let Some(info) = engine.inspect(&spec.name).await? else {
         return empty(ContainerStep::Create);
@@ -263,14 +266,7 @@ pub async fn plan(
     if !running {
         // It reads everything when it starts.
         let container = ContainerStep::Start;
-        return Ok(ServicePlan {
-            service: spec.service,
-            name: spec.alias.clone(),
-            container,
-            actions,
-            record,
-            changed,
-        });
+        return Ok(ServicePlan::of(spec, container, actions, record, changed));
     }
     actions.extend(server_actions(engine, profile, spec, &changed).await?);
     if prune && spec.service == Service::Postgres {
@@ -284,14 +280,7 @@ pub async fn plan(
         // (Not the init SQL: no start runs it on a data directory that is not empty.)
         actions.retain(|a| !matches!(a, Action::Reload { .. } | Action::ConfigSet { .. } | Action::AclLoad { .. }));
     }
-    Ok(ServicePlan {
-        service: spec.service,
-        name: spec.alias.clone(),
-        container: ContainerStep::Keep,
-        actions,
-        record,
-        changed,
-    })
+    Ok(ServicePlan::of(spec, ContainerStep::Keep, actions, record, changed))
 }
 
 /// Why a container's spec differs, as far as the engine shows it.

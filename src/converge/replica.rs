@@ -8,6 +8,7 @@
 
 use crate::containers::ContainerSpec;
 use crate::layout;
+use crate::profile::Profile;
 use crate::runtime::{Engine, OneOff};
 
 /// Where the replica's WAL volume is mounted: the copy marks itself there while it runs.
@@ -16,8 +17,8 @@ const WAL_MOUNT: &str = crate::containers::POSTGRES_WAL_MOUNT;
 /// Makes replica `node`'s data directory a copy of the primary's, unless it holds a complete
 /// one already (a replica whose container was removed, its volumes kept). A copy that did not
 /// finish (its mark is still there) is wiped and made again.
-pub async fn copy(engine: &Engine, stack: &str, network: &str, spec: &ContainerSpec, node: u8) -> anyhow::Result<()> {
-    let conninfo = format!("{} replication=true application_name={}", conninfo(spec)?, spec.alias);
+pub async fn copy(engine: &Engine, profile: &Profile, spec: &ContainerSpec, node: u8) -> anyhow::Result<()> {
+    let conninfo = format!("{} replication=true application_name={}", crate::replica::conninfo(profile), spec.alias);
     let data = "/var/lib/postgresql/data";
     let wal = format!("{WAL_MOUNT}/pg/pg_wal");
     let mark = format!("{WAL_MOUNT}/pg/copying");
@@ -49,29 +50,8 @@ pub async fn copy(engine: &Engine, stack: &str, network: &str, spec: &ContainerS
         cap_add: Vec::new(),
     };
     let role = format!("{}-copy", spec.alias);
-    engine.run_once(stack, network, &role, run).await.map(|_| ())
-}
-
-/// The replication connection the replica itself makes (`primary_conninfo`), from the
-/// command-line-free part of the rendered settings: the same keywords, the same files.
-fn conninfo(spec: &ContainerSpec) -> anyhow::Result<String> {
-    let at = |file: &layout::StackFile| {
-        spec.deliveries
-            .iter()
-            .find(|d| d.file == *file)
-            .map(|d| d.container_path(spec))
-            .ok_or_else(|| anyhow::anyhow!("{} does not receive {}", spec.name, file.path()))
-    };
-    Ok(format!(
-        "host={} port={} user={} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} passfile={}",
-        crate::profile::Service::Postgres.name(),
-        crate::profile::Service::Postgres.container_port(),
-        layout::REPLICATION,
-        at(&layout::StackFile::CaCert)?,
-        at(&layout::StackFile::ClientCert(layout::REPLICATION.into()))?,
-        at(&layout::StackFile::ClientKey(layout::REPLICATION.into()))?,
-        at(&layout::StackFile::ReplicationPgpass)?,
-    ))
+    let names = crate::containers::stack_names(profile);
+    engine.run_once(&names.stack, &names.network, &role, run).await.map(|_| ())
 }
 
 /// A replica taken out of the profile (its container already removed): its slot on the primary

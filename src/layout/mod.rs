@@ -358,6 +358,12 @@ pub struct Delivered {
 }
 
 impl Delivered {
+    /// What a layout entry delivers, if it is delivered at all.
+    fn of(entry: &Entry) -> Option<Delivered> {
+        let Destination { volume, path, reach } = entry.destination?;
+        Some(Delivered { file: entry.file.clone(), volume, path, reach })
+    }
+
     /// The file's path inside the service's container.
     pub fn container_path(&self, service: Service) -> String {
         format!("{}/{}", self.volume.mount_point(service), self.path)
@@ -372,10 +378,7 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     let mut files: Vec<Delivered> = TABLE
         .iter()
         .filter(|entry| entry.service == Some(service) && !entry.replicas_only)
-        .filter_map(|entry| {
-            let Destination { volume, path, reach } = entry.destination?;
-            Some(Delivered { file: entry.file.clone(), volume, path, reach })
-        })
+        .filter_map(Delivered::of)
         .collect();
     files.sort_by_key(|delivered| delivered.volume != Volume::Config);
     let config =
@@ -426,10 +429,7 @@ pub fn replica_deliveries(profile: &Profile) -> Vec<Delivered> {
         |file: StackFile, path: &'static str| Delivered { file, volume: Volume::Config, path, reach: Reach::Live };
     let mut files: Vec<Delivered> =
         deliveries(profile, Service::Postgres).into_iter().filter(|d| d.volume != Volume::Initdb).collect();
-    files.extend(TABLE.iter().filter(|entry| entry.replicas_only).filter_map(|entry| {
-        let Destination { volume, path, reach } = entry.destination?;
-        Some(Delivered { file: entry.file.clone(), volume, path, reach })
-    }));
+    files.extend(TABLE.iter().filter(|entry| entry.replicas_only).filter_map(Delivered::of));
     files.push(config(StackFile::ClientCert(REPLICATION.into()), "tls/replication.crt"));
     files.push(config(StackFile::ClientKey(REPLICATION.into()), "tls/replication.key"));
     files

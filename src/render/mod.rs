@@ -309,24 +309,8 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         let replicas = match profile.postgres.replicas {
             0 => None,
             n => {
-                let delivered = layout::replica_deliveries(profile);
-                let at = |file: StackFile| {
-                    delivered.iter().find(|d| d.file == file).map(|d| d.container_path(Service::Postgres))
-                };
                 let slots: Vec<String> = profile.postgres.replica_nodes().map(layout::replica_slot).collect();
                 let verifier = material.verifier(&layout::login_secret(Service::Postgres, layout::REPLICATION))?;
-                // libpq's keywords; no secret: the password is in the passfile.
-                let conninfo = format!(
-                    "host={} port={} user={} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} passfile={} ssl_min_protocol_version={}",
-                    Service::Postgres.name(),
-                    Service::Postgres.container_port(),
-                    layout::REPLICATION,
-                    at(StackFile::CaCert).unwrap_or_default(),
-                    at(StackFile::ClientCert(layout::REPLICATION.into())).unwrap_or_default(),
-                    at(StackFile::ClientKey(layout::REPLICATION.into())).unwrap_or_default(),
-                    at(StackFile::ReplicationPgpass).unwrap_or_default(),
-                    profile.postgres.tls_min_version.as_str(),
-                );
                 Some(json!({
                     "login": layout::REPLICATION,
                     "verifier": verifier.expose(),
@@ -334,7 +318,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                     "connection_limit": u32::from(n) + 2,
                     "slots_quoted": slots.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "),
                     "slots": slots,
-                    "conninfo": conninfo,
+                    "conninfo": crate::replica::conninfo(profile),
                 }))
             }
         };

@@ -127,24 +127,10 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
                 }
                 _ => admin_target(context, service).await?,
             };
-            // The reload is asynchronous in PostgreSQL (a signal to the postmaster): poll briefly.
-            let poll = std::time::Duration::from_millis(100);
-            crate::retry::Backoff::every(poll, 50 * poll)
-                .run(|| async {
-                    match probe::served_certificate(&target, matches!(service, Service::Postgres | Service::Pgbouncer))
-                        .await
-                    {
-                        Ok(served) if served == expected => crate::retry::Attempt::Done(()),
-                        Ok(_) => crate::retry::Attempt::Retry(anyhow::anyhow!(
-                            "the server still presents the old certificate"
-                        )),
-                        Err(err) => crate::retry::Attempt::Retry(err),
-                    }
-                })
-                .await
-                .with_context(|| format!("after the reload, {service}"))?;
+            let starttls = matches!(service, Service::Postgres | Service::Pgbouncer);
+            serves(&target, starttls, &expected).await.with_context(|| format!("after the reload, {service}"))?;
             if service == Service::Postgres {
-                replicas_serve(context, &expected).await?;
+                replicas_serve(context, target, &expected).await?;
             }
             Ok(())
         }
@@ -154,33 +140,33 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
 }
 
 /// Each replica reloads its files (over its socket, as the superuser: a replica takes no
-/// writes, and a reload is none) and then presents the certificate `expected`.
-async fn replicas_serve(context: &Context<'_>, expected: &[u8]) -> anyhow::Result<()> {
+/// writes, and a reload is none) and then presents the certificate `expected`, at its own port
+/// of the primary's `target`.
+async fn replicas_serve(context: &Context<'_>, mut target: probe::Target, expected: &[u8]) -> anyhow::Result<()> {
     let replicas = super::receivers(context.engine, context.profile, Service::Postgres).await?;
     for (spec, node) in replicas.iter().filter_map(|spec| Some((spec, crate::replica::node(spec)?))) {
         crate::superuser::sql(context.engine, spec, "SELECT pg_reload_conf()").await?;
-        let Some(mut target) =
-            probe::admin_target(context.profile, context.dir, context.store, Service::Postgres).await?
-        else {
-            continue;
-        };
-        let Some(address) = crate::endpoint::replica_host_address(context.profile, node) else { continue };
+        let address = crate::endpoint::replica_host_address(context.profile, node)
+            .context("the replicas are published where the primary is")?;
         target.port = address.port;
-        let poll = std::time::Duration::from_millis(100);
-        crate::retry::Backoff::every(poll, 50 * poll)
-            .run(|| async {
-                match probe::served_certificate(&target, true).await {
-                    Ok(served) if served == expected => crate::retry::Attempt::Done(()),
-                    Ok(_) => {
-                        crate::retry::Attempt::Retry(anyhow::anyhow!("the replica still presents the old certificate"))
-                    }
-                    Err(err) => crate::retry::Attempt::Retry(err),
-                }
-            })
-            .await
-            .with_context(|| format!("after the reload, {}", spec.alias))?;
+        serves(&target, true, expected).await.with_context(|| format!("after the reload, {}", spec.alias))?;
     }
     Ok(())
+}
+
+/// Waits until the server at `target` presents the certificate `expected`: a reload is
+/// asynchronous in PostgreSQL (a signal to the postmaster), so it is asked again briefly.
+async fn serves(target: &probe::Target, starttls: bool, expected: &[u8]) -> anyhow::Result<()> {
+    let poll = std::time::Duration::from_millis(100);
+    crate::retry::Backoff::every(poll, 50 * poll)
+        .run(|| async {
+            match probe::served_certificate(target, starttls).await {
+                Ok(served) if served == expected => crate::retry::Attempt::Done(()),
+                Ok(_) => crate::retry::Attempt::Retry(anyhow::anyhow!("the server still presents the old certificate")),
+                Err(err) => crate::retry::Attempt::Retry(err),
+            }
+        })
+        .await
 }
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {

@@ -441,7 +441,12 @@ pub async fn deliver_rotated_files(
     let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
     let mut specs = crate::containers::container_specs(profile);
     if profile.runs(Service::Postgres) {
-        specs.extend(receivers(engine, profile, Service::Postgres).await?.into_iter().skip(1));
+        specs.extend(
+            receivers(engine, profile, Service::Postgres)
+                .await?
+                .into_iter()
+                .filter(|s| crate::replica::node(s).is_some()),
+        );
     }
     for spec in specs {
         let Some(record) = crate::converge::read_record(engine, &spec).await? else { continue };

@@ -142,9 +142,9 @@ pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) ->
     let primary = crate::containers::container_spec(context.profile, Service::Postgres);
     let replicas: Vec<String> = super::receivers(context.engine, context.profile, Service::Postgres)
         .await?
-        .iter()
-        .skip(1)
-        .map(|spec| spec.alias.clone())
+        .into_iter()
+        .filter(|spec| crate::replica::node(spec).is_some())
+        .map(|spec| spec.alias)
         .collect();
     crate::superuser::sql(
         context.engine,

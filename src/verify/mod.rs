@@ -157,43 +157,22 @@ impl Context {
     async fn inspect(&mut self, engine: &Engine) -> anyhow::Result<()> {
         for service in layout::services(&self.profile) {
             let name = crate::containers::container_name(&self.profile, service);
-            let info = engine.inspect(&name).await?;
-            let running = info.as_ref().and_then(|i| i.state.as_ref()?.running).unwrap_or(false);
-            match info {
-                Some(info) if running => {
-                    if self.vantage == Vantage::Host && hidden(&self.profile, service) {
-                        // Never published: its address on the stack network, which a local
-                        // engine's host routes to, verified against its alias.
-                        let network = crate::containers::stack_names(&self.profile).network;
-                        let address = crate::runtime::address_in(&info, &network)
-                            .with_context(|| format!("container {name} has no address on {network}"))?;
-                        let addr = SocketAddr::new(address, service.container_port());
-                        self.endpoints.insert(service, (addr, service.name().to_owned()));
-                    }
-                    self.containers.push((service.name().to_owned(), info))
-                }
-                _ => {
-                    return Err(
-                        EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()
-                    );
-                }
+            let info = running(engine, &name).await?;
+            if self.vantage == Vantage::Host && hidden(&self.profile, service) {
+                // Never published: its address on the stack network, which a local engine's
+                // host routes to, verified against its alias.
+                let network = crate::containers::stack_names(&self.profile).network;
+                let address = crate::runtime::address_in(&info, &network)
+                    .with_context(|| format!("container {name} has no address on {network}"))?;
+                let addr = SocketAddr::new(address, service.container_port());
+                self.endpoints.insert(service, (addr, service.name().to_owned()));
             }
+            self.containers.push((service.name().to_owned(), info))
         }
         // PostgreSQL's replicas: their posture is checked as every server's.
         for spec in crate::replica::specs(&self.profile) {
-            let info = engine.inspect(&spec.name).await?;
-            match info {
-                Some(info) if info.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
-                    self.containers.push((spec.alias, info))
-                }
-                _ => {
-                    return Err(EnvironmentError(format!(
-                        "container {} is not running; run `hardstack up` first",
-                        spec.name
-                    ))
-                    .into());
-                }
-            }
+            let info = running(engine, &spec.name).await?;
+            self.containers.push((spec.alias, info));
         }
         Ok(())
     }
@@ -244,22 +223,12 @@ impl Context {
         let mut endpoints = std::collections::BTreeMap::new();
         for service in layout::services(&profile) {
             let crate::endpoint::Endpoint { host, port } = crate::endpoint::network_endpoint(service);
-            let address = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .with_context(|| format!("resolving {host} on the stack network"))?
-                .next()
-                .with_context(|| format!("{host} has no address on the stack network"))?;
-            endpoints.insert(service, (address, host));
+            endpoints.insert(service, (resolve(&host, port).await?, host));
         }
         let mut replicas = Vec::new();
         for node in profile.postgres.replica_nodes().filter(|_| profile.runs(Service::Postgres)) {
             let alias = crate::endpoint::replica_alias(node);
-            let address = tokio::net::lookup_host((alias.as_str(), Service::Postgres.container_port()))
-                .await
-                .with_context(|| format!("resolving {alias} on the stack network"))?
-                .next()
-                .with_context(|| format!("{alias} has no address on the stack network"))?;
-            replicas.push((address, alias));
+            replicas.push((resolve(&alias, Service::Postgres.container_port()).await?, alias));
         }
         Context::common(profile, dir, Vantage::Network, endpoints, replicas).await
     }
@@ -357,6 +326,23 @@ impl Context {
             self.admin.get_or_init(|| async { postgres::admin_login(self).await.map_err(|err| format!("{err:#}")) });
         session.await.as_ref().map_err(|err| anyhow::anyhow!("{err}"))
     }
+}
+
+/// The engine's view of container `name`, which must be running (`EnvironmentError` otherwise).
+async fn running(engine: &Engine, name: &str) -> anyhow::Result<crate::runtime::ContainerInfo> {
+    match engine.inspect(name).await? {
+        Some(info) if info.state.as_ref().and_then(|s| s.running).unwrap_or(false) => Ok(info),
+        _ => Err(EnvironmentError(format!("container {name} is not running; run `hardstack up` first")).into()),
+    }
+}
+
+/// The address of `host` on the stack network (its DNS), from inside it.
+async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("resolving {host} on the stack network"))?
+        .next()
+        .with_context(|| format!("{host} has no address on the stack network"))
 }
 
 /// Whether a service is never published by design: an exporter, Qdrant behind its front. From

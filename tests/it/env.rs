@@ -88,6 +88,9 @@ fn the_read_url_names_every_replica_and_an_older_libpq_reads_it() {
     assert!(url.ends_with("&target_session_attrs=standby"), "{url}");
     // libpq (this machine's, 15 on Debian 12) parses the URL: pg_isready exits 3 on a URL it
     // refuses (load_balance_hosts before 16), 2 when the URL is fine and nothing answers.
-    let ready = std::process::Command::new("pg_isready").args(["-d", url, "-t", "1"]).output().expect("pg_isready is installed");
+    let ready = std::process::Command::new("pg_isready")
+        .args(["-d", url, "-t", "1"])
+        .output()
+        .expect("pg_isready is installed");
     assert_eq!(ready.status.code(), Some(2), "{}", String::from_utf8_lossy(&ready.stdout));
 }

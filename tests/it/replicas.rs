@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::common::{DockerStack, docker_available, free_port, text};
+use crate::common::{DockerStack, docker_available, free_port, record, text, version_with};
 
 fn with_replica(test: &str) -> DockerStack {
     DockerStack::new(test)
@@ -23,10 +23,10 @@ fn psql(url: &str, sql: &str) -> std::process::Output {
 }
 
 /// The row `token` written through DATABASE_URL, read back through DATABASE_READ_URL: psql
-/// asks until it is there (at most 100 tries).
+/// asks until it is there (at most 300 tries).
 fn arrives(read_url: &str, token: &str) -> bool {
     let query = format!("SELECT count(*) FROM replicated WHERE token = '{token}'");
-    (0..100).any(|_| {
+    (0..300).any(|_| {
         let out = psql(read_url, &query);
         out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1"
     })
@@ -72,14 +72,7 @@ fn a_replica_streams_refuses_writes_and_its_login_needs_a_certificate() {
     assert!(text(&refused).contains("25006"), "{}", text(&refused));
 
     // The replication login over psql: accepted with its certificate, refused without it.
-    let record: serde_json::Value =
-        serde_json::from_slice(&stack.sandbox.read("secrets/postgres/streaming_replica.json")).unwrap();
-    let current = record["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == "current"))
-        .unwrap();
+    let current = version_with(&record(&stack, "postgres/streaming_replica"), "current").unwrap();
     let password = current["value"].as_str().expect("the password in the file store").to_owned();
     let port = stack.env("DATABASE_URL").split(['@', '/']).nth(3).unwrap().split(':').nth(1).unwrap().to_owned();
     let root = stack.sandbox.stack();
@@ -225,8 +218,7 @@ fn rotation_reaches_the_replicas() {
         .unwrap();
     assert_eq!(delivered.stdout, stack.sandbox.read("config/postgres/secrets/health.pgpass"));
     // The replica streams with the new password, from the file it was handed.
-    let record: serde_json::Value =
-        serde_json::from_slice(&stack.sandbox.read("secrets/postgres/streaming_replica.json")).unwrap();
+    let record = record(&stack, "postgres/streaming_replica");
     assert!(record["versions"].as_array().unwrap().len() >= 2, "the replication password was not rotated: {record}");
     let pgpass = Command::new("docker")
         .args(["exec", &replica, "cat", "/etc/hardstack/secrets/streaming_replica.pgpass"])

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 
-use crate::common::{DockerStack, Load, docker_available};
+use crate::common::{DockerStack, Load, docker_available, record, version_with};
 
 fn psql(url: &str, sql: &str) -> std::process::Output {
     std::process::Command::new("psql")
@@ -23,14 +23,6 @@ fn text(out: &std::process::Output) -> String {
 }
 
 /// The JSON record of a secret in the file store.
-fn record(stack: &DockerStack, name: &str) -> serde_json::Value {
-    serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{name}.json"))).unwrap()
-}
-
-fn version_with(record: &serde_json::Value, stage: &str) -> Option<serde_json::Value> {
-    record["versions"].as_array()?.iter().find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == stage)).cloned()
-}
-
 fn redis_ping(stack: &DockerStack, user: &str, password: &str) -> bool {
     let url = stack.env("REDIS_URL");
     let port = url.rsplit(':').next().unwrap().trim_end_matches("/0");

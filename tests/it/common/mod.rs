@@ -344,16 +344,19 @@ pub fn psql(stack: &DockerStack, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The file store's record of secret `name` (every version with its stages).
+pub fn record(stack: &DockerStack, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{name}.json"))).unwrap()
+}
+
+/// The version of a record that has `stage` (`current`, `pending`, `previous`).
+pub fn version_with(record: &serde_json::Value, stage: &str) -> Option<serde_json::Value> {
+    record["versions"].as_array()?.iter().find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == stage)).cloned()
+}
+
 /// A command to Redis as `user` with the password of `secret` in the file store; its answer.
 pub fn redis(stack: &DockerStack, user: &str, secret: &str, command: &[&str]) -> String {
-    let record: serde_json::Value =
-        serde_json::from_slice(&stack.sandbox.read(&format!("secrets/{secret}.json"))).unwrap();
-    let current = record["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["stages"].as_array().unwrap().iter().any(|s| s == "current"))
-        .unwrap();
+    let current = version_with(&record(stack, secret), "current").unwrap();
     let url = stack.env("REDIS_URL");
     let port = url.rsplit(':').next().unwrap().trim_end_matches("/0").to_owned();
     let out = std::process::Command::new("redis-cli")
