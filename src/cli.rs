@@ -88,6 +88,11 @@ pub enum Command {
     Plan(PlanArgs),
     /// Stop and remove this stack's containers and network (by label); --volumes also its data.
     Down(DownArgs),
+    /// Move PostgreSQL's primary role to a standby with no committed row lost: the primary is
+    /// stopped cleanly, the standby is seen to have replayed its last WAL, is promoted, and the
+    /// old primary follows it as a standby; then as `up` (env and connections.json name the new
+    /// primary) and `verify`.
+    Switchover(SwitchoverArgs),
     /// Each service's state, health, published port, certificate expiry and secret age; with
     /// --details its live numbers too (connections, pool clients, slowest statements, memory,
     /// collections).
@@ -361,6 +366,21 @@ pub struct StatusArgs {
     /// Refresh the details in place every INTERVAL (2s when none is given) until interrupted.
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = humantime::parse_duration)]
     pub watch: Option<std::time::Duration>,
+}
+
+/// Options of `switchover`.
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    /// The service whose primary moves: postgres.
+    #[arg(value_parser = ["postgres"])]
+    pub service: String,
+    /// The node to promote (1 for `<stack>-postgres-1`, 0 for `<stack>-postgres`); default: the
+    /// streaming standby that received the most.
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<u8>,
+    /// Stop once every service is usable again, without running `verify`'s checks afterwards.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// Options of `down`.

@@ -298,7 +298,13 @@ fn delivered_volume(profile: &Profile, service: Service, kind: Volume, read_only
 
 /// The deliveries of a service, from the layout, with the server's owner.
 fn deliveries(profile: &Profile, service: Service) -> Vec<Delivery> {
-    layout::deliveries(profile, service).into_iter().map(|delivered| delivery(service, delivered)).collect()
+    let mut delivered = layout::deliveries(profile, service);
+    // Node 0 follows a new primary once a switchover made it a standby: it holds the
+    // replication login's files wherever the stack runs replicas.
+    if service == Service::Postgres && profile.postgres.replicas > 0 {
+        delivered.extend(layout::replication_deliveries());
+    }
+    delivered.into_iter().map(|delivered| delivery(service, delivered)).collect()
 }
 
 /// One file of the layout as `service`'s container receives it, owned by the server.
@@ -370,6 +376,18 @@ pub use crate::endpoint::QDRANT_GRPC_PORT;
 /// The spec of every service the profile runs, in start order.
 pub fn container_specs(profile: &Profile) -> Vec<ContainerSpec> {
     Service::ALL.into_iter().filter(|s| profile.runs(*s)).map(|s| container_spec(profile, s)).collect()
+}
+
+/// The spec of every service's container as the engine runs it: PostgreSQL's is its primary
+/// node's (see `replica`; the standbys are `replica::specs`).
+pub fn running_specs(profile: &Profile) -> Vec<ContainerSpec> {
+    container_specs(profile)
+        .into_iter()
+        .map(|spec| match spec.service {
+            Service::Postgres => crate::replica::primary_spec(profile),
+            _ => spec,
+        })
+        .collect()
 }
 
 /// The spec of one service.
@@ -495,7 +513,7 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                 "DATA_SOURCE_URI".into(),
                 format!(
                     "{}:{}/postgres?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
-                    Service::Postgres.name(),
+                    crate::endpoint::network_endpoint(profile, Service::Postgres).host,
                     Service::Postgres.container_port(),
                     at(StackFile::CaCert),
                     at(StackFile::ClientCert(layout::MONITOR.into())),

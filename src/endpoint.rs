@@ -28,7 +28,7 @@ pub struct HostAddress {
 pub fn host_endpoint(profile: &Profile, service: Service) -> Option<Endpoint> {
     let bind = profile.network.bind_address;
     let host = if bind.is_loopback() || bind.is_unspecified() { "localhost".to_owned() } else { bind.to_string() };
-    profile.network.publish.then(|| Endpoint { host, port: profile.network.ports.of(service) })
+    profile.network.publish.then(|| Endpoint { host, port: host_port(profile, service) })
 }
 
 /// The address and port hardstack's own checks dial on the host. `None` when nothing is
@@ -42,7 +42,16 @@ pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> 
     };
     // An exporter is for scrapes on the stack network only; Qdrant behind a front is reached
     // through it.
-    publishes(profile, service).then(|| HostAddress { address, port: profile.network.ports.of(service) })
+    publishes(profile, service).then(|| HostAddress { address, port: host_port(profile, service) })
+}
+
+/// The host port of a service; PostgreSQL's is its primary node's (node 0's until a
+/// switchover moved it).
+fn host_port(profile: &Profile, service: Service) -> u16 {
+    match service {
+        Service::Postgres => profile.network.ports.postgres_node(profile.postgres.primary.unwrap_or(0)),
+        _ => profile.network.ports.of(service),
+    }
 }
 
 /// Whether a service's ports are bound on the host: where the stack publishes, never an
@@ -63,26 +72,35 @@ pub fn front_grpc_endpoint(profile: &Profile) -> Endpoint {
 /// Qdrant's gRPC port, in its container and in the front's.
 pub const QDRANT_GRPC_PORT: u16 = 6334;
 
-/// The endpoint inside the stack network: the service's alias and its container port.
-pub fn network_endpoint(service: Service) -> Endpoint {
-    Endpoint { host: service.name().to_owned(), port: service.container_port() }
+/// The endpoint inside the stack network: the service's alias (PostgreSQL's primary node's)
+/// and its container port.
+pub fn network_endpoint(profile: &Profile, service: Service) -> Endpoint {
+    let host = match service {
+        Service::Postgres => replica_alias(profile.postgres.primary.unwrap_or(0)),
+        _ => service.name().to_owned(),
+    };
+    Endpoint { host, port: service.container_port() }
 }
 
 /// The endpoint an application is given (connections.json, `env`, the AWS store's RDS
 /// fields): the host's when the stack publishes, the stack network's otherwise.
 pub fn client_endpoint(profile: &Profile, service: Service) -> Endpoint {
-    host_endpoint(profile, service).unwrap_or_else(|| network_endpoint(service))
+    host_endpoint(profile, service).unwrap_or_else(|| network_endpoint(profile, service))
 }
 
-/// A PostgreSQL replica's alias on the stack network and in its certificate (`postgres-1`).
+/// A PostgreSQL node's alias on the stack network and in its certificate: `postgres-1` for
+/// replica 1, `postgres` for node 0.
 pub fn replica_alias(node: u8) -> String {
-    format!("{}-{node}", Service::Postgres.name())
+    match node {
+        0 => Service::Postgres.name().to_owned(),
+        node => format!("{}-{node}", Service::Postgres.name()),
+    }
 }
 
 /// Where an application reaches PostgreSQL's replica `node`: its published port on the host
 /// where the stack publishes, its alias on the stack network otherwise.
 pub fn replica_client_endpoint(profile: &Profile, node: u8) -> Endpoint {
-    let port = profile.network.ports.postgres_replica(node);
+    let port = profile.network.ports.postgres_node(node);
     match host_endpoint(profile, Service::Postgres) {
         Some(Endpoint { host, .. }) => Endpoint { host, port },
         None => Endpoint { host: replica_alias(node), port: Service::Postgres.container_port() },
@@ -93,7 +111,7 @@ pub fn replica_client_endpoint(profile: &Profile, node: u8) -> Endpoint {
 /// when nothing is published.
 pub fn replica_host_address(profile: &Profile, node: u8) -> Option<HostAddress> {
     host_address(profile, Service::Postgres)
-        .map(|address| HostAddress { port: profile.network.ports.postgres_replica(node), ..address })
+        .map(|address| HostAddress { port: profile.network.ports.postgres_node(node), ..address })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod inputs;
 pub mod lock;
 pub mod stackdir;
 pub mod superuser;
+pub mod topology;
 
 pub mod preflight;
 pub mod probe;
@@ -65,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Up(args) => commands::up::run(global, args).await,
             Command::Plan(args) => commands::plan::run(global, args).await,
             Command::Down(args) => commands::down::run(global, args).await,
+            Command::Switchover(args) => commands::switchover::run(global, args).await,
             Command::Status(args) => commands::status::run(global, args).await,
             Command::Doctor => commands::doctor::run(global).await,
             Command::Backup(args) => commands::backup::run(global, args).await,

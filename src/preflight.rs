@@ -34,7 +34,7 @@ pub async fn port(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> C
     let mut published: Vec<(&String, u16, String)> = Vec::new();
     if let Some((address, port)) = &spec.publish {
         let key = match spec.service {
-            _ if crate::replica::node(spec).is_some() => "postgres_replicas".to_owned(),
+            _ if crate::replica::node(spec).is_some_and(|node| node > 0) => "postgres_replicas".to_owned(),
             Service::QdrantFront => Service::Qdrant.to_string(),
             service => service.to_string(),
         };

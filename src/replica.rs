@@ -1,25 +1,60 @@
-//! PostgreSQL's streaming replicas (`postgres.replicas`) as containers: each replica's spec,
-//! derived from the primary's so it has the primary's posture, files and limits. A replica is
-//! node N (1-based): container `<stack>-postgres-N`, alias `postgres-N`, volumes of its own,
-//! its physical slot `postgres_N`. It is made by a base backup into its volumes (see
-//! `converge::replica`), never by initdb: it has no init scripts. Pure: no engine, no disk.
+//! PostgreSQL's nodes as containers: node 0 (`<stack>-postgres`, made by initdb) and the
+//! streaming replicas (`postgres.replicas`), node N (1-based): container `<stack>-postgres-N`,
+//! alias `postgres-N`, volumes of its own, its physical slot `postgres_N`, made by a base
+//! backup into its volumes (see `converge::replica`), never by initdb. Each node's spec is
+//! derived from node 0's, so it has the primary's posture, files and limits.
+//!
+//! Which node is the primary is the profile's `postgres.primary` (the stack directory's
+//! `topology.json`, written by a switchover or failover): node 0 until the first. A node's
+//! spec is the same whatever its role, so a promotion recreates nothing: the role is in the
+//! rendered files (`primary_conninfo` names the primary's alias, the init SQL makes the
+//! standbys' slots, node 0 follows through slot `postgres_0`, the pooler and the exporter
+//! connect to the primary's alias) and in `standby.signal`. Pure: no engine, no disk.
 
 use crate::containers::{self, ContainerSpec};
 use crate::endpoint;
 use crate::layout::{self, StackFile};
 use crate::profile::{Profile, Service};
 
-/// The spec of every replica the profile declares, node 1 first.
+/// The standbys' specs: every node the profile declares but the primary, in node order.
 pub fn specs(profile: &Profile) -> Vec<ContainerSpec> {
     match profile.runs(Service::Postgres) {
-        true => profile.postgres.replica_nodes().map(|node| spec(profile, node)).collect(),
+        true => nodes(profile).filter(|node| *node != primary(profile)).map(|node| spec(profile, node)).collect(),
         false => Vec::new(),
     }
 }
 
-/// The container name of replica `node`.
+/// Every PostgreSQL node the profile declares: 0, then the replicas'.
+pub fn nodes(profile: &Profile) -> impl Iterator<Item = u8> + use<> {
+    0..=profile.postgres.replicas
+}
+
+/// The primary's node.
+pub fn primary(profile: &Profile) -> u8 {
+    profile.postgres.primary.unwrap_or(0)
+}
+
+/// The primary's spec, with the alias `postgres` on the stack network.
+pub fn primary_spec(profile: &Profile) -> ContainerSpec {
+    spec(profile, primary(profile))
+}
+
+/// The primary's container name.
+pub fn primary_name(profile: &Profile) -> String {
+    container_name(profile, primary(profile))
+}
+
+/// Whether `spec` is a standby's: a PostgreSQL node that is not the primary.
+pub fn is_standby(profile: &Profile, spec: &ContainerSpec) -> bool {
+    node(spec).is_some_and(|node| node != primary(profile))
+}
+
+/// The container name of node `node` (`<stack>-postgres` for node 0).
 pub fn container_name(profile: &Profile, node: u8) -> String {
-    format!("{}-{}", profile.stack.name, endpoint::replica_alias(node))
+    match node {
+        0 => containers::container_name(profile, Service::Postgres),
+        _ => format!("{}-{}", profile.stack.name, endpoint::replica_alias(node)),
+    }
 }
 
 /// The node number of a container name of the stack that is a replica's (`<stack>-postgres-2`).
@@ -28,8 +63,8 @@ pub fn node_of(profile: &Profile, container: &str) -> Option<u8> {
     container.strip_prefix(&prefix)?.parse().ok().filter(|node| *node > 0)
 }
 
-/// The replication connection a replica makes to the primary (`primary_conninfo`, and the
-/// first copy's): libpq's keywords, verify-full TLS at least at the profile's minimum, the
+/// The replication connection a standby makes to the primary (`primary_conninfo`, and the
+/// first copy's): the primary's alias, libpq's keywords, verify-full TLS at least at the profile's minimum, the
 /// replication login's certificate and pgpass file where a replica receives them. No secret:
 /// the password is in the pgpass file.
 pub fn conninfo(profile: &Profile) -> String {
@@ -39,7 +74,7 @@ pub fn conninfo(profile: &Profile) -> String {
     };
     format!(
         "host={} port={} user={} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} passfile={} ssl_min_protocol_version={}",
-        Service::Postgres.name(),
+        endpoint::replica_alias(primary(profile)),
         Service::Postgres.container_port(),
         layout::REPLICATION,
         at(StackFile::CaCert),
@@ -50,21 +85,28 @@ pub fn conninfo(profile: &Profile) -> String {
     )
 }
 
-/// The node number of a replica's spec; `None` for every other spec (the primary's included).
+/// The node number of a PostgreSQL node's spec (0 for `<stack>-postgres` in either form);
+/// `None` for every other service's.
 pub fn node(spec: &ContainerSpec) -> Option<u8> {
     let prefix = format!("{}-", Service::Postgres.name());
     match spec.service {
+        Service::Postgres if spec.alias == Service::Postgres.name() => Some(0),
         Service::Postgres => spec.alias.strip_prefix(&prefix)?.parse().ok(),
         _ => None,
     }
 }
 
-/// Replica `node`: the primary's spec with the node's name, alias, volumes (config, data and
-/// WAL, each `postgres-N-...`) and published port; no init scripts, no WAL archive (a replica
-/// does not archive), and its slot and name on the command line (the rest of its settings is
-/// the primary's file, `primary_conninfo` included).
+/// Node `node`'s spec, whatever its role: node 0's is the service's own; a replica's is node
+/// 0's with the node's name, alias, volumes (config, data and WAL, each `postgres-N-...`) and
+/// published port; no init scripts, the same WAL archive (where the profile keeps one: a
+/// standby does not archive, and once promoted it archives on its new timeline beside the old
+/// primary's), and its slot and name on the command line (the rest of its settings is the shared file,
+/// `primary_conninfo` included).
 pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
     let primary = containers::container_spec(profile, Service::Postgres);
+    if node == 0 {
+        return primary;
+    }
     let alias = endpoint::replica_alias(node);
     let key = |key: &str| key.replacen(Service::Postgres.name(), &alias, 1);
     let initdb = layout::Volume::Initdb.key(Service::Postgres);
@@ -87,7 +129,6 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
         .collect();
     spec.directories =
         primary.directories.iter().map(|d| containers::OwnedDir { volume: key(&d.volume), ..d.clone() }).collect();
-    spec.binds = Vec::new();
     // Without the superuser's password the entrypoint refuses to initdb an empty data
     // directory: a replica whose copy is missing stops instead of starting a primary of its own.
     spec.environment.retain(|(name, _)| !name.starts_with("POSTGRES_"));
@@ -100,7 +141,7 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
         "-c".into(),
         format!("primary_slot_name={}", layout::replica_slot(node)),
     ]);
-    spec.publish = primary.publish.map(|(address, _)| (address, profile.network.ports.postgres_replica(node)));
+    spec.publish = primary.publish.map(|(address, _)| (address, profile.network.ports.postgres_node(node)));
     spec
 }
 
@@ -122,7 +163,8 @@ mod tests {
         assert_eq!(volumes, ["t-postgres-2-config", "t-postgres-2-data", "t-postgres-2-wal"]);
         assert!(second.deliveries.iter().all(|d| d.volume == "postgres-2-config"));
         assert!(second.deliveries.iter().any(|d| d.file == StackFile::ReplicationPgpass));
-        assert!(!second.deliveries.iter().any(|d| d.file == StackFile::InitSql));
+        // The init SQL waits in its config volume for the day it is the primary.
+        assert!(second.deliveries.iter().any(|d| d.file == StackFile::InitSql && d.path == "init.sql"));
         assert_eq!(second.publish.as_ref().map(|p| p.1), Some(profile.network.ports.postgres + 2));
         assert!(second.command.contains(&"primary_slot_name=postgres_2".to_owned()));
         assert_eq!(
@@ -131,5 +173,24 @@ mod tests {
         );
         assert_eq!(node_of(&profile, "t-postgres-2"), Some(2));
         assert_eq!(node_of(&profile, "t-postgres-exporter"), None);
+    }
+
+    #[test]
+    fn a_recorded_primary_moves_what_names_the_primary_and_no_spec() {
+        let sets = ["stack.name=t".to_owned(), "postgres.replicas=2".to_owned()];
+        let mut profile = load(&ProfileSource::Shipped("dev".into()), &sets).unwrap().profile;
+        let before: Vec<ContainerSpec> = nodes(&profile).map(|node| spec(&profile, node)).collect();
+        profile.postgres.primary = Some(2);
+        let after: Vec<ContainerSpec> = nodes(&profile).map(|node| spec(&profile, node)).collect();
+        assert_eq!(before, after, "a promotion recreates no container");
+        assert_eq!(primary_name(&profile), "t-postgres-2");
+        let standbys: Vec<String> = specs(&profile).into_iter().map(|s| s.name).collect();
+        assert_eq!(standbys, ["t-postgres", "t-postgres-1"]);
+        assert!(is_standby(&profile, &before[0]) && !is_standby(&profile, &before[2]));
+        assert!(conninfo(&profile).starts_with("host=postgres-2 port=5432 "));
+        let published = crate::endpoint::host_address(&profile, Service::Postgres).unwrap().port;
+        assert_eq!(published, profile.network.ports.postgres + 2);
+        assert_eq!(crate::endpoint::network_endpoint(&profile, Service::Postgres).host, "postgres-2");
+        assert_eq!(profile.postgres.standby_nodes().collect::<Vec<_>>(), [0, 1]);
     }
 }

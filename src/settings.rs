@@ -26,7 +26,19 @@ pub fn resolve_named(global: &GlobalArgs, name: Option<&str>) -> anyhow::Result<
         let list: Vec<String> = global.services.iter().map(|s| format!("\"{}\"", s.trim())).collect();
         overrides.push(format!("stack.services=[{}]", list.join(",")));
     }
-    profile::load(&source, &overrides)
+    let mut resolved = profile::load(&source, &overrides)?;
+    if let Some(topology) = crate::topology::read(&dir)? {
+        let primary = topology.postgres_primary;
+        anyhow::ensure!(
+            primary <= resolved.profile.postgres.replicas,
+            "{}: the primary is PostgreSQL node {primary}, which postgres.replicas = {} leaves out; \
+             run `hardstack switchover postgres --to 0` before taking it out",
+            dir.file(&StackFile::Topology).display(),
+            resolved.profile.postgres.replicas
+        );
+        resolved.profile.postgres.primary = Some(primary);
+    }
+    Ok(resolved)
 }
 
 /// The profile of an initialised stack directory (commands other than `init`).

@@ -32,12 +32,12 @@ pub async fn backup(context: &Context<'_>, part: &Path, id: &str) -> anyhow::Res
          pg_basebackup -d \"{connection}\" -D {MOUNT}/base -Fp -X stream -c fast --no-password -l hardstack-{id}\n\
          pg_verifybackup -q --skip-checksums {MOUNT}/base >&2\n\
          postgres -V\n",
-        connection = connection()
+        connection = connection(context.profile)
     );
     let mounts = vec![format!("{}:{MOUNT}", part.display())];
     // The rows are counted while the copy runs: the counting reads the tables in the server,
     // the copy their files.
-    let spec = crate::containers::container_spec(context.profile, Service::Postgres);
+    let spec = crate::replica::primary_spec(context.profile);
     let (output, contents) = tokio::join!(
         with_backup_login(context, &image, part, mounts, &script, "backup-postgres"),
         contents_of(context.engine, &spec, Reading::Rows)
@@ -60,7 +60,7 @@ pub async fn check_login(context: &Context<'_>, password: &Secret) -> anyhow::Re
     let image = super::running_image(context.engine, context.profile, Service::Postgres).await?;
     let owner = super::owner_of(&context.dir.absolute())?;
     let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("pgpass".into(), pgpass(password))])?;
-    let script = format!("psql -X -w -tA -c IDENTIFY_SYSTEM \"{} replication=true\"", connection());
+    let script = format!("psql -X -w -tA -c IDENTIFY_SYSTEM \"{} replication=true\"", connection(context.profile));
     run(context, &image, &owner, archive, Vec::new(), &script, "backup-login").await.map(|_| ())
 }
 
@@ -124,8 +124,8 @@ async fn run(
 
 /// The libpq connection string of the backup login inside the stack network (its password
 /// comes from the pgpass file, never the command line).
-fn connection() -> String {
-    let endpoint = crate::endpoint::network_endpoint(Service::Postgres);
+fn connection(profile: &crate::profile::Profile) -> String {
+    let endpoint = crate::endpoint::network_endpoint(profile, Service::Postgres);
     let root = super::ROOT;
     format!(
         "host={} port={} user={} sslmode=verify-full sslrootcert=/{root}/ca.crt sslcert=/{root}/client.crt sslkey=/{root}/client.key",

@@ -27,7 +27,7 @@ pub async fn backup(context: &Context<'_>, part: &Path) -> anyhow::Result<Servic
     let mut line = password.value.expose().as_bytes().to_vec();
     line.push(b'\n');
     let archive = super::login_files(context.dir, layout::BACKUP, &owner, vec![("password".into(), line)])?;
-    let endpoint = crate::endpoint::network_endpoint(Service::Redis);
+    let endpoint = crate::endpoint::network_endpoint(context.profile, Service::Redis);
     let root = super::ROOT;
     // --askpass reads the password from stdin: it is on no command line.
     let script = format!(
@@ -82,7 +82,7 @@ pub async fn contents(
         .unwrap_or_default();
     let files = vec![("password".into(), password), ("wanted".into(), wanted.into_bytes())];
     let archive = super::login_files(dir, layout::ADMIN, &owner, files)?;
-    let endpoint = crate::endpoint::network_endpoint(Service::Redis);
+    let endpoint = crate::endpoint::network_endpoint(profile, Service::Redis);
     let root = super::ROOT;
     // Output: `count <db> <keys>` per database, then `sample <db> <sha256> <key>`.
     let script = format!(

@@ -21,7 +21,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     let profile = settings::resolve_profile(global)?.profile;
     let dir = StackDir::new(&global.dir);
-    let specs = containers::container_specs(&profile);
+    let specs = containers::running_specs(&profile);
     let mut checks = Vec::new();
     let engine = match runtime::connect().await {
         Ok(engine) => {

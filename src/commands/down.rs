@@ -18,6 +18,16 @@ pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCod
     let names = containers::stack_names(&profile);
     let crate::runtime::Removed { containers: removed, network, volumes } =
         engine.remove_stack(&names, args.volumes).await?;
+    // Without its data no node is anyone's primary: the next `up` makes node 0 again.
+    if args.volumes {
+        let topology = crate::stackdir::StackDir::new(&global.dir).file(&crate::layout::StackFile::Topology);
+        match std::fs::remove_file(&topology) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::new(err).context(format!("removing {}", topology.display())));
+            }
+            _ => {}
+        }
+    }
     output.json(&json!({"schema": "hardstack.down/v1", "stack": names.stack, "containers": removed, "network": network, "volumes": volumes}));
     output.line(format!(
         "stack {}: removed {} container(s){}{}",

@@ -93,7 +93,7 @@ pub async fn variables(
         if profile.postgres.replicas > 0 {
             let replicas: Vec<Endpoint> = profile
                 .postgres
-                .replica_nodes()
+                .standby_nodes()
                 .map(|node| crate::endpoint::replica_client_endpoint(profile, node))
                 .collect();
             vars.push(("DATABASE_READ_URL".to_owned(), format!("{}&target_session_attrs=standby", at(&replicas))));

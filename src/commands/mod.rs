@@ -13,6 +13,7 @@ pub mod profile;
 pub mod restore;
 pub mod rotate;
 pub mod status;
+pub mod switchover;
 pub mod up;
 pub mod verify;
 
@@ -29,7 +30,7 @@ pub async fn engine_for(
 ) -> anyhow::Result<crate::runtime::Engine> {
     let identity = if record { crate::identity::Identity::ensure(dir)? } else { crate::identity::Identity::of(dir)? };
     let engine = crate::runtime::connect().await?.acting_for(identity.owner(&profile.stack.name, dir));
-    let mut specs = crate::containers::container_specs(profile);
+    let mut specs = crate::containers::running_specs(profile);
     specs.extend(crate::replica::specs(profile));
     engine.check_claim(&crate::containers::stack_names(profile), &specs).await?;
     Ok(engine)

@@ -36,7 +36,7 @@ pub async fn show(
     let engine = super::engine_for(dir, profile, false).await?;
     let contents = |file: &crate::layout::StackFile| preview.content(dir, &file.path());
     let mut services = Vec::new();
-    for mut spec in containers::container_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
+    for mut spec in containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
         // The image `up` would run: the local one where the profile's is absent (nothing pulled).
         let local = containers::local_image(spec.service);
         if !engine.has_image(&spec.image).await && engine.has_image(local).await {

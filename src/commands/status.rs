@@ -64,8 +64,8 @@ async fn report(
 ) -> anyhow::Result<(Value, String)> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
-    for spec in containers::container_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
-        let replica = crate::replica::node(&spec).is_some();
+    for spec in containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
+        let replica = crate::replica::is_standby(profile, &spec);
         let info = engine.inspect(&spec.name).await?;
         let state = info.as_ref().and_then(|i| i.state.as_ref());
         let status = state.and_then(|s| s.status).map(|s| s.to_string()).unwrap_or_else(|| "absent".into());

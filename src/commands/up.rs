@@ -90,6 +90,50 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let profile = crate::settings::resolve_profile(global)?.profile;
     let _lock = super::lock(global, "up").await?;
     let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
+    take_over(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
+    let brought = bring(global, args, &output, engine, profile).await?;
+    output.json(&brought.document);
+    brought.into_result()
+}
+
+/// Where PostgreSQL's primary died and a standby runs: the standby is promoted (a failover),
+/// and said so; a promotion an earlier run recorded but did not finish is finished. Before
+/// anything is rendered: the stack's files follow the new primary.
+async fn take_over(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<()> {
+    if !profile.runs(Service::Postgres) || profile.postgres.replicas == 0 {
+        return Ok(());
+    }
+    if converge::switchover::finish(engine, profile, dir).await? {
+        output.line(format!(
+            "postgres: finished the promotion of node {} an earlier run recorded",
+            crate::replica::primary(profile)
+        ));
+    }
+    for said in converge::switchover::rewind_pending(engine, profile, dir).await? {
+        output.line(format!("postgres: rewound an old primary a failover left (pg_rewind: {said})"));
+    }
+    if let Some(promoted) = converge::switchover::failover(engine, profile, dir).await? {
+        output.line(format!(
+            "postgres: the primary (node {}) is not running: promoted node {} ({}); the old primary follows it as a standby{}",
+            promoted.from,
+            promoted.to,
+            crate::replica::container_name(profile, promoted.to),
+            promoted.rewound.map(|said| format!(" (pg_rewind: {said})")).unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// `up` with the lock held and the claim checked: init where needed, then the stack brought to
+/// what its directory declares.
+pub async fn bring(
+    global: &GlobalArgs,
+    args: &UpArgs,
+    output: &Output,
+    engine: Engine,
+    profile: Profile,
+) -> anyhow::Result<Brought> {
+    let output = *output;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
     // The network is made while init writes the directory and the pre-flight runs.
@@ -109,9 +153,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
             return Err(err);
         }
     };
-    let brought = up(&output, engine, resolved.profile, StackDir::new(&global.dir), args, Some(network)).await?;
-    output.json(&brought.document);
-    brought.into_result()
+    up(&output, engine, resolved.profile, StackDir::new(&global.dir), args, Some(network)).await
 }
 
 /// What `up` did: its `hardstack.up/v1` document, and why the command fails when it does (a
@@ -175,7 +217,7 @@ async fn up_with(
     let timeout = args.timeout;
     let started = Instant::now();
     output.detail(format!("engine {} (API {})", engine.server_version, engine.api_version));
-    let mut specs = containers::container_specs(&profile);
+    let mut specs = containers::running_specs(&profile);
     // PostgreSQL's replicas come up once the primary is usable (their copy is made from it).
     let mut replicas = crate::replica::specs(&profile);
     let names: Vec<&str> = specs.iter().chain(&replicas).map(|s| s.alias.as_str()).collect();
@@ -248,7 +290,7 @@ async fn up_with(
     ));
     let mut tasks = Vec::new();
     for spec in specs.into_iter().chain(replicas) {
-        let replica = crate::replica::node(&spec);
+        let replica = crate::replica::node(&spec).filter(|_| crate::replica::is_standby(&profile, &spec));
         let target = match replica {
             Some(node) => probe::replica_target(&profile, &stack.dir, &store, node).await?,
             None => probe::app_target(&profile, &stack.dir, &store, spec.service).await?,
@@ -319,7 +361,7 @@ async fn up_with(
         stack.engine.remove(&name).await?;
         let why = match crate::replica::node_of(&profile, &name) {
             Some(node) if profile.runs(Service::Postgres) => {
-                let primary = containers::container_spec(&profile, Service::Postgres);
+                let primary = crate::replica::primary_spec(&profile);
                 converge::replica::forget(&stack.engine, &primary, node).await?;
                 "a replica beyond postgres.replicas; its slot on the primary is dropped"
             }
@@ -591,7 +633,7 @@ async fn create_and_start(
     let started = async {
         created?;
         // A replica's data is a copy of the primary's, made before its first start.
-        if let Some(node) = crate::replica::node(spec) {
+        if let Some(node) = crate::replica::node(spec).filter(|_| crate::replica::is_standby(&stack.profile, spec)) {
             stack.progress.stage(&spec.alias, "copying the primary");
             if let Err(err) = converge::replica::copy(engine, &stack.profile, spec, node).await {
                 let _ = engine.force_remove(&spec.name).await;

@@ -12,6 +12,7 @@
 mod postgres;
 mod redis;
 pub mod replica;
+pub mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -18,6 +18,8 @@ pub(super) async fn file_actions(change: &Change<'_>, found: &mut Found) -> anyh
     let Change { engine, profile, spec, delivery, content } = *change;
     let name = delivery.path.clone();
     match &delivery.file {
+        // A standby is read-only and follows the primary's roles: the primary applies it.
+        StackFile::InitSql if crate::replica::is_standby(profile, spec) => {}
         StackFile::InitSql => {
             let (add_users, disable_logins) = user_changes(engine, profile, spec).await?;
             found.actions.push(Action::ApplySql { file: delivery.container_path(spec), add_users, disable_logins })

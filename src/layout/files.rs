@@ -42,6 +42,7 @@ pub mod paths {
     pub const LOCK_QUEUE: &str = ".hardstack.lock.next";
     pub const IDENTITY: &str = "identity.json";
     pub const INPUTS: &str = "inputs.json";
+    pub const TOPOLOGY: &str = "topology.json";
     /// The copy of the templates the stack was rendered with (`up --templates`).
     pub const TEMPLATES: &str = "templates";
 }
@@ -121,6 +122,9 @@ pub enum StackFile {
     /// The stack's identity (`identity`), and its render inputs (`inputs`).
     Identity,
     Inputs,
+    /// Which PostgreSQL node is the primary once a switchover or failover moved it
+    /// (`topology.json`).
+    Topology,
     /// The recorded copy of a template the stack is rendered with, by template name.
     Template(String),
 }

@@ -419,17 +419,29 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     files
 }
 
-/// Every file a PostgreSQL replica receives, in its own config volume at the same paths as the
-/// primary's: the primary's files but the init scripts (a replica is a copy, never initdb'd),
-/// then the replication login's pgpass file and client certificate, which it presents to the
-/// primary (`primary_conninfo`). The primary does not receive these: adding a replica changes
-/// no delivery of the primary's (its container stays).
+/// Every file a PostgreSQL node in a replica's form receives, in its own config volume at the
+/// same paths as node 0's: node 0's files, the init SQL in the config volume (a replica is a
+/// copy, never initdb'd; the node applies it over its socket once it is the primary), then the
+/// replication login's pgpass file and client certificate, which it presents to the primary
+/// (`primary_conninfo`). Node 0 in its first form does not receive these: adding a replica
+/// changes no delivery of the primary's (its container stays).
 pub fn replica_deliveries(profile: &Profile) -> Vec<Delivered> {
+    let mut files: Vec<Delivered> =
+        deliveries(profile, Service::Postgres).into_iter().filter(|d| d.volume != Volume::Initdb).collect();
+    files.push(Delivered { file: StackFile::InitSql, volume: Volume::Config, path: "init.sql", reach: Reach::Nothing });
+    files.extend(replication_deliveries());
+    files
+}
+
+/// The replication login's files a standby reads (`primary_conninfo`): its pgpass file and
+/// client certificate, in the config volume. Every node receives them where the stack runs
+/// replicas; they are left out of the config hash, so the first replica added recreates no
+/// node 0.
+pub fn replication_deliveries() -> Vec<Delivered> {
     let config =
         |file: StackFile, path: &'static str| Delivered { file, volume: Volume::Config, path, reach: Reach::Live };
     let mut files: Vec<Delivered> =
-        deliveries(profile, Service::Postgres).into_iter().filter(|d| d.volume != Volume::Initdb).collect();
-    files.extend(TABLE.iter().filter(|entry| entry.replicas_only).filter_map(Delivered::of));
+        TABLE.iter().filter(|entry| entry.replicas_only).filter_map(Delivered::of).collect();
     files.push(config(StackFile::ClientCert(REPLICATION.into()), "tls/replication.crt"));
     files.push(config(StackFile::ClientKey(REPLICATION.into()), "tls/replication.key"));
     files

@@ -334,5 +334,6 @@ pub const TABLE: &[Entry] = {
         Entry::kept(StackFile::LockQueue, paths::LOCK_QUEUE, Private),
         Entry::kept(StackFile::Identity, paths::IDENTITY, Public),
         Entry::kept(StackFile::Inputs, paths::INPUTS, Public),
+        Entry::kept(StackFile::Topology, paths::TOPOLOGY, Public),
     ]
 };

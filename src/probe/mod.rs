@@ -349,10 +349,13 @@ pub async fn reach(
     if let Some(target) = login_target(profile, dir, service, login, password.clone(), database)? {
         return Ok(target);
     }
-    let name = crate::containers::container_name(profile, service);
+    let name = match service {
+        crate::profile::Service::Postgres => crate::replica::primary_name(profile),
+        _ => crate::containers::container_name(profile, service),
+    };
     let network = crate::containers::stack_names(profile).network;
     let address = engine.address_on(&name, &network).await?;
-    let endpoint = crate::endpoint::network_endpoint(service);
+    let endpoint = crate::endpoint::network_endpoint(profile, service);
     Ok(Target {
         address: Some(std::net::SocketAddr::new(address, endpoint.port)),
         host: endpoint.host,

@@ -284,6 +284,12 @@ pub struct PostgresSettings {
     /// as `streaming_replica` (client certificate and password), read-only.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replicas: u8,
+    /// Which node is the primary where a switchover or failover moved it (the stack
+    /// directory's `topology.json`, never a profile key): `None` until the first one, when node
+    /// 0 (`<stack>-postgres`) is the primary in the form it was created in.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub primary: Option<u8>,
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -304,6 +310,12 @@ impl PostgresSettings {
     /// The replicas' node numbers, 1 to `replicas`.
     pub fn replica_nodes(&self) -> impl Iterator<Item = u8> + use<> {
         1..=self.replicas
+    }
+
+    /// The standbys' node numbers: every node (0 to `replicas`) but the primary.
+    pub fn standby_nodes(&self) -> impl Iterator<Item = u8> + use<> {
+        let primary = self.primary.unwrap_or(0);
+        (0..=self.replicas).filter(move |node| *node != primary)
     }
 
     /// `max_connections` as the server gets it: the profile's, or pgtune's for the workload

@@ -321,6 +321,14 @@ impl Ports {
         first.saturating_add(u16::from(node) - 1)
     }
 
+    /// The host port of PostgreSQL's node `node`: node 0's is `postgres`.
+    pub fn postgres_node(&self, node: u8) -> u16 {
+        match node {
+            0 => self.postgres,
+            node => self.postgres_replica(node),
+        }
+    }
+
     pub fn of(&self, service: Service) -> u16 {
         match service {
             Service::Postgres => self.postgres,

@@ -309,7 +309,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         let replicas = match profile.postgres.replicas {
             0 => None,
             n => {
-                let slots: Vec<String> = profile.postgres.replica_nodes().map(layout::replica_slot).collect();
+                let slots: Vec<String> = profile.postgres.standby_nodes().map(layout::replica_slot).collect();
                 let verifier = material.verifier(&layout::login_secret(Service::Postgres, layout::REPLICATION))?;
                 Some(json!({
                     "login": layout::REPLICATION,
@@ -319,6 +319,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                     "slots_quoted": slots.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", "),
                     "slots": slots,
                     "conninfo": crate::replica::conninfo(profile),
+                    "node0_slot": layout::replica_slot(0),
                 }))
             }
         };
@@ -372,7 +373,8 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
         let at = |file: StackFile| layout::container_path(profile, Service::Pgbouncer, &file);
         context["pgbouncer"] = json!({
             "dir": layout::PGBOUNCER_DIR,
-            "postgres": Service::Postgres.name(),
+            // The primary's alias: the pooler follows a switchover on a reload.
+            "postgres": crate::endpoint::network_endpoint(profile, Service::Postgres).host,
             "postgres_port": Service::Postgres.container_port(),
             "port": Service::Pgbouncer.container_port(),
             "auth_user": layout::POOLER,
@@ -513,7 +515,7 @@ pub fn connections(profile: &Profile) -> serde_json::Value {
             if profile.postgres.replicas > 0 {
                 let replicas: Vec<serde_json::Value> = profile
                     .postgres
-                    .replica_nodes()
+                    .standby_nodes()
                     .map(|node| {
                         let crate::endpoint::Endpoint { host, port } =
                             crate::endpoint::replica_client_endpoint(profile, node);

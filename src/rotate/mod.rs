@@ -189,7 +189,10 @@ pub async fn receivers(
     profile: &Profile,
     service: Service,
 ) -> anyhow::Result<Vec<crate::containers::ContainerSpec>> {
-    let mut specs = vec![crate::containers::container_spec(profile, service)];
+    let mut specs = vec![match service {
+        Service::Postgres => crate::replica::primary_spec(profile),
+        _ => crate::containers::container_spec(profile, service),
+    }];
     if service == Service::Postgres {
         for replica in crate::replica::specs(profile) {
             if engine.inspect(&replica.name).await?.is_some() {
@@ -439,13 +442,13 @@ pub async fn deliver_rotated_files(
 ) -> anyhow::Result<()> {
     let tera = crate::inputs::resolve(dir, None, None)?.tera;
     let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
-    let mut specs = crate::containers::container_specs(profile);
+    let mut specs = crate::containers::running_specs(profile);
     if profile.runs(Service::Postgres) {
         specs.extend(
             receivers(engine, profile, Service::Postgres)
                 .await?
                 .into_iter()
-                .filter(|s| crate::replica::node(s).is_some()),
+                .filter(|s| crate::replica::is_standby(profile, s)),
         );
     }
     for spec in specs {

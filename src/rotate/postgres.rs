@@ -123,13 +123,11 @@ pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) ->
     let (socket, name) = match crate::endpoint::host_address(context.profile, Service::Postgres) {
         Some(address) => (std::net::SocketAddr::new(address.address, address.port), address.address.to_string()),
         None => {
-            let container = crate::containers::container_name(context.profile, Service::Postgres);
+            let container = crate::replica::primary_name(context.profile);
             let network = crate::containers::stack_names(context.profile).network;
             let address = context.engine.address_on(&container, &network).await?;
-            (
-                std::net::SocketAddr::new(address, Service::Postgres.container_port()),
-                Service::Postgres.name().to_owned(),
-            )
+            let endpoint = crate::endpoint::network_endpoint(context.profile, Service::Postgres);
+            (std::net::SocketAddr::new(address, endpoint.port), endpoint.host)
         }
     };
     let tls = crate::probe::ClientTls {
@@ -139,11 +137,11 @@ pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) ->
     crate::probe::replication::login(socket, &name, &tls, layout::REPLICATION, &pending.value)
         .await
         .context("the new password over the replication protocol")?;
-    let primary = crate::containers::container_spec(context.profile, Service::Postgres);
+    let primary = crate::replica::primary_spec(context.profile);
     let replicas: Vec<String> = super::receivers(context.engine, context.profile, Service::Postgres)
         .await?
         .into_iter()
-        .filter(|spec| crate::replica::node(spec).is_some())
+        .filter(|spec| crate::replica::is_standby(context.profile, spec))
         .map(|spec| spec.alias)
         .collect();
     crate::superuser::sql(
@@ -200,6 +198,6 @@ pub async fn set_health(context: &Context<'_>, pending: &SecretVersion) -> anyho
 /// Runs the container's healthcheck, which logs in as health with the file just delivered:
 /// health may only connect from inside the container.
 pub async fn test_health(context: &Context<'_>, _pending: &SecretVersion) -> anyhow::Result<()> {
-    let spec = crate::containers::container_spec(context.profile, Service::Postgres);
+    let spec = crate::replica::primary_spec(context.profile);
     context.engine.run_healthcheck(&spec).await
 }

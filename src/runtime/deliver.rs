@@ -127,6 +127,10 @@ fn header(kind: tar::EntryType, uid: u32, mode: u32, size: u64) -> tar::Header {
 /// volume). A container whose label differs is recreated.
 pub fn config_hash(spec: &ContainerSpec) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
+    let replication: Vec<crate::layout::StackFile> =
+        crate::layout::replication_deliveries().into_iter().map(|d| d.file).collect();
+    let deliveries: Vec<&crate::containers::Delivery> =
+        spec.deliveries.iter().filter(|d| !replication.contains(&d.file)).collect();
     let hashed = Hashed {
         service: spec.service,
         name: &spec.name,
@@ -146,7 +150,7 @@ pub fn config_hash(spec: &ContainerSpec) -> anyhow::Result<String> {
         publish: &spec.publish,
         container_port: spec.container_port,
         healthcheck: &spec.healthcheck,
-        deliveries: &spec.deliveries,
+        deliveries: &deliveries,
         directories: &spec.directories,
         posture: (spec.posture != Posture::hardened()).then_some(&spec.posture),
     };
@@ -179,7 +183,8 @@ struct Hashed<'a> {
     publish: &'a Option<(String, u16)>,
     container_port: u16,
     healthcheck: &'a str,
-    deliveries: &'a [crate::containers::Delivery],
+    /// Without the replication login's files (see `layout::replication_deliveries`).
+    deliveries: &'a [&'a crate::containers::Delivery],
     directories: &'a [crate::containers::OwnedDir],
     #[serde(skip_serializing_if = "Option::is_none")]
     posture: Option<&'a Posture>,

@@ -565,6 +565,15 @@ impl Engine {
             .with_context(|| format!("restarting container {name}"))
     }
 
+    /// Stops a container with its own stop signal (PostgreSQL's image: SIGINT, a fast shutdown
+    /// that ends with a checkpoint its standbys receive), killing it after `grace` seconds.
+    pub async fn stop(&self, name: &str, grace: i64) -> anyhow::Result<()> {
+        self.docker
+            .stop_container(name, Some(StopContainerOptions { t: grace }))
+            .await
+            .with_context(|| format!("stopping container {name}"))
+    }
+
     /// Stops and removes a container if it exists.
     pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
         let _ = self.docker.stop_container(name, Some(StopContainerOptions { t: 10 })).await;

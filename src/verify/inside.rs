@@ -36,7 +36,7 @@ pub fn executable() -> anyhow::Result<Vec<u8>> {
 /// Runs the server checks inside the stack network and returns them.
 pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check>> {
     let profile = &context.profile;
-    let spec = containers::container_specs(profile).into_iter().next().context("the stack runs no service")?;
+    let spec = containers::running_specs(profile).into_iter().next().context("the stack runs no service")?;
     // The image the service runs now (the profile's, or the local one `up` fell back to).
     let image = engine.image_of(&spec).await?;
     let uid: u32 = spec.service.uid();
@@ -48,7 +48,7 @@ pub async fn run(context: &Context, engine: &Engine) -> anyhow::Result<Vec<Check
     let resolved = toml::to_string(&inside).context("serializing the resolved profile")?;
     files.push((format!("{ROOT}/stack/{}", StackFile::Profile.path()), uid, 0o600, resolved.into_bytes()));
     // The ACL file: what `redis.acl_declared` compares the server with.
-    let mut needed = vec![StackFile::CaCert, StackFile::UsersAcl];
+    let mut needed = vec![StackFile::CaCert, StackFile::UsersAcl, StackFile::Topology];
     for login in layout::client_logins(profile) {
         needed.push(StackFile::ClientCert(login.clone()));
         needed.push(StackFile::ClientKey(login));

@@ -124,7 +124,7 @@ impl Context {
         // PostgreSQL's replicas at their published ports.
         let mut replicas = Vec::new();
         for node in
-            profile.postgres.replica_nodes().filter(|_| vantage == Vantage::Host && profile.runs(Service::Postgres))
+            profile.postgres.standby_nodes().filter(|_| vantage == Vantage::Host && profile.runs(Service::Postgres))
         {
             let address = crate::endpoint::replica_host_address(&profile, node)
                 .context("the stack publishes no port for its replicas")?;
@@ -156,7 +156,10 @@ impl Context {
 
     async fn inspect(&mut self, engine: &Engine) -> anyhow::Result<()> {
         for service in layout::services(&self.profile) {
-            let name = crate::containers::container_name(&self.profile, service);
+            let name = match service {
+                Service::Postgres => crate::replica::primary_name(&self.profile),
+                _ => crate::containers::container_name(&self.profile, service),
+            };
             let info = running(engine, &name).await?;
             if self.vantage == Vantage::Host && hidden(&self.profile, service) {
                 // Never published: its address on the stack network, which a local engine's
@@ -222,11 +225,11 @@ impl Context {
     pub async fn gather_inside(profile: Profile, dir: StackDir) -> anyhow::Result<Context> {
         let mut endpoints = std::collections::BTreeMap::new();
         for service in layout::services(&profile) {
-            let crate::endpoint::Endpoint { host, port } = crate::endpoint::network_endpoint(service);
+            let crate::endpoint::Endpoint { host, port } = crate::endpoint::network_endpoint(&profile, service);
             endpoints.insert(service, (resolve(&host, port).await?, host));
         }
         let mut replicas = Vec::new();
-        for node in profile.postgres.replica_nodes().filter(|_| profile.runs(Service::Postgres)) {
+        for node in profile.postgres.standby_nodes().filter(|_| profile.runs(Service::Postgres)) {
             let alias = crate::endpoint::replica_alias(node);
             replicas.push((resolve(&alias, Service::Postgres.container_port()).await?, alias));
         }
@@ -285,7 +288,7 @@ impl Context {
 
     /// Where the checks reach PostgreSQL's replica `node`, and the name they verify.
     pub fn replica(&self, node: u8) -> Option<&(SocketAddr, String)> {
-        self.replicas.get(usize::from(node).checked_sub(1)?)
+        self.replicas.get(self.profile.postgres.standby_nodes().position(|standby| standby == node)?)
     }
 
     /// The port the checks reach a service at.

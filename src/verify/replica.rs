@@ -25,7 +25,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     if context.profile.postgres.replicas == 0 {
         return checks;
     }
-    for node in context.profile.postgres.replica_nodes() {
+    for node in context.profile.postgres.standby_nodes() {
         let id = format!("pg.replica.{node}.streams");
         checks.push(bounded(id.clone(), async move {
             let what = format!("a row written on the primary is read on postgres-{node} within {VISIBLE_WITHIN:?}");
@@ -137,24 +137,28 @@ async fn streams(context: &Context, node: u8) -> anyhow::Result<String> {
     ))
 }
 
-/// The primary's view of the replica's stream: its state and how far behind it is.
+/// The primary's view of the standby's stream over its slot: its state and how far behind it
+/// is.
 async fn lag(context: &Context, node: u8) -> anyhow::Result<String> {
     let alias = crate::endpoint::replica_alias(node);
+    let slot = layout::replica_slot(node);
     let admin = context.admin().await?;
     let row = admin
         .query_opt(
-            "SELECT r.state, s.active, \
+            "SELECT r.state, \
                     coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint, \
                     coalesce(extract(epoch FROM r.replay_lag) * 1000, 0)::float8 \
-               FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid \
-              WHERE r.application_name = $1",
-            &[&alias],
+               FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+              WHERE s.slot_name = $1",
+            &[&slot],
         )
         .await?;
-    let Some(row) = row else { anyhow::bail!("{alias} is not among the primary's streams (pg_stat_replication)") };
-    let (state, slot, bytes, millis): (String, Option<bool>, i64, f64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let Some(row) = row else {
+        anyhow::bail!(
+            "no stream over {alias}'s slot {slot} among the primary's (pg_replication_slots, pg_stat_replication)"
+        )
+    };
+    let (state, bytes, millis): (String, i64, f64) = (row.get(0), row.get(1), row.get(2));
     anyhow::ensure!(state == "streaming", "{alias}'s stream is {state}, not streaming");
-    anyhow::ensure!(slot == Some(true), "{alias} streams without its slot {}", layout::replica_slot(node));
     Ok(format!("{alias}: streaming over slot {}, replay lag {bytes} bytes, {millis:.0} ms", layout::replica_slot(node)))
 }

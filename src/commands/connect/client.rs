@@ -185,7 +185,7 @@ pub async fn run_in_network(
     args: &[String],
     captured: bool,
 ) -> anyhow::Result<(i64, Vec<u8>)> {
-    let specs = containers::container_specs(profile);
+    let specs = containers::running_specs(profile);
     let target = specs.iter().find(|s| s.service == service).context("the stack runs the service")?;
     let running = engine.inspect(&target.name).await?.and_then(|i| i.state?.running).unwrap_or(false);
     if !running {
@@ -201,7 +201,7 @@ pub async fn run_in_network(
     let spec = specs.iter().find(|s| s.service == has_client).context("the stack runs the client's service")?;
     let image = engine.image_of(spec).await?;
     let uid = spec.service.uid();
-    let endpoint = crate::endpoint::network_endpoint(service);
+    let endpoint = crate::endpoint::network_endpoint(profile, service);
     let place = Place {
         host: endpoint.host,
         port: endpoint.port,

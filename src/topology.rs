@@ -1,0 +1,43 @@
+//! Which PostgreSQL node is the primary once a switchover or failover moved it: the stack
+//! directory's `topology.json`, which every command reads into the profile
+//! (`postgres.primary`). Without it node 0 (`<stack>-postgres`) is the primary. What follows
+//! from it is in `replica`.
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::layout::StackFile;
+use crate::stackdir::StackDir;
+
+/// `topology.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The primary's node: 0 for `<stack>-postgres`, N for `<stack>-postgres-N`.
+    pub postgres_primary: u8,
+    /// Old primaries a failover left to rewind onto the new primary's timeline before they
+    /// start again (`up` does it first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub postgres_rewind: Vec<u8>,
+}
+
+/// The recorded topology; `None` where no switchover or failover ever happened.
+pub fn read(dir: &StackDir) -> anyhow::Result<Option<Topology>> {
+    let path = dir.file(&StackFile::Topology);
+    match crate::stackdir::read_optional(&path)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "reading {}: it is damaged; write {{\"postgres_primary\": N}} with the node `hardstack status` shows as primary",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// Records the topology (atomically: a run interrupted left the old record or the new one,
+/// never half of one).
+pub fn record(dir: &StackDir, topology: &Topology) -> anyhow::Result<()> {
+    let text = serde_json::to_vec_pretty(topology)?;
+    crate::fsio::write_atomic(&dir.file(&StackFile::Topology), &text, 0o644)
+}
