@@ -35,6 +35,18 @@ pub fn read(dir: &StackDir) -> anyhow::Result<Option<Topology>> {
     }
 }
 
+/// Forgets the topology: the stack's data is gone (`down --volumes`) or replaced (a restore
+/// fills node 0), so node 0 is the primary again.
+pub fn forget(dir: &StackDir) -> anyhow::Result<()> {
+    let path = dir.file(&StackFile::Topology);
+    match std::fs::remove_file(&path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(err).context(format!("removing {}", path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Records the topology (atomically: a run interrupted left the old record or the new one,
 /// never half of one).
 pub fn record(dir: &StackDir, topology: &Topology) -> anyhow::Result<()> {

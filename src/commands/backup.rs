@@ -197,6 +197,7 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
     }
     // What is compared is the primary's data: the throwaway runs no replica.
     throwaway.postgres.replicas = 0;
+    throwaway.postgres.primary = None;
     throwaway.postgres.data = DataMode::Volume;
     throwaway.redis.data = DataMode::Volume;
     throwaway.qdrant.data = DataMode::Volume;

@@ -20,13 +20,7 @@ pub async fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<ExitCod
         engine.remove_stack(&names, args.volumes).await?;
     // Without its data no node is anyone's primary: the next `up` makes node 0 again.
     if args.volumes {
-        let topology = crate::stackdir::StackDir::new(&global.dir).file(&crate::layout::StackFile::Topology);
-        match std::fs::remove_file(&topology) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(anyhow::Error::new(err).context(format!("removing {}", topology.display())));
-            }
-            _ => {}
-        }
+        crate::topology::forget(&crate::stackdir::StackDir::new(&global.dir))?;
     }
     output.json(&json!({"schema": "hardstack.down/v1", "stack": names.stack, "containers": removed, "network": network, "volumes": volumes}));
     output.line(format!(

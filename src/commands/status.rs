@@ -99,6 +99,10 @@ async fn report(
         if replica {
             row["replica_of"] = json!(Service::Postgres);
         }
+        // Which node is the primary, once the stack runs replicas (a switchover moves it).
+        if crate::replica::node(&spec).is_some() && profile.postgres.replicas > 0 {
+            row["role"] = json!(if replica { "standby" } else { "primary" });
+        }
         // A monitoring service's numbers are its servers'; a replica's are its primary's.
         if details && !spec.service.is_monitoring() && !replica {
             row["details"] = match status.as_str() {
@@ -145,6 +149,17 @@ async fn report(
             row["certificate_expires_in_days"].as_i64().map(|d| d.to_string()).unwrap_or("-".into()),
             row["secret_age_days"].as_u64().map(|d| d.to_string()).unwrap_or("-".into()),
             row["image"].as_str().unwrap_or("-"),
+        );
+    }
+    if profile.postgres.replicas > 0 && profile.runs(Service::Postgres) {
+        let with = |role: &str| -> Vec<&str> {
+            rows.iter().filter(|r| r["role"] == role).filter_map(|r| r["service"].as_str()).collect()
+        };
+        let _ = writeln!(
+            text,
+            "postgres: the primary is {}; standbys {}",
+            with("primary").join(", "),
+            with("standby").join(", ")
         );
     }
     if details {

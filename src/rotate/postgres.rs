@@ -138,11 +138,13 @@ pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) ->
         .await
         .context("the new password over the replication protocol")?;
     let primary = crate::replica::primary_spec(context.profile);
+    // Each standby streams over its slot (node 0's walreceiver has no name of its own).
     let replicas: Vec<String> = super::receivers(context.engine, context.profile, Service::Postgres)
         .await?
-        .into_iter()
+        .iter()
         .filter(|spec| crate::replica::is_standby(context.profile, spec))
-        .map(|spec| spec.alias)
+        .filter_map(crate::replica::node)
+        .map(layout::replica_slot)
         .collect();
     crate::superuser::sql(
         context.engine,
@@ -155,7 +157,8 @@ pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) ->
         return Ok(());
     }
     let query = format!(
-        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name IN ({names})            AND backend_start > now() - interval '1 minute'"
+        "SELECT count(*) FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid \
+          WHERE r.state = 'streaming' AND s.slot_name IN ({names}) AND r.backend_start > now() - interval '1 minute'"
     );
     let poll = std::time::Duration::from_millis(200);
     crate::retry::Backoff::every(poll, 30 * std::time::Duration::from_secs(1))
