@@ -40,6 +40,8 @@ mod pki;
 mod kubernetes;
 // PostgreSQL replicas: streaming, read-only, the replication login, added on day two.
 mod replicas;
+// PostgreSQL's primary moved: switchover under a writer, failover by `up`, pg_rewind.
+mod switchover;
 // Snapshots of every rendered file of every shipped profile.
 mod render;
 // The boundaries of ARCHITECTURE.md, read off src/.
