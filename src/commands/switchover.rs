@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, SwitchoverArgs, UpArgs};
-use crate::profile::Service;
+use crate::output::Output;
+use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
 use crate::settings;
 use crate::stackdir::StackDir;
 
@@ -51,4 +53,32 @@ pub async fn run(global: &GlobalArgs, args: &SwitchoverArgs) -> anyhow::Result<E
         "up": brought.document,
     }));
     brought.into_result()
+}
+
+/// Where PostgreSQL's primary died and a standby runs: the standby is promoted (a failover),
+/// and said so; a promotion an earlier run recorded but did not finish is finished. Before
+/// anything is rendered: the stack's files follow the new primary.
+pub async fn take_over(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<()> {
+    if !profile.runs(Service::Postgres) || profile.postgres.replicas == 0 {
+        return Ok(());
+    }
+    if crate::converge::switchover::finish(engine, profile, dir).await? {
+        output.line(format!(
+            "postgres: finished the promotion of node {} an earlier run recorded",
+            crate::replica::primary(profile)
+        ));
+    }
+    for said in crate::converge::switchover::rewind_pending(engine, profile, dir).await? {
+        output.line(format!("postgres: rewound an old primary a failover left (pg_rewind: {said})"));
+    }
+    if let Some(promoted) = crate::converge::switchover::failover(engine, profile, dir).await? {
+        output.line(format!(
+            "postgres: the primary (node {}) is not running: promoted node {} ({}); the old primary follows it as a standby{}",
+            promoted.from,
+            promoted.to,
+            crate::replica::container_name(profile, promoted.to),
+            promoted.rewound.map(|said| format!(" (pg_rewind: {said})")).unwrap_or_default()
+        ));
+    }
+    Ok(())
 }

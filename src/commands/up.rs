@@ -90,38 +90,10 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let profile = crate::settings::resolve_profile(global)?.profile;
     let _lock = super::lock(global, "up").await?;
     let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
-    take_over(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
+    super::switchover::take_over(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
     let brought = bring(global, args, &output, engine, profile).await?;
     output.json(&brought.document);
     brought.into_result()
-}
-
-/// Where PostgreSQL's primary died and a standby runs: the standby is promoted (a failover),
-/// and said so; a promotion an earlier run recorded but did not finish is finished. Before
-/// anything is rendered: the stack's files follow the new primary.
-async fn take_over(output: &Output, engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<()> {
-    if !profile.runs(Service::Postgres) || profile.postgres.replicas == 0 {
-        return Ok(());
-    }
-    if converge::switchover::finish(engine, profile, dir).await? {
-        output.line(format!(
-            "postgres: finished the promotion of node {} an earlier run recorded",
-            crate::replica::primary(profile)
-        ));
-    }
-    for said in converge::switchover::rewind_pending(engine, profile, dir).await? {
-        output.line(format!("postgres: rewound an old primary a failover left (pg_rewind: {said})"));
-    }
-    if let Some(promoted) = converge::switchover::failover(engine, profile, dir).await? {
-        output.line(format!(
-            "postgres: the primary (node {}) is not running: promoted node {} ({}); the old primary follows it as a standby{}",
-            promoted.from,
-            promoted.to,
-            crate::replica::container_name(profile, promoted.to),
-            promoted.rewound.map(|said| format!(" (pg_rewind: {said})")).unwrap_or_default()
-        ));
-    }
-    Ok(())
 }
 
 /// `up` with the lock held and the claim checked: init where needed, then the stack brought to

@@ -406,6 +406,7 @@ fn docs_commands_is_the_help_of_every_command() {
         &["backup"],
         &["restore"],
         &["down"],
+        &["switchover"],
         &["profile", "show"],
         &["profile", "schema"],
         &["completions"],
