@@ -147,7 +147,7 @@ pub(super) fn external_secret(
     json!({
         "apiVersion": "external-secrets.io/v1beta1",
         "kind": "ExternalSecret",
-        "metadata": metadata(profile, spec.service, &format!("{}-credentials", spec.alias), namespace),
+        "metadata": metadata(profile, &spec.alias, &format!("{}-credentials", spec.alias), namespace),
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": { "name": "hardstack-aws", "kind": "SecretStore" },

@@ -51,7 +51,9 @@ pub fn render(
     aws: Option<&[Substitution]>,
 ) -> anyhow::Result<Vec<Rendered>> {
     let namespace = profile.kubernetes_namespace().to_owned();
-    let specs = containers::container_specs(profile);
+    // Node 0 is the primary here: switchover and failover are `up`'s, on a Docker engine.
+    let mut specs = containers::container_specs(profile);
+    specs.extend(crate::replica::nodes(profile).filter(|n| *n > 0).map(|node| crate::replica::spec(profile, node)));
     let mut files = Vec::new();
     let mut secrets = Vec::new();
     let mut external = Vec::new();
@@ -65,13 +67,13 @@ pub fn render(
             external.push(external_secret(profile, spec, &namespace, &templated));
         }
         files.push(Rendered {
-            file: KubeFile::Service(spec.service),
+            file: kube_file(spec),
             content: yaml(&service_resources(profile, spec, &namespace, &public, !templated.is_empty()))?,
         });
         secrets.push(json!({
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": metadata(profile, spec.service, &format!("{}-files", spec.alias), &namespace),
+            "metadata": metadata(profile, &spec.alias, &format!("{}-files", spec.alias), &namespace),
             "type": "Opaque",
             "data": private.iter().map(|(k, v)| (k.clone(), Value::String(base64::engine::general_purpose::STANDARD.encode(v)))).collect::<serde_json::Map<_, _>>(),
         }));
@@ -89,7 +91,7 @@ pub fn render(
     });
     let mut resources: Vec<String> =
         [KubeFile::Namespace, KubeFile::NetworkPolicies].iter().map(|f| f.name()).collect();
-    resources.extend(specs.iter().map(|s| KubeFile::Service(s.service).name()));
+    resources.extend(specs.iter().map(|s| kube_file(s).name()));
     resources.push(KubeFile::Secrets.name());
     if files.iter().any(|f| f.file == KubeFile::ExternalSecrets) {
         resources.push(KubeFile::ExternalSecrets.name());
@@ -121,6 +123,14 @@ pub fn render(
     Ok(files)
 }
 
+/// The file of a spec's resources: its service's, or a PostgreSQL replica's own.
+fn kube_file(spec: &ContainerSpec) -> KubeFile {
+    match crate::replica::node(spec) {
+        Some(node) if node > 0 => KubeFile::PostgresReplica(node),
+        _ => KubeFile::Service(spec.service),
+    }
+}
+
 /// The YAML documents of a file, each after `---`, with hardstack's header.
 fn yaml(documents: &[Value]) -> anyhow::Result<String> {
     let mut out = String::from(
@@ -133,20 +143,23 @@ fn yaml(documents: &[Value]) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn labels(profile: &Profile, service: Service) -> Value {
+/// A workload's labels: its name is the spec's alias (`postgres`, a replica's `postgres-1`, so
+/// the `postgres` Service selects the primary only).
+fn labels(profile: &Profile, name: &str) -> Value {
     json!({
-        "app.kubernetes.io/name": service.name(),
+        "app.kubernetes.io/name": name,
         "app.kubernetes.io/instance": profile.stack.name,
         "app.kubernetes.io/managed-by": "hardstack",
     })
 }
 
-fn selector(profile: &Profile, service: Service) -> Value {
-    json!({ "app.kubernetes.io/name": service.name(), "app.kubernetes.io/instance": profile.stack.name })
+fn selector(profile: &Profile, name: &str) -> Value {
+    json!({ "app.kubernetes.io/name": name, "app.kubernetes.io/instance": profile.stack.name })
 }
 
-fn metadata(profile: &Profile, service: Service, name: &str, namespace: &str) -> Value {
-    json!({ "name": name, "namespace": namespace, "labels": labels(profile, service) })
+/// A resource's metadata: its name, and the labels of the workload `workload` (an alias).
+fn metadata(profile: &Profile, workload: &str, name: &str, namespace: &str) -> Value {
+    json!({ "name": name, "namespace": namespace, "labels": labels(profile, workload) })
 }
 
 /// The key of a delivered file in its ConfigMap or Secret.
@@ -238,13 +251,13 @@ mod tests {
         // The profile's clients, then the stack's own: the pooler and the exporter.
         assert_eq!(peers.len(), 5, "{peers:?}");
         for (peer, service) in peers[3..].iter().zip([Service::Pgbouncer, Service::PostgresExporter]) {
-            assert_eq!(peer["podSelector"]["matchLabels"], selector(&profile, service));
+            assert_eq!(peer["podSelector"]["matchLabels"], selector(&profile, service.name()));
         }
         // An exporter takes no client: Prometheus only.
         let exporter = policies.iter().find(|p| p["metadata"]["name"] == "postgres-exporter-clients").unwrap();
         assert_eq!(
             exporter["spec"]["ingress"][0]["from"],
-            json!([{ "podSelector": { "matchLabels": selector(&profile, Service::Prometheus) } }])
+            json!([{ "podSelector": { "matchLabels": selector(&profile, Service::Prometheus.name()) } }])
         );
         assert!(!policies.iter().any(|p| p["metadata"]["name"] == "postgres-exporter-from-clients"));
         assert_eq!(peers[0], json!({ "podSelector": { "matchLabels": { CLIENT_LABEL: "true" } } }));

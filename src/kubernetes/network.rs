@@ -1,6 +1,7 @@
 //! The NetworkPolicies: default deny, DNS, one allow per service for the clients the profile
 //! names (not for an exporter, which only Prometheus reads), and the stack's own connections:
-//! each service to the ones it connects to (`Service::upstreams`), both ways.
+//! each service to the ones it connects to (`Service::upstreams`; a PostgreSQL replica to the
+//! primary, for its copy and its stream), both ways.
 
 use super::*;
 
@@ -46,7 +47,7 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
         }
         peers.push(peer);
     }
-    let pods = |spec: &ContainerSpec| json!({ "podSelector": { "matchLabels": selector(profile, spec.service) } });
+    let pods = |spec: &ContainerSpec| json!({ "podSelector": { "matchLabels": selector(profile, &spec.alias) } });
     for spec in specs {
         let port: Vec<Value> =
             spec.ports().into_iter().map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect();
@@ -55,37 +56,36 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
         let hidden = spec.service.is_exporter()
             || (spec.service == Service::Qdrant && specs.iter().any(|s| s.service == Service::QdrantFront));
         let mut from = if hidden { Vec::new() } else { peers.clone() };
-        from.extend(specs.iter().filter(|d| d.service.upstreams().contains(&spec.service)).map(pods));
+        from.extend(specs.iter().filter(|d| upstreams(d, specs).iter().any(|u| u.alias == spec.alias)).map(pods));
         if !from.is_empty() {
             policies.push(json!({
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
                 "metadata": policy_metadata(&format!("{}-clients", spec.alias)),
                 "spec": {
-                    "podSelector": { "matchLabels": selector(profile, spec.service) },
+                    "podSelector": { "matchLabels": selector(profile, &spec.alias) },
                     "policyTypes": ["Ingress"],
                     "ingress": [{ "from": from, "ports": port }],
                 },
             }));
         }
-        let upstreams: Vec<Value> = specs
-            .iter()
-            .filter(|u| spec.service.upstreams().contains(&u.service))
+        let egress: Vec<Value> = upstreams(spec, specs)
+            .into_iter()
             .map(|u| {
                 let ports: Vec<Value> =
                     u.ports().into_iter().map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect();
                 json!({ "to": [pods(u)], "ports": ports })
             })
             .collect();
-        if !upstreams.is_empty() {
+        if !egress.is_empty() {
             policies.push(json!({
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
                 "metadata": policy_metadata(&format!("{}-upstreams", spec.alias)),
                 "spec": {
-                    "podSelector": { "matchLabels": selector(profile, spec.service) },
+                    "podSelector": { "matchLabels": selector(profile, &spec.alias) },
                     "policyTypes": ["Egress"],
-                    "egress": upstreams,
+                    "egress": egress,
                 },
             }));
         }
@@ -100,9 +100,20 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
             "spec": {
                 "podSelector": { "matchLabels": { CLIENT_LABEL: "true" } },
                 "policyTypes": ["Egress"],
-                "egress": [{ "to": [{ "podSelector": { "matchLabels": selector(profile, spec.service) } }], "ports": port }],
+                "egress": [{ "to": [{ "podSelector": { "matchLabels": selector(profile, &spec.alias) } }], "ports": port }],
             },
         }));
     }
     policies
+}
+
+/// The workloads `spec` connects to: its service's upstreams (PostgreSQL's primary, not its
+/// replicas), and for a PostgreSQL replica the primary.
+fn upstreams<'a>(spec: &ContainerSpec, specs: &'a [ContainerSpec]) -> Vec<&'a ContainerSpec> {
+    let replica = |s: &ContainerSpec| crate::replica::node(s).is_some_and(|node| node > 0);
+    specs
+        .iter()
+        .filter(|u| !replica(u))
+        .filter(|u| spec.service.upstreams().contains(&u.service) || (replica(spec) && u.service == Service::Postgres))
+        .collect()
 }

@@ -47,7 +47,6 @@ pub(super) fn service_resources(
     public: &Files,
     external: bool,
 ) -> Vec<Value> {
-    let service = spec.service;
     let name = spec.alias.as_str();
     let ports: Vec<Value> = spec
         .ports()
@@ -61,32 +60,32 @@ pub(super) fn service_resources(
         json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": metadata(profile, service, name, namespace),
+            "metadata": metadata(profile, name, name, namespace),
             "automountServiceAccountToken": false,
         }),
         json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": metadata(profile, service, &format!("{name}-config"), namespace),
+            "metadata": metadata(profile, name, &format!("{name}-config"), namespace),
             "data": text(public),
         }),
         json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": metadata(profile, service, name, namespace),
+            "metadata": metadata(profile, name, name, namespace),
             "spec": {
                 "type": "ClusterIP",
-                "selector": selector(profile, service),
+                "selector": selector(profile, name),
                 "ports": ports,
             },
         }),
         json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": metadata(profile, service, &format!("{name}-headless"), namespace),
+            "metadata": metadata(profile, name, &format!("{name}-headless"), namespace),
             "spec": {
                 "clusterIP": "None",
-                "selector": selector(profile, service),
+                "selector": selector(profile, name),
                 "ports": ports,
             },
         }),
@@ -94,9 +93,9 @@ pub(super) fn service_resources(
         json!({
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": metadata(profile, service, name, namespace),
+            "metadata": metadata(profile, name, name, namespace),
             // One replica holding the data: a drain waits for the operator rather than evict it.
-            "spec": { "minAvailable": 1, "selector": { "matchLabels": selector(profile, service) } },
+            "spec": { "minAvailable": 1, "selector": { "matchLabels": selector(profile, name) } },
         }),
     ]
 }
@@ -120,7 +119,7 @@ fn statefulset(profile: &Profile, spec: &ContainerSpec, namespace: &str, public:
             json!("CKV_K8S_43=the profile names the image by tag; write images.<service> as name@sha256:<digest> to pin it"),
         );
     }
-    let mut statefulset_metadata = metadata(profile, service, name, namespace);
+    let mut statefulset_metadata = metadata(profile, name, name, namespace);
     statefulset_metadata["annotations"] = Value::Object(annotations);
     json!({
         "apiVersion": "apps/v1",
@@ -129,9 +128,9 @@ fn statefulset(profile: &Profile, spec: &ContainerSpec, namespace: &str, public:
         "spec": {
             "serviceName": format!("{name}-headless"),
             "replicas": 1,
-            "selector": { "matchLabels": selector(profile, service) },
+            "selector": { "matchLabels": selector(profile, name) },
             "template": {
-                "metadata": { "labels": labels(profile, service) },
+                "metadata": { "labels": labels(profile, name) },
                 "spec": {
                     "serviceAccountName": name,
                     "automountServiceAccountToken": false,
@@ -144,7 +143,7 @@ fn statefulset(profile: &Profile, spec: &ContainerSpec, namespace: &str, public:
                         "fsGroupChangePolicy": "OnRootMismatch",
                         "seccompProfile": { "type": seccomp(&spec.posture) },
                     },
-                    "initContainers": [deliver_container(spec, public)],
+                    "initContainers": init_containers(profile, spec, public, &mounts),
                     "containers": [server_container(profile, spec, mounts)],
                     "volumes": volumes,
                 },
@@ -180,6 +179,44 @@ fn pod_volumes(spec: &ContainerSpec, external: bool) -> (Vec<Value>, Vec<Value>)
         mounts.push(json!({ "name": key, "mountPath": tmpfs.target }));
     }
     (volumes, mounts)
+}
+
+/// The init containers: the delivery of the files, then for a PostgreSQL replica its first copy.
+fn init_containers(profile: &Profile, spec: &ContainerSpec, public: &Files, mounts: &[Value]) -> Vec<Value> {
+    let mut containers = vec![deliver_container(spec, public)];
+    if let Some(node) = crate::replica::node(spec).filter(|node| *node > 0) {
+        containers.push(copy_container(profile, spec, node, mounts));
+    }
+    containers
+}
+
+/// A PostgreSQL replica's first copy, as `up` makes it on a Docker engine: where its data
+/// claim holds no data directory yet, `pg_basebackup` from the primary's Service over the
+/// replica's slot, as `streaming_replica` with its certificate and pgpass file (delivered into
+/// its config volume by the container before), then `standby.signal`. A claim that holds a
+/// copy keeps it.
+fn copy_container(profile: &Profile, spec: &ContainerSpec, node: u8, mounts: &[Value]) -> Value {
+    let data = format!("{POSTGRES_DATA}/pgdata");
+    let wal = format!("{}/pg/pg_wal", containers::POSTGRES_WAL_MOUNT);
+    let conninfo = format!("{} replication=true application_name={}", crate::replica::conninfo(profile), spec.alias);
+    let script = format!(
+        "set -eu
+         if [ -s {data}/PG_VERSION ]; then exit 0; fi
+         rm -rf {data} {wal}
+         pg_basebackup -d \"{conninfo}\" -D {data} --waldir={wal} -X stream -S {slot} -c fast --no-password --no-manifest
+         touch {data}/standby.signal
+",
+        slot = crate::layout::replica_slot(node),
+    );
+    json!({
+        "name": "copy",
+        "image": spec.image,
+        "imagePullPolicy": "Always",
+        "command": ["/bin/sh", "-c", script],
+        "resources": container_resources(profile, spec),
+        "securityContext": container_security(&spec.posture),
+        "volumeMounts": mounts,
+    })
 }
 
 /// The init container: every delivered file with mode 0600, owned by the server's uid it runs
@@ -231,12 +268,7 @@ fn deliver_container(spec: &ContainerSpec, public: &Files) -> Value {
 /// and liveness probes).
 fn server_container(profile: &Profile, spec: &ContainerSpec, mounts: Vec<Value>) -> Value {
     let name = spec.alias.as_str();
-    let limits = profile.resources.of(spec.service);
-    let millicores = ((limits.cpus * 1000.0).round() as u64).max(1);
-    let resources = json!({
-        "limits": { "cpu": format!("{millicores}m"), "memory": quantity(limits.memory.0) },
-        "requests": { "cpu": format!("{millicores}m"), "memory": quantity(limits.memory.0) },
-    });
+    let resources = container_resources(profile, spec);
     let mut environment: Vec<Value> = spec.environment.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
     let mut args = spec.command.clone();
     if spec.service == Service::Postgres {
@@ -281,6 +313,16 @@ fn server_container(profile: &Profile, spec: &ContainerSpec, mounts: Vec<Value>)
     container
 }
 
+/// The server's CPU and memory, requested as much as limited.
+fn container_resources(profile: &Profile, spec: &ContainerSpec) -> Value {
+    let limits = profile.resources.of(spec.service);
+    let millicores = ((limits.cpus * 1000.0).round() as u64).max(1);
+    json!({
+        "limits": { "cpu": format!("{millicores}m"), "memory": quantity(limits.memory.0) },
+        "requests": { "cpu": format!("{millicores}m"), "memory": quantity(limits.memory.0) },
+    })
+}
+
 /// The volume claims: the data (and the WAL) at the profile's size, a host directory's stand-in
 /// at a quarter of it.
 fn claim_templates(profile: &Profile, spec: &ContainerSpec) -> Vec<Value> {
@@ -300,7 +342,7 @@ fn claim_templates(profile: &Profile, spec: &ContainerSpec) -> Vec<Value> {
             if !profile.kubernetes.storage_class.is_empty() {
                 claim_spec["storageClassName"] = json!(profile.kubernetes.storage_class);
             }
-            json!({ "metadata": { "name": claim, "labels": labels(profile, service) }, "spec": claim_spec })
+            json!({ "metadata": { "name": claim, "labels": labels(profile, &spec.alias) }, "spec": claim_spec })
         })
         .collect()
 }

@@ -137,6 +137,8 @@ pub enum KubeFile {
     NetworkPolicies,
     /// One service's resources.
     Service(Service),
+    /// A PostgreSQL replica's resources, by node (`postgres-1.yaml`).
+    PostgresReplica(u8),
     /// The Secrets: keys, passwords and the files that carry them. Private, and in the
     /// directory's .gitignore.
     Secrets,
@@ -155,6 +157,7 @@ impl KubeFile {
             KubeFile::Namespace => "namespace.yaml".into(),
             KubeFile::NetworkPolicies => "network-policies.yaml".into(),
             KubeFile::Service(service) => format!("{service}.yaml"),
+            KubeFile::PostgresReplica(node) => format!("{service}-{node}.yaml", service = Service::Postgres),
             KubeFile::Secrets => "secrets.yaml".into(),
             KubeFile::ExternalSecrets => "external-secrets.yaml".into(),
             KubeFile::GitIgnore => ".gitignore".into(),
@@ -167,6 +170,8 @@ impl KubeFile {
             .into_iter()
             .chain([KubeFile::ExternalSecrets, KubeFile::GitIgnore, KubeFile::YamlLint])
             .chain(Service::ALL.into_iter().map(KubeFile::Service))
+            // postgres.replicas is at most 5.
+            .chain((1..=5).map(KubeFile::PostgresReplica))
     }
 }
 

@@ -83,6 +83,42 @@ fn prod_with_the_qdrant_front_passes_the_validators_and_only_the_front_reaches_q
     validate_directory(&dir, "prod with qdrant-front");
 }
 
+#[test]
+fn prod_with_replicas_renders_each_replica_with_its_copy_and_passes_the_validators() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&["--profile", "prod", "--target", "kubernetes", "--set", "postgres.replicas=2"]);
+    let dir = sandbox.stack().join("kubernetes");
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("postgres-1.yaml") && kustomization.contains("postgres-2.yaml"), "{kustomization}");
+    // The `postgres` Service selects the primary's pods only; each replica has its own.
+    let primary = documents(&dir.join("postgres.yaml"));
+    let service = primary.iter().find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "postgres").unwrap();
+    assert_eq!(service["spec"]["selector"]["app.kubernetes.io/name"], "postgres", "{service:?}");
+    let replica = documents(&dir.join("postgres-2.yaml"));
+    let set = replica.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
+    assert_eq!(set["metadata"]["name"], "postgres-2");
+    assert_eq!(set["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"], "postgres-2");
+    // Its first copy: an init container after the delivery, pg_basebackup over its slot.
+    let init = set["spec"]["template"]["spec"]["initContainers"].as_sequence().unwrap();
+    let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["deliver", "copy"]);
+    let script = init[1]["command"][2].as_str().unwrap();
+    assert!(script.contains("pg_basebackup") && script.contains("-S postgres_2") && script.contains("standby.signal"));
+    assert!(script.contains("sslmode=verify-full") && !script.contains("password="), "{script}");
+    let args = serde_yaml_ng::to_string(&set["spec"]["template"]["spec"]["containers"][0]["args"]).unwrap();
+    assert!(args.contains("primary_slot_name=postgres_2") && args.contains("listen_addresses=localhost, postgres-2-0"));
+    // The replica's egress reaches the primary, whose ingress takes it.
+    let policies = documents(&dir.join("network-policies.yaml"));
+    let egress = policies.iter().find(|p| p["metadata"]["name"] == "postgres-2-upstreams").unwrap();
+    assert_eq!(
+        egress["spec"]["egress"][0]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "postgres"
+    );
+    let ingress = policies.iter().find(|p| p["metadata"]["name"] == "postgres-clients").unwrap();
+    assert!(serde_yaml_ng::to_string(&ingress["spec"]["ingress"][0]["from"]).unwrap().contains("postgres-2"));
+    validate_directory(&dir, "prod with 2 replicas");
+}
+
 /// Runs the three validators over a rendered directory; `false` when they are not installed
 /// (a loud skip, or a failure under CI). kubernetes-validate reads the resources of Kubernetes
 /// itself: External Secrets Operator's resources are its CRDs, whose schemas it does not ship.
