@@ -381,7 +381,7 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
 
 /// Runs the StatefulSet's pod of one service on the Docker engine as a kubelet would (the
 /// ConfigMap and the Secret as files of mode 0440 owned by root:fsGroup, volume roots owned by
-/// the fsGroup, the init container, then the server with the same user, arguments, environment,
+/// the fsGroup, the init containers in order, then the server with the same user, arguments, environment,
 /// mounts and read-only root, under the pod's host name) and waits for its startup probe: the
 /// delivery, the arguments and the probe work with the real image.
 fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str, network: &str) {
@@ -496,12 +496,14 @@ fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str, network: 
         }
         args
     };
-    let init = &pod["initContainers"][0];
-    let mut run: Vec<String> = vec!["run".into(), "--rm".into()];
-    run.extend(posture(init));
-    run.extend(["--entrypoint".into(), strings(&init["command"])[0].clone(), image.into()]);
-    run.extend(strings(&init["command"])[1..].iter().cloned());
-    docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    // The init containers in order (a replica's copy reaches the primary's Service).
+    for init in pod["initContainers"].as_sequence().unwrap() {
+        let mut run: Vec<String> = vec!["run".into(), "--rm".into(), "--network".into(), network.into()];
+        run.extend(posture(init));
+        run.extend(["--entrypoint".into(), strings(&init["command"])[0].clone(), image.into()]);
+        run.extend(strings(&init["command"])[1..].iter().cloned());
+        docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    }
 
     let server = &pod["containers"][0];
     let name = format!("{stack}-{service}-0");
@@ -546,7 +548,12 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
         return;
     }
     let stack = crate::common::DockerStack::new("kubernetes pods");
-    let mut services = vec![("postgres", crate::common::POSTGRES_IMAGE), ("redis", crate::common::REDIS_IMAGE)];
+    // A replica's pod makes its copy from the primary's, then streams (postgres.replicas = 1).
+    let mut services = vec![
+        ("postgres", crate::common::POSTGRES_IMAGE),
+        ("postgres-1", crate::common::POSTGRES_IMAGE),
+        ("redis", crate::common::REDIS_IMAGE),
+    ];
     if let Some(image) = crate::common::qdrant_image("kubernetes pods: Qdrant's pod") {
         services.push(("qdrant", image));
     }
@@ -564,6 +571,7 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
         .args(["--set", &format!("images.postgres={}", crate::common::POSTGRES_IMAGE)])
         .args(["--set", &format!("images.redis={}", crate::common::REDIS_IMAGE)])
         .args(["--set", "resources.postgres.memory=1GiB", "--set", "resources.postgres.cpus=1"])
+        .args(["--set", "postgres.replicas=1"])
         .args(["--set", &format!("images.postgres_exporter={}", crate::common::MONITORING_IMAGE)])
         .args(["--set", &format!("images.redis_exporter={}", crate::common::MONITORING_IMAGE)])
         .args(["--set", &format!("images.pgbouncer_exporter={}", crate::common::MONITORING_IMAGE)])
@@ -580,4 +588,15 @@ fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images
     for (service, image) in services {
         run_pod(&stack.sandbox, &stack.name, service, image, &network);
     }
+    // The replica's pod made its copy and streams from the primary's Service.
+    let replica = format!("{}-postgres-1-0", stack.name);
+    let streams = (0..100).any(|_| {
+        let logs = std::process::Command::new("docker").args(["logs", &replica]).output().unwrap();
+        let found = text(&logs).contains("started streaming WAL from primary");
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        found
+    });
+    assert!(streams, "the replica's pod does not stream from the primary");
 }
