@@ -27,8 +27,25 @@ pub struct ServerError {
 
 /// Logs in as `user` over the replication protocol (`replication=true`), verify-full TLS
 /// against `server_name`, with `password` if the server asks for one; `Ok` once the server
-/// says it is ready for commands. A refusal is a [`ServerError`].
+/// says it is ready for commands. A refusal is a [`ServerError`]. A connection the server
+/// never answers (seen once in a while through the engine's port proxy right after a
+/// switchover: accepted, then silent) is tried once more.
 pub async fn login(
+    address: SocketAddr,
+    server_name: &str,
+    tls: &ClientTls,
+    user: &str,
+    password: &Secret,
+) -> anyhow::Result<()> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt(address, server_name, tls, user, password)).await {
+        Ok(answered) => answered,
+        Err(_) => tokio::time::timeout(CONNECT_TIMEOUT, attempt(address, server_name, tls, user, password))
+            .await
+            .context("no answer from the server, twice")?,
+    }
+}
+
+async fn attempt(
     address: SocketAddr,
     server_name: &str,
     tls: &ClientTls,
@@ -99,7 +116,7 @@ pub async fn login(
             }
         }
     };
-    tokio::time::timeout(CONNECT_TIMEOUT * 2, work).await.context("no answer from the server")?
+    work.await
 }
 
 /// The next message from the server.

@@ -72,7 +72,35 @@ pub async fn set(context: &Context<'_>, pending: &SecretVersion, _database: &str
         .batch_execute(&format!("ALTER ROLE {} PASSWORD '{}'", quote_identifier(login), verifier(pending)?))
         .await
         .with_context(|| format!("setting the password of {login}"))?;
-    Ok(())
+    standbys_have_it(context).await
+}
+
+/// Waits until every streaming standby has replayed the primary's WAL as it is now: a password
+/// just set is then known on every node, so a client of a standby, and verify's checks there,
+/// log in with it (replication is asynchronous; it takes milliseconds).
+async fn standbys_have_it(context: &Context<'_>) -> anyhow::Result<()> {
+    if context.profile.postgres.replicas == 0 {
+        return Ok(());
+    }
+    let primary = crate::replica::primary_spec(context.profile);
+    let lsn = crate::superuser::sql(context.engine, &primary, "SELECT pg_current_wal_lsn()").await?;
+    let behind = format!(
+        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn < '{}'::pg_lsn",
+        lsn.trim()
+    );
+    let poll = std::time::Duration::from_millis(20);
+    crate::retry::Backoff::every(poll, std::time::Duration::from_secs(30))
+        .run(|| async {
+            match crate::superuser::sql(context.engine, &primary, &behind).await {
+                Ok(count) if count.trim() == "0" => crate::retry::Attempt::Done(()),
+                Ok(count) => crate::retry::Attempt::Retry(anyhow::anyhow!(
+                    "{} standby(s) have not replayed the new password yet",
+                    count.trim()
+                )),
+                Err(err) => crate::retry::Attempt::Retry(err),
+            }
+        })
+        .await
 }
 
 /// Sets the admin's own pending password (its current sessions keep working).
@@ -82,7 +110,7 @@ pub async fn set_admin(context: &Context<'_>, _current: &SecretVersion, pending:
         .batch_execute(&format!("ALTER ROLE admin PASSWORD '{}'", verifier(pending)?))
         .await
         .context("setting the admin password")?;
-    Ok(())
+    standbys_have_it(context).await
 }
 
 /// Sets the backup login's new password. A backup running keeps its session; one starting
@@ -98,7 +126,7 @@ async fn set_service_login(context: &Context<'_>, login: &str, pending: &SecretV
         .batch_execute(&format!("ALTER ROLE {login} PASSWORD '{}'", verifier(pending)?))
         .await
         .with_context(|| format!("setting the {login} password"))?;
-    Ok(())
+    standbys_have_it(context).await
 }
 
 /// Sets the monitor login's new password (postgres-exporter gets it next, and restarts).

@@ -1,6 +1,7 @@
 //! PostgreSQL's primary moving to a standby against the real engine: `switchover postgres`
 //! under a writer (psql over libpq's multi-host URL with `target_session_attrs=read-write`),
-//! with no committed row lost, `env` naming the new primary and the old one following it; and
+//! with no committed row lost, `env` naming the new primary and the old one following it,
+//! rotation and backups on the new primary; and
 //! `up` after the primary's container died promoting a standby and rewinding the old primary.
 
 use std::process::Command;
@@ -104,6 +105,14 @@ fn a_switchover_loses_no_committed_row_and_env_names_the_new_primary() {
     let (code, verdicts) = stack.verify();
     assert_eq!(code, 0, "{verdicts:?}");
     assert_eq!(verdicts.get("pg.replica.0.streams").map(String::as_str), Some("pass"), "{verdicts:?}");
+    // Rotation and backups act on the new primary (and every standby, node 0 among them).
+    let rotated = stack.cmd("rotate", &["--force"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    assert!(text(&rotated).contains("postgres/streaming_replica: rotated"), "{}", text(&rotated));
+    let backup = stack.cmd("backup", &[]).output().unwrap();
+    assert!(backup.status.success(), "{}", text(&backup));
+    let tested = stack.cmd("backup", &["--test"]).output().unwrap();
+    assert!(tested.status.success(), "{}", text(&tested));
 
     // And back: node 0 is the primary again, and a second `switchover` finds nothing to undo.
     let back = stack.cmd("switchover", &["postgres", "--to", "0"]).output().unwrap();
