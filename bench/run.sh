@@ -4,7 +4,7 @@
 # rows of the README's table, after a line saying when and on what machine. Nothing is typed in
 # by hand: every number in a row is measured here, or read from the stack (auth_delay).
 #
-#   bench/run.sh [NAME...]      NAME: up-postgres up-dev verify backup restore rotate memory init pooling
+#   bench/run.sh [NAME...]      NAME: up-postgres up-dev verify backup restore rotate memory init pooling failover
 #   RUNS=9 bench/run.sh up-postgres
 #   BASELINE_BIN=/path/to/an/older/hardstack bench/run.sh restore   (restore and backup --test
 #                               against an older build; without it those rows show no baseline)
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-7}
-all=(up-postgres up-dev verify backup restore rotate memory init pooling)
+all=(up-postgres up-dev verify backup restore rotate memory init pooling failover)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for name in "${names[@]}"; do
@@ -322,6 +322,82 @@ bench_pooling() {
   tps() { python3 -c 'import sys; m,a,b=(float(x) for x in sys.argv[1:4]); print(f"{m:.0f} tps ({a:.0f}-{b:.0f})")' $1; }
   row "a new TLS connection and SCRAM login per \`SELECT 1\` through PgBouncer (\`pgbench -C\`, 4 clients), median of $runs (min-max), alternating" \
     "$(tps "$p")" "directly to PostgreSQL: $(tps "$d")" "$(ratio "$p" "$d")x the throughput" ""
+}
+
+# A writer during a PostgreSQL switchover, a failover by `up`, and a kill that nothing answers:
+# psql over libpq's multi-host URL of every node with target_session_attrs=read-write, one
+# INSERT per connection (as an application that reconnects and retries would), each attempt
+# logged with its time. The outage is from the last write before the first failure to the first
+# write after the last one; rounds alternate the three.
+bench_failover() {
+  local dir url ports
+  stack_dir failover
+  "$bin" up --dir "$dir" -q --set stack.name=hs-bench-failover --set 'stack.services=["postgres"]' \
+    --set postgres.replicas=1 --set network.ports.postgres=25480 --set network.ports.postgres_replicas=25481 "${images[@]}"
+  eval "$("$bin" env --dir "$dir")"
+  url="${DATABASE_URL/@localhost:25480/@localhost:25480,localhost:25481}&target_session_attrs=read-write&connect_timeout=2"
+  psql "$DATABASE_URL" -w -q -c 'CREATE TABLE written (n bigint PRIMARY KEY, kind text NOT NULL)'
+  # write KIND LOG: INSERTs until $work/stop exists; "MS ok|fail" per attempt.
+  write() {
+    local n=0
+    while [ ! -e "$work/stop" ]; do
+      n=$((n + 1))
+      if psql "$url" -w -tAq -c "INSERT INTO written VALUES ($(now_ms)$n, '$1')" >/dev/null 2>&1; then
+        echo "$(now_ms) ok"; else echo "$(now_ms) fail"; fi
+    done >"$2"
+  }
+  # outage LOG: "MS FAILED" (MS: -1 when writes never came back).
+  outage() {
+    python3 - "$1" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+fails = [i for i, r in enumerate(rows) if r[1] == "fail"]
+if not fails:
+    print(0, 0); sys.exit()
+before = int(rows[fails[0] - 1][0]) if fails[0] > 0 else int(rows[0][0])
+after = next((int(r[0]) for r in rows[fails[-1] + 1:] if r[1] == "ok"), None)
+print(-1 if after is None else after - before, len(fails))
+PY
+  }
+  # primary: the container of the node topology.json names (node 0 without it).
+  primary() {
+    local node
+    node=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["postgres_primary"])' "$dir/topology.json" 2>/dev/null || echo 0)
+    if [ "$node" = 0 ]; then echo hs-bench-failover-postgres; else echo "hs-bench-failover-postgres-$node"; fi
+  }
+  # round KIND LOG: the writer through one event.
+  round() {
+    rm -f "$work/stop"; write "$1" "$2" & local writer=$!
+    sleep 1
+    case $1 in
+      switchover) "$bin" switchover --dir "$dir" -q postgres >/dev/null ;;
+      failover) docker kill "$(primary)" >/dev/null; "$bin" up --dir "$dir" -q >/dev/null ;;
+      kill) local killed; killed=$(primary); docker kill "$killed" >/dev/null; sleep 10
+            touch "$work/stop"; wait "$writer"; docker start "$killed" >/dev/null
+            "$bin" up --dir "$dir" -q >/dev/null; return ;;
+    esac
+    sleep 2; touch "$work/stop"; wait "$writer"
+  }
+  local switched=() switch_failed=() failed_over=() failover_failed=() killed=() kill_failed=() lost=0 o
+  for i in $(seq "$runs"); do
+    round kill "$work/kill-$i"; o=($(outage "$work/kill-$i")); killed+=("${o[0]}"); kill_failed+=("${o[1]}")
+    round switchover "$work/switch-$i"; o=($(outage "$work/switch-$i")); switched+=("${o[0]}"); switch_failed+=("${o[1]}")
+    round failover "$work/failover-$i"; o=($(outage "$work/failover-$i")); failed_over+=("${o[0]}"); failover_failed+=("${o[1]}")
+  done
+  # Every write a switchover round saw committed is on the primary.
+  local acknowledged present
+  acknowledged=$(cat "$work"/switch-* | grep -c ' ok$' || true)
+  eval "$("$bin" env --dir "$dir")"
+  present=$(psql "$DATABASE_URL" -w -tA -c "SELECT count(*) FROM written WHERE kind = 'switchover'")
+  [ "$present" -ge "$acknowledged" ] || lost=$((acknowledged - present))
+  count() { python3 -c 'import statistics,sys; v=[int(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f} ({min(v)}-{max(v)})")' "$@"; }
+  local never=0
+  for k in "${killed[@]}"; do [ "$k" = -1 ] && never=$((never + 1)); done
+  local baseline="the primary killed (\`docker kill\`) with nothing promoting: writes never came back in $never of $runs rounds of 10 s, $(count "${kill_failed[@]}") failed operations"
+  row "PostgreSQL switchover (\`hardstack switchover postgres\`, 1 replica), a writer over libpq's multi-host URL with \`target_session_attrs=read-write\` (one INSERT per connection), median of $runs (min-max), alternating" \
+    "writes failed for $(millis "$(stats "${switched[@]}")"), $(count "${switch_failed[@]}") failed operations, $lost acknowledged rows lost" "$baseline" "" "0 rows lost"
+  row "PostgreSQL failover: the primary killed (\`docker kill\`), then \`hardstack up\` at once, the same writer, median of $runs (min-max)" \
+    "writes failed for $(millis "$(stats "${failed_over[@]}")"), $(count "${failover_failed[@]}") failed operations" "$baseline" "" ""
 }
 
 echo "Measured $(date -u +%Y-%m-%d) by \`bench/run.sh\` on $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, Debian $(cut -d. -f1 /etc/debian_version), Docker Engine $(docker version -f '{{.Server.Version}}'), $(git rev-parse --short HEAD):"

@@ -74,7 +74,9 @@ pub async fn switchover(
     );
     // A fast shutdown: the walsenders send everything up to the shutdown checkpoint first.
     engine.stop(&old.name, 60).await?;
-    let control = control_data(engine, profile, &old).await?;
+    // One one-off reads its last checkpoint and, where it shut down cleanly, marks it a standby
+    // at once: from here it cannot start as a primary again.
+    let control = control_and_mark(engine, profile, &old).await?;
     anyhow::ensure!(
         control.state == "shut down",
         "{} did not shut down cleanly ({}): start it again with `hardstack up` and retry",
@@ -95,12 +97,13 @@ pub async fn switchover(
         .await;
     if let Err(err) = caught_up {
         // Nothing moved: the old primary starts again as it was.
+        let script = format!("set -eu\nrm -f {DATA}/standby.signal\nsync -f {DATA}\n");
+        one_off(engine, profile, &old, "unmark", script).await?;
         engine.start(&old.name).await?;
         return Err(
             err.context(format!("{} did not receive the primary's last WAL; the primary runs again", new.alias))
         );
     }
-    mark_standby(engine, profile, &old).await?;
     promote(engine, profile, dir, Topology { postgres_primary: to, postgres_rewind: Vec::new() }).await?;
     Ok(Promoted { from, to, caught_up_at: Some(checkpoint), rewound: None })
 }
@@ -214,9 +217,15 @@ struct Control {
     checkpoint: String,
 }
 
-/// Reads a stopped node's control file in a one-off container on its volumes.
-async fn control_data(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<Control> {
-    let script = format!("pg_controldata -D {DATA}");
+/// Reads a stopped node's control file in a one-off container on its volumes and, where it
+/// says the server shut down cleanly, leaves `standby.signal` in its data directory.
+async fn control_and_mark(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<Control> {
+    let script = format!(
+        "set -eu\n\
+         control=$(pg_controldata -D {DATA})\n\
+         printf '%s\\n' \"$control\"\n\
+         if printf '%s\\n' \"$control\" | grep -q '^Database cluster state: *shut down$'; then touch {DATA}/standby.signal; sync -f {DATA}; fi\n"
+    );
     let ran = one_off(engine, profile, spec, "control", script).await?;
     let field = |name: &str| {
         ran.lines().find_map(|line| line.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_owned()))
@@ -225,12 +234,6 @@ async fn control_data(engine: &Engine, profile: &Profile, spec: &ContainerSpec) 
         state: field("Database cluster state").context("pg_controldata gave no cluster state")?,
         checkpoint: field("Latest checkpoint location").context("pg_controldata gave no checkpoint")?,
     })
-}
-
-/// Leaves `standby.signal` in a stopped node's data directory: it starts as a standby.
-async fn mark_standby(engine: &Engine, profile: &Profile, spec: &ContainerSpec) -> anyhow::Result<()> {
-    let script = format!("set -eu\ntouch {DATA}/standby.signal\nsync -f {DATA}\n");
-    one_off(engine, profile, spec, "standby", script).await.map(|_| ())
 }
 
 /// Rewinds the stopped old primary `node` onto the new primary's timeline (`promoted` names the
