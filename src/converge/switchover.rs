@@ -150,7 +150,17 @@ pub async fn finish(engine: &Engine, profile: &Profile, dir: &StackDir) -> anyho
     if !running(engine, &primary.name).await? {
         return Ok(false);
     }
-    let in_recovery = superuser::sql(engine, &primary, "SELECT pg_is_in_recovery()").await?;
+    // A primary that was just started may still be in its crash recovery: asked until it answers.
+    let poll = std::time::Duration::from_millis(100);
+    let in_recovery = crate::retry::Backoff::every(poll, std::time::Duration::from_secs(60))
+        .run(|| async {
+            match superuser::sql(engine, &primary, "SELECT pg_is_in_recovery()").await {
+                Ok(answer) => crate::retry::Attempt::Done(answer),
+                Err(err) => crate::retry::Attempt::Retry(err),
+            }
+        })
+        .await
+        .with_context(|| format!("asking {} whether it is in recovery", primary.name))?;
     let unfinished = in_recovery.trim() == "t";
     if unfinished {
         let topology = crate::topology::read(dir)?.context("the topology is recorded")?;
