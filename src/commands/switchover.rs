@@ -69,7 +69,7 @@ pub async fn take_over(output: &Output, engine: &Engine, profile: &Profile, dir:
         ));
     }
     for said in crate::converge::switchover::rewind_pending(engine, profile, dir).await? {
-        output.line(format!("postgres: rewound an old primary a failover left (pg_rewind: {said})"));
+        output.line(format!("postgres: an old primary a failover left follows the new primary ({said})"));
     }
     if let Some(promoted) = crate::converge::switchover::failover(engine, profile, dir).await? {
         output.line(format!(
@@ -77,7 +77,7 @@ pub async fn take_over(output: &Output, engine: &Engine, profile: &Profile, dir:
             promoted.from,
             promoted.to,
             crate::replica::container_name(profile, promoted.to),
-            promoted.rewound.map(|said| format!(" (pg_rewind: {said})")).unwrap_or_default()
+            promoted.rewound.map(|said| format!(" ({said})")).unwrap_or_default()
         ));
     }
     Ok(())

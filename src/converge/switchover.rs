@@ -36,8 +36,7 @@ pub struct Promoted {
 /// A switchover to `to` (the most advanced streaming standby when `None`): the primary is
 /// stopped cleanly, the standby is seen to have replayed its shutdown checkpoint, is recorded
 /// and promoted, and the old primary is left stopped with `standby.signal` (the next `up`
-/// starts it as a standby of the new primary; for node 0 in its first form, recreated in a
-/// replica's form).
+/// starts it as a standby of the new primary).
 pub async fn switchover(
     engine: &Engine,
     profile: &Profile,
@@ -141,7 +140,7 @@ pub async fn rewind_pending(engine: &Engine, profile: &Profile, dir: &StackDir) 
 }
 
 /// Finishes a promotion an earlier run recorded but did not make (the recorded primary is
-/// still in recovery), and gives the primary its alias: what `up` does first.
+/// still in recovery): what `up` does first.
 pub async fn finish(engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<bool> {
     if profile.postgres.primary.is_none() {
         return Ok(false);
@@ -177,7 +176,9 @@ async fn promote(engine: &Engine, profile: &Profile, dir: &StackDir, topology: T
     let mut promoted = profile.clone();
     promoted.postgres.primary = Some(to);
     let new = crate::replica::primary_spec(&promoted);
-    let answer = superuser::sql(engine, &new, "SELECT pg_is_in_recovery() AND pg_promote(true, 60)").await?;
+    // CASE, not AND: only a server in recovery is asked to promote (pg_promote refuses others).
+    let promoting = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(true, 60) ELSE false END";
+    let answer = superuser::sql(engine, &new, promoting).await?;
     anyhow::ensure!(
         matches!(answer.trim(), "t" | "f"),
         "promoting {}: PostgreSQL answered {}",
@@ -253,7 +254,9 @@ async fn control_and_mark(engine: &Engine, profile: &Profile, spec: &ContainerSp
 /// lacks. It logs in as the replication login over the stack network, with its certificate and
 /// pgpass file from the node's config volume (the grants `pg_rewind` needs are the init SQL's).
 async fn rewind(engine: &Engine, promoted: &Profile, dir: &StackDir, node: u8) -> anyhow::Result<String> {
-    let old = crate::replica::spec(promoted, node);
+    let mut old = crate::replica::spec(promoted, node);
+    // The image the node runs (the profile's, or the local one `up` fell back to).
+    old.image = engine.image_of(&old).await?;
     anyhow::ensure!(
         !running(engine, &old.name).await?,
         "{} runs although it was the primary before a failover: stop it (`docker stop {}`) and run `hardstack up` to rewind it",
@@ -270,17 +273,37 @@ async fn rewind(engine: &Engine, promoted: &Profile, dir: &StackDir, node: u8) -
          touch {DATA}/standby.signal\n\
          sync -f {DATA}\n"
     );
-    let output = one_off(engine, promoted, &old, "rewind", script).await.context("rewinding the old primary")?;
+    let said = match one_off(engine, promoted, &old, "rewind", script).await {
+        Ok(output) => output
+            .lines()
+            .filter(|line| line.contains("rewind") || line.contains("diverged") || line.contains("Done"))
+            .map(|line| line.trim_start_matches("pg_rewind: "))
+            .collect::<Vec<_>>()
+            .join("; ")
+            .replacen("", "pg_rewind: ", 1),
+        // Where pg_rewind cannot (the new primary no longer has the WAL since the histories
+        // diverged, say), the node is made again as a new replica is: wiped, then a base
+        // backup of the new primary over its slot (a mark makes the copy start over).
+        Err(err) => {
+            let mark = format!("set -eu\ntouch {}/pg/copying\n", crate::containers::POSTGRES_WAL_MOUNT);
+            one_off(engine, promoted, &old, "recopy", mark).await?;
+            super::replica::copy(engine, promoted, &old, node).await.with_context(|| {
+                format!("copying the new primary into {} after pg_rewind failed: {err:#}", old.alias)
+            })?;
+            format!("pg_rewind failed ({}); made again from a base backup of the new primary", first_line(&err))
+        }
+    };
     if let Some(mut topology) = crate::topology::read(dir)? {
         topology.postgres_rewind.retain(|pending| *pending != node);
         crate::topology::record(dir, &topology)?;
     }
-    let said = output
-        .lines()
-        .filter(|line| line.contains("rewind") || line.contains("diverged") || line.contains("Done"))
-        .collect::<Vec<_>>()
-        .join("; ");
     Ok(said)
+}
+
+/// The last line of an error's chain that says something (pg_rewind's own `error:` line).
+fn first_line(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    text.lines().rev().find(|l| l.contains("error")).unwrap_or(text.lines().next().unwrap_or("")).trim().to_owned()
 }
 
 /// Runs `script` as the server's uid in a one-off of the stack's image on a node's volumes and
