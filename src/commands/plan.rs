@@ -45,6 +45,7 @@ pub async fn show(
         services.push(converge::plan(&engine, profile, &spec, &contents, prune).await?);
     }
     let removed = engine.undeclared_containers(profile).await?;
+    let primary = converge::switchover::foreseen(&engine, profile, dir).await?;
     let files: Vec<_> = preview.diff.changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
     let conflicts: Vec<_> =
         preview.diff.conflicts.iter().map(|c| json!({"path": c.path, "reason": conflict_reason(c.edited)})).collect();
@@ -57,6 +58,7 @@ pub async fn show(
         "secrets": preview.plan.new_secrets.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "services": services.iter().map(ServicePlan::report).collect::<Vec<_>>(),
         "removed_containers": removed,
+        "postgres_primary": primary,
         "templates": preview.inputs.templates,
         "audit_refused": preview.refused().map(|c| json!({"id": c.id, "evidence": c.evidence})).collect::<Vec<_>>(),
         "audit_accepted": preview.accepted().map(|c| json!({"id": c.id, "evidence": c.evidence})).collect::<Vec<_>>(),
@@ -89,6 +91,9 @@ pub async fn show(
     }
     for check in preview.accepted() {
         output.line(format!("  warning   audit rule {} fails and is accepted: {}", check.id, check.evidence));
+    }
+    for line in &primary {
+        output.line(line);
     }
     for plan in &services {
         output.line(describe(plan));

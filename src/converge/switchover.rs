@@ -128,6 +128,30 @@ pub async fn failover(engine: &Engine, profile: &Profile, dir: &StackDir) -> any
     Ok(Some(Promoted { from, to, caught_up_at: None, rewound: Some(rewound) }))
 }
 
+/// What `up` would do first about PostgreSQL's primary, in words, for `plan`: rewinds a
+/// failover left, and a failover where the primary's container is not running and a standby
+/// is. Reads the engine and the standbys; changes nothing.
+pub async fn foreseen(engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    if !profile.runs(Service::Postgres) || profile.postgres.replicas == 0 {
+        return Ok(lines);
+    }
+    for node in crate::topology::read(dir)?.map(|t| t.postgres_rewind).unwrap_or_default() {
+        lines.push(format!(
+            "postgres: bring the old primary, node {node}, onto the new primary's timeline (pg_rewind) before it starts"
+        ));
+    }
+    let old = crate::replica::primary_spec(profile);
+    let stopped = engine.inspect(&old.name).await?.is_some() && !running(engine, &old.name).await?;
+    if stopped && let Some(to) = most_advanced(engine, profile).await? {
+        lines.push(format!(
+            "postgres: the primary (node {}) is not running: promote node {to}, the standby that received most (a failover), then bring the old primary back as its standby",
+            crate::replica::primary(profile)
+        ));
+    }
+    Ok(lines)
+}
+
 /// Rewinds the old primaries a failover left unrewound (an interrupted run): before `up`
 /// starts any of them.
 pub async fn rewind_pending(engine: &Engine, profile: &Profile, dir: &StackDir) -> anyhow::Result<Vec<String>> {
