@@ -140,6 +140,10 @@ fn up_after_the_primary_died_promotes_a_standby_and_rewinds_the_old_primary() {
     // The primary's container dies (SIGKILL: no shutdown checkpoint, nothing sent after).
     let primary = format!("{}-postgres", stack.name);
     assert!(Command::new("docker").args(["kill", &primary]).status().unwrap().success());
+    // plan says it first, and changes nothing.
+    let plan = stack.cmd("plan", &[]).output().unwrap();
+    assert!(text(&plan).contains("the primary (node 0) is not running: promote node 1"), "{}", text(&plan));
+    assert!(!stack.sandbox.stack().join("topology.json").exists());
     let again = stack.cmd("up", &[]).output().unwrap();
     assert!(again.status.success(), "{}", text(&again));
     let said = String::from_utf8_lossy(&again.stdout).into_owned();
