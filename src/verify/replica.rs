@@ -143,22 +143,39 @@ async fn lag(context: &Context, node: u8) -> anyhow::Result<String> {
     let alias = crate::endpoint::replica_alias(node);
     let slot = layout::replica_slot(node);
     let admin = context.admin().await?;
-    let row = admin
-        .query_opt(
-            "SELECT r.state, \
-                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint, \
-                    coalesce(extract(epoch FROM r.replay_lag) * 1000, 0)::float8 \
-               FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
-              WHERE s.slot_name = $1",
-            &[&slot],
-        )
-        .await?;
-    let Some(row) = row else {
-        anyhow::bail!(
-            "no stream over {alias}'s slot {slot} among the primary's (pg_replication_slots, pg_stat_replication)"
-        )
+    // A standby that has just started (a switchover's old primary) connects within moments:
+    // asked again until it streams, within the same bound as a row's arrival.
+    let backoff = crate::retry::Backoff {
+        first: Duration::from_millis(20),
+        most: Duration::from_millis(200),
+        deadline: VISIBLE_WITHIN,
     };
-    let (state, bytes, millis): (String, i64, f64) = (row.get(0), row.get(1), row.get(2));
-    anyhow::ensure!(state == "streaming", "{alias}'s stream is {state}, not streaming");
-    Ok(format!("{alias}: streaming over slot {}, replay lag {bytes} bytes, {millis:.0} ms", layout::replica_slot(node)))
+    let (bytes, millis): (i64, f64) = backoff
+        .run(|| async {
+            let row = admin
+                .query_opt(
+                    "SELECT r.state, \
+                            coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint, \
+                            coalesce(extract(epoch FROM r.replay_lag) * 1000, 0)::float8 \
+                       FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+                      WHERE s.slot_name = $1",
+                    &[&slot],
+                )
+                .await;
+            match row {
+                Ok(Some(row)) if row.get::<_, String>(0) == "streaming" => {
+                    crate::retry::Attempt::Done((row.get(1), row.get(2)))
+                }
+                Ok(Some(row)) => crate::retry::Attempt::Retry(anyhow::anyhow!(
+                    "{alias}'s stream is {}, not streaming",
+                    row.get::<_, String>(0)
+                )),
+                Ok(None) => crate::retry::Attempt::Retry(anyhow::anyhow!(
+                    "no stream over {alias}'s slot {slot} among the primary's (pg_replication_slots, pg_stat_replication)"
+                )),
+                Err(err) => crate::retry::Attempt::Fail(err.into()),
+            }
+        })
+        .await?;
+    Ok(format!("{alias}: streaming over slot {slot}, replay lag {bytes} bytes, {millis:.0} ms"))
 }
