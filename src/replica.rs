@@ -34,7 +34,7 @@ pub fn primary(profile: &Profile) -> u8 {
     profile.postgres.primary.unwrap_or(0)
 }
 
-/// The primary's spec, with the alias `postgres` on the stack network.
+/// The primary's spec.
 pub fn primary_spec(profile: &Profile) -> ContainerSpec {
     spec(profile, primary(profile))
 }
@@ -64,9 +64,9 @@ pub fn node_of(profile: &Profile, container: &str) -> Option<u8> {
 }
 
 /// The replication connection a standby makes to the primary (`primary_conninfo`, and the
-/// first copy's): the primary's alias, libpq's keywords, verify-full TLS at least at the profile's minimum, the
-/// replication login's certificate and pgpass file where a replica receives them. No secret:
-/// the password is in the pgpass file.
+/// first copy's): the primary's alias, libpq's keywords, verify-full TLS at least at the
+/// profile's minimum, the replication login's certificate and pgpass file where a node
+/// receives them. No secret: the password is in the pgpass file.
 pub fn conninfo(profile: &Profile) -> String {
     let delivered = layout::replica_deliveries(profile);
     let at = |file: StackFile| {
@@ -85,8 +85,8 @@ pub fn conninfo(profile: &Profile) -> String {
     )
 }
 
-/// The node number of a PostgreSQL node's spec (0 for `<stack>-postgres` in either form);
-/// `None` for every other service's.
+/// The node number of a PostgreSQL node's spec (0 for `<stack>-postgres`); `None` for every
+/// other service's.
 pub fn node(spec: &ContainerSpec) -> Option<u8> {
     let prefix = format!("{}-", Service::Postgres.name());
     match spec.service {
@@ -100,8 +100,8 @@ pub fn node(spec: &ContainerSpec) -> Option<u8> {
 /// 0's with the node's name, alias, volumes (config, data and WAL, each `postgres-N-...`) and
 /// published port; no init scripts, the same WAL archive (where the profile keeps one: a
 /// standby does not archive, and once promoted it archives on its new timeline beside the old
-/// primary's), and its slot and name on the command line (the rest of its settings is the shared file,
-/// `primary_conninfo` included).
+/// primary's), and its slot and name on the command line (the rest of its settings is the
+/// shared file, `primary_conninfo` included).
 pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
     let primary = containers::container_spec(profile, Service::Postgres);
     if node == 0 {

@@ -1,8 +1,7 @@
 //! `hardstack switchover postgres`: the primary role moves to a standby with no committed row
 //! lost (see `converge::switchover`), then the stack is brought to what its directory now
-//! declares, as `up` does: node 0 in its first form is recreated in a replica's form, the old
-//! primary starts as a standby of the new one, every file that names the primary (env,
-//! connections.json, the init SQL's slots) follows, and `verify` runs.
+//! declares, as `up` does: the old primary starts as a standby of the new one, every file that
+//! names the primary (env, connections.json, the init SQL's slots) follows, and `verify` runs.
 
 use std::process::ExitCode;
 

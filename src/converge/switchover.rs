@@ -76,12 +76,15 @@ pub async fn switchover(
     // One one-off reads its last checkpoint and, where it shut down cleanly, marks it a standby
     // at once: from here it cannot start as a primary again.
     let control = control_and_mark(engine, profile, &old).await?;
-    anyhow::ensure!(
-        control.state == "shut down",
-        "{} did not shut down cleanly ({}): start it again with `hardstack up` and retry",
-        old.name,
-        control.state
-    );
+    if control.state != "shut down" {
+        // Not marked: it starts again as the primary it was, and nothing moved.
+        engine.start(&old.name).await?;
+        anyhow::bail!(
+            "{} did not shut down cleanly within 60 s ({}); it runs again as the primary and nothing moved: retry",
+            old.name,
+            control.state
+        );
+    }
     let checkpoint = control.checkpoint;
     let replayed = format!("SELECT pg_last_wal_replay_lsn() > '{checkpoint}'::pg_lsn");
     let poll = std::time::Duration::from_millis(50);
