@@ -162,4 +162,23 @@ fn up_after_the_primary_died_promotes_a_standby_and_rewinds_the_old_primary() {
     assert!(text(&status).contains("the primary is postgres-1; standbys postgres"), "{}", text(&status));
     let topology = std::fs::read_to_string(stack.sandbox.stack().join("topology.json")).unwrap();
     assert!(topology.contains("\"postgres_primary\": 1") && !topology.contains("rewind"), "{topology}");
+
+    // An old primary pg_rewind cannot bring back (here its login may not connect to the new
+    // primary's database) is made again from a base backup: a run interrupted before the
+    // rewind left it on the record, and the next `up` finishes it.
+    assert!(Command::new("docker").args(["stop", &primary]).status().unwrap().success());
+    std::fs::write(stack.sandbox.stack().join("topology.json"), r#"{"postgres_primary": 1, "postgres_rewind": [0]}"#)
+        .unwrap();
+    let revoke = "PGPASSWORD=$(cat /etc/hardstack/secrets/superuser.password) psql -h /var/run/postgresql -U postgres \
+                  -Atc 'REVOKE CONNECT ON DATABASE postgres FROM streaming_replica'";
+    let new_primary = format!("{}-postgres-1", stack.name);
+    let revoked = Command::new("docker").args(["exec", &new_primary, "sh", "-c", revoke]).output().unwrap();
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let again = stack.cmd("up", &[]).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    let said = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(said.contains("pg_rewind failed") && said.contains("made again from a base backup"), "{said}");
+    assert!(psql(&after, "INSERT INTO written VALUES (3)").is_some());
+    let follows = (0..300).any(|_| psql(&before, "SELECT count(*) FROM written").as_deref() == Some("3"));
+    assert!(follows, "the old primary, made again, does not follow the new one");
 }
