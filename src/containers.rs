@@ -390,6 +390,14 @@ pub fn running_specs(profile: &Profile) -> Vec<ContainerSpec> {
         .collect()
 }
 
+/// The name of a service's container as the engine runs it: PostgreSQL's primary node's.
+pub fn running_name(profile: &Profile, service: Service) -> String {
+    match service {
+        Service::Postgres => crate::replica::primary_name(profile),
+        _ => container_name(profile, service),
+    }
+}
+
 /// The spec of one service.
 pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
     let uid = service.uid();

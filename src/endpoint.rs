@@ -49,7 +49,7 @@ pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> 
 /// switchover moved it).
 fn host_port(profile: &Profile, service: Service) -> u16 {
     match service {
-        Service::Postgres => profile.network.ports.postgres_node(profile.postgres.primary.unwrap_or(0)),
+        Service::Postgres => profile.network.ports.postgres_node(profile.postgres.primary_node()),
         _ => profile.network.ports.of(service),
     }
 }
@@ -76,7 +76,7 @@ pub const QDRANT_GRPC_PORT: u16 = 6334;
 /// and its container port.
 pub fn network_endpoint(profile: &Profile, service: Service) -> Endpoint {
     let host = match service {
-        Service::Postgres => replica_alias(profile.postgres.primary.unwrap_or(0)),
+        Service::Postgres => replica_alias(profile.postgres.primary_node()),
         _ => service.name().to_owned(),
     };
     Endpoint { host, port: service.container_port() }

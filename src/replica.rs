@@ -31,7 +31,7 @@ pub fn nodes(profile: &Profile) -> impl Iterator<Item = u8> + use<> {
 
 /// The primary's node.
 pub fn primary(profile: &Profile) -> u8 {
-    profile.postgres.primary.unwrap_or(0)
+    profile.postgres.primary_node()
 }
 
 /// The primary's spec.
@@ -44,9 +44,15 @@ pub fn primary_name(profile: &Profile) -> String {
     container_name(profile, primary(profile))
 }
 
-/// Whether `spec` is a standby's: a PostgreSQL node that is not the primary.
+/// The node number of a standby's spec: a PostgreSQL node that is not the primary; `None` for
+/// the primary's and every other service's.
+pub fn standby_node(profile: &Profile, spec: &ContainerSpec) -> Option<u8> {
+    node(spec).filter(|node| *node != primary(profile))
+}
+
+/// Whether `spec` is a standby's.
 pub fn is_standby(profile: &Profile, spec: &ContainerSpec) -> bool {
-    node(spec).is_some_and(|node| node != primary(profile))
+    standby_node(profile, spec).is_some()
 }
 
 /// The container name of node `node` (`<stack>-postgres` for node 0).

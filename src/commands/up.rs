@@ -262,7 +262,7 @@ async fn up_with(
     ));
     let mut tasks = Vec::new();
     for spec in specs.into_iter().chain(replicas) {
-        let replica = crate::replica::node(&spec).filter(|_| crate::replica::is_standby(&profile, &spec));
+        let replica = crate::replica::standby_node(&profile, &spec);
         let target = match replica {
             Some(node) => probe::replica_target(&profile, &stack.dir, &store, node).await?,
             None => probe::app_target(&profile, &stack.dir, &store, spec.service).await?,
@@ -605,7 +605,7 @@ async fn create_and_start(
     let started = async {
         created?;
         // A replica's data is a copy of the primary's, made before its first start.
-        if let Some(node) = crate::replica::node(spec).filter(|_| crate::replica::is_standby(&stack.profile, spec)) {
+        if let Some(node) = crate::replica::standby_node(&stack.profile, spec) {
             stack.progress.stage(&spec.alias, "copying the primary");
             if let Err(err) = converge::replica::copy(engine, &stack.profile, spec, node).await {
                 let _ = engine.force_remove(&spec.name).await;

@@ -36,6 +36,20 @@ pub async fn copy(engine: &Engine, profile: &Profile, spec: &ContainerSpec, node
          rm {mark}\n\
          echo copied\n"
     );
+    on_volumes(engine, profile, spec, "copy", script).await.map(|_| ())
+}
+
+/// Runs `script` as the server's uid in a one-off of `spec`'s image, on the node's volumes
+/// (mounted where its container has them) and the stack network, while the node's own
+/// container is not running; returns the script's output. The one-off's role is
+/// `<alias>-<what>`.
+pub(super) async fn on_volumes(
+    engine: &Engine,
+    profile: &Profile,
+    spec: &ContainerSpec,
+    what: &str,
+    script: String,
+) -> anyhow::Result<String> {
     let mounts = spec
         .volumes
         .iter()
@@ -49,17 +63,16 @@ pub async fn copy(engine: &Engine, profile: &Profile, spec: &ContainerSpec, node
         mounts,
         cap_add: Vec::new(),
     };
-    let role = format!("{}-copy", spec.alias);
+    let role = format!("{}-{what}", spec.alias);
     let names = crate::containers::stack_names(profile);
-    engine.run_once(&names.stack, &names.network, &role, run).await.map(|_| ())
+    Ok(engine.run_once(&names.stack, &names.network, &role, run).await?.output)
 }
 
 /// A replica taken out of the profile (its container already removed): its slot on the primary
 /// goes, so the primary stops keeping WAL for it. Its stream may outlive the container until
 /// the primary notices: it is ended first. Nothing to do without a running primary.
 pub async fn forget(engine: &Engine, primary: &ContainerSpec, node: u8) -> anyhow::Result<()> {
-    let running = engine.inspect(&primary.name).await?.and_then(|i| i.state?.running).unwrap_or(false);
-    if !running {
+    if !engine.running(&primary.name).await? {
         return Ok(());
     }
     let slot = layout::replica_slot(node);

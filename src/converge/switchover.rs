@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use crate::containers::ContainerSpec;
 use crate::profile::{Profile, Service};
-use crate::runtime::{Engine, OneOff};
+use crate::runtime::Engine;
 use crate::stackdir::StackDir;
 use crate::superuser;
 use crate::topology::Topology;
@@ -44,9 +44,9 @@ pub async fn switchover(
     to: Option<u8>,
 ) -> anyhow::Result<Promoted> {
     let from = crate::replica::primary(profile);
-    let old = crate::replica::primary_spec(profile);
+    let mut old = crate::replica::primary_spec(profile);
     anyhow::ensure!(
-        running(engine, &old.name).await?,
+        engine.running(&old.name).await?,
         "the primary, {}, is not running: `hardstack up` promotes a standby when the primary died",
         old.name
     );
@@ -55,6 +55,8 @@ pub async fn switchover(
         None => most_advanced(engine, profile).await?.context("no standby is running: `hardstack up` starts them")?,
     };
     anyhow::ensure!(to != from, "node {to} is the primary already");
+    // Its one-offs run the image it runs (the profile's, or the local one `up` fell back to).
+    old.image = engine.image_of(&old).await?;
     anyhow::ensure!(
         crate::replica::nodes(profile).any(|node| node == to),
         "postgres.replicas = {}: there is no node {to} (the nodes are 0 to {})",
@@ -100,7 +102,7 @@ pub async fn switchover(
     if let Err(err) = caught_up {
         // Nothing moved: the old primary starts again as it was.
         let script = format!("set -eu\nrm -f {DATA}/standby.signal\nsync -f {DATA}\n");
-        one_off(engine, profile, &old, "unmark", script).await?;
+        super::replica::on_volumes(engine, profile, &old, "unmark", script).await?;
         engine.start(&old.name).await?;
         return Err(
             err.context(format!("{} did not receive the primary's last WAL; the primary runs again", new.alias))
@@ -145,7 +147,7 @@ pub async fn foreseen(engine: &Engine, profile: &Profile, dir: &StackDir) -> any
         ));
     }
     let old = crate::replica::primary_spec(profile);
-    let stopped = engine.inspect(&old.name).await?.is_some() && !running(engine, &old.name).await?;
+    let stopped = engine.inspect(&old.name).await?.is_some() && !engine.running(&old.name).await?;
     if stopped && let Some(to) = most_advanced(engine, profile).await? {
         lines.push(format!(
             "postgres: the primary (node {}) is not running: promote node {to}, the standby that received most (a failover), then bring the old primary back as its standby",
@@ -173,7 +175,7 @@ pub async fn finish(engine: &Engine, profile: &Profile, dir: &StackDir) -> anyho
         return Ok(false);
     }
     let primary = crate::replica::primary_spec(profile);
-    if !running(engine, &primary.name).await? {
+    if !engine.running(&primary.name).await? {
         return Ok(false);
     }
     // A primary that was just started may still be in its crash recovery: asked until it answers.
@@ -230,7 +232,7 @@ async fn promote(engine: &Engine, profile: &Profile, dir: &StackDir, topology: T
 async fn most_advanced(engine: &Engine, profile: &Profile) -> anyhow::Result<Option<u8>> {
     let mut best: Option<(u64, u8)> = None;
     for spec in crate::replica::specs(profile) {
-        if !running(engine, &spec.name).await? {
+        if !engine.running(&spec.name).await? {
             continue;
         }
         let asked = "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint";
@@ -243,10 +245,6 @@ async fn most_advanced(engine: &Engine, profile: &Profile) -> anyhow::Result<Opt
         }
     }
     Ok(best.map(|(_, node)| node))
-}
-
-async fn running(engine: &Engine, name: &str) -> anyhow::Result<bool> {
-    Ok(engine.inspect(name).await?.and_then(|i| i.state?.running).unwrap_or(false))
 }
 
 /// What `pg_controldata` says of a stopped node's data directory.
@@ -264,7 +262,7 @@ async fn control_and_mark(engine: &Engine, profile: &Profile, spec: &ContainerSp
          printf '%s\\n' \"$control\"\n\
          if printf '%s\\n' \"$control\" | grep -q '^Database cluster state: *shut down$'; then touch {DATA}/standby.signal; sync -f {DATA}; fi\n"
     );
-    let ran = one_off(engine, profile, spec, "control", script).await?;
+    let ran = super::replica::on_volumes(engine, profile, spec, "control", script).await?;
     let field = |name: &str| {
         ran.lines().find_map(|line| line.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_owned()))
     };
@@ -282,10 +280,10 @@ async fn control_and_mark(engine: &Engine, profile: &Profile, spec: &ContainerSp
 /// pgpass file from the node's config volume (the grants `pg_rewind` needs are the init SQL's).
 async fn rewind(engine: &Engine, promoted: &Profile, dir: &StackDir, node: u8) -> anyhow::Result<String> {
     let mut old = crate::replica::spec(promoted, node);
-    // The image the node runs (the profile's, or the local one `up` fell back to).
+    // Its one-offs run the image it runs (the profile's, or the local one `up` fell back to).
     old.image = engine.image_of(&old).await?;
     anyhow::ensure!(
-        !running(engine, &old.name).await?,
+        !engine.running(&old.name).await?,
         "{} runs although it was the primary before a failover: stop it (`docker stop {}`) and run `hardstack up` to rewind it",
         old.name,
         old.name
@@ -300,24 +298,25 @@ async fn rewind(engine: &Engine, promoted: &Profile, dir: &StackDir, node: u8) -
          touch {DATA}/standby.signal\n\
          sync -f {DATA}\n"
     );
-    let said = match one_off(engine, promoted, &old, "rewind", script).await {
-        Ok(output) => output
-            .lines()
-            .filter(|line| line.contains("rewind") || line.contains("diverged") || line.contains("Done"))
-            .map(|line| line.trim_start_matches("pg_rewind: "))
-            .collect::<Vec<_>>()
-            .join("; ")
-            .replacen("", "pg_rewind: ", 1),
+    let said = match super::replica::on_volumes(engine, promoted, &old, "rewind", script).await {
+        Ok(output) => {
+            let lines: Vec<&str> = output
+                .lines()
+                .filter(|line| line.contains("rewind") || line.contains("diverged") || line.contains("Done"))
+                .map(|line| line.trim_start_matches("pg_rewind: "))
+                .collect();
+            format!("pg_rewind: {}", lines.join("; "))
+        }
         // Where pg_rewind cannot (the new primary no longer has the WAL since the histories
         // diverged, say), the node is made again as a new replica is: wiped, then a base
         // backup of the new primary over its slot (a mark makes the copy start over).
         Err(err) => {
             let mark = format!("set -eu\ntouch {}/pg/copying\n", crate::containers::POSTGRES_WAL_MOUNT);
-            one_off(engine, promoted, &old, "recopy", mark).await?;
+            super::replica::on_volumes(engine, promoted, &old, "recopy", mark).await?;
             super::replica::copy(engine, promoted, &old, node).await.with_context(|| {
                 format!("copying the new primary into {} after pg_rewind failed: {err:#}", old.alias)
             })?;
-            format!("pg_rewind failed ({}); made again from a base backup of the new primary", first_line(&err))
+            format!("pg_rewind failed ({}); made again from a base backup of the new primary", error_line(&err))
         }
     };
     if let Some(mut topology) = crate::topology::read(dir)? {
@@ -328,35 +327,7 @@ async fn rewind(engine: &Engine, promoted: &Profile, dir: &StackDir, node: u8) -
 }
 
 /// The last line of an error's chain that says something (pg_rewind's own `error:` line).
-fn first_line(err: &anyhow::Error) -> String {
+fn error_line(err: &anyhow::Error) -> String {
     let text = format!("{err:#}");
     text.lines().rev().find(|l| l.contains("error")).unwrap_or(text.lines().next().unwrap_or("")).trim().to_owned()
-}
-
-/// Runs `script` as the server's uid in a one-off of the stack's image on a node's volumes and
-/// the stack network (the node's container is stopped), and returns its output.
-async fn one_off(
-    engine: &Engine,
-    profile: &Profile,
-    spec: &ContainerSpec,
-    what: &str,
-    script: String,
-) -> anyhow::Result<String> {
-    let mounts = spec
-        .volumes
-        .iter()
-        .map(|v| format!("{}:{}{}", v.name, v.target, if v.read_only { ":ro" } else { "" }))
-        .collect();
-    let run = OneOff {
-        // The image the node runs (the profile's, or the local one `up` fell back to).
-        image: engine.image_of(spec).await?,
-        user: spec.user.clone(),
-        command: vec!["/bin/sh".into(), "-c".into(), script],
-        archive: Vec::new(),
-        mounts,
-        cap_add: Vec::new(),
-    };
-    let names = crate::containers::stack_names(profile);
-    let role = format!("{}-{what}", spec.alias);
-    Ok(engine.run_once(&names.stack, &names.network, &role, run).await?.output)
 }

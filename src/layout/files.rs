@@ -170,8 +170,7 @@ impl KubeFile {
             .into_iter()
             .chain([KubeFile::ExternalSecrets, KubeFile::GitIgnore, KubeFile::YamlLint])
             .chain(Service::ALL.into_iter().map(KubeFile::Service))
-            // postgres.replicas is at most 5.
-            .chain((1..=5).map(KubeFile::PostgresReplica))
+            .chain((1..=crate::profile::MAX_POSTGRES_REPLICAS).map(KubeFile::PostgresReplica))
     }
 }
 

@@ -419,12 +419,12 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     files
 }
 
-/// Every file a PostgreSQL node in a replica's form receives, in its own config volume at the
-/// same paths as node 0's: node 0's files, the init SQL in the config volume (a replica is a
-/// copy, never initdb'd; the node applies it over its socket once it is the primary), then the
-/// replication login's pgpass file and client certificate, which it presents to the primary
-/// (`primary_conninfo`). Node 0 in its first form does not receive these: adding a replica
-/// changes no delivery of the primary's (its container stays).
+/// Every file a PostgreSQL replica receives, in its own config volume at the same paths as
+/// node 0's: node 0's files, the init SQL in the config volume (a replica is a copy, never
+/// initdb'd; it applies the file over its socket once it is the primary), then the replication
+/// login's pgpass file and client certificate, which it presents to the primary
+/// (`primary_conninfo`). Node 0 has the init SQL in its initdb volume and receives the
+/// replication login's files too (`replication_deliveries`).
 pub fn replica_deliveries(profile: &Profile) -> Vec<Delivered> {
     let mut files: Vec<Delivered> =
         deliveries(profile, Service::Postgres).into_iter().filter(|d| d.volume != Volume::Initdb).collect();

@@ -349,10 +349,7 @@ pub async fn reach(
     if let Some(target) = login_target(profile, dir, service, login, password.clone(), database)? {
         return Ok(target);
     }
-    let name = match service {
-        crate::profile::Service::Postgres => crate::replica::primary_name(profile),
-        _ => crate::containers::container_name(profile, service),
-    };
+    let name = crate::containers::running_name(profile, service);
     let network = crate::containers::stack_names(profile).network;
     let address = engine.address_on(&name, &network).await?;
     let endpoint = crate::endpoint::network_endpoint(profile, service);

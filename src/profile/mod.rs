@@ -286,11 +286,15 @@ pub struct PostgresSettings {
     pub replicas: u8,
     /// Which node is the primary where a switchover or failover moved it (the stack
     /// directory's `topology.json`, never a profile key): `None` until the first one, when node
-    /// 0 (`<stack>-postgres`) is the primary in the form it was created in.
+    /// 0 (`<stack>-postgres`) is the primary.
     #[serde(skip)]
     #[schemars(skip)]
     pub primary: Option<u8>,
 }
+
+/// The most `postgres.replicas` may be: beyond it, a cluster of its own, not a stack's read
+/// copies.
+pub const MAX_POSTGRES_REPLICAS: u8 = 5;
 
 fn is_zero(n: &u8) -> bool {
     *n == 0
@@ -312,9 +316,14 @@ impl PostgresSettings {
         1..=self.replicas
     }
 
+    /// The primary's node: the recorded one, node 0 without a record.
+    pub fn primary_node(&self) -> u8 {
+        self.primary.unwrap_or(0)
+    }
+
     /// The standbys' node numbers: every node (0 to `replicas`) but the primary.
     pub fn standby_nodes(&self) -> impl Iterator<Item = u8> + use<> {
-        let primary = self.primary.unwrap_or(0);
+        let primary = self.primary_node();
         (0..=self.replicas).filter(move |node| *node != primary)
     }
 

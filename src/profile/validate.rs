@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Profile, Service, StoreKind};
+use super::{MAX_POSTGRES_REPLICAS, Profile, Service, StoreKind};
 
 /// One invalid value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +59,6 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         fail("stack.services", "a service is listed twice".into());
     }
 
-    /// Replicas beyond this are a cluster of their own, not a dev stack's read copies.
-    const MAX_REPLICAS: u8 = 5;
     let mut seen_ports = HashSet::new();
     for service in Service::ALL.into_iter().filter(|s| profile.runs(*s)) {
         let image = profile.images.of(service);
@@ -99,8 +97,11 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
     let replicas = profile.postgres.replicas;
     if replicas > 0 && !profile.runs(Service::Postgres) {
         fail("postgres.replicas", "replicas copy PostgreSQL: list postgres in stack.services, or set 0".into());
-    } else if replicas > MAX_REPLICAS {
-        fail("postgres.replicas", format!("{replicas} is more than {MAX_REPLICAS}; use 0 to {MAX_REPLICAS}"));
+    } else if replicas > MAX_POSTGRES_REPLICAS {
+        fail(
+            "postgres.replicas",
+            format!("{replicas} is more than {MAX_POSTGRES_REPLICAS}; use 0 to {MAX_POSTGRES_REPLICAS}"),
+        );
     } else if replicas > 0 && profile.postgres.workload == super::Workload::Desktop {
         fail("postgres.replicas", "the desktop workload turns WAL streaming off (wal_level = minimal); pick another postgres.workload, or set 0".into());
     } else if replicas > 0 && profile.postgres.data != super::DataMode::Volume {

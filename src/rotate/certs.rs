@@ -144,8 +144,9 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
 /// of the primary's `target`.
 async fn replicas_serve(context: &Context<'_>, mut target: probe::Target, expected: &[u8]) -> anyhow::Result<()> {
     let replicas = super::receivers(context.engine, context.profile, Service::Postgres).await?;
-    let standbys = replicas.iter().filter(|spec| crate::replica::is_standby(context.profile, spec));
-    for (spec, node) in standbys.filter_map(|spec| Some((spec, crate::replica::node(spec)?))) {
+    let standbys =
+        replicas.iter().filter_map(|spec| Some((spec, crate::replica::standby_node(context.profile, spec)?)));
+    for (spec, node) in standbys {
         crate::superuser::sql(context.engine, spec, "SELECT pg_reload_conf()").await?;
         let address = crate::endpoint::replica_host_address(context.profile, node)
             .context("the replicas are published where the primary is")?;

@@ -490,8 +490,7 @@ async fn deliver_rules(engine: &Engine, profile: &Profile, dir: &StackDir) -> an
         return Ok(());
     }
     crate::converge::deliver(engine, &profile.stack.name, &spec, vec![(delivery.clone(), content)]).await?;
-    let running = engine.inspect(&spec.name).await?.and_then(|info| info.state?.running).unwrap_or(false);
-    if running {
+    if engine.running(&spec.name).await? {
         engine.signal(&spec.name, "HUP").await?;
     }
     Ok(())

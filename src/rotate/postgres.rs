@@ -148,16 +148,14 @@ pub async fn set_replication(context: &Context<'_>, pending: &SecretVersion) -> 
 /// streaming again: each has the new password in hand, not only at some later reconnection.
 pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) -> anyhow::Result<()> {
     // Its published port, or else its address on the stack network (verified as its alias).
-    let (socket, name) = match crate::endpoint::host_address(context.profile, Service::Postgres) {
-        Some(address) => (std::net::SocketAddr::new(address.address, address.port), address.address.to_string()),
-        None => {
-            let container = crate::replica::primary_name(context.profile);
-            let network = crate::containers::stack_names(context.profile).network;
-            let address = context.engine.address_on(&container, &network).await?;
-            let endpoint = crate::endpoint::network_endpoint(context.profile, Service::Postgres);
-            (std::net::SocketAddr::new(address, endpoint.port), endpoint.host)
-        }
+    let (engine, profile, dir) = (context.engine, context.profile, context.dir);
+    let target =
+        probe::reach(engine, profile, dir, Service::Postgres, layout::REPLICATION, pending.value.clone(), "").await?;
+    let socket = match target.address {
+        Some(address) => address,
+        None => std::net::SocketAddr::new(target.host.parse().context("a published address")?, target.port),
     };
+    let name = target.host;
     let tls = crate::probe::ClientTls {
         ca_pem: std::fs::read(context.dir.file(&StackFile::CaCert))?,
         client: Some(crate::probe::client_cert(context.dir, layout::REPLICATION)?),
@@ -170,8 +168,7 @@ pub async fn test_replication(context: &Context<'_>, pending: &SecretVersion) ->
     let replicas: Vec<String> = super::receivers(context.engine, context.profile, Service::Postgres)
         .await?
         .iter()
-        .filter(|spec| crate::replica::is_standby(context.profile, spec))
-        .filter_map(crate::replica::node)
+        .filter_map(|spec| crate::replica::standby_node(context.profile, spec))
         .map(layout::replica_slot)
         .collect();
     crate::superuser::sql(

@@ -565,6 +565,11 @@ impl Engine {
             .with_context(|| format!("restarting container {name}"))
     }
 
+    /// Whether a container exists and runs.
+    pub async fn running(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(self.inspect(name).await?.and_then(|info| info.state?.running).unwrap_or(false))
+    }
+
     /// Stops a container with its own stop signal (PostgreSQL's image: SIGINT, a fast shutdown
     /// that ends with a checkpoint its standbys receive), killing it after `grace` seconds.
     pub async fn stop(&self, name: &str, grace: i64) -> anyhow::Result<()> {

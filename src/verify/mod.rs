@@ -156,10 +156,7 @@ impl Context {
 
     async fn inspect(&mut self, engine: &Engine) -> anyhow::Result<()> {
         for service in layout::services(&self.profile) {
-            let name = match service {
-                Service::Postgres => crate::replica::primary_name(&self.profile),
-                _ => crate::containers::container_name(&self.profile, service),
-            };
+            let name = crate::containers::running_name(&self.profile, service);
             let info = running(engine, &name).await?;
             if self.vantage == Vantage::Host && hidden(&self.profile, service) {
                 // Never published: its address on the stack network, which a local engine's

@@ -26,19 +26,19 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
         return checks;
     }
     for node in context.profile.postgres.standby_nodes() {
+        let alias = crate::endpoint::replica_alias(node);
         let id = format!("pg.replica.{node}.streams");
-        checks.push(bounded(id.clone(), async move {
-            let what = format!("a row written on the primary is read on postgres-{node} within {VISIBLE_WITHIN:?}");
-            accepted(&id, &what, streams(context, node)).await
-        }));
+        let what = format!("a row written on the primary is read on {alias} within {VISIBLE_WITHIN:?}");
+        checks.push(bounded(id.clone(), async move { accepted(&id, &what, streams(context, node)).await }));
         let id = format!("pg.replica.{node}.lag");
         checks.push(bounded(id.clone(), async move {
             accepted(&id, "the primary streams to it (pg_stat_replication), with this lag", lag(context, node)).await
         }));
         let id = format!("pg.replica.{node}.write_refused");
+        let what = format!("a write by the application on {alias}");
         checks.push(bounded(id.clone(), async move {
             let user = context.users().first().map(|u| (u.name.clone(), u.database.clone()));
-            refused(&id, &format!("a write by the application on postgres-{node}"), READ_ONLY, async {
+            refused(&id, &what, READ_ONLY, async {
                 let (name, database) = prepare(user.ok_or_else(|| anyhow::anyhow!("the profile has no user")))?;
                 let (login, password) = prepare(current_login(context, &name))?;
                 let session = on_replica(context, node, &login, password, &database).await?;

@@ -10,11 +10,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::common::{DockerStack, docker_available, free_port, text};
 
-fn with_replicas(test: &str, replicas: u8) -> DockerStack {
-    DockerStack::new(test)
+/// A PostgreSQL stack with `replicas` replicas, up, with `sql` run on its primary; and the
+/// primary's `DATABASE_URL`.
+fn up_with(test: &str, replicas: u8, sql: &str) -> (DockerStack, String) {
+    let stack = DockerStack::new(test)
         .services(&["postgres"])
         .set(&format!("postgres.replicas={replicas}"))
-        .set(&format!("network.ports.postgres_replicas={}", free_port()))
+        .set(&format!("network.ports.postgres_replicas={}", free_port()));
+    let up = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let url = stack.env("DATABASE_URL");
+    assert!(psql(&url, sql).is_some(), "{sql}");
+    (stack, url)
 }
 
 /// psql with `url` running `sql`; stdout trimmed, or `None` when psql failed.
@@ -65,11 +72,7 @@ fn a_switchover_loses_no_committed_row_and_env_names_the_new_primary() {
     if !docker_available("switchover") {
         return;
     }
-    let stack = with_replicas("switchover", 2);
-    let up = stack.cmd("up", &["-q"]).output().unwrap();
-    assert!(up.status.success(), "{}", text(&up));
-    let before = stack.env("DATABASE_URL");
-    assert!(psql(&before, "CREATE TABLE written (n int PRIMARY KEY)").is_some());
+    let (stack, before) = up_with("switchover", 2, "CREATE TABLE written (n int PRIMARY KEY)");
 
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(every_node(&stack), stop.clone());
@@ -128,11 +131,8 @@ fn up_after_the_primary_died_promotes_a_standby_and_rewinds_the_old_primary() {
     if !docker_available("failover") {
         return;
     }
-    let stack = with_replicas("failover", 1);
-    let up = stack.cmd("up", &["-q"]).output().unwrap();
-    assert!(up.status.success(), "{}", text(&up));
-    let before = stack.env("DATABASE_URL");
-    assert!(psql(&before, "CREATE TABLE written (n int PRIMARY KEY); INSERT INTO written VALUES (1)").is_some());
+    let (stack, before) =
+        up_with("failover", 1, "CREATE TABLE written (n int PRIMARY KEY); INSERT INTO written VALUES (1)");
     let read = stack.env("DATABASE_READ_URL");
     let arrived = (0..300).any(|_| psql(&read, "SELECT count(*) FROM written").as_deref() == Some("1"));
     assert!(arrived, "the row never reached the replica");

@@ -187,8 +187,7 @@ pub async fn run_in_network(
 ) -> anyhow::Result<(i64, Vec<u8>)> {
     let specs = containers::running_specs(profile);
     let target = specs.iter().find(|s| s.service == service).context("the stack runs the service")?;
-    let running = engine.inspect(&target.name).await?.and_then(|i| i.state?.running).unwrap_or(false);
-    if !running {
+    if !engine.running(&target.name).await? {
         return Err(EnvironmentError(format!("{} is not running; `hardstack up` starts it", target.name)).into());
     }
     let has_client = match service {
