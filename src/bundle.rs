@@ -27,6 +27,19 @@ pub struct CertFiles {
     pub key: StackFile,
 }
 
+/// The aliases of a service's nodes beyond node 0, which present its certificate: PostgreSQL's
+/// and Redis's replicas, the Sentinels.
+fn node_aliases(profile: &Profile, service: Service) -> Vec<String> {
+    match service {
+        Service::Postgres => profile.postgres.replica_nodes().map(crate::endpoint::replica_alias).collect(),
+        Service::Redis => (1..=profile.redis.replicas).map(|node| crate::sentinel::alias(service, node)).collect(),
+        Service::RedisSentinel => {
+            profile.redis.sentinel_nodes().skip(1).map(|node| crate::sentinel::alias(service, node)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Every certificate the profile needs, servers first.
 pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
     let mut certs = Vec::new();
@@ -35,10 +48,9 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
         // The names a Kubernetes client uses too (`init --target kubernetes`).
         let mut extra = layout::kubernetes_names(profile, service);
         extra.extend(profile.tls.extra_sans.iter().cloned());
-        // The replicas present PostgreSQL's certificate, under their own aliases too.
-        if service == Service::Postgres {
-            extra.extend(profile.postgres.replica_nodes().map(crate::endpoint::replica_alias));
-        }
+        // The replicas (and the Sentinels) present their service's certificate, under their
+        // own aliases too.
+        extra.extend(node_aliases(profile, service));
         certs.push(CertFiles {
             spec: CertSpec {
                 common_name: service.name().into(),
@@ -120,14 +132,12 @@ pub fn plan(
             (Some(pem), true) => Some(text(pem, &cert.cert.path())?),
             _ => None,
         };
-        // A replica added to the stack needs its alias in PostgreSQL's certificate: one that
+        // A replica added to the stack needs its alias in its service's certificate: one that
         // lacks it is issued again (the servers reload it).
         let kept = match (kept, &cert.cert) {
-            (Some(pem), StackFile::ServerCert(Service::Postgres)) if profile.postgres.replicas > 0 => {
+            (Some(pem), StackFile::ServerCert(service)) if !node_aliases(profile, *service).is_empty() => {
                 let names = pki::dns_names(&pem).with_context(|| format!("reading {}", cert.cert.path()))?;
-                let covered =
-                    profile.postgres.replica_nodes().all(|node| names.contains(&crate::endpoint::replica_alias(node)));
-                covered.then_some(pem)
+                node_aliases(profile, *service).iter().all(|alias| names.contains(alias)).then_some(pem)
             }
             (kept, _) => kept,
         };

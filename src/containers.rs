@@ -12,7 +12,7 @@ use crate::profile::{DataMode, Profile, Service};
 pub fn local_image(service: Service) -> &'static str {
     match service {
         Service::Postgres => "hardstack-local/postgres:17",
-        Service::Redis => "hardstack-local/redis:8",
+        Service::Redis | Service::RedisSentinel => "hardstack-local/redis:8",
         Service::Qdrant => "hardstack-local/qdrant:v1.18.3-unprivileged",
         Service::Pgbouncer => crate::profile::PGBOUNCER_LOCAL_IMAGE,
         Service::QdrantFront => crate::profile::QDRANT_FRONT_LOCAL_IMAGE,
@@ -457,9 +457,8 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             );
             (vec!["postgres".into(), "-c".into(), format!("config_file={}", at(StackFile::PostgresConf))], health)
         }
-        Service::Redis => {
+        Service::Redis | Service::RedisSentinel => {
             volumes.push(delivered_volume(profile, service, Volume::Config, false));
-            data_mount(profile, service, profile.redis.data, "/data", &mut volumes, &mut tmpfs);
             let client = if mutual {
                 format!(
                     " --cert {} --key {}",
@@ -469,14 +468,44 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             } else {
                 String::new()
             };
+            let password = match service {
+                Service::Redis => StackFile::RedisHealthPassword,
+                _ => StackFile::SentinelHealthPassword,
+            };
             // redis-cli exits 0 on NOAUTH, so the answer itself must be PONG.
             let health = format!(
-                "REDISCLI_AUTH=\"$(cat {})\" redis-cli --tls --cacert {}{client} -h 127.0.0.1 -p 6379 --user {} --no-auth-warning ping | grep -qx PONG",
-                at(StackFile::RedisHealthPassword),
+                "REDISCLI_AUTH=\"$(cat {})\" redis-cli --tls --cacert {}{client} -h 127.0.0.1 -p {} --user {} --no-auth-warning ping | grep -qx PONG",
+                at(password),
                 at(StackFile::CaCert),
+                service.container_port(),
                 layout::HEALTH
             );
-            (vec!["redis-server".into(), at(StackFile::RedisConf)], health)
+            let command = match service {
+                Service::Redis => {
+                    data_mount(profile, service, profile.redis.data, "/data", &mut volumes, &mut tmpfs);
+                    let mut command = vec!["redis-server".into(), at(StackFile::RedisConf)];
+                    // Where the stack runs replicas, each node names itself by its alias, which
+                    // Sentinel then gives clients (and the certificate covers).
+                    if profile.redis.replicas > 0 {
+                        command.extend(["--replica-announce-ip".into(), service.name().into()]);
+                    }
+                    command
+                }
+                _ => {
+                    // The image declares /data a volume: a tmpfs, so no anonymous volume is made.
+                    tmpfs
+                        .push(TmpfsMount { target: "/data".into(), options: format!("uid={uid},gid={uid},mode=0700") });
+                    // A Sentinel's own file is a copy of the declared one, made once: it holds
+                    // the Sentinel's id and what it learned, which a restart must keep.
+                    let declared = at(StackFile::SentinelConf);
+                    let dir = declared.rsplit_once('/').map(|(dir, _)| dir.to_owned()).unwrap_or_default();
+                    let script = format!(
+                        "cd {dir} && {{ [ -s sentinel.conf ] || cp declared.conf sentinel.conf; }} && exec redis-server sentinel.conf --sentinel"
+                    );
+                    vec!["sh".into(), "-c".into(), script]
+                }
+            };
+            (command, health)
         }
         Service::Qdrant => {
             volumes.push(delivered_volume(profile, service, Volume::Config, true));

@@ -45,11 +45,12 @@ pub fn host_address(profile: &Profile, service: Service) -> Option<HostAddress> 
     publishes(profile, service).then(|| HostAddress { address, port: host_port(profile, service) })
 }
 
-/// The host port of a service; PostgreSQL's is its primary node's (node 0's until a
-/// switchover moved it).
+/// The host port of a service; PostgreSQL's and Redis's are their primary node's (node 0's
+/// until a switchover or failover moved it).
 fn host_port(profile: &Profile, service: Service) -> u16 {
     match service {
         Service::Postgres => profile.network.ports.postgres_node(profile.postgres.primary_node()),
+        Service::Redis => profile.network.ports.redis_node(profile.redis.primary_node()),
         _ => profile.network.ports.of(service),
     }
 }
@@ -57,7 +58,7 @@ fn host_port(profile: &Profile, service: Service) -> u16 {
 /// Whether a service's ports are bound on the host: where the stack publishes, never an
 /// exporter's, and not Qdrant's own behind a front (the front publishes its ports).
 pub fn publishes(profile: &Profile, service: Service) -> bool {
-    profile.network.publish && !service.is_exporter() && !profile.fronted(service)
+    profile.network.publish && !service.is_exporter() && service != Service::RedisSentinel && !profile.fronted(service)
 }
 
 /// Where an application reaches the Qdrant front's gRPC port: the host's where the stack
@@ -77,6 +78,7 @@ pub const QDRANT_GRPC_PORT: u16 = 6334;
 pub fn network_endpoint(profile: &Profile, service: Service) -> Endpoint {
     let host = match service {
         Service::Postgres => replica_alias(profile.postgres.primary_node()),
+        Service::Redis => crate::sentinel::alias(service, profile.redis.primary_node()),
         _ => service.name().to_owned(),
     };
     Endpoint { host, port: service.container_port() }

@@ -19,6 +19,7 @@ pub mod pki;
 pub mod render;
 pub mod replica;
 pub mod secrets;
+pub mod sentinel;
 
 pub mod fsio;
 pub mod identity;

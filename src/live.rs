@@ -30,7 +30,8 @@ pub async fn numbers(engine: &Engine, profile: &Profile, dir: &StackDir, store: 
             | Service::RedisExporter
             | Service::PgbouncerExporter
             | Service::Prometheus
-            | Service::QdrantFront => {
+            | Service::QdrantFront
+            | Service::RedisSentinel => {
                 Err(anyhow::anyhow!("{service} has no numbers of its own: its servers' are theirs"))
             }
         }

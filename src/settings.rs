@@ -37,6 +37,9 @@ pub fn resolve_named(global: &GlobalArgs, name: Option<&str>) -> anyhow::Result<
             resolved.profile.postgres.replicas
         );
         resolved.profile.postgres.primary = Some(primary);
+        // A recorded Redis primary beyond redis.replicas is forgotten: node 0 is declared the
+        // primary again, and `up` asks the Sentinels.
+        resolved.profile.redis.primary = topology.redis_primary.filter(|node| *node <= resolved.profile.redis.replicas);
     }
     Ok(resolved)
 }

@@ -10,15 +10,20 @@ use crate::layout::StackFile;
 use crate::stackdir::StackDir;
 
 /// `topology.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     /// The primary's node: 0 for `<stack>-postgres`, N for `<stack>-postgres-N`.
+    #[serde(default)]
     pub postgres_primary: u8,
     /// Old primaries a failover left to rewind onto the new primary's timeline before they
     /// start again (`up` does it first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub postgres_rewind: Vec<u8>,
+    /// Redis's primary node as the Sentinels last said (`up` records it): 0 for
+    /// `<stack>-redis`, N for `<stack>-redis-N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_primary: Option<u8>,
 }
 
 /// The recorded topology; `None` where no switchover or failover ever happened.
@@ -33,6 +38,11 @@ pub fn read(dir: &StackDir) -> anyhow::Result<Option<Topology>> {
             )
         }),
     }
+}
+
+/// The recorded topology, or the one of a stack that never moved its primaries.
+pub fn current(dir: &StackDir) -> anyhow::Result<Topology> {
+    Ok(read(dir)?.unwrap_or_default())
 }
 
 /// Forgets the topology: the stack's data is gone (`down --volumes`) or replaced (a restore

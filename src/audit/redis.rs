@@ -228,8 +228,11 @@ fn acl_admin_health(bundle: &Bundle) -> Outcome {
         problems.push("no admin user".to_owned());
     }
     let monitor = ("monitor", crate::layout::REDIS_MONITOR_COMMANDS, false);
+    // Where the stack runs replicas: the replication and Sentinel users, each to its commands.
+    let replica = (crate::layout::REDIS_REPLICA, crate::layout::REPLICA_COMMANDS, false);
+    let sentinel = (crate::layout::SENTINEL, crate::layout::SENTINEL_COMMANDS, false);
     for (login, allowed, required) in
-        [("health", &["+ping"][..], true), ("backup", &["+replconf", "+sync"][..], true), monitor]
+        [("health", &["+ping"][..], true), ("backup", &["+replconf", "+sync"][..], true), monitor, replica, sentinel]
     {
         match users.iter().find(|(_, name, _)| name == login) {
             None if !required => {}
@@ -250,16 +253,16 @@ fn acl_admin_health(bundle: &Bundle) -> Outcome {
     failures(
         USERS_ACL,
         problems,
-        "admin present; health: -@all +ping; backup: -@all +replconf +sync; monitor, if any: -@all and what the exporter reads",
+        "admin present; health: -@all +ping; backup: -@all +replconf +sync; monitor, replica and sentinel, if any: -@all and what each runs",
     )
 }
 
 fn acl_app_users(bundle: &Bundle) -> Outcome {
     let Some(users) = acl(bundle) else { return absent(USERS_ACL) };
     let mut problems = Vec::new();
-    for (line, name, rules) in
-        users.iter().filter(|(_, n, _)| !matches!(n.as_str(), "default" | "admin" | "health" | "backup" | "monitor"))
-    {
+    for (line, name, rules) in users.iter().filter(|(_, n, _)| {
+        !matches!(n.as_str(), "default" | "admin" | "health" | "backup" | "monitor" | "replica" | "sentinel")
+    }) {
         if rules.iter().any(|r| r == "~*" || r == "allkeys")
             || !rules.iter().any(|r| r.starts_with('~') || r.starts_with("%"))
         {

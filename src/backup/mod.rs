@@ -292,7 +292,8 @@ pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
             | Service::RedisExporter
             | Service::PgbouncerExporter
             | Service::Prometheus
-            | Service::QdrantFront => {
+            | Service::QdrantFront
+            | Service::RedisSentinel => {
                 unreachable!("a service that holds no data is not backed up")
             }
         }

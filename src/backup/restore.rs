@@ -57,7 +57,8 @@ pub fn preflight(profile: &Profile, manifest: &Manifest, to_time: Option<SystemT
             | Service::RedisExporter
             | Service::PgbouncerExporter
             | Service::Prometheus
-            | Service::QdrantFront => continue,
+            | Service::QdrantFront
+            | Service::RedisSentinel => continue,
         };
         anyhow::ensure!(
             data == DataMode::Volume,
@@ -114,7 +115,8 @@ pub async fn fill(
             | Service::RedisExporter
             | Service::PgbouncerExporter
             | Service::Prometheus
-            | Service::QdrantFront => {}
+            | Service::QdrantFront
+            | Service::RedisSentinel => {}
         }
     }
     Ok(())

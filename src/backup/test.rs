@@ -91,7 +91,8 @@ pub async fn compare(
             | Service::RedisExporter
             | Service::PgbouncerExporter
             | Service::Prometheus
-            | Service::QdrantFront => continue,
+            | Service::QdrantFront
+            | Service::RedisSentinel => continue,
         };
         problems.extend(part.contents.differences(&restored).into_iter().map(|d| format!("{}: {d}", part.service)));
     }

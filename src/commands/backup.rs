@@ -192,12 +192,18 @@ async fn throwaway_profile(engine: &Engine, profile: &Profile, manifest: &backup
             // The front takes Qdrant's REST port, and its gRPC port.
             Service::QdrantFront => throwaway.network.ports.qdrant_grpc = port,
             // Never published.
-            Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {}
+            Service::PostgresExporter
+            | Service::RedisExporter
+            | Service::PgbouncerExporter
+            | Service::RedisSentinel => {}
         }
     }
     // What is compared is the primary's data: the throwaway runs no replica.
     throwaway.postgres.replicas = 0;
     throwaway.postgres.primary = None;
+    throwaway.redis.replicas = 0;
+    throwaway.redis.sentinels = 0;
+    throwaway.redis.primary = None;
     throwaway.postgres.data = DataMode::Volume;
     throwaway.redis.data = DataMode::Volume;
     throwaway.qdrant.data = DataMode::Volume;

@@ -104,6 +104,21 @@ pub async fn variables(
         let password = current(store, &layout::login_secret(Service::Redis, &user.name)).await?;
         vars.push(("REDIS_URL".into(), format!("rediss://{}:{}@{host}:{port}/0", user.name, password.expose())));
         vars.push(("REDIS_CA_CERT".into(), ca.clone()));
+        // Where the primary is, as the Sentinels say: their addresses on the stack network
+        // (what they answer are the nodes' names there), and the login to ask them with.
+        if profile.runs(Service::RedisSentinel) {
+            let port = Service::RedisSentinel.container_port();
+            let sentinels: Vec<String> = profile
+                .redis
+                .sentinel_nodes()
+                .map(|node| format!("{}:{port}", crate::sentinel::alias(Service::RedisSentinel, node)))
+                .collect();
+            vars.push(("REDIS_SENTINELS".into(), sentinels.join(",")));
+            vars.push(("REDIS_MASTER_NAME".into(), crate::sentinel::master_name(profile)));
+            vars.push(("REDIS_SENTINEL_USER".into(), layout::DISCOVERY.into()));
+            let secret = layout::login_secret(Service::RedisSentinel, layout::DISCOVERY);
+            vars.push(("REDIS_SENTINEL_PASSWORD".into(), current(store, &secret).await?.expose().to_owned()));
+        }
         if mutual {
             vars.push(("REDIS_CLIENT_CERT".into(), cert.clone()));
             vars.push(("REDIS_CLIENT_KEY".into(), key.clone()));

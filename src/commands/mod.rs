@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod down;
 pub mod env;
 pub mod init;
+mod nodes;
 pub mod plan;
 pub mod profile;
 pub mod restore;

@@ -192,7 +192,9 @@ async fn up_with(
     let mut specs = containers::running_specs(&profile);
     // PostgreSQL's replicas come up once the primary is usable (their copy is made from it).
     let mut replicas = crate::replica::specs(&profile);
-    let names: Vec<&str> = specs.iter().chain(&replicas).map(|s| s.alias.as_str()).collect();
+    // Redis's replicas and Sentinels beyond node 0 come up beside their service's node 0.
+    let mut redis_nodes = crate::sentinel::specs(&profile);
+    let names: Vec<&str> = specs.iter().chain(&replicas).chain(&redis_nodes).map(|s| s.alias.as_str()).collect();
     let progress = Progress::new(output, &names);
 
     let images = async {
@@ -206,7 +208,7 @@ async fn up_with(
         }
         anyhow::Ok(images)
     };
-    let every: Vec<ContainerSpec> = specs.iter().chain(&replicas).cloned().collect();
+    let every: Vec<ContainerSpec> = specs.iter().chain(&replicas).chain(&redis_nodes).cloned().collect();
     let checks = async { anyhow::Ok(preflight::for_up(&engine, &profile, &every).await) };
     let (checks, images) = tokio::try_join!(checks, images)?;
     stop_at_a_failure(&checks)?;
@@ -222,6 +224,9 @@ async fn up_with(
     if let Some(spec) = specs.iter().find(|s| s.service == Service::Postgres) {
         stop_at_a_failure(&[preflight::pgaudit(&engine, &profile, &spec.image).await])?;
         replicas.iter_mut().for_each(|replica| replica.image = spec.image.clone());
+    }
+    if let Some(spec) = specs.iter().find(|s| s.service == Service::Redis) {
+        redis_nodes.iter_mut().for_each(|node| node.image = spec.image.clone());
     }
     let names = containers::stack_names(&profile);
 
@@ -261,27 +266,33 @@ async fn up_with(
         started.elapsed().as_secs_f64()
     ));
     let mut tasks = Vec::new();
-    for spec in specs.into_iter().chain(replicas) {
+    for spec in specs.into_iter().chain(replicas).chain(redis_nodes) {
         let replica = crate::replica::standby_node(&profile, &spec);
-        let target = match replica {
-            Some(node) => probe::replica_target(&profile, &stack.dir, &store, node).await?,
-            None => probe::app_target(&profile, &stack.dir, &store, spec.service).await?,
+        // A Redis replica or a Sentinel beyond node 0: its healthcheck says it is usable, once
+        // Redis's node 0 is.
+        let redis_node = crate::sentinel::node(&spec).filter(|node| *node > 0);
+        let target = match (replica, redis_node) {
+            (Some(node), _) => probe::replica_target(&profile, &stack.dir, &store, node).await?,
+            (None, Some(_)) => None,
+            (None, None) => probe::app_target(&profile, &stack.dir, &store, spec.service).await?,
         };
         let readiness = match target {
             Some(target) => Readiness::Probe(Box::new(target)),
             None => Readiness::Healthcheck,
         };
         // A replica waits for its primary; a service, for what it connects to.
-        let upstreams = match replica {
-            Some(_) => &[Service::Postgres][..],
-            None => spec.service.upstreams(),
+        let upstreams = match (replica, redis_node) {
+            (Some(_), _) => &[Service::Postgres][..],
+            (None, Some(_)) => &[Service::Redis][..],
+            (None, None) => spec.service.upstreams(),
         };
+        let extra = replica.is_some() || redis_node.is_some();
         let waits: Vec<_> = upstreams
             .iter()
-            .filter(|upstream| replica.is_some() || **upstream != spec.service)
+            .filter(|upstream| extra || **upstream != spec.service)
             .filter_map(|upstream| Some((*upstream, receivers.get(upstream)?.clone())))
             .collect();
-        let done = if replica.is_some() { None } else { senders.remove(&spec.service) };
+        let done = if extra { None } else { senders.remove(&spec.service) };
         let stack = stack.clone();
         tasks.push(tokio::spawn(async move {
             let (service, alias) = (spec.service, spec.alias.clone());
@@ -327,21 +338,7 @@ async fn up_with(
             }
         }
     }
-    // A service taken out of stack.services: its container goes (its volumes stay, as `down`
-    // keeps them), so the running stack is the declared one.
-    for name in stack.engine.undeclared_containers(&profile).await? {
-        stack.engine.remove(&name).await?;
-        let why = match crate::replica::node_of(&profile, &name) {
-            Some(node) if profile.runs(Service::Postgres) => {
-                let primary = crate::replica::primary_spec(&profile);
-                converge::replica::forget(&stack.engine, &primary, node).await?;
-                "a replica beyond postgres.replicas; its slot on the primary is dropped"
-            }
-            Some(_) => "a replica beyond postgres.replicas",
-            None => "its service is no longer in stack.services",
-        };
-        output.line(format!("{name}: removed, {why} (its volumes are kept)"));
-    }
+    super::nodes::remove_undeclared(output, &stack.engine, &profile).await?;
     stack.network.ready().await?;
     let usable_after = started.elapsed().as_secs_f64();
     if !failures.is_empty() {
@@ -350,6 +347,10 @@ async fn up_with(
             usable: false,
             failure: Some(format!("the stack is not usable:\n{}", failures.join("\n"))),
         });
+    }
+    // Redis's replicas follow the primary the Sentinels name (an old primary come back too).
+    if profile.redis.replicas > 0 && profile.runs(Service::Redis) {
+        super::nodes::settle_redis(output, &stack.engine, &profile, &stack.dir, &store).await?;
     }
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
     // A rotation an earlier run left half done is finished before anything relies on a login.

@@ -12,6 +12,7 @@
 mod postgres;
 mod redis;
 pub mod replica;
+pub mod sentinel;
 pub mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -331,13 +332,16 @@ async fn server_actions(
         match spec.service {
             Service::Postgres => postgres::file_actions(&change, &mut found).await?,
             Service::Redis => redis::file_actions(&change, &mut found).await?,
-            Service::Qdrant | Service::Pgbouncer | Service::QdrantFront => match delivery.reach {
-                Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
-                // PgBouncer reads its configuration and certificates again on SIGHUP; a changed
-                // TLS setting makes it reconnect to the server by itself.
-                Reach::Reload => found.reload.push(delivery.path.clone()),
-                Reach::Live | Reach::Nothing => {}
-            },
+            // A Sentinel rewrites its own file: a new one is read at start.
+            Service::Qdrant | Service::Pgbouncer | Service::QdrantFront | Service::RedisSentinel => {
+                match delivery.reach {
+                    Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
+                    // PgBouncer reads its configuration and certificates again on SIGHUP; a changed
+                    // TLS setting makes it reconnect to the server by itself.
+                    Reach::Reload => found.reload.push(delivery.path.clone()),
+                    Reach::Live | Reach::Nothing => {}
+                }
+            }
             // An exporter reads its web config and certificate afresh for each connection.
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => match delivery.reach {
                 Reach::Restart => found.restart.push(format!("{} (read at start)", delivery.path)),
@@ -438,12 +442,12 @@ pub async fn apply(
             Action::Reload { .. } if spec.service == Service::QdrantFront => engine.signal(&spec.name, "USR2").await?,
             Action::Reload { .. } => postgres::reload(engine, spec).await?,
             Action::ConfigSet { key, .. } => {
-                if let Err(err) = redis::live(profile, dir, redis_admin, action).await {
+                if let Err(err) = redis::live(engine, (profile, dir), spec, redis_admin, action).await {
                     fallback.push(format!("CONFIG SET {key} failed ({err:#})"));
                 }
             }
             Action::AclLoad { .. } => {
-                if let Err(err) = redis::live(profile, dir, redis_admin, action).await {
+                if let Err(err) = redis::live(engine, (profile, dir), spec, redis_admin, action).await {
                     fallback.push(format!("ACL LOAD failed ({err:#})"));
                 }
             }

@@ -98,14 +98,16 @@ pub(super) async fn file_actions(change: &Change<'_>, found: &mut Found) -> anyh
 
 /// Runs one live command (`CONFIG SET key value`, or `ACL LOAD`) as admin.
 pub(super) async fn live(
-    profile: &Profile,
-    dir: &StackDir,
+    engine: &crate::runtime::Engine,
+    (profile, dir): (&Profile, &StackDir),
+    spec: &crate::containers::ContainerSpec,
     admin: Option<&Secret>,
     action: &Action,
 ) -> anyhow::Result<()> {
     let password = admin.context("the Redis admin password is needed for a live change")?.clone();
-    let target = crate::probe::login_target(profile, dir, Service::Redis, layout::ADMIN, password, "")?
-        .context("Redis is not published, so a live change cannot reach it from here")?;
+    // The node the spec is, at its address on the stack network.
+    let node = (Service::Redis, crate::sentinel::node(spec).unwrap_or(0));
+    let target = super::sentinel::target(engine, profile, dir, node, layout::ADMIN, password).await?;
     let mut connection = crate::probe::redis_connection(&target).await.context("logging in to Redis as admin")?;
     let mut command = ::redis::cmd(match action {
         Action::ConfigSet { .. } => "CONFIG",

@@ -108,7 +108,13 @@ pub async fn switchover(
             err.context(format!("{} did not receive the primary's last WAL; the primary runs again", new.alias))
         );
     }
-    promote(engine, profile, dir, Topology { postgres_primary: to, postgres_rewind: Vec::new() }).await?;
+    promote(
+        engine,
+        profile,
+        dir,
+        Topology { postgres_primary: to, postgres_rewind: Vec::new(), ..crate::topology::current(dir)? },
+    )
+    .await?;
     Ok(Promoted { from, to, caught_up_at: Some(checkpoint), rewound: None })
 }
 
@@ -126,7 +132,13 @@ pub async fn failover(engine: &Engine, profile: &Profile, dir: &StackDir) -> any
     }
     let Some(to) = most_advanced(engine, profile).await? else { return Ok(None) };
     // Until it is rewound, the old primary must not start: the record says so first.
-    promote(engine, profile, dir, Topology { postgres_primary: to, postgres_rewind: vec![from] }).await?;
+    promote(
+        engine,
+        profile,
+        dir,
+        Topology { postgres_primary: to, postgres_rewind: vec![from], ..crate::topology::current(dir)? },
+    )
+    .await?;
     let mut promoted = profile.clone();
     promoted.postgres.primary = Some(to);
     let rewound = rewind(engine, &promoted, dir, from).await?;

@@ -20,6 +20,9 @@ pub mod paths {
     pub const REDIS_CONF: &str = "config/redis/redis.conf";
     pub const USERS_ACL: &str = "config/redis/users.acl";
     pub const REDIS_HEALTH_PASSWORD: &str = "config/redis/secrets/health.password";
+    pub const REDIS_REPLICATION: &str = "config/redis/secrets/replication.conf";
+    pub const SENTINEL_CONF: &str = "config/redis-sentinel/sentinel.conf";
+    pub const SENTINEL_HEALTH_PASSWORD: &str = "config/redis-sentinel/secrets/health.password";
     pub const QDRANT_CONFIG: &str = "config/qdrant/config.yaml";
     pub const PGBOUNCER_INI: &str = "config/pgbouncer/pgbouncer.ini";
     pub const FRONT_CONFIG: &str = "config/qdrant-front/haproxy.cfg";
@@ -78,6 +81,14 @@ pub enum StackFile {
     UsersAcl,
     /// The Redis healthcheck's password file.
     RedisHealthPassword,
+    /// What a Redis replica logs in to its primary with (`masteruser`, `masterauth`), included
+    /// by redis.conf where the stack runs replicas.
+    RedisReplication,
+    /// A Sentinel's configuration: what it watches, its logins to the nodes and to the other
+    /// Sentinels (their passwords in clear, as Sentinel reads them), its own ACL users.
+    SentinelConf,
+    /// A Sentinel healthcheck's password file (Redis's health login's).
+    SentinelHealthPassword,
     /// Qdrant's config; carries its API keys.
     QdrantConfig,
     /// PgBouncer's config; no secret (it looks verifiers up in PostgreSQL).

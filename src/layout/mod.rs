@@ -20,6 +20,8 @@ pub const WRITTEN_DIRS: &[&str] = &["ca", "certs", "config", SECRETS_DIR, "syste
 pub const POSTGRES_DIR: &str = "/etc/hardstack";
 /// Where Redis finds its delivered files; writable, for ACL SAVE.
 pub const REDIS_DIR: &str = "/usr/local/etc/redis";
+/// Where a Sentinel finds its delivered files; writable, for the Sentinel rewrites its file.
+pub const SENTINEL_DIR: &str = "/usr/local/etc/redis-sentinel";
 /// Where Qdrant finds its delivered files.
 pub const QDRANT_DIR: &str = "/qdrant/hardstack";
 /// Where PgBouncer finds its delivered files.
@@ -76,6 +78,52 @@ pub fn service_logins(profile: &Profile, service: Service) -> Vec<&'static str> 
 /// PostgreSQL's replication login, where the stack runs replicas: the replication protocol
 /// only, by client certificate and password (CloudNativePG's name for it).
 pub const REPLICATION: &str = "streaming_replica";
+
+/// Redis's replication user: what a replica logs in to its primary as (PSYNC, REPLCONF,
+/// PING), with its client certificate (`tls-client-cert-file`).
+pub const REDIS_REPLICA: &str = "replica";
+/// The Sentinels' user on Redis's nodes (what Sentinel runs there: INFO, ROLE, REPLICAOF,
+/// its hello channel) and on each other; a client certificate too.
+pub const SENTINEL: &str = "sentinel";
+/// The applications' user on the Sentinels: asking where the primary and the replicas are,
+/// nothing that changes them.
+pub const DISCOVERY: &str = "discovery";
+/// What the discovery user may run on a Sentinel.
+pub const DISCOVERY_COMMANDS: &[&str] = &[
+    "+ping",
+    "+hello",
+    "+client|setname",
+    "+client|setinfo",
+    "+sentinel|get-master-addr-by-name",
+    "+sentinel|masters",
+    "+sentinel|master",
+    "+sentinel|replicas",
+    "+sentinel|slaves",
+    "+sentinel|sentinels",
+    "+subscribe",
+    "+psubscribe",
+    "+unsubscribe",
+    "+punsubscribe",
+];
+/// What the Sentinels' user may run on a Redis node (Redis's Sentinel documentation, "Redis
+/// access control list authentication").
+pub const SENTINEL_COMMANDS: &[&str] = &[
+    "+multi",
+    "+slaveof",
+    "+replicaof",
+    "+ping",
+    "+exec",
+    "+subscribe",
+    "+config|rewrite",
+    "+role",
+    "+publish",
+    "+info",
+    "+client|setname",
+    "+client|kill",
+    "+script|kill",
+];
+/// What the replication user may run on a Redis node.
+pub const REPLICA_COMMANDS: &[&str] = &["+psync", "+replconf", "+ping"];
 
 /// The physical replication slot of PostgreSQL's replica `node` (`postgres_1`).
 pub fn replica_slot(node: u8) -> String {
@@ -149,6 +197,11 @@ pub fn secret_names(profile: &Profile) -> Vec<(String, bool)> {
     if profile.runs(Service::Redis) {
         names.extend(logins(Service::Redis).map(|login| (login_secret(Service::Redis, login), false)));
     }
+    if profile.redis.replicas > 0 && profile.runs(Service::Redis) {
+        names.push((login_secret(Service::Redis, REDIS_REPLICA), false));
+        names.push((login_secret(Service::Redis, SENTINEL), false));
+        names.push((login_secret(Service::RedisSentinel, DISCOVERY), false));
+    }
     if profile.runs(Service::Qdrant) {
         names.push((QDRANT_API_KEY.to_owned(), false));
         names.push((QDRANT_READ_ONLY_API_KEY.to_owned(), false));
@@ -168,6 +221,7 @@ pub fn front_key_users(profile: &Profile) -> impl Iterator<Item = &crate::profil
 /// manages: the service logins, then each application user and its alternate login
 /// (PostgreSQL's `clientcert=verify-full` wants CN = login role).
 pub fn client_logins(profile: &Profile) -> Vec<String> {
+    let redis_replicas = profile.redis.replicas > 0 && profile.runs(Service::Redis);
     SERVICE_LOGINS
         .iter()
         .map(|s| s.to_string())
@@ -177,6 +231,8 @@ pub fn client_logins(profile: &Profile) -> Vec<String> {
         .chain(profile.runs(Service::Prometheus).then(|| SCRAPER.to_owned()))
         .chain(profile.runs(Service::QdrantFront).then(|| FRONT.to_owned()))
         .chain((profile.postgres.replicas > 0).then(|| REPLICATION.to_owned()))
+        .chain(redis_replicas.then(|| REDIS_REPLICA.to_owned()))
+        .chain(redis_replicas.then(|| SENTINEL.to_owned()))
         .collect()
 }
 
@@ -278,6 +334,7 @@ pub fn config_dir(service: Service) -> &'static str {
     match service {
         Service::Postgres => POSTGRES_DIR,
         Service::Redis => REDIS_DIR,
+        Service::RedisSentinel => SENTINEL_DIR,
         Service::Qdrant => QDRANT_DIR,
         Service::Pgbouncer => PGBOUNCER_DIR,
         Service::QdrantFront => FRONT_DIR,
@@ -338,6 +395,7 @@ pub fn rendered(profile: &Profile) -> impl Iterator<Item = &'static Entry> + '_ 
         entry.source.is_some()
             && entry.service.is_none_or(|s| profile.runs(s))
             && (!entry.replicas_only || profile.postgres.replicas > 0)
+            && (!entry.redis_replicas_only || profile.redis.replicas > 0)
     })
 }
 
@@ -378,6 +436,7 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
     let mut files: Vec<Delivered> = TABLE
         .iter()
         .filter(|entry| entry.service == Some(service) && !entry.replicas_only)
+        .filter(|entry| !entry.redis_replicas_only || profile.redis.replicas > 0)
         .filter_map(Delivered::of)
         .collect();
     files.sort_by_key(|delivered| delivered.volume != Volume::Config);
@@ -410,6 +469,16 @@ pub fn deliveries(profile: &Profile, service: Service) -> Vec<Delivered> {
         // The certificate Prometheus presents to the targets it scrapes.
         files.push(config(StackFile::ClientCert(SCRAPER.into()), "tls/scraper.crt", Reload));
         files.push(config(StackFile::ClientKey(SCRAPER.into()), "tls/scraper.key", Reload));
+    }
+    if service == Service::Redis && profile.redis.replicas > 0 {
+        // The certificate a replica presents to its primary (`tls-client-cert-file`).
+        files.push(config(StackFile::ClientCert(REDIS_REPLICA.into()), "tls/replica.crt", Live));
+        files.push(config(StackFile::ClientKey(REDIS_REPLICA.into()), "tls/replica.key", Live));
+    }
+    if service == Service::RedisSentinel {
+        // The certificate a Sentinel presents to the nodes and to the other Sentinels.
+        files.push(config(StackFile::ClientCert(SENTINEL.into()), "tls/sentinel.crt", Restart));
+        files.push(config(StackFile::ClientKey(SENTINEL.into()), "tls/sentinel.key", Restart));
     }
     if profile.mutual_tls() && !matches!(service, Service::Qdrant | Service::QdrantFront) && !service.is_monitoring() {
         // The healthcheck inside the container needs a client certificate too.

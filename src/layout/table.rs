@@ -84,17 +84,37 @@ pub struct Entry {
     pub destination: Option<Destination>,
     /// Rendered only where the stack runs PostgreSQL replicas (`postgres.replicas`).
     pub replicas_only: bool,
+    /// Rendered only where the stack runs Redis replicas (`redis.replicas`).
+    pub redis_replicas_only: bool,
 }
 
 impl Entry {
     /// A file hardstack keeps in the stack directory without rendering it.
     const fn kept(file: StackFile, path: &'static str, mode: Mode) -> Entry {
-        Entry { file, path, mode, service: None, source: None, destination: None, replicas_only: false }
+        Entry {
+            file,
+            path,
+            mode,
+            service: None,
+            source: None,
+            destination: None,
+            replicas_only: false,
+            redis_replicas_only: false,
+        }
     }
 
     /// A file rendered in every stack.
     const fn rendered(file: StackFile, path: &'static str, mode: Mode, source: Source) -> Entry {
-        Entry { file, path, mode, service: None, source: Some(source), destination: None, replicas_only: false }
+        Entry {
+            file,
+            path,
+            mode,
+            service: None,
+            source: Some(source),
+            destination: None,
+            replicas_only: false,
+            redis_replicas_only: false,
+        }
     }
 
     /// A file rendered when the profile runs `service`, which receives it in `volume` at `at`.
@@ -114,6 +134,28 @@ impl Entry {
             source: Some(source),
             destination: Some(destination),
             replicas_only: false,
+            redis_replicas_only: false,
+        }
+    }
+
+    /// A file [`Entry::delivered`] to Redis's nodes where the stack runs Redis replicas.
+    const fn for_redis_replicas(
+        file: StackFile,
+        path: &'static str,
+        mode: Mode,
+        source: Source,
+        (service, volume, at, reach): (Service, Volume, &'static str, Reach),
+    ) -> Entry {
+        let destination = Destination { volume, path: at, reach };
+        Entry {
+            file,
+            path,
+            mode,
+            service: Some(service),
+            source: Some(source),
+            destination: Some(destination),
+            replicas_only: false,
+            redis_replicas_only: true,
         }
     }
 
@@ -128,6 +170,7 @@ impl Entry {
             source: Some(source),
             destination: Some(destination),
             replicas_only: true,
+            redis_replicas_only: false,
         }
     }
 }
@@ -140,7 +183,8 @@ pub const TABLE: &[Entry] = {
     use Mode::{Private, Public};
     use Reach::{Live, Nothing, Reload, Restart};
     use Service::{
-        Pgbouncer, PgbouncerExporter, Postgres, PostgresExporter, Prometheus, Qdrant, QdrantFront, Redis, RedisExporter,
+        Pgbouncer, PgbouncerExporter, Postgres, PostgresExporter, Prometheus, Qdrant, QdrantFront, Redis,
+        RedisExporter, RedisSentinel,
     };
     use Volume::{Config, Initdb};
     &[
@@ -222,6 +266,31 @@ pub const TABLE: &[Entry] = {
             Private,
             Source::Password(SecretOf::Health(Redis)),
             (Redis, Config, "secrets/health.password", Live),
+        ),
+        // Included by redis.conf where the stack runs replicas; applied by CONFIG SET.
+        Entry::for_redis_replicas(
+            StackFile::RedisReplication,
+            paths::REDIS_REPLICATION,
+            Private,
+            Source::Template("redis/replication.conf.tera"),
+            (Redis, Config, "secrets/replication.conf", Live),
+        ),
+        // What a new Sentinel starts from: it copies the file once to `conf/sentinel.conf` and
+        // then keeps that one (its id, the replicas and Sentinels it learned, the primary after
+        // a failover) across restarts; the directory is the Sentinel's, for its rewrites.
+        Entry::for_redis_replicas(
+            StackFile::SentinelConf,
+            paths::SENTINEL_CONF,
+            Private,
+            Source::Template("redis-sentinel/sentinel.conf.tera"),
+            (RedisSentinel, Config, "conf/declared.conf", Nothing),
+        ),
+        Entry::for_redis_replicas(
+            StackFile::SentinelHealthPassword,
+            paths::SENTINEL_HEALTH_PASSWORD,
+            Private,
+            Source::Password(SecretOf::Health(Redis)),
+            (RedisSentinel, Config, "secrets/health.password", Live),
         ),
         // Qdrant reads its config, keys included, at start only.
         Entry::delivered(

@@ -162,10 +162,33 @@ pub async fn redis(target: &Target) -> anyhow::Result<()> {
 
 /// An authenticated Redis connection for `target`.
 pub async fn redis_connection(target: &Target) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    if let Some(address) = target.address {
+        return tokio::time::timeout(CONNECT_TIMEOUT, redis_at(target, address)).await.context("timed out")?;
+    }
     let client = redis_client(target)?;
     Ok(tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
         .await
         .context("timed out")??)
+}
+
+/// A Redis connection to an address on the stack network, its certificate verified against
+/// the target's name (the redis crate verifies the name it dials): TLS by hand, then the
+/// crate's connection over that stream.
+async fn redis_at(target: &Target, address: std::net::SocketAddr) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let tcp = tokio::net::TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(rustls_config(&target.tls)?));
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())?;
+    let tls = connector.connect(name, tcp).await.with_context(|| format!("TLS with {} at {address}", target.host))?;
+    let info = redis::RedisConnectionInfo {
+        db: 0,
+        // An empty login: a connection that never authenticates (what a refusal check needs).
+        username: Some(target.user.clone()).filter(|user| !user.is_empty()),
+        password: Some(target.password.expose().to_owned()).filter(|password| !password.is_empty()),
+        protocol: redis::ProtocolVersion::RESP2,
+    };
+    let (connection, driver) = redis::aio::MultiplexedConnection::new(&info, tls).await?;
+    tokio::spawn(driver);
+    Ok(connection)
 }
 
 /// A Redis client for `target` (rediss://, the stack CA, the client certificate if any).
@@ -259,7 +282,10 @@ pub async fn app_target(
             }
             None => return Ok(None),
         },
-        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => return Ok(None),
+        // Sentinel is reached on the stack network only (`sentinel`).
+        Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::RedisSentinel => {
+            return Ok(None);
+        }
     };
     let version = store.current(&secret).await?;
     // PostgreSQL logins alternate with rotation: the version names its login.
@@ -302,7 +328,8 @@ pub async fn admin_target(
         | Service::RedisExporter
         | Service::PgbouncerExporter
         | Service::Prometheus
-        | Service::QdrantFront => {
+        | Service::QdrantFront
+        | Service::RedisSentinel => {
             return Ok(None);
         }
     };
@@ -388,7 +415,7 @@ pub async fn probe(service: crate::profile::Service, target: &Target) -> anyhow:
     match service {
         // PgBouncer speaks PostgreSQL's protocol: the login and query reach PostgreSQL through it.
         Service::Postgres | Service::Pgbouncer => postgres(target).await,
-        Service::Redis => redis(target).await,
+        Service::Redis | Service::RedisSentinel => redis(target).await,
         Service::Qdrant | Service::QdrantFront => qdrant(target).await,
         Service::Prometheus => prometheus(target).await,
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => {

@@ -351,6 +351,42 @@ pub struct RedisSettings {
     pub appendonly: bool,
     /// Data in a volume or in memory.
     pub data: DataMode,
+    /// Replicas of the primary (`redis-1` ... `redis-N`), each replicating over TLS as the
+    /// `replica` user with a client certificate, read-only; Sentinel promotes one when the
+    /// primary is gone, so replicas need `redis.sentinels = 3`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replicas: u8,
+    /// Sentinels watching the nodes (`redis-sentinel`, `redis-sentinel-1`, ...): 0, or 3 with
+    /// replicas. Over TLS, logging in to Redis as the `sentinel` user; applications ask them
+    /// where the primary is as the `discovery` user (`REDIS_SENTINELS`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sentinels: u8,
+    /// Which node is the primary as the stack directory last recorded it (`topology.json`,
+    /// written by `up` from what the Sentinels say; never a profile key): `None` until the
+    /// first failover, when node 0 (`<stack>-redis`) is the primary.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub primary: Option<u8>,
+}
+
+/// The most `redis.replicas` may be.
+pub const MAX_REDIS_REPLICAS: u8 = 5;
+
+impl RedisSettings {
+    /// Every Redis node: 0, then the replicas'.
+    pub fn nodes(&self) -> impl Iterator<Item = u8> + use<> {
+        0..=self.replicas
+    }
+
+    /// The primary's node: the recorded one, node 0 without a record.
+    pub fn primary_node(&self) -> u8 {
+        self.primary.unwrap_or(0)
+    }
+
+    /// The Sentinels' node numbers.
+    pub fn sentinel_nodes(&self) -> impl Iterator<Item = u8> + use<> {
+        0..self.sentinels
+    }
 }
 
 /// Qdrant settings.
@@ -588,7 +624,8 @@ impl VolumeSizes {
             | Service::PostgresExporter
             | Service::RedisExporter
             | Service::PgbouncerExporter
-            | Service::QdrantFront => ByteSize(0),
+            | Service::QdrantFront
+            | Service::RedisSentinel => ByteSize(0),
         }
     }
 }
@@ -625,7 +662,10 @@ impl Profile {
 
     /// Whether the profile runs a service.
     pub fn runs(&self, service: Service) -> bool {
-        self.stack.services.contains(&service)
+        match service {
+            Service::RedisSentinel => self.redis.sentinels > 0 && self.runs(Service::Redis),
+            _ => self.stack.services.contains(&service),
+        }
     }
 
     /// Whether servers demand client certificates.

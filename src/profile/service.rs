@@ -31,13 +31,19 @@ pub enum Service {
     /// Qdrant's keys towards Qdrant, which then listens on the stack network only.
     #[serde(rename = "qdrant-front")]
     QdrantFront,
+    /// Redis Sentinel (`redis.sentinels`): watches Redis's nodes and promotes a replica when
+    /// the primary is gone; applications ask it where the primary is. Run by `redis.sentinels`,
+    /// never listed in `stack.services`.
+    #[serde(rename = "redis-sentinel")]
+    RedisSentinel,
 }
 
 impl Service {
     /// Every service, in start-up and reporting order.
-    pub const ALL: [Service; 9] = [
+    pub const ALL: [Service; 10] = [
         Service::Postgres,
         Service::Redis,
+        Service::RedisSentinel,
         Service::Qdrant,
         Service::QdrantFront,
         Service::Pgbouncer,
@@ -59,6 +65,7 @@ impl Service {
             Service::PgbouncerExporter => "pgbouncer-exporter",
             Service::Prometheus => "prometheus",
             Service::QdrantFront => "qdrant-front",
+            Service::RedisSentinel => "redis-sentinel",
         }
     }
 
@@ -74,6 +81,7 @@ impl Service {
             Service::PgbouncerExporter => 9127,
             Service::Prometheus => 9090,
             Service::QdrantFront => 6333,
+            Service::RedisSentinel => 26379,
         }
     }
 
@@ -101,6 +109,7 @@ impl Service {
             Service::RedisExporter => &[Service::Redis],
             Service::PgbouncerExporter => &[Service::Pgbouncer],
             Service::QdrantFront => &[Service::Qdrant],
+            Service::RedisSentinel => &[Service::Redis],
             Service::Prometheus => &[
                 Service::PostgresExporter,
                 Service::RedisExporter,
@@ -126,7 +135,7 @@ impl Service {
     /// as the upstream postgres-exporter image does.
     pub fn uid(self) -> u32 {
         match self {
-            Service::Postgres | Service::Redis | Service::Pgbouncer => 999,
+            Service::Postgres | Service::Redis | Service::Pgbouncer | Service::RedisSentinel => 999,
             Service::Qdrant => 1000,
             // The official haproxy image's `haproxy` user.
             Service::QdrantFront => 99,
@@ -242,7 +251,8 @@ impl Images {
     pub fn of(&self, service: Service) -> &str {
         match service {
             Service::Postgres => &self.postgres,
-            Service::Redis => &self.redis,
+            // Sentinel is the Redis server in another mode.
+            Service::Redis | Service::RedisSentinel => &self.redis,
             Service::Qdrant => &self.qdrant,
             Service::Pgbouncer => &self.pgbouncer,
             Service::PostgresExporter => &self.postgres_exporter,
@@ -321,6 +331,11 @@ impl Ports {
         first.saturating_add(u16::from(node) - 1)
     }
 
+    /// The host port of Redis's node `node`: node 0's is `redis`, replica N's the port + N.
+    pub fn redis_node(&self, node: u8) -> u16 {
+        self.redis.saturating_add(u16::from(node))
+    }
+
     /// The host port of PostgreSQL's node `node`: node 0's is `postgres`.
     pub fn postgres_node(&self, node: u8) -> u16 {
         match node {
@@ -338,6 +353,9 @@ impl Ports {
             Service::Pgbouncer => self.pgbouncer,
             Service::Prometheus => self.prometheus,
             Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter => service.container_port(),
+            // Sentinel answers with the nodes' names on the stack network: it is for clients
+            // there and never published.
+            Service::RedisSentinel => service.container_port(),
         }
     }
 }
@@ -376,6 +394,19 @@ pub struct Resources {
     #[serde(default = "default_front_limits", skip_serializing_if = "is_default_front_limits")]
     #[schemars(extend("default" = default_front_limits()))]
     pub qdrant_front: Limits,
+    /// Each Redis Sentinel's limits.
+    #[serde(default = "default_sentinel_limits", skip_serializing_if = "is_default_sentinel_limits")]
+    #[schemars(extend("default" = default_sentinel_limits()))]
+    pub redis_sentinel: Limits,
+}
+
+/// A Sentinel's limits unless the profile sets them: one event loop holding a few links.
+fn default_sentinel_limits() -> Limits {
+    Limits { memory: ByteSize(64 << 20), cpus: 0.25, pids: 32 }
+}
+
+fn is_default_sentinel_limits(limits: &Limits) -> bool {
+    *limits == default_sentinel_limits()
 }
 
 /// The Qdrant front's limits unless the profile sets them: one HAProxy process with a thread
@@ -430,6 +461,7 @@ impl Resources {
             Service::PgbouncerExporter => &self.pgbouncer_exporter,
             Service::Prometheus => &self.prometheus,
             Service::QdrantFront => &self.qdrant_front,
+            Service::RedisSentinel => &self.redis_sentinel,
         }
     }
 }

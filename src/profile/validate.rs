@@ -17,7 +17,8 @@ pub struct Invalid {
 }
 
 /// Names hardstack uses itself, so an application user cannot take them.
-pub const RESERVED_USERS: &[&str] = &["postgres", "admin", "health", "default", "public", "root"];
+pub const RESERVED_USERS: &[&str] =
+    &["postgres", "admin", "health", "default", "public", "root", "replica", "sentinel", "discovery"];
 
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -36,6 +37,47 @@ fn is_dns_name(name: &str) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
+}
+
+/// Redis's replicas and Sentinels: replicas need the Sentinels that promote one, three of
+/// them (a quorum of two survives one lost), and host ports of their own.
+fn redis_nodes(profile: &Profile, seen_ports: &mut HashSet<u16>, fail: &mut impl FnMut(&str, String)) {
+    let (replicas, sentinels) = (profile.redis.replicas, profile.redis.sentinels);
+    if profile.stack.services.contains(&Service::RedisSentinel) {
+        fail("stack.services", "redis-sentinel runs by redis.sentinels = 3: drop it from stack.services".into());
+    }
+    if (replicas > 0 || sentinels > 0) && !profile.runs(Service::Redis) {
+        let key = if replicas > 0 { "redis.replicas" } else { "redis.sentinels" };
+        fail(key, "replicas and Sentinels are Redis's: list redis in stack.services, or set 0".into());
+    } else if replicas > super::MAX_REDIS_REPLICAS {
+        let max = super::MAX_REDIS_REPLICAS;
+        fail("redis.replicas", format!("{replicas} is more than {max}; use 0 to {max}"));
+    } else if replicas > 0 && sentinels != 3 {
+        fail("redis.sentinels", format!("{sentinels}: replicas are promoted by Sentinel; set redis.sentinels = 3"));
+    } else if replicas == 0 && sentinels > 0 {
+        fail(
+            "redis.sentinels",
+            "Sentinels promote a replica: set redis.replicas to 1 or more, or redis.sentinels = 0".into(),
+        );
+    } else if replicas > 0 && profile.redis.data != super::DataMode::Volume {
+        fail(
+            "redis.replicas",
+            "a node that restarts must keep its data until it has caught up: set redis.data = \"volume\"".into(),
+        );
+    } else if replicas > 0 && crate::endpoint::publishes(profile, Service::Redis) {
+        for node in 1..=replicas {
+            let port = profile.network.ports.redis_node(node);
+            if port < 1024 || !seen_ports.insert(port) {
+                fail(
+                    "network.ports.redis",
+                    format!(
+                        "replica {node}'s port {port} (Redis's + {node}) is taken; pick a Redis port with {replicas} free after it"
+                    ),
+                );
+                break;
+            }
+        }
+    }
 }
 
 /// Checks every rule; an empty list means the profile is usable.
@@ -123,6 +165,7 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
             }
         }
     }
+    redis_nodes(profile, &mut seen_ports, &mut fail);
     if profile.runs(Service::QdrantFront) && !profile.runs(Service::Qdrant) {
         fail("stack.services", "qdrant-front is in front of Qdrant: list qdrant too, or drop qdrant-front".into());
     }

@@ -436,7 +436,33 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                 false => None,
             },
             "users": users,
+            "replication": match profile.redis.replicas {
+                0 => serde_json::Value::Null,
+                _ => json!({
+                    "replica_passwords": passwords(layout::REDIS_REPLICA)?,
+                    "replica_commands": layout::REPLICA_COMMANDS.join(" "),
+                    "replica_password": material.value(&layout::login_secret(Service::Redis, layout::REDIS_REPLICA))?.expose(),
+                    "sentinel_passwords": passwords(layout::SENTINEL)?,
+                    "sentinel_commands": layout::SENTINEL_COMMANDS.join(" "),
+                }),
+            },
         });
+        if profile.runs(Service::RedisSentinel) {
+            let discovery = layout::login_secret(Service::RedisSentinel, layout::DISCOVERY);
+            context["sentinel"] = json!({
+                "dir": layout::SENTINEL_DIR,
+                "port": Service::RedisSentinel.container_port(),
+                "master": crate::sentinel::master_name(profile),
+                "primary": crate::sentinel::alias(Service::Redis, profile.redis.primary_node()),
+                "primary_port": Service::Redis.container_port(),
+                "quorum": profile.redis.sentinels / 2 + 1,
+                "sentinel_password": material.value(&layout::login_secret(Service::Redis, layout::SENTINEL))?.expose(),
+                "sentinel_passwords": passwords(layout::SENTINEL)?,
+                "health_passwords": passwords(layout::HEALTH)?,
+                "discovery_passwords": format!("#{}", secrets::redis_acl_hash(material.value(&discovery)?)),
+                "discovery_commands": layout::DISCOVERY_COMMANDS.join(" "),
+            });
+        }
     }
     if profile.runs(Service::Qdrant) {
         context["qdrant"] = json!({

@@ -215,6 +215,13 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
         }
         // In place through its admin socket: no reload, no connection closed.
         Service::QdrantFront => super::front::replace_certificate(context).await?,
+        // Sentinel has no CONFIG SET: each restarts, one after the other (the others answer
+        // meanwhile).
+        Service::RedisSentinel => {
+            for name in crate::sentinel::sentinel_names(context.profile) {
+                context.engine.restart(&name).await?;
+            }
+        }
         Service::PostgresExporter | Service::RedisExporter | Service::PgbouncerExporter | Service::Prometheus => {
             // A monitoring service reads its certificate afresh for each connection.
         }

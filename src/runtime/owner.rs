@@ -193,12 +193,25 @@ impl Engine {
             .iter()
             .filter(|name| crate::replica::node_of(profile, name).is_some_and(|node| node > declared))
             .cloned();
+        // Redis's replicas and Sentinels beyond redis.replicas and redis.sentinels.
+        let redis = existing
+            .iter()
+            .filter(|name| match crate::sentinel::node_of(profile, name) {
+                Some((service, node)) if profile.runs(crate::profile::Service::Redis) => match service {
+                    crate::profile::Service::Redis => node > profile.redis.replicas,
+                    _ => node >= profile.redis.sentinels,
+                },
+                Some(_) => true,
+                None => false,
+            })
+            .cloned();
         Ok(crate::profile::Service::ALL
             .into_iter()
             .filter(|service| !profile.runs(*service))
             .map(|service| crate::containers::container_name(profile, service))
             .filter(|name| existing.contains(name))
             .chain(replicas)
+            .chain(redis)
             .collect())
     }
 

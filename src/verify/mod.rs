@@ -15,6 +15,7 @@ mod qdrant;
 mod redis;
 pub mod refusal;
 mod replica;
+mod sentinel;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +71,9 @@ pub struct Context {
     endpoints: std::collections::BTreeMap<Service, (SocketAddr, String)>,
     /// PostgreSQL's replicas, node 1 first: the address and the name verified, as `endpoints`.
     replicas: Vec<(SocketAddr, String)>,
+    /// Redis's nodes and Sentinels by alias (`redis-1`, `redis-sentinel`): where the checks
+    /// reach them on the stack network, verified against the alias.
+    pub redis_nodes: std::collections::BTreeMap<String, SocketAddr>,
     /// The stack CA only.
     pub ca_pem: Vec<u8>,
     /// A client certificate for `app` (CN = app) from a CA the stack does not know.
@@ -174,6 +178,20 @@ impl Context {
             let info = running(engine, &spec.name).await?;
             self.containers.push((spec.alias, info));
         }
+        // Redis's nodes and Sentinels: reached at their addresses on the stack network, and
+        // the posture of those beyond node 0 checked as every server's.
+        let network = crate::containers::stack_names(&self.profile).network;
+        for (service, node) in sentinel::nodes(&self.profile) {
+            let alias = crate::sentinel::alias(service, node);
+            let name = crate::sentinel::container_name(&self.profile, service, node);
+            let info = running(engine, &name).await?;
+            let address = crate::runtime::address_in(&info, &network)
+                .with_context(|| format!("container {name} has no address on {network}"))?;
+            self.redis_nodes.insert(alias.clone(), SocketAddr::new(address, service.container_port()));
+            if node > 0 {
+                self.containers.push((alias, info));
+            }
+        }
         Ok(())
     }
 
@@ -185,6 +203,7 @@ impl Context {
             vantage: self.vantage,
             endpoints: self.endpoints.clone(),
             replicas: self.replicas.clone(),
+            redis_nodes: self.redis_nodes.clone(),
             ca_pem: self.ca_pem.clone(),
             foreign_client: self.foreign_client.clone(),
             secrets: self.secrets.clone(),
@@ -230,7 +249,14 @@ impl Context {
             let alias = crate::endpoint::replica_alias(node);
             replicas.push((resolve(&alias, Service::Postgres.container_port()).await?, alias));
         }
-        Context::common(profile, dir, Vantage::Network, endpoints, replicas).await
+        let mut redis_nodes = std::collections::BTreeMap::new();
+        for (service, node) in sentinel::nodes(&profile) {
+            let alias = crate::sentinel::alias(service, node);
+            redis_nodes.insert(alias.clone(), resolve(&alias, service.container_port()).await?);
+        }
+        let mut context = Context::common(profile, dir, Vantage::Network, endpoints, replicas).await?;
+        context.redis_nodes = redis_nodes;
+        Ok(context)
     }
 
     async fn common(
@@ -257,6 +283,7 @@ impl Context {
             vantage,
             endpoints,
             replicas,
+            redis_nodes: std::collections::BTreeMap::new(),
             ca_pem,
             foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
             secrets,
@@ -348,7 +375,7 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 /// Whether a service is never published by design: an exporter, Qdrant behind its front. From
 /// the host, the checks reach it at its address on the stack network.
 fn hidden(profile: &Profile, service: Service) -> bool {
-    service.is_exporter() || profile.fronted(service)
+    service.is_exporter() || service == Service::RedisSentinel || profile.fronted(service)
 }
 
 /// A check in flight.
@@ -481,6 +508,7 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     }
     if context.profile.runs(Service::Redis) {
         checks.extend(redis::checks(context));
+        checks.extend(sentinel::checks(context));
     }
     if context.profile.runs(Service::Qdrant) {
         checks.extend(qdrant::checks(context));

@@ -1,0 +1,55 @@
+//! What `up` does about the nodes of a replicated service beyond what each container's
+//! bring-up does: removing the nodes the profile no longer declares, and leaving Redis's
+//! replicas following the primary the Sentinels name.
+
+use crate::converge;
+use crate::output::Output;
+use crate::profile::{Profile, Service};
+use crate::runtime::Engine;
+use crate::secrets::store::Store;
+use crate::stackdir::StackDir;
+
+/// Removes the stack's containers the profile no longer declares (their volumes stay, as
+/// `down` keeps them), so the running stack is the declared one: a service taken out of
+/// stack.services, replicas and Sentinels beyond their counts.
+pub async fn remove_undeclared(output: &Output, engine: &Engine, profile: &Profile) -> anyhow::Result<()> {
+    for name in engine.undeclared_containers(profile).await? {
+        engine.remove(&name).await?;
+        let why = match (crate::replica::node_of(profile, &name), crate::sentinel::node_of(profile, &name)) {
+            (Some(node), _) if profile.runs(Service::Postgres) => {
+                let primary = crate::replica::primary_spec(profile);
+                converge::replica::forget(engine, &primary, node).await?;
+                "a replica beyond postgres.replicas; its slot on the primary is dropped"
+            }
+            (Some(_), _) => "a replica beyond postgres.replicas",
+            (None, Some((Service::Redis, _))) => "a replica beyond redis.replicas",
+            (None, Some(_)) => "a Sentinel beyond redis.sentinels",
+            (None, None) => "its service is no longer in stack.services",
+        };
+        output.line(format!("{name}: removed, {why} (its volumes are kept)"));
+    }
+    Ok(())
+}
+
+/// Redis's topology as `up` leaves it (`converge::sentinel::settle`), and what changed said.
+pub async fn settle_redis(
+    output: &Output,
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+) -> anyhow::Result<()> {
+    let settled = converge::sentinel::settle(engine, profile, dir, store).await?;
+    let alias = |node| crate::sentinel::alias(Service::Redis, node);
+    if let Some(from) = settled.moved_from {
+        output.line(format!(
+            "redis: the Sentinels promoted {} in place of {}; `hardstack env` gives its address",
+            alias(settled.primary),
+            alias(from)
+        ));
+    }
+    for node in settled.pointed {
+        output.line(format!("{}: now a replica of {}", alias(node), alias(settled.primary)));
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Redis's topology under Sentinel, on the running stack: which node is the primary (what the
+//! Sentinels say, recorded in `topology.json`), each node's role as the node says, and `settle`:
+//! every node but the primary replicating from it (`REPLICAOF`), as `up` leaves the stack. A
+//! node that comes back after a failover (the old primary) starts as a primary of its own data;
+//! `settle` points it at the new primary at once, before Sentinel would.
+//!
+//! hardstack reaches each node and Sentinel at its address on the stack network (a local
+//! engine routes its bridge), verified as its alias, as the admin and discovery logins.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::layout;
+use crate::probe::{self, Target};
+use crate::profile::{Profile, Service};
+use crate::retry::{Attempt, Backoff};
+use crate::runtime::Engine;
+use crate::secrets::store::Store;
+use crate::sentinel;
+use crate::stackdir::StackDir;
+
+/// A node's role as the node itself says (`ROLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    /// A replica, and the alias of the primary it follows.
+    Replica(String),
+    /// Not running, or not answering.
+    Down(String),
+}
+
+/// A login at node `node` of `service` (Redis or Sentinel), at its address on the stack network.
+pub async fn target(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    (service, node): (Service, u8),
+    login: &str,
+    password: crate::secrets::Secret,
+) -> anyhow::Result<Target> {
+    let name = sentinel::container_name(profile, service, node);
+    let network = crate::containers::stack_names(profile).network;
+    let address = engine.address_on(&name, &network).await?;
+    Ok(Target {
+        address: Some(std::net::SocketAddr::new(address, service.container_port())),
+        host: sentinel::alias(service, node),
+        port: service.container_port(),
+        user: login.to_owned(),
+        password,
+        database: String::new(),
+        tls: probe::client_tls(dir, login, profile.demands_client_cert(service))?,
+    })
+}
+
+/// An admin connection to Redis node `node`.
+pub async fn admin(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+    node: u8,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let password = store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?.value;
+    let target = target(engine, profile, dir, (Service::Redis, node), layout::ADMIN, password).await?;
+    probe::redis_connection(&target).await.with_context(|| format!("logging in to {} as admin", target.host))
+}
+
+/// A discovery connection to Sentinel `node`: what an application logs in as.
+pub async fn discovery(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+    node: u8,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let password = store.current(&layout::login_secret(Service::RedisSentinel, layout::DISCOVERY)).await?.value;
+    let target = target(engine, profile, dir, (Service::RedisSentinel, node), layout::DISCOVERY, password).await?;
+    probe::redis_connection(&target).await.with_context(|| format!("logging in to {} as discovery", target.host))
+}
+
+/// The primary's node as the Sentinels say, asked in turn until one answers with a node of
+/// the stack; `None` when none answers.
+pub async fn primary_by_sentinels(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+) -> anyhow::Result<Option<u8>> {
+    for node in profile.redis.sentinel_nodes() {
+        let name = sentinel::container_name(profile, Service::RedisSentinel, node);
+        if !engine.running(&name).await? {
+            continue;
+        }
+        let Ok(mut connection) = discovery(engine, profile, dir, store, node).await else { continue };
+        let answer: redis::RedisResult<Option<(String, u16)>> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(sentinel::master_name(profile))
+            .query_async(&mut connection)
+            .await;
+        if let Ok(Some((host, _))) = answer
+            && let Some(primary) = sentinel::node_of_alias(&host).filter(|n| *n <= profile.redis.replicas)
+        {
+            return Ok(Some(primary));
+        }
+    }
+    Ok(None)
+}
+
+/// Each Redis node's role, as the node says.
+pub async fn roles(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> BTreeMap<u8, Role> {
+    let mut roles = BTreeMap::new();
+    for node in profile.redis.nodes() {
+        roles.insert(
+            node,
+            role(engine, profile, dir, store, node).await.unwrap_or_else(|err| Role::Down(format!("{err:#}"))),
+        );
+    }
+    roles
+}
+
+async fn role(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store, node: u8) -> anyhow::Result<Role> {
+    let name = sentinel::container_name(profile, Service::Redis, node);
+    if !engine.running(&name).await? {
+        return Ok(Role::Down("not running".into()));
+    }
+    let mut connection = admin(engine, profile, dir, store, node).await?;
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut connection).await.context("ROLE")?;
+    let text = |value: Option<&redis::Value>| -> Option<String> { redis::from_redis_value(value?).ok() };
+    match text(role.first()).as_deref() {
+        Some("master") => Ok(Role::Primary),
+        Some("slave") => Ok(Role::Replica(text(role.get(1)).unwrap_or_default())),
+        other => anyhow::bail!("ROLE answered {other:?}"),
+    }
+}
+
+/// What `settle` did.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// The primary's node.
+    pub primary: u8,
+    /// The node recorded as primary before, where the Sentinels moved it.
+    pub moved_from: Option<u8>,
+    /// The nodes pointed at the primary (a new replica, an old primary come back).
+    pub pointed: Vec<u8>,
+}
+
+/// Leaves the stack with one primary, the one the Sentinels say (or the recorded one where no
+/// Sentinel answers: a new stack), recorded; every other node replicating from it, its link
+/// up.
+pub async fn settle(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Settled> {
+    let recorded = profile.redis.primary_node();
+    let primary = primary_by_sentinels(engine, profile, dir, store).await?.unwrap_or(recorded);
+    let mut settled = Settled { primary, ..Settled::default() };
+    if primary != recorded || crate::topology::current(dir)?.redis_primary.is_none() {
+        let topology = crate::topology::Topology { redis_primary: Some(primary), ..crate::topology::current(dir)? };
+        crate::topology::record(dir, &topology)?;
+        settled.moved_from = (primary != recorded).then_some(recorded);
+    }
+    let primary_alias = sentinel::alias(Service::Redis, primary);
+    for node in profile.redis.nodes().filter(|node| *node != primary) {
+        let follows = match role(engine, profile, dir, store, node).await? {
+            Role::Replica(of) => of == primary_alias,
+            Role::Primary => false,
+            Role::Down(why) => anyhow::bail!("{}: {why}", sentinel::alias(Service::Redis, node)),
+        };
+        if !follows {
+            let mut connection = admin(engine, profile, dir, store, node).await?;
+            redis::cmd("REPLICAOF")
+                .arg(&primary_alias)
+                .arg(Service::Redis.container_port())
+                .query_async::<()>(&mut connection)
+                .await
+                .with_context(|| format!("REPLICAOF {primary_alias} on {}", sentinel::alias(Service::Redis, node)))?;
+            settled.pointed.push(node);
+        }
+    }
+    for node in profile.redis.nodes().filter(|node| *node != primary) {
+        linked(engine, profile, dir, store, node).await?;
+    }
+    Ok(settled)
+}
+
+/// Waits until replica `node`'s link to its primary is up (its first copy made).
+async fn linked(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store, node: u8) -> anyhow::Result<()> {
+    let alias = sentinel::alias(Service::Redis, node);
+    Backoff { first: Duration::from_millis(100), most: Duration::from_secs(1), deadline: Duration::from_secs(60) }
+        .run(|| async {
+            let mut connection = match admin(engine, profile, dir, store, node).await {
+                Ok(connection) => connection,
+                Err(err) => return Attempt::Retry(err),
+            };
+            let info: redis::RedisResult<String> =
+                redis::cmd("INFO").arg("replication").query_async(&mut connection).await;
+            match info {
+                Ok(info) if info.lines().any(|line| line.trim() == "master_link_status:up") => Attempt::Done(()),
+                Ok(_) => Attempt::Retry(anyhow::anyhow!("{alias}: its link to the primary is not up")),
+                Err(err) => Attempt::Retry(anyhow::Error::new(err).context(format!("INFO replication on {alias}"))),
+            }
+        })
+        .await
+}
