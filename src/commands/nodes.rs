@@ -31,14 +31,15 @@ pub async fn remove_undeclared(output: &Output, engine: &Engine, profile: &Profi
     Ok(())
 }
 
-/// Redis's topology as `up` leaves it (`converge::sentinel::settle`), and what changed said.
+/// Redis's topology as `up` leaves it (`converge::sentinel::settle`), and what changed said:
+/// the primary's node.
 pub async fn settle_redis(
     output: &Output,
     engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
     store: &Store,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u8> {
     let settled = converge::sentinel::settle(engine, profile, dir, store).await?;
     let alias = |node| crate::sentinel::alias(Service::Redis, node);
     if let Some(from) = settled.moved_from {
@@ -51,5 +52,5 @@ pub async fn settle_redis(
     for node in settled.pointed {
         output.line(format!("{}: now a replica of {}", alias(node), alias(settled.primary)));
     }
-    Ok(())
+    Ok(settled.primary)
 }

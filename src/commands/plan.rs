@@ -36,7 +36,8 @@ pub async fn show(
     let engine = super::engine_for(dir, profile, false).await?;
     let contents = |file: &crate::layout::StackFile| preview.content(dir, &file.path());
     let mut services = Vec::new();
-    for mut spec in containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
+    let specs = containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile));
+    for mut spec in specs.chain(crate::sentinel::specs(profile)) {
         // The image `up` would run: the local one where the profile's is absent (nothing pulled).
         let local = containers::local_image(spec.service);
         if !engine.has_image(&spec.image).await && engine.has_image(local).await {
@@ -99,9 +100,11 @@ pub async fn show(
         output.line(describe(plan));
     }
     for name in &removed {
-        let why = match crate::replica::node_of(profile, name) {
-            Some(_) => "a replica beyond postgres.replicas",
-            None => "its service is no longer in stack.services",
+        let why = match (crate::replica::node_of(profile, name), crate::sentinel::node_of(profile, name)) {
+            (Some(_), _) => "a replica beyond postgres.replicas",
+            (None, Some((crate::profile::Service::Redis, _))) => "a replica beyond redis.replicas",
+            (None, Some(_)) => "a Sentinel beyond redis.sentinels",
+            (None, None) => "its service is no longer in stack.services",
         };
         output.line(format!("{name}: remove the container, {why} (volumes kept)"));
     }
@@ -116,9 +119,14 @@ fn conflict_reason(edited: bool) -> &'static str {
 fn describe(plan: &ServicePlan) -> String {
     let mut lines = vec![format!("{}: {}", plan.name, plan.change())];
     match &plan.container {
-        ContainerStep::Create if plan.name != plan.service.name() => {
+        ContainerStep::Create
+            if plan.name != plan.service.name() && plan.service == crate::profile::Service::Postgres =>
+        {
             lines.push("  create the replica: a base backup of the primary over its slot, then the container".into())
         }
+        ContainerStep::Create if plan.service == crate::profile::Service::Redis => lines.push(
+            "  create the container, then point it at the primary (REPLICAOF): it copies the primary's data".into(),
+        ),
         ContainerStep::Create => lines.push("  create the container".into()),
         ContainerStep::Recreate { reason } => lines.push(format!("  recreate the container: {reason}")),
         ContainerStep::Start => lines.push("  start the stopped container".into()),

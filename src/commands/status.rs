@@ -64,7 +64,13 @@ async fn report(
 ) -> anyhow::Result<(Value, String)> {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     let mut rows = Vec::new();
-    for spec in containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile)) {
+    // Redis's nodes' roles, as each node says (a failover moves the primary without hardstack).
+    let redis_roles = match profile.redis.replicas > 0 && profile.runs(Service::Redis) {
+        true => crate::converge::sentinel::roles(engine, profile, dir, store).await,
+        false => Default::default(),
+    };
+    let specs = containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile));
+    for spec in specs.chain(crate::sentinel::specs(profile)) {
         let replica = crate::replica::is_standby(profile, &spec);
         let info = engine.inspect(&spec.name).await?;
         let state = info.as_ref().and_then(|i| i.state.as_ref());
@@ -78,6 +84,8 @@ async fn report(
             Service::Qdrant => layout::QDRANT_API_KEY.to_owned(),
             // Clients log in through the pooler with their PostgreSQL password.
             Service::Pgbouncer => layout::login_secret(Service::Postgres, &user),
+            // Applications ask the Sentinels as the discovery login.
+            Service::RedisSentinel => layout::login_secret(Service::RedisSentinel, layout::DISCOVERY),
             service => layout::login_secret(service, &user),
         };
         let age_days = store
@@ -102,6 +110,19 @@ async fn report(
         // Which node is the primary, once the stack runs replicas (a switchover moves it).
         if crate::replica::node(&spec).is_some() && profile.postgres.replicas > 0 {
             row["role"] = json!(if replica { "standby" } else { "primary" });
+        }
+        if spec.service == Service::Redis
+            && let Some(role) = crate::sentinel::node(&spec).and_then(|node| redis_roles.get(&node))
+        {
+            use crate::converge::sentinel::Role;
+            row["role"] = match role {
+                Role::Primary => json!("primary"),
+                Role::Replica(of) => {
+                    row["replica_of"] = json!(of);
+                    json!("replica")
+                }
+                Role::Down(_) => json!("down"),
+            };
         }
         // A monitoring service's numbers are its servers'; a replica's are its primary's.
         if details && !spec.service.is_monitoring() && !replica {
@@ -151,10 +172,21 @@ async fn report(
             row["image"].as_str().unwrap_or("-"),
         );
     }
+    let with = |role: &str, of: &str| -> Vec<&str> {
+        let of = |r: &&Value| r["service"].as_str().is_some_and(|s| s == of || s.starts_with(&format!("{of}-")));
+        rows.iter().filter(|r| r["role"] == role).filter(of).filter_map(|r| r["service"].as_str()).collect()
+    };
+    if !redis_roles.is_empty() {
+        let (primary, replicas, down) = (with("primary", "redis"), with("replica", "redis"), with("down", "redis"));
+        let primary = if primary.is_empty() { "none".to_owned() } else { primary.join(", ") };
+        let mut line = format!("redis: the primary is {primary}; replicas {}", replicas.join(", "));
+        if !down.is_empty() {
+            line.push_str(&format!("; down {} (the next `hardstack up` brings it back as a replica)", down.join(", ")));
+        }
+        let _ = writeln!(text, "{line}");
+    }
     if profile.postgres.replicas > 0 && profile.runs(Service::Postgres) {
-        let with = |role: &str| -> Vec<&str> {
-            rows.iter().filter(|r| r["role"] == role).filter_map(|r| r["service"].as_str()).collect()
-        };
+        let with = |role: &str| with(role, "postgres");
         let _ = writeln!(
             text,
             "postgres: the primary is {}; standbys {}",

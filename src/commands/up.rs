@@ -349,8 +349,10 @@ async fn up_with(
         });
     }
     // Redis's replicas follow the primary the Sentinels name (an old primary come back too).
+    let mut profile = profile;
     if profile.redis.replicas > 0 && profile.runs(Service::Redis) {
-        super::nodes::settle_redis(output, &stack.engine, &profile, &stack.dir, &store).await?;
+        let primary = super::nodes::settle_redis(output, &stack.engine, &profile, &stack.dir, &store).await?;
+        profile.redis.primary = Some(primary);
     }
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
     // A rotation an earlier run left half done is finished before anything relies on a login.

@@ -168,10 +168,12 @@ pub struct DeliveryRecord {
     pub files: BTreeMap<String, String>,
 }
 
-/// Where the record itself goes: the service's config volume.
+/// Where the record itself goes: the container's config volume (a replica's is its own).
 fn record_placement(spec: &ContainerSpec) -> Placement {
+    let config = layout::config_dir(spec.service);
+    let volume = spec.volumes.iter().find(|v| v.target == config).map(|v| v.key.clone());
     Placement {
-        volume: layout::Volume::Config.key(spec.service),
+        volume: volume.unwrap_or_else(|| layout::Volume::Config.key(spec.service)),
         path: layout::DELIVERY_RECORD.into(),
         uid: spec.service.uid(),
         mode: "0600".into(),

@@ -50,8 +50,14 @@ pub async fn target(
         user: login.to_owned(),
         password,
         database: String::new(),
-        tls: probe::client_tls(dir, login, profile.demands_client_cert(service))?,
+        tls: probe::client_tls(dir, certificate_of(login), profile.demands_client_cert(service))?,
     })
+}
+
+/// The login whose client certificate a login presents: its own, but for the discovery login,
+/// which has none (applications present their own), where hardstack presents admin's.
+pub fn certificate_of(login: &str) -> &str {
+    if login == layout::DISCOVERY { layout::ADMIN } else { login }
 }
 
 /// An admin connection to Redis node `node`.
@@ -179,7 +185,46 @@ pub async fn settle(engine: &Engine, profile: &Profile, dir: &StackDir, store: &
     for node in profile.redis.nodes().filter(|node| *node != primary) {
         linked(engine, profile, dir, store, node).await?;
     }
+    for node in profile.redis.sentinel_nodes() {
+        watching(engine, profile, dir, store, node).await?;
+    }
     Ok(settled)
+}
+
+/// Waits until Sentinel `node` knows every replica and the other Sentinels: until then it
+/// could not promote one (it learns replicas from the primary's INFO, every 10 seconds, and
+/// Sentinels from their hello messages, every 2).
+async fn watching(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store, node: u8) -> anyhow::Result<()> {
+    let alias = sentinel::alias(Service::RedisSentinel, node);
+    let (replicas, others) = (profile.redis.replicas.to_string(), (profile.redis.sentinels - 1).to_string());
+    Backoff { first: Duration::from_millis(200), most: Duration::from_secs(1), deadline: Duration::from_secs(30) }
+        .run(|| async {
+            let mut connection = match discovery(engine, profile, dir, store, node).await {
+                Ok(connection) => connection,
+                Err(err) => return Attempt::Retry(err),
+            };
+            let fields: redis::RedisResult<Vec<String>> = redis::cmd("SENTINEL")
+                .arg("MASTER")
+                .arg(sentinel::master_name(profile))
+                .query_async(&mut connection)
+                .await;
+            let fields = match fields {
+                Ok(fields) => fields,
+                Err(err) => {
+                    return Attempt::Retry(anyhow::Error::new(err).context(format!("SENTINEL MASTER on {alias}")));
+                }
+            };
+            let field = |name: &str| fields.iter().position(|f| f == name).and_then(|i| fields.get(i + 1));
+            match (field("num-slaves"), field("num-other-sentinels")) {
+                (Some(r), Some(o)) if *r == replicas && *o == others => Attempt::Done(()),
+                (r, o) => Attempt::Retry(anyhow::anyhow!(
+                    "{alias} knows {} replicas and {} other Sentinels, not {replicas} and {others}",
+                    r.map_or("no", String::as_str),
+                    o.map_or("no", String::as_str)
+                )),
+            }
+        })
+        .await
 }
 
 /// Waits until replica `node`'s link to its primary is up (its first copy made).

@@ -108,7 +108,7 @@ fn target(context: &Context, service: Service, node: u8, login: &str, secret: &s
         user: login.to_owned(),
         password: context.secret(secret)?,
         database: String::new(),
-        tls: context.tls_for(login, context.mutual())?,
+        tls: context.tls_for(crate::converge::sentinel::certificate_of(login), context.mutual())?,
         address: Some(address),
     })
 }

@@ -42,6 +42,8 @@ mod kubernetes;
 mod replicas;
 // PostgreSQL's primary moved: switchover under a writer, failover by `up`, pg_rewind.
 mod switchover;
+// Redis's replicas under Sentinel, a failover with a redis-py client riding through.
+mod sentinel;
 // Snapshots of every rendered file of every shipped profile.
 mod render;
 // The boundaries of ARCHITECTURE.md, read off src/.

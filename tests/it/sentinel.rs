@@ -1,0 +1,186 @@
+//! Redis's replicas under Sentinel (`redis.replicas`, `redis.sentinels`) against the real
+//! engine: verify's replica and Sentinel checks, `hardstack env`'s Sentinel variables, a
+//! redis-py client through Sentinel on the stack network while the primary's container is
+//! killed (Sentinel promotes a replica; the client's writes resume), `status` naming the new
+//! primary, and the next `up` bringing the old node back as a replica without recreating the
+//! survivors.
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{DockerStack, docker_available, has_image, text};
+
+/// The image `.ci/setup` builds with trixie's python3-redis.
+const CLIENT_IMAGE: &str = "hardstack-local/redis-client:trixie";
+
+/// A redis-py client through Sentinel, from `hardstack env -o json` (mounted): INCR of one key
+/// every 10 ms for the given seconds; prints `ready` once its first write is acknowledged, then
+/// one JSON line with what it saw.
+const CLIENT: &str = r#"
+import json, sys, time
+from urllib.parse import urlparse
+from redis.sentinel import Sentinel
+from redis.exceptions import RedisError
+v = json.load(open("/client/env.json"))["variables"]
+url = urlparse(v["REDIS_URL"])
+tls = {"ssl": True, "ssl_ca_certs": v["REDIS_CA_CERT"]}
+if "REDIS_CLIENT_CERT" in v:
+    tls.update(ssl_certfile=v["REDIS_CLIENT_CERT"], ssl_keyfile=v["REDIS_CLIENT_KEY"])
+sentinels = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in v["REDIS_SENTINELS"].split(","))]
+login = {"username": v["REDIS_SENTINEL_USER"], "password": v["REDIS_SENTINEL_PASSWORD"]}
+sentinel = Sentinel(sentinels, sentinel_kwargs=dict(socket_timeout=0.5, **login, **tls), socket_timeout=0.5, **tls)
+primary = sentinel.master_for(v["REDIS_MASTER_NAME"], username=url.username, password=url.password)
+key, seconds = sys.argv[1], float(sys.argv[2])
+ok = failed = acknowledged = 0
+first_failure = last_failure = None
+errors = set()
+start = time.monotonic()
+while time.monotonic() - start < seconds:
+    at = time.monotonic() - start
+    try:
+        acknowledged = primary.incr(key)
+        ok += 1
+        if ok == 1:
+            print("ready", flush=True)
+    except RedisError as err:
+        failed += 1
+        first_failure = at if first_failure is None else first_failure
+        last_failure = at
+        errors.add(type(err).__name__)
+    time.sleep(0.01)
+address = sentinel.discover_master(v["REDIS_MASTER_NAME"])
+print(json.dumps({"ok": ok, "failed": failed, "acknowledged": acknowledged, "first_failure": first_failure,
+                  "last_failure": last_failure, "errors": sorted(errors), "primary": address[0],
+                  "value": int(primary.get(key))}), flush=True)
+"#;
+
+fn with_sentinels(test: &str) -> DockerStack {
+    DockerStack::new(test).services(&["redis"]).set("redis.replicas=2").set("redis.sentinels=3")
+}
+
+/// A container's id.
+fn id(container: &str) -> String {
+    let out = Command::new("docker").args(["inspect", "-f", "{{.Id}}", container]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `status -o json`'s role of each Redis node, by alias.
+fn roles(stack: &DockerStack) -> std::collections::BTreeMap<String, String> {
+    let out = stack.cmd("status", &["-o", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["role"].is_string())
+        .map(|row| (row["service"].as_str().unwrap().to_owned(), row["role"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn sentinel_promotes_a_replica_the_client_rides_through_and_up_brings_the_old_primary_back() {
+    if !docker_available("sentinel") {
+        return;
+    }
+    assert!(has_image(CLIENT_IMAGE), "no {CLIENT_IMAGE}: .ci/setup builds it");
+    let stack = with_sentinels("sentinel");
+    let up = stack.cmd("up", &["-q"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    for id in [
+        "redis.sentinels",
+        "redis.replica.1.streams",
+        "redis.replica.1.write_refused",
+        "redis.replica.2.streams",
+        "redis.replica.2.write_refused",
+        "redis.sentinel.login_required",
+        "redis.sentinel.failover_refused",
+        "redis.acl_declared",
+        "audit.acl.admin_and_health",
+    ] {
+        assert!(matches!(verdicts.get(id).map(String::as_str), Some("pass") | None), "{id}: {verdicts:?}");
+    }
+    assert_eq!(verdicts.get("redis.sentinels").map(String::as_str), Some("pass"), "{verdicts:?}");
+    let sentinels = stack.env("REDIS_SENTINELS");
+    assert_eq!(sentinels, "redis-sentinel:26379,redis-sentinel-1:26379,redis-sentinel-2:26379");
+    assert_eq!(stack.env("REDIS_MASTER_NAME"), stack.name);
+    assert_eq!(stack.env("REDIS_SENTINEL_USER"), "discovery");
+    assert_eq!(roles(&stack).get("redis").map(String::as_str), Some("primary"));
+
+    // redis-py through Sentinel on the stack network, writing while the primary is killed.
+    let env = stack.cmd("env", &["-o", "json"]).output().unwrap();
+    assert!(env.status.success(), "{}", text(&env));
+    let env_file = stack.sandbox.write("client/env.json", &String::from_utf8_lossy(&env.stdout));
+    let root = stack.sandbox.stack();
+    let network = format!("{}-net", stack.name);
+    let mut client = Command::new("docker")
+        .args(["run", "--rm", "--network", &network])
+        .args(["-v", &format!("{}:/client/env.json:ro", env_file.display())])
+        .args(["-v", &format!("{}:{}:ro", root.display(), root.display())])
+        .args([CLIENT_IMAGE, "-c", CLIENT, "app:failover", "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    if lines.next().and_then(Result::ok).as_deref() != Some("ready") {
+        panic!("the client never wrote: {}", text(&client.wait_with_output().unwrap()));
+    }
+    let survivors = [format!("{}-redis-1", stack.name), format!("{}-redis-2", stack.name)];
+    let sentinel_names: Vec<String> = ["redis-sentinel", "redis-sentinel-1", "redis-sentinel-2"]
+        .iter()
+        .map(|s| format!("{}-{s}", stack.name))
+        .collect();
+    let before: Vec<String> = survivors.iter().chain(&sentinel_names).map(|c| id(c)).collect();
+    let killed = Command::new("docker").args(["kill", &format!("{}-redis", stack.name)]).output().unwrap();
+    assert!(killed.status.success(), "{}", text(&killed));
+
+    // Sentinel promotes a replica; status says which, and that the old primary is down.
+    let promoted = Instant::now();
+    let primary = loop {
+        let roles = roles(&stack);
+        if let Some((alias, _)) = roles.iter().find(|(alias, role)| *alias != "redis" && *role == "primary") {
+            assert_eq!(roles.get("redis").map(String::as_str), Some("down"), "{roles:?}");
+            break alias.clone();
+        }
+        assert!(promoted.elapsed() < Duration::from_secs(60), "no replica promoted: {roles:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let status = stack.cmd("status", &[]).output().unwrap();
+    assert!(text(&status).contains(&format!("redis: the primary is {primary}")), "{}", text(&status));
+
+    let report = lines.next().and_then(Result::ok).unwrap_or_default();
+    let exited = client.wait_with_output().unwrap();
+    assert!(exited.status.success(), "{report}\n{}", text(&exited));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    println!("redis failover through Sentinel: {report}");
+    // Writes failed while no primary answered, then went on at the new one, found through
+    // Sentinel without a new configuration.
+    assert_eq!(report["primary"], primary.as_str(), "{report}");
+    let last_failure = report["last_failure"].as_f64().expect("writes failed while the primary was gone");
+    assert!(last_failure < 38.0, "writes did not resume: {report}");
+    assert!(report["value"].as_i64() >= report["acknowledged"].as_i64(), "{report}");
+
+    // The next up brings the old primary back as a replica of the new one, recreating nothing.
+    let up = stack.cmd("up", &[]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(text(&up).contains(&format!("redis: now a replica of {primary}")), "{}", text(&up));
+    let after: Vec<String> = survivors.iter().chain(&sentinel_names).map(|c| id(c)).collect();
+    assert_eq!(before, after, "a survivor was recreated");
+    let roles = roles(&stack);
+    assert_eq!(roles.get("redis").map(String::as_str), Some("replica"), "{roles:?}");
+    assert_eq!(roles.get(&primary).map(String::as_str), Some("primary"), "{roles:?}");
+    assert!(stack.env("REDIS_URL").ends_with(&format!(":{}/0", port_of(&stack, &primary))));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts.get("redis.replica.0.streams").map(String::as_str), Some("pass"), "{verdicts:?}");
+}
+
+/// The host port of Redis node `alias` (`redis-2` is Redis's port + 2).
+fn port_of(stack: &DockerStack, alias: &str) -> u16 {
+    let base: u16 = stack.args.iter().find_map(|a| a.strip_prefix("network.ports.redis=")?.parse().ok()).unwrap();
+    base + alias.strip_prefix("redis-").map_or(0, |n| n.parse::<u16>().unwrap())
+}
