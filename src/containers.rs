@@ -150,6 +150,9 @@ pub struct ContainerSpec {
     /// published. Left out of the config hash when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_ports: Vec<ExtraPort>,
+    /// The resolver's options (`resolv.conf`). Left out of the config hash when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
     /// Healthcheck command (CMD-SHELL).
     pub healthcheck: String,
     pub deliveries: Vec<Delivery>,
@@ -646,6 +649,15 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         publish: crate::endpoint::publishes(profile, service)
             .then(|| (profile.network.bind_address.to_string(), profile.network.ports.of(service))),
         container_port: service.container_port(),
+        // Redis and Sentinel resolve a node's name in their event loop: a lookup of a node that
+        // is gone must fail within a second, not block for the resolver's 5 (a Sentinel that
+        // stalls 2 seconds enters TILT mode and acts on nothing for 30).
+        dns_options: match service {
+            Service::Redis | Service::RedisSentinel if profile.redis.replicas > 0 => {
+                vec!["timeout:1".into(), "attempts:1".into()]
+            }
+            _ => Vec::new(),
+        },
         extra_ports: match service {
             // Behind a front, Qdrant serves gRPC to it on the stack network.
             Service::Qdrant if profile.fronted(service) => {

@@ -22,6 +22,16 @@ pub fn alias(service: Service, node: u8) -> String {
     }
 }
 
+/// Whether `service` runs as several nodes that are Redis's: Redis with replicas, the
+/// Sentinels.
+pub fn is_replicated(profile: &Profile, service: Service) -> bool {
+    match service {
+        Service::Redis => profile.redis.replicas > 0,
+        Service::RedisSentinel => profile.runs(service),
+        _ => false,
+    }
+}
+
 /// The container name of a node of `service`.
 pub fn container_name(profile: &Profile, service: Service, node: u8) -> String {
     format!("{}-{}", profile.stack.name, alias(service, node))

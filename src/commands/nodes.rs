@@ -31,6 +31,35 @@ pub async fn remove_undeclared(output: &Output, engine: &Engine, profile: &Profi
     Ok(())
 }
 
+/// Before `up` renders the stack directory: the Redis primary the Sentinels name, recorded where
+/// a failover moved it, so the files `up` renders and delivers say so.
+pub async fn follow_sentinels(
+    output: &Output,
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+) -> anyhow::Result<()> {
+    if !profile.runs(Service::RedisSentinel) || !dir.file(&crate::layout::StackFile::Profile).exists() {
+        return Ok(());
+    }
+    let store = Store::open(profile, dir).await?;
+    let Some(primary) = converge::sentinel::primary_by_sentinels(engine, profile, dir, &store).await? else {
+        return Ok(());
+    };
+    let recorded = profile.redis.primary_node();
+    if primary != recorded {
+        let topology = crate::topology::Topology { redis_primary: Some(primary), ..crate::topology::current(dir)? };
+        crate::topology::record(dir, &topology)?;
+        let alias = |node| crate::sentinel::alias(Service::Redis, node);
+        output.line(format!(
+            "redis: the Sentinels promoted {} in place of {}; `hardstack env` gives its address",
+            alias(primary),
+            alias(recorded)
+        ));
+    }
+    Ok(())
+}
+
 /// Redis's topology as `up` leaves it (`converge::sentinel::settle`), and what changed said:
 /// the primary's node.
 pub async fn settle_redis(

@@ -91,6 +91,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let _lock = super::lock(global, "up").await?;
     let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
     super::switchover::take_over(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
+    super::nodes::follow_sentinels(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
     let brought = bring(global, args, &output, engine, profile).await?;
     output.json(&brought.document);
     brought.into_result()

@@ -50,6 +50,13 @@ pub fn render(
     read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>,
     aws: Option<&[Substitution]>,
 ) -> anyhow::Result<Vec<Rendered>> {
+    // Not rendered yet: refused rather than a manifest with one Redis node and one Sentinel.
+    anyhow::ensure!(
+        profile.redis.replicas == 0,
+        "the Kubernetes target does not render Redis's replicas and Sentinels yet (redis.replicas = {}); \
+         render it with --set redis.replicas=0 --set redis.sentinels=0",
+        profile.redis.replicas
+    );
     let namespace = profile.kubernetes_namespace().to_owned();
     // Node 0 is the primary here: switchover and failover are `up`'s, on a Docker engine.
     let mut specs = containers::container_specs(profile);

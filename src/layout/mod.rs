@@ -143,6 +143,15 @@ pub const QDRANT_API_KEY: &str = "qdrant/api-key";
 /// The secret of Qdrant's read-only API key.
 pub const QDRANT_READ_ONLY_API_KEY: &str = "qdrant/read-only-api-key";
 
+/// The secret of a Redis login: `redis/<login>`, but the discovery login's, which is the
+/// Sentinels' (`redis-sentinel/discovery`).
+pub fn redis_login_secret(login: &str) -> String {
+    match login {
+        DISCOVERY => login_secret(Service::RedisSentinel, login),
+        _ => login_secret(Service::Redis, login),
+    }
+}
+
 /// The secret holding the password of `login` on `service` (`postgres/app`, `redis/admin`).
 pub fn login_secret(service: Service, login: &str) -> String {
     format!("{service}/{login}")

@@ -401,7 +401,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
     }
     if profile.runs(Service::Redis) {
         let passwords = |login: &str| -> anyhow::Result<String> {
-            let name = layout::login_secret(Service::Redis, login);
+            let name = layout::redis_login_secret(login);
             let mut hashes = vec![format!("#{}", secrets::redis_acl_hash(material.value(&name)?))];
             if let Some(previous) = material.redis_previous.get(&name) {
                 hashes.push(format!("#{}", secrets::redis_acl_hash(previous)));
@@ -448,7 +448,6 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             },
         });
         if profile.runs(Service::RedisSentinel) {
-            let discovery = layout::login_secret(Service::RedisSentinel, layout::DISCOVERY);
             context["sentinel"] = json!({
                 "dir": layout::SENTINEL_DIR,
                 "port": Service::RedisSentinel.container_port(),
@@ -459,7 +458,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                 "sentinel_password": material.value(&layout::login_secret(Service::Redis, layout::SENTINEL))?.expose(),
                 "sentinel_passwords": passwords(layout::SENTINEL)?,
                 "health_passwords": passwords(layout::HEALTH)?,
-                "discovery_passwords": format!("#{}", secrets::redis_acl_hash(material.value(&discovery)?)),
+                "discovery_passwords": passwords(layout::DISCOVERY)?,
                 "discovery_commands": layout::DISCOVERY_COMMANDS.join(" "),
             });
         }

@@ -114,6 +114,22 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
             anyhow::ensure!(served == expected, "{service} still presents the old certificate");
             Ok(())
         }
+        Step::Test if crate::sentinel::is_replicated(context.profile, service) => {
+            // Each Redis node reads its pair again (CONFIG SET), each Sentinel restarts; then
+            // each presents the new certificate, at its address on the stack network.
+            reload(context, service).await?;
+            let [crt_source, _] = sources(context, service);
+            let expected = pem_der(&std::fs::read_to_string(context.dir.path(&crt_source))?)?;
+            for spec in super::receivers(context.engine, context.profile, service).await? {
+                let node = (service, crate::sentinel::node(&spec).unwrap_or(0));
+                let (engine, profile, dir) = (context.engine, context.profile, context.dir);
+                let target =
+                    crate::converge::sentinel::target(engine, profile, dir, node, layout::ADMIN, Secret::new(""));
+                let target = target.await?;
+                serves(&target, false, &expected).await.with_context(|| format!("after the reload, {}", spec.alias))?;
+            }
+            Ok(())
+        }
         Step::Test => {
             reload(context, service).await?;
             let [crt_source, _] = sources(context, service);
@@ -191,20 +207,31 @@ async fn reload(context: &Context<'_>, service: Service) -> anyhow::Result<()> {
             client.query_one("SELECT pg_reload_conf()", &[]).await.context("pg_reload_conf()")?;
         }
         Service::Redis => {
-            let target = admin_target(context, service).await?;
-            let mut connection = probe::redis_connection(&target).await.context("logging in to Redis as admin")?;
             let [crt, key] = pair(service)
                 .map(|file| layout::container_path(context.profile, service, &file).expect("Redis receives its pair"));
-            // Setting the same paths makes Redis read the files again (they are volatile configs).
-            ::redis::cmd("CONFIG")
-                .arg("SET")
-                .arg("tls-cert-file")
-                .arg(crt)
-                .arg("tls-key-file")
-                .arg(key)
-                .query_async::<()>(&mut connection)
-                .await
-                .context("CONFIG SET tls-cert-file")?;
+            // Every node: the primary where it is published, the others on the stack network.
+            for spec in super::receivers(context.engine, context.profile, service).await? {
+                let node = crate::sentinel::node(&spec).unwrap_or(0);
+                let mut connection = match node == context.profile.redis.primary_node() {
+                    true => probe::redis_connection(&admin_target(context, service).await?).await,
+                    false => {
+                        let (engine, profile, dir, store) =
+                            (context.engine, context.profile, context.dir, context.store);
+                        crate::converge::sentinel::admin(engine, profile, dir, store, node).await
+                    }
+                }
+                .with_context(|| format!("logging in to {} as admin", spec.alias))?;
+                // Setting the same paths makes Redis read the files again (they are volatile configs).
+                ::redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("tls-cert-file")
+                    .arg(&crt)
+                    .arg("tls-key-file")
+                    .arg(&key)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .context("CONFIG SET tls-cert-file")?;
+            }
         }
         Service::Qdrant => {
             // Qdrant re-reads its certificate itself every tls.cert_ttl seconds.

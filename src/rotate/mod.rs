@@ -87,7 +87,7 @@ impl Credential {
             Credential::PostgresBackup => layout::login_secret(Service::Postgres, layout::BACKUP),
             Credential::PostgresMonitor => layout::login_secret(Service::Postgres, layout::MONITOR),
             Credential::PostgresReplication => layout::login_secret(Service::Postgres, layout::REPLICATION),
-            Credential::RedisUser { user } => layout::login_secret(Service::Redis, user),
+            Credential::RedisUser { user } => layout::redis_login_secret(user),
             Credential::Certificate { service } => format!("certificate/{service}"),
             Credential::QdrantApiKey => layout::QDRANT_API_KEY.into(),
             Credential::FrontKey { user } => layout::login_secret(Service::QdrantFront, user),
@@ -122,6 +122,14 @@ pub fn credentials(profile: &Profile) -> Vec<Credential> {
                 .into_iter()
                 .map(|login| Credential::RedisUser { user: login.into() }),
         );
+        // Where replicas run: their login to the primary, the Sentinels' and the applications'
+        // login to the Sentinels.
+        if profile.redis.replicas > 0 {
+            all.extend(
+                [layout::REDIS_REPLICA, layout::SENTINEL, layout::DISCOVERY]
+                    .map(|login| Credential::RedisUser { user: login.into() }),
+            );
+        }
     }
     if profile.runs(Service::Qdrant) {
         all.push(Credential::QdrantApiKey);
@@ -193,6 +201,12 @@ pub async fn receivers(
         Service::Postgres => crate::replica::primary_spec(profile),
         _ => crate::containers::container_spec(profile, service),
     }];
+    // Redis's replicas and the Sentinels beyond the first.
+    for node in crate::sentinel::specs(profile).into_iter().filter(|spec| spec.service == service) {
+        if engine.inspect(&node.name).await?.is_some() {
+            specs.push(node);
+        }
+    }
     if service == Service::Postgres {
         for replica in crate::replica::specs(profile) {
             if engine.inspect(&replica.name).await?.is_some() {
@@ -420,8 +434,11 @@ pub async fn expire_previous(context: &Context<'_>) -> anyhow::Result<Vec<String
 
 /// The files whose content follows the secrets: rotation changes what they say on the
 /// running server by commands, and records them as delivered once it re-rendered them.
-const SECRET_FILES: [StackFile; 6] = [
+const SECRET_FILES: [StackFile; 9] = [
     StackFile::UsersAcl,
+    StackFile::RedisReplication,
+    StackFile::SentinelConf,
+    StackFile::SentinelHealthPassword,
     StackFile::InitSql,
     StackFile::HealthPgpass,
     StackFile::RedisHealthPassword,
@@ -443,6 +460,11 @@ pub async fn deliver_rotated_files(
     let tera = crate::inputs::resolve(dir, None, None)?.tera;
     let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
     let mut specs = crate::containers::running_specs(profile);
+    for spec in crate::sentinel::specs(profile) {
+        if engine.inspect(&spec.name).await?.is_some() {
+            specs.push(spec);
+        }
+    }
     if profile.runs(Service::Postgres) {
         specs.extend(
             receivers(engine, profile, Service::Postgres)

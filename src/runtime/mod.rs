@@ -407,6 +407,7 @@ impl Engine {
             restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
             port_bindings,
             network_mode: Some(spec.network.clone()),
+            dns_options: (!spec.dns_options.is_empty()).then(|| spec.dns_options.clone()),
             ..Default::default()
         };
         let mut labels = self.labels(stack);

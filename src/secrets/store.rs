@@ -143,7 +143,8 @@ impl Store {
             }
         }
         for (name, current) in &versions.current {
-            if !name.starts_with(&format!("{}/", Service::Redis)) {
+            let redis = [Service::Redis, Service::RedisSentinel];
+            if !redis.iter().any(|service| name.starts_with(&format!("{service}/"))) {
                 continue;
             }
             let age = SystemTime::now().duration_since(current.created).unwrap_or_default();

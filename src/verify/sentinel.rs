@@ -127,7 +127,8 @@ async fn unauthenticated(target: &Target) -> anyhow::Result<redis::aio::Multiple
 async fn app_on(context: &Context, node: u8) -> anyhow::Result<(redis::aio::MultiplexedConnection, String)> {
     let user = context.users().first().context("the profile has no application user")?;
     let target = target(context, Service::Redis, node, &user.name, &layout::login_secret(Service::Redis, &user.name))?;
-    let key = format!("{}hardstack-verify-replica", user.redis_keys.trim_end_matches('*'));
+    // A key of each node's own: the checks of the replicas run at once.
+    let key = format!("{}hardstack-verify-replica-{node}", user.redis_keys.trim_end_matches('*'));
     Ok((probe::redis_connection(&target).await?, key))
 }
 
@@ -188,8 +189,8 @@ async fn streams(context: &Context, node: u8) -> anyhow::Result<String> {
     if primary == node {
         return Ok(format!("{alias} is the primary"));
     }
-    let (mut writer, key) = app_on(context, primary).await?;
-    let (reader, _) = app_on(context, node).await?;
+    let (mut writer, _) = app_on(context, primary).await?;
+    let (reader, key) = app_on(context, node).await?;
     let value = format!("{:?}", Instant::now());
     redis::cmd("SET").arg(&key).arg(&value).arg("EX").arg(60).query_async::<()>(&mut writer).await?;
     let written = Instant::now();
