@@ -68,9 +68,7 @@ pub async fn admin(
     store: &Store,
     node: u8,
 ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let password = store.current(&layout::login_secret(Service::Redis, layout::ADMIN)).await?.value;
-    let target = target(engine, profile, dir, (Service::Redis, node), layout::ADMIN, password).await?;
-    probe::redis_connection(&target).await.with_context(|| format!("logging in to {} as admin", target.host))
+    login(engine, (profile, dir, store), (Service::Redis, node), layout::ADMIN).await
 }
 
 /// A discovery connection to Sentinel `node`: what an application logs in as.
@@ -81,9 +79,19 @@ pub async fn discovery(
     store: &Store,
     node: u8,
 ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let password = store.current(&layout::login_secret(Service::RedisSentinel, layout::DISCOVERY)).await?.value;
-    let target = target(engine, profile, dir, (Service::RedisSentinel, node), layout::DISCOVERY, password).await?;
-    probe::redis_connection(&target).await.with_context(|| format!("logging in to {} as discovery", target.host))
+    login(engine, (profile, dir, store), (Service::RedisSentinel, node), layout::DISCOVERY).await
+}
+
+/// A connection to a node or Sentinel as `user`, with its current password.
+async fn login(
+    engine: &Engine,
+    (profile, dir, store): (&Profile, &StackDir, &Store),
+    at: (Service, u8),
+    user: &str,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let password = store.current(&layout::redis_login_secret(user)).await?.value;
+    let target = target(engine, profile, dir, at, user, password).await?;
+    probe::redis_connection(&target).await.with_context(|| format!("logging in to {} as {user}", target.host))
 }
 
 /// The primary's node as the Sentinels say, asked in turn until one answers with a node of

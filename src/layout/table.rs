@@ -123,19 +123,9 @@ impl Entry {
         path: &'static str,
         mode: Mode,
         source: Source,
-        (service, volume, at, reach): (Service, Volume, &'static str, Reach),
+        destination: (Service, Volume, &'static str, Reach),
     ) -> Entry {
-        let destination = Destination { volume, path: at, reach };
-        Entry {
-            file,
-            path,
-            mode,
-            service: Some(service),
-            source: Some(source),
-            destination: Some(destination),
-            replicas_only: false,
-            redis_replicas_only: false,
-        }
+        Entry::delivered_when(file, (path, mode), source, destination, false)
     }
 
     /// A file [`Entry::delivered`] to Redis's nodes where the stack runs Redis replicas.
@@ -144,7 +134,17 @@ impl Entry {
         path: &'static str,
         mode: Mode,
         source: Source,
+        destination: (Service, Volume, &'static str, Reach),
+    ) -> Entry {
+        Entry::delivered_when(file, (path, mode), source, destination, true)
+    }
+
+    const fn delivered_when(
+        file: StackFile,
+        (path, mode): (&'static str, Mode),
+        source: Source,
         (service, volume, at, reach): (Service, Volume, &'static str, Reach),
+        redis_replicas_only: bool,
     ) -> Entry {
         let destination = Destination { volume, path: at, reach };
         Entry {
@@ -155,7 +155,7 @@ impl Entry {
             source: Some(source),
             destination: Some(destination),
             replicas_only: false,
-            redis_replicas_only: true,
+            redis_replicas_only,
         }
     }
 

@@ -240,3 +240,40 @@ fn port_of(stack: &DockerStack, alias: &str) -> u16 {
     let base: u16 = stack.args.iter().find_map(|a| a.strip_prefix("network.ports.redis=")?.parse().ok()).unwrap();
     base + alias.strip_prefix("redis-").map_or(0, |n| n.parse::<u16>().unwrap())
 }
+
+#[test]
+fn a_redis_replica_added_on_day_two_copies_the_primary_without_touching_it() {
+    if !docker_available("sentinel_day_two") {
+        return;
+    }
+    let stack =
+        DockerStack::new("sentinel_day_two").services(&["redis"]).set("redis.replicas=1").set("redis.sentinels=3");
+    let up = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    let written = crate::common::redis(&stack, "app", "redis/app", &["SET", "app:before", "kept"]);
+    assert_eq!(written.trim(), "OK", "{written}");
+    let primary = format!("{}-redis", stack.name);
+    let before = id(&primary);
+
+    let plan = stack.cmd("plan", &["--set", "redis.replicas=2"]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(text(&plan).contains("redis-2: created"), "{}", text(&plan));
+    let up = stack.cmd("up", &["--set", "redis.replicas=2"]).output().unwrap();
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(text(&up).contains("redis-2: now a replica of redis"), "{}", text(&up));
+    assert_eq!(id(&primary), before, "the primary was recreated");
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    for check in ["redis.sentinels", "redis.replica.2.streams", "redis.replica.2.write_refused"] {
+        assert_eq!(verdicts.get(check).map(String::as_str), Some("pass"), "{check}: {verdicts:?}");
+    }
+    // The new replica holds what the primary held before it existed (redis-cli at its port).
+    let password = crate::common::version_with(&crate::common::record(&stack, "redis/app"), "current").unwrap();
+    let read = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port_of(&stack, "redis-2").to_string(), "--tls"])
+        .args(["--cacert", &stack.env("REDIS_CA_CERT"), "--user", "app", "--no-auth-warning"])
+        .args(["--pass", password["value"].as_str().unwrap(), "GET", "app:before"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "kept", "{}", text(&read));
+}
