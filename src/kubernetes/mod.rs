@@ -41,6 +41,18 @@ pub struct Rendered {
     pub content: String,
 }
 
+/// Whether the Kubernetes target renders this profile's topology: not Redis's replicas and
+/// Sentinels yet, refused rather than a manifest with one Redis node and one Sentinel.
+pub fn renders(profile: &Profile) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        profile.redis.replicas == 0,
+        "the Kubernetes target does not render Redis's replicas and Sentinels yet (redis.replicas = {}); \
+         render it with --set redis.replicas=0 --set redis.sentinels=0",
+        profile.redis.replicas
+    );
+    Ok(())
+}
+
 /// Renders the kustomize directory. `read` gives the content of a file of the stack directory
 /// by its path. With `aws` (the aws store's values and how to fetch each), no password, key or
 /// verifier of the store is carried: the files that hold one are made in the cluster by
@@ -50,13 +62,7 @@ pub fn render(
     read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>,
     aws: Option<&[Substitution]>,
 ) -> anyhow::Result<Vec<Rendered>> {
-    // Not rendered yet: refused rather than a manifest with one Redis node and one Sentinel.
-    anyhow::ensure!(
-        profile.redis.replicas == 0,
-        "the Kubernetes target does not render Redis's replicas and Sentinels yet (redis.replicas = {}); \
-         render it with --set redis.replicas=0 --set redis.sentinels=0",
-        profile.redis.replicas
-    );
+    renders(profile)?;
     let namespace = profile.kubernetes_namespace().to_owned();
     // Node 0 is the primary here: switchover and failover are `up`'s, on a Docker engine.
     let mut specs = containers::container_specs(profile);
