@@ -79,15 +79,8 @@ async fn admin(context: &Context<'_>, holder: Holder) -> anyhow::Result<::redis:
     }
 }
 
-/// Applies one ACL rule to a user on every holder and saves it there (Redis's ACL file; a
+/// Applies one ACL rule to a user on a holder and saves it there (Redis's ACL file; a
 /// Sentinel's own file).
-async fn setuser(context: &Context<'_>, user: &str, rule: String) -> anyhow::Result<()> {
-    for holder in holders(context, user).await? {
-        setuser_at(context, holder, user, &rule).await?;
-    }
-    Ok(())
-}
-
 async fn setuser_at(context: &Context<'_>, holder: Holder, user: &str, rule: &str) -> anyhow::Result<()> {
     let mut connection = admin(context, holder).await?;
     ::redis::cmd("ACL").arg("SETUSER").arg(user).arg(rule).query_async::<()>(&mut connection).await?;
@@ -107,11 +100,17 @@ pub async fn set(
     pending: &SecretVersion,
 ) -> anyhow::Result<()> {
     let hash = crate::secrets::redis_acl_hash(&pending.value);
-    setuser(context, user, format!("#{hash}")).await.with_context(|| format!("adding the new password of {user}"))?;
+    // Every holder accepts it before any login switches to it.
+    let holders = holders(context, user).await?;
+    let rule = format!("#{hash}");
+    for holder in &holders {
+        let added = setuser_at(context, *holder, user, &rule);
+        added.await.with_context(|| format!("adding the new password of {user}"))?;
+    }
     let password = pending.value.expose();
     if user == layout::REDIS_REPLICA {
         // Each node logs in to its primary with it from its next connection on.
-        for holder in holders(context, user).await? {
+        for holder in holders.iter().copied() {
             let mut connection = admin(context, holder).await?;
             let mut command = ::redis::cmd("CONFIG");
             command.arg("SET").arg("masterauth").arg(password);
@@ -121,7 +120,7 @@ pub async fn set(
     if user == layout::SENTINEL {
         // Each Sentinel logs in to the nodes and to the other Sentinels with it.
         let master = crate::sentinel::master_name(context.profile);
-        for holder in holders(context, user).await?.into_iter().filter(|h| h.0 == Service::RedisSentinel) {
+        for holder in holders.iter().copied().filter(|h| h.0 == Service::RedisSentinel) {
             let mut connection = admin(context, holder).await?;
             let mut auth = ::redis::cmd("SENTINEL");
             auth.arg("SET").arg(&master).arg("auth-pass").arg(password);
