@@ -5,6 +5,7 @@
 # by hand: every number in a row is measured here, or read from the stack (auth_delay).
 #
 #   bench/run.sh [NAME...]      NAME: up-postgres up-dev verify backup restore rotate memory init pooling failover
+#                               redis-failover
 #   RUNS=9 bench/run.sh up-postgres
 #   BASELINE_BIN=/path/to/an/older/hardstack bench/run.sh restore   (restore and backup --test
 #                               against an older build; without it those rows show no baseline)
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-7}
-all=(up-postgres up-dev verify backup restore rotate memory init pooling failover)
+all=(up-postgres up-dev verify backup restore rotate memory init pooling failover redis-failover)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for name in "${names[@]}"; do
@@ -324,6 +325,24 @@ bench_pooling() {
     "$(tps "$p")" "directly to PostgreSQL: $(tps "$d")" "$(ratio "$p" "$d")x the throughput" ""
 }
 
+# A writer's log, "MS ok|fail" per attempt (lines starting with # are comments), for the
+# failover rows. outage LOG: "MS FAILED", MS from the last write before the first failure to the
+# first write after the last one (-1 when writes never came back), FAILED the failed attempts.
+outage() {
+  python3 - "$1" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+fails = [i for i, r in enumerate(rows) if r[1] == "fail"]
+if not fails:
+    print(0, 0); sys.exit()
+before = int(rows[fails[0] - 1][0]) if fails[0] > 0 else int(rows[0][0])
+after = next((int(r[0]) for r in rows[fails[-1] + 1:] if r[1] == "ok"), None)
+print(-1 if after is None else after - before, len(fails))
+PY
+}
+# count VALUES...: "median (min-max)" of whole numbers.
+count() { python3 -c 'import statistics,sys; v=[int(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f} ({min(v)}-{max(v)})")' "$@"; }
+
 # A writer during a PostgreSQL switchover, a failover by `up`, and a kill that nothing answers:
 # psql over libpq's multi-host URL of every node with target_session_attrs=read-write, one
 # INSERT per connection (as an application that reconnects and retries would), each attempt
@@ -345,19 +364,6 @@ bench_failover() {
       if psql "$url" -w -tAq -c "INSERT INTO written VALUES ($(now_ms)$n, '$1')" >/dev/null 2>&1; then
         echo "$(now_ms) ok"; else echo "$(now_ms) fail"; fi
     done >"$2"
-  }
-  # outage LOG: "MS FAILED" (MS: -1 when writes never came back).
-  outage() {
-    python3 - "$1" <<'PY'
-import sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-fails = [i for i, r in enumerate(rows) if r[1] == "fail"]
-if not fails:
-    print(0, 0); sys.exit()
-before = int(rows[fails[0] - 1][0]) if fails[0] > 0 else int(rows[0][0])
-after = next((int(r[0]) for r in rows[fails[-1] + 1:] if r[1] == "ok"), None)
-print(-1 if after is None else after - before, len(fails))
-PY
   }
   # primary: the container of the node topology.json names (node 0 without it).
   primary() {
@@ -390,7 +396,6 @@ PY
   eval "$("$bin" env --dir "$dir")"
   present=$(psql "$DATABASE_URL" -w -tA -c "SELECT count(*) FROM written WHERE kind = 'switchover'")
   [ "$present" -ge "$acknowledged" ] || lost=$((acknowledged - present))
-  count() { python3 -c 'import statistics,sys; v=[int(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.0f} ({min(v)}-{max(v)})")' "$@"; }
   local never=0
   for k in "${killed[@]}"; do [ "$k" = -1 ] && never=$((never + 1)); done
   local baseline="the primary killed (\`docker kill\`) with nothing promoting: writes never came back in $never of $runs rounds of 10 s, $(count "${kill_failed[@]}") failed operations"
@@ -398,6 +403,70 @@ PY
     "writes failed for $(millis "$(stats "${switched[@]}")"), $(count "${switch_failed[@]}") failed operations, $lost acknowledged rows lost" "$baseline" "" "0 rows lost"
   row "PostgreSQL failover: the primary killed (\`docker kill\`), then \`hardstack up\` at once, the same writer, median of $runs (min-max)" \
     "writes failed for $(millis "$(stats "${failed_over[@]}")"), $(count "${failover_failed[@]}") failed operations" "$baseline" "" ""
+}
+
+# A writer during a Redis failover under Sentinel, and a kill that nothing answers: redis-py
+# (bench/redis-writer.py, in the client image .ci/setup builds, on the stack's network), INCR
+# every 10 ms over a pooled connection. Through the Sentinels, the primary's container killed:
+# Sentinel promotes the replica, the client asks the Sentinels again; `up` then brings the old
+# node back as a replica. The baseline: the Sentinels stopped, a client of the primary alone,
+# the primary killed. Rounds alternate the two.
+bench_redis_failover() {
+  local dir client=hardstack-local/redis-client:trixie name=hs-bench-rfailover
+  docker image inspect "$client" >/dev/null 2>&1 || { echo "no $client: .ci/setup builds it" >&2; exit 1; }
+  stack_dir redis-failover
+  "$bin" up --dir "$dir" -q --set stack.name=$name --set 'stack.services=["redis"]' \
+    --set redis.replicas=1 --set redis.sentinels=3 --set network.ports.redis=25490 "${images[@]}"
+  local sentinels=("$name-redis-sentinel" "$name-redis-sentinel-1" "$name-redis-sentinel-2")
+  # redis_primary: the alias of the node topology.json names (node 0 without it).
+  redis_primary() {
+    local node
+    node=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["redis_primary"])' "$dir/topology.json" 2>/dev/null || echo 0)
+    if [ "$node" = 0 ]; then echo redis; else echo "redis-$node"; fi
+  }
+  # redis_round KIND LOG: the writer through one event (until 20 s after the kill, 10 s where
+  # nothing promotes); the stack whole again after it.
+  redis_round() {
+    local primary writer after=20
+    primary=$(redis_primary)
+    "$bin" env --dir "$dir" -o json >"$work/redis-env.json"
+    rm -rf "$work/redis-stop"; mkdir "$work/redis-stop"
+    [ "$1" = sentinel ] || { after=10; docker stop "${sentinels[@]}" >/dev/null; }
+    docker run --rm --network "$name-net" --dns-opt timeout:1 --dns-opt attempts:1 \
+      -v "$work/redis-env.json:/client/env.json:ro" -v "$dir:$dir:ro" -v "$work/redis-stop:/stop:ro" \
+      -v "$PWD/bench/redis-writer.py:/writer.py:ro" "$client" /writer.py "$1" "app:bench-$1" "$primary" >"$2" &
+    writer=$!
+    until grep -q ' ok$' "$2" 2>/dev/null; do
+      kill -0 "$writer" 2>/dev/null || { echo "the Redis writer stopped: $(cat "$2")" >&2; exit 1; }
+      sleep 0.05
+    done
+    sleep 1
+    docker kill "$name-$primary" >/dev/null
+    sleep "$after"; touch "$work/redis-stop/stop"; wait "$writer"
+    [ "$1" = sentinel ] || docker start "$name-$primary" "${sentinels[@]}" >/dev/null
+    "$bin" up --dir "$dir" -q >/dev/null || {
+      docker ps -a --filter "label=hardstack.stack=$name" --format '{{.Names}} {{.Status}}' >&2
+      for node in "$name-redis" "$name-redis-1" "${sentinels[@]}"; do docker logs --tail 15 "$node" 2>&1 | sed "s/^/$node: /" >&2; done
+      exit 1
+    }
+  }
+  local failed_over=() failover_failed=() killed=() kill_failed=() lost=() o
+  for i in $(seq "$runs"); do
+    redis_round direct "$work/redis-kill-$i"; o=($(outage "$work/redis-kill-$i")); killed+=("${o[0]}"); kill_failed+=("${o[1]}")
+    redis_round sentinel "$work/redis-sentinel-$i"; o=($(outage "$work/redis-sentinel-$i")); failed_over+=("${o[0]}"); failover_failed+=("${o[1]}")
+    # Acknowledged increments the new primary does not have (Redis replicates asynchronously).
+    lost+=("$(awk '/^# acknowledged/ { print ($5 >= 0 && $3 > $5) ? $3 - $5 : 0 }' "$work/redis-sentinel-$i")")
+  done
+  local never=0 stuck=0 resumed=()
+  for k in "${killed[@]}"; do [ "$k" = -1 ] && never=$((never + 1)); done
+  # A round whose writes did not come back within the 20 s it watches counts apart, not as a
+  # number in the median.
+  for k in "${failed_over[@]}"; do if [ "$k" = -1 ]; then stuck=$((stuck + 1)); else resumed+=("$k"); fi; done
+  [ ${#resumed[@]} -gt 0 ] || resumed=(-1)
+  failed_over=("${resumed[@]}")
+  row "Redis failover under Sentinel (1 replica, 3 Sentinels, \`down-after-milliseconds\` 5000, 6000, 7000): the primary killed (\`docker kill\`), redis-py through the Sentinels (INCR every 10 ms, 0.5 s timeouts), median of $runs (min-max), alternating" \
+    "writes failed for $(millis "$(stats "${failed_over[@]}")") where they came back, not within 20 s in $stuck of $runs rounds; $(count "${failover_failed[@]}") failed operations, $(count "${lost[@]}") acknowledged increments lost" \
+    "the primary killed with nothing promoting (the Sentinels stopped), redis-py on the primary: writes did not come back within 10 s in $never of $runs rounds, $(count "${kill_failed[@]}") failed operations" "" ""
 }
 
 echo "Measured $(date -u +%Y-%m-%d) by \`bench/run.sh\` on $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB, Debian $(cut -d. -f1 /etc/debian_version), Docker Engine $(docker version -f '{{.Server.Version}}'), $(git rev-parse --short HEAD):"

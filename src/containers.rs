@@ -499,13 +499,18 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
                     tmpfs
                         .push(TmpfsMount { target: "/data".into(), options: format!("uid={uid},gid={uid},mode=0700") });
                     // A Sentinel's own file is a copy of the declared one, made once: it holds
-                    // the Sentinel's id and what it learned, which a restart must keep.
+                    // the Sentinel's id and what it learned, which a restart must keep. It
+                    // announces its alias ($1), not its address, which a restart may change:
+                    // the other Sentinels would keep the old address as one more Sentinel.
+                    // It marks a silent primary down after its own delay ($2).
                     let declared = at(StackFile::SentinelConf);
                     let dir = declared.rsplit_once('/').map(|(dir, _)| dir.to_owned()).unwrap_or_default();
                     let script = format!(
-                        "cd {dir} && {{ [ -s sentinel.conf ] || cp declared.conf sentinel.conf; }} && exec redis-server sentinel.conf --sentinel"
+                        "cd {dir} && {{ [ -s sentinel.conf ] || cp declared.conf sentinel.conf; }} && exec redis-server sentinel.conf --sentinel announce-ip \"$1\" --sentinel down-after-milliseconds {} \"$2\"",
+                        crate::sentinel::master_name(profile)
                     );
-                    vec!["sh".into(), "-c".into(), script]
+                    let down_after = crate::sentinel::down_after_ms(0).to_string();
+                    vec!["sh".into(), "-c".into(), script, "sh".into(), service.name().into(), down_after]
                 }
             };
             (command, health)

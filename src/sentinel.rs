@@ -42,6 +42,16 @@ pub fn master_name(profile: &Profile) -> String {
     profile.stack.name.clone()
 }
 
+/// How long Sentinel `node` waits before it marks a silent primary down, in milliseconds: 5 s,
+/// and one more for each node before it. A killed primary's connections drop for every Sentinel
+/// at the same moment: Sentinels that mark it down together start an election together, each
+/// votes for itself, none wins, and none tries again for twice the failover timeout (seen on a
+/// loaded machine, where a Sentinel's config write stalled it past the others' requests). A
+/// second apart, the first two to agree hold the election and the third's vote decides it.
+pub fn down_after_ms(node: u8) -> u32 {
+    5000 + 1000 * u32::from(node)
+}
+
 /// The specs of Redis's replicas and of every Sentinel but node 0 (which is the service's own
 /// spec), in node order: what `up` brings up beside the services.
 pub fn specs(profile: &Profile) -> Vec<ContainerSpec> {
@@ -94,7 +104,7 @@ pub fn node_of(profile: &Profile, container: &str) -> Option<(Service, u8)> {
 
 /// Node `node`'s spec of `service` (Redis or Sentinel): node 0's is the service's own; another
 /// is node 0's with the node's name, alias, volumes (each `<alias>-...`), published port
-/// (Redis's only) and, for Redis, the alias it announces.
+/// (Redis's only) and the alias it announces.
 pub fn spec(profile: &Profile, service: Service, node: u8) -> ContainerSpec {
     let first = containers::container_spec(profile, service);
     if node == 0 {
@@ -119,6 +129,10 @@ pub fn spec(profile: &Profile, service: Service, node: u8) -> ContainerSpec {
         first.directories.iter().map(|d| containers::OwnedDir { volume: key(&d.volume), ..d.clone() }).collect();
     if let Some(at) = spec.command.iter().position(|arg| arg == "--replica-announce-ip") {
         spec.command[at + 1] = alias;
+    } else if service == Service::RedisSentinel {
+        // The Sentinel's script takes the alias it announces and its delay as its arguments.
+        let args = spec.command.len() - 2;
+        spec.command[args..].clone_from_slice(&[alias, down_after_ms(node).to_string()]);
     }
     spec.publish = first.publish.map(|(address, _)| (address, profile.network.ports.redis_node(node)));
     spec
@@ -145,6 +159,14 @@ mod tests {
         assert_eq!((&second.posture, second.memory_bytes), (&first.posture, first.memory_bytes));
         let sentinel = spec(&profile, Service::RedisSentinel, 1);
         assert_eq!(sentinel.publish, None);
+        assert!(sentinel.command.ends_with(&["redis-sentinel-1".into(), "6000".into()]), "{:?}", sentinel.command);
+        let first_sentinel = containers::container_spec(&profile, Service::RedisSentinel);
+        assert!(first_sentinel.command.ends_with(&["redis-sentinel".into(), "5000".into()]));
+        let script = &first_sentinel.command[2];
+        assert!(
+            script.ends_with("--sentinel announce-ip \"$1\" --sentinel down-after-milliseconds t \"$2\""),
+            "{script}"
+        );
         assert_eq!(node(&sentinel), Some(1));
         assert_eq!(node_of(&profile, "t-redis-sentinel-1"), Some((Service::RedisSentinel, 1)));
         assert_eq!(node_of(&profile, "t-redis-2"), Some((Service::Redis, 2)));

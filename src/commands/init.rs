@@ -18,10 +18,7 @@ use crate::stackdir::{self, Change, StackDir};
 pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let output = super::output(global);
     // Bad input is refused before the directory is made (for its lock).
-    let profile = settings::resolve_profile(global)?.profile;
-    if args.target == crate::cli::Target::Kubernetes {
-        crate::kubernetes::renders(&profile)?;
-    }
+    settings::resolve_profile(global)?;
     let _lock = super::lock(global, "init").await?;
     crate::identity::Identity::ensure(&StackDir::new(&global.dir))?;
     let given = bundle::Given { templates: args.templates.as_deref(), accept: args.accept.as_deref() };

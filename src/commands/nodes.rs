@@ -48,14 +48,8 @@ pub async fn follow_sentinels(
     };
     let recorded = profile.redis.primary_node();
     if primary != recorded {
-        let topology = crate::topology::Topology { redis_primary: Some(primary), ..crate::topology::current(dir)? };
-        crate::topology::record(dir, &topology)?;
-        let alias = |node| crate::sentinel::alias(Service::Redis, node);
-        output.line(format!(
-            "redis: the Sentinels promoted {} in place of {}; `hardstack env` gives its address",
-            alias(primary),
-            alias(recorded)
-        ));
+        converge::sentinel::record_primary(dir, primary)?;
+        output.line(promoted(primary, recorded));
     }
     Ok(())
 }
@@ -72,14 +66,24 @@ pub async fn settle_redis(
     let settled = converge::sentinel::settle(engine, profile, dir, store).await?;
     let alias = |node| crate::sentinel::alias(Service::Redis, node);
     if let Some(from) = settled.moved_from {
-        output.line(format!(
-            "redis: the Sentinels promoted {} in place of {}; `hardstack env` gives its address",
-            alias(settled.primary),
-            alias(from)
-        ));
+        output.line(promoted(settled.primary, from));
     }
     for node in settled.pointed {
         output.line(format!("{}: now a replica of {}", alias(node), alias(settled.primary)));
     }
+    for node in settled.reset {
+        let sentinel = crate::sentinel::alias(Service::RedisSentinel, node);
+        output.line(format!("{sentinel}: told to forget the nodes that no longer run (SENTINEL RESET)"));
+    }
     Ok(settled.primary)
+}
+
+/// What `up` says when the Sentinels moved Redis's primary from node `from` to `primary`.
+fn promoted(primary: u8, from: u8) -> String {
+    let alias = |node| crate::sentinel::alias(Service::Redis, node);
+    format!(
+        "redis: the Sentinels promoted {} in place of {}; `hardstack env` gives its address",
+        alias(primary),
+        alias(from)
+    )
 }

@@ -114,12 +114,17 @@ pub async fn primary_by_sentinels(
             .query_async(&mut connection)
             .await;
         if let Ok(Some((host, _))) = answer
-            && let Some(primary) = sentinel::node_of_alias(&host).filter(|n| *n <= profile.redis.replicas)
+            && let Some(primary) = redis_node(profile, &host)
         {
             return Ok(Some(primary));
         }
     }
     Ok(None)
+}
+
+/// The node of the stack's Redis that `alias` names, if any.
+fn redis_node(profile: &Profile, alias: &str) -> Option<u8> {
+    sentinel::node_of_alias(alias).filter(|n| *n <= profile.redis.replicas)
 }
 
 /// Each Redis node's role, as the node says.
@@ -149,6 +154,12 @@ async fn role(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store,
     }
 }
 
+/// Records node `primary` as Redis's primary in `topology.json`.
+pub fn record_primary(dir: &StackDir, primary: u8) -> anyhow::Result<()> {
+    let topology = crate::topology::Topology { redis_primary: Some(primary), ..crate::topology::current(dir)? };
+    crate::topology::record(dir, &topology)
+}
+
 /// What `settle` did.
 #[derive(Debug, Default)]
 pub struct Settled {
@@ -158,18 +169,36 @@ pub struct Settled {
     pub moved_from: Option<u8>,
     /// The nodes pointed at the primary (a new replica, an old primary come back).
     pub pointed: Vec<u8>,
+    /// The Sentinels told to forget what they knew (`SENTINEL RESET`): they knew replicas or
+    /// Sentinels that no longer run.
+    pub reset: Vec<u8>,
 }
 
 /// Leaves the stack with one primary, the one the Sentinels say (or the recorded one where no
 /// Sentinel answers: a new stack), recorded; every other node replicating from it, its link
-/// up.
+/// up. Where the Sentinels promote another node meanwhile (`up` ran just after a primary died,
+/// before they agreed it was down), the stack settles again on theirs, up to three times.
 pub async fn settle(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store) -> anyhow::Result<Settled> {
+    let mut settled = Settled::default();
+    for _ in 0..3 {
+        if settle_on(engine, (profile, dir, store), &mut settled).await? == Watch::Watching {
+            return Ok(settled);
+        }
+    }
+    anyhow::bail!("the Sentinels promoted another Redis node three times while up settled the stack: run up again")
+}
+
+/// One round of `settle`, on the primary the Sentinels name now.
+async fn settle_on(
+    engine: &Engine,
+    (profile, dir, store): (&Profile, &StackDir, &Store),
+    settled: &mut Settled,
+) -> anyhow::Result<Watch> {
     let recorded = profile.redis.primary_node();
     let primary = primary_by_sentinels(engine, profile, dir, store).await?.unwrap_or(recorded);
-    let mut settled = Settled { primary, ..Settled::default() };
+    settled.primary = primary;
     if primary != recorded || crate::topology::current(dir)?.redis_primary.is_none() {
-        let topology = crate::topology::Topology { redis_primary: Some(primary), ..crate::topology::current(dir)? };
-        crate::topology::record(dir, &topology)?;
+        record_primary(dir, primary)?;
         settled.moved_from = (primary != recorded).then_some(recorded);
     }
     let primary_alias = sentinel::alias(Service::Redis, primary);
@@ -187,24 +216,52 @@ pub async fn settle(engine: &Engine, profile: &Profile, dir: &StackDir, store: &
                 .query_async::<()>(&mut connection)
                 .await
                 .with_context(|| format!("REPLICAOF {primary_alias} on {}", sentinel::alias(Service::Redis, node)))?;
-            settled.pointed.push(node);
+            if !settled.pointed.contains(&node) {
+                settled.pointed.push(node);
+            }
         }
     }
     for node in profile.redis.nodes().filter(|node| *node != primary) {
         linked(engine, profile, dir, store, node).await?;
     }
     for node in profile.redis.sentinel_nodes() {
-        watching(engine, profile, dir, store, node).await?;
+        match watching(engine, (profile, dir, store), node, primary).await? {
+            Watch::Watching => {}
+            Watch::Reset => settled.reset.push(node),
+            Watch::Moved => return Ok(Watch::Moved),
+        }
     }
-    Ok(settled)
+    Ok(Watch::Watching)
 }
 
-/// Waits until Sentinel `node` knows every replica and the other Sentinels: until then it
-/// could not promote one (it learns replicas from the primary's INFO, every 10 seconds, and
-/// Sentinels from their hello messages, every 2).
-async fn watching(engine: &Engine, profile: &Profile, dir: &StackDir, store: &Store, node: u8) -> anyhow::Result<()> {
+/// What a Sentinel does once `watching` is done with it.
+#[derive(Debug, PartialEq, Eq)]
+enum Watch {
+    /// It names the primary and knows every replica and the other Sentinels.
+    Watching,
+    /// The same, after it was told to forget what no longer runs.
+    Reset,
+    /// It names another node the primary, and that node says it is one: a failover happened.
+    Moved,
+}
+
+/// Waits until Sentinel `node` names `primary` the primary and knows every replica and the
+/// other Sentinels: until then it could not promote one (it learns replicas from the primary's
+/// INFO, every 10 seconds, and Sentinels from their hello messages, every 2; one that stalled,
+/// in TILT mode, learns a failover late). A Sentinel never forgets a replica or a Sentinel by
+/// itself: one that knows more than run (a replica removed) is told to forget (`SENTINEL
+/// RESET`, as the `sentinel` login) and learns again what runs. A Sentinel that names another
+/// node, which says it is the primary, has seen a failover: `settle` starts again.
+async fn watching(
+    engine: &Engine,
+    (profile, dir, store): (&Profile, &StackDir, &Store),
+    node: u8,
+    primary: u8,
+) -> anyhow::Result<Watch> {
     let alias = sentinel::alias(Service::RedisSentinel, node);
-    let (replicas, others) = (profile.redis.replicas.to_string(), (profile.redis.sentinels - 1).to_string());
+    let primary_alias = sentinel::alias(Service::Redis, primary);
+    let (replicas, others) = (profile.redis.replicas, profile.redis.sentinels - 1);
+    let reset = std::cell::Cell::new(false);
     Backoff { first: Duration::from_millis(200), most: Duration::from_secs(1), deadline: Duration::from_secs(30) }
         .run(|| async {
             let mut connection = match discovery(engine, profile, dir, store, node).await {
@@ -222,17 +279,54 @@ async fn watching(engine: &Engine, profile: &Profile, dir: &StackDir, store: &St
                     return Attempt::Retry(anyhow::Error::new(err).context(format!("SENTINEL MASTER on {alias}")));
                 }
             };
-            let field = |name: &str| fields.iter().position(|f| f == name).and_then(|i| fields.get(i + 1));
+            let text = |name: &str| {
+                let at = fields.iter().position(|f| f == name)?;
+                fields.get(at + 1).map(String::as_str)
+            };
+            let field = |name: &str| text(name)?.parse::<u8>().ok();
+            if text("ip") != Some(primary_alias.as_str()) {
+                let named = text("ip").unwrap_or("no node");
+                if let Some(other) = redis_node(profile, named)
+                    && role(engine, profile, dir, store, other).await.is_ok_and(|role| role == Role::Primary)
+                {
+                    return Attempt::Done(Watch::Moved);
+                }
+                return Attempt::Retry(anyhow::anyhow!("{alias} names {named} the primary, not {primary_alias}"));
+            }
             match (field("num-slaves"), field("num-other-sentinels")) {
-                (Some(r), Some(o)) if *r == replicas && *o == others => Attempt::Done(()),
+                (Some(r), Some(o)) if r == replicas && o == others => {
+                    Attempt::Done(if reset.get() { Watch::Reset } else { Watch::Watching })
+                }
+                (Some(r), Some(o)) if (r > replicas || o > others) && !reset.get() => {
+                    match forget(engine, (profile, dir, store), node).await {
+                        Ok(()) => {
+                            reset.set(true);
+                            Attempt::Retry(anyhow::anyhow!("{alias} is learning again what runs"))
+                        }
+                        Err(err) => Attempt::Fail(err),
+                    }
+                }
                 (r, o) => Attempt::Retry(anyhow::anyhow!(
                     "{alias} knows {} replicas and {} other Sentinels, not {replicas} and {others}",
-                    r.map_or("no", String::as_str),
-                    o.map_or("no", String::as_str)
+                    r.map_or("no".into(), |r| r.to_string()),
+                    o.map_or("no".into(), |o| o.to_string())
                 )),
             }
         })
         .await
+}
+
+/// Tells Sentinel `node` to forget the replicas and Sentinels it knows (`SENTINEL RESET`): it
+/// learns again, within seconds, those that run.
+async fn forget(engine: &Engine, (profile, dir, store): (&Profile, &StackDir, &Store), node: u8) -> anyhow::Result<()> {
+    let mut connection = login(engine, (profile, dir, store), (Service::RedisSentinel, node), layout::SENTINEL).await?;
+    redis::cmd("SENTINEL")
+        .arg("RESET")
+        .arg(sentinel::master_name(profile))
+        .query_async::<i64>(&mut connection)
+        .await
+        .with_context(|| format!("SENTINEL RESET on {}", sentinel::alias(Service::RedisSentinel, node)))?;
+    Ok(())
 }
 
 /// Waits until replica `node`'s link to its primary is up (its first copy made).

@@ -41,18 +41,6 @@ pub struct Rendered {
     pub content: String,
 }
 
-/// Whether the Kubernetes target renders this profile's topology: not Redis's replicas and
-/// Sentinels yet, refused rather than a manifest with one Redis node and one Sentinel.
-pub fn renders(profile: &Profile) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        profile.redis.replicas == 0,
-        "the Kubernetes target does not render Redis's replicas and Sentinels yet (redis.replicas = {}); \
-         render it with --set redis.replicas=0 --set redis.sentinels=0",
-        profile.redis.replicas
-    );
-    Ok(())
-}
-
 /// Renders the kustomize directory. `read` gives the content of a file of the stack directory
 /// by its path. With `aws` (the aws store's values and how to fetch each), no password, key or
 /// verifier of the store is carried: the files that hold one are made in the cluster by
@@ -62,11 +50,12 @@ pub fn render(
     read: &dyn Fn(&str) -> anyhow::Result<Vec<u8>>,
     aws: Option<&[Substitution]>,
 ) -> anyhow::Result<Vec<Rendered>> {
-    renders(profile)?;
     let namespace = profile.kubernetes_namespace().to_owned();
-    // Node 0 is the primary here: switchover and failover are `up`'s, on a Docker engine.
+    // PostgreSQL's node 0 is the primary here (switchover and failover are `up`'s, on a Docker
+    // engine); Redis's is the one the stack records, which the Sentinels watch.
     let mut specs = containers::container_specs(profile);
     specs.extend(crate::replica::nodes(profile).filter(|n| *n > 0).map(|node| crate::replica::spec(profile, node)));
+    specs.extend(crate::sentinel::specs(profile));
     let mut files = Vec::new();
     let mut secrets = Vec::new();
     let mut external = Vec::new();
@@ -136,10 +125,11 @@ pub fn render(
     Ok(files)
 }
 
-/// The file of a spec's resources: its service's, or a PostgreSQL replica's own.
+/// The file of a spec's resources: its service's, or a node's own beyond node 0 (a PostgreSQL
+/// or Redis replica, a Sentinel).
 fn kube_file(spec: &ContainerSpec) -> KubeFile {
-    match crate::replica::node(spec) {
-        Some(node) if node > 0 => KubeFile::PostgresReplica(node),
+    match crate::replica::node(spec).or_else(|| crate::sentinel::node(spec)) {
+        Some(node) if node > 0 => KubeFile::Node(spec.service, node),
         _ => KubeFile::Service(spec.service),
     }
 }

@@ -1,7 +1,7 @@
 //! The NetworkPolicies: default deny, DNS, one allow per service for the clients the profile
 //! names (not for an exporter, which only Prometheus reads), and the stack's own connections:
 //! each service to the ones it connects to (`Service::upstreams`; a PostgreSQL replica to the
-//! primary, for its copy and its stream), both ways.
+//! primary, for its copy and its stream; Redis's nodes and Sentinels to each other), both ways.
 
 use super::*;
 
@@ -107,13 +107,23 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
     policies
 }
 
-/// The workloads `spec` connects to: its service's upstreams (PostgreSQL's primary, not its
-/// replicas), and for a PostgreSQL replica the primary.
+/// The workloads `spec` connects to: its service's upstreams at their node 0 (PostgreSQL's
+/// primary, not its replicas; Redis's node 0), a PostgreSQL replica to the primary; where Redis
+/// runs replicas, each node to every other (a replica streams from whichever is primary) and
+/// each Sentinel to every node and every other Sentinel.
 fn upstreams<'a>(spec: &ContainerSpec, specs: &'a [ContainerSpec]) -> Vec<&'a ContainerSpec> {
-    let replica = |s: &ContainerSpec| crate::replica::node(s).is_some_and(|node| node > 0);
+    let postgres_replica = |s: &ContainerSpec| crate::replica::node(s).is_some_and(|node| node > 0);
+    let redis_node = |s: &ContainerSpec| s.service == Service::Redis && crate::sentinel::node(s).is_some();
+    let sentinel = |s: &ContainerSpec| s.service == Service::RedisSentinel;
+    let first = |s: &ContainerSpec| !postgres_replica(s) && crate::sentinel::node(s).is_none_or(|node| node == 0);
     specs
         .iter()
-        .filter(|u| !replica(u))
-        .filter(|u| spec.service.upstreams().contains(&u.service) || (replica(spec) && u.service == Service::Postgres))
+        .filter(|u| {
+            let other = u.alias != spec.alias;
+            (spec.service.upstreams().contains(&u.service) && first(u))
+                || (postgres_replica(spec) && u.service == Service::Postgres && first(u))
+                || (other && redis_node(spec) && redis_node(u) && specs.iter().any(sentinel))
+                || (other && sentinel(spec) && (redis_node(u) || sentinel(u)))
+        })
         .collect()
 }

@@ -121,7 +121,7 @@ fn statefulset(profile: &Profile, spec: &ContainerSpec, namespace: &str, public:
     }
     let mut statefulset_metadata = metadata(profile, name, name, namespace);
     statefulset_metadata["annotations"] = Value::Object(annotations);
-    json!({
+    let mut statefulset = json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": statefulset_metadata,
@@ -150,7 +150,28 @@ fn statefulset(profile: &Profile, spec: &ContainerSpec, namespace: &str, public:
             },
             "volumeClaimTemplates": claim_templates(profile, spec),
         },
-    })
+    });
+    if let Some(dns) = dns_config(spec) {
+        statefulset["spec"]["template"]["spec"]["dnsConfig"] = dns;
+    }
+    statefulset
+}
+
+/// The pod's resolver options (Redis's and the Sentinels' where replicas run: a name that is
+/// gone fails within a second), as the compose file's `dns_opt`.
+fn dns_config(spec: &ContainerSpec) -> Option<Value> {
+    if spec.dns_options.is_empty() {
+        return None;
+    }
+    let options: Vec<Value> = spec
+        .dns_options
+        .iter()
+        .map(|option| match option.split_once(':') {
+            Some((name, value)) => json!({ "name": name, "value": value }),
+            None => json!({ "name": option }),
+        })
+        .collect();
+    Some(json!({ "options": options }))
 }
 
 /// The pod's volumes (claims for the data, emptyDirs for what is delivered and for tmpfs) and
@@ -278,6 +299,13 @@ fn server_container(profile: &Profile, spec: &ContainerSpec, mounts: Vec<Value>)
         }
         // The pod's own name resolves to its address (/etc/hosts); the Service's name does not.
         args.extend(["-c".to_owned(), format!("listen_addresses=localhost, {name}-0")]);
+    }
+    // A Redis node that is not the primary starts as its replica: no `up` points it there.
+    // The Sentinels then move the roles as on a Docker engine.
+    let primary = profile.redis.primary_node();
+    if spec.service == Service::Redis && crate::sentinel::node(spec).is_some_and(|node| node != primary) {
+        let primary = crate::sentinel::alias(Service::Redis, primary);
+        args.extend(["--replicaof".to_owned(), primary, Service::Redis.container_port().to_string()]);
     }
     // A monitoring service's healthcheck is its port open, which the kubelet checks itself
     // (the upstream images have no shell that opens a socket).

@@ -148,8 +148,9 @@ pub enum KubeFile {
     NetworkPolicies,
     /// One service's resources.
     Service(Service),
-    /// A PostgreSQL replica's resources, by node (`postgres-1.yaml`).
-    PostgresReplica(u8),
+    /// The resources of a node beyond a service's node 0: a PostgreSQL or Redis replica, a
+    /// Sentinel (`postgres-1.yaml`, `redis-2.yaml`, `redis-sentinel-1.yaml`).
+    Node(Service, u8),
     /// The Secrets: keys, passwords and the files that carry them. Private, and in the
     /// directory's .gitignore.
     Secrets,
@@ -168,7 +169,7 @@ impl KubeFile {
             KubeFile::Namespace => "namespace.yaml".into(),
             KubeFile::NetworkPolicies => "network-policies.yaml".into(),
             KubeFile::Service(service) => format!("{service}.yaml"),
-            KubeFile::PostgresReplica(node) => format!("{service}-{node}.yaml", service = Service::Postgres),
+            KubeFile::Node(service, node) => format!("{service}-{node}.yaml"),
             KubeFile::Secrets => "secrets.yaml".into(),
             KubeFile::ExternalSecrets => "external-secrets.yaml".into(),
             KubeFile::GitIgnore => ".gitignore".into(),
@@ -181,7 +182,9 @@ impl KubeFile {
             .into_iter()
             .chain([KubeFile::ExternalSecrets, KubeFile::GitIgnore, KubeFile::YamlLint])
             .chain(Service::ALL.into_iter().map(KubeFile::Service))
-            .chain((1..=crate::profile::MAX_POSTGRES_REPLICAS).map(KubeFile::PostgresReplica))
+            .chain((1..=crate::profile::MAX_POSTGRES_REPLICAS).map(|node| KubeFile::Node(Service::Postgres, node)))
+            .chain((1..=crate::profile::MAX_REDIS_REPLICAS).map(|node| KubeFile::Node(Service::Redis, node)))
+            .chain((1..crate::profile::SENTINELS).map(|node| KubeFile::Node(Service::RedisSentinel, node)))
     }
 }
 

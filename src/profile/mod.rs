@@ -371,6 +371,8 @@ pub struct RedisSettings {
 
 /// The most `redis.replicas` may be.
 pub const MAX_REDIS_REPLICAS: u8 = 5;
+/// The Sentinels a stack with Redis replicas runs: a quorum of two survives one lost.
+pub const SENTINELS: u8 = 3;
 
 impl RedisSettings {
     /// Every Redis node: 0, then the replicas'.

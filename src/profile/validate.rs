@@ -52,8 +52,12 @@ fn redis_nodes(profile: &Profile, seen_ports: &mut HashSet<u16>, fail: &mut impl
     } else if replicas > super::MAX_REDIS_REPLICAS {
         let max = super::MAX_REDIS_REPLICAS;
         fail("redis.replicas", format!("{replicas} is more than {max}; use 0 to {max}"));
-    } else if replicas > 0 && sentinels != 3 {
-        fail("redis.sentinels", format!("{sentinels}: replicas are promoted by Sentinel; set redis.sentinels = 3"));
+    } else if replicas > 0 && sentinels != super::SENTINELS {
+        let three = super::SENTINELS;
+        fail(
+            "redis.sentinels",
+            format!("{sentinels}: replicas are promoted by Sentinel; set redis.sentinels = {three}"),
+        );
     } else if replicas == 0 && sentinels > 0 {
         fail(
             "redis.sentinels",

@@ -455,6 +455,7 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
                 "primary": crate::sentinel::alias(Service::Redis, profile.redis.primary_node()),
                 "primary_port": Service::Redis.container_port(),
                 "quorum": profile.redis.sentinels / 2 + 1,
+                "down_after": crate::sentinel::down_after_ms(0),
                 "sentinel_password": material.value(&layout::login_secret(Service::Redis, layout::SENTINEL))?.expose(),
                 "sentinel_passwords": passwords(layout::SENTINEL)?,
                 "health_passwords": passwords(layout::HEALTH)?,

@@ -202,19 +202,26 @@ pub async fn receivers(
         _ => crate::containers::container_spec(profile, service),
     }];
     // Redis's replicas and the Sentinels beyond the first.
-    for node in crate::sentinel::specs(profile).into_iter().filter(|spec| spec.service == service) {
-        if engine.inspect(&node.name).await?.is_some() {
-            specs.push(node);
-        }
-    }
+    let nodes = crate::sentinel::specs(profile).into_iter().filter(|spec| spec.service == service);
+    specs.extend(created(engine, nodes).await?);
     if service == Service::Postgres {
-        for replica in crate::replica::specs(profile) {
-            if engine.inspect(&replica.name).await?.is_some() {
-                specs.push(replica);
-            }
-        }
+        specs.extend(created(engine, crate::replica::specs(profile)).await?);
     }
     Ok(specs)
+}
+
+/// The specs whose containers exist.
+async fn created(
+    engine: &Engine,
+    specs: impl IntoIterator<Item = crate::containers::ContainerSpec>,
+) -> anyhow::Result<Vec<crate::containers::ContainerSpec>> {
+    let mut existing = Vec::new();
+    for spec in specs {
+        if engine.inspect(&spec.name).await?.is_some() {
+            existing.push(spec);
+        }
+    }
+    Ok(existing)
 }
 
 /// How a credential's rotation ended.
@@ -460,11 +467,7 @@ pub async fn deliver_rotated_files(
     let tera = crate::inputs::resolve(dir, None, None)?.tera;
     let previous = crate::bundle::plan(dir, profile, &tera, before, &mut rand::rngs::OsRng)?.files;
     let mut specs = crate::containers::running_specs(profile);
-    for spec in crate::sentinel::specs(profile) {
-        if engine.inspect(&spec.name).await?.is_some() {
-            specs.push(spec);
-        }
-    }
+    specs.extend(created(engine, crate::sentinel::specs(profile)).await?);
     if profile.runs(Service::Postgres) {
         specs.extend(
             receivers(engine, profile, Service::Postgres)

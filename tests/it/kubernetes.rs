@@ -119,6 +119,71 @@ fn prod_with_replicas_renders_each_replica_with_its_copy_and_passes_the_validato
     validate_directory(&dir, "prod with 2 replicas");
 }
 
+#[test]
+fn prod_with_redis_replicas_renders_each_node_and_sentinel_and_passes_the_validators() {
+    let sandbox = Sandbox::new();
+    sandbox.init(&[
+        "--profile",
+        "prod",
+        "--target",
+        "kubernetes",
+        "--set",
+        "redis.replicas=2",
+        "--set",
+        "redis.sentinels=3",
+    ]);
+    let dir = sandbox.stack().join("kubernetes");
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    for file in ["redis.yaml", "redis-1.yaml", "redis-2.yaml", "redis-sentinel.yaml", "redis-sentinel-1.yaml"] {
+        assert!(kustomization.contains(file), "{file}: {kustomization}");
+    }
+    // Node 0 is the primary; a replica starts as its replica, announcing its own Service name.
+    let args = |file: &str| {
+        let documents = documents(&dir.join(file));
+        let set = documents.iter().find(|d| d["kind"] == "StatefulSet").unwrap().clone();
+        (strings(&set["spec"]["template"]["spec"]["containers"][0]["args"]), set)
+    };
+    let (primary, _) = args("redis.yaml");
+    assert!(!primary.contains(&"--replicaof".to_owned()), "{primary:?}");
+    let (replica, set) = args("redis-2.yaml");
+    assert!(replica.windows(3).any(|w| w == ["--replicaof", "redis", "6379"]), "{replica:?}");
+    assert!(replica.windows(2).any(|w| w == ["--replica-announce-ip", "redis-2"]), "{replica:?}");
+    let claims = &set["spec"]["volumeClaimTemplates"];
+    assert_eq!(claims[0]["metadata"]["name"], "redis-2-data", "{claims:?}");
+    // As the compose file's dns_opt: a node that is gone fails a lookup within a second.
+    let options = serde_yaml_ng::to_string(&set["spec"]["template"]["spec"]["dnsConfig"]).unwrap();
+    assert!(options.contains("name: timeout") && options.contains("value: '1'"), "{options}");
+    // Each Sentinel announces its own Service name, waits a second more than the one before it
+    // to mark the primary down, and copies the declared file into its (writable) config volume.
+    let (sentinel, _) = args("redis-sentinel-1.yaml");
+    assert!(sentinel.ends_with(&["redis-sentinel-1".into(), "6000".into()]), "{sentinel:?}");
+    assert!(sentinel.iter().any(|a| a.contains("cp declared.conf sentinel.conf")), "{sentinel:?}");
+    // Each Sentinel reaches every node and the other Sentinels; each node every other node.
+    let policies = documents(&dir.join("network-policies.yaml"));
+    let reaches = |policy: &str| -> Vec<String> {
+        let policy = policies.iter().find(|p| p["metadata"]["name"] == policy).unwrap();
+        let mut names: Vec<String> = policy["spec"]["egress"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|rule| {
+                rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        reaches("redis-sentinel-1-upstreams"),
+        ["redis", "redis-1", "redis-2", "redis-sentinel", "redis-sentinel-2"]
+    );
+    assert_eq!(reaches("redis-1-upstreams"), ["redis", "redis-2"]);
+    let ingress = policies.iter().find(|p| p["metadata"]["name"] == "redis-clients").unwrap();
+    let from = serde_yaml_ng::to_string(&ingress["spec"]["ingress"][0]["from"]).unwrap();
+    assert!(from.contains("redis-sentinel-2") && from.contains("redis-1"), "{from}");
+    validate_directory(&dir, "prod with 2 Redis replicas and 3 Sentinels");
+}
+
 /// Runs the three validators over a rendered directory; `false` when they are not installed
 /// (a loud skip, or a failure under CI). kubernetes-validate reads the resources of Kubernetes
 /// itself: External Secrets Operator's resources are its CRDs, whose schemas it does not ship.
@@ -228,12 +293,12 @@ fn rerendering_is_byte_identical_and_secrets_stay_private_and_out_of_git() {
 }
 
 /// The documents of a YAML file with several.
-fn documents(path: &Path) -> Vec<Value> {
+pub fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml_ng::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub fn strings(value: &Value) -> Vec<String> {
     value.as_sequence().map(|s| s.iter().map(|v| v.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
 }
 
@@ -377,226 +442,4 @@ fn compose_up_and_kubernetes_have_the_same_posture_field_by_field() {
             assert_eq!(pod["securityContext"]["seccompProfile"]["type"].as_str(), Some("RuntimeDefault"), "{at}");
         }
     }
-}
-
-/// Runs the StatefulSet's pod of one service on the Docker engine as a kubelet would (the
-/// ConfigMap and the Secret as files of mode 0440 owned by root:fsGroup, volume roots owned by
-/// the fsGroup, the init containers in order, then the server with the same user, arguments, environment,
-/// mounts and read-only root, under the pod's host name) and waits for its startup probe: the
-/// delivery, the arguments and the probe work with the real image.
-fn run_pod(sandbox: &Sandbox, stack: &str, service: &str, image: &str, network: &str) {
-    let file = sandbox.stack().join(format!("kubernetes/{service}.yaml"));
-    let docs = documents(&file);
-    let statefulset = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
-    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
-    let secrets = documents(&sandbox.stack().join("kubernetes/secrets.yaml"));
-    let secret = secrets.iter().find(|d| d["metadata"]["name"].as_str() == Some(&format!("{service}-files"))).unwrap();
-    let pod = &statefulset["spec"]["template"]["spec"];
-    let uid = pod["securityContext"]["fsGroup"].as_u64().unwrap();
-    let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker").args(args).output().unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    // The ConfigMap and the Secret, projected.
-    let projected = sandbox.root().join(format!("pod-{service}"));
-    for (dir, data, decode) in [("public", &config["data"], false), ("private", &secret["data"], true)] {
-        let at = projected.join(dir);
-        std::fs::create_dir_all(&at).unwrap();
-        for (key, value) in data.as_mapping().unwrap() {
-            let value = value.as_str().unwrap();
-            let bytes = if decode {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.decode(value).unwrap()
-            } else {
-                value.as_bytes().to_vec()
-            };
-            let path = at.join(key.as_str().unwrap());
-            std::fs::write(&path, bytes).unwrap();
-            std::os::unix::fs::chown(&path, Some(0), Some(uid as u32)).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
-        }
-    }
-    // Volumes: each emptyDir and claim a Docker volume whose root belongs to the fsGroup.
-    let volume = |name: &str| format!("{stack}-{name}");
-    let mut names: Vec<String> = pod["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter(|v| !v["emptyDir"].is_null() && v["emptyDir"]["medium"].is_null())
-        .map(|v| v["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.extend(
-        statefulset["spec"]["volumeClaimTemplates"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|c| c["metadata"]["name"].as_str().unwrap().to_owned()),
-    );
-    for name in &names {
-        docker(&["volume", "create", "--label", &format!("hardstack.stack={stack}"), &volume(name)]);
-        docker(&[
-            "run",
-            "--rm",
-            "--user",
-            "0:0",
-            "-v",
-            &format!("{}:/v", volume(name)),
-            "--entrypoint",
-            "sh",
-            image,
-            "-c",
-            &format!("chown 0:{uid} /v && chmod 2775 /v"),
-        ]);
-    }
-    let mounts_of = |container: &Value| -> Vec<String> {
-        let mut args = Vec::new();
-        for mount in container["volumeMounts"].as_sequence().unwrap() {
-            let name = mount["name"].as_str().unwrap();
-            let path = mount["mountPath"].as_str().unwrap();
-            let read_only = mount["readOnly"].as_bool().unwrap_or(false);
-            let memory = pod["volumes"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .any(|v| v["name"].as_str() == Some(name) && !v["emptyDir"]["medium"].is_null());
-            if memory {
-                args.extend(["--tmpfs".to_owned(), format!("{path}:uid={uid},gid={uid},mode=0770")]);
-            } else if name == "public" || name == "private" {
-                args.extend(["-v".to_owned(), format!("{}:{path}:ro", projected.join(name).display())]);
-            } else {
-                args.extend([
-                    "-v".to_owned(),
-                    format!("{}:{path}{}", volume(name), if read_only { ":ro" } else { "" }),
-                ]);
-            }
-        }
-        args
-    };
-    let posture = |container: &Value| -> Vec<String> {
-        let mut args = vec![
-            "--user".to_owned(),
-            format!("{uid}:{uid}"),
-            "--group-add".to_owned(),
-            uid.to_string(),
-            "--cap-drop".to_owned(),
-            "ALL".to_owned(),
-            "--security-opt".to_owned(),
-            "no-new-privileges:true".to_owned(),
-            "--read-only".to_owned(),
-            "--label".to_owned(),
-            format!("hardstack.stack={stack}"),
-        ];
-        args.extend(mounts_of(container));
-        for env in container["env"].as_sequence().into_iter().flatten() {
-            args.extend([
-                "-e".to_owned(),
-                format!("{}={}", env["name"].as_str().unwrap(), env["value"].as_str().unwrap()),
-            ]);
-        }
-        args
-    };
-    // The init containers in order (a replica's copy reaches the primary's Service).
-    for init in pod["initContainers"].as_sequence().unwrap() {
-        let mut run: Vec<String> = vec!["run".into(), "--rm".into(), "--network".into(), network.into()];
-        run.extend(posture(init));
-        run.extend(["--entrypoint".into(), strings(&init["command"])[0].clone(), image.into()]);
-        run.extend(strings(&init["command"])[1..].iter().cloned());
-        docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-
-    let server = &pod["containers"][0];
-    let name = format!("{stack}-{service}-0");
-    let mut run: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
-    run.extend(["--hostname".into(), format!("{service}-0")]);
-    // The Service's name resolves to the pod, as the cluster's DNS has it.
-    run.extend(["--network".into(), network.into(), "--network-alias".into(), service.into()]);
-    run.extend(posture(server));
-    let command = strings(&server["command"]);
-    if let Some(entrypoint) = command.first() {
-        run.extend(["--entrypoint".into(), entrypoint.clone()]);
-    }
-    run.push(image.into());
-    run.extend(command.iter().skip(1).cloned());
-    run.extend(strings(&server["args"]));
-    docker(&run.iter().map(String::as_str).collect::<Vec<_>>());
-    // An exec probe runs its command in the container; a tcpSocket probe is the kubelet opening
-    // the port, done here from inside the pod's network namespace.
-    let probe = match server["startupProbe"]["tcpSocket"]["port"].as_u64() {
-        Some(port) => vec!["bash".to_owned(), "-c".to_owned(), format!(":> /dev/tcp/127.0.0.1/{port}")],
-        None => strings(&server["startupProbe"]["exec"]["command"]),
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let mut exec = vec!["exec".to_owned(), name.clone()];
-        exec.extend(probe.iter().cloned());
-        let out = std::process::Command::new("docker").args(&exec).output().unwrap();
-        if out.status.success() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let logs = std::process::Command::new("docker").args(["logs", "--tail", "30", &name]).output().unwrap();
-            panic!("{service}: the startup probe never passed: {}\n{}", text(&out), text(&logs));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-}
-
-#[test]
-fn the_pods_deliver_their_files_start_and_pass_their_probes_with_the_real_images() {
-    if !crate::common::docker_available("kubernetes pods") {
-        return;
-    }
-    let stack = crate::common::DockerStack::new("kubernetes pods");
-    // A replica's pod makes its copy from the primary's, then streams (postgres.replicas = 1).
-    let mut services = vec![
-        ("postgres", crate::common::POSTGRES_IMAGE),
-        ("postgres-1", crate::common::POSTGRES_IMAGE),
-        ("redis", crate::common::REDIS_IMAGE),
-    ];
-    if let Some(image) = crate::common::qdrant_image("kubernetes pods: Qdrant's pod") {
-        services.push(("qdrant", image));
-    }
-    // PgBouncer looks its logins up in PostgreSQL before it answers its probe; the exporters
-    // and Prometheus reach theirs by Service name.
-    services.push(("pgbouncer", hardstack::profile::PGBOUNCER_LOCAL_IMAGE));
-    for monitoring in ["postgres-exporter", "redis-exporter", "pgbouncer-exporter", "prometheus"] {
-        services.push((monitoring, crate::common::MONITORING_IMAGE));
-    }
-    // The prod posture: mutual TLS, TLS 1.3, the WAL archive, pgAudit (the local image has it).
-    let out = stack
-        .sandbox
-        .cmd()
-        .args(["init", "--profile", "prod", "--target", "kubernetes", "--set", &format!("stack.name={}", stack.name)])
-        .args(["--set", &format!("images.postgres={}", crate::common::POSTGRES_IMAGE)])
-        .args(["--set", &format!("images.redis={}", crate::common::REDIS_IMAGE)])
-        .args(["--set", "resources.postgres.memory=1GiB", "--set", "resources.postgres.cpus=1"])
-        .args(["--set", "postgres.replicas=1"])
-        .args(["--set", &format!("images.postgres_exporter={}", crate::common::MONITORING_IMAGE)])
-        .args(["--set", &format!("images.redis_exporter={}", crate::common::MONITORING_IMAGE)])
-        .args(["--set", &format!("images.pgbouncer_exporter={}", crate::common::MONITORING_IMAGE)])
-        .args(["--set", &format!("images.prometheus={}", crate::common::MONITORING_IMAGE)])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let network = format!("{}-pods", stack.name);
-    let out = std::process::Command::new("docker")
-        .args(["network", "create", "--label", &format!("hardstack.stack={}", stack.name), &network])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    for (service, image) in services {
-        run_pod(&stack.sandbox, &stack.name, service, image, &network);
-    }
-    // The replica's pod made its copy and streams from the primary's Service.
-    let replica = format!("{}-postgres-1-0", stack.name);
-    let streams = (0..100).any(|_| {
-        let logs = std::process::Command::new("docker").args(["logs", &replica]).output().unwrap();
-        let found = text(&logs).contains("started streaming WAL from primary");
-        if !found {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        found
-    });
-    assert!(streams, "the replica's pod does not stream from the primary");
 }

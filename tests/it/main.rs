@@ -38,6 +38,8 @@ mod env;
 mod pki;
 // The Kubernetes target: validators, GitOps safety, the posture of compose and up.
 mod kubernetes;
+// The Kubernetes target's pods on the real engine, as a kubelet would run them.
+mod pods;
 // PostgreSQL replicas: streaming, read-only, the replication login, added on day two.
 mod replicas;
 // PostgreSQL's primary moved: switchover under a writer, failover by `up`, pg_rewind.
