@@ -28,7 +28,7 @@ pub struct CertFiles {
 }
 
 /// The aliases of a service's nodes beyond node 0, which present its certificate: PostgreSQL's
-/// and Redis's replicas, the Sentinels.
+/// and Redis's replicas, the Sentinels, Qdrant's peers.
 fn node_aliases(profile: &Profile, service: Service) -> Vec<String> {
     match service {
         Service::Postgres => profile.postgres.replica_nodes().map(crate::endpoint::replica_alias).collect(),
@@ -36,6 +36,7 @@ fn node_aliases(profile: &Profile, service: Service) -> Vec<String> {
         Service::RedisSentinel => {
             profile.redis.sentinel_nodes().skip(1).map(|node| crate::sentinel::alias(service, node)).collect()
         }
+        Service::Qdrant => crate::peers::other_aliases(profile),
         _ => Vec::new(),
     }
 }
@@ -54,7 +55,10 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
         certs.push(CertFiles {
             spec: CertSpec {
                 common_name: service.name().into(),
-                purpose: Purpose::Server { sans: pki::server_sans(&name, service.name(), &extra) },
+                purpose: match service == Service::Qdrant && crate::peers::is_cluster(profile) {
+                    true => Purpose::Peer { sans: pki::server_sans(&name, service.name(), &extra) },
+                    false => Purpose::Server { sans: pki::server_sans(&name, service.name(), &extra) },
+                },
                 lifetime: profile.tls.server_lifetime.0,
             },
             cert: StackFile::ServerCert(service),

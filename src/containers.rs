@@ -527,7 +527,9 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
             // libunwind8 only; https://github.com/qdrant/qdrant/issues/4250): the healthcheck can
             // only see the port open.
             let health = "bash -c ':> /dev/tcp/127.0.0.1/6333'".to_owned();
-            (vec!["--config-path".into(), at(StackFile::QdrantConfig)], health)
+            let mut command = vec!["--config-path".into(), at(StackFile::QdrantConfig)];
+            command.extend(crate::peers::arguments(profile, 0));
+            (command, health)
         }
         Service::QdrantFront => {
             volumes.push(delivered_volume(profile, service, Volume::Config, true));
@@ -665,8 +667,9 @@ pub fn container_spec(profile: &Profile, service: Service) -> ContainerSpec {
         },
         extra_ports: match service {
             // Behind a front, Qdrant serves gRPC to it on the stack network.
-            Service::Qdrant if profile.fronted(service) => {
-                vec![ExtraPort { name: "grpc".into(), container_port: QDRANT_GRPC_PORT, publish: None }]
+            Service::Qdrant => {
+                let grpc = ExtraPort { name: "grpc".into(), container_port: QDRANT_GRPC_PORT, publish: None };
+                profile.fronted(service).then_some(grpc).into_iter().chain(crate::peers::extra_ports(profile)).collect()
             }
             Service::QdrantFront => vec![ExtraPort {
                 name: "grpc".into(),

@@ -1,4 +1,5 @@
-//! Qdrant rules over config.yaml: TLS, API keys, client certificates, what is closed.
+//! Qdrant rules over config.yaml: TLS, API keys, client certificates, what is closed, a
+//! cluster's peers.
 
 use serde_yaml_ng::Value as Yaml;
 
@@ -37,6 +38,12 @@ pub const RULES: &[Rule] = &[
         summary: "web UI off where the profile says so (always in prod)",
         fix: "set service.enable_static_content: false",
         check: qdrant_web_ui,
+    },
+    Rule {
+        id: "audit.qdrant.cluster",
+        summary: "in a cluster: the peers talk over TLS and demand the API key (enforce_internal_auth)",
+        fix: "set cluster.p2p.enable_tls: true and service.enforce_internal_auth: true",
+        check: qdrant_cluster,
     },
 ];
 
@@ -144,5 +151,29 @@ fn qdrant_web_ui(bundle: &Bundle) -> Outcome {
             _ => vec!["service.enable_static_content is not false".into()],
         },
         "web UI off",
+    )
+}
+
+fn qdrant_cluster(bundle: &Bundle) -> Outcome {
+    let cluster = matches!(qdrant(bundle), Some(Ok(doc)) if doc["cluster"]["enabled"].as_bool() == Some(true));
+    if bundle.text(QDRANT_CONFIG).is_some() && !cluster {
+        return Na("Qdrant runs as a single node".into());
+    }
+    with_qdrant(
+        bundle,
+        |doc| {
+            let mut problems = Vec::new();
+            if doc["cluster"]["p2p"]["enable_tls"].as_bool() != Some(true) {
+                problems.push("cluster.p2p.enable_tls is not true: the peers talk in clear text".to_owned());
+            }
+            if doc["service"]["enforce_internal_auth"].as_bool() != Some(true) {
+                problems.push(
+                    "service.enforce_internal_auth is not true: a certificate of the CA alone opens the peers' API"
+                        .into(),
+                );
+            }
+            problems
+        },
+        "the peers over TLS, each demanding the API key",
     )
 }

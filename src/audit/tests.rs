@@ -8,10 +8,19 @@ use super::*;
 use crate::report::Verdict;
 use crate::stackdir::{self, StackDir};
 
+/// A shipped profile by name; `cluster` is dev with a Qdrant cluster of three.
+fn shipped(name: &str) -> crate::profile::Profile {
+    let (name, sets) = match name {
+        "cluster" => ("dev", vec!["qdrant.nodes=3".to_owned(), "qdrant.data=volume".to_owned()]),
+        name => (name, Vec::new()),
+    };
+    crate::profile::load(&ProfileSource::Shipped(name.into()), &sets).unwrap().profile
+}
+
 fn generate(profile: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let dir = StackDir::new(tmp.path().join("stack"));
-    let profile = crate::profile::load(&ProfileSource::Shipped(profile.into()), &[]).unwrap().profile;
+    let profile = shipped(profile);
     let tera = crate::render::load_templates(None).unwrap();
     let plan = crate::bundle::plan(&dir, &profile, &tera, &Default::default(), &mut rand::rngs::OsRng).unwrap().files;
     let mut manifest = stackdir::Manifest::default();
@@ -48,15 +57,19 @@ fn regex_line(prefix: &'static str, to: &'static str) -> impl Fn(&str) -> String
 
 #[test]
 fn generated_bundles_pass_every_rule() {
-    for profile in ["dev", "test", "prod"] {
+    for profile in ["dev", "test", "prod", "cluster"] {
         let tmp = generate(profile);
         for (id, verdict) in verdicts(&tmp.path().join("stack")) {
             assert_ne!(verdict, Verdict::Fail, "{profile}: {id}");
         }
     }
-    // prod applies every rule.
+    // prod applies every rule but the cluster's, which a cluster passes.
     let tmp = generate("prod");
-    assert!(verdicts(&tmp.path().join("stack")).iter().all(|(_, v)| *v == Verdict::Pass));
+    let prod = verdicts(&tmp.path().join("stack"));
+    assert!(prod.iter().all(|(id, v)| *v == Verdict::Pass || id == "audit.qdrant.cluster"), "{prod:?}");
+    let tmp = generate("cluster");
+    let cluster = verdicts(&tmp.path().join("stack"));
+    assert!(cluster.iter().any(|(id, v)| id == "audit.qdrant.cluster" && *v == Verdict::Pass), "{cluster:?}");
 }
 
 #[test]
@@ -259,6 +272,12 @@ fn weakenings() -> Vec<Weakening> {
             QDRANT_CONFIG,
             Box::new(replace("enable_static_content: false", "enable_static_content: true")),
         ),
+        (
+            "audit.qdrant.cluster",
+            "cluster",
+            QDRANT_CONFIG,
+            Box::new(replace("enforce_internal_auth: true", "enforce_internal_auth: false")),
+        ),
         ("audit.compose.non_root", "dev", COMPOSE, Box::new(replace("user: \"999:999\"", "user: \"0:0\""))),
         (
             "audit.compose.capabilities",
@@ -381,7 +400,7 @@ type Edit = Box<dyn Fn(&str) -> String>;
 fn generate_with_kubernetes(profile_name: &str) -> tempfile::TempDir {
     let tmp = generate(profile_name);
     let dir = StackDir::new(tmp.path().join("stack"));
-    let profile = crate::profile::load(&ProfileSource::Shipped(profile_name.into()), &[]).unwrap().profile;
+    let profile = shipped(profile_name);
     let read = |path: &str| -> anyhow::Result<Vec<u8>> { Ok(std::fs::read(dir.path(path))?) };
     let files: Vec<stackdir::PlannedFile> = crate::kubernetes::render(&profile, &read, None)
         .unwrap()
@@ -466,7 +485,7 @@ fn every_rule_that_applies_to_the_manifests_fails_when_they_are_weakened() {
 /// as it is.
 fn weaken_in_manifests(dir: &Path, profile_name: &str, file: &str, weaken: &dyn Fn(&str) -> String) {
     use base64::Engine as _;
-    let profile = crate::profile::load(&ProfileSource::Shipped(profile_name.into()), &[]).unwrap().profile;
+    let profile = shipped(profile_name);
     let key = crate::kubernetes::data_key_of(&profile, &StackFile::parse(file).unwrap())
         .unwrap_or_else(|| panic!("{file} is delivered"));
     let mut changed = false;

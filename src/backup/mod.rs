@@ -250,6 +250,12 @@ pub struct Taken {
 
 /// Takes a backup set of every service the stack runs, then applies retention.
 pub async fn take(context: &Context<'_>) -> anyhow::Result<Taken> {
+    anyhow::ensure!(
+        !crate::peers::is_cluster(context.profile),
+        "hardstack backs up a single Qdrant node only, and this stack runs a cluster (qdrant.nodes = {}): a \
+         snapshot holds one peer's shards; snapshot each collection on each peer with Qdrant's API instead",
+        context.profile.qdrant.nodes
+    );
     let backups = Backups::of(context.profile, context.dir);
     crate::fsio::ensure_dir(&backups.root)?;
     // One backup at a time: the lock goes with the process, however it ends.

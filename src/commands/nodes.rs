@@ -24,11 +24,36 @@ pub async fn remove_undeclared(output: &Output, engine: &Engine, profile: &Profi
             (Some(_), _) => "a replica beyond postgres.replicas",
             (None, Some((Service::Redis, _))) => "a replica beyond redis.replicas",
             (None, Some(_)) => "a Sentinel beyond redis.sentinels",
+            (None, None) if crate::peers::node_of(profile, &name).is_some() => {
+                "a Qdrant peer, and qdrant no longer runs"
+            }
             (None, None) => "its service is no longer in stack.services",
         };
         output.line(format!("{name}: removed, {why} (its volumes are kept)"));
     }
     Ok(())
+}
+
+/// Before `up` changes anything: a running Qdrant cluster keeps its peers. Fewer peers would
+/// drop shard replicas, some maybe the last of their shard, and one peer alone is no cluster;
+/// moving shards off a peer is Qdrant's own work, done by hand.
+pub async fn refuse_fewer_peers(engine: &Engine, profile: &Profile) -> anyhow::Result<()> {
+    if !profile.runs(Service::Qdrant) {
+        return Ok(());
+    }
+    let existing = engine.stack_containers(&profile.stack.name).await?;
+    let peers = existing.iter().filter_map(|name| crate::peers::node_of(profile, name)).max();
+    match peers {
+        Some(last) if last >= profile.qdrant.nodes => Err(anyhow::anyhow!(
+            "qdrant.nodes = {} but the running cluster has {} peers: hardstack does not remove Qdrant peers. \
+             Move each collection's shards off the peers to remove (POST /collections/NAME/cluster, move_shard), \
+             remove them from the cluster (DELETE /cluster/peer/ID) and their containers, or set qdrant.nodes = {} again",
+            profile.qdrant.nodes,
+            last + 1,
+            last + 1
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Before `up` renders the stack directory: the Redis primary the Sentinels name, recorded where

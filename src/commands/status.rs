@@ -70,7 +70,7 @@ async fn report(
         false => Default::default(),
     };
     let specs = containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile));
-    for spec in specs.chain(crate::sentinel::specs(profile)) {
+    for spec in specs.chain(crate::sentinel::specs(profile)).chain(crate::peers::specs(profile)) {
         let replica = crate::replica::is_standby(profile, &spec);
         let info = engine.inspect(&spec.name).await?;
         let state = info.as_ref().and_then(|i| i.state.as_ref());
@@ -123,6 +123,10 @@ async fn report(
                 }
                 Role::Down(_) => json!("down"),
             };
+        }
+        // A Qdrant peer's role in the consensus, as it says.
+        if spec.service == Service::Qdrant && crate::peers::is_cluster(profile) {
+            row["role"] = json!(peer_role(engine, profile, dir, store, &spec).await);
         }
         // A monitoring service's numbers are its servers'; a replica's are its primary's.
         if details && !spec.service.is_monitoring() && !replica {
@@ -273,4 +277,25 @@ fn describe(details: &Value) -> String {
         );
     }
     format!("{} collections, {} points", number("collections"), number("points"))
+}
+
+/// A Qdrant peer's role as it says (`leader`, `follower`), or `down` where it does not answer.
+async fn peer_role(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    store: &Store,
+    spec: &crate::containers::ContainerSpec,
+) -> &'static str {
+    let node = crate::peers::node(spec).unwrap_or(0);
+    let view = async {
+        let key = store.current(layout::QDRANT_API_KEY).await?.value;
+        let target = crate::converge::peers::target(engine, profile, dir, node, key).await?;
+        crate::probe::cluster::peer(&target).await
+    };
+    match view.await {
+        Ok(view) if view.leader == Some(view.id) => "leader",
+        Ok(_) => "follower",
+        Err(_) => "down",
+    }
 }

@@ -9,6 +9,7 @@
 //! so no change is silently skipped. The container itself is recreated only when its spec
 //! changed (the `hardstack.config-hash` label); its limits are updated in place.
 
+pub mod peers;
 mod postgres;
 mod redis;
 pub mod replica;

@@ -56,6 +56,7 @@ pub fn render(
     let mut specs = containers::container_specs(profile);
     specs.extend(crate::replica::nodes(profile).filter(|n| *n > 0).map(|node| crate::replica::spec(profile, node)));
     specs.extend(crate::sentinel::specs(profile));
+    specs.extend(crate::peers::specs(profile));
     let mut files = Vec::new();
     let mut secrets = Vec::new();
     let mut external = Vec::new();
@@ -126,9 +127,10 @@ pub fn render(
 }
 
 /// The file of a spec's resources: its service's, or a node's own beyond node 0 (a PostgreSQL
-/// or Redis replica, a Sentinel).
+/// or Redis replica, a Sentinel, a Qdrant peer).
 fn kube_file(spec: &ContainerSpec) -> KubeFile {
-    match crate::replica::node(spec).or_else(|| crate::sentinel::node(spec)) {
+    let node = crate::replica::node(spec).or_else(|| crate::sentinel::node(spec)).or_else(|| crate::peers::node(spec));
+    match node {
         Some(node) if node > 0 => KubeFile::Node(spec.service, node),
         _ => KubeFile::Service(spec.service),
     }

@@ -1,7 +1,8 @@
 //! The NetworkPolicies: default deny, DNS, one allow per service for the clients the profile
 //! names (not for an exporter, which only Prometheus reads), and the stack's own connections:
 //! each service to the ones it connects to (`Service::upstreams`; a PostgreSQL replica to the
-//! primary, for its copy and its stream; Redis's nodes and Sentinels to each other), both ways.
+//! primary, for its copy and its stream; Redis's nodes and Sentinels to each other), both ways;
+//! Qdrant's peers to each other on the p2p port, which nothing else reaches.
 
 use super::*;
 
@@ -48,9 +49,13 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
         peers.push(peer);
     }
     let pods = |spec: &ContainerSpec| json!({ "podSelector": { "matchLabels": selector(profile, &spec.alias) } });
+    // Qdrant's p2p port is its peers' only: no client or other service reaches it.
+    let open_ports = |spec: &ContainerSpec| -> Vec<Value> {
+        let ports = spec.ports().into_iter().filter(|(name, _)| name != "p2p");
+        ports.map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect()
+    };
     for spec in specs {
-        let port: Vec<Value> =
-            spec.ports().into_iter().map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect();
+        let port = open_ports(spec);
         // An exporter is for Prometheus only; Qdrant behind its front for the front (and
         // Prometheus) only.
         let hidden = spec.service.is_exporter()
@@ -69,14 +74,8 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
                 },
             }));
         }
-        let egress: Vec<Value> = upstreams(spec, specs)
-            .into_iter()
-            .map(|u| {
-                let ports: Vec<Value> =
-                    u.ports().into_iter().map(|(_, port)| json!({ "port": port, "protocol": "TCP" })).collect();
-                json!({ "to": [pods(u)], "ports": ports })
-            })
-            .collect();
+        let egress: Vec<Value> =
+            upstreams(spec, specs).into_iter().map(|u| json!({ "to": [pods(u)], "ports": open_ports(u) })).collect();
         if !egress.is_empty() {
             policies.push(json!({
                 "apiVersion": "networking.k8s.io/v1",
@@ -88,6 +87,11 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
                     "egress": egress,
                 },
             }));
+        }
+        if let Some(policy) = peer_policy(spec, specs, &pods) {
+            let mut policy = policy;
+            policy["metadata"] = policy_metadata(&format!("{}-peers", spec.alias));
+            policies.push(policy);
         }
         if hidden {
             continue;
@@ -107,6 +111,27 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
     policies
 }
 
+/// A Qdrant peer's policy: to and from every other peer, on the p2p port only.
+fn peer_policy(spec: &ContainerSpec, specs: &[ContainerSpec], pods: &dyn Fn(&ContainerSpec) -> Value) -> Option<Value> {
+    crate::peers::node(spec)?;
+    let others: Vec<Value> =
+        specs.iter().filter(|u| u.alias != spec.alias && crate::peers::node(u).is_some()).map(pods).collect();
+    let p2p = spec.extra_ports.iter().find(|p| p.name == "p2p")?;
+    let ports = json!([{ "port": p2p.container_port, "protocol": "TCP" }]);
+    (!others.is_empty()).then(|| {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "spec": {
+                "podSelector": pods(spec)["podSelector"],
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{ "from": others, "ports": ports }],
+                "egress": [{ "to": others, "ports": ports }],
+            },
+        })
+    })
+}
+
 /// The workloads `spec` connects to: its service's upstreams at their node 0 (PostgreSQL's
 /// primary, not its replicas; Redis's node 0), a PostgreSQL replica to the primary; where Redis
 /// runs replicas, each node to every other (a replica streams from whichever is primary) and
@@ -115,7 +140,8 @@ fn upstreams<'a>(spec: &ContainerSpec, specs: &'a [ContainerSpec]) -> Vec<&'a Co
     let postgres_replica = |s: &ContainerSpec| crate::replica::node(s).is_some_and(|node| node > 0);
     let redis_node = |s: &ContainerSpec| s.service == Service::Redis && crate::sentinel::node(s).is_some();
     let sentinel = |s: &ContainerSpec| s.service == Service::RedisSentinel;
-    let first = |s: &ContainerSpec| !postgres_replica(s) && crate::sentinel::node(s).is_none_or(|node| node == 0);
+    let node = |s: &ContainerSpec| crate::sentinel::node(s).or(crate::peers::node(s));
+    let first = |s: &ContainerSpec| !postgres_replica(s) && node(s).is_none_or(|node| node == 0);
     specs
         .iter()
         .filter(|u| {

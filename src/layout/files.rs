@@ -149,7 +149,8 @@ pub enum KubeFile {
     /// One service's resources.
     Service(Service),
     /// The resources of a node beyond a service's node 0: a PostgreSQL or Redis replica, a
-    /// Sentinel (`postgres-1.yaml`, `redis-2.yaml`, `redis-sentinel-1.yaml`).
+    /// Sentinel, a Qdrant peer (`postgres-1.yaml`, `redis-2.yaml`, `redis-sentinel-1.yaml`,
+    /// `qdrant-1.yaml`).
     Node(Service, u8),
     /// The Secrets: keys, passwords and the files that carry them. Private, and in the
     /// directory's .gitignore.
@@ -185,6 +186,7 @@ impl KubeFile {
             .chain((1..=crate::profile::MAX_POSTGRES_REPLICAS).map(|node| KubeFile::Node(Service::Postgres, node)))
             .chain((1..=crate::profile::MAX_REDIS_REPLICAS).map(|node| KubeFile::Node(Service::Redis, node)))
             .chain((1..crate::profile::SENTINELS).map(|node| KubeFile::Node(Service::RedisSentinel, node)))
+            .chain((1..crate::profile::MAX_QDRANT_NODES).map(|node| KubeFile::Node(Service::Qdrant, node)))
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Purpose {
     Server { sans: Vec<String> },
     /// A client login: `clientAuth`; the CN is the login name.
     Client,
+    /// A peer of a cluster (Qdrant's): `serverAuth` and `clientAuth`, since each peer presents
+    /// it both ways, with these subject alternative names.
+    Peer { sans: Vec<String> },
 }
 
 /// A certificate to issue.
@@ -139,8 +142,11 @@ pub fn issue(ca: &Ca, algorithm: KeyAlgorithm, spec: &CertSpec) -> anyhow::Resul
     params.use_authority_key_identifier_extension = true;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     match &spec.purpose {
-        Purpose::Server { sans } => {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        Purpose::Server { sans } | Purpose::Peer { sans } => {
+            params.extended_key_usages = match &spec.purpose {
+                Purpose::Peer { .. } => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+                _ => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            };
             params.subject_alt_names = sans
                 .iter()
                 .map(|san| match san.parse::<IpAddr>() {

@@ -3,6 +3,7 @@
 //! happened. Used by `up` to decide a service is usable, and by the tests. Never exits, never
 //! prints: a probe returns `Ok` or the server's own error.
 
+pub mod cluster;
 pub mod replication;
 pub mod scrape;
 

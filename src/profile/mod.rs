@@ -10,6 +10,7 @@ mod load;
 mod pgbouncer;
 pub mod schema;
 mod service;
+mod units;
 mod validate;
 
 pub use load::{ProfileSource, ResolvedProfile, apply_override, load};
@@ -17,6 +18,7 @@ pub use pgbouncer::{PgbouncerSettings, PoolMode, PrometheusSettings};
 pub use service::{
     Images, MONITORING_LOCAL_IMAGE, PGBOUNCER_LOCAL_IMAGE, Ports, QDRANT_FRONT_LOCAL_IMAGE, Resources, Service,
 };
+pub use units::{ByteSize, Span};
 pub use validate::{Invalid, validate};
 
 use std::time::Duration;
@@ -99,97 +101,6 @@ pub struct Limits {
     pub cpus: f64,
     /// Maximum number of processes.
     pub pids: u32,
-}
-
-/// A byte count written as a human size (`"512MiB"`, `"2GB"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// The size in kibibytes, rounded down (pgtune computes in kB).
-    pub fn kib(self) -> u64 {
-        self.0 / 1024
-    }
-}
-
-impl std::fmt::Display for ByteSize {
-    /// Exact: the largest binary unit that divides the value (`1GiB`, `192MiB`, `1000B`).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-        match UNITS.iter().find(|(size, _)| self.0 >= *size && self.0.is_multiple_of(*size)) {
-            Some((size, unit)) => write!(f, "{}{unit}", self.0 / size),
-            None => write!(f, "{}B", self.0),
-        }
-    }
-}
-
-impl Serialize for ByteSize {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse::<bytesize::ByteSize>().map(|size| ByteSize(size.as_u64())).map_err(|_| {
-            serde::de::Error::custom(format!("`{text}` is not a size; write it like \"512MiB\" or \"2GiB\""))
-        })
-    }
-}
-
-impl schemars::JsonSchema for ByteSize {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ByteSize".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "A size: a number and a unit, like \"512MiB\" or \"2GiB\".",
-            "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([KMGTP]i?B|[kKmMgGtTpP]|B)?\\s*$"
-        })
-    }
-}
-
-/// A duration written as a human span (`"90d"`, `"5m"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Span(pub Duration);
-
-impl Serialize for Span {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let secs = self.0.as_secs();
-        let text = match secs {
-            s if s > 0 && s % 86_400 == 0 => format!("{}days", s / 86_400),
-            s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
-            s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
-            _ => humantime::format_duration(self.0).to_string(),
-        };
-        serializer.serialize_str(&text)
-    }
-}
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map(Span).map_err(|_| {
-            serde::de::Error::custom(format!("`{text}` is not a duration; write it like \"90days\" or \"12h\""))
-        })
-    }
-}
-
-impl schemars::JsonSchema for Span {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Span".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "A duration: numbers and units, like \"90days\", \"12h\" or \"1h 30m\".",
-            "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]+\\s*)+$"
-        })
-    }
 }
 
 /// pgtune's workload types.
@@ -405,6 +316,36 @@ pub struct QdrantSettings {
     #[serde(default = "default_front_tls_min", skip_serializing_if = "is_default_front_tls_min")]
     #[schemars(extend("default" = default_front_tls_min()))]
     pub tls_min_version: TlsVersion,
+    /// Qdrant's peers: 1, or a cluster in distributed mode (`qdrant`, `qdrant-1`, ...), the
+    /// peers talking over mutual TLS and the API key (`enforce_internal_auth`), each
+    /// collection's shards on two peers. A cluster needs `qdrant.data = "volume"`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[schemars(extend("default" = 1))]
+    pub nodes: u8,
+}
+
+/// The most `qdrant.nodes` may be.
+pub const MAX_QDRANT_NODES: u8 = 7;
+
+fn one() -> u8 {
+    1
+}
+
+fn is_one(n: &u8) -> bool {
+    *n == 1
+}
+
+impl QdrantSettings {
+    /// Every peer's node number: 0, then the others'.
+    pub fn node_numbers(&self) -> impl Iterator<Item = u8> + use<> {
+        0..self.nodes.max(1)
+    }
+
+    /// How many peers hold each shard of a collection created without a factor of its own:
+    /// two in a cluster, so a peer down loses nothing.
+    pub fn replication_factor(&self) -> u8 {
+        self.nodes.clamp(1, 2)
+    }
 }
 
 fn default_front_tls_min() -> TlsVersion {

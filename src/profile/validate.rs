@@ -84,6 +84,31 @@ fn redis_nodes(profile: &Profile, seen_ports: &mut HashSet<u16>, fail: &mut impl
     }
 }
 
+/// Qdrant's peers: 1 to the most, a cluster only of Qdrant, on volumes (a peer that restarts
+/// keeps its consensus state and shards), and not where backups are required (a snapshot holds
+/// one peer's shards; hardstack backs up a single node only).
+fn qdrant_nodes(profile: &Profile, fail: &mut impl FnMut(&str, String)) {
+    let nodes = profile.qdrant.nodes;
+    if nodes == 0 || nodes > super::MAX_QDRANT_NODES {
+        let max = super::MAX_QDRANT_NODES;
+        fail("qdrant.nodes", format!("{nodes} peers: use 1 (a single node) to {max} (a cluster)"));
+    } else if nodes > 1 && !profile.runs(Service::Qdrant) {
+        fail("qdrant.nodes", "peers are Qdrant's: list qdrant in stack.services, or set 1".into());
+    } else if nodes > 1 && profile.qdrant.data != super::DataMode::Volume {
+        fail(
+            "qdrant.nodes",
+            "a peer that restarts must keep its consensus state and shards: set qdrant.data = \"volume\"".into(),
+        );
+    } else if nodes > 1 && profile.backup.required {
+        fail(
+            "qdrant.nodes",
+            "hardstack backs up a single Qdrant node only (a cluster's snapshots are per peer): \
+             set backup.required = false, or qdrant.nodes = 1"
+                .into(),
+        );
+    }
+}
+
 /// Checks every rule; an empty list means the profile is usable.
 pub fn validate(profile: &Profile) -> Vec<Invalid> {
     let mut problems = Vec::new();
@@ -170,6 +195,7 @@ pub fn validate(profile: &Profile) -> Vec<Invalid> {
         }
     }
     redis_nodes(profile, &mut seen_ports, &mut fail);
+    qdrant_nodes(profile, &mut fail);
     if profile.runs(Service::QdrantFront) && !profile.runs(Service::Qdrant) {
         fail("stack.services", "qdrant-front is in front of Qdrant: list qdrant too, or drop qdrant-front".into());
     }

@@ -480,6 +480,9 @@ fn build_context(profile: &Profile, material: &Material) -> anyhow::Result<serde
             "grpc_port": containers::QDRANT_GRPC_PORT,
             "web_ui": profile.qdrant.web_ui,
             "cert_ttl": profile.qdrant.cert_ttl_secs,
+            "cluster": crate::peers::is_cluster(profile),
+            "p2p_port": crate::peers::P2P_PORT,
+            "replication_factor": profile.qdrant.replication_factor(),
         });
     }
     if profile.runs(Service::QdrantFront) {

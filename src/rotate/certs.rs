@@ -97,8 +97,12 @@ pub async fn step(context: &Context<'_>, service: Service, step: Step) -> anyhow
         Step::Test if service == Service::Qdrant => {
             // Qdrant re-reads its certificate by itself every tls.cert_ttl seconds; until then it
             // presents the old one, which chains to the same CA. The test is a verified
-            // handshake and a real request.
+            // handshake and a real request. A cluster's peers read theirs for the p2p port at
+            // start only: they restart one by one.
             let key = context.store.current(layout::QDRANT_API_KEY).await?.value;
+            if crate::peers::is_cluster(context.profile) {
+                super::qdrant::restart(context, &key).await?;
+            }
             let login = super::qdrant::login(context)?;
             let target = probe::reach(context.engine, context.profile, context.dir, service, &login, key, "").await?;
             probe::qdrant(&target).await

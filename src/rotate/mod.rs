@@ -190,8 +190,9 @@ impl Context<'_> {
     }
 }
 
-/// The containers that receive a service's files: its own, and for PostgreSQL each replica
-/// whose container exists (a replica made later gets the current files then).
+/// The containers that receive a service's files: its own, and each other node of it whose
+/// container exists (PostgreSQL's and Redis's replicas, the Sentinels, Qdrant's peers; a node
+/// made later gets the current files then).
 pub async fn receivers(
     engine: &Engine,
     profile: &Profile,
@@ -201,8 +202,9 @@ pub async fn receivers(
         Service::Postgres => crate::replica::primary_spec(profile),
         _ => crate::containers::container_spec(profile, service),
     }];
-    // Redis's replicas and the Sentinels beyond the first.
-    let nodes = crate::sentinel::specs(profile).into_iter().filter(|spec| spec.service == service);
+    // Redis's replicas, the Sentinels beyond the first, Qdrant's peers.
+    let nodes = crate::sentinel::specs(profile).into_iter().chain(crate::peers::specs(profile));
+    let nodes = nodes.filter(|spec| spec.service == service);
     specs.extend(created(engine, nodes).await?);
     if service == Service::Postgres {
         specs.extend(created(engine, crate::replica::specs(profile)).await?);
@@ -369,8 +371,14 @@ async fn run_step(context: &Context<'_>, credential: &Credential, step: Step, st
         (Credential::QdrantApiKey, Step::Test) => qdrant::test(context, &pending.value).await,
         // Qdrant already accepts both keys, and keeps doing so until the next rotation: the
         // config rendered after the finish names the same two (previous, current).
+        // A cluster's peers send each other their configured key: each restarts with the
+        // rendered config, so all send the current key, which the next rotation's config still
+        // accepts (as its key) on the peers it restarts first.
         (Credential::QdrantApiKey, Step::Finish) => {
             context.store.finish(&name, &pending.id).await?;
+            if crate::peers::is_cluster(context.profile) {
+                qdrant::reconfigure(context, &pending.value).await?;
+            }
             // The front sends Qdrant's current key, which Qdrant accepts beside the previous.
             if context.profile.runs(Service::QdrantFront) {
                 front::apply(context, StackFile::FrontRoles).await?;

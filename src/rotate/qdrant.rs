@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::containers;
 use crate::layout::StackFile;
 use crate::probe;
 use crate::profile::Service;
@@ -20,24 +19,47 @@ use crate::secrets::Secret;
 /// previous), delivers it, restarts Qdrant and waits until `key` opens it.
 pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
     crate::bundle::write(context.profile, context.dir, crate::bundle::Given::default(), false, true).await?;
-    let spec = containers::container_spec(context.profile, Service::Qdrant);
     let config = std::fs::read(context.dir.file(&StackFile::QdrantConfig)).context("reading the Qdrant config")?;
     context.deliver_content(Service::Qdrant, &StackFile::QdrantConfig, &config).await?;
-    context.engine.restart(&spec.name).await?;
-    wait(context, key).await
+    restart(context, key).await
 }
 
-/// Polls until a request with `key` succeeds (one minute at most).
-async fn wait(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
+/// Restarts Qdrant and waits until `key` opens it. A cluster restarts one peer at a time, each
+/// back in the cluster before the next goes: every peer accepts both keys throughout, and the
+/// others serve meanwhile.
+pub async fn restart(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
+    for spec in super::receivers(context.engine, context.profile, Service::Qdrant).await? {
+        context.engine.restart(&spec.name).await?;
+        let node = crate::peers::node(&spec).unwrap_or(0);
+        wait(context, node, key)
+            .await
+            .with_context(|| format!("{} did not come back after the restart", spec.alias))?;
+    }
+    Ok(())
+}
+
+/// Polls until a request with `key` to peer `node` succeeds and, in a cluster, the peers agree
+/// again (one minute at most).
+async fn wait(context: &Context<'_>, node: u8, key: &Secret) -> anyhow::Result<()> {
+    let (engine, profile, dir) = (context.engine, context.profile, context.dir);
+    let nodes = usize::from(profile.qdrant.nodes);
     Backoff::every(Duration::from_millis(100), Duration::from_secs(60))
         .run(|| async {
-            match test(context, key).await {
+            let answered = async {
+                if !crate::peers::is_cluster(profile) {
+                    return test(context, key).await;
+                }
+                let target = crate::converge::peers::target(engine, profile, dir, node, key.clone()).await?;
+                probe::qdrant(&target).await?;
+                let views = crate::converge::peers::views(engine, profile, dir, key).await?;
+                crate::converge::peers::agreed(&views, nodes).map_err(anyhow::Error::msg)
+            };
+            match answered.await {
                 Ok(()) => Attempt::Done(()),
                 Err(err) => Attempt::Retry(err),
             }
         })
         .await
-        .context("Qdrant did not come back after the restart")
 }
 
 /// A real request with `key`: list the collections.

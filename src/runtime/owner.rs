@@ -205,6 +205,15 @@ impl Engine {
                 None => false,
             })
             .cloned();
+        // Qdrant's peers where Qdrant no longer runs (`up` refuses fewer peers of a running
+        // cluster before it changes anything).
+        let peers = existing
+            .iter()
+            .filter(|name| {
+                let qdrant = profile.runs(crate::profile::Service::Qdrant);
+                crate::peers::node_of(profile, name).is_some_and(|node| !qdrant || node >= profile.qdrant.nodes)
+            })
+            .cloned();
         Ok(crate::profile::Service::ALL
             .into_iter()
             .filter(|service| !profile.runs(*service))
@@ -212,6 +221,7 @@ impl Engine {
             .filter(|name| existing.contains(name))
             .chain(replicas)
             .chain(redis)
+            .chain(peers)
             .collect())
     }
 

@@ -69,7 +69,12 @@ async fn rest(request: reqwest::RequestBuilder) -> anyhow::Result<String> {
 /// A unary gRPC call with one message; a status other than OK is a [`GrpcStatus`] error. A
 /// refusal comes as a trailers-only answer (the status in the headers); an answer carries a
 /// message.
-async fn grpc(client: reqwest::Client, url: String, key: Option<&str>, message: &[u8]) -> anyhow::Result<String> {
+pub(super) async fn grpc(
+    client: reqwest::Client,
+    url: String,
+    key: Option<&str>,
+    message: &[u8],
+) -> anyhow::Result<String> {
     let mut body = vec![0u8];
     body.extend((message.len() as u32).to_be_bytes());
     body.extend(message);

@@ -9,6 +9,7 @@ mod declared;
 mod front;
 pub mod inside;
 mod monitoring;
+mod peers;
 mod pgbouncer;
 mod postgres;
 mod qdrant;
@@ -71,9 +72,10 @@ pub struct Context {
     endpoints: std::collections::BTreeMap<Service, (SocketAddr, String)>,
     /// PostgreSQL's replicas, node 1 first: the address and the name verified, as `endpoints`.
     replicas: Vec<(SocketAddr, String)>,
-    /// Redis's nodes and Sentinels by alias (`redis-1`, `redis-sentinel`): where the checks
-    /// reach them on the stack network, verified against the alias.
-    pub redis_nodes: std::collections::BTreeMap<String, SocketAddr>,
+    /// The nodes of replicated services by alias (Redis's nodes and Sentinels: `redis-1`,
+    /// `redis-sentinel`; Qdrant's peers: `qdrant`, `qdrant-1`): where the checks reach them on
+    /// the stack network, verified against the alias.
+    pub nodes: std::collections::BTreeMap<String, SocketAddr>,
     /// The stack CA only.
     pub ca_pem: Vec<u8>,
     /// A client certificate for `app` (CN = app) from a CA the stack does not know.
@@ -178,16 +180,14 @@ impl Context {
             let info = running(engine, &spec.name).await?;
             self.containers.push((spec.alias, info));
         }
-        // Redis's nodes and Sentinels: reached at their addresses on the stack network, and
-        // the posture of those beyond node 0 checked as every server's.
+        // Redis's nodes and Sentinels, Qdrant's peers: reached at their addresses on the stack
+        // network, and the posture of those beyond node 0 checked as every server's.
         let network = crate::containers::stack_names(&self.profile).network;
-        for (service, node) in sentinel::nodes(&self.profile) {
-            let alias = crate::sentinel::alias(service, node);
-            let name = crate::sentinel::container_name(&self.profile, service, node);
+        for (alias, name, port, node) in other_nodes(&self.profile) {
             let info = running(engine, &name).await?;
             let address = crate::runtime::address_in(&info, &network)
                 .with_context(|| format!("container {name} has no address on {network}"))?;
-            self.redis_nodes.insert(alias.clone(), SocketAddr::new(address, service.container_port()));
+            self.nodes.insert(alias.clone(), SocketAddr::new(address, port));
             if node > 0 {
                 self.containers.push((alias, info));
             }
@@ -203,7 +203,7 @@ impl Context {
             vantage: self.vantage,
             endpoints: self.endpoints.clone(),
             replicas: self.replicas.clone(),
-            redis_nodes: self.redis_nodes.clone(),
+            nodes: self.nodes.clone(),
             ca_pem: self.ca_pem.clone(),
             foreign_client: self.foreign_client.clone(),
             secrets: self.secrets.clone(),
@@ -249,13 +249,12 @@ impl Context {
             let alias = crate::endpoint::replica_alias(node);
             replicas.push((resolve(&alias, Service::Postgres.container_port()).await?, alias));
         }
-        let mut redis_nodes = std::collections::BTreeMap::new();
-        for (service, node) in sentinel::nodes(&profile) {
-            let alias = crate::sentinel::alias(service, node);
-            redis_nodes.insert(alias.clone(), resolve(&alias, service.container_port()).await?);
+        let mut nodes = std::collections::BTreeMap::new();
+        for (alias, _, port, _) in other_nodes(&profile) {
+            nodes.insert(alias.clone(), resolve(&alias, port).await?);
         }
         let mut context = Context::common(profile, dir, Vantage::Network, endpoints, replicas).await?;
-        context.redis_nodes = redis_nodes;
+        context.nodes = nodes;
         Ok(context)
     }
 
@@ -283,7 +282,7 @@ impl Context {
             vantage,
             endpoints,
             replicas,
-            redis_nodes: std::collections::BTreeMap::new(),
+            nodes: std::collections::BTreeMap::new(),
             ca_pem,
             foreign_client: (foreign.cert_pem.into_bytes(), foreign.key_pem),
             secrets,
@@ -370,6 +369,20 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("resolving {host} on the stack network"))?
         .next()
         .with_context(|| format!("{host} has no address on the stack network"))
+}
+
+/// The nodes of replicated services the checks reach one by one: Redis's nodes and Sentinels
+/// where Redis has replicas, Qdrant's peers in a cluster; each as (alias, container, port on
+/// the stack network, node).
+fn other_nodes(profile: &Profile) -> Vec<(String, String, u16, u8)> {
+    let redis = sentinel::nodes(profile).into_iter().map(|(service, node)| {
+        let alias = crate::sentinel::alias(service, node);
+        (alias, crate::sentinel::container_name(profile, service, node), service.container_port(), node)
+    });
+    let peers = profile.qdrant.node_numbers().filter(|_| crate::peers::is_cluster(profile)).map(|node| {
+        (crate::peers::alias(node), crate::peers::container_name(profile, node), Service::Qdrant.container_port(), node)
+    });
+    redis.chain(peers).collect()
 }
 
 /// Whether a service is never published by design: an exporter, Qdrant behind its front. From
@@ -465,11 +478,21 @@ pub async fn tls_exchange(
     tls: anyhow::Result<ClientTls>,
     request: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
+    tls_exchange_at(context.addr(service), server_name, tls, request).await
+}
+
+/// [`tls_exchange`] with a server at `address`.
+pub async fn tls_exchange_at(
+    address: SocketAddr,
+    server_name: &str,
+    tls: anyhow::Result<ClientTls>,
+    request: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let config = prepare(tls.and_then(|tls| crate::probe::rustls_config(&tls)))?;
     let name = prepare(rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(anyhow::Error::from))?;
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let stream = tokio::net::TcpStream::connect(context.addr(service)).await?;
+    let stream = tokio::net::TcpStream::connect(address).await?;
     let mut session = tokio::time::timeout(crate::probe::CONNECT_TIMEOUT, connector.connect(name, stream))
         .await
         .context("the TLS handshake timed out")??;
@@ -512,6 +535,7 @@ pub async fn server_checks(context: &Context) -> Vec<Check> {
     }
     if context.profile.runs(Service::Qdrant) {
         checks.extend(qdrant::checks(context));
+        checks.extend(peers::checks(context));
     }
     if context.profile.runs(Service::QdrantFront) {
         checks.extend(front::checks(context));

@@ -101,7 +101,7 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
 /// A login at a Redis node or Sentinel by alias.
 fn target(context: &Context, service: Service, node: u8, login: &str, secret: &str) -> anyhow::Result<Target> {
     let alias = crate::sentinel::alias(service, node);
-    let address = *context.redis_nodes.get(&alias).with_context(|| format!("{alias} is not reached"))?;
+    let address = *context.nodes.get(&alias).with_context(|| format!("{alias} is not reached"))?;
     Ok(Target {
         host: alias,
         port: address.port(),

@@ -184,6 +184,53 @@ fn prod_with_redis_replicas_renders_each_node_and_sentinel_and_passes_the_valida
     validate_directory(&dir, "prod with 2 Redis replicas and 3 Sentinels");
 }
 
+#[test]
+fn prod_with_a_qdrant_cluster_renders_each_peer_and_passes_the_validators() {
+    let sandbox = Sandbox::new();
+    let sets = ["qdrant.nodes=3", "backup.required=false"];
+    let mut args = vec!["--profile", "prod", "--target", "kubernetes"];
+    args.extend(sets.iter().flat_map(|set| ["--set", set]));
+    sandbox.init(&args);
+    let dir = sandbox.stack().join("kubernetes");
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    for file in ["qdrant.yaml", "qdrant-1.yaml", "qdrant-2.yaml"] {
+        assert!(kustomization.contains(file), "{file}: {kustomization}");
+    }
+    // Node 0 starts the cluster; each other peer joins through it, giving its own Service name.
+    let peer = |file: &str| {
+        let documents = documents(&dir.join(file));
+        let set = documents.iter().find(|d| d["kind"] == "StatefulSet").unwrap().clone();
+        let service = documents.iter().find(|d| d["kind"] == "Service").unwrap().clone();
+        (strings(&set["spec"]["template"]["spec"]["containers"][0]["args"]), service)
+    };
+    let (first, _) = peer("qdrant.yaml");
+    assert!(first.ends_with(&["--uri".into(), "https://qdrant:6335".into()]), "{first:?}");
+    let (second, service) = peer("qdrant-2.yaml");
+    let joins = ["--uri", "https://qdrant-2:6335", "--bootstrap", "https://qdrant:6335"];
+    assert!(second.ends_with(&joins.map(str::to_owned)), "{second:?}");
+    let ports = serde_yaml_ng::to_string(&service["spec"]["ports"]).unwrap();
+    assert!(ports.contains("6335"), "{ports}");
+    // The config every peer carries: the cluster, p2p over TLS, the internal API keyed.
+    let config = std::fs::read_to_string(sandbox.stack().join("config/qdrant/config.yaml")).unwrap();
+    for line in ["enabled: true", "enable_tls: true", "enforce_internal_auth: true", "replication_factor: 2"] {
+        assert!(config.contains(line), "{line}: {config}");
+    }
+    // The p2p port is the peers' only: each reaches the others there, and no client does.
+    let policies = documents(&dir.join("network-policies.yaml"));
+    let policy = |name: &str| policies.iter().find(|p| p["metadata"]["name"] == name).unwrap().clone();
+    let peers = serde_yaml_ng::to_string(&policy("qdrant-1-peers")["spec"]).unwrap();
+    assert!(
+        peers.contains("name: qdrant\n") && peers.contains("name: qdrant-2") && peers.contains("port: 6335"),
+        "{peers}"
+    );
+    for policy in &policies {
+        let name = policy["metadata"]["name"].as_str().unwrap();
+        let text = serde_yaml_ng::to_string(policy).unwrap();
+        assert!(name.ends_with("-peers") || !text.contains("6335"), "{name} opens the p2p port: {text}");
+    }
+    validate_directory(&dir, "prod with a Qdrant cluster of 3");
+}
+
 /// Runs the three validators over a rendered directory; `false` when they are not installed
 /// (a loud skip, or a failure under CI). kubernetes-validate reads the resources of Kubernetes
 /// itself: External Secrets Operator's resources are its CRDs, whose schemas it does not ship.

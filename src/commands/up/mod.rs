@@ -90,6 +90,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     let profile = crate::settings::resolve_profile(global)?.profile;
     let _lock = super::lock(global, "up").await?;
     let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
+    super::nodes::refuse_fewer_peers(&engine, &profile).await?;
     super::switchover::take_over(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
     super::nodes::follow_sentinels(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
     let brought = bring(global, args, &output, engine, profile).await?;
@@ -194,8 +195,10 @@ async fn up_with(
     // PostgreSQL's replicas come up once the primary is usable (their copy is made from it).
     let mut replicas = crate::replica::specs(&profile);
     // Redis's replicas and Sentinels beyond node 0 come up beside their service's node 0.
-    let mut redis_nodes = crate::sentinel::specs(&profile);
-    let names: Vec<&str> = specs.iter().chain(&replicas).chain(&redis_nodes).map(|s| s.alias.as_str()).collect();
+    let mut other_nodes = crate::sentinel::specs(&profile);
+    // Qdrant's peers beyond node 0 join through it once it is usable.
+    other_nodes.extend(crate::peers::specs(&profile));
+    let names: Vec<&str> = specs.iter().chain(&replicas).chain(&other_nodes).map(|s| s.alias.as_str()).collect();
     let progress = Progress::new(output, &names);
 
     let images = async {
@@ -209,7 +212,7 @@ async fn up_with(
         }
         anyhow::Ok(images)
     };
-    let every: Vec<ContainerSpec> = specs.iter().chain(&replicas).chain(&redis_nodes).cloned().collect();
+    let every: Vec<ContainerSpec> = specs.iter().chain(&replicas).chain(&other_nodes).cloned().collect();
     let checks = async { anyhow::Ok(preflight::for_up(&engine, &profile, &every).await) };
     let (checks, images) = tokio::try_join!(checks, images)?;
     stop_at_a_failure(&checks)?;
@@ -226,8 +229,9 @@ async fn up_with(
         stop_at_a_failure(&[preflight::pgaudit(&engine, &profile, &spec.image).await])?;
         replicas.iter_mut().for_each(|replica| replica.image = spec.image.clone());
     }
-    if let Some(spec) = specs.iter().find(|s| s.service == Service::Redis) {
-        redis_nodes.iter_mut().for_each(|node| node.image = spec.image.clone());
+    for spec in specs.iter().filter(|s| matches!(s.service, Service::Redis | Service::Qdrant)) {
+        let nodes = other_nodes.iter_mut().filter(|node| node.service == spec.service);
+        nodes.for_each(|node| node.image = spec.image.clone());
     }
     let names = containers::stack_names(&profile);
 
@@ -267,15 +271,16 @@ async fn up_with(
         started.elapsed().as_secs_f64()
     ));
     let mut tasks = Vec::new();
-    for spec in specs.into_iter().chain(replicas).chain(redis_nodes) {
+    for spec in specs.into_iter().chain(replicas).chain(other_nodes) {
         let replica = crate::replica::standby_node(&profile, &spec);
-        // A Redis replica or a Sentinel beyond node 0: its healthcheck says it is usable, once
-        // Redis's node 0 is. Where Redis is replicated, node 0's own healthcheck says so too:
+        // A Redis replica, a Sentinel or a Qdrant peer beyond node 0: its healthcheck says it is
+        // usable, once its node 0 is (the peers' cluster is settled once all are). Where Redis
+        // is replicated, node 0's own healthcheck says so too:
         // the application's address is the recorded primary's, which may be the node that is
         // down (the Sentinels promote another; `settle` and verify follow).
-        let redis_node = crate::sentinel::node(&spec).filter(|node| *node > 0);
+        let other_node = crate::sentinel::node(&spec).or(crate::peers::node(&spec)).filter(|node| *node > 0);
         let replicated_redis = spec.service == Service::Redis && profile.redis.replicas > 0;
-        let target = match (replica, redis_node) {
+        let target = match (replica, other_node) {
             (Some(node), _) => probe::replica_target(&profile, &stack.dir, &store, node).await?,
             (None, Some(_)) => None,
             (None, None) if replicated_redis => None,
@@ -286,12 +291,15 @@ async fn up_with(
             None => Readiness::Healthcheck,
         };
         // A replica waits for its primary; a service, for what it connects to.
-        let upstreams = match (replica, redis_node) {
+        let upstreams = match (replica, other_node) {
             (Some(_), _) => &[Service::Postgres][..],
-            (None, Some(_)) => &[Service::Redis][..],
+            (None, Some(_)) => match spec.service {
+                Service::Qdrant => &[Service::Qdrant][..],
+                _ => &[Service::Redis][..],
+            },
             (None, None) => spec.service.upstreams(),
         };
-        let extra = replica.is_some() || redis_node.is_some();
+        let extra = replica.is_some() || other_node.is_some();
         let waits: Vec<_> = upstreams
             .iter()
             .filter(|upstream| extra || **upstream != spec.service)
@@ -359,6 +367,8 @@ async fn up_with(
         let primary = super::nodes::settle_redis(output, &stack.engine, &profile, &stack.dir, &store).await?;
         profile.redis.primary = Some(primary);
     }
+    // Qdrant's peers: one cluster, every peer knowing every other and one leader.
+    converge::peers::settle(&stack.engine, &profile, &stack.dir, &store).await?;
     output.line(format!("stack {} is usable ({usable_after:.1}s)", profile.stack.name));
     // A rotation an earlier run left half done is finished before anything relies on a login.
     let resumed = super::rotate::finish_in_progress(output, &profile, &stack.dir, &stack.engine).await?;
