@@ -47,6 +47,9 @@ pub(super) fn context(profile: &Profile, material: &Material) -> anyhow::Result<
         "roles_map": at(StackFile::FrontRoles),
         "admin_socket": FRONT_ADMIN_SOCKET,
         "qdrant": Service::Qdrant.name(),
+        // Every peer of a cluster, node 0 first: the front sends each request to one that is
+        // ready, and again to another when a peer goes away under it.
+        "peers": profile.qdrant.node_numbers().map(crate::peers::alias).collect::<Vec<_>>(),
         "rest_port": Service::Qdrant.container_port(),
         "grpc_port": crate::containers::QDRANT_GRPC_PORT,
         "keys": keys,

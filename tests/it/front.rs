@@ -7,12 +7,12 @@ use std::process::Command;
 use crate::common::*;
 
 /// Two users, one read-write and one read-only, on the test profile.
-const TWO_USERS: &str = "extends = \"test\"\n\n\
+pub(crate) const TWO_USERS: &str = "extends = \"test\"\n\n\
     [[users]]\nname = \"app\"\ndatabase = \"app\"\nredis_keys = \"app:*\"\nqdrant = \"read-write\"\n\n\
     [[users]]\nname = \"reader\"\ndatabase = \"reader\"\nredis_keys = \"reader:*\"\nqdrant = \"read-only\"\n";
 
 /// `hardstack env --user NAME -o json`.
-fn env_of(stack: &DockerStack, user: &str) -> serde_json::Value {
+pub(crate) fn env_of(stack: &DockerStack, user: &str) -> serde_json::Value {
     let out = stack.cmd("env", &["--user", user, "-o", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -21,7 +21,7 @@ fn env_of(stack: &DockerStack, user: &str) -> serde_json::Value {
 
 /// curl against the front's REST port with a key (and the user's certificate where the stack
 /// gives one): the HTTP status.
-fn curl_status(env: &serde_json::Value, method: &str, path: &str, key: &str) -> String {
+pub(crate) fn curl_status(env: &serde_json::Value, method: &str, path: &str, key: &str) -> String {
     let url = env["QDRANT_URL"].as_str().unwrap();
     let mut curl = Command::new("curl");
     curl.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", env["QDRANT_CA_CERT"].as_str().unwrap()]);
@@ -293,9 +293,9 @@ fn one_request(stack: &DockerStack, user: &str, grpc: bool) -> bool {
 
 /// What a client saw while a rotation ran.
 #[derive(Debug)]
-struct Seen {
-    ok: u32,
-    failed: u32,
+pub(crate) struct Seen {
+    pub ok: u32,
+    pub failed: u32,
     /// From the first failure of a run to the next success, the longest.
     longest_failure: std::time::Duration,
 }
@@ -312,7 +312,7 @@ impl std::fmt::Display for Seen {
 
 /// Runs `rotate --force --only ONLY` under two clients that re-read their key before each
 /// request and retry nothing: REST as the writer, gRPC as the reader.
-fn under_clients(stack: &DockerStack, only: &str) -> (Vec<Seen>, std::process::Output) {
+pub(crate) fn under_clients(stack: &DockerStack, only: &str) -> (Vec<Seen>, std::process::Output) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         let clients: Vec<_> = [false, true]
@@ -344,7 +344,7 @@ fn under_clients(stack: &DockerStack, only: &str) -> (Vec<Seen>, std::process::O
     })
 }
 
-fn started_at(stack: &DockerStack, service: &str) -> String {
+pub(crate) fn started_at(stack: &DockerStack, service: &str) -> String {
     let name = format!("{}-{service}", stack.name);
     let out = Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", &name]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()

@@ -46,6 +46,8 @@ mod replicas;
 mod switchover;
 // Redis's replicas under Sentinel, a failover with a redis-py client riding through.
 mod sentinel;
+// A Qdrant cluster behind its front: peers over mutual TLS, shards on two peers, rotation peer by peer.
+mod peers;
 // Snapshots of every rendered file of every shipped profile.
 mod render;
 // The boundaries of ARCHITECTURE.md, read off src/.
