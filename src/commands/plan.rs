@@ -37,7 +37,7 @@ pub async fn show(
     let contents = |file: &crate::layout::StackFile| preview.content(dir, &file.path());
     let mut services = Vec::new();
     let specs = containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile));
-    for mut spec in specs.chain(crate::sentinel::specs(profile)) {
+    for mut spec in specs.chain(crate::sentinel::specs(profile)).chain(crate::peers::specs(profile)) {
         // The image `up` would run: the local one where the profile's is absent (nothing pulled).
         let local = containers::local_image(spec.service);
         if !engine.has_image(&spec.image).await && engine.has_image(local).await {
@@ -45,6 +45,8 @@ pub async fn show(
         }
         services.push(converge::plan(&engine, profile, &spec, &contents, prune).await?);
     }
+    // Fewer Qdrant peers: `up` refuses them before it changes anything, and so does the plan.
+    super::nodes::refuse_fewer_peers(&engine, profile).await?;
     let removed = engine.undeclared_containers(profile).await?;
     let primary = converge::switchover::foreseen(&engine, profile, dir).await?;
     let files: Vec<_> = preview.diff.changes.iter().filter(|(_, c)| *c != Change::Unchanged).collect();
@@ -104,6 +106,9 @@ pub async fn show(
             (Some(_), _) => "a replica beyond postgres.replicas",
             (None, Some((crate::profile::Service::Redis, _))) => "a replica beyond redis.replicas",
             (None, Some(_)) => "a Sentinel beyond redis.sentinels",
+            (None, None) if crate::peers::node_of(profile, name).is_some() => {
+                "a Qdrant peer, and qdrant no longer runs"
+            }
             (None, None) => "its service is no longer in stack.services",
         };
         output.line(format!("{name}: remove the container, {why} (volumes kept)"));
@@ -127,6 +132,9 @@ fn describe(plan: &ServicePlan) -> String {
         ContainerStep::Create if plan.service == crate::profile::Service::Redis => lines.push(
             "  create the container, then point it at the primary (REPLICAOF): it copies the primary's data".into(),
         ),
+        ContainerStep::Create if plan.service == crate::profile::Service::Qdrant && plan.name != "qdrant" => {
+            lines.push("  create the peer: it joins the cluster through qdrant (existing collections keep their shards where they are)".into())
+        }
         ContainerStep::Create => lines.push("  create the container".into()),
         ContainerStep::Recreate { reason } => lines.push(format!("  recreate the container: {reason}")),
         ContainerStep::Start => lines.push("  start the stopped container".into()),
