@@ -20,8 +20,12 @@ file_env() {
 # The temporary server of the first start: what `pg_ctl -w start` and `pg_ctl -m fast -w stop`
 # do, without their tenth-of-a-second polling (two of those ticks per first start). It is
 # ready when postmaster.pid's status line says so, as pg_ctl reads it.
+# Its commits do not wait for their WAL to reach the disk (synchronous_commit=off): the
+# init scripts' statements commit one by one, and the clean stop below writes a checkpoint that
+# flushes everything anyway. A crash before that stop leaves an unfinished first start either
+# way (the scripts run once).
 temporary_server_start() {
-  postgres "$@" -c listen_addresses='' -p 5432 &
+  postgres "$@" -c listen_addresses='' -p 5432 -c synchronous_commit=off &
   temporary_pid=$!
   local lines=()
   until mapfile -t lines 2>/dev/null < "$PGDATA/postmaster.pid" && [[ ${lines[7]:-} == ready* ]]; do

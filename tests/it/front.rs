@@ -38,15 +38,15 @@ pub(crate) fn curl_status(env: &serde_json::Value, method: &str, path: &str, key
 }
 
 /// Runs examples/python/vectors.py (qdrant-client) as the writer and the reader, over REST and
-/// gRPC; a loud skip where the examples' virtualenv lacks it (CI must have it).
-fn python_client(stack: &DockerStack) {
+/// gRPC; a loud skip where the examples' virtualenv lacks it (CI must have it). Whether it ran.
+pub(crate) fn python_client(stack: &DockerStack) -> bool {
     let python = std::path::Path::new("/opt/hardstack-examples/bin/python");
     let ready = python.is_file()
         && Command::new(python).args(["-c", "import qdrant_client"]).output().is_ok_and(|o| o.status.success());
     if !ready {
         assert!(std::env::var_os("CI").is_none(), "qdrant-client is missing from /opt/hardstack-examples");
         skipped("the Python Qdrant client: /opt/hardstack-examples lacks qdrant-client (.ci/setup installs it)");
-        return;
+        return false;
     }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python/vectors.py");
     for (user, grpc, expected) in [
@@ -71,6 +71,7 @@ fn python_client(stack: &DockerStack) {
         assert!(out.status.success(), "{user} grpc={grpc}: {}", text(&out));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "{user} grpc={grpc}");
     }
+    true
 }
 
 /// Runs examples/qdrant_grpc.rs (qdrant-client over gRPC) as the stack's first user.

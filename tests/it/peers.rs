@@ -93,9 +93,14 @@ fn a_qdrant_cluster_forms_over_mutual_tls_keeps_two_copies_and_rotates_with_no_f
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     assert_eq!(info["result"]["config"]["params"]["replication_factor"], 2, "{info}");
+    // The examples' collection (qdrant-client, REST and gRPC through the front) too.
+    let examples_ran = crate::front::python_client(&stack);
     let out = stack.cmd("verify", &["-o", "json"]).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("cluster_test: 3 shards × 2 replicas, all Active"), "{report}");
+    if examples_ran {
+        assert!(report.contains("examples_vectors: 3 shards × 2 replicas, all Active"), "{report}");
+    }
 
     // The p2p port: curl without a certificate gets a TLS alert; with one of the stack CA but
     // without the key, UNAUTHENTICATED; with the key, an answer.
