@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rustls::AlertDescription;
@@ -15,6 +16,7 @@ use crate::layout;
 use crate::peers::{P2P_PORT, alias};
 use crate::probe::{self, ClientTls, Target, cluster::PeerView};
 use crate::profile::Service;
+use crate::retry::{Attempt, Backoff};
 
 /// An internal call every peer serves: the consensus commit it has applied (an empty request).
 const INTERNAL_CALL: &str = "/qdrant.QdrantInternal/GetConsensusCommit";
@@ -34,6 +36,19 @@ fn target(context: &Context, node: u8) -> anyhow::Result<Target> {
         tls: context.tls_for(&login, mutual)?,
         address: Some(address),
     })
+}
+
+/// How long the peers have to agree before the check fails.
+const AGREE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Every peer's view of the cluster, node 0 first.
+async fn views(context: &Context) -> anyhow::Result<Vec<(u8, PeerView)>> {
+    let mut views = Vec::new();
+    for node in context.profile.qdrant.node_numbers() {
+        let target = target(context, node)?;
+        views.push((node, probe::cluster::peer(&target).await.with_context(|| format!("asking {}", target.host))?));
+    }
+    Ok(views)
 }
 
 /// Node 0's p2p address.
@@ -67,15 +82,18 @@ pub fn checks(context: &Context) -> Vec<CheckFuture<'_>> {
     checks.push(bounded("qdrant.cluster.peers".into(), async move {
         let what = format!("each of the {nodes} peers knows every other and names the same leader");
         accepted("qdrant.cluster.peers", &what, async {
-            let mut views: Vec<(u8, PeerView)> = Vec::new();
-            for node in context.profile.qdrant.node_numbers() {
-                let target = target(context, node)?;
-                views.push((
-                    node,
-                    probe::cluster::peer(&target).await.with_context(|| format!("asking {}", target.host))?,
-                ));
-            }
-            crate::converge::peers::agreed(&views, nodes).map_err(anyhow::Error::msg)?;
+            // A consensus operation in flight is normal: agreement within a few seconds is.
+            let views = Backoff::every(Duration::from_millis(100), AGREE_WITHIN)
+                .run(|| async {
+                    match views(context).await {
+                        Ok(views) => match crate::converge::peers::agreed(&views, nodes) {
+                            Ok(()) => Attempt::Done(views),
+                            Err(why) => Attempt::Retry(anyhow::anyhow!(why)),
+                        },
+                        Err(err) => Attempt::Retry(err),
+                    }
+                })
+                .await?;
             let ids: BTreeMap<u64, String> = views.iter().map(|(node, view)| (view.id, alias(*node))).collect();
             let leader = views[0].1.leader.and_then(|id| ids.get(&id).cloned()).unwrap_or_default();
             Ok(format!("{nodes} peers ({}), leader {leader}", ids.into_values().collect::<Vec<_>>().join(", ")))

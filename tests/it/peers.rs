@@ -10,24 +10,28 @@ use std::process::Command;
 use crate::common::{DockerStack, docker_available, text};
 use crate::front::{TWO_USERS, curl_status, env_of, started_at, under_clients};
 
-/// curl on node 0's p2p port (not published: at its address on the stack network, which the
-/// host routes to), calling an internal method: the response's headers and trailers with curl's
-/// messages, and curl's exit code.
-fn p2p_call(stack: &DockerStack, certificate: bool, key: Option<&str>) -> (String, i32) {
+/// Node 0's address on the stack network, which the host routes to.
+fn node_address(stack: &DockerStack) -> String {
     let format = format!("{{{{(index .NetworkSettings.Networks \"{}-net\").IPAddress}}}}", stack.name);
-    let out =
-        Command::new("docker").args(["inspect", "-f", &format, &format!("{}-qdrant", stack.name)]).output().unwrap();
+    let node = format!("{}-qdrant", stack.name);
+    let out = Command::new("docker").args(["inspect", "-f", &format, &node]).output().unwrap();
     let address = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(!address.is_empty(), "{}", text(&out));
+    address
+}
+
+/// curl on node 0's p2p port (not published) with the application's certificate, calling an
+/// internal method with `key` if any: the response's headers and trailers with curl's messages.
+fn p2p_call(stack: &DockerStack, key: Option<&str>) -> String {
     let dir = stack.sandbox.stack();
     let mut curl = Command::new("curl");
     curl.args(["-sS", "--http2", "-o", "/dev/null", "-D", "-", "--data-binary", "@-"]);
     curl.args(["-H", "content-type: application/grpc", "-H", "te: trailers"]);
-    curl.arg("--cacert").arg(dir.join("ca/ca.crt")).args(["--resolve", &format!("qdrant:6335:{address}")]);
-    if certificate {
-        curl.arg("--cert").arg(dir.join("certs/clients/app/client.crt"));
-        curl.arg("--key").arg(dir.join("certs/clients/app/client.key"));
-    }
+    curl.arg("--cacert")
+        .arg(dir.join("ca/ca.crt"))
+        .args(["--resolve", &format!("qdrant:6335:{}", node_address(stack))]);
+    curl.arg("--cert").arg(dir.join("certs/clients/app/client.crt"));
+    curl.arg("--key").arg(dir.join("certs/clients/app/client.key"));
     if let Some(key) = key {
         curl.args(["-H", &format!("api-key: {key}")]);
     }
@@ -36,8 +40,7 @@ fn p2p_call(stack: &DockerStack, certificate: bool, key: Option<&str>) -> (Strin
     let mut child = curl.spawn().unwrap();
     use std::io::Write as _;
     child.stdin.take().unwrap().write_all(&[0, 0, 0, 0, 0]).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (text(&out), out.status.code().unwrap_or(-1))
+    text(&child.wait_with_output().unwrap())
 }
 
 /// `status -o json`: each Qdrant peer's role by its alias.
@@ -102,15 +105,22 @@ fn a_qdrant_cluster_forms_over_mutual_tls_keeps_two_copies_and_rotates_with_no_f
         assert!(report.contains("examples_vectors: 3 shards × 2 replicas, all Active"), "{report}");
     }
 
-    // The p2p port: curl without a certificate gets a TLS alert; with one of the stack CA but
-    // without the key, UNAUTHENTICATED; with the key, an answer.
-    let (answer, exit) = p2p_call(&stack, false, None);
-    assert!(exit != 0 && answer.contains("alert certificate required"), "{exit}: {answer}");
-    let (answer, _) = p2p_call(&stack, true, None);
+    // The p2p port: openssl without a client certificate gets the TLS alert; curl with one of
+    // the stack CA (the application's) but without the key, UNAUTHENTICATED; with the key, an
+    // answer.
+    let script = format!(
+        "(printf 'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n'; sleep 1) | openssl s_client -connect {}:6335 \
+         -servername qdrant -CAfile {} -alpn h2 -quiet 2>&1",
+        node_address(&stack),
+        stack.sandbox.stack().join("ca/ca.crt").display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(text(&out).contains("alert certificate required"), "{}", text(&out));
+    let answer = p2p_call(&stack, None);
     assert!(answer.to_lowercase().contains("grpc-status: 16"), "{answer}");
     let record = crate::common::record(&stack, "qdrant/api-key");
     let qdrant_key = crate::common::version_with(&record, "current").unwrap()["value"].as_str().unwrap().to_owned();
-    let (answer, _) = p2p_call(&stack, true, Some(&qdrant_key));
+    let answer = p2p_call(&stack, Some(&qdrant_key));
     assert!(answer.to_lowercase().contains("grpc-status: 0"), "{answer}");
 
     // Qdrant's own key and certificate: every peer restarts, one at a time, while clients of
