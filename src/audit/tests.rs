@@ -415,7 +415,7 @@ fn generate_with_kubernetes(profile_name: &str) -> tempfile::TempDir {
 
 #[test]
 fn generated_manifests_pass_the_same_rules() {
-    for profile in ["dev", "test", "prod"] {
+    for profile in ["dev", "test", "prod", "cluster"] {
         let tmp = generate_with_kubernetes(profile);
         let dir = tmp.path().join("stack");
         let results = audit(&Bundle::load(&dir).unwrap());
