@@ -150,12 +150,20 @@ fn containers(manifests: &Manifests) -> Vec<(String, &Yaml)> {
 
 const MANIFESTS: &str = "kubernetes/";
 
+/// Whether a name's suffix is a node number.
+fn is_node(suffix: &str) -> bool {
+    suffix.parse::<u8>().is_ok()
+}
+
 fn non_root(_: &Bundle, manifests: &Manifests) -> Outcome {
     let mut problems = Vec::new();
     for (file, document) in manifests.of_kind("StatefulSet") {
         let name = document["metadata"]["name"].as_str().unwrap_or("?");
         let context = &document["spec"]["template"]["spec"]["securityContext"];
-        let expected = Service::ALL.into_iter().find(|s| s.name() == name).map(|s| u64::from(s.uid()));
+        // A node beyond a service's node 0 (`postgres-1`, `redis-sentinel-2`, `qdrant-1`) runs
+        // as its service's image.
+        let of = |s: &Service| s.name() == name || name.strip_prefix(&format!("{}-", s.name())).is_some_and(is_node);
+        let expected = Service::ALL.iter().find(|s| of(s)).map(|s| u64::from(s.uid()));
         if context["runAsNonRoot"].as_bool() != Some(true) || context["runAsUser"].as_u64() != expected {
             problems.push(format!("{file}: StatefulSet {name} does not run as its image's uid with runAsNonRoot"));
         }

@@ -8,10 +8,14 @@ use super::*;
 use crate::report::Verdict;
 use crate::stackdir::{self, StackDir};
 
-/// A shipped profile by name; `cluster` is dev with a Qdrant cluster of three.
+/// A shipped profile by name; `cluster` is dev with a Qdrant cluster of three, `replicas` prod
+/// with PostgreSQL's and Redis's replicas and the Sentinels.
 fn shipped(name: &str) -> crate::profile::Profile {
     let (name, sets) = match name {
         "cluster" => ("dev", vec!["qdrant.nodes=3".to_owned(), "qdrant.data=volume".to_owned()]),
+        "replicas" => {
+            ("prod", ["postgres.replicas=2", "redis.replicas=2", "redis.sentinels=3"].map(str::to_owned).to_vec())
+        }
         name => (name, Vec::new()),
     };
     crate::profile::load(&ProfileSource::Shipped(name.into()), &sets).unwrap().profile
@@ -415,7 +419,7 @@ fn generate_with_kubernetes(profile_name: &str) -> tempfile::TempDir {
 
 #[test]
 fn generated_manifests_pass_the_same_rules() {
-    for profile in ["dev", "test", "prod", "cluster"] {
+    for profile in ["dev", "test", "prod", "cluster", "replicas"] {
         let tmp = generate_with_kubernetes(profile);
         let dir = tmp.path().join("stack");
         let results = audit(&Bundle::load(&dir).unwrap());
