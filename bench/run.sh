@@ -441,8 +441,18 @@ bench_redis_failover() {
       sleep 0.05
     done
     sleep 1
+    local since; since=$(date -u +%Y-%m-%dT%H:%M:%S)
     docker kill "$name-$primary" >/dev/null
     sleep "$after"; touch "$work/redis-stop/stop"; wait "$writer"
+    if [ "$1" = sentinel ] && [ "$(outage "$2" | cut -d' ' -f1)" = -1 ]; then
+      # Writes that did not come back: what the Sentinels did meanwhile, on stderr (the table
+      # stays on stdout).
+      echo "redis-failover: writes did not come back within ${after} s; the Sentinels' events:" >&2
+      for s in "${sentinels[@]}"; do
+        docker logs --since "$since" "$s" 2>&1 \
+          | grep -E 'sdown|odown|epoch|failover|elected|vote|switch-master|selected|tilt' | sed "s/^/$s: /" >&2
+      done
+    fi
     [ "$1" = sentinel ] || docker start "$name-$primary" "${sentinels[@]}" >/dev/null
     "$bin" up --dir "$dir" -q >/dev/null || {
       docker ps -a --filter "label=hardstack.stack=$name" --format '{{.Names}} {{.Status}}' >&2
