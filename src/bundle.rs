@@ -52,12 +52,14 @@ pub fn cert_files(profile: &Profile) -> Vec<CertFiles> {
         // The replicas (and the Sentinels) present their service's certificate, under their
         // own aliases too.
         extra.extend(node_aliases(profile, service));
+        let sans = pki::server_sans(&name, service.name(), &extra);
         certs.push(CertFiles {
             spec: CertSpec {
                 common_name: service.name().into(),
+                // A cluster's peers present it to each other as clients too.
                 purpose: match service == Service::Qdrant && crate::peers::is_cluster(profile) {
-                    true => Purpose::Peer { sans: pki::server_sans(&name, service.name(), &extra) },
-                    false => Purpose::Server { sans: pki::server_sans(&name, service.name(), &extra) },
+                    true => Purpose::Peer { sans },
+                    false => Purpose::Server { sans },
                 },
                 lifetime: profile.tls.server_lifetime.0,
             },

@@ -15,6 +15,7 @@ pub mod profile;
 pub mod bundle;
 pub mod containers;
 pub mod kubernetes;
+pub mod node;
 pub mod peers;
 pub mod pki;
 pub mod render;

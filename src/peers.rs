@@ -106,23 +106,7 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
     if node == 0 {
         return first;
     }
-    let alias = alias(node);
-    let key = |key: &str| key.replacen(Service::Qdrant.name(), &alias, 1);
-    let mut spec = first.clone();
-    spec.name = container_name(profile, node);
-    spec.alias = alias.clone();
-    spec.volumes = first
-        .volumes
-        .iter()
-        .map(|v| {
-            let key = key(&v.key);
-            containers::VolumeMount { name: format!("{}-{key}", profile.stack.name), key, ..v.clone() }
-        })
-        .collect();
-    spec.deliveries =
-        first.deliveries.iter().map(|d| containers::Delivery { volume: key(&d.volume), ..d.clone() }).collect();
-    spec.directories =
-        first.directories.iter().map(|d| containers::OwnedDir { volume: key(&d.volume), ..d.clone() }).collect();
+    let mut spec = crate::node::renamed(&first, profile, container_name(profile, node), &alias(node));
     let cluster = arguments(profile, 0);
     let at = spec.command.len() - cluster.len();
     spec.command.truncate(at);

@@ -114,27 +114,14 @@ pub fn spec(profile: &Profile, node: u8) -> ContainerSpec {
         return primary;
     }
     let alias = endpoint::replica_alias(node);
-    let key = |key: &str| key.replacen(Service::Postgres.name(), &alias, 1);
+    // No init scripts; the files a replica receives (its login's pgpass, the init SQL kept in
+    // its config volume).
+    let mut first = primary.clone();
     let initdb = layout::Volume::Initdb.key(Service::Postgres);
-    let mut spec = primary.clone();
-    spec.name = container_name(profile, node);
-    spec.alias = alias.clone();
-    spec.volumes = primary
-        .volumes
-        .iter()
-        .filter(|v| v.key != initdb)
-        .map(|v| {
-            let key = key(&v.key);
-            containers::VolumeMount { name: format!("{}-{key}", profile.stack.name), key, ..v.clone() }
-        })
-        .collect();
-    spec.deliveries = layout::replica_deliveries(profile)
-        .into_iter()
-        .map(|d| containers::delivery(Service::Postgres, d))
-        .map(|d| containers::Delivery { volume: key(&d.volume), ..d })
-        .collect();
-    spec.directories =
-        primary.directories.iter().map(|d| containers::OwnedDir { volume: key(&d.volume), ..d.clone() }).collect();
+    first.volumes.retain(|v| v.key != initdb);
+    first.deliveries =
+        layout::replica_deliveries(profile).into_iter().map(|d| containers::delivery(Service::Postgres, d)).collect();
+    let mut spec = crate::node::renamed(&first, profile, container_name(profile, node), &alias);
     // Without the superuser's password the entrypoint refuses to initdb an empty data
     // directory: a replica whose copy is missing stops instead of starting a primary of its own.
     spec.environment.retain(|(name, _)| !name.starts_with("POSTGRES_"));

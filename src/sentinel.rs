@@ -111,22 +111,7 @@ pub fn spec(profile: &Profile, service: Service, node: u8) -> ContainerSpec {
         return first;
     }
     let alias = alias(service, node);
-    let key = |key: &str| key.replacen(service.name(), &alias, 1);
-    let mut spec = first.clone();
-    spec.name = container_name(profile, service, node);
-    spec.alias = alias.clone();
-    spec.volumes = first
-        .volumes
-        .iter()
-        .map(|v| {
-            let key = key(&v.key);
-            containers::VolumeMount { name: format!("{}-{key}", profile.stack.name), key, ..v.clone() }
-        })
-        .collect();
-    spec.deliveries =
-        first.deliveries.iter().map(|d| containers::Delivery { volume: key(&d.volume), ..d.clone() }).collect();
-    spec.directories =
-        first.directories.iter().map(|d| containers::OwnedDir { volume: key(&d.volume), ..d.clone() }).collect();
+    let mut spec = crate::node::renamed(&first, profile, container_name(profile, service, node), &alias);
     if let Some(at) = spec.command.iter().position(|arg| arg == "--replica-announce-ip") {
         spec.command[at + 1] = alias;
     } else if service == Service::RedisSentinel {

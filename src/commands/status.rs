@@ -69,6 +69,11 @@ async fn report(
         true => crate::converge::sentinel::roles(engine, profile, dir, store).await,
         false => Default::default(),
     };
+    // The key that asks Qdrant's peers for their roles, read once.
+    let qdrant_key = match crate::peers::is_cluster(profile) {
+        true => Some(store.current(layout::QDRANT_API_KEY).await?.value),
+        false => None,
+    };
     let specs = containers::running_specs(profile).into_iter().chain(crate::replica::specs(profile));
     for spec in specs.chain(crate::sentinel::specs(profile)).chain(crate::peers::specs(profile)) {
         let replica = crate::replica::is_standby(profile, &spec);
@@ -125,8 +130,8 @@ async fn report(
             };
         }
         // A Qdrant peer's role in the consensus, as it says.
-        if spec.service == Service::Qdrant && crate::peers::is_cluster(profile) {
-            row["role"] = json!(peer_role(engine, profile, dir, store, &spec).await);
+        if let (Service::Qdrant, Some(key)) = (spec.service, &qdrant_key) {
+            row["role"] = json!(peer_role(engine, profile, dir, key, &spec).await);
         }
         // A monitoring service's numbers are its servers'; a replica's are its primary's.
         if details && !spec.service.is_monitoring() && !replica {
@@ -284,13 +289,12 @@ async fn peer_role(
     engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
-    store: &Store,
+    key: &crate::secrets::Secret,
     spec: &crate::containers::ContainerSpec,
 ) -> &'static str {
     let node = crate::peers::node(spec).unwrap_or(0);
     let view = async {
-        let key = store.current(layout::QDRANT_API_KEY).await?.value;
-        let target = crate::converge::peers::target(engine, profile, dir, node, key).await?;
+        let target = crate::converge::peers::target(engine, profile, dir, node, key.clone()).await?;
         crate::probe::cluster::peer(&target).await
     };
     match view.await {

@@ -73,7 +73,7 @@ pub fn agreed(views: &[(u8, PeerView)], nodes: usize) -> Result<(), String> {
 }
 
 /// Every peer's view, node 0 first.
-pub async fn views(
+async fn views(
     engine: &Engine,
     profile: &Profile,
     dir: &StackDir,
@@ -95,10 +95,21 @@ pub async fn settle(engine: &Engine, profile: &Profile, dir: &StackDir, store: &
         return Ok(());
     }
     let key = store.current(layout::QDRANT_API_KEY).await?.value;
+    agree_within(engine, profile, dir, &key, SETTLE_WITHIN).await
+}
+
+/// Waits up to `within` until the peers, asked with `key`, agree (see [`agreed`]).
+pub async fn agree_within(
+    engine: &Engine,
+    profile: &Profile,
+    dir: &StackDir,
+    key: &Secret,
+    within: Duration,
+) -> anyhow::Result<()> {
     let nodes = usize::from(profile.qdrant.nodes);
-    Backoff::every(Duration::from_millis(200), SETTLE_WITHIN)
+    Backoff::every(Duration::from_millis(200), within)
         .run(|| async {
-            match views(engine, profile, dir, &key).await {
+            match views(engine, profile, dir, key).await {
                 Ok(views) => match agreed(&views, nodes) {
                     Ok(()) => Attempt::Done(()),
                     Err(why) => Attempt::Retry(anyhow::anyhow!(why)),
@@ -107,7 +118,7 @@ pub async fn settle(engine: &Engine, profile: &Profile, dir: &StackDir, store: &
             }
         })
         .await
-        .with_context(|| format!("Qdrant's {nodes} peers did not form one cluster within {}s", SETTLE_WITHIN.as_secs()))
+        .with_context(|| format!("Qdrant's {nodes} peers did not form one cluster within {}s", within.as_secs()))
 }
 
 #[cfg(test)]

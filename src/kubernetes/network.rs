@@ -88,8 +88,7 @@ pub(super) fn network_policies(profile: &Profile, specs: &[ContainerSpec], names
                 },
             }));
         }
-        if let Some(policy) = peer_policy(spec, specs, &pods) {
-            let mut policy = policy;
+        if let Some(mut policy) = peer_policy(spec, specs, &pods) {
             policy["metadata"] = policy_metadata(&format!("{}-peers", spec.alias));
             policies.push(policy);
         }

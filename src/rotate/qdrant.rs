@@ -30,31 +30,22 @@ pub async fn reconfigure(context: &Context<'_>, key: &Secret) -> anyhow::Result<
 pub async fn restart(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
     for spec in super::receivers(context.engine, context.profile, Service::Qdrant).await? {
         context.engine.restart(&spec.name).await?;
-        let node = crate::peers::node(&spec).unwrap_or(0);
-        wait(context, node, key)
-            .await
-            .with_context(|| format!("{} did not come back after the restart", spec.alias))?;
+        wait(context, key).await.with_context(|| format!("{} did not come back after the restart", spec.alias))?;
     }
     Ok(())
 }
 
-/// Polls until a request with `key` to peer `node` succeeds and, in a cluster, the peers agree
-/// again (one minute at most).
-async fn wait(context: &Context<'_>, node: u8, key: &Secret) -> anyhow::Result<()> {
-    let (engine, profile, dir) = (context.engine, context.profile, context.dir);
-    let nodes = usize::from(profile.qdrant.nodes);
-    Backoff::every(Duration::from_millis(100), Duration::from_secs(60))
+/// Polls until a request with `key` succeeds (one minute at most); in a cluster, until every
+/// peer answers it and the peers agree again.
+async fn wait(context: &Context<'_>, key: &Secret) -> anyhow::Result<()> {
+    let within = Duration::from_secs(60);
+    if crate::peers::is_cluster(context.profile) {
+        let (engine, profile, dir) = (context.engine, context.profile, context.dir);
+        return crate::converge::peers::agree_within(engine, profile, dir, key, within).await;
+    }
+    Backoff::every(Duration::from_millis(100), within)
         .run(|| async {
-            let answered = async {
-                if !crate::peers::is_cluster(profile) {
-                    return test(context, key).await;
-                }
-                let target = crate::converge::peers::target(engine, profile, dir, node, key.clone()).await?;
-                probe::qdrant(&target).await?;
-                let views = crate::converge::peers::views(engine, profile, dir, key).await?;
-                crate::converge::peers::agreed(&views, nodes).map_err(anyhow::Error::msg)
-            };
-            match answered.await {
+            match test(context, key).await {
                 Ok(()) => Attempt::Done(()),
                 Err(err) => Attempt::Retry(err),
             }

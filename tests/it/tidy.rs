@@ -235,6 +235,7 @@ fn the_pure_modules_name_no_engine_store_or_network() {
         file.starts_with("layout/")
             || file == "endpoint.rs"
             || file == "containers.rs"
+            || file == "node.rs"
             || file == "peers.rs"
             || file == "sentinel.rs"
             || file == "replica.rs"
