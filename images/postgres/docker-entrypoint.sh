@@ -20,12 +20,13 @@ file_env() {
 # The temporary server of the first start: what `pg_ctl -w start` and `pg_ctl -m fast -w stop`
 # do, without their tenth-of-a-second polling (two of those ticks per first start). It is
 # ready when postmaster.pid's status line says so, as pg_ctl reads it.
-# Its commits do not wait for their WAL to reach the disk (synchronous_commit=off): the
-# init scripts' statements commit one by one, and the clean stop below writes a checkpoint that
-# flushes everything anyway. A crash before that stop leaves an unfinished first start either
-# way (the scripts run once).
+# It does not fsync (fsync=off, synchronous_commit=off): the init scripts' statements commit one
+# by one and a new database is copied as files (the init SQL picks that strategy when fsync is
+# off), each of which would otherwise wait on the disk. After its clean stop, one syncfs(2) of
+# the data and WAL filesystems (initdb --sync-only) makes everything durable before the final
+# start. A crash before then leaves an unfinished first start either way (the scripts run once).
 temporary_server_start() {
-  postgres "$@" -c listen_addresses='' -p 5432 -c synchronous_commit=off &
+  postgres "$@" -c listen_addresses='' -p 5432 -c fsync=off -c synchronous_commit=off &
   temporary_pid=$!
   local lines=()
   until mapfile -t lines 2>/dev/null < "$PGDATA/postmaster.pid" && [[ ${lines[7]:-} == ready* ]]; do
@@ -39,6 +40,7 @@ temporary_server_start() {
 temporary_server_stop() {
   kill -INT "$temporary_pid"
   wait "$temporary_pid" || { echo "error: the temporary server did not stop cleanly" >&2; exit 1; }
+  initdb --sync-only --sync-method=syncfs >/dev/null
 }
 
 if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
