@@ -110,10 +110,17 @@ bench_up_postgres() {
   hardstack_up "$dir" "${args[@]}" >/dev/null
   local limits; limits=$(limits_of hs-bench-up-postgres)
   down_stack "$dir"
-  for _ in $(seq "$runs"); do
-    floor+=("$(floor_postgres "$limits")")
-    hs+=("$(hardstack_up "$dir" "${args[@]}")")
-    down_stack "$dir"
+  # Each new file costs this disk more the more files were deleted just before, and every run
+  # deletes its data: times drift upward through a series. The side that goes first alternates
+  # from round to round (ABBA), so neither side always follows the other.
+  for round in $(seq "$runs"); do
+    if (( round % 2 )); then
+      floor+=("$(floor_postgres "$limits")")
+      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
+    else
+      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
+      floor+=("$(floor_postgres "$limits")")
+    fi
   done
   local h f
   h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
@@ -134,13 +141,21 @@ bench_up_dev() {
   pg=$(limits_of hs-bench-dev-postgres); redis=$(limits_of hs-bench-dev-redis)
   [ -n "$qdrant_image" ] && qdrant=$(limits_of hs-bench-dev-qdrant)
   down_stack "$dir"
-  for _ in $(seq "$runs"); do
-    # The slowest of the images, each started alone the same way.
+  # The slowest of the images, each started alone the same way; which side goes first
+  # alternates (see bench_up_postgres).
+  slowest_alone() {
     local alone=("$(floor_postgres "$pg")" "$(floor_redis "$redis")")
     [ -n "$qdrant_image" ] && alone+=("$(floor_qdrant "$qdrant")")
-    floor+=("$(printf '%s\n' "${alone[@]}" | sort -n | tail -1)")
-    hs+=("$(hardstack_up "$dir" "${args[@]}")")
-    down_stack "$dir"
+    printf '%s\n' "${alone[@]}" | sort -n | tail -1
+  }
+  for round in $(seq "$runs"); do
+    if (( round % 2 )); then
+      floor+=("$(slowest_alone)")
+      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
+    else
+      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
+      floor+=("$(slowest_alone)")
+    fi
   done
   local h f what=${services//\"/}
   h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
