@@ -102,6 +102,20 @@ hardstack_up() {
 }
 down_stack() { "$bin" down --dir "$1" --volumes -q; sync; }
 
+# alternate_rounds FLOOR DIR ARGS...: RUNS rounds of the function FLOOR (milliseconds, appended
+# to the caller's `floor`) and one `hardstack_up DIR ARGS...` (appended to the caller's `hs`).
+# Each new file costs this disk more the more files were deleted just before, and every run
+# deletes its data: times drift upward through a series. The side that goes first alternates
+# from round to round (ABBA), so neither side always runs one step later in the drift.
+alternate_rounds() {
+  local floor_of=$1 dir=$2 round; shift 2
+  for round in $(seq "$runs"); do
+    (( round % 2 )) && floor+=("$("$floor_of")")
+    hs+=("$(hardstack_up "$dir" "$@")"); down_stack "$dir"
+    (( round % 2 )) || floor+=("$("$floor_of")")
+  done
+}
+
 bench_up_postgres() {
   local dir hs=() floor=()
   stack_dir up-postgres
@@ -110,18 +124,8 @@ bench_up_postgres() {
   hardstack_up "$dir" "${args[@]}" >/dev/null
   local limits; limits=$(limits_of hs-bench-up-postgres)
   down_stack "$dir"
-  # Each new file costs this disk more the more files were deleted just before, and every run
-  # deletes its data: times drift upward through a series. The side that goes first alternates
-  # from round to round (ABBA), so neither side always follows the other.
-  for round in $(seq "$runs"); do
-    if (( round % 2 )); then
-      floor+=("$(floor_postgres "$limits")")
-      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
-    else
-      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
-      floor+=("$(floor_postgres "$limits")")
-    fi
-  done
+  floor_once() { floor_postgres "$limits"; }
+  alternate_rounds floor_once "$dir" "${args[@]}"
   local h f
   h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
   row "\`up --no-verify\`, dev, PostgreSQL only: to an application's TLS login and query, median of $runs (min-max), alternating" \
@@ -141,22 +145,13 @@ bench_up_dev() {
   pg=$(limits_of hs-bench-dev-postgres); redis=$(limits_of hs-bench-dev-redis)
   [ -n "$qdrant_image" ] && qdrant=$(limits_of hs-bench-dev-qdrant)
   down_stack "$dir"
-  # The slowest of the images, each started alone the same way; which side goes first
-  # alternates (see bench_up_postgres).
-  slowest_alone() {
+  # The slowest of the images, each started alone the same way.
+  floor_once() {
     local alone=("$(floor_postgres "$pg")" "$(floor_redis "$redis")")
     [ -n "$qdrant_image" ] && alone+=("$(floor_qdrant "$qdrant")")
     printf '%s\n' "${alone[@]}" | sort -n | tail -1
   }
-  for round in $(seq "$runs"); do
-    if (( round % 2 )); then
-      floor+=("$(slowest_alone)")
-      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
-    else
-      hs+=("$(hardstack_up "$dir" "${args[@]}")"); down_stack "$dir"
-      floor+=("$(slowest_alone)")
-    fi
-  done
+  alternate_rounds floor_once "$dir" "${args[@]}"
   local h f what=${services//\"/}
   h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
   row "\`up --no-verify\`, dev, every service ($what): each usable as an application would use it, median of $runs (min-max), alternating" \
