@@ -81,21 +81,25 @@ pub async fn connect() -> anyhow::Result<Engine> {
             ),
         }))
     };
-    let docker = match endpoint.host.strip_prefix("unix://") {
-        Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION),
-        None if endpoint.host.starts_with("tcp://") || endpoint.host.starts_with("http://") => {
-            Docker::connect_with_http(&endpoint.host, 120, bollard::API_DEFAULT_VERSION)
+    let client = |version: &bollard::ClientVersion| -> anyhow::Result<Docker> {
+        match endpoint.host.strip_prefix("unix://") {
+            Some(path) => Docker::connect_with_unix(path, 120, version),
+            None if endpoint.host.starts_with("tcp://") || endpoint.host.starts_with("http://") => {
+                Docker::connect_with_http(&endpoint.host, 120, version)
+            }
+            None => {
+                return Err(EnvironmentError(format!(
+                    "the Docker engine at {where_}: hardstack reaches engines over unix:// and tcp:// only"
+                ))
+                .into());
+            }
         }
-        None => {
-            return Err(EnvironmentError(format!(
-                "the Docker engine at {where_}: hardstack reaches engines over unix:// and tcp:// only"
-            ))
-            .into());
-        }
-    }
-    .map_err(|e| unreachable(&e))?;
-    let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
-    let version = docker.version().await.map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(&e))
+    };
+    // One request for what `negotiate_version` and `version` would each ask (the engine answers
+    // /version slowly: it asks containerd and runc for theirs): the client then speaks the
+    // engine's API version where the engine is older than bollard.
+    let version = client(bollard::API_DEFAULT_VERSION)?.version().await.map_err(|e| unreachable(&e))?;
     let api_version = version.api_version.unwrap_or_default();
     if parse_version(&api_version) < MIN_API_VERSION {
         return Err(EnvironmentError(format!(
@@ -103,6 +107,10 @@ pub async fn connect() -> anyhow::Result<Engine> {
         ))
         .into());
     }
+    let (major, minor) = parse_version(&api_version);
+    let engine_api = bollard::ClientVersion { major_version: major as usize, minor_version: minor as usize };
+    let docker =
+        client(if engine_api < *bollard::API_DEFAULT_VERSION { &engine_api } else { bollard::API_DEFAULT_VERSION })?;
     Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default(), endpoint, owner: None })
 }
 
