@@ -99,18 +99,18 @@ pub async fn connect() -> anyhow::Result<Engine> {
     // One request for what `negotiate_version` and `version` would each ask (the engine answers
     // /version slowly: it asks containerd and runc for theirs): the client then speaks the
     // engine's API version where the engine is older than bollard.
-    let version = client(bollard::API_DEFAULT_VERSION)?.version().await.map_err(|e| unreachable(&e))?;
+    let docker = client(bollard::API_DEFAULT_VERSION)?;
+    let version = docker.version().await.map_err(|e| unreachable(&e))?;
     let api_version = version.api_version.unwrap_or_default();
-    if parse_version(&api_version) < MIN_API_VERSION {
+    let (major, minor) = parse_version(&api_version);
+    if (major, minor) < MIN_API_VERSION {
         return Err(EnvironmentError(format!(
             "the Docker engine at {where_} speaks API {api_version}; hardstack needs 1.41 (Engine 20.10) or newer"
         ))
         .into());
     }
-    let (major, minor) = parse_version(&api_version);
     let engine_api = bollard::ClientVersion { major_version: major as usize, minor_version: minor as usize };
-    let docker =
-        client(if engine_api < *bollard::API_DEFAULT_VERSION { &engine_api } else { bollard::API_DEFAULT_VERSION })?;
+    let docker = if engine_api < *bollard::API_DEFAULT_VERSION { client(&engine_api)? } else { docker };
     Ok(Engine { docker, api_version, server_version: version.version.unwrap_or_default(), endpoint, owner: None })
 }
 
