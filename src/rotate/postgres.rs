@@ -41,12 +41,16 @@ pub(super) async fn admin(context: &Context<'_>) -> anyhow::Result<probe::PgSess
 /// An admin session whose statements stay out of the server log, for statements that carry a
 /// verifier. Its own statement, sent alone, since the server decides whether to log a query
 /// string when it arrives. The init SQL lets admin set this parameter.
+///
+/// Its commits are synchronous even where the profile's are not (`synchronous_commit = off`
+/// in `test`): a password's commit is then in the WAL that `standbys_have_it` waits for, not
+/// in a buffer the WAL writer sends on up to `wal_writer_delay` later.
 async fn quiet_admin(context: &Context<'_>) -> anyhow::Result<probe::PgSession> {
     let client = admin(context).await?;
     client
-        .batch_execute("SET log_statement = 'none'")
+        .batch_execute("SET log_statement = 'none'; SET synchronous_commit = on")
         .await
-        .context("turning statement logging off for the session")?;
+        .context("turning statement logging off and synchronous commits on for the session")?;
     Ok(client)
 }
 

@@ -104,12 +104,16 @@ async fn streams(context: &Context, node: u8) -> anyhow::Result<String> {
     let admin = context.admin().await?;
     let password = prepare(context.secret(&layout::login_secret(Service::Postgres, layout::ADMIN)))?;
     let replica = on_replica(context, node, layout::ADMIN, password, "postgres").await?;
+    // Committed synchronously whatever the profile's synchronous_commit (`off` in `test`, where
+    // the WAL writer sends a commit on up to wal_writer_delay later): the bound is the stream's.
+    // One query string, so no other check's statement on the shared session runs inside it;
+    // the alias is a node's name and the token alphanumeric.
     admin
-        .execute(
-            "INSERT INTO monitoring.replication_check (node, token, at) VALUES ($1, $2, now()) \
-             ON CONFLICT (node) DO UPDATE SET token = excluded.token, at = excluded.at",
-            &[&alias, &token],
-        )
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL synchronous_commit = local; \
+             INSERT INTO monitoring.replication_check (node, token, at) VALUES ('{alias}', '{token}', now()) \
+             ON CONFLICT (node) DO UPDATE SET token = excluded.token, at = excluded.at; COMMIT"
+        ))
         .await?;
     let written = Instant::now();
     let backoff = crate::retry::Backoff {

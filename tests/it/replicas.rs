@@ -230,6 +230,27 @@ fn rotation_reaches_the_replicas() {
     assert_eq!(verdicts["pg.replica.1.lag"], "pass");
 }
 
+/// The `test` profile commits asynchronously (`synchronous_commit = off`): a commit returns
+/// before its WAL is written, and the WAL writer sends it on within `wal_writer_delay`, here
+/// the longest PostgreSQL allows. A rotated password must still be on the replica before it
+/// becomes current: the verify that follows the rotation logs in there with it.
+#[test]
+fn a_password_rotated_under_asynchronous_commit_is_on_the_replica_before_it_is_current() {
+    if !docker_available("replica_async_commit") {
+        return;
+    }
+    let stack = with_replica("replica_async_commit").template("postgres/postgresql.conf.tera", |t| {
+        t.replacen("synchronous_commit = off", "synchronous_commit = off\nwal_writer_delay = 10s", 1)
+    });
+    stack.cmd("up", &["-q", "--no-verify"]).assert().success();
+    let rotated = stack.cmd("rotate", &["--force", "--only", "postgres/app"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    assert!(text(&rotated).contains("postgres/app: rotated"), "{}", text(&rotated));
+    let (code, verdicts) = stack.verify();
+    assert_eq!(code, 0, "{verdicts:?}");
+    assert_eq!(verdicts["pg.replica.1.write_refused"], "pass");
+}
+
 #[test]
 fn rotation_with_replicas_fails_no_client_operation() {
     if !docker_available("replica_load") {
