@@ -29,12 +29,28 @@ pub async fn engine_for(
     profile: &crate::profile::Profile,
     record: bool,
 ) -> anyhow::Result<crate::runtime::Engine> {
+    let engine = engine_unchecked(dir, profile, record).await?;
+    check_claim(&engine, profile).await?;
+    Ok(engine)
+}
+
+/// [`engine_for`] before the claim check, for a caller that checks it itself ([`check_claim`])
+/// and undoes what it made meanwhile where the check fails.
+pub async fn engine_unchecked(
+    dir: &crate::stackdir::StackDir,
+    profile: &crate::profile::Profile,
+    record: bool,
+) -> anyhow::Result<crate::runtime::Engine> {
     let identity = if record { crate::identity::Identity::ensure(dir)? } else { crate::identity::Identity::of(dir)? };
-    let engine = crate::runtime::connect().await?.acting_for(identity.owner(&profile.stack.name, dir));
+    Ok(crate::runtime::connect().await?.acting_for(identity.owner(&profile.stack.name, dir)))
+}
+
+/// Refuses when a container, volume or the network of the stack's names is another
+/// directory's.
+pub async fn check_claim(engine: &crate::runtime::Engine, profile: &crate::profile::Profile) -> anyhow::Result<()> {
     let mut specs = crate::containers::running_specs(profile);
     specs.extend(crate::replica::specs(profile));
-    engine.check_claim(&crate::containers::stack_names(profile), &specs).await?;
-    Ok(engine)
+    engine.check_claim(&crate::containers::stack_names(profile), &specs).await
 }
 
 /// Says, as a warning, which audit rules the stack directory accepts failing (never silently).

@@ -42,7 +42,7 @@ pub async fn run(global: &GlobalArgs, args: &SwitchoverArgs) -> anyhow::Result<E
         dry_run: false,
         prune: false,
     };
-    let brought = super::up::bring(global, &up, &output, engine, profile).await?;
+    let brought = super::up::bring(global, &up, &output, engine, profile, None).await?;
     output.json(&json!({
         "schema": "hardstack.switchover/v1",
         "service": "postgres",

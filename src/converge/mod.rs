@@ -181,6 +181,14 @@ fn record_placement(spec: &ContainerSpec) -> Placement {
     }
 }
 
+/// The keys of the volumes a first delivery into `spec` writes to (its files, the directories
+/// it makes, the record): the volumes its helper mounts.
+pub fn delivery_volume_keys(spec: &ContainerSpec) -> std::collections::BTreeSet<String> {
+    let files = spec.deliveries.iter().map(|d| d.volume.clone());
+    let directories = spec.directories.iter().map(|d| d.volume.clone());
+    files.chain(directories).chain([record_placement(spec).volume]).collect()
+}
+
 /// Reads the record from the service's container; `None` when there is none.
 pub async fn read_record(engine: &Engine, spec: &ContainerSpec) -> anyhow::Result<Option<DeliveryRecord>> {
     let path = format!("{}/{}", layout::config_dir(spec.service), layout::DELIVERY_RECORD);
@@ -212,10 +220,40 @@ pub async fn deliver_keeping_helper(
     files: Vec<(Delivery, Vec<u8>)>,
     record: Option<DeliveryRecord>,
 ) -> anyhow::Result<String> {
-    let mut record = match record {
+    let record = match record {
         Some(record) => record,
         None => read_record(engine, spec).await?.unwrap_or_default(),
     };
+    let archives = archives_recorded(spec, files, record)?;
+    engine.deliver_keeping_helper(stack, spec, &archives).await
+}
+
+/// A first delivery into a container that does not exist yet, through a helper made
+/// beforehand for its volumes (`up`'s early one, `Engine::create_deliverer`); the helper is
+/// removed when the delivery fails, and left for the caller to remove otherwise.
+pub async fn deliver_through(
+    engine: &Engine,
+    helper: &str,
+    spec: &ContainerSpec,
+    files: Vec<(Delivery, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    let delivered = match archives_recorded(spec, files, DeliveryRecord::default()) {
+        Ok(archives) => engine.upload(helper, &archives).await,
+        Err(err) => Err(err),
+    };
+    if delivered.is_err() {
+        let _ = engine.force_remove(helper).await;
+    }
+    delivered
+}
+
+/// The archives of `files`, the directories the spec makes and `record` with the files'
+/// digests added.
+fn archives_recorded(
+    spec: &ContainerSpec,
+    files: Vec<(Delivery, Vec<u8>)>,
+    mut record: DeliveryRecord,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     for (delivery, content) in &files {
         record.files.insert(delivery.file.path(), digest(content));
     }
@@ -223,8 +261,7 @@ pub async fn deliver_keeping_helper(
         files.into_iter().map(|(d, content)| (d.placement(), content)).collect();
     let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
     placed.push((record_placement(spec), bytes));
-    let archives = deliver::archives_of_contents(&placed, &spec.directories)?;
-    engine.deliver_keeping_helper(stack, spec, &archives).await
+    deliver::archives_of_contents(&placed, &spec.directories)
 }
 
 /// What converging reads of the stack directory: each delivered file's content, as it is (for

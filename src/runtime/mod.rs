@@ -263,7 +263,8 @@ impl Engine {
         spec: &ContainerSpec,
         archives: &[(String, Vec<u8>)],
     ) -> anyhow::Result<String> {
-        let helper = self.create_deliverer(stack, spec, archives).await?;
+        let keys = archives.iter().map(|(key, _)| key.clone()).collect();
+        let helper = self.create_deliverer(stack, spec, &keys).await?;
         match self.upload(&helper, archives).await {
             Ok(()) => Ok(helper),
             Err(err) => {
@@ -273,19 +274,20 @@ impl Engine {
         }
     }
 
-    /// Creates the never-started helper container of `deliver`, with the volumes the archives
-    /// go to mounted under /dst. A helper left by an interrupted run is replaced. Returns its name.
-    async fn create_deliverer(
+    /// Creates the never-started helper container of `deliver`, with the spec's volumes of
+    /// these keys (the ones its archives go to) mounted under /dst; they must exist. A helper
+    /// left by an interrupted run is replaced. Returns its name.
+    pub async fn create_deliverer(
         &self,
         stack: &str,
         spec: &ContainerSpec,
-        archives: &[(String, Vec<u8>)],
+        keys: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<String> {
         let name = format!("{}-deliver", spec.name);
         let mounts = spec
             .volumes
             .iter()
-            .filter(|v| archives.iter().any(|(key, _)| *key == v.key))
+            .filter(|v| keys.contains(&v.key))
             .map(|v| Mount {
                 target: Some(format!("/dst/{}", v.key)),
                 source: Some(v.name.clone()),
@@ -328,7 +330,7 @@ impl Engine {
 
     /// Unpacks the archives into their volumes through the helper container, as one archive:
     /// the engine mounts the helper's volumes for each upload, so one upload costs one mount.
-    async fn upload(&self, helper: &str, archives: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    pub async fn upload(&self, helper: &str, archives: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
         let tar = deliver::under_volume_keys(archives)?;
         let options = UploadToContainerOptions { path: "/dst".to_owned(), ..Default::default() };
         let keys: Vec<&str> = archives.iter().map(|(key, _)| key.as_str()).collect();

@@ -254,6 +254,15 @@ impl Engine {
             .collect())
     }
 
+    /// Whether a volume of that name exists (whoever made it).
+    pub async fn volume_exists(&self, name: &str) -> anyhow::Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(err) => Err(err).with_context(|| format!("inspecting volume {name}")),
+        }
+    }
+
     /// Removes a volume.
     pub async fn remove_volume(&self, name: &str) -> anyhow::Result<()> {
         self.docker

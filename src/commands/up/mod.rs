@@ -89,11 +89,23 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode>
     // objects before anything is written into it.
     let profile = crate::settings::resolve_profile(global)?.profile;
     let _lock = super::lock(global, "up").await?;
-    let engine = super::engine_for(&StackDir::new(&global.dir), &profile, true).await?;
-    super::nodes::refuse_fewer_peers(&engine, &profile).await?;
-    super::switchover::take_over(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
-    super::nodes::follow_sentinels(&output, &engine, &profile, &StackDir::new(&global.dir)).await?;
-    let brought = bring(global, args, &output, engine, profile).await?;
+    let dir = StackDir::new(&global.dir);
+    let engine = super::engine_unchecked(&dir, &profile, true).await?;
+    // The network is made from here on, while the claim is checked and init writes the
+    // directory (it only makes a network where none of that name exists, and removes it again
+    // where up stops before any container).
+    let network = Network::start(&engine, &profile);
+    let checked = async {
+        super::check_claim(&engine, &profile).await?;
+        super::nodes::refuse_fewer_peers(&engine, &profile).await?;
+        super::switchover::take_over(&output, &engine, &profile, &dir).await?;
+        super::nodes::follow_sentinels(&output, &engine, &profile, &dir).await
+    };
+    if let Err(err) = checked.await {
+        network.undo(&engine).await;
+        return Err(err);
+    }
+    let brought = bring(global, args, &output, engine, profile, Some(network)).await?;
     output.json(&brought.document);
     brought.into_result()
 }
@@ -106,12 +118,15 @@ pub async fn bring(
     output: &Output,
     engine: Engine,
     profile: Profile,
+    network: Option<Network>,
 ) -> anyhow::Result<Brought> {
     let output = *output;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
-    // The network is made while init writes the directory and the pre-flight runs.
-    let network = Network::start(&engine, &profile);
+    // The network (where the caller has not started it), and a new PostgreSQL container's
+    // delivery helper, are made while init writes the directory and the pre-flight runs.
+    let network = network.unwrap_or_else(|| Network::start(&engine, &profile));
+    let early = EarlyHelper::start(&engine, &profile);
     let resolved = match init::ensure(
         global,
         given(args.templates.as_deref(), args.accept.as_deref()),
@@ -123,11 +138,13 @@ pub async fn bring(
     {
         Ok(resolved) => resolved,
         Err(err) => {
+            early.undo(&engine).await;
             network.undo(&engine).await;
             return Err(err);
         }
     };
-    up(&output, engine, resolved.profile, StackDir::new(&global.dir), args, Some(network)).await
+    let dir = StackDir::new(&global.dir);
+    up_early(&output, engine, resolved.profile, dir, args, Some(network), Some(early)).await
 }
 
 /// What `up` did: its `hardstack.up/v1` document, and why the command fails when it does (a
@@ -165,8 +182,27 @@ pub async fn up(
     args: &UpArgs,
     network: Option<Network>,
 ) -> anyhow::Result<Brought> {
+    up_early(output, engine, profile, dir, args, network, None).await
+}
+
+/// [`up`], with the delivery helper the caller started making (`bring`).
+async fn up_early(
+    output: &Output,
+    engine: Engine,
+    profile: Profile,
+    dir: StackDir,
+    args: &UpArgs,
+    network: Option<Network>,
+    early: Option<EarlyHelper>,
+) -> anyhow::Result<Brought> {
     let network = network.unwrap_or_else(|| Network::start(&engine, &profile));
-    match up_with(output, engine.clone(), profile, dir, args, network.clone()).await {
+    let brought = up_with(output, engine.clone(), profile, dir, args, network.clone(), early.clone()).await;
+    // A helper no delivery took (up stopped before PostgreSQL's container): gone before the
+    // network is looked at, since it is one of the stack's containers.
+    if let Some(early) = early {
+        early.undo(&engine).await;
+    }
+    match brought {
         Err(err) if !network_used(&engine, &network).await => {
             network.undo(&engine).await;
             Err(err)
@@ -187,6 +223,7 @@ async fn up_with(
     dir: StackDir,
     args: &UpArgs,
     network: Network,
+    early: Option<EarlyHelper>,
 ) -> anyhow::Result<Brought> {
     let timeout = args.timeout;
     let started = Instant::now();
@@ -250,6 +287,7 @@ async fn up_with(
         dir,
         names,
         network,
+        early,
         progress,
         timeout,
         profile: profile.clone(),
@@ -456,6 +494,8 @@ fn stop_at_a_failure(checks: &[Check]) -> anyhow::Result<()> {
     }
 }
 
+mod early;
 mod service;
 
+use early::EarlyHelper;
 use service::{Stack, bring_up};

@@ -10,6 +10,8 @@ pub(super) struct Stack {
     pub(super) dir: StackDir,
     pub(super) names: containers::StackNames,
     pub(super) network: Network,
+    /// PostgreSQL's delivery helper, made while init wrote the directory (`bring`).
+    pub(super) early: Option<super::EarlyHelper>,
     pub(super) progress: Progress,
     pub(super) timeout: Duration,
     pub(super) profile: Profile,
@@ -136,8 +138,10 @@ pub(super) async fn bring_up(
 
 /// Volumes, then the files delivered into them (with a fresh record of what was delivered)
 /// while the network and the container are made (neither needs the other), then the start.
-/// Returns the delivery helper container, left for the caller to remove. A container whose
-/// files did not arrive is removed, never started.
+/// Where the helper was made while init wrote the directory (`EarlyHelper`), the files go in
+/// at once, beside the other volumes and the container. Returns the delivery helper container,
+/// left for the caller to remove. A container whose files did not arrive is removed, never
+/// started.
 async fn create_and_start(
     stack: &Stack,
     spec: &ContainerSpec,
@@ -145,19 +149,35 @@ async fn create_and_start(
 ) -> anyhow::Result<(String, Duration)> {
     let (engine, names) = (&stack.engine, &stack.names);
     stack.progress.stage(&spec.alias, "creating");
-    engine.ensure_volumes(&names.stack, spec).await?;
     for bind in &spec.binds {
         crate::fsio::ensure_owned_dir(&bind.host_path(&stack.dir.absolute()), spec.service.uid())?;
     }
     let files =
         spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.file)?))).collect::<anyhow::Result<Vec<_>>>()?;
     let hash = deliver::config_hash(spec)?;
+    let early = match &stack.early {
+        Some(early) => early.take(engine, spec).await,
+        None => None,
+    };
+    if early.is_none() {
+        engine.ensure_volumes(&names.stack, spec).await?;
+    }
     let creating = async {
+        if early.is_some() {
+            engine.ensure_volumes(&names.stack, spec).await?;
+        }
         stack.network.ready().await?;
         engine.create(&names.stack, spec, &hash, &stack.dir.absolute()).await
     };
-    let delivering =
-        converge::deliver_keeping_helper(engine, &names.stack, spec, files, Some(converge::DeliveryRecord::default()));
+    let delivering = async {
+        match &early {
+            Some(helper) => converge::deliver_through(engine, helper, spec, files).await.map(|()| helper.clone()),
+            None => {
+                let record = Some(converge::DeliveryRecord::default());
+                converge::deliver_keeping_helper(engine, &names.stack, spec, files, record).await
+            }
+        }
+    };
     let (delivered, created) = tokio::join!(delivering, creating);
     let helper = match delivered {
         Ok(helper) => helper,
@@ -200,10 +220,10 @@ pub async fn wait_until_usable(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     // Probes are cheap (a refused connection, or one handshake): keep the gap short so a
-    // service is seen usable within a fiftieth of a second of becoming so. A healthcheck run is
-    // a process in the container: a few a second.
+    // service is seen usable within a hundredth of a second of becoming so. A healthcheck run
+    // is a process in the container: a few a second.
     let most = match readiness {
-        Readiness::Probe(_) => Duration::from_millis(20),
+        Readiness::Probe(_) => Duration::from_millis(10),
         Readiness::Healthcheck => Duration::from_millis(250),
     };
     let backoff = Backoff { first: Duration::from_millis(10), most, deadline: timeout };
