@@ -33,6 +33,10 @@ fn up_is_usable_idempotent_recreates_one_service_and_down_removes_everything() {
     assert!(url.contains("sslmode=verify-full"));
     let created = psql(&url, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives'); SELECT current_user");
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    // The application's database is a copy of template1 with its public schema closed to
+    // PUBLIC (CIS 4.10); the application acts as the database's owner, which may use it.
+    let public = "SELECT has_schema_privilege('public', 'public', 'USAGE'), has_schema_privilege('public', 'CREATE')";
+    assert_eq!(stdout(&psql(&url, public)).trim(), "f|t");
     let redis = std::process::Command::new("redis-cli")
         .args([
             "-u",
