@@ -107,7 +107,7 @@ pub async fn restore_into(
     let manifest = source.manifest;
     output.line(format!("restoring set {} ({} service(s))", manifest.id, manifest.services.len()));
     backup::restore::fill(engine, profile, dir, &store, source).await?;
-    let brought = super::up::up(output, engine.clone(), profile.clone(), dir.clone(), up, None).await?;
+    let brought = super::up::up(output, engine.clone(), profile.clone(), dir.clone(), up, None, None).await?;
     if !brought.usable {
         return Ok(brought);
     }

@@ -82,17 +82,16 @@ async fn make(engine: &Engine, stack: &str, spec: &ContainerSpec) -> Option<Made
         return None;
     }
     let keys = converge::delivery_volume_keys(spec);
-    let mut volumes = Vec::new();
-    for volume in spec.volumes.iter().filter(|v| keys.contains(&v.key)) {
-        if engine.volume_exists(&volume.name).await.unwrap_or(true) {
-            return None;
-        }
-        volumes.push(volume.name.clone());
-    }
     let only_these = ContainerSpec {
         volumes: spec.volumes.iter().filter(|v| keys.contains(&v.key)).cloned().collect(),
         ..spec.clone()
     };
+    let volumes: Vec<String> = only_these.volumes.iter().map(|v| v.name.clone()).collect();
+    for volume in &volumes {
+        if engine.volume_exists(volume).await.unwrap_or(true) {
+            return None;
+        }
+    }
     if engine.ensure_volumes(stack, &only_these).await.is_err() {
         undo(engine, None, &volumes).await;
         return None;

@@ -144,7 +144,7 @@ pub async fn bring(
         }
     };
     let dir = StackDir::new(&global.dir);
-    up_early(&output, engine, resolved.profile, dir, args, Some(network), Some(early)).await
+    up(&output, engine, resolved.profile, dir, args, Some(network), Some(early)).await
 }
 
 /// What `up` did: its `hardstack.up/v1` document, and why the command fails when it does (a
@@ -173,20 +173,10 @@ fn given<'a>(templates: Option<&'a std::path::Path>, accept: Option<&'a [String]
 
 /// Brings the stack of `dir` up with `engine`, acting for that directory (`engine_for`, whose
 /// claim check the caller made), with the network the caller started making, or made here.
-/// Prints lines for a person; the document is the caller's to print (or to hold in its own).
+/// With the new PostgreSQL container's delivery helper the caller started making (`bring`),
+/// where it did. Prints lines for a person; the document is the caller's to print (or to hold
+/// in its own).
 pub async fn up(
-    output: &Output,
-    engine: Engine,
-    profile: Profile,
-    dir: StackDir,
-    args: &UpArgs,
-    network: Option<Network>,
-) -> anyhow::Result<Brought> {
-    up_early(output, engine, profile, dir, args, network, None).await
-}
-
-/// [`up`], with the delivery helper the caller started making (`bring`).
-async fn up_early(
     output: &Output,
     engine: Engine,
     profile: Profile,
@@ -497,5 +487,5 @@ fn stop_at_a_failure(checks: &[Check]) -> anyhow::Result<()> {
 mod early;
 mod service;
 
-use early::EarlyHelper;
+pub use early::EarlyHelper;
 use service::{Stack, bring_up};
