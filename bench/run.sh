@@ -26,9 +26,13 @@ cargo build --release -q
 bin=$PWD/target/release/hardstack
 work=$(mktemp -d)
 stacks=()
+# The data volumes the floors' containers leave (the `up` benchmarks keep every run's data
+# until the end; see alternate_rounds), removed on exit.
+floor_volumes=$work/floor-volumes
 cleanup() {
   for dir in "${stacks[@]}"; do "$bin" down --dir "$dir" --volumes -q >/dev/null 2>&1 || true; done
   docker rm -f -v hs-bench-floor-postgres hs-bench-floor-redis hs-bench-floor-qdrant hs-bench-basebackup >/dev/null 2>&1 || true
+  [ -f "$floor_volumes" ] && xargs -r docker volume rm <"$floor_volumes" >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -59,15 +63,17 @@ limits_of() {
 }
 
 # floor NAME NANO_CPUS READY -- DOCKER_RUN_ARGS...: starts a container of that name alone with
-# that CPU limit, runs the function READY every 10 ms until it succeeds, removes the container;
-# prints the milliseconds from `docker run` to READY.
+# that CPU limit, runs the function READY every 10 ms until it succeeds, removes the container
+# (its data volume stays until the end, as every run's does); prints the milliseconds from
+# `docker run` to READY.
 floor() {
   local name=$1 cpus=$2 ready=$3 t0 t1; shift 4
   t0=$(now_ms)
   docker run -d --name "$name" --cpus "$(python3 -c "print($cpus / 1e9)")" "$@" >/dev/null
   until "$ready" >/dev/null 2>&1; do sleep 0.01; done
   t1=$(now_ms)
-  docker rm -f -v "$name" >/dev/null; sync
+  docker inspect -f '{{range .Mounts}}{{if eq .Type "volume"}}{{println .Name}}{{end}}{{end}}' "$name" >>"$floor_volumes"
+  docker rm -f "$name" >/dev/null; sync
   echo $((t1 - t0))
 }
 
@@ -92,40 +98,46 @@ floor_qdrant() {
   floor hs-bench-floor-qdrant "${1%% *}" qdrant_answers -- -p 127.0.0.1:25402:6333 "$qdrant_image"
 }
 
-# hardstack_up DIR ARGS...: one `up --no-verify` from a fresh directory, in milliseconds; then
-# `down_stack` removes it. Each run of either side starts after a removal and a sync.
+# hardstack_up DIR NAME ARGS...: one `up --no-verify` of a new stack NAME from the fresh
+# directory DIR, in milliseconds; `down_stack` then removes its containers and network, and its
+# volumes stay until the end.
 hardstack_up() {
-  local dir=$1 t0 t1; shift
-  rm -rf "$dir"
-  t0=$(now_ms); "$bin" up --dir "$dir" -q --no-verify "$@"; t1=$(now_ms)
+  local dir=$1 name=$2 t0 t1; shift 2
+  t0=$(now_ms); "$bin" up --dir "$dir" -q --no-verify --set "stack.name=$name" "$@"; t1=$(now_ms)
   echo $((t1 - t0))
 }
-down_stack() { "$bin" down --dir "$1" --volumes -q; sync; }
+down_stack() { "$bin" down --dir "$1" -q; sync; }
 
-# alternate_rounds FLOOR DIR ARGS...: RUNS rounds of the function FLOOR (milliseconds, appended
-# to the caller's `floor`) and one `hardstack_up DIR ARGS...` (appended to the caller's `hs`).
-# Each new file costs this disk more the more files were deleted just before, and every run
-# deletes its data: times drift upward through a series. The side that goes first alternates
-# from round to round (ABBA), so neither side always runs one step later in the drift.
+# alternate_rounds FLOOR NAME ARGS...: RUNS rounds of the function FLOOR (milliseconds, appended
+# to the caller's `floor`) and one `up` of a new stack NAME-ROUND (appended to the caller's
+# `hs`), the side that goes first alternating from round to round (ABBA).
+# No run's data is deleted before the harness ends, so every run starts as a first `up` on a
+# machine that deleted nothing just before. This machine kind's root filesystem (ext4 without a
+# journal) skips every inode freed in the last minutes when it allocates one, scanning past
+# them one by one: in a series that removed each run's data, every new file cost more than the
+# one before (initdb took 1.2 s in the first run and 2.5 s in the eighth), and a run that makes
+# more files (hardstack's stack has the application's database beside initdb's three) paid
+# proportionally more. The containers are removed after each run; each run ends with a sync.
 alternate_rounds() {
-  local floor_of=$1 dir=$2 round; shift 2
+  local floor_of=$1 name=$2 round dir; shift 2
   for round in $(seq "$runs"); do
     (( round % 2 )) && floor+=("$("$floor_of")")
-    hs+=("$(hardstack_up "$dir" "$@")"); down_stack "$dir"
+    stack_dir "$name-$round"
+    hs+=("$(hardstack_up "$dir" "$name-$round" "$@")"); down_stack "$dir"
     (( round % 2 )) || floor+=("$("$floor_of")")
   done
 }
 
 bench_up_postgres() {
   local dir hs=() floor=()
-  stack_dir up-postgres
-  local args=(--set stack.name=hs-bench-up --set 'stack.services=["postgres"]' --set network.ports.postgres=25410 "${images[@]}")
+  local args=(--set 'stack.services=["postgres"]' --set network.ports.postgres=25410 "${images[@]}")
   # A first run, not counted, warms the caches and gives the container's limits.
-  hardstack_up "$dir" "${args[@]}" >/dev/null
-  local limits; limits=$(limits_of hs-bench-up-postgres)
+  stack_dir hs-bench-up-0
+  hardstack_up "$dir" hs-bench-up-0 "${args[@]}" >/dev/null
+  local limits; limits=$(limits_of hs-bench-up-0-postgres)
   down_stack "$dir"
   floor_once() { floor_postgres "$limits"; }
-  alternate_rounds floor_once "$dir" "${args[@]}"
+  alternate_rounds floor_once hs-bench-up "${args[@]}"
   local h f
   h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
   row "\`up --no-verify\`, dev, PostgreSQL only: to an application's TLS login and query, median of $runs (min-max), alternating" \
@@ -136,14 +148,14 @@ bench_up_postgres() {
 bench_up_dev() {
   local dir hs=() floor=() services='"postgres","redis"'
   [ -n "$qdrant_image" ] && services='"postgres","redis","qdrant","qdrant-front"'
-  stack_dir up-dev
-  local args=(--set stack.name=hs-bench-dev --set "stack.services=[$services]" --set network.ports.postgres=25420
+  local args=(--set "stack.services=[$services]" --set network.ports.postgres=25420
               --set network.ports.redis=25421 --set network.ports.qdrant=25422 --set network.ports.qdrant_grpc=25423 "${images[@]}")
   [ -n "$qdrant_image" ] && args+=(--set "images.qdrant=$qdrant_image" --set images.qdrant_front=hardstack-local/haproxy:3.0)
-  hardstack_up "$dir" "${args[@]}" >/dev/null
+  stack_dir hs-bench-dev-0
+  hardstack_up "$dir" hs-bench-dev-0 "${args[@]}" >/dev/null
   local pg redis qdrant=""
-  pg=$(limits_of hs-bench-dev-postgres); redis=$(limits_of hs-bench-dev-redis)
-  [ -n "$qdrant_image" ] && qdrant=$(limits_of hs-bench-dev-qdrant)
+  pg=$(limits_of hs-bench-dev-0-postgres); redis=$(limits_of hs-bench-dev-0-redis)
+  [ -n "$qdrant_image" ] && qdrant=$(limits_of hs-bench-dev-0-qdrant)
   down_stack "$dir"
   # The slowest of the images, each started alone the same way.
   floor_once() {
@@ -151,7 +163,7 @@ bench_up_dev() {
     [ -n "$qdrant_image" ] && alone+=("$(floor_qdrant "$qdrant")")
     printf '%s\n' "${alone[@]}" | sort -n | tail -1
   }
-  alternate_rounds floor_once "$dir" "${args[@]}"
+  alternate_rounds floor_once hs-bench-dev "${args[@]}"
   local h f what=${services//\"/}
   h=$(stats "${hs[@]}"); f=$(stats "${floor[@]}")
   row "\`up --no-verify\`, dev, every service ($what): each usable as an application would use it, median of $runs (min-max), alternating" \
@@ -493,6 +505,7 @@ echo "Measured $(date -u +%Y-%m-%d) by \`bench/run.sh\` on $(nproc) cores, $(fre
 echo
 row "benchmark" "hardstack" "baseline, measured in the same run" "ratio" "target"
 row "---" "---" "---" "---" "---"
-for name in "${names[@]}"; do
-  "bench_${name//-/_}"
+# In the order of `all`: the `up` benchmarks first, before anything else deletes files.
+for name in "${all[@]}"; do
+  if [[ " ${names[*]} " == *" $name "* ]]; then "bench_${name//-/_}"; fi
 done

@@ -351,6 +351,24 @@ pub async fn write(
     force: bool,
     audited: bool,
 ) -> anyhow::Result<Written> {
+    write_telling(profile, dir, given, force, audited, &|_| {}).await
+}
+
+/// Told every file of the bundle as `write` is about to write it (`up` starts delivering a new
+/// container's files from them meanwhile).
+pub type Planned<'a> = &'a (dyn Fn(&[PlannedFile]) + Sync);
+
+/// `write`, telling `planned` the bundle's files once nothing can stop it but the writing
+/// itself: after the audit and the conflicts are checked and the new secrets are in the
+/// store, before the directory is written.
+pub async fn write_telling(
+    profile: &Profile,
+    dir: &StackDir,
+    given: Given<'_>,
+    force: bool,
+    audited: bool,
+    planned: Planned<'_>,
+) -> anyhow::Result<Written> {
     let preview = preview(profile, dir, given).await?;
     if audited {
         preview.check_audit()?;
@@ -382,6 +400,7 @@ pub async fn write(
         store.create(name, version).await?;
         created_secrets.push(name.clone());
     }
+    planned(&files);
     stackdir::apply(dir, &mut manifest, &files, &changes)?;
     Ok(Written { changes, created_secrets, failing })
 }

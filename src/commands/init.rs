@@ -22,7 +22,7 @@ pub async fn run(global: &GlobalArgs, args: &InitArgs) -> anyhow::Result<ExitCod
     let _lock = super::lock(global, "init").await?;
     crate::identity::Identity::ensure(&StackDir::new(&global.dir))?;
     let given = bundle::Given { templates: args.templates.as_deref(), accept: args.accept.as_deref() };
-    let (resolved, mut changed) = ensure_changes(global, given, args.force, false, &output).await?;
+    let (resolved, mut changed) = ensure_changes(global, given, args.force, false, &output, &|_| {}).await?;
     if args.systemd {
         changed.extend(write_systemd_units(global, args, &resolved, &output)?);
     }
@@ -109,15 +109,17 @@ fn apply_extra_files(
 ///
 /// With `audited` (`up`, `restore`: they deliver what it writes), a file that fails an audit
 /// rule the user did not accept stops it before anything is written; otherwise (`init`) the
-/// failing rules are said.
+/// failing rules are said. `planned` is told the files as they are about to be written
+/// (`bundle::write_telling`).
 pub async fn ensure(
     global: &GlobalArgs,
     given: bundle::Given<'_>,
     force: bool,
     audited: bool,
     output: &Output,
+    planned: bundle::Planned<'_>,
 ) -> anyhow::Result<ResolvedProfile> {
-    Ok(ensure_changes(global, given, force, audited, output).await?.0)
+    Ok(ensure_changes(global, given, force, audited, output, planned).await?.0)
 }
 
 /// `ensure`, and the files it changed.
@@ -127,11 +129,12 @@ async fn ensure_changes(
     force: bool,
     audited: bool,
     output: &Output,
+    planned: bundle::Planned<'_>,
 ) -> anyhow::Result<(ResolvedProfile, Vec<(String, Change)>)> {
     let resolved = settings::resolve_profile(global)?;
     let profile = &resolved.profile;
     let dir = StackDir::new(&global.dir);
-    let written = bundle::write(profile, &dir, given, force, audited).await?;
+    let written = bundle::write_telling(profile, &dir, given, force, audited, planned).await?;
     for check in &written.failing {
         output.line(format!("warning: audit rule {} fails: {}", check.id, check.evidence));
     }

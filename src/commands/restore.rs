@@ -54,7 +54,7 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<Exit
     // The set is filled into node 0, the primary again.
     crate::topology::forget(&dir)?;
     let quiet = Output { format: Format::Human, quiet: true, ..output };
-    let profile = init::ensure(global, crate::bundle::Given::default(), false, true, &quiet).await?.profile;
+    let profile = init::ensure(global, crate::bundle::Given::default(), false, true, &quiet, &|_| {}).await?.profile;
     let archive = set.path.parent().unwrap_or(Path::new(".")).join(crate::layout::backups::ARCHIVE);
     let up = UpArgs {
         templates: None,

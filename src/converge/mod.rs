@@ -237,7 +237,7 @@ pub async fn deliver_through(
     spec: &ContainerSpec,
     files: Vec<(Delivery, Vec<u8>)>,
 ) -> anyhow::Result<()> {
-    let delivered = match archives_recorded(spec, files, DeliveryRecord::default()) {
+    let delivered = match first_archives(spec, files) {
         Ok(archives) => engine.upload(helper, &archives).await,
         Err(err) => Err(err),
     };
@@ -245,6 +245,13 @@ pub async fn deliver_through(
         let _ = engine.force_remove(helper).await;
     }
     delivered
+}
+
+/// What a first delivery of `files` puts into `spec`'s volumes: the files, the directories
+/// the spec makes, and a fresh record of what was delivered. The same files and spec give the
+/// same bytes (no time is in them).
+pub fn first_archives(spec: &ContainerSpec, files: Vec<(Delivery, Vec<u8>)>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    archives_recorded(spec, files, DeliveryRecord::default())
 }
 
 /// The archives of `files`, the directories the spec makes and `record` with the files'

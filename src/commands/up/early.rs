@@ -1,13 +1,15 @@
 //! PostgreSQL's delivery helper, made while `init` writes the stack directory. On a new stack
-//! the files then go into the container's volumes as soon as init has written them: the
-//! engine's work for the helper (its volumes, its creation) overlaps init's instead of
-//! following it. It is made only where nothing of the container exists yet (no container, none
-//! of the volumes the files go to), so it never touches what an earlier run made, and what it
-//! made is removed again when the run ends without using it.
+//! the files then go into the container's volumes while init writes them to the directory:
+//! the engine's work for the helper (its volumes, its creation, the upload) overlaps init's
+//! instead of following it. It is made only where nothing of the container exists yet (no
+//! container, none of the volumes the files go to), so it never touches what an earlier run
+//! made, and what it made is removed again when the run ends without using it. What it
+//! uploaded is used only where it is, byte for byte, what the directory's files give once
+//! written (`take`); otherwise the volumes it filled are removed and the files delivered anew.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
@@ -16,12 +18,17 @@ use crate::containers::{self, ContainerSpec};
 use crate::converge;
 use crate::profile::{Profile, Service};
 use crate::runtime::Engine;
+use crate::stackdir::PlannedFile;
 
 /// The helper being made (or `None`: not made, or its making failed and was undone; the
 /// ordinary delivery then runs, and says why where it fails too).
 #[derive(Clone)]
 pub struct EarlyHelper {
+    /// The container it is made for, as the profile given to `up` declares it.
+    spec: Option<Arc<ContainerSpec>>,
     made: Shared<BoxFuture<'static, Option<Made>>>,
+    /// The upload of the files init is about to write (`deliver`), where it started.
+    delivery: Arc<OnceLock<Delivery>>,
     /// Set once `take` has had it: from then on the ordinary path owns the helper and volumes.
     taken: Arc<AtomicBool>,
 }
@@ -36,6 +43,22 @@ struct Made {
     volumes: Vec<String>,
 }
 
+/// The early upload: what it puts into the volumes, and its outcome once the engine answers.
+struct Delivery {
+    archives: Vec<(String, Vec<u8>)>,
+    upload: Upload,
+}
+
+/// An upload's outcome: `Err` says why it failed (`None` where there was no helper to take it).
+pub type Upload = Shared<BoxFuture<'static, Option<Result<(), String>>>>;
+
+/// The helper `take` hands over, with the upload of the files already under way (`upload`),
+/// or for them to be uploaded through it (`None`).
+pub struct Taken {
+    pub helper: String,
+    pub upload: Option<Upload>,
+}
+
 impl EarlyHelper {
     /// Starts making the helper of the profile's PostgreSQL container where it runs
     /// PostgreSQL and that container is new.
@@ -43,54 +66,105 @@ impl EarlyHelper {
         let spec = containers::running_specs(profile).into_iter().find(|spec| spec.service == Service::Postgres);
         let (engine, stack) = (engine.clone(), profile.stack.name.clone());
         // Spawned now, so the engine works on it while init runs.
-        let task = spec.map(|spec| tokio::spawn(async move { make(&engine, &stack, &spec).await }));
+        let task = spec.clone().map(|spec| tokio::spawn(async move { make(&engine, &stack, &spec).await }));
         let making = async move { task?.await.ok().flatten() };
-        EarlyHelper { made: making.boxed().shared(), taken: Arc::new(AtomicBool::new(false)) }
+        EarlyHelper {
+            spec: spec.map(Arc::new),
+            made: making.boxed().shared(),
+            delivery: Arc::new(OnceLock::new()),
+            taken: Arc::new(AtomicBool::new(false)),
+        }
     }
 
-    /// The helper for `spec`'s first delivery, once: when it was made for that container and
-    /// those volumes. One made for anything else is removed, with the volumes it made that
-    /// `spec` does not mount (the ordinary delivery makes the ones it does).
-    pub async fn take(&self, engine: &Engine, spec: &ContainerSpec) -> Option<String> {
+    /// Starts uploading the container's files as init planned them (`bundle::write_telling`
+    /// tells, once the audit and the conflicts are checked and the secrets stored, before it
+    /// writes the directory), through the helper once it is made. Nothing starts where a file
+    /// the container receives is not among them.
+    pub fn deliver(&self, engine: &Engine, planned: &[PlannedFile]) {
+        let Some(spec) = &self.spec else { return };
+        let files: Option<Vec<(containers::Delivery, Vec<u8>)>> = spec
+            .deliveries
+            .iter()
+            .map(|d| {
+                let path = d.file.path();
+                planned.iter().find(|f| f.path == path).map(|f| (d.clone(), f.content.clone()))
+            })
+            .collect();
+        let Some(Ok(archives)) = files.map(|files| converge::first_archives(spec, files)) else { return };
+        let (engine, made, uploaded) = (engine.clone(), self.made.clone(), archives.clone());
+        let task = tokio::spawn(async move {
+            let helper = made.await?.helper;
+            Some(engine.upload(&helper, &uploaded).await.map_err(|err| format!("{err:#}")))
+        });
+        let upload = async move { task.await.ok().flatten() }.boxed().shared();
+        let _ = self.delivery.set(Delivery { archives, upload });
+    }
+
+    /// The helper for `spec`'s first delivery of `files`, once: when it was made for that
+    /// container and those volumes. One made for anything else is removed, with the volumes
+    /// it made that `spec` does not mount (the ordinary delivery makes the ones it does); so is
+    /// one whose early upload puts anything but `files` (with all its volumes, once the upload
+    /// has ended).
+    pub async fn take(
+        &self,
+        engine: &Engine,
+        spec: &ContainerSpec,
+        files: &[(containers::Delivery, Vec<u8>)],
+    ) -> Option<Taken> {
         let made = self.made.clone().await?;
         if self.taken.swap(true, Ordering::SeqCst) {
             return None;
         }
-        if made.container == spec.name && made.keys == converge::delivery_volume_keys(spec) {
-            return Some(made.helper);
+        if made.container != spec.name || made.keys != converge::delivery_volume_keys(spec) {
+            self.uploaded().await;
+            let unused: Vec<String> =
+                made.volumes.into_iter().filter(|name| !spec.volumes.iter().any(|v| v.name == *name)).collect();
+            undo(engine, Some(&made.helper), &unused).await;
+            return None;
         }
-        let unused: Vec<String> =
-            made.volumes.into_iter().filter(|name| !spec.volumes.iter().any(|v| v.name == *name)).collect();
-        undo(engine, Some(&made.helper), &unused).await;
+        let Some(delivery) = self.delivery.get() else { return Some(Taken { helper: made.helper, upload: None }) };
+        if converge::first_archives(spec, files.to_vec()).is_ok_and(|expected| expected == delivery.archives) {
+            return Some(Taken { helper: made.helper, upload: Some(delivery.upload.clone()) });
+        }
+        self.uploaded().await;
+        undo(engine, Some(&made.helper), &made.volumes).await;
         None
     }
 
-    /// For a run that ends without taking it: removes the helper and the volumes it made.
+    /// For a run that ends without taking it: removes the helper and the volumes it made
+    /// (after the early upload, where one runs).
     pub async fn undo(&self, engine: &Engine) {
         let Some(made) = self.made.clone().await else { return };
         if self.taken.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.uploaded().await;
         undo(engine, Some(&made.helper), &made.volumes).await;
+    }
+
+    /// Once the early upload, where one started, has ended.
+    async fn uploaded(&self) {
+        if let Some(delivery) = self.delivery.get() {
+            delivery.upload.clone().await;
+        }
     }
 }
 
 /// Makes the helper where the container and every volume it would mount are absent; undoes
 /// what it made when a step fails.
 async fn make(engine: &Engine, stack: &str, spec: &ContainerSpec) -> Option<Made> {
-    if engine.inspect(&spec.name).await.ok()?.is_some() {
-        return None;
-    }
     let keys = converge::delivery_volume_keys(spec);
     let only_these = ContainerSpec {
         volumes: spec.volumes.iter().filter(|v| keys.contains(&v.key)).cloned().collect(),
         ..spec.clone()
     };
     let volumes: Vec<String> = only_these.volumes.iter().map(|v| v.name.clone()).collect();
-    for volume in &volumes {
-        if engine.volume_exists(volume).await.unwrap_or(true) {
-            return None;
-        }
+    // The container and each volume asked about at once (an error counts as present).
+    let container = async { engine.inspect(&spec.name).await.map_or(true, |info| info.is_some()) };
+    let each_volume = volumes.iter().map(|volume| async { engine.volume_exists(volume).await.unwrap_or(true) });
+    let (container, volume) = tokio::join!(container, futures_util::future::join_all(each_volume));
+    if container || volume.into_iter().any(|exists| exists) {
+        return None;
     }
     if engine.ensure_volumes(stack, &only_these).await.is_err() {
         undo(engine, None, &volumes).await;

@@ -127,12 +127,15 @@ pub async fn bring(
     // delivery helper, are made while init writes the directory and the pre-flight runs.
     let network = network.unwrap_or_else(|| Network::start(&engine, &profile));
     let early = EarlyHelper::start(&engine, &profile);
+    // The new PostgreSQL container's files go into its volumes while init writes them.
+    let deliver = |planned: &[crate::stackdir::PlannedFile]| early.deliver(&engine, planned);
     let resolved = match init::ensure(
         global,
         given(args.templates.as_deref(), args.accept.as_deref()),
         args.force,
         true,
         &init_output,
+        &deliver,
     )
     .await
     {
@@ -487,5 +490,5 @@ fn stop_at_a_failure(checks: &[Check]) -> anyhow::Result<()> {
 mod early;
 mod service;
 
-pub use early::EarlyHelper;
+pub use early::{EarlyHelper, Taken};
 use service::{Stack, bring_up};

@@ -138,8 +138,9 @@ pub(super) async fn bring_up(
 
 /// Volumes, then the files delivered into them (with a fresh record of what was delivered)
 /// while the network and the container are made (neither needs the other), then the start.
-/// Where the helper was made while init wrote the directory (`EarlyHelper`), the files go in
-/// at once, beside the other volumes and the container. Returns the delivery helper container,
+/// Where the helper was made while init wrote the directory (`EarlyHelper`), the files are
+/// already in (uploaded from init's plan, the same bytes), or go in at once, beside the other
+/// volumes and the container. Returns the delivery helper container,
 /// left for the caller to remove. A container whose files did not arrive is removed, never
 /// started.
 async fn create_and_start(
@@ -156,7 +157,7 @@ async fn create_and_start(
         spec.deliveries.iter().map(|d| Ok((d.clone(), contents(&d.file)?))).collect::<anyhow::Result<Vec<_>>>()?;
     let hash = deliver::config_hash(spec)?;
     let early = match &stack.early {
-        Some(early) => early.take(engine, spec).await,
+        Some(early) => early.take(engine, spec, &files).await,
         None => None,
     };
     if early.is_none() {
@@ -171,7 +172,17 @@ async fn create_and_start(
     };
     let delivering = async {
         match &early {
-            Some(helper) => converge::deliver_through(engine, helper, spec, files).await.map(|()| helper.clone()),
+            Some(Taken { helper, upload: Some(upload) }) => match upload.clone().await {
+                Some(Ok(())) => Ok(helper.clone()),
+                failed => {
+                    let _ = engine.force_remove(helper).await;
+                    let why = failed.and_then(Result::err).unwrap_or_else(|| "the helper is gone".into());
+                    Err(anyhow::anyhow!("delivering the files into {}'s volumes: {why}", spec.name))
+                }
+            },
+            Some(Taken { helper, upload: None }) => {
+                converge::deliver_through(engine, helper, spec, files).await.map(|()| helper.clone())
+            }
             None => {
                 let record = Some(converge::DeliveryRecord::default());
                 converge::deliver_keeping_helper(engine, &names.stack, spec, files, record).await
