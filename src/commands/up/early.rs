@@ -102,9 +102,9 @@ impl EarlyHelper {
 
     /// The helper for `spec`'s first delivery of `files`, once: when it was made for that
     /// container and those volumes. One made for anything else is removed, with the volumes
-    /// it made that `spec` does not mount (the ordinary delivery makes the ones it does); so is
-    /// one whose early upload puts anything but `files` (with all its volumes, once the upload
-    /// has ended).
+    /// it made that `spec` does not mount (the ordinary delivery makes the ones it does), or
+    /// with all of them where an early upload filled them; so is one whose early upload puts
+    /// anything but `files` (with all its volumes). An upload under way ends first.
     pub async fn take(
         &self,
         engine: &Engine,
@@ -117,8 +117,12 @@ impl EarlyHelper {
         }
         if made.container != spec.name || made.keys != converge::delivery_volume_keys(spec) {
             self.uploaded().await;
-            let unused: Vec<String> =
-                made.volumes.into_iter().filter(|name| !spec.volumes.iter().any(|v| v.name == *name)).collect();
+            let filled = self.delivery.get().is_some();
+            let unused: Vec<String> = made
+                .volumes
+                .into_iter()
+                .filter(|name| filled || !spec.volumes.iter().any(|v| v.name == *name))
+                .collect();
             undo(engine, Some(&made.helper), &unused).await;
             return None;
         }
