@@ -98,12 +98,12 @@ floor_qdrant() {
   floor hs-bench-floor-qdrant "${1%% *}" qdrant_answers -- -p 127.0.0.1:25402:6333 "$qdrant_image"
 }
 
-# hardstack_up DIR NAME ARGS...: one `up --no-verify` of a new stack NAME from the fresh
-# directory DIR, in milliseconds; `down_stack` then removes its containers and network, and its
-# volumes stay until the end.
+# hardstack_up DIR ARGS...: one `up --no-verify` of a new stack from the fresh directory DIR,
+# named as DIR is, in milliseconds; `down_stack` then removes its containers and network, and
+# its volumes stay until the end.
 hardstack_up() {
-  local dir=$1 name=$2 t0 t1; shift 2
-  t0=$(now_ms); "$bin" up --dir "$dir" -q --no-verify --set "stack.name=$name" "$@"; t1=$(now_ms)
+  local dir=$1 t0 t1; shift
+  t0=$(now_ms); "$bin" up --dir "$dir" -q --no-verify --set "stack.name=${dir##*/}" "$@"; t1=$(now_ms)
   echo $((t1 - t0))
 }
 down_stack() { "$bin" down --dir "$1" -q; sync; }
@@ -123,7 +123,7 @@ alternate_rounds() {
   for round in $(seq "$runs"); do
     (( round % 2 )) && floor+=("$("$floor_of")")
     stack_dir "$name-$round"
-    hs+=("$(hardstack_up "$dir" "$name-$round" "$@")"); down_stack "$dir"
+    hs+=("$(hardstack_up "$dir" "$@")"); down_stack "$dir"
     (( round % 2 )) || floor+=("$("$floor_of")")
   done
 }
@@ -133,7 +133,7 @@ bench_up_postgres() {
   local args=(--set 'stack.services=["postgres"]' --set network.ports.postgres=25410 "${images[@]}")
   # A first run, not counted, warms the caches and gives the container's limits.
   stack_dir hs-bench-up-0
-  hardstack_up "$dir" hs-bench-up-0 "${args[@]}" >/dev/null
+  hardstack_up "$dir" "${args[@]}" >/dev/null
   local limits; limits=$(limits_of hs-bench-up-0-postgres)
   down_stack "$dir"
   floor_once() { floor_postgres "$limits"; }
@@ -152,7 +152,7 @@ bench_up_dev() {
               --set network.ports.redis=25421 --set network.ports.qdrant=25422 --set network.ports.qdrant_grpc=25423 "${images[@]}")
   [ -n "$qdrant_image" ] && args+=(--set "images.qdrant=$qdrant_image" --set images.qdrant_front=hardstack-local/haproxy:3.0)
   stack_dir hs-bench-dev-0
-  hardstack_up "$dir" hs-bench-dev-0 "${args[@]}" >/dev/null
+  hardstack_up "$dir" "${args[@]}" >/dev/null
   local pg redis qdrant=""
   pg=$(limits_of hs-bench-dev-0-postgres); redis=$(limits_of hs-bench-dev-0-redis)
   [ -n "$qdrant_image" ] && qdrant=$(limits_of hs-bench-dev-0-qdrant)

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
-use crate::containers::{self, ContainerSpec};
+use crate::containers::{self, ContainerSpec, Delivery};
 use crate::converge;
 use crate::profile::{Profile, Service};
 use crate::runtime::Engine;
@@ -28,7 +28,7 @@ pub struct EarlyHelper {
     spec: Option<Arc<ContainerSpec>>,
     made: Shared<BoxFuture<'static, Option<Made>>>,
     /// The upload of the files init is about to write (`deliver`), where it started.
-    delivery: Arc<OnceLock<Delivery>>,
+    upload: Arc<OnceLock<EarlyUpload>>,
     /// Set once `take` has had it: from then on the ordinary path owns the helper and volumes.
     taken: Arc<AtomicBool>,
 }
@@ -44,9 +44,9 @@ struct Made {
 }
 
 /// The early upload: what it puts into the volumes, and its outcome once the engine answers.
-struct Delivery {
+struct EarlyUpload {
     archives: Vec<(String, Vec<u8>)>,
-    upload: Upload,
+    outcome: Upload,
 }
 
 /// An upload's outcome: `Err` says why it failed (`None` where there was no helper to take it).
@@ -71,7 +71,7 @@ impl EarlyHelper {
         EarlyHelper {
             spec: spec.map(Arc::new),
             made: making.boxed().shared(),
-            delivery: Arc::new(OnceLock::new()),
+            upload: Arc::new(OnceLock::new()),
             taken: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -82,7 +82,7 @@ impl EarlyHelper {
     /// the container receives is not among them.
     pub fn deliver(&self, engine: &Engine, planned: &[PlannedFile]) {
         let Some(spec) = &self.spec else { return };
-        let files: Option<Vec<(containers::Delivery, Vec<u8>)>> = spec
+        let files: Option<Vec<(Delivery, Vec<u8>)>> = spec
             .deliveries
             .iter()
             .map(|d| {
@@ -91,13 +91,13 @@ impl EarlyHelper {
             })
             .collect();
         let Some(Ok(archives)) = files.map(|files| converge::first_archives(spec, files)) else { return };
-        let (engine, made, uploaded) = (engine.clone(), self.made.clone(), archives.clone());
+        let (engine, made, sent) = (engine.clone(), self.made.clone(), archives.clone());
         let task = tokio::spawn(async move {
             let helper = made.await?.helper;
-            Some(engine.upload(&helper, &uploaded).await.map_err(|err| format!("{err:#}")))
+            Some(engine.upload(&helper, &sent).await.map_err(|err| format!("{err:#}")))
         });
-        let upload = async move { task.await.ok().flatten() }.boxed().shared();
-        let _ = self.delivery.set(Delivery { archives, upload });
+        let outcome = async move { task.await.ok().flatten() }.boxed().shared();
+        let _ = self.upload.set(EarlyUpload { archives, outcome });
     }
 
     /// The helper for `spec`'s first delivery of `files`, once: when it was made for that
@@ -105,19 +105,14 @@ impl EarlyHelper {
     /// it made that `spec` does not mount (the ordinary delivery makes the ones it does), or
     /// with all of them where an early upload filled them; so is one whose early upload puts
     /// anything but `files` (with all its volumes). An upload under way ends first.
-    pub async fn take(
-        &self,
-        engine: &Engine,
-        spec: &ContainerSpec,
-        files: &[(containers::Delivery, Vec<u8>)],
-    ) -> Option<Taken> {
+    pub async fn take(&self, engine: &Engine, spec: &ContainerSpec, files: &[(Delivery, Vec<u8>)]) -> Option<Taken> {
         let made = self.made.clone().await?;
         if self.taken.swap(true, Ordering::SeqCst) {
             return None;
         }
         if made.container != spec.name || made.keys != converge::delivery_volume_keys(spec) {
             self.uploaded().await;
-            let filled = self.delivery.get().is_some();
+            let filled = self.upload.get().is_some();
             let unused: Vec<String> = made
                 .volumes
                 .into_iter()
@@ -126,9 +121,9 @@ impl EarlyHelper {
             undo(engine, Some(&made.helper), &unused).await;
             return None;
         }
-        let Some(delivery) = self.delivery.get() else { return Some(Taken { helper: made.helper, upload: None }) };
-        if converge::first_archives(spec, files.to_vec()).is_ok_and(|expected| expected == delivery.archives) {
-            return Some(Taken { helper: made.helper, upload: Some(delivery.upload.clone()) });
+        let Some(early) = self.upload.get() else { return Some(Taken { helper: made.helper, upload: None }) };
+        if converge::first_archives(spec, files.to_vec()).is_ok_and(|expected| expected == early.archives) {
+            return Some(Taken { helper: made.helper, upload: Some(early.outcome.clone()) });
         }
         self.uploaded().await;
         undo(engine, Some(&made.helper), &made.volumes).await;
@@ -148,8 +143,8 @@ impl EarlyHelper {
 
     /// Once the early upload, where one started, has ended.
     async fn uploaded(&self) {
-        if let Some(delivery) = self.delivery.get() {
-            delivery.upload.clone().await;
+        if let Some(early) = self.upload.get() {
+            early.outcome.clone().await;
         }
     }
 }
@@ -166,8 +161,8 @@ async fn make(engine: &Engine, stack: &str, spec: &ContainerSpec) -> Option<Made
     // The container and each volume asked about at once (an error counts as present).
     let container = async { engine.inspect(&spec.name).await.map_or(true, |info| info.is_some()) };
     let each_volume = volumes.iter().map(|volume| async { engine.volume_exists(volume).await.unwrap_or(true) });
-    let (container, volume) = tokio::join!(container, futures_util::future::join_all(each_volume));
-    if container || volume.into_iter().any(|exists| exists) {
+    let (container_exists, volumes_exist) = tokio::join!(container, futures_util::future::join_all(each_volume));
+    if container_exists || volumes_exist.into_iter().any(|exists| exists) {
         return None;
     }
     if engine.ensure_volumes(stack, &only_these).await.is_err() {
