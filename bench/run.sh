@@ -9,6 +9,8 @@
 #   RUNS=9 bench/run.sh up-postgres
 #   BASELINE_BIN=/path/to/an/older/hardstack bench/run.sh restore   (restore and backup --test
 #                               against an older build; without it those rows show no baseline)
+#   BENCH_RAW=1 bench/run.sh up-dev   (the `up` rows' runs, each side's milliseconds in order, on
+#                               stderr)
 #
 # Needs the engine and the local images (.ci/setup), psql, redis-cli, curl, python3; `init`
 # needs hyperfine and openssl, `pooling` pgbench. Uses ports 25400-29100 on 127.0.0.1.
@@ -126,6 +128,7 @@ alternate_rounds() {
     hs+=("$(hardstack_up "$dir" "$@")"); down_stack "$dir"
     (( round % 2 )) || floor+=("$("$floor_of")")
   done
+  [ -z "${BENCH_RAW:-}" ] || echo "$name: hardstack ${hs[*]}; baseline ${floor[*]}" >&2
 }
 
 bench_up_postgres() {

@@ -582,25 +582,31 @@ fn the_engine_is_found_as_the_docker_cli_finds_it_and_a_denied_socket_says_how_t
     assert!(text(&out).contains("docker group") && text(&out).contains("sudo"), "{}", text(&out));
 }
 
-/// `up` uploads a new PostgreSQL container's files from init's plan while init writes them
-/// (`EarlyHelper`). That upload is used only where it is, byte for byte, what the directory's
-/// files give; otherwise the helper and the volumes it filled are removed, so the ordinary
-/// delivery starts again from the directory.
+/// `up` uploads each new container's files from init's plan while init writes them
+/// (`EarlyHelpers`, one helper per container). An upload is used only where it is, byte for
+/// byte, what the directory's files give; otherwise the helper and the volumes it filled are
+/// removed, so the ordinary delivery starts again from the directory. A helper no container
+/// took is removed with its volumes when the run ends.
 #[test]
 fn an_early_upload_is_used_only_where_it_is_the_directorys_files() {
     if !docker_available("early_upload") {
         return;
     }
-    let stack = DockerStack::new("early_upload").services(&["postgres"]);
+    let stack = DockerStack::new("early_upload").services(&["postgres", "redis"]);
     stack.cmd("init", &["-q"]).assert().success();
     let (profile, dir) = stack.library();
-    let spec = hardstack::containers::container_specs(&profile).remove(0);
-    let files: Vec<(hardstack::containers::Delivery, Vec<u8>)> =
-        spec.deliveries.iter().map(|d| (d.clone(), std::fs::read(dir.file(&d.file)).unwrap())).collect();
+    let specs = hardstack::containers::running_specs(&profile);
+    let files_of = |spec: &hardstack::containers::ContainerSpec| -> Vec<(hardstack::containers::Delivery, Vec<u8>)> {
+        spec.deliveries.iter().map(|d| (d.clone(), std::fs::read(dir.file(&d.file)).unwrap())).collect()
+    };
+    let (postgres, redis) = (&specs[0], &specs[1]);
+    use hardstack::profile::Service;
+    assert_eq!((postgres.service, redis.service), (Service::Postgres, Service::Redis));
     let planned = |edited: bool| -> Vec<hardstack::stackdir::PlannedFile> {
-        let mut planned: Vec<_> = files
+        let mut planned: Vec<_> = specs
             .iter()
-            .map(|(d, content)| hardstack::stackdir::PlannedFile::of(d.file.clone(), content.clone()))
+            .flat_map(&files_of)
+            .map(|(d, content)| hardstack::stackdir::PlannedFile::of(d.file.clone(), content))
             .collect();
         if edited {
             let conf = planned.iter_mut().find(|f| f.path.ends_with("postgresql.conf")).expect("delivered");
@@ -611,29 +617,36 @@ fn an_early_upload_is_used_only_where_it_is_the_directorys_files() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let engine = hardstack::runtime::connect().await.unwrap();
-        let (conf, _) = files.iter().find(|(d, _)| d.path.ends_with("postgresql.conf")).unwrap();
-
-        let early = hardstack::commands::up::EarlyHelper::start(&engine, &profile);
+        let early = hardstack::commands::up::EarlyHelpers::start(&engine, &profile);
         early.deliver(&engine, &planned(false));
-        let taken = early.take(&engine, &spec, &files).await.expect("the helper was made for this container");
-        assert_eq!(taken.upload.expect("uploaded early").await, Some(Ok(())));
-        let copy = stack.sandbox.root().join("delivered.conf");
-        let cp = std::process::Command::new("docker")
-            .arg("cp")
-            .arg(format!("{}:/dst/{}/{}", taken.helper, conf.volume, conf.path))
-            .arg(&copy)
-            .output()
-            .unwrap();
-        assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
-        assert_eq!(std::fs::read(&copy).unwrap(), files.iter().find(|(d, _)| d == conf).unwrap().1);
-        engine.force_remove(&taken.helper).await.unwrap();
-        for volume in &spec.volumes {
-            let _ = engine.remove_volume(&volume.name).await;
+        for spec in [postgres, redis] {
+            let files = files_of(spec);
+            let taken = early.take(&engine, spec, &files).await.expect("a helper was made for this container");
+            assert_eq!(taken.upload.expect("uploaded early").await, Some(Ok(())), "{}", spec.name);
+            let (conf, content) = files.iter().find(|(d, _)| d.path.ends_with(".conf")).expect("a configuration file");
+            let copy = stack.sandbox.root().join("delivered.conf");
+            let cp = std::process::Command::new("docker")
+                .arg("cp")
+                .arg(format!("{}:/dst/{}/{}", taken.helper, conf.volume, conf.path))
+                .arg(&copy)
+                .output()
+                .unwrap();
+            assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
+            assert_eq!(&std::fs::read(&copy).unwrap(), content, "{} in {}", conf.path, spec.name);
+            engine.force_remove(&taken.helper).await.unwrap();
+            for volume in &spec.volumes {
+                let _ = engine.remove_volume(&volume.name).await;
+            }
         }
+        assert_eq!(stack.objects(), Vec::<String>::new());
 
-        let early = hardstack::commands::up::EarlyHelper::start(&engine, &profile);
+        let early = hardstack::commands::up::EarlyHelpers::start(&engine, &profile);
         early.deliver(&engine, &planned(true));
-        assert!(early.take(&engine, &spec, &files).await.is_none(), "an upload of other files is not used");
-        assert_eq!(stack.objects(), Vec::<String>::new(), "the helper and the volumes it filled are removed");
+        assert!(
+            early.take(&engine, postgres, &files_of(postgres)).await.is_none(),
+            "an upload of other files is not used"
+        );
+        early.undo(&engine).await;
+        assert_eq!(stack.objects(), Vec::<String>::new(), "the helpers and the volumes they filled are removed");
     });
 }

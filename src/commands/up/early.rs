@@ -1,11 +1,13 @@
-//! PostgreSQL's delivery helper, made while `init` writes the stack directory. On a new stack
-//! the files then go into the container's volumes while init writes them to the directory:
-//! the engine's work for the helper (its volumes, its creation, the upload) overlaps init's
-//! instead of following it. It is made only where nothing of the container exists yet (no
-//! container, none of the volumes the files go to), so it never touches what an earlier run
-//! made, and what it made is removed again when the run ends without using it. What it
-//! uploaded is used only where it is, byte for byte, what the directory's files give once
-//! written (`take`); otherwise the volumes it filled are removed and the files delivered anew.
+//! The new containers' delivery helpers, made while `init` writes the stack directory. On a
+//! new stack the files then go into each container's volumes while init writes them to the
+//! directory: the engine's work for the helpers (volumes, creation, upload) overlaps init's and
+//! the network's instead of following them, and none of it is left for the time PostgreSQL's
+//! first start (initdb) shares the machine with the other containers' starts. A helper is made
+//! only where nothing of its container exists yet (no container, none of the volumes the files
+//! go to), so it never touches what an earlier run made, and what it made is removed again when
+//! the run ends without using it. What it uploaded is used only where it is, byte for byte,
+//! what the directory's files give once written (`take`); otherwise the volumes it filled are
+//! removed and the files delivered anew.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,13 +27,16 @@ use crate::stackdir::PlannedFile;
 #[derive(Clone)]
 pub struct EarlyHelper {
     /// The container it is made for, as the profile given to `up` declares it.
-    spec: Option<Arc<ContainerSpec>>,
-    made: Shared<BoxFuture<'static, Option<Made>>>,
+    spec: Arc<ContainerSpec>,
+    made: Making,
     /// The upload of the files init is about to write (`deliver`), where it started.
     upload: Arc<OnceLock<EarlyUpload>>,
     /// Set once `take` has had it: from then on the ordinary path owns the helper and volumes.
     taken: Arc<AtomicBool>,
 }
+
+/// A helper's making: what was made, once the engine answers (`None`: nothing).
+type Making = Shared<BoxFuture<'static, Option<Made>>>;
 
 #[derive(Clone)]
 struct Made {
@@ -59,17 +64,58 @@ pub struct Taken {
     pub upload: Option<Upload>,
 }
 
+/// The early helpers of the profile's containers (node 0 of each service), one each.
+#[derive(Clone, Default)]
+pub struct EarlyHelpers(Vec<EarlyHelper>);
+
+impl EarlyHelpers {
+    /// Starts making a helper for each of the profile's containers that is new: PostgreSQL's
+    /// at once, the others once it is made (their files are needed only once PostgreSQL's
+    /// container has started, and the engine's work for them would delay that start).
+    pub fn start(engine: &Engine, profile: &Profile) -> EarlyHelpers {
+        let (first, others): (Vec<ContainerSpec>, Vec<ContainerSpec>) =
+            containers::running_specs(profile).into_iter().partition(|spec| spec.service == Service::Postgres);
+        let first: Vec<EarlyHelper> =
+            first.into_iter().map(|spec| EarlyHelper::start(engine, &profile.stack.name, spec, None)).collect();
+        let after = first.first().map(|helper| helper.made.clone());
+        let others =
+            others.into_iter().map(|spec| EarlyHelper::start(engine, &profile.stack.name, spec, after.clone()));
+        EarlyHelpers(first.into_iter().chain(others).collect())
+    }
+
+    /// Starts uploading each container's files as init planned them (`EarlyHelper::deliver`).
+    pub fn deliver(&self, engine: &Engine, planned: &[PlannedFile]) {
+        self.0.iter().for_each(|helper| helper.deliver(engine, planned));
+    }
+
+    /// The helper made for `spec`'s container, for its first delivery of `files`
+    /// (`EarlyHelper::take`); `None` where none was made for a container of that name.
+    pub async fn take(&self, engine: &Engine, spec: &ContainerSpec, files: &[(Delivery, Vec<u8>)]) -> Option<Taken> {
+        self.0.iter().find(|helper| helper.spec.name == spec.name)?.take(engine, spec, files).await
+    }
+
+    /// For a run that ends without taking them: removes each helper not taken and the volumes
+    /// it made (`EarlyHelper::undo`).
+    pub async fn undo(&self, engine: &Engine) {
+        futures_util::future::join_all(self.0.iter().map(|helper| helper.undo(engine))).await;
+    }
+}
+
 impl EarlyHelper {
-    /// Starts making the helper of the profile's PostgreSQL container where it runs
-    /// PostgreSQL and that container is new.
-    pub fn start(engine: &Engine, profile: &Profile) -> EarlyHelper {
-        let spec = containers::running_specs(profile).into_iter().find(|spec| spec.service == Service::Postgres);
-        let (engine, stack) = (engine.clone(), profile.stack.name.clone());
+    /// Starts making the helper of `spec`'s container where that container is new, once
+    /// `after` (another helper's making) has ended.
+    fn start(engine: &Engine, stack: &str, spec: ContainerSpec, after: Option<Making>) -> EarlyHelper {
+        let (engine, stack, for_task) = (engine.clone(), stack.to_owned(), spec.clone());
         // Spawned now, so the engine works on it while init runs.
-        let task = spec.clone().map(|spec| tokio::spawn(async move { make(&engine, &stack, &spec).await }));
-        let making = async move { task?.await.ok().flatten() };
+        let task = tokio::spawn(async move {
+            if let Some(after) = after {
+                after.await;
+            }
+            make(&engine, &stack, &for_task).await
+        });
+        let making = async move { task.await.ok().flatten() };
         EarlyHelper {
-            spec: spec.map(Arc::new),
+            spec: Arc::new(spec),
             made: making.boxed().shared(),
             upload: Arc::new(OnceLock::new()),
             taken: Arc::new(AtomicBool::new(false)),
@@ -81,7 +127,7 @@ impl EarlyHelper {
     /// writes the directory), through the helper once it is made. Nothing starts where a file
     /// the container receives is not among them.
     pub fn deliver(&self, engine: &Engine, planned: &[PlannedFile]) {
-        let Some(spec) = &self.spec else { return };
+        let spec = &self.spec;
         let files: Option<Vec<(Delivery, Vec<u8>)>> = spec
             .deliveries
             .iter()

@@ -123,11 +123,11 @@ pub async fn bring(
     let output = *output;
     // init speaks only in human form, and only when up does: up prints the one JSON document.
     let init_output = Output { format: Format::Human, quiet: output.quiet || output.format == Format::Json, ..output };
-    // The network (where the caller has not started it), and a new PostgreSQL container's
-    // delivery helper, are made while init writes the directory and the pre-flight runs.
+    // The network (where the caller has not started it), and the new containers' delivery
+    // helpers, are made while init writes the directory and the pre-flight runs.
     let network = network.unwrap_or_else(|| Network::start(&engine, &profile));
-    let early = EarlyHelper::start(&engine, &profile);
-    // The new PostgreSQL container's files go into its volumes while init writes them.
+    let early = EarlyHelpers::start(&engine, &profile);
+    // The new containers' files go into their volumes while init writes them.
     let deliver = |planned: &[crate::stackdir::PlannedFile]| early.deliver(&engine, planned);
     let resolved = match init::ensure(
         global,
@@ -176,8 +176,8 @@ fn given<'a>(templates: Option<&'a std::path::Path>, accept: Option<&'a [String]
 
 /// Brings the stack of `dir` up with `engine`, acting for that directory (`engine_for`, whose
 /// claim check the caller made), with the network the caller started making, or made here.
-/// With the new PostgreSQL container's delivery helper the caller started making (`bring`),
-/// where it did. Prints lines for a person; the document is the caller's to print (or to hold
+/// With the new containers' delivery helpers the caller started making (`bring`), where it
+/// did. Prints lines for a person; the document is the caller's to print (or to hold
 /// in its own).
 pub async fn up(
     output: &Output,
@@ -186,12 +186,12 @@ pub async fn up(
     dir: StackDir,
     args: &UpArgs,
     network: Option<Network>,
-    early: Option<EarlyHelper>,
+    early: Option<EarlyHelpers>,
 ) -> anyhow::Result<Brought> {
     let network = network.unwrap_or_else(|| Network::start(&engine, &profile));
     let brought = up_with(output, engine.clone(), profile, dir, args, network.clone(), early.clone()).await;
-    // A helper no delivery took (up stopped before PostgreSQL's container): gone before the
-    // network is looked at, since it is one of the stack's containers.
+    // A helper no delivery took (up stopped before its container): gone before the network is
+    // looked at, since it is one of the stack's containers.
     if let Some(early) = early {
         early.undo(&engine).await;
     }
@@ -216,7 +216,7 @@ async fn up_with(
     dir: StackDir,
     args: &UpArgs,
     network: Network,
-    early: Option<EarlyHelper>,
+    early: Option<EarlyHelpers>,
 ) -> anyhow::Result<Brought> {
     let timeout = args.timeout;
     let started = Instant::now();
@@ -490,5 +490,5 @@ fn stop_at_a_failure(checks: &[Check]) -> anyhow::Result<()> {
 mod early;
 mod service;
 
-pub use early::{EarlyHelper, Taken};
+pub use early::{EarlyHelpers, Taken};
 use service::{Stack, bring_up};

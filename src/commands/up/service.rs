@@ -10,8 +10,8 @@ pub(super) struct Stack {
     pub(super) dir: StackDir,
     pub(super) names: containers::StackNames,
     pub(super) network: Network,
-    /// PostgreSQL's delivery helper, made while init wrote the directory (`bring`).
-    pub(super) early: Option<super::EarlyHelper>,
+    /// The new containers' delivery helpers, made while init wrote the directory (`bring`).
+    pub(super) early: Option<super::EarlyHelpers>,
     pub(super) progress: Progress,
     pub(super) timeout: Duration,
     pub(super) profile: Profile,
@@ -85,7 +85,8 @@ pub(super) async fn bring_up(
     };
     // PostgreSQL's first start (initdb, the init SQL) is the longest: its container goes to the
     // engine first, and the other new containers once it has started, so the engine's work for
-    // them (files, creation, start) runs beside initdb instead of delaying it. The flag is set
+    // them (creation, start; their files went in through their early helpers) runs beside
+    // initdb instead of delaying it. The flag is set
     // however PostgreSQL's bring-up goes on from here, and at once when it creates nothing.
     let _first = (spec.service == Service::Postgres).then(|| FirstStarted(&stack.first_started));
     let plan = converge::plan(engine, &stack.profile, spec, &contents, stack.prune).await?;
@@ -138,7 +139,7 @@ pub(super) async fn bring_up(
 
 /// Volumes, then the files delivered into them (with a fresh record of what was delivered)
 /// while the network and the container are made (neither needs the other), then the start.
-/// Where the helper was made while init wrote the directory (`EarlyHelper`), the files are
+/// Where its helper was made while init wrote the directory (`EarlyHelpers`), the files are
 /// already in (uploaded from init's plan, the same bytes), or go in at once, beside the other
 /// volumes and the container. Returns the delivery helper container,
 /// left for the caller to remove. A container whose files did not arrive is removed, never
