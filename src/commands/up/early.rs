@@ -40,8 +40,7 @@ type Making = Shared<BoxFuture<'static, Option<Made>>>;
 
 #[derive(Clone)]
 struct Made {
-    /// The container it was made for, and the keys of the volumes it mounts.
-    container: String,
+    /// The keys of the volumes it mounts.
     keys: BTreeSet<String>,
     helper: String,
     /// The volumes this run created for it.
@@ -146,8 +145,9 @@ impl EarlyHelper {
         let _ = self.upload.set(EarlyUpload { archives, outcome });
     }
 
-    /// The helper for `spec`'s first delivery of `files`, once: when it was made for that
-    /// container and those volumes. One made for anything else is removed, with the volumes
+    /// The helper for `spec`'s first delivery of `files`, once (`EarlyHelpers::take` asks the
+    /// one made for that container's name): when it was made for those volumes. One made for
+    /// other volumes is removed, with the volumes
     /// it made that `spec` does not mount (the ordinary delivery makes the ones it does), or
     /// with all of them where an early upload filled them; so is one whose early upload puts
     /// anything but `files` (with all its volumes). An upload under way ends first.
@@ -156,7 +156,7 @@ impl EarlyHelper {
         if self.taken.swap(true, Ordering::SeqCst) {
             return None;
         }
-        if made.container != spec.name || made.keys != converge::delivery_volume_keys(spec) {
+        if made.keys != converge::delivery_volume_keys(spec) {
             self.uploaded().await;
             let filled = self.upload.get().is_some();
             let unused: Vec<String> = made
@@ -216,7 +216,7 @@ async fn make(engine: &Engine, stack: &str, spec: &ContainerSpec) -> Option<Made
         return None;
     }
     match engine.create_deliverer(stack, spec, &keys).await {
-        Ok(helper) => Some(Made { container: spec.name.clone(), keys, helper, volumes }),
+        Ok(helper) => Some(Made { keys, helper, volumes }),
         Err(_) => {
             undo(engine, None, &volumes).await;
             None

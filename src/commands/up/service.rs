@@ -86,8 +86,8 @@ pub(super) async fn bring_up(
     // PostgreSQL's first start (initdb, the init SQL) is the longest: its container goes to the
     // engine first, and the other new containers once it has started, so the engine's work for
     // them (creation, start; their files went in through their early helpers) runs beside
-    // initdb instead of delaying it. The flag is set
-    // however PostgreSQL's bring-up goes on from here, and at once when it creates nothing.
+    // initdb instead of delaying it. The flag is set however PostgreSQL's bring-up goes on from
+    // here, and at once when it creates nothing.
     let _first = (spec.service == Service::Postgres).then(|| FirstStarted(&stack.first_started));
     let plan = converge::plan(engine, &stack.profile, spec, &contents, stack.prune).await?;
     let creates = matches!(plan.container, converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. });
