@@ -76,12 +76,12 @@ pub(crate) fn python_client(stack: &DockerStack) -> bool {
 
 /// Runs examples/qdrant_grpc.rs (qdrant-client over gRPC) as the stack's first user.
 fn rust_client(stack: &DockerStack) {
-    let example = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/qdrant_grpc");
+    let example = example_binary("qdrant_grpc");
     let out = Command::new(&example)
         .env("HARDSTACK_DIR", stack.sandbox.stack())
         .env("HARDSTACK", assert_cmd::cargo::cargo_bin("hardstack"))
         .output()
-        .unwrap_or_else(|e| panic!("{} (cargo test builds the examples): {e}", example.display()));
+        .unwrap_or_else(|e| panic!("running {}: {e}", example.display()));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 points found, nearest 5", "{}", text(&out));
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use std::path::Path;
 
-use crate::common::{DockerStack, Load, docker_available, psql, skipped, text};
+use crate::common::{DockerStack, Load, docker_available, example_binary, psql, skipped, text};
 
 /// A psql query against a URL; its answer, or the error psql printed.
 fn psql_at(url: &str, sql: &str) -> Result<String, String> {
@@ -218,10 +218,9 @@ fn the_examples_in_three_languages_ride_through_two_rotations() {
     let out = stack.cmd("up", &["-q", "--no-verify"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let rust = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
     let mut programs: Vec<(&str, Vec<String>)> = ["postgres_pool", "redis_manager", "qdrant_rest"]
         .iter()
-        .map(|e| (*e, vec![rust.join(e).display().to_string()]))
+        .map(|e| (*e, vec![example_binary(e).display().to_string()]))
         .collect();
     if let Some(python) = example_runtime("python", Path::new("/opt/hardstack-examples/bin/python")) {
         programs.push(("python", vec![python, root.join("examples/python/app.py").display().to_string()]));

@@ -37,6 +37,9 @@ impl Drop for FirstStarted<'_> {
 /// Where a service's time went in `up` (`up -v` prints it).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Timings {
+    /// Waiting for PostgreSQL's container to start before this new container goes to the
+    /// engine (see `bring_up`).
+    waited: Duration,
     /// Planning, then the volumes, the files delivered and the container created (or the
     /// changes applied to a running one).
     prepare: Duration,
@@ -49,7 +52,7 @@ pub(super) struct Timings {
 
 impl Timings {
     pub(super) fn total(&self) -> Duration {
-        self.prepare + self.start + self.usable
+        self.waited + self.prepare + self.start + self.usable
     }
 
     pub(super) fn describe(&self, service: Service, replica: bool) -> String {
@@ -58,8 +61,12 @@ impl Timings {
             Service::Postgres => " (on a new data volume: initdb, the init SQL in a temporary server, the final start)",
             _ => "",
         };
+        let waited = match self.waited.is_zero() {
+            true => String::new(),
+            false => format!("{:.2}s waiting for PostgreSQL's start + ", self.waited.as_secs_f64()),
+        };
         format!(
-            "{:.2}s = {:.2}s plan, volumes, files and container + {:.2}s the engine's start + {:.2}s from start to usable{own}",
+            "{:.2}s = {waited}{:.2}s plan, volumes, files and container + {:.2}s the engine's start + {:.2}s from start to usable{own}",
             self.total().as_secs_f64(),
             self.prepare.as_secs_f64(),
             self.start.as_secs_f64(),
@@ -95,8 +102,10 @@ pub(super) async fn bring_up(
         stack.first_started.send_replace(true);
     }
     if creates && spec.service != Service::Postgres {
+        let waiting = Instant::now();
         let mut started = stack.first_started.subscribe();
         let _ = started.wait_for(|started| *started).await;
+        timings.waited = waiting.elapsed();
     }
     let (helper, plan) = match &plan.container {
         converge::ContainerStep::Create | converge::ContainerStep::Recreate { .. } => {
@@ -128,7 +137,7 @@ pub(super) async fn bring_up(
             None => Ok(()),
         }
     };
-    timings.prepare = started.elapsed() - timings.start;
+    timings.prepare = started.elapsed() - timings.waited - timings.start;
     let waiting = Instant::now();
     let (usable, removed) = tokio::join!(wait_until_usable(engine, spec, &readiness, stack.timeout), cleanup);
     timings.usable = waiting.elapsed();

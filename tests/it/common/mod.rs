@@ -98,6 +98,20 @@ pub fn qdrant_image(test: &str) -> Option<&'static str> {
     None
 }
 
+/// The built example NAME (examples/NAME.rs), which the tests run as an application would.
+/// `cargo test` builds the examples; a run limited to some targets (`cargo test --test it`)
+/// does not, and then this says so instead of a bare "No such file or directory".
+pub fn example_binary(name: &str) -> PathBuf {
+    let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    let example = target.join("examples").join(name);
+    assert!(
+        example.is_file(),
+        "{} is missing: `cargo test` builds the examples, a run limited to some targets (`cargo test --test it`) does not; run `cargo build --examples` first",
+        example.display()
+    );
+    example
+}
+
 /// Whether a Docker engine answers. Without one, Docker tests fail in CI (`CI` set) and are a
 /// loud skip elsewhere.
 pub fn docker_available(test: &str) -> bool {
