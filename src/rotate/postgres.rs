@@ -79,9 +79,12 @@ pub async fn set(context: &Context<'_>, pending: &SecretVersion, _database: &str
     standbys_have_it(context).await
 }
 
-/// Waits until every streaming standby has replayed the primary's WAL as it is now: a password
-/// just set is then known on every node, so a client of a standby, and verify's checks there,
-/// log in with it (replication is asynchronous; it takes milliseconds).
+/// Waits until every standby connected to the primary has replayed the primary's WAL as it is
+/// now: a password just set is then known on every node, so a client of a standby, and
+/// verify's checks there, log in with it (replication is asynchronous; it takes milliseconds).
+/// A standby still catching up (a node just started or rewound, which may already take
+/// read-only logins) is waited for too, not only one that has caught up once; the replicas'
+/// login tells standbys from backups (pg_basebackup streams as the backup login).
 async fn standbys_have_it(context: &Context<'_>) -> anyhow::Result<()> {
     if context.profile.postgres.replicas == 0 {
         return Ok(());
@@ -89,7 +92,8 @@ async fn standbys_have_it(context: &Context<'_>) -> anyhow::Result<()> {
     let primary = crate::replica::primary_spec(context.profile);
     let lsn = crate::superuser::sql(context.engine, &primary, "SELECT pg_current_wal_lsn()").await?;
     let behind = format!(
-        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND replay_lsn < '{}'::pg_lsn",
+        "SELECT count(*) FROM pg_stat_replication WHERE usename = '{}' AND (replay_lsn IS NULL OR replay_lsn < '{}'::pg_lsn)",
+        layout::REPLICATION,
         lsn.trim()
     );
     let poll = std::time::Duration::from_millis(20);
